@@ -1,0 +1,241 @@
+//! The decision rule, evaluated on a [`Snapshot`]: the one place it lives.
+//!
+//! 1. Unknown user → Deny (`UnknownUser`).
+//! 2. Locked user → Deny (`UserLocked`); inactive user → Deny (`UserInactive`).
+//! 3. Candidates: enabled policies of the request's connector that list its tool or cover all
+//!    tools, whose scope covers the user and whose conditions all hold.
+//! 4. No candidate → Deny (`NoMatchingPolicy`).
+//! 5. Otherwise the most restrictive action wins; the deciding policy is the lowest id among
+//!    those with that action.
+
+use crate::model::UserStatus;
+use crate::model::{Action, Attributes};
+use crate::snapshot::{PolicyEntry, PolicyIdx, Snapshot, UserIdx};
+
+/// One question: may `agent` call `connector`/`tool` for `user`?
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// A user id, an identity-provider id, or an email (case-insensitive).
+    pub user: &'a str,
+    pub agent: &'a str,
+    pub connector: &'a str,
+    pub tool: &'a str,
+    pub attributes: &'a dyn Attributes,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Attribute values are left out on purpose: they may be sensitive.
+        f.debug_struct("Request")
+            .field("user", &self.user)
+            .field("agent", &self.agent)
+            .field("connector", &self.connector)
+            .field("tool", &self.tool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the answer is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A policy decided; see [`Decision::policy_id`].
+    Policy,
+    NoMatchingPolicy,
+    UserLocked,
+    UserInactive,
+    UnknownUser,
+}
+
+/// An answer. A deny is a value like any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'a> {
+    pub action: Action,
+    pub reason: Reason,
+    /// The deciding policy's id, when `reason` is `Policy`.
+    pub policy_id: Option<&'a str>,
+}
+
+impl Decision<'_> {
+    pub(crate) const fn deny(reason: Reason) -> Decision<'static> {
+        Decision {
+            action: Action::Deny,
+            reason,
+            policy_id: None,
+        }
+    }
+}
+
+/// Why a policy did or did not apply to a request, for explanations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Matched,
+    Disabled,
+    ToolNotCovered,
+    ScopeNotCovered,
+    ConditionFailed,
+    /// The user is unknown, locked or inactive: no policy is considered.
+    UserDenied,
+}
+
+/// One policy of the request's connector, as an explained decision saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMatch<'a> {
+    pub policy_id: &'a str,
+    pub policy_name: &'a str,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub deciding: bool,
+}
+
+/// A tool the user may use through some agent, with a decision other than Deny.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedTool<'a> {
+    pub connector: &'a str,
+    /// A tool name, or `*` for every tool of the connector that no policy names.
+    pub tool: &'a str,
+    pub action: Action,
+    pub policy_id: &'a str,
+}
+
+/// The user as the rule sees it once they passed the status checks.
+#[derive(Clone, Copy)]
+struct Subject<'s> {
+    idx: UserIdx,
+    groups: &'s [u32],
+}
+
+impl Snapshot {
+    /// Decides one request. Deterministic, allocation-free on the common path.
+    pub fn decide(&self, request: &Request<'_>) -> Decision<'_> {
+        let subject = match self.subject(request.user) {
+            Ok(subject) => subject,
+            Err(denied) => return denied,
+        };
+        let Some(connector) = self.connectors.get(request.connector) else {
+            return Decision::deny(Reason::NoMatchingPolicy);
+        };
+        let candidates = connector
+            .by_tool
+            .get(request.tool)
+            .unwrap_or(&connector.all_tools);
+        self.first_applicable(candidates, subject, request.attributes)
+    }
+
+    /// Decides a request and explains it: every policy of the request's connector, in id order,
+    /// with whether it applied and why not. Off the hot path: it scans the connector's policies.
+    pub fn explain(&self, request: &Request<'_>) -> (Decision<'_>, Vec<PolicyMatch<'_>>) {
+        let decision = self.decide(request);
+        let Some(connector) = self.connectors.get(request.connector) else {
+            return (decision, Vec::new());
+        };
+        let subject = self.subject(request.user).ok();
+        let matches = connector
+            .policies
+            .iter()
+            .map(|&p| {
+                let policy = &self.policies[p as usize];
+                let outcome = match subject {
+                    None => Outcome::UserDenied,
+                    Some(_) if !policy.enabled => Outcome::Disabled,
+                    Some(_) if !policy.tools.covers(request.tool) => Outcome::ToolNotCovered,
+                    Some(s) if !policy.covers(s.idx, s.groups) => Outcome::ScopeNotCovered,
+                    Some(_) if !conditions_hold(policy, request.attributes) => {
+                        Outcome::ConditionFailed
+                    }
+                    Some(_) => Outcome::Matched,
+                };
+                PolicyMatch {
+                    policy_id: &policy.id,
+                    policy_name: &policy.name,
+                    action: policy.action,
+                    outcome,
+                    deciding: decision.policy_id == Some(&*policy.id),
+                }
+            })
+            .collect();
+        (decision, matches)
+    }
+
+    /// Every (connector, tool) the user may use with a decision other than Deny, by connector
+    /// then tool name: what an MCP `tools/list` should show. Tools are those some policy names;
+    /// an all-tools grant appears as tool `*`. Empty for an unknown, locked or inactive user.
+    pub fn allowed_tools(
+        &self,
+        user: &str,
+        connector: Option<&str>,
+        attributes: &dyn Attributes,
+    ) -> Vec<AllowedTool<'_>> {
+        let Ok(subject) = self.subject(user) else {
+            return Vec::new();
+        };
+        let mut allowed = Vec::new();
+        for name in &self.connector_names {
+            if connector.is_some_and(|c| c != &**name) {
+                continue;
+            }
+            let Some(index) = self.connectors.get(name) else {
+                continue;
+            };
+            let tools = index
+                .tool_names
+                .iter()
+                .map(|tool| (&**tool, index.by_tool.get(tool).map_or(&[][..], |l| &l[..])))
+                .chain(std::iter::once(("*", &index.all_tools[..])));
+            for (tool, candidates) in tools {
+                let decision = self.first_applicable(candidates, subject, attributes);
+                if let (Some(policy_id), true) =
+                    (decision.policy_id, decision.action != Action::Deny)
+                {
+                    allowed.push(AllowedTool {
+                        connector: name,
+                        tool,
+                        action: decision.action,
+                        policy_id,
+                    });
+                }
+            }
+        }
+        allowed
+    }
+
+    /// Resolves the user and applies the status checks (steps 1 and 2).
+    fn subject(&self, user: &str) -> Result<Subject<'_>, Decision<'static>> {
+        let Some(idx) = self.find_user(user) else {
+            return Err(Decision::deny(Reason::UnknownUser));
+        };
+        let entry = &self.users[idx as usize];
+        match entry.status {
+            UserStatus::Locked => Err(Decision::deny(Reason::UserLocked)),
+            UserStatus::Inactive => Err(Decision::deny(Reason::UserInactive)),
+            UserStatus::Active => Ok(Subject {
+                idx,
+                groups: self.groups_of(entry),
+            }),
+        }
+    }
+
+    /// Steps 3 to 5 over candidates ordered most restrictive first, then by id: the first that
+    /// applies is the answer.
+    fn first_applicable(
+        &self,
+        candidates: &[PolicyIdx],
+        subject: Subject<'_>,
+        attributes: &dyn Attributes,
+    ) -> Decision<'_> {
+        for &p in candidates {
+            let policy = &self.policies[p as usize];
+            if policy.covers(subject.idx, subject.groups) && conditions_hold(policy, attributes) {
+                return Decision {
+                    action: policy.action,
+                    reason: Reason::Policy,
+                    policy_id: Some(&policy.id),
+                };
+            }
+        }
+        Decision::deny(Reason::NoMatchingPolicy)
+    }
+}
+
+fn conditions_hold(policy: &PolicyEntry, attributes: &dyn Attributes) -> bool {
+    policy.conditions.iter().all(|c| c.holds(attributes))
+}

@@ -1,0 +1,22 @@
+//! The pure decision core of Portcullis: the directory and policy [`model`], the indexed
+//! [`Snapshot`] built from it, and the decision rule ([`Snapshot::decide`]).
+//!
+//! This crate must stay embeddable in a gateway process and cheap to fuzz and benchmark: no
+//! async runtime, no RPC, no storage, no logging. The rule lives in [`decide`] alone;
+//! [`decide_reference`] restates it by brute force so the two can be tested against each other.
+
+pub mod decide;
+pub mod model;
+mod reference;
+mod snapshot;
+
+pub use decide::{AllowedTool, Decision, Outcome, PolicyMatch, Reason, Request};
+pub use model::{
+    Action, Attributes, Condition, Group, Lock, ManagedBy, Membership, MembershipSource, Mfa,
+    Model, NoAttributes, Operator, Policy, Role, Scope, Timestamp, Tools, User, UserStatus,
+};
+pub use reference::decide_reference;
+pub use snapshot::Snapshot;
+
+#[cfg(test)]
+mod tests;

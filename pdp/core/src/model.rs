@@ -1,0 +1,320 @@
+//! The directory and policy model: what the store persists and a snapshot is built from.
+//!
+//! Plain data with public fields. Invariants that need the whole model (unique ids, existing
+//! references) are the store's to keep; the snapshot tolerates their absence (a policy naming a
+//! missing user or group matches nobody).
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+/// Everything a snapshot is built from, as of one store revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// The store revision this model was read at.
+    pub revision: u64,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub memberships: Vec<Membership>,
+    pub policies: Vec<Policy>,
+}
+
+/// A person the identity provider knows; agents act on their behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct User {
+    /// Server-assigned and stable; never reused.
+    pub id: String,
+    /// The identity provider's id for this user.
+    pub external_id: Option<String>,
+    /// The login name (SCIM `userName`); usually the email. Looked up case-insensitively.
+    pub user_name: String,
+    /// The first is the primary one. Looked up case-insensitively.
+    pub emails: Vec<String>,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub avatar_url: Option<String>,
+    /// False when the identity provider deactivated the user.
+    pub active: bool,
+    /// Set by an administrator; the identity provider never clears it.
+    pub lock: Option<Lock>,
+    pub mfa: Mfa,
+    /// When the user was provisioned.
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        User {
+            id: String::new(),
+            external_id: None,
+            user_name: String::new(),
+            emails: Vec::new(),
+            display_name: String::new(),
+            given_name: None,
+            family_name: None,
+            avatar_url: None,
+            active: true,
+            lock: None,
+            mfa: Mfa::Unknown,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+        }
+    }
+}
+
+impl User {
+    /// What people see: Locked beats Inactive beats Active, as in the decision rule.
+    pub fn status(&self) -> UserStatus {
+        if self.lock.is_some() {
+            UserStatus::Locked
+        } else if !self.active {
+            UserStatus::Inactive
+        } else {
+            UserStatus::Active
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    Inactive,
+    Locked,
+}
+
+/// Who locked a user, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub at: Timestamp,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Whether the user has multi-factor authentication, as the identity provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mfa {
+    Enabled,
+    Disabled,
+    #[default]
+    Unknown,
+}
+
+impl From<Option<bool>> for Mfa {
+    fn from(value: Option<bool>) -> Self {
+        match value {
+            Some(true) => Mfa::Enabled,
+            Some(false) => Mfa::Disabled,
+            None => Mfa::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Group {
+    /// Server-assigned (or kept from an import) and read-only.
+    pub id: String,
+    pub external_id: Option<String>,
+    pub display_name: String,
+    pub description: String,
+    /// The admin-API roles every member holds.
+    pub roles: Vec<Role>,
+    pub managed_by: ManagedBy,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A role over the admin API itself; it never affects decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    ReadOnly,
+}
+
+/// Where a group is managed: synced groups belong to the identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    /// Synced from the identity provider, which wins on the next sync.
+    #[default]
+    External,
+    /// Created by an administrator here.
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub group_id: String,
+    pub user_id: String,
+    pub joined_at: Timestamp,
+    pub source: MembershipSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipSource {
+    #[default]
+    Idp,
+    Local,
+}
+
+/// Grants (or restricts) some tools of one connector to a scope of users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Policy {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// A connector name such as `github`; compared exactly.
+    pub connector: String,
+    pub tools: Tools,
+    pub scope: Scope,
+    pub action: Action,
+    /// Which approval flow handles a `RequireApproval` answer.
+    pub approval_flow_id: Option<String>,
+    /// All must hold for the policy to apply.
+    pub conditions: Vec<Condition>,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            id: String::new(),
+            name: String::new(),
+            description: String::new(),
+            connector: String::new(),
+            tools: Tools::All,
+            scope: Scope::default(),
+            action: Action::Deny,
+            approval_flow_id: None,
+            conditions: Vec::new(),
+            enabled: true,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+        }
+    }
+}
+
+/// The tools of its connector a policy covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tools {
+    /// Every tool of the connector, including names no policy lists.
+    All,
+    /// Exactly these tool names; compared exactly.
+    Only(Vec<String>),
+}
+
+impl Tools {
+    pub fn covers(&self, tool: &str) -> bool {
+        match self {
+            Tools::All => true,
+            Tools::Only(tools) => tools.iter().any(|t| t == tool),
+        }
+    }
+}
+
+/// Who a policy applies to: everyone, or the listed users plus the members of the listed groups.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Scope {
+    pub all_users: bool,
+    /// User ids.
+    pub users: Vec<String>,
+    /// Group ids.
+    pub groups: Vec<String>,
+}
+
+/// A policy's action, and the decision it yields. Ordered from least to most restrictive, so
+/// the most restrictive of several is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Allow,
+    StepUp,
+    RequireApproval,
+    Deny,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Allow,
+        Action::StepUp,
+        Action::RequireApproval,
+        Action::Deny,
+    ];
+}
+
+/// A test on one request attribute. An absent attribute fails every condition: a policy with
+/// conditions applies only when the caller supplies what it tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub attribute: String,
+    pub operator: Operator,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    /// The attribute equals one of the values.
+    In,
+    /// The attribute is present and equals none of the values.
+    NotIn,
+}
+
+impl Condition {
+    pub fn holds(&self, attributes: &dyn Attributes) -> bool {
+        match attributes.get(&self.attribute) {
+            None => false,
+            Some(value) => {
+                let listed = self.values.iter().any(|v| v == value);
+                match self.operator {
+                    Operator::In => listed,
+                    Operator::NotIn => !listed,
+                }
+            }
+        }
+    }
+}
+
+/// Request attributes that conditions test (the AuthZEN "context").
+pub trait Attributes {
+    fn get(&self, key: &str) -> Option<&str>;
+}
+
+impl<S: std::hash::BuildHasher> Attributes for std::collections::HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<&str> {
+        std::collections::HashMap::get(self, key).map(String::as_str)
+    }
+}
+
+impl Attributes for std::collections::BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<&str> {
+        std::collections::BTreeMap::get(self, key).map(String::as_str)
+    }
+}
+
+/// No attributes at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAttributes;
+
+impl Attributes for NoAttributes {
+    fn get(&self, _key: &str) -> Option<&str> {
+        None
+    }
+}

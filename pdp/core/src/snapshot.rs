@@ -1,0 +1,319 @@
+//! An immutable, indexed view of one model revision, built once and read by every decision.
+//!
+//! Everything a decision needs is resolved here, at build time: user keys to dense indexes,
+//! each user's groups, and per (connector, tool) the enabled policies that can apply, already in
+//! the order in which the first one that matches is the answer. Deciding is then a few hash
+//! lookups and a short scan.
+
+use crate::model::{Action, Condition, Model, Tools, UserStatus};
+use foldhash::fast::RandomState;
+use std::collections::HashMap;
+
+/// A hash map with a per-process random seed: fast on short keys, and keys synced from an
+/// identity provider cannot be chosen to collide.
+pub(crate) type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// Dense index of a user in [`Snapshot::users`].
+pub(crate) type UserIdx = u32;
+/// Dense index of a group; only groups that exist in the model get one.
+pub(crate) type GroupIdx = u32;
+/// Dense index of a policy in [`Snapshot::policies`]; policies are sorted by id, so a lower
+/// index is a lower id.
+pub(crate) type PolicyIdx = u32;
+
+/// The indexed snapshot of one model revision.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) revision: u64,
+    pub(crate) users: Vec<UserEntry>,
+    /// Invariant: every user's groups, sorted and deduplicated, concatenated;
+    /// `UserEntry::groups` is a range into it.
+    pub(crate) user_groups: Vec<GroupIdx>,
+    /// Exact user id → user.
+    pub(crate) by_id: Map<Box<str>, UserIdx>,
+    /// Exact identity-provider id → user; an id that is also some user's `id` is shadowed.
+    pub(crate) by_external_id: Map<Box<str>, UserIdx>,
+    /// Lower-cased email or user name → user; on a clash the user first in model order wins.
+    pub(crate) by_email: Map<Box<str>, UserIdx>,
+    /// Invariant: sorted by policy id.
+    pub(crate) policies: Vec<PolicyEntry>,
+    pub(crate) connectors: Map<Box<str>, ConnectorIndex>,
+    /// Connector names, sorted, for listing.
+    pub(crate) connector_names: Vec<Box<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct UserEntry {
+    pub(crate) status: UserStatus,
+    pub(crate) groups_start: u32,
+    pub(crate) groups_len: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct PolicyEntry {
+    pub(crate) id: Box<str>,
+    pub(crate) name: Box<str>,
+    pub(crate) action: Action,
+    pub(crate) enabled: bool,
+    pub(crate) tools: Tools,
+    pub(crate) all_users: bool,
+    /// Invariant: sorted; users the model does not have are dropped.
+    pub(crate) users: Box<[UserIdx]>,
+    /// Invariant: sorted; groups the model does not have are dropped.
+    pub(crate) groups: Box<[GroupIdx]>,
+    pub(crate) conditions: Box<[Condition]>,
+}
+
+/// The policies of one connector.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectorIndex {
+    /// Tool → the enabled policies that list it or cover all tools.
+    /// Invariant: ordered by action, most restrictive first, then by policy id; so the first
+    /// policy in the list that applies to a request is the deciding one.
+    pub(crate) by_tool: Map<Box<str>, Box<[PolicyIdx]>>,
+    /// The enabled all-tools policies, in the same order: the candidates for a tool no policy
+    /// lists.
+    pub(crate) all_tools: Box<[PolicyIdx]>,
+    /// Tool names some policy lists, sorted.
+    pub(crate) tool_names: Vec<Box<str>>,
+    /// Every policy of the connector, enabled or not, in id order (for explanations).
+    pub(crate) policies: Box<[PolicyIdx]>,
+}
+
+impl Snapshot {
+    /// Indexes `model`. Never fails: dangling references are dropped, so they match nobody.
+    pub fn build(model: &Model) -> Snapshot {
+        let user_count = model.users.len();
+        let mut by_id: Map<Box<str>, UserIdx> = Map::default();
+        by_id.reserve(user_count);
+        for (idx, user) in model.users.iter().enumerate() {
+            by_id
+                .entry(user.id.as_str().into())
+                .or_insert(idx as UserIdx);
+        }
+        let mut by_external_id: Map<Box<str>, UserIdx> = Map::default();
+        let mut by_email: Map<Box<str>, UserIdx> = Map::default();
+        by_email.reserve(user_count);
+        for (idx, user) in model.users.iter().enumerate() {
+            if let Some(external_id) = &user.external_id
+                && !by_id.contains_key(external_id.as_str())
+            {
+                by_external_id
+                    .entry(external_id.as_str().into())
+                    .or_insert(idx as UserIdx);
+            }
+            let names = user.emails.iter().chain(std::iter::once(&user.user_name));
+            for name in names.filter(|n| !n.is_empty()) {
+                by_email
+                    .entry(name.to_lowercase().into())
+                    .or_insert(idx as UserIdx);
+            }
+        }
+
+        let mut group_index: Map<&str, GroupIdx> = Map::default();
+        for group in &model.groups {
+            let next = group_index.len() as GroupIdx;
+            group_index.entry(group.id.as_str()).or_insert(next);
+        }
+
+        // Each user's groups, via a per-user list, then flattened.
+        let mut per_user: Vec<Vec<GroupIdx>> = vec![Vec::new(); user_count];
+        for membership in &model.memberships {
+            if let (Some(&u), Some(&g)) = (
+                by_id.get(membership.user_id.as_str()),
+                group_index.get(membership.group_id.as_str()),
+            ) {
+                per_user[u as usize].push(g);
+            }
+        }
+        let mut user_groups = Vec::with_capacity(model.memberships.len());
+        let mut users = Vec::with_capacity(user_count);
+        for (user, mut groups) in model.users.iter().zip(per_user) {
+            groups.sort_unstable();
+            groups.dedup();
+            users.push(UserEntry {
+                status: user.status(),
+                groups_start: user_groups.len() as u32,
+                groups_len: groups.len() as u32,
+            });
+            user_groups.extend_from_slice(&groups);
+        }
+
+        let mut sorted: Vec<&crate::model::Policy> = model.policies.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let policies: Vec<PolicyEntry> = sorted
+            .iter()
+            .map(|p| {
+                let mut users: Vec<UserIdx> = p
+                    .scope
+                    .users
+                    .iter()
+                    .filter_map(|u| by_id.get(u.as_str()).copied())
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
+                let mut groups: Vec<GroupIdx> = p
+                    .scope
+                    .groups
+                    .iter()
+                    .filter_map(|g| group_index.get(g.as_str()).copied())
+                    .collect();
+                groups.sort_unstable();
+                groups.dedup();
+                PolicyEntry {
+                    id: p.id.as_str().into(),
+                    name: p.name.as_str().into(),
+                    action: p.action,
+                    enabled: p.enabled,
+                    tools: p.tools.clone(),
+                    all_users: p.scope.all_users,
+                    users: users.into(),
+                    groups: groups.into(),
+                    conditions: p.conditions.clone().into(),
+                }
+            })
+            .collect();
+
+        let connectors = index_connectors(&sorted, &policies);
+        let mut connector_names: Vec<Box<str>> = connectors.keys().cloned().collect();
+        connector_names.sort();
+
+        Snapshot {
+            revision: model.revision,
+            users,
+            user_groups,
+            by_id,
+            by_external_id,
+            by_email,
+            policies,
+            connectors,
+            connector_names,
+        }
+    }
+
+    /// The store revision this snapshot was built from.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Finds a user by id, then by external id, then by email or user name ignoring case.
+    pub(crate) fn find_user(&self, key: &str) -> Option<UserIdx> {
+        if let Some(&idx) = self.by_id.get(key) {
+            return Some(idx);
+        }
+        if let Some(&idx) = self.by_external_id.get(key) {
+            return Some(idx);
+        }
+        if key.bytes().any(|b| b.is_ascii_uppercase()) || !key.is_ascii() {
+            // Lower-case into a stack buffer when we can: mixed-case emails are common and the
+            // hot path should not allocate.
+            let mut buf = [0u8; 128];
+            if key.is_ascii() && key.len() <= buf.len() {
+                let lower = &mut buf[..key.len()];
+                lower.copy_from_slice(key.as_bytes());
+                lower.make_ascii_lowercase();
+                let lower = std::str::from_utf8(lower).ok()?;
+                return self.by_email.get(lower).copied();
+            }
+            return self.by_email.get(key.to_lowercase().as_str()).copied();
+        }
+        self.by_email.get(key).copied()
+    }
+
+    pub(crate) fn groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
+        let start = user.groups_start as usize;
+        &self.user_groups[start..start + user.groups_len as usize]
+    }
+}
+
+impl PolicyEntry {
+    /// Whether the scope covers this user (given the user's sorted groups).
+    pub(crate) fn covers(&self, user: UserIdx, user_groups: &[GroupIdx]) -> bool {
+        self.all_users
+            || self.users.binary_search(&user).is_ok()
+            || sorted_intersect(&self.groups, user_groups)
+    }
+}
+
+/// Whether two sorted slices share an element. Both are short in practice (a user is in a few
+/// groups; a policy names a few), so a merge beats hashing.
+fn sorted_intersect(a: &[u32], b: &[u32]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+fn index_connectors(
+    sorted: &[&crate::model::Policy],
+    entries: &[PolicyEntry],
+) -> Map<Box<str>, ConnectorIndex> {
+    #[derive(Default)]
+    struct Building<'a> {
+        by_tool: Map<&'a str, Vec<PolicyIdx>>,
+        all_tools: Vec<PolicyIdx>,
+        policies: Vec<PolicyIdx>,
+    }
+    let mut building: Map<&str, Building> = Map::default();
+    for (idx, policy) in sorted.iter().enumerate() {
+        let idx = idx as PolicyIdx;
+        let b = building.entry(policy.connector.as_str()).or_default();
+        b.policies.push(idx);
+        match &policy.tools {
+            Tools::All => {
+                if policy.enabled {
+                    b.all_tools.push(idx);
+                }
+            }
+            Tools::Only(tools) => {
+                for tool in tools {
+                    let list = b.by_tool.entry(tool.as_str()).or_default();
+                    if policy.enabled && list.last() != Some(&idx) {
+                        list.push(idx);
+                    }
+                }
+            }
+        }
+    }
+    // Most restrictive first, then lowest id: the first applicable policy decides.
+    let order = |list: &mut Vec<PolicyIdx>| {
+        list.sort_by_key(|&p| (std::cmp::Reverse(entries[p as usize].action), p));
+    };
+    building
+        .into_iter()
+        .map(|(connector, mut b)| {
+            order(&mut b.all_tools);
+            let mut tool_names: Vec<Box<str>> = b.by_tool.keys().map(|t| Box::from(*t)).collect();
+            tool_names.sort();
+            let by_tool = b
+                .by_tool
+                .into_iter()
+                .map(|(tool, mut list)| {
+                    list.extend_from_slice(&b.all_tools);
+                    order(&mut list);
+                    (Box::from(tool), list.into_boxed_slice())
+                })
+                .collect();
+            let index = ConnectorIndex {
+                by_tool,
+                all_tools: b.all_tools.into_boxed_slice(),
+                tool_names,
+                policies: b.policies.into_boxed_slice(),
+            };
+            (Box::from(connector), index)
+        })
+        .collect()
+}

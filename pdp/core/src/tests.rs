@@ -1,0 +1,538 @@
+//! The rule's examples, and the differential test of the snapshot against the reference.
+
+use crate::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn user(id: &str, email: &str) -> User {
+    User {
+        id: id.into(),
+        user_name: email.into(),
+        emails: vec![email.into()],
+        display_name: id.into(),
+        ..User::default()
+    }
+}
+
+fn group(id: &str) -> Group {
+    Group {
+        id: id.into(),
+        display_name: id.into(),
+        ..Group::default()
+    }
+}
+
+fn member(group_id: &str, user_id: &str) -> Membership {
+    Membership {
+        group_id: group_id.into(),
+        user_id: user_id.into(),
+        joined_at: Timestamp(0),
+        source: MembershipSource::Idp,
+    }
+}
+
+fn policy(id: &str, connector: &str, tools: &[&str], action: Action) -> Policy {
+    Policy {
+        id: id.into(),
+        name: format!("policy {id}"),
+        connector: connector.into(),
+        tools: if tools == ["*"] {
+            Tools::All
+        } else {
+            Tools::Only(tools.iter().map(|t| t.to_string()).collect())
+        },
+        scope: Scope {
+            all_users: true,
+            ..Scope::default()
+        },
+        action,
+        ..Policy::default()
+    }
+}
+
+fn request<'a>(user: &'a str, connector: &'a str, tool: &'a str) -> Request<'a> {
+    Request {
+        user,
+        agent: "claude",
+        connector,
+        tool,
+        attributes: &NoAttributes,
+    }
+}
+
+/// Decides with both implementations and insists they agree.
+fn both(model: &Model, req: &Request<'_>) -> (Action, Reason, Option<String>) {
+    let snapshot = Snapshot::build(model);
+    let fast = snapshot.decide(req);
+    let slow = decide_reference(model, req);
+    assert_eq!(fast, slow, "snapshot and reference disagree on {req:?}");
+    (fast.action, fast.reason, fast.policy_id.map(str::to_owned))
+}
+
+fn base_model() -> Model {
+    Model {
+        revision: 7,
+        users: vec![user("u1", "Ada@Example.com"), user("u2", "bob@example.com")],
+        groups: vec![group("eng"), group("ops")],
+        memberships: vec![member("eng", "u1")],
+        policies: Vec::new(),
+    }
+}
+
+#[test]
+fn every_pair_of_actions_resolves_to_the_most_restrictive_and_lowest_id() {
+    for first in Action::ALL {
+        for second in Action::ALL {
+            let mut model = base_model();
+            model.policies = vec![
+                policy("p1", "github", &["create_issue"], first),
+                policy("p2", "github", &["create_issue", "merge"], second),
+            ];
+            let strictest = first.max(second);
+            let expected_id = if first == strictest { "p1" } else { "p2" };
+            let answer = both(&model, &request("u1", "github", "create_issue"));
+            assert_eq!(
+                answer,
+                (strictest, Reason::Policy, Some(expected_id.into())),
+                "{first:?} vs {second:?}"
+            );
+
+            // Writing order must not matter.
+            model.policies.reverse();
+            let again = both(&model, &request("u1", "github", "create_issue"));
+            assert_eq!(again, answer);
+
+            // The second alone covers `merge`.
+            let merge = both(&model, &request("u1", "github", "merge"));
+            assert_eq!(merge, (second, Reason::Policy, Some("p2".into())));
+        }
+    }
+}
+
+#[test]
+fn a_wildcard_policy_competes_with_listed_ones() {
+    for wildcard in Action::ALL {
+        for listed in Action::ALL {
+            let mut model = base_model();
+            model.policies = vec![
+                policy("p1", "github", &["*"], wildcard),
+                policy("p2", "github", &["merge"], listed),
+            ];
+            let answer = both(&model, &request("u1", "github", "merge"));
+            let strictest = wildcard.max(listed);
+            let id = if wildcard == strictest { "p1" } else { "p2" };
+            assert_eq!(answer, (strictest, Reason::Policy, Some(id.into())));
+            // A tool no policy lists, and the literal `*`, fall to the wildcard alone.
+            for tool in ["not_a_tool", "*"] {
+                let answer = both(&model, &request("u1", "github", tool));
+                assert_eq!(answer, (wildcard, Reason::Policy, Some("p1".into())));
+            }
+        }
+    }
+}
+
+#[test]
+fn user_status_comes_before_policies() {
+    let mut model = base_model();
+    model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
+    model.users.push(User {
+        active: false,
+        ..user("u3", "c@example.com")
+    });
+    let lock = Lock {
+        at: Timestamp(1),
+        by: "admin".into(),
+        reason: "incident".into(),
+    };
+    model.users.push(User {
+        lock: Some(lock.clone()),
+        ..user("u4", "d@example.com")
+    });
+    model.users.push(User {
+        lock: Some(lock),
+        active: false,
+        ..user("u5", "e@example.com")
+    });
+
+    let deny = |reason| (Action::Deny, reason, None);
+    assert_eq!(
+        both(&model, &request("nobody", "github", "x")),
+        deny(Reason::UnknownUser)
+    );
+    assert_eq!(
+        both(&model, &request("U1", "github", "x")),
+        deny(Reason::UnknownUser)
+    );
+    assert_eq!(
+        both(&model, &request("u3", "github", "x")),
+        deny(Reason::UserInactive)
+    );
+    assert_eq!(
+        both(&model, &request("u4", "github", "x")),
+        deny(Reason::UserLocked)
+    );
+    assert_eq!(
+        both(&model, &request("u5", "github", "x")),
+        deny(Reason::UserLocked)
+    );
+    assert_eq!(both(&model, &request("u1", "github", "x")).0, Action::Allow);
+}
+
+#[test]
+fn users_are_found_by_id_external_id_and_email_ignoring_case() {
+    let mut model = base_model();
+    model.users[1].external_id = Some("okta-00b".into());
+    model.policies = vec![policy("p1", "github", &["*"], Action::StepUp)];
+    for key in ["u2", "okta-00b", "bob@example.com", "BOB@Example.COM"] {
+        assert_eq!(
+            both(&model, &request(key, "github", "x")).0,
+            Action::StepUp,
+            "{key}"
+        );
+    }
+    for key in ["ada@example.com", "ADA@EXAMPLE.COM"] {
+        assert_eq!(
+            both(&model, &request(key, "github", "x")).0,
+            Action::StepUp,
+            "{key}"
+        );
+    }
+    // The external id is exact.
+    assert_eq!(
+        both(&model, &request("OKTA-00B", "github", "x")).1,
+        Reason::UnknownUser
+    );
+}
+
+#[test]
+fn scope_connector_tool_and_enabled_must_all_match() {
+    let mut model = base_model();
+    let mut by_group = policy("p1", "github", &["create_issue"], Action::Allow);
+    by_group.scope = Scope {
+        all_users: false,
+        users: vec![],
+        groups: vec!["eng".into()],
+    };
+    let mut by_user = policy("p2", "slack", &["post"], Action::Allow);
+    by_user.scope = Scope {
+        all_users: false,
+        users: vec!["u2".into()],
+        groups: vec![],
+    };
+    let mut disabled = policy("p3", "github", &["create_issue"], Action::Deny);
+    disabled.enabled = false;
+    let mut dangling = policy("p4", "github", &["create_issue"], Action::Deny);
+    dangling.scope = Scope {
+        all_users: false,
+        users: vec!["u-deleted-1".into()],
+        groups: vec!["g-deleted-1".into()],
+    };
+    model.policies = vec![by_group, by_user, disabled, dangling];
+
+    let no_match = (Action::Deny, Reason::NoMatchingPolicy, None);
+    assert_eq!(
+        both(&model, &request("u1", "github", "create_issue")),
+        (Action::Allow, Reason::Policy, Some("p1".into()))
+    );
+    assert_eq!(
+        both(&model, &request("u2", "github", "create_issue")),
+        no_match
+    );
+    assert_eq!(
+        both(&model, &request("u2", "slack", "post")),
+        (Action::Allow, Reason::Policy, Some("p2".into()))
+    );
+    assert_eq!(both(&model, &request("u1", "slack", "post")), no_match);
+    assert_eq!(
+        both(&model, &request("u1", "GitHub", "create_issue")),
+        no_match
+    );
+    assert_eq!(
+        both(&model, &request("u1", "github ", "create_issue")),
+        no_match
+    );
+    assert_eq!(
+        both(&model, &request("u1", "github", "Create_Issue")),
+        no_match
+    );
+    assert_eq!(both(&model, &request("u1", "github", "*")), no_match);
+}
+
+#[test]
+fn conditions_must_all_hold_and_an_absent_attribute_fails_them() {
+    let mut model = base_model();
+    let mut p = policy("p1", "github", &["*"], Action::Allow);
+    p.conditions = vec![
+        Condition {
+            attribute: "env".into(),
+            operator: Operator::In,
+            values: vec!["prod".into(), "staging".into()],
+        },
+        Condition {
+            attribute: "network".into(),
+            operator: Operator::NotIn,
+            values: vec!["tor".into()],
+        },
+    ];
+    model.policies = vec![p];
+    let check = |attrs: &[(&str, &str)]| {
+        let attrs: BTreeMap<String, String> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let req = Request {
+            attributes: &attrs,
+            ..request("u1", "github", "x")
+        };
+        both(&model, &req).1
+    };
+    assert_eq!(
+        check(&[("env", "prod"), ("network", "corp")]),
+        Reason::Policy
+    );
+    assert_eq!(
+        check(&[("env", "dev"), ("network", "corp")]),
+        Reason::NoMatchingPolicy
+    );
+    assert_eq!(
+        check(&[("env", "prod"), ("network", "tor")]),
+        Reason::NoMatchingPolicy
+    );
+    assert_eq!(check(&[("env", "prod")]), Reason::NoMatchingPolicy);
+    assert_eq!(check(&[]), Reason::NoMatchingPolicy);
+}
+
+#[test]
+fn explain_says_why_each_policy_of_the_connector_did_or_did_not_match() {
+    let mut model = base_model();
+    let mut scoped = policy("p2", "github", &["merge"], Action::Deny);
+    scoped.scope = Scope {
+        all_users: false,
+        users: vec!["u2".into()],
+        groups: vec![],
+    };
+    let mut disabled = policy("p3", "github", &["merge"], Action::Deny);
+    disabled.enabled = false;
+    model.policies = vec![
+        disabled,
+        scoped,
+        policy("p1", "github", &["merge"], Action::StepUp),
+        policy("p4", "github", &["create_issue"], Action::Deny),
+        policy("p5", "slack", &["*"], Action::Deny),
+    ];
+    let snapshot = Snapshot::build(&model);
+    let (decision, matches) = snapshot.explain(&request("u1", "github", "merge"));
+    assert_eq!(decision.policy_id, Some("p1"));
+    let got: Vec<(&str, Outcome, bool)> = matches
+        .iter()
+        .map(|m| (m.policy_id, m.outcome, m.deciding))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("p1", Outcome::Matched, true),
+            ("p2", Outcome::ScopeNotCovered, false),
+            ("p3", Outcome::Disabled, false),
+            ("p4", Outcome::ToolNotCovered, false),
+        ]
+    );
+    let (_, matches) = snapshot.explain(&request("ghost", "github", "merge"));
+    assert!(matches.iter().all(|m| m.outcome == Outcome::UserDenied));
+}
+
+#[test]
+fn allowed_tools_lists_every_non_deny_tool_and_the_wildcard() {
+    let mut model = base_model();
+    model.policies = vec![
+        policy("p1", "github", &["create_issue", "merge"], Action::Allow),
+        policy("p2", "github", &["merge"], Action::Deny),
+        policy("p3", "slack", &["*"], Action::StepUp),
+        policy("p4", "slack", &["post"], Action::RequireApproval),
+    ];
+    let snapshot = Snapshot::build(&model);
+    let got: Vec<(&str, &str, Action, &str)> = snapshot
+        .allowed_tools("u1", None, &NoAttributes)
+        .iter()
+        .map(|t| (t.connector, t.tool, t.action, t.policy_id))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("github", "create_issue", Action::Allow, "p1"),
+            ("slack", "post", Action::RequireApproval, "p4"),
+            ("slack", "*", Action::StepUp, "p3"),
+        ]
+    );
+    assert_eq!(
+        snapshot
+            .allowed_tools("u1", Some("slack"), &NoAttributes)
+            .len(),
+        2
+    );
+    assert!(
+        snapshot
+            .allowed_tools("ghost", None, &NoAttributes)
+            .is_empty()
+    );
+    // Every listed tool agrees with decide().
+    for t in snapshot.allowed_tools("u1", None, &NoAttributes) {
+        let d = snapshot.decide(&request(
+            "u1",
+            t.connector,
+            if t.tool == "*" { "unlisted" } else { t.tool },
+        ));
+        assert_eq!((d.action, d.policy_id), (t.action, Some(t.policy_id)));
+    }
+}
+
+// ---- differential: random models and requests, snapshot against reference ----
+
+const CONNECTORS: [&str; 3] = ["github", "slack", "drive"];
+const TOOLS: [&str; 4] = ["read", "write", "delete", "*"];
+
+fn arb_action() -> impl Strategy<Value = Action> {
+    prop::sample::select(Action::ALL.to_vec())
+}
+
+fn arb_model() -> impl Strategy<Value = Model> {
+    let users = prop::collection::vec(
+        (any::<bool>(), any::<bool>(), any::<bool>(), 0..3usize),
+        0..8,
+    );
+    let groups = 0..5usize;
+    let memberships = prop::collection::vec((0..6usize, 0..9usize), 0..16);
+    let condition = (
+        prop::sample::select(vec!["env", "ip"]),
+        any::<bool>(),
+        prop::sample::select(vec!["a", "b"]),
+    )
+        .prop_map(|(attribute, in_, value)| Condition {
+            attribute: attribute.into(),
+            operator: if in_ { Operator::In } else { Operator::NotIn },
+            values: vec![value.into()],
+        });
+    let arb_policy = (
+        0..3usize,
+        prop::option::of(prop::collection::vec(
+            prop::sample::select(TOOLS.to_vec()),
+            1..3,
+        )),
+        (
+            any::<bool>(),
+            prop::collection::vec(0..9usize, 0..3),
+            prop::collection::vec(0..6usize, 0..3),
+        ),
+        arb_action(),
+        prop::bool::weighted(0.9),
+        prop::collection::vec(condition, 0..2),
+    );
+    let policies = prop::collection::vec(arb_policy, 0..12);
+    (users, groups, memberships, policies).prop_map(
+        |(users, group_count, memberships, policies)| {
+            let users: Vec<User> = users
+                .into_iter()
+                .enumerate()
+                .map(|(i, (active, locked, external, email_case))| {
+                    let email = match email_case {
+                        0 => format!("user{i}@example.com"),
+                        1 => format!("User{i}@Example.com"),
+                        // Two users sharing an email: the first in model order wins.
+                        _ => "shared@example.com".to_string(),
+                    };
+                    User {
+                        active,
+                        lock: locked.then(|| Lock {
+                            at: Timestamp(1),
+                            by: "a".into(),
+                            reason: "r".into(),
+                        }),
+                        external_id: external.then(|| format!("ext-{i}")),
+                        ..user(&format!("u{i}"), &email)
+                    }
+                })
+                .collect();
+            Model {
+                revision: 1,
+                users,
+                groups: (0..group_count).map(|g| group(&format!("g{g}"))).collect(),
+                // Indexes past the end make dangling references on purpose.
+                memberships: memberships
+                    .into_iter()
+                    .map(|(g, u)| member(&format!("g{g}"), &format!("u{u}")))
+                    .collect(),
+                policies: policies
+                    .into_iter()
+                    .enumerate()
+                    .map(
+                        |(
+                            i,
+                            (
+                                connector,
+                                tools,
+                                (all_users, users, groups),
+                                action,
+                                enabled,
+                                conditions,
+                            ),
+                        )| Policy {
+                            id: format!("p{:02}", (i * 7) % 12),
+                            connector: CONNECTORS[connector].into(),
+                            tools: match tools {
+                                None => Tools::All,
+                                Some(t) => Tools::Only(t.into_iter().map(String::from).collect()),
+                            },
+                            scope: Scope {
+                                all_users,
+                                users: users.into_iter().map(|u| format!("u{u}")).collect(),
+                                groups: groups.into_iter().map(|g| format!("g{g}")).collect(),
+                            },
+                            name: format!("policy {i}"),
+                            action,
+                            enabled,
+                            conditions,
+                            ..Policy::default()
+                        },
+                    )
+                    .collect(),
+            }
+        },
+    )
+}
+
+fn arb_request() -> impl Strategy<Value = (String, usize, String, Vec<(String, String)>)> {
+    let user = prop_oneof![
+        (0..9usize).prop_map(|i| format!("u{i}")),
+        (0..9usize).prop_map(|i| format!("ext-{i}")),
+        (0..9usize).prop_map(|i| format!("USER{i}@EXAMPLE.COM")),
+        Just("shared@Example.com".to_string()),
+        Just("U1".to_string()),
+    ];
+    let tool = prop_oneof![
+        prop::sample::select(TOOLS.to_vec()).prop_map(String::from),
+        Just("unknown".to_string())
+    ];
+    let attrs = prop::collection::vec(
+        (
+            prop::sample::select(vec!["env", "ip"]),
+            prop::sample::select(vec!["a", "b"]),
+        )
+            .prop_map(|(k, v)| (k.to_string(), v.to_string())),
+        0..3,
+    );
+    (user, 0..4usize, tool, attrs)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn snapshot_agrees_with_reference(model in arb_model(), requests in prop::collection::vec(arb_request(), 1..24)) {
+        let snapshot = Snapshot::build(&model);
+        for (user, connector, tool, attrs) in &requests {
+            let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
+            let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
+            let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
+            prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
+        }
+    }
+}

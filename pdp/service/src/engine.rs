@@ -1,0 +1,100 @@
+//! The current snapshot, swapped atomically as new revisions are published.
+
+use crate::{Error, Result};
+use arc_swap::ArcSwap;
+use pdp::Snapshot;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a request with `min_revision` may wait for that revision to be published.
+pub const MAX_REVISION_WAIT: Duration = Duration::from_millis(100);
+
+/// Holds the snapshot every decision reads. Cheap to clone; all clones share one snapshot.
+///
+/// Readers load the current `Arc<Snapshot>` without locking and never see a half-built one;
+/// writers build a new snapshot off to the side and publish it in one swap.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    current: ArcSwap<Snapshot>,
+    /// The revision of `current`, for callers waiting on a newer one.
+    revision: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(snapshot: Snapshot) -> Engine {
+        let (revision, _) = watch::channel(snapshot.revision());
+        Engine {
+            inner: Arc::new(Inner {
+                current: ArcSwap::from_pointee(snapshot),
+                revision,
+            }),
+        }
+    }
+
+    /// The current snapshot. Hold it only for the duration of one request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.current.load_full()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.inner.current.load().revision()
+    }
+
+    /// Publishes `snapshot` unless a newer one is already current, so revisions served never go
+    /// backwards even if two publishers race.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let new = Arc::new(snapshot);
+        let revision = new.revision();
+        let previous = self.inner.current.rcu(|current| {
+            if current.revision() > revision {
+                Arc::clone(current)
+            } else {
+                Arc::clone(&new)
+            }
+        });
+        if previous.revision() <= revision {
+            self.inner.revision.send_if_modified(|current| {
+                let newer = *current < revision;
+                if newer {
+                    *current = revision;
+                }
+                newer
+            });
+        }
+    }
+
+    /// A snapshot at least as new as `min_revision`, waiting up to [`MAX_REVISION_WAIT`] for it.
+    pub async fn snapshot_at_least(&self, min_revision: u64) -> Result<Arc<Snapshot>> {
+        let snapshot = self.snapshot();
+        if snapshot.revision() >= min_revision {
+            return Ok(snapshot);
+        }
+        let mut revisions = self.inner.revision.subscribe();
+        let reached = tokio::time::timeout(
+            MAX_REVISION_WAIT,
+            revisions.wait_for(|&r| r >= min_revision),
+        )
+        .await;
+        let snapshot = self.snapshot();
+        match reached {
+            Ok(Ok(_)) if snapshot.revision() >= min_revision => Ok(snapshot),
+            _ => Err(Error::RevisionNotReached {
+                min_revision,
+                current: snapshot.revision(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The gRPC `DecisionService`.
+
+use crate::{Engine, Error, Result, convert};
+use pb::decision_service_server::DecisionServiceServer;
+use pdp::Snapshot;
+use portcullis_proto::v1 as pb;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tonic::{Request, Response, Status};
+
+/// The most checks one `BatchCheck` may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Answers `Check`, `BatchCheck` and `ListAllowedTools` from the engine's current snapshot.
+#[derive(Debug, Clone)]
+pub struct DecisionService {
+    engine: Engine,
+    ids: Arc<DecisionIds>,
+}
+
+impl DecisionService {
+    pub fn new(engine: Engine) -> DecisionService {
+        DecisionService {
+            engine,
+            ids: Arc::new(DecisionIds::new()),
+        }
+    }
+
+    /// The tonic service, ready to add to a server.
+    pub fn into_server(self) -> DecisionServiceServer<DecisionService> {
+        DecisionServiceServer::new(self)
+    }
+
+    fn answer(
+        &self,
+        snapshot: &Snapshot,
+        check: &pb::CheckRequest,
+        path: &str,
+    ) -> Result<pb::CheckResponse> {
+        let request = convert::request(check, path)?;
+        let (decision, explanation) = if check.explain {
+            let (decision, matches) = snapshot.explain(&request);
+            (
+                decision,
+                matches.iter().map(convert::policy_match).collect(),
+            )
+        } else {
+            (snapshot.decide(&request), Vec::new())
+        };
+        Ok(pb::CheckResponse {
+            decision: convert::action(decision.action).into(),
+            reason: convert::reason(decision.reason).into(),
+            policy_id: decision.policy_id.unwrap_or_default().to_owned(),
+            revision: snapshot.revision(),
+            decision_id: self.ids.next(),
+            explanation,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::decision_service_server::DecisionService for DecisionService {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let check = request.into_inner();
+        let snapshot = self.engine.snapshot_at_least(check.min_revision).await?;
+        Ok(Response::new(self.answer(&snapshot, &check, "")?))
+    }
+
+    async fn batch_check(
+        &self,
+        request: Request<pb::BatchCheckRequest>,
+    ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let pb::BatchCheckRequest { checks } = request.into_inner();
+        if checks.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "checks",
+                format!("{} checks, the limit is {MAX_BATCH}", checks.len()),
+            )
+            .into());
+        }
+        // One snapshot answers the whole batch, so its answers are mutually consistent.
+        let min_revision = checks.iter().map(|c| c.min_revision).max().unwrap_or(0);
+        let snapshot = self.engine.snapshot_at_least(min_revision).await?;
+        let results = checks
+            .iter()
+            .enumerate()
+            .map(|(i, check)| self.answer(&snapshot, check, &format!("checks[{i}].")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Response::new(pb::BatchCheckResponse { results }))
+    }
+
+    async fn list_allowed_tools(
+        &self,
+        request: Request<pb::ListAllowedToolsRequest>,
+    ) -> Result<Response<pb::ListAllowedToolsResponse>, Status> {
+        let pb::ListAllowedToolsRequest {
+            user,
+            agent,
+            connector,
+            attributes,
+            min_revision,
+        } = request.into_inner();
+        convert::required(&user, "", "user")?;
+        convert::bounded(&agent, "", "agent")?;
+        convert::bounded(&connector, "", "connector")?;
+        let snapshot = self.engine.snapshot_at_least(min_revision).await?;
+        let connector = (!connector.is_empty()).then_some(connector.as_str());
+        let tools = snapshot
+            .allowed_tools(&user, connector, &attributes)
+            .iter()
+            .map(convert::allowed_tool)
+            .collect();
+        Ok(Response::new(pb::ListAllowedToolsResponse {
+            tools,
+            revision: snapshot.revision(),
+        }))
+    }
+}
+
+/// Decision ids: unique per process start (a random prefix) and per answer (a counter), and
+/// cheap enough for the hot path.
+#[derive(Debug)]
+struct DecisionIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl DecisionIds {
+    fn new() -> DecisionIds {
+        use std::hash::{BuildHasher, Hasher};
+        // std's RandomState is seeded from the OS; hashing the start time through it gives a
+        // prefix that differs across restarts and across replicas.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        DecisionIds {
+            prefix: hasher.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{n:016x}", self.prefix)
+    }
+}

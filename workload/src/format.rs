@@ -1,0 +1,568 @@
+//! One Rust type per line of each workload file, serialized with exactly the format's key order,
+//! and the mapping between these lines and [`pdp::Model`].
+//!
+//! The line types only serialize: reading goes through [`crate::read`], which validates every
+//! field and reports `file:line: field: problem`.
+
+use crate::{Error, Result};
+use pdp::{
+    Action, Group, Lock, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Reason, Role,
+    Scope, Timestamp, Tools, User,
+};
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// One line of `users.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserLine {
+    pub id: String,
+    pub email: String,
+    /// The display name.
+    pub name: String,
+    /// When the user was provisioned; written as RFC 3339 in UTC.
+    #[serde(serialize_with = "ser_timestamp")]
+    pub created: Timestamp,
+    pub active: bool,
+    pub locked: bool,
+    /// `None` when the identity provider does not say (written as `null`).
+    pub mfa: Option<bool>,
+}
+
+/// One line of `groups.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupLine {
+    pub id: String,
+    pub name: String,
+    /// Written as `admin` / `read_only`.
+    pub roles: Vec<Role>,
+    /// User ids.
+    pub members: Vec<String>,
+}
+
+/// One line of `policies.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyLine {
+    pub id: String,
+    pub name: String,
+    pub connector: String,
+    /// Tool names, or `["*"]` for every tool of the connector.
+    pub tools: Vec<String>,
+    pub scope: ScopeLine,
+    #[serde(serialize_with = "ser_action")]
+    pub action: Action,
+    pub enabled: bool,
+}
+
+/// The `scope` object of a policy line.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ScopeLine {
+    pub all_users: bool,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// One line of `requests.jsonl`: a decision request and its expected answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestLine {
+    pub id: String,
+    /// A user id (exact) or an email (case-insensitive).
+    pub user: String,
+    pub agent: String,
+    pub connector: String,
+    pub tool: String,
+    /// How the generator built the request (see [`crate::generate::Kind`]); never affects the
+    /// decision.
+    pub kind: String,
+    pub expected: Expected,
+}
+
+/// The `expected` object of a request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expected {
+    #[serde(serialize_with = "ser_action")]
+    pub decision: Action,
+    #[serde(serialize_with = "ser_reason")]
+    pub reason: Reason,
+    /// Set exactly when `reason` is [`Reason::Policy`].
+    pub policy_id: Option<String>,
+}
+
+impl From<pdp::Decision<'_>> for Expected {
+    fn from(decision: pdp::Decision<'_>) -> Self {
+        Expected {
+            decision: decision.action,
+            reason: decision.reason,
+            policy_id: decision.policy_id.map(str::to_owned),
+        }
+    }
+}
+
+/// The four data files of a workload directory, in file order (`manifest.json` is separate:
+/// see [`crate::Manifest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Files {
+    pub users: Vec<UserLine>,
+    pub groups: Vec<GroupLine>,
+    pub policies: Vec<PolicyLine>,
+    pub requests: Vec<RequestLine>,
+}
+
+// ---- names ---------------------------------------------------------------------------------
+
+/// `ALLOW`, `STEP_UP`, `REQUIRE_APPROVAL` or `DENY`.
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "ALLOW",
+        Action::StepUp => "STEP_UP",
+        Action::RequireApproval => "REQUIRE_APPROVAL",
+        Action::Deny => "DENY",
+    }
+}
+
+/// The inverse of [`action_name`]; exact and case-sensitive.
+pub fn parse_action(name: &str) -> Option<Action> {
+    Action::ALL.into_iter().find(|&a| action_name(a) == name)
+}
+
+const REASONS: [Reason; 5] = [
+    Reason::Policy,
+    Reason::NoMatchingPolicy,
+    Reason::UserLocked,
+    Reason::UserInactive,
+    Reason::UnknownUser,
+];
+
+/// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE` or `UNKNOWN_USER`.
+pub fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Policy => "POLICY",
+        Reason::NoMatchingPolicy => "NO_MATCHING_POLICY",
+        Reason::UserLocked => "USER_LOCKED",
+        Reason::UserInactive => "USER_INACTIVE",
+        Reason::UnknownUser => "UNKNOWN_USER",
+    }
+}
+
+/// The inverse of [`reason_name`]; exact and case-sensitive.
+pub fn parse_reason(name: &str) -> Option<Reason> {
+    REASONS.into_iter().find(|&r| reason_name(r) == name)
+}
+
+/// `admin` or `read_only`.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::ReadOnly => "read_only",
+    }
+}
+
+/// The inverse of [`role_name`]; exact and case-sensitive.
+pub fn parse_role(name: &str) -> Option<Role> {
+    [Role::Admin, Role::ReadOnly]
+        .into_iter()
+        .find(|&r| role_name(r) == name)
+}
+
+/// Parses an RFC 3339 timestamp with any offset into UTC milliseconds (sub-millisecond digits
+/// are truncated towards the past).
+pub fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let millis = at.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(millis).ok().map(Timestamp)
+}
+
+/// Formats as RFC 3339 in UTC: `2026-01-05T12:34:56Z`, with `.mmm` only when the milliseconds
+/// are not zero. `None` outside the years 0000 to 9999, which RFC 3339 cannot express.
+pub fn format_timestamp(at: Timestamp) -> Option<String> {
+    let at_utc = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000).ok()?;
+    if !(0..=9999).contains(&at_utc.year()) {
+        return None;
+    }
+    let text = if at.0.rem_euclid(1000) == 0 {
+        at_utc.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+    } else {
+        at_utc.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+    };
+    text.ok()
+}
+
+fn ser_timestamp<S: Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    match format_timestamp(*at) {
+        Some(text) => s.serialize_str(&text),
+        None => Err(serde::ser::Error::custom(format!(
+            "timestamp `{}` is outside the years 0000 to 9999",
+            at.0
+        ))),
+    }
+}
+
+fn ser_action<S: Serializer>(action: &Action, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(action_name(*action))
+}
+
+fn ser_reason<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(reason_name(*reason))
+}
+
+// ---- lines → model ------------------------------------------------------------------------
+
+/// Who [`UserLine::into_user`] says locked a user that the import finds locked.
+pub const IMPORT_LOCKED_BY: &str = "import";
+/// Why [`UserLine::into_user`] says a user is locked.
+pub const IMPORT_LOCK_REASON: &str = "locked in the imported directory";
+
+impl UserLine {
+    /// The user as the model holds it; `now` stamps the lock of a locked user.
+    pub fn into_user(self, now: Timestamp) -> User {
+        User {
+            id: self.id,
+            external_id: None,
+            user_name: self.email.clone(),
+            emails: vec![self.email],
+            display_name: self.name,
+            given_name: None,
+            family_name: None,
+            avatar_url: None,
+            active: self.active,
+            lock: self.locked.then(|| Lock {
+                at: now,
+                by: IMPORT_LOCKED_BY.to_owned(),
+                reason: IMPORT_LOCK_REASON.to_owned(),
+            }),
+            mfa: Mfa::from(self.mfa),
+            created_at: self.created,
+            updated_at: self.created,
+        }
+    }
+
+    pub fn to_user(&self, now: Timestamp) -> User {
+        self.clone().into_user(now)
+    }
+}
+
+/// The membership a group line's member becomes.
+pub fn membership(group_id: &str, user_id: &str, now: Timestamp) -> Membership {
+    Membership {
+        group_id: group_id.to_owned(),
+        user_id: user_id.to_owned(),
+        joined_at: now,
+        source: MembershipSource::Idp,
+    }
+}
+
+impl GroupLine {
+    /// The group without its members (those become [`membership`]s), stamped `now`.
+    pub fn to_group(&self, now: Timestamp) -> Group {
+        let mut roles: Vec<Role> = Vec::with_capacity(self.roles.len());
+        for &role in &self.roles {
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        Group {
+            id: self.id.clone(),
+            external_id: None,
+            display_name: self.name.clone(),
+            description: String::new(),
+            roles,
+            managed_by: ManagedBy::External,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl PolicyLine {
+    /// The policy as the model holds it, stamped `now`. A tool list containing `*` covers
+    /// every tool.
+    pub fn into_policy(self, now: Timestamp) -> Policy {
+        let tools = if self.tools.iter().any(|t| t == "*") {
+            Tools::All
+        } else {
+            Tools::Only(self.tools)
+        };
+        Policy {
+            id: self.id,
+            name: self.name,
+            description: String::new(),
+            connector: self.connector,
+            tools,
+            scope: Scope {
+                all_users: self.scope.all_users,
+                users: self.scope.users,
+                groups: self.scope.groups,
+            },
+            action: self.action,
+            approval_flow_id: None,
+            conditions: Vec::new(),
+            enabled: self.enabled,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn to_policy(&self, now: Timestamp) -> Policy {
+        self.clone().into_policy(now)
+    }
+}
+
+impl Files {
+    /// The model these files describe, exactly as [`crate::read_dir`] builds it: users, then
+    /// groups with one membership per member in file order, then policies.
+    pub fn to_model(&self, now: Timestamp) -> Model {
+        let mut model = Model {
+            revision: 0,
+            users: self.users.iter().map(|u| u.to_user(now)).collect(),
+            groups: Vec::with_capacity(self.groups.len()),
+            memberships: Vec::new(),
+            policies: self.policies.iter().map(|p| p.to_policy(now)).collect(),
+        };
+        for group in &self.groups {
+            model.groups.push(group.to_group(now));
+            model.memberships.extend(
+                group
+                    .members
+                    .iter()
+                    .map(|member| membership(&group.id, member, now)),
+            );
+        }
+        model
+    }
+
+    /// Exports a model, each file sorted by id, with no requests.
+    ///
+    /// Lossy where the format has no field: external ids, given and family names, avatars,
+    /// secondary emails, lock details, group descriptions and ownership, policy descriptions,
+    /// approval flows and all timestamps but `created`. Memberships naming a user or group the
+    /// model lacks are dropped, since the reader rejects them. Fails on what would change a
+    /// decision if dropped (policy conditions) or that the reader would reject (an empty tool
+    /// list, a creation time outside the years 0000 to 9999).
+    pub fn from_model(model: &Model) -> Result<Files> {
+        let mut users = Vec::with_capacity(model.users.len());
+        for user in &model.users {
+            if format_timestamp(user.created_at).is_none() {
+                return Err(export_error(
+                    "user",
+                    &user.id,
+                    format!(
+                        "created_at `{}` is outside the years 0000 to 9999",
+                        user.created_at.0
+                    ),
+                ));
+            }
+            users.push(UserLine {
+                id: user.id.clone(),
+                email: user.emails.first().unwrap_or(&user.user_name).to_owned(),
+                name: user.display_name.clone(),
+                created: user.created_at,
+                active: user.active,
+                locked: user.lock.is_some(),
+                mfa: match user.mfa {
+                    Mfa::Enabled => Some(true),
+                    Mfa::Disabled => Some(false),
+                    Mfa::Unknown => None,
+                },
+            });
+        }
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+
+        let user_ids: std::collections::HashSet<&str> =
+            model.users.iter().map(|u| u.id.as_str()).collect();
+        let mut members: HashMap<&str, Vec<String>> = HashMap::new();
+        for m in &model.memberships {
+            if user_ids.contains(m.user_id.as_str()) {
+                members
+                    .entry(m.group_id.as_str())
+                    .or_default()
+                    .push(m.user_id.clone());
+            }
+        }
+        let mut groups = Vec::with_capacity(model.groups.len());
+        for group in &model.groups {
+            let mut group_members = members.remove(group.id.as_str()).unwrap_or_default();
+            group_members.sort();
+            group_members.dedup();
+            groups.push(GroupLine {
+                id: group.id.clone(),
+                name: group.display_name.clone(),
+                roles: group.roles.clone(),
+                members: group_members,
+            });
+        }
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+
+        let mut policies = Vec::with_capacity(model.policies.len());
+        for policy in &model.policies {
+            if !policy.conditions.is_empty() {
+                return Err(export_error(
+                    "policy",
+                    &policy.id,
+                    "conditions cannot be expressed in the workload format".to_owned(),
+                ));
+            }
+            let tools = match &policy.tools {
+                Tools::All => vec!["*".to_owned()],
+                Tools::Only(tools) if tools.is_empty() => {
+                    return Err(export_error(
+                        "policy",
+                        &policy.id,
+                        "an empty tool list cannot be expressed in the workload format".to_owned(),
+                    ));
+                }
+                Tools::Only(tools) => tools.clone(),
+            };
+            policies.push(PolicyLine {
+                id: policy.id.clone(),
+                name: policy.name.clone(),
+                connector: policy.connector.clone(),
+                tools,
+                scope: ScopeLine {
+                    all_users: policy.scope.all_users,
+                    users: policy.scope.users.clone(),
+                    groups: policy.scope.groups.clone(),
+                },
+                action: policy.action,
+                enabled: policy.enabled,
+            });
+        }
+        policies.sort_by(|a, b| a.id.cmp(&b.id));
+
+        Ok(Files {
+            users,
+            groups,
+            policies,
+            requests: Vec::new(),
+        })
+    }
+}
+
+fn export_error(what: &'static str, id: &str, problem: String) -> Error {
+    Error::Export {
+        what,
+        id: id.to_owned(),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(parse_action(action_name(action)), Some(action));
+        }
+        for reason in REASONS {
+            assert_eq!(parse_reason(reason_name(reason)), Some(reason));
+        }
+        for role in [Role::Admin, Role::ReadOnly] {
+            assert_eq!(parse_role(role_name(role)), Some(role));
+        }
+        assert_eq!(parse_action("allow"), None);
+        assert_eq!(parse_reason("policy"), None);
+        assert_eq!(parse_role("Admin"), None);
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = parse_timestamp("2026-01-05T12:34:56Z").unwrap();
+        assert_eq!(t, Timestamp(1_767_616_496_000));
+        assert_eq!(format_timestamp(t).unwrap(), "2026-01-05T12:34:56Z");
+        // Offsets are normalised to UTC.
+        assert_eq!(parse_timestamp("2026-01-05T14:34:56+02:00"), Some(t));
+        // Milliseconds survive; finer digits are truncated.
+        let t = parse_timestamp("2026-01-05T12:34:56.1239Z").unwrap();
+        assert_eq!(t, Timestamp(1_767_616_496_123));
+        assert_eq!(format_timestamp(t).unwrap(), "2026-01-05T12:34:56.123Z");
+        // Before the epoch, truncation still goes towards the past.
+        let t = parse_timestamp("1969-12-31T23:59:59.9995Z").unwrap();
+        assert_eq!(t, Timestamp(-1));
+        assert_eq!(format_timestamp(t).unwrap(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(parse_timestamp("2026-01-05"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(format_timestamp(Timestamp(i64::MAX)), None);
+    }
+
+    #[test]
+    fn lines_serialize_in_format_order() {
+        let user = UserLine {
+            id: "u0000042".into(),
+            email: "user42@example.com".into(),
+            name: "Edsger Allen".into(),
+            created: parse_timestamp("2026-01-05T12:34:56Z").unwrap(),
+            active: true,
+            locked: false,
+            mfa: Some(true),
+        };
+        assert_eq!(
+            serde_json::to_string(&user).unwrap(),
+            r#"{"id":"u0000042","email":"user42@example.com","name":"Edsger Allen","created":"2026-01-05T12:34:56Z","active":true,"locked":false,"mfa":true}"#
+        );
+        let group = GroupLine {
+            id: "g00017".into(),
+            name: "eng-admin-17".into(),
+            roles: vec![Role::ReadOnly],
+            members: vec!["u0000003".into(), "u0000042".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&group).unwrap(),
+            r#"{"id":"g00017","name":"eng-admin-17","roles":["read_only"],"members":["u0000003","u0000042"]}"#
+        );
+        let policy = PolicyLine {
+            id: "pol-000123".into(),
+            name: "allow github 2 tools".into(),
+            connector: "github".into(),
+            tools: vec!["create_issue".into(), "list_repo".into()],
+            scope: ScopeLine {
+                all_users: false,
+                users: vec!["u0000042".into()],
+                groups: vec!["g00017".into()],
+            },
+            action: Action::StepUp,
+            enabled: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&policy).unwrap(),
+            r#"{"id":"pol-000123","name":"allow github 2 tools","connector":"github","tools":["create_issue","list_repo"],"scope":{"all_users":false,"users":["u0000042"],"groups":["g00017"]},"action":"STEP_UP","enabled":true}"#
+        );
+        let request = RequestLine {
+            id: "r0000007".into(),
+            user: "u0000042".into(),
+            agent: "agent-00003".into(),
+            connector: "github".into(),
+            tool: "create_issue".into(),
+            kind: "targeted".into(),
+            expected: Expected {
+                decision: Action::StepUp,
+                reason: Reason::Policy,
+                policy_id: Some("pol-000123".into()),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"id":"r0000007","user":"u0000042","agent":"agent-00003","connector":"github","tool":"create_issue","kind":"targeted","expected":{"decision":"STEP_UP","reason":"POLICY","policy_id":"pol-000123"}}"#
+        );
+    }
+
+    #[test]
+    fn wildcard_anywhere_covers_all_tools() {
+        let line = PolicyLine {
+            id: "p".into(),
+            name: String::new(),
+            connector: "c".into(),
+            tools: vec!["a".into(), "*".into()],
+            scope: ScopeLine::default(),
+            action: Action::Allow,
+            enabled: true,
+        };
+        assert_eq!(line.into_policy(Timestamp(0)).tools, Tools::All);
+    }
+}

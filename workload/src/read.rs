@@ -1,0 +1,665 @@
+//! Reading a workload directory into a [`pdp::Model`]: the bulk import.
+//!
+//! Files are streamed line by line and validated as they go; the first bad line stops the
+//! import with `file:line: field: problem`, so a directory is imported entirely or not at all.
+//! Blank lines, `\r\n` line ends and a leading UTF-8 byte-order mark are accepted. Keys a line does not know are ignored, so that newer exporters can
+//! add fields without breaking older readers; a known key with the wrong type is an error.
+//!
+//! What is checked: every line is a JSON object; required fields are present (a `null` counts
+//! as missing) and well-typed; ids are non-empty and unique within their file; `created` is
+//! RFC 3339; roles, actions and reasons are known names; a policy names a connector and at
+//! least one tool; every group member is a user of `users.jsonl`, listed once. Policy scopes
+//! may name users and groups that do not exist: such a reference matches nobody.
+
+use crate::format::{
+    Expected, GroupLine, PolicyLine, RequestLine, ScopeLine, UserLine, parse_action, parse_reason,
+    parse_role, parse_timestamp, reason_name,
+};
+use crate::{Error, Result};
+use pdp::{Model, Reason, Timestamp};
+use serde::Deserialize;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// A workload read from a directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workload {
+    pub model: Model,
+    /// Empty when the directory has no `requests.jsonl`, as in an identity-provider export.
+    pub requests: Vec<RequestLine>,
+}
+
+/// How far reading one file has got, for a progress bar. Reported when a file is opened, about
+/// every 256 KiB, and when it is done (then `bytes_read == total_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The file name, such as `users.jsonl`.
+    pub file: &'static str,
+    /// Lines read so far, blank ones included.
+    pub lines_read: u64,
+    pub bytes_read: u64,
+    /// The file's size when it was opened.
+    pub total_bytes: u64,
+}
+
+/// Reads `users.jsonl`, `groups.jsonl`, `policies.jsonl` and, when present, `requests.jsonl`
+/// from `dir` (`manifest.json` is not read). `now` stamps what the format has no time for:
+/// group and policy creation, memberships and locks.
+///
+/// Users map to [`pdp::User`] with the email as user name and only email, groups to
+/// identity-provider-managed [`pdp::Group`]s with one [`pdp::Membership`] per member, policies
+/// to [`pdp::Policy`] (a tool list containing `*` covers all tools); see [`crate::format`].
+/// Keys the format does not define are ignored, so newer exporters can add fields; see the
+/// module docs for what is validated.
+pub fn read_dir(
+    dir: &Path,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Workload> {
+    let mut model = Model::default();
+
+    let mut users = Lines::open(dir, "users.jsonl")?;
+    let index = read_users(&mut users, now, &mut model, progress)?;
+
+    let mut groups = Lines::open(dir, "groups.jsonl")?;
+    read_groups(&mut groups, now, &index, &mut model, progress)?;
+    drop(index);
+
+    let mut policies = Lines::open(dir, "policies.jsonl")?;
+    read_policies(&mut policies, now, &mut model, progress)?;
+
+    let requests = match Lines::open(dir, "requests.jsonl") {
+        Ok(mut lines) => parse_requests(&mut lines, progress)?,
+        Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Vec::new()
+        }
+        Err(err) => return Err(err),
+    };
+    Ok(Workload { model, requests })
+}
+
+/// Reads a `requests.jsonl` file on its own. Errors name the file by its file name.
+pub fn read_requests(path: &Path) -> Result<Vec<RequestLine>> {
+    let label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut lines = Lines::open_path(path, label, "requests.jsonl")?;
+    parse_requests(&mut lines, &mut |_| {})
+}
+
+// ---- line reading ---------------------------------------------------------------------------
+
+const PROGRESS_EVERY: u64 = 256 * 1024;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A file read line by line, keeping count for error messages and progress.
+struct Lines {
+    /// The name errors use.
+    label: String,
+    /// The name progress reports use.
+    file: &'static str,
+    path: std::path::PathBuf,
+    reader: BufReader<File>,
+    buf: Vec<u8>,
+    line: u64,
+    bytes: u64,
+    total_bytes: u64,
+    reported_at: u64,
+}
+
+impl Lines {
+    fn open(dir: &Path, file: &'static str) -> Result<Lines> {
+        Lines::open_path(&dir.join(file), file.to_owned(), file)
+    }
+
+    fn open_path(path: &Path, label: String, file: &'static str) -> Result<Lines> {
+        let read_error = |source| Error::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let handle = File::open(path).map_err(read_error)?;
+        let total_bytes = handle.metadata().map_err(read_error)?.len();
+        Ok(Lines {
+            label,
+            file,
+            path: path.to_owned(),
+            reader: BufReader::with_capacity(1 << 20, handle),
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            bytes: 0,
+            total_bytes,
+            reported_at: 0,
+        })
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            file: self.file,
+            lines_read: self.line,
+            bytes_read: self.bytes,
+            total_bytes: self.total_bytes.max(self.bytes),
+        }
+    }
+
+    /// The next non-blank line, without its line break; `None` at the end of the file.
+    fn next(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Option<Ctx<'_>>> {
+        if self.line == 0 && self.bytes == 0 {
+            progress(self.progress());
+        }
+        loop {
+            self.buf.clear();
+            let read = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                self.total_bytes = self.bytes;
+                progress(self.progress());
+                return Ok(None);
+            }
+            self.line += 1;
+            self.bytes += read as u64;
+            if self.bytes - self.reported_at >= PROGRESS_EVERY {
+                self.reported_at = self.bytes;
+                progress(self.progress());
+            }
+            while let Some(b'\n' | b'\r') = self.buf.last() {
+                self.buf.pop();
+            }
+            if self.line == 1 && self.buf.starts_with(UTF8_BOM) {
+                // Some exporters start files with a byte-order mark.
+                self.buf.drain(..UTF8_BOM.len());
+            }
+            if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some(Ctx {
+                    file: &self.label,
+                    line: self.line,
+                    text: &self.buf,
+                }));
+            }
+        }
+    }
+}
+
+/// One line and where it is, for error messages.
+struct Ctx<'a> {
+    file: &'a str,
+    line: u64,
+    text: &'a [u8],
+}
+
+impl<'a> Ctx<'a> {
+    fn error(&self, field: &str, problem: impl Into<String>) -> Error {
+        Error::Field {
+            file: self.file.to_owned(),
+            line: self.line,
+            field: field.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Parses the line into `T`. On failure, finds the first field of `schema` with the wrong
+    /// type to name it; the fast path never builds a `serde_json::Value`.
+    fn parse<T: Deserialize<'a>>(&self, schema: &[(&str, Ty)]) -> Result<T> {
+        let err = match serde_json::from_slice::<T>(self.text) {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let value: Value = match serde_json::from_slice(self.text) {
+            Ok(value) => value,
+            Err(err) => return Err(self.json_error(&err)),
+        };
+        let Value::Object(_) = value else {
+            return Err(Error::Json {
+                file: self.file.to_owned(),
+                line: self.line,
+                problem: format!("expected an object, found {}", describe(&value)),
+            });
+        };
+        match diagnose(&value, schema, "") {
+            Some((field, problem)) => Err(self.error(&field, problem)),
+            // Something the schema does not model (such as a key given twice).
+            None => Err(self.json_error(&err)),
+        }
+    }
+
+    fn json_error(&self, err: &serde_json::Error) -> Error {
+        let message = err.to_string();
+        // serde_json says "at line 1 column N": the line is ours, the column is worth keeping.
+        let message = match message.rfind(" at line ") {
+            Some(at) => format!("{} at column {}", &message[..at], err.column()),
+            None => message,
+        };
+        Error::Json {
+            file: self.file.to_owned(),
+            line: self.line,
+            problem: message,
+        }
+    }
+}
+
+/// The JSON type a field must have, to name the culprit when typed parsing fails.
+#[derive(Clone, Copy)]
+enum Ty {
+    Str,
+    Bool,
+    StrList,
+    Object(&'static [(&'static str, Ty)]),
+}
+
+const USER: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("email", Ty::Str),
+    ("name", Ty::Str),
+    ("created", Ty::Str),
+    ("active", Ty::Bool),
+    ("locked", Ty::Bool),
+    ("mfa", Ty::Bool),
+];
+const GROUP: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("name", Ty::Str),
+    ("roles", Ty::StrList),
+    ("members", Ty::StrList),
+];
+const SCOPE: &[(&str, Ty)] = &[
+    ("all_users", Ty::Bool),
+    ("users", Ty::StrList),
+    ("groups", Ty::StrList),
+];
+const POLICY: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("name", Ty::Str),
+    ("connector", Ty::Str),
+    ("tools", Ty::StrList),
+    ("scope", Ty::Object(SCOPE)),
+    ("action", Ty::Str),
+    ("enabled", Ty::Bool),
+];
+const EXPECTED: &[(&str, Ty)] = &[
+    ("decision", Ty::Str),
+    ("reason", Ty::Str),
+    ("policy_id", Ty::Str),
+];
+const REQUEST: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("user", Ty::Str),
+    ("agent", Ty::Str),
+    ("connector", Ty::Str),
+    ("tool", Ty::Str),
+    ("kind", Ty::Str),
+    ("expected", Ty::Object(EXPECTED)),
+];
+
+/// The first field of `value` whose (non-null) value has the wrong type.
+fn diagnose(value: &Value, schema: &[(&str, Ty)], prefix: &str) -> Option<(String, String)> {
+    for &(name, ty) in schema {
+        let field = format!("{prefix}{name}");
+        let v = match value.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(v) => v,
+        };
+        let problem = match ty {
+            Ty::Str if !v.is_string() => format!("expected a string, found {}", describe(v)),
+            Ty::Bool if !v.is_boolean() => format!("expected a boolean, found {}", describe(v)),
+            Ty::StrList => match v.as_array() {
+                None => format!("expected an array of strings, found {}", describe(v)),
+                Some(items) => match items.iter().position(|i| !i.is_string()) {
+                    Some(at) => {
+                        return Some((
+                            format!("{field}[{at}]"),
+                            format!("expected a string, found {}", describe(&items[at])),
+                        ));
+                    }
+                    None => continue,
+                },
+            },
+            Ty::Object(inner) => {
+                if !v.is_object() {
+                    format!("expected an object, found {}", describe(v))
+                } else if let Some(found) = diagnose(v, inner, &format!("{field}.")) {
+                    return Some(found);
+                } else {
+                    continue;
+                }
+            }
+            _ => continue,
+        };
+        return Some((field, problem));
+    }
+    None
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required<T>(ctx: &Ctx<'_>, value: Option<T>, field: &str) -> Result<T> {
+    value.ok_or_else(|| ctx.error(field, "missing"))
+}
+
+fn required_id(ctx: &Ctx<'_>, value: Option<String>) -> Result<String> {
+    let id = required(ctx, value, "id")?;
+    if id.is_empty() {
+        return Err(ctx.error("id", "empty"));
+    }
+    Ok(id)
+}
+
+fn duplicate(ctx: &Ctx<'_>, id: &str, first_line: u64) -> Error {
+    ctx.error(
+        "id",
+        format!("duplicate id `{id}`, first on line {first_line}"),
+    )
+}
+
+// ---- users ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawUser<'a> {
+    id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    /// Borrowed from the line when it has no escapes: it is only parsed.
+    #[serde(borrow)]
+    created: Option<Cow<'a, str>>,
+    active: Option<bool>,
+    locked: Option<bool>,
+    mfa: Option<bool>,
+}
+
+/// User id → (index in the model, line), for duplicate checks and group members.
+type UserIndex = HashMap<String, (u32, u64)>;
+
+fn read_users(
+    lines: &mut Lines,
+    now: Timestamp,
+    model: &mut Model,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<UserIndex> {
+    let mut index = UserIndex::new();
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawUser = ctx.parse(USER)?;
+        let id = required_id(&ctx, raw.id)?;
+        let Ok(idx) = u32::try_from(model.users.len()) else {
+            return Err(ctx.error("id", "too many users"));
+        };
+        match index.entry(id.clone()) {
+            Entry::Occupied(first) => return Err(duplicate(&ctx, &id, first.get().1)),
+            Entry::Vacant(slot) => {
+                slot.insert((idx, ctx.line));
+            }
+        }
+        let email = required(&ctx, raw.email, "email")?;
+        let name = required(&ctx, raw.name, "name")?;
+        let created = required(&ctx, raw.created, "created")?;
+        let Some(created) = parse_timestamp(&created) else {
+            return Err(ctx.error("created", format!("invalid RFC 3339 timestamp `{created}`")));
+        };
+        let active = required(&ctx, raw.active, "active")?;
+        let locked = required(&ctx, raw.locked, "locked")?;
+        let line = UserLine {
+            id,
+            email,
+            name,
+            created,
+            active,
+            locked,
+            mfa: raw.mfa,
+        };
+        model.users.push(line.into_user(now));
+    }
+    Ok(index)
+}
+
+// ---- groups ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawGroup {
+    id: Option<String>,
+    name: Option<String>,
+    roles: Option<Vec<String>>,
+    members: Option<Vec<String>>,
+}
+
+fn read_groups(
+    lines: &mut Lines,
+    now: Timestamp,
+    users: &UserIndex,
+    model: &mut Model,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    // The last group (by line) each user was seen in: a member listed twice finds its own line.
+    let mut last_seen_in: Vec<u64> = vec![0; model.users.len()];
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawGroup = ctx.parse(GROUP)?;
+        let id = required_id(&ctx, raw.id)?;
+        if let Some(&first) = seen.get(&id) {
+            return Err(duplicate(&ctx, &id, first));
+        }
+        let name = required(&ctx, raw.name, "name")?;
+        let mut roles = Vec::new();
+        for role in required(&ctx, raw.roles, "roles")? {
+            match parse_role(&role) {
+                Some(role) => roles.push(role),
+                None => {
+                    return Err(ctx.error(
+                        "roles",
+                        format!("unknown role `{role}`, expected admin or read_only"),
+                    ));
+                }
+            }
+        }
+        let members = required(&ctx, raw.members, "members")?;
+        for member in &members {
+            let Some(&(idx, _)) = users.get(member) else {
+                return Err(ctx.error("members", format!("unknown user `{member}`")));
+            };
+            let last = &mut last_seen_in[idx as usize];
+            if *last == ctx.line {
+                return Err(ctx.error("members", format!("duplicate member `{member}`")));
+            }
+            *last = ctx.line;
+        }
+        seen.insert(id.clone(), ctx.line);
+        let line = GroupLine {
+            id,
+            name,
+            roles,
+            members: Vec::new(),
+        };
+        model.groups.push(line.to_group(now));
+        model.memberships.reserve(members.len());
+        for user_id in members {
+            model.memberships.push(pdp::Membership {
+                group_id: line.id.clone(),
+                user_id,
+                joined_at: now,
+                source: pdp::MembershipSource::Idp,
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---- policies -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawScope {
+    all_users: Option<bool>,
+    users: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    id: Option<String>,
+    name: Option<String>,
+    connector: Option<String>,
+    tools: Option<Vec<String>>,
+    scope: Option<RawScope>,
+    action: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn read_policies(
+    lines: &mut Lines,
+    now: Timestamp,
+    model: &mut Model,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawPolicy = ctx.parse(POLICY)?;
+        let id = required_id(&ctx, raw.id)?;
+        if let Some(&first) = seen.get(&id) {
+            return Err(duplicate(&ctx, &id, first));
+        }
+        let name = required(&ctx, raw.name, "name")?;
+        let connector = required(&ctx, raw.connector, "connector")?;
+        if connector.is_empty() {
+            return Err(ctx.error("connector", "empty"));
+        }
+        let tools = required(&ctx, raw.tools, "tools")?;
+        if tools.is_empty() {
+            return Err(ctx.error("tools", "empty, expected tool names or `*`"));
+        }
+        if let Some(at) = tools.iter().position(String::is_empty) {
+            return Err(ctx.error(&format!("tools[{at}]"), "empty"));
+        }
+        let scope = required(&ctx, raw.scope, "scope")?;
+        let scope = ScopeLine {
+            all_users: required(&ctx, scope.all_users, "scope.all_users")?,
+            users: required(&ctx, scope.users, "scope.users")?,
+            groups: required(&ctx, scope.groups, "scope.groups")?,
+        };
+        let action = action(&ctx, raw.action, "action")?;
+        let enabled = required(&ctx, raw.enabled, "enabled")?;
+        seen.insert(id.clone(), ctx.line);
+        let line = PolicyLine {
+            id,
+            name,
+            connector,
+            tools,
+            scope,
+            action,
+            enabled,
+        };
+        model.policies.push(line.into_policy(now));
+    }
+    Ok(())
+}
+
+fn action(ctx: &Ctx<'_>, value: Option<String>, field: &str) -> Result<pdp::Action> {
+    let name = required(ctx, value, field)?;
+    parse_action(&name).ok_or_else(|| {
+        ctx.error(
+            field,
+            format!("unknown action `{name}`, expected ALLOW, STEP_UP, REQUIRE_APPROVAL or DENY"),
+        )
+    })
+}
+
+// ---- requests -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawExpected {
+    decision: Option<String>,
+    reason: Option<String>,
+    policy_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    id: Option<String>,
+    user: Option<String>,
+    agent: Option<String>,
+    connector: Option<String>,
+    tool: Option<String>,
+    kind: Option<String>,
+    expected: Option<RawExpected>,
+}
+
+fn parse_requests(
+    lines: &mut Lines,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<RequestLine>> {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut requests = Vec::new();
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawRequest = ctx.parse(REQUEST)?;
+        let id = required_id(&ctx, raw.id)?;
+        if let Some(&first) = seen.get(&id) {
+            return Err(duplicate(&ctx, &id, first));
+        }
+        let user = required(&ctx, raw.user, "user")?;
+        let agent = required(&ctx, raw.agent, "agent")?;
+        let connector = required(&ctx, raw.connector, "connector")?;
+        let tool = required(&ctx, raw.tool, "tool")?;
+        let kind = required(&ctx, raw.kind, "kind")?;
+        let expected = required(&ctx, raw.expected, "expected")?;
+        let decision = action(&ctx, expected.decision, "expected.decision")?;
+        let reason = required(&ctx, expected.reason, "expected.reason")?;
+        let Some(reason) = parse_reason(&reason) else {
+            return Err(ctx.error(
+                "expected.reason",
+                format!(
+                    "unknown reason `{reason}`, expected POLICY, NO_MATCHING_POLICY, \
+                     USER_LOCKED, USER_INACTIVE or UNKNOWN_USER"
+                ),
+            ));
+        };
+        let policy_id = expected.policy_id;
+        if reason == Reason::Policy {
+            if policy_id.is_none() {
+                return Err(ctx.error("expected.policy_id", "missing, reason POLICY needs it"));
+            }
+        } else {
+            let reason = reason_name(reason);
+            if policy_id.is_some() {
+                return Err(ctx.error(
+                    "expected.policy_id",
+                    format!("must be null when the reason is `{reason}`"),
+                ));
+            }
+            if decision != pdp::Action::Deny {
+                return Err(ctx.error(
+                    "expected.decision",
+                    format!("must be DENY when the reason is `{reason}`"),
+                ));
+            }
+        }
+        seen.insert(id.clone(), ctx.line);
+        requests.push(RequestLine {
+            id,
+            user,
+            agent,
+            connector,
+            tool,
+            kind,
+            expected: Expected {
+                decision,
+                reason,
+                policy_id,
+            },
+        });
+    }
+    Ok(requests)
+}

@@ -1,1 +1,69 @@
-fn main() {}
+//! `portcullis`: the binary. Parses flags, starts logging and hands off to one subcommand;
+//! the work itself lives in the library crates.
+
+mod check;
+mod import;
+mod serve;
+mod workload_cmd;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Authorization sidecar for AI agents: decides, for every tool call, whether this agent may
+/// call this connector tool for this user.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve decisions over gRPC from the directory in the data dir.
+    Serve(serve::Args),
+    /// Load a directory export (users, groups, policies) into the data dir, all or nothing.
+    Import(import::Args),
+    /// Ask a running server for one decision and print it.
+    Check(check::Args),
+    /// Generate, and replay against a server, workloads of users, groups, policies and requests.
+    #[command(subcommand)]
+    Workload(workload_cmd::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Workload(command) => workload_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for command output.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// A multi-threaded runtime for the subcommands that speak gRPC.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,100 @@
+//! `portcullis serve`: the control plane. Opens the store, builds the snapshot and serves
+//! DecisionService with health checking and reflection until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use pdp::Snapshot;
+use pdp_service::{DecisionService, Engine};
+use portcullis_proto::v1 as pb;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The store's directory (created if missing).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+    data_dir: PathBuf,
+    /// Where to serve gRPC; port 0 picks a free one (the log line says which).
+    #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Open and load before the runtime starts: a store that cannot be read stops us here, and
+    // we never serve a partial directory.
+    let store = store::Store::open(&args.data_dir)
+        .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
+    let started = Instant::now();
+    let model = store
+        .load()
+        .context("cannot load the directory from the store")?;
+    let snapshot = Snapshot::build(&model);
+    info!(
+        revision = snapshot.revision(),
+        users = snapshot.user_count(),
+        policies = snapshot.policy_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot built"
+    );
+    drop(model);
+    let engine = Engine::new(snapshot);
+    super::runtime()?.block_on(serve(engine, args.grpc_addr))?;
+    // Held until here so no other process can write the directory while we serve it.
+    drop(store);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(engine: Engine, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on `{addr}`"))?;
+    let local = listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::decision_service_server::DecisionServiceServer<DecisionService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+
+    info!(grpc_addr = %local, revision = engine.revision(), "serving decisions");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(DecisionService::new(engine).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("the gRPC server failed")?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server returns.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    info!("shutting down");
+}

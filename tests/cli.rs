@@ -1,0 +1,193 @@
+//! The subcommands as an operator uses them: import errors, check output, health and reflection,
+//! and refusing to serve or import what it should not.
+
+use crate::support::{Server, generated_and_imported, path, run, run_ok};
+use std::fs;
+
+#[test]
+fn a_bad_line_fails_the_import_with_its_location_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) =
+        generated_and_imported(root.path(), &["--preset", "small", "--seed", "3"]);
+
+    // A second import whose users.jsonl has a broken line 5.
+    let bad = root.path().join("bad");
+    fs::create_dir(&bad).unwrap();
+    for file in ["users.jsonl", "groups.jsonl", "policies.jsonl"] {
+        fs::copy(workload_dir.join(file), bad.join(file)).unwrap();
+    }
+    let users = fs::read_to_string(bad.join("users.jsonl")).unwrap();
+    let mut lines: Vec<String> = users.lines().map(str::to_owned).collect();
+    lines[4] = lines[4].replace("\"email\"", "\"e-mail\"");
+    fs::write(bad.join("users.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let output = run(&["import", "--data-dir", path(&data), path(&bad)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("users.jsonl:5: email: "), "{stderr}");
+
+    // The store still serves the first import, at its revision.
+    let server = Server::start(&data);
+    assert!(
+        server.stderr.lock().unwrap().contains("revision=1"),
+        "{}",
+        server.stderr.lock().unwrap()
+    );
+}
+
+#[test]
+fn check_prints_the_answer_for_people_and_as_json() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) =
+        generated_and_imported(root.path(), &["--preset", "small", "--seed", "4"]);
+    let requests = workload::read_requests(&workload_dir.join("requests.jsonl")).unwrap();
+    let request = requests
+        .iter()
+        .find(|r| r.expected.policy_id.is_some())
+        .unwrap();
+    let server = Server::start(&data);
+
+    let base = [
+        "check",
+        "--addr",
+        &server.addr,
+        "--user",
+        &request.user,
+        "--connector",
+        &request.connector,
+        "--tool",
+        &request.tool,
+    ];
+    let text = run_ok(&base);
+    let policy = request.expected.policy_id.as_deref().unwrap();
+    let decision = workload::action_name(request.expected.decision);
+    assert!(
+        text.starts_with(&format!(
+            "{decision}  reason POLICY  policy {policy}  revision 1"
+        )),
+        "{text}"
+    );
+
+    let mut json_args = base.to_vec();
+    json_args.extend(["--json", "--explain"]);
+    let json: serde_json::Value = serde_json::from_str(&run_ok(&json_args)).unwrap();
+    assert_eq!(json["decision"], decision);
+    assert_eq!(json["policy_id"], policy);
+    let explanation = json["explanation"].as_array().unwrap();
+    assert!(
+        explanation
+            .iter()
+            .any(|m| m["deciding"] == true && m["policy_id"] == policy),
+        "{json}"
+    );
+
+    // A missing field is an error naming it.
+    let output = run(&[
+        "check",
+        "--addr",
+        &server.addr,
+        "--user",
+        "",
+        "--connector",
+        "github",
+        "--tool",
+        "x",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("InvalidArgument: user: must not be empty")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_health_checks_and_reflection() {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(&root.path().join("empty"));
+    let channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: "portcullis.v1.DecisionService".into(),
+    };
+    let status = health.check(request).await.unwrap().into_inner().status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(response)) = responses.next().await else {
+        panic!("no reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"portcullis.v1.DecisionService"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+
+    // An empty store serves, and denies everyone as unknown.
+    let mut client = server.client().await;
+    let answer = client
+        .check(portcullis_proto::v1::CheckRequest {
+            user: "u1".into(),
+            connector: "github".into(),
+            tool: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.reason(), portcullis_proto::v1::Reason::UnknownUser);
+}
+
+#[test]
+fn the_store_is_refused_while_a_server_holds_it_and_when_unreadable() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) =
+        generated_and_imported(root.path(), &["--preset", "small", "--seed", "5"]);
+    let server = Server::start(&data);
+    let output = run(&["import", "--data-dir", path(&data), path(&workload_dir)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    drop(server);
+
+    // Garbage where the store should be: serve stops with a message instead of serving.
+    let broken = root.path().join("broken");
+    fs::create_dir(&broken).unwrap();
+    fs::write(broken.join("conf"), b"this is not a sled config").unwrap();
+    fs::write(broken.join("db"), vec![0xAB; 4096]).unwrap();
+    let output = run(&[
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        path(&broken),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot open the store"), "{stderr}");
+}

@@ -1,0 +1,127 @@
+//! Running the binary: commands that must succeed, and a server that reports its address.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// Runs the binary with `args`, asserting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "portcullis {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).env("RUST_LOG", "info").output().unwrap()
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Generates a workload with the binary and imports it into a fresh data dir.
+pub fn generated_and_imported(
+    root: &Path,
+    preset_args: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let workload = root.join("workload");
+    let data = root.join("data");
+    let mut args = vec!["workload", "generate", "--out", path(&workload)];
+    args.extend_from_slice(preset_args);
+    run_ok(&args);
+    run_ok(&["import", "--data-dir", path(&data), path(&workload)]);
+    (workload, data)
+}
+
+/// `portcullis serve` on an ephemeral port; killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = bin()
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                path(data_dir),
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("grpc_addr=").nth(1) {
+                    let _ = tx.send(
+                        addr.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {}", stderr.lock().unwrap());
+            }
+        };
+        Server {
+            child,
+            addr: format!("http://{addr}"),
+            stderr,
+        }
+    }
+
+    pub async fn client(
+        &self,
+    ) -> portcullis_proto::v1::decision_service_client::DecisionServiceClient<
+        tonic::transport::Channel,
+    > {
+        portcullis_proto::v1::decision_service_client::DecisionServiceClient::connect(
+            self.addr.clone(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

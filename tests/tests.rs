@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `portcullis` binary, a real store in a temp dir, real gRPC on an
+//! ephemeral loopback port. One test binary (modules per area) to keep link time down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod support;
+mod workload_replay;

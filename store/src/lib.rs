@@ -1,1 +1,37 @@
-//! placeholder
+//! The store: Portcullis's source of truth for users, groups, memberships and policies (the
+//! [`pdp::Model`]), persisted in sled, with one revision counter that every committed change bumps.
+//!
+//! It owns the on-disk layout, the invariants that need the whole directory (valid and unique
+//! ids, memberships naming existing users and groups, integrity counts) and durability: a write
+//! method returns only once its change survives a crash. Every sled call stays inside this crate,
+//! so the engine can be replaced without touching callers; no sled type appears in the API.
+//!
+//! The layout is one sled tree with key prefixes (module `keys`), so a change is one atomic
+//! batch; changes too large for one batch (big imports) are chunked behind an undo log (module
+//! `undo`). Module `durability` explains when a write counts as done.
+//!
+//! It must not decide anything (that is `pdp`), speak any protocol (SCIM, gRPC), log, or start an
+//! async runtime: methods block, and async callers run them on a blocking thread.
+//!
+//! Policy scopes naming a deleted user or group are left as they are: the snapshot matches
+//! nobody through them, and the admin API will clean them up.
+
+mod change;
+mod codec;
+mod durability;
+mod error;
+mod import;
+mod keys;
+mod store;
+mod undo;
+mod write;
+
+pub use error::{Error, Result};
+pub use import::ImportSummary;
+pub use store::{Options, Store};
+
+/// Locks a mutex, or fails if a thread panicked holding it: it may have left a change or a sync
+/// half done, which only reopening the store sorts out (see [`Error::Failed`]).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    mutex.lock().map_err(|_| Error::Failed)
+}

@@ -1,0 +1,121 @@
+//! Importing a whole model (a first load, a bulk sync) as one change.
+
+use crate::change::Kind;
+use crate::store::Store;
+use crate::{Error, Result, codec, keys};
+use pdp::{Membership, Model};
+use std::collections::{BTreeMap, HashSet};
+
+/// What an import wrote: the model's records, all committed at `revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub revision: u64,
+    pub users: usize,
+    pub groups: usize,
+    pub memberships: usize,
+    pub policies: usize,
+}
+
+impl Store {
+    /// Upserts a model in one change: users, groups and policies replace those with the same
+    /// id; each group in the model gets exactly the model's memberships of it; memberships of
+    /// groups not in the model are added (or replace the same user's) and others of those groups
+    /// stay. Nothing is deleted otherwise. `model.revision` is ignored.
+    ///
+    /// Everything is checked first and on any error nothing is written: ids valid and unique
+    /// within the model, every membership naming a user and a group in the model or the store.
+    /// Policies may name users and groups that exist nowhere.
+    pub fn import(&self, model: &Model) -> Result<ImportSummary> {
+        // What needs only the model is checked before taking the write lock.
+        let users = unique("user", "user id", model.users.iter().map(|u| u.id.as_str()))?;
+        let groups = unique(
+            "group",
+            "group id",
+            model.groups.iter().map(|g| g.id.as_str()),
+        )?;
+        unique(
+            "policy",
+            "policy id",
+            model.policies.iter().map(|p| p.id.as_str()),
+        )?;
+        // Sorted, so an import writes, and reports a bad membership, in the same order every time.
+        let mut by_group: BTreeMap<&str, Vec<&Membership>> = BTreeMap::new();
+        for m in &model.memberships {
+            keys::check_id("membership group id", &m.group_id)?;
+            by_group.entry(m.group_id.as_str()).or_default().push(m);
+        }
+
+        let revision = self.commit(|change| {
+            let known_user = |id: &str| users.contains(id);
+            // Checked in full before the first record is staged, so a bad membership fails fast.
+            let mut checked = Vec::with_capacity(by_group.len());
+            for (group_id, members) in &by_group {
+                let in_model = groups.contains(group_id);
+                if !in_model && !change.exists(&keys::group(group_id))? {
+                    let user_id = members.first().map_or("", |m| m.user_id.as_str());
+                    return Err(Error::Dangling {
+                        group_id: (*group_id).to_owned(),
+                        user_id: user_id.to_owned(),
+                        missing: "group",
+                    });
+                }
+                let members =
+                    change.check_members(group_id, members.iter().copied(), known_user)?;
+                checked.push((*group_id, in_model, members));
+            }
+
+            for user in &model.users {
+                let value = codec::to_json("user", user)?;
+                change.put(Kind::User, keys::user(&user.id), &value)?;
+            }
+            for group in &model.groups {
+                let value = codec::to_json("group", group)?;
+                change.put(Kind::Group, keys::group(&group.id), &value)?;
+                if !by_group.contains_key(group.id.as_str()) {
+                    change.replace_members(&group.id, &BTreeMap::new())?;
+                }
+            }
+            for (group_id, in_model, members) in &checked {
+                if *in_model {
+                    change.replace_members(group_id, members)?;
+                } else {
+                    for m in members.values() {
+                        let old = change.get(&keys::member(group_id, &m.user_id))?;
+                        change.put_membership(m, old)?;
+                    }
+                }
+            }
+            for policy in &model.policies {
+                let value = codec::to_json("policy", policy)?;
+                change.put(Kind::Policy, keys::policy(&policy.id), &value)?;
+            }
+            Ok(())
+        })?;
+        Ok(ImportSummary {
+            revision,
+            users: model.users.len(),
+            groups: model.groups.len(),
+            memberships: model.memberships.len(),
+            policies: model.policies.len(),
+        })
+    }
+}
+
+/// Checks ids (`field` names them) and that none repeats.
+fn unique<'m>(
+    kind: &'static str,
+    field: &'static str,
+    ids: impl Iterator<Item = &'m str>,
+) -> Result<HashSet<&'m str>> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        keys::check_id(field, id)?;
+        if !seen.insert(id) {
+            return Err(Error::Duplicate {
+                kind,
+                id: id.to_owned(),
+            });
+        }
+    }
+    Ok(seen)
+}

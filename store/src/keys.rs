@@ -1,0 +1,181 @@
+//! The key layout of the store's single sled tree.
+//!
+//! Every record lives in one tree under a prefix, so one change (its records, the revision and
+//! the counts) is one `apply_batch`, which sled applies and recovers atomically:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `meta/format` | format version, u32 big-endian |
+//! | `meta/revision` | the last committed revision, u64 big-endian |
+//! | `meta/counts` | users, groups, memberships, policies ([`crate::codec::Counts`]) |
+//! | `u/<user id>` | JSON of `pdp::User` |
+//! | `g/<group id>` | JSON of `pdp::Group` |
+//! | `m/<group id>\0<user id>` | the membership ([`crate::codec::encode_membership`]) |
+//! | `r/<user id>\0<group id>` | empty: the reverse index, a user's groups |
+//! | `p/<policy id>` | JSON of `pdp::Policy` |
+//! | `meta/pending` | present while a change too large for one batch is being applied |
+//! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
+//!
+//! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
+//! `<id>\0` prefix never matches a longer id. `m/` and `meta/` differ in their second byte, so a
+//! scan of `m/` never sees metadata.
+
+use crate::{Error, Result};
+
+pub(crate) const FORMAT: &[u8] = b"meta/format";
+pub(crate) const REVISION: &[u8] = b"meta/revision";
+pub(crate) const COUNTS: &[u8] = b"meta/counts";
+pub(crate) const PENDING: &[u8] = b"meta/pending";
+
+pub(crate) const USER: &[u8] = b"u/";
+pub(crate) const GROUP: &[u8] = b"g/";
+pub(crate) const MEMBER: &[u8] = b"m/";
+pub(crate) const REVERSE: &[u8] = b"r/";
+pub(crate) const POLICY: &[u8] = b"p/";
+pub(crate) const UNDO: &[u8] = b"x/";
+
+/// Longer ids are rejected: keys stay small and an id is never a document.
+pub(crate) const MAX_ID_LEN: usize = 256;
+
+const SEPARATOR: u8 = 0;
+
+/// Rejects ids that would break the key layout or bloat it; `field` names the id in the error.
+pub(crate) fn check_id(field: &'static str, id: &str) -> Result<()> {
+    let reason = if id.is_empty() {
+        "must not be empty"
+    } else if id.len() > MAX_ID_LEN {
+        "must be at most 256 bytes"
+    } else if id.as_bytes().contains(&SEPARATOR) {
+        "must not contain a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidId {
+        field,
+        id: shown(id),
+        reason,
+    })
+}
+
+/// An id as an error message shows it: escaped, and cut short if long.
+fn shown(id: &str) -> String {
+    const SHOWN: usize = 64;
+    let mut out: String = id
+        .chars()
+        .take(SHOWN)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if id.chars().count() > SHOWN {
+        out.push('…');
+    }
+    out
+}
+
+fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + id.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn pair(prefix: &[u8], first: &str, second: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + first.len() + 1 + second.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(first.as_bytes());
+    key.push(SEPARATOR);
+    key.extend_from_slice(second.as_bytes());
+    key
+}
+
+pub(crate) fn user(id: &str) -> Vec<u8> {
+    key(USER, id)
+}
+
+pub(crate) fn group(id: &str) -> Vec<u8> {
+    key(GROUP, id)
+}
+
+pub(crate) fn policy(id: &str) -> Vec<u8> {
+    key(POLICY, id)
+}
+
+pub(crate) fn member(group_id: &str, user_id: &str) -> Vec<u8> {
+    pair(MEMBER, group_id, user_id)
+}
+
+pub(crate) fn reverse(user_id: &str, group_id: &str) -> Vec<u8> {
+    pair(REVERSE, user_id, group_id)
+}
+
+/// Where the old values overwritten by chunk `chunk` of a large change are kept.
+pub(crate) fn undo(chunk: u64) -> Vec<u8> {
+    let mut undo = Vec::with_capacity(UNDO.len() + 8);
+    undo.extend_from_slice(UNDO);
+    undo.extend_from_slice(&chunk.to_be_bytes());
+    undo
+}
+
+/// The prefix of every membership of one group.
+pub(crate) fn members_of(group_id: &str) -> Vec<u8> {
+    let mut key = key(MEMBER, group_id);
+    key.push(SEPARATOR);
+    key
+}
+
+/// The prefix of every reverse-index entry of one user.
+pub(crate) fn groups_of(user_id: &str) -> Vec<u8> {
+    let mut key = key(REVERSE, user_id);
+    key.push(SEPARATOR);
+    key
+}
+
+/// The id in a single-id key, checked to be UTF-8 (the store only writes valid ids).
+pub(crate) fn id_of<'k>(prefix: &[u8], key: &'k [u8]) -> Result<&'k str> {
+    let rest = key.strip_prefix(prefix).ok_or_else(|| malformed(key))?;
+    std::str::from_utf8(rest).map_err(|_| malformed(key))
+}
+
+/// The two ids of a pair key (`m/` or `r/`), in key order.
+pub(crate) fn ids_of<'k>(prefix: &[u8], key: &'k [u8]) -> Result<(&'k str, &'k str)> {
+    let rest = key.strip_prefix(prefix).ok_or_else(|| malformed(key))?;
+    let at = rest
+        .iter()
+        .position(|&b| b == SEPARATOR)
+        .ok_or_else(|| malformed(key))?;
+    let first = std::str::from_utf8(&rest[..at]).map_err(|_| malformed(key))?;
+    let second = std::str::from_utf8(&rest[at + 1..]).map_err(|_| malformed(key))?;
+    Ok((first, second))
+}
+
+fn malformed(key: &[u8]) -> Error {
+    Error::Corrupt(format!(
+        "malformed key `{}`",
+        String::from_utf8_lossy(key).escape_debug()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("user id", "alice").is_ok());
+        assert!(check_id("user id", &"a".repeat(256)).is_ok());
+        for bad in ["", "a\0b", &"a".repeat(257)] {
+            let error = check_id("user id", bad).unwrap_err().to_string();
+            assert!(error.starts_with("invalid user id `"), "{error}");
+        }
+    }
+
+    #[test]
+    fn pair_keys_split_back() {
+        let key = member("g1", "u1");
+        assert_eq!(ids_of(MEMBER, &key).unwrap(), ("g1", "u1"));
+        assert!(key.starts_with(&members_of("g1")));
+        assert!(!key.starts_with(&members_of("g")));
+        assert_eq!(id_of(USER, &user("ü")).unwrap(), "ü");
+        assert!(ids_of(MEMBER, b"m/nosep").is_err());
+    }
+}

@@ -1,0 +1,498 @@
+//! Opening a store, and every read.
+
+use crate::codec::{self, Counts};
+use crate::durability::{self, Durability};
+use crate::error::engine;
+use crate::undo::{self, InFlight};
+use crate::{Error, Result, keys, lock};
+use pdp::{Group, Membership, Model, Policy, User};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The most memory sled's page cache may use, in bytes.
+    pub cache_capacity: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cache_capacity: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Options {
+    pub fn cache_capacity(mut self, bytes: u64) -> Options {
+        self.cache_capacity = bytes;
+        self
+    }
+}
+
+/// A handle on an open store; clones share it. The directory stays locked against other
+/// processes until the last clone is dropped.
+///
+/// Writes are serialized inside the store and return the revision they committed once it is
+/// durable. Reads see committed changes only, and never wait for writers except in
+/// [`Store::load`] and while a change too large for one batch (a big import) is applied; a read
+/// may see a change a moment before the write that made it returns.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    /// Declared after `db`, so it is dropped after it (see [`WaitForRelease`]).
+    _released: WaitForRelease,
+    pub(crate) dir: PathBuf,
+    /// Held by each writer from reading the state it validates against until its batch is
+    /// applied, and by `load`, so a load never interleaves with a write.
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) durability: Durability,
+    /// Whether a change spanning several batches is being applied (see [`crate::undo`]).
+    pub(crate) in_flight: InFlight,
+}
+
+/// What writers know of the committed state; equal to `meta/revision` and `meta/counts`.
+pub(crate) struct Writer {
+    pub(crate) revision: u64,
+    pub(crate) counts: Counts,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits, when dropped, until sled has released its lock on the directory.
+///
+/// sled's I/O threads keep its data file (and so its `flock`) open for a moment after the last
+/// `Db` handle is dropped; without this, reopening a directory right after closing it in the same
+/// process could fail with [`Error::Locked`].
+/// It holds the path of sled's data file once sled has opened (and locked) it.
+struct WaitForRelease(Option<PathBuf>);
+
+impl Drop for WaitForRelease {
+    fn drop(&mut self) {
+        let Some(path) = &self.0 else {
+            return;
+        };
+        // At most two seconds: enough for sled's threads to finish their writes.
+        for _ in 0..400 {
+            match std::fs::File::open(path).map(|file| file.try_lock()) {
+                Ok(Err(std::fs::TryLockError::WouldBlock)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                // Released (the lock is dropped with the file), or nothing to wait for.
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Reads that scan a prefix retry this often when a write lands meanwhile, then wait for writers.
+const SCAN_RETRIES: usize = 8;
+
+impl Store {
+    /// Opens the store in `dir`, creating both if missing, with default [`Options`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_owned();
+        let open_error = |reason: String| Error::Open {
+            path: dir.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| open_error(e.to_string()))?;
+        // Declared before `db` so that, on every return, it is dropped after it.
+        let mut released = WaitForRelease(None);
+        // sled panics on some damaged files instead of returning an error.
+        let db = catch_panic("opening the store", || {
+            sled::Config::new()
+                .path(&dir)
+                .cache_capacity(options.cache_capacity)
+                .open()
+                .map_err(|e| match e {
+                    sled::Error::Io(io) if is_lock_error(&io) => {
+                        Error::Locked { path: dir.clone() }
+                    }
+                    e @ sled::Error::Corruption { .. } => engine(e),
+                    e => open_error(e.to_string()),
+                })
+        })?;
+        released.0 = Some(dir.join("db"));
+        let writer = catch_panic("opening the store", || {
+            let writer = init_or_check(&db, &dir)?;
+            // Never touches the revision or counts: only a large change's last batch writes them.
+            undo::recover(&db)?;
+            Ok(writer)
+        })?;
+        match durability::acknowledged(&dir)? {
+            Some(acked) if acked > writer.revision => {
+                return Err(Error::Corrupt(format!(
+                    "the data in `{}` is at revision {}, but revision {acked} was acknowledged: \
+                     the storage engine lost committed changes (a damaged data file?)",
+                    dir.display(),
+                    writer.revision,
+                )));
+            }
+            None if writer.revision > 0 => {
+                return Err(Error::Corrupt(format!(
+                    "`{}` is missing from a store at revision {}",
+                    dir.join(durability::ACK_FILE).display(),
+                    writer.revision,
+                )));
+            }
+            _ => {}
+        }
+        let durability = Durability::open(dir.clone(), &db, writer.revision)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                _released: released,
+                dir,
+                writer: Mutex::new(writer),
+                durability,
+                in_flight: InFlight::default(),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The latest durable revision: 0 for a new store, then one more per committed change.
+    pub fn revision(&self) -> u64 {
+        self.inner.durability.durable()
+    }
+
+    /// The whole directory and every policy, consistent at one revision (`Model::revision`),
+    /// which is durable when this returns.
+    ///
+    /// Writers wait while it reads. It fails with [`Error::Corrupt`] rather than return a
+    /// partial model: every record must decode, sit under its own id, and the number of each
+    /// kind must match `meta/counts`.
+    pub fn load(&self) -> Result<Model> {
+        let model = {
+            let _writer = lock(&self.inner.writer)?;
+            catch_panic("loading the store", || self.read_model())?
+        };
+        self.inner
+            .durability
+            .sync_through(&self.inner.db, model.revision)?;
+        Ok(model)
+    }
+
+    pub fn get_user(&self, id: &str) -> Result<Option<User>> {
+        keys::check_id("user id", id)?;
+        self.get_record("user", &keys::user(id), id)
+    }
+
+    pub fn get_group(&self, id: &str) -> Result<Option<Group>> {
+        keys::check_id("group id", id)?;
+        self.get_record("group", &keys::group(id), id)
+    }
+
+    pub fn get_policy(&self, id: &str) -> Result<Option<Policy>> {
+        keys::check_id("policy id", id)?;
+        self.get_record("policy", &keys::policy(id), id)
+    }
+
+    /// The members of a group, by user id; [`Error::NotFound`] if there is no such group.
+    pub fn group_members(&self, group_id: &str) -> Result<Vec<Membership>> {
+        keys::check_id("group id", group_id)?;
+        self.consistent(|| {
+            if !self.contains(&keys::group(group_id))? {
+                return Err(not_found("group", group_id));
+            }
+            let mut members = Vec::new();
+            for item in self.inner.db.scan_prefix(keys::members_of(group_id)) {
+                let (key, value) = item.map_err(engine)?;
+                let (_, user_id) = keys::ids_of(keys::MEMBER, &key)?;
+                members.push(codec::decode_membership(group_id, user_id, &value)?);
+            }
+            Ok(members)
+        })
+    }
+
+    /// The groups a user belongs to, by group id; [`Error::NotFound`] if there is no such user.
+    pub fn user_groups(&self, user_id: &str) -> Result<Vec<Membership>> {
+        keys::check_id("user id", user_id)?;
+        self.consistent(|| {
+            if !self.contains(&keys::user(user_id))? {
+                return Err(not_found("user", user_id));
+            }
+            let mut groups = Vec::new();
+            for item in self.inner.db.scan_prefix(keys::groups_of(user_id)) {
+                let (key, _) = item.map_err(engine)?;
+                let (_, group_id) = keys::ids_of(keys::REVERSE, &key)?;
+                let value = self
+                    .inner
+                    .db
+                    .get(keys::member(group_id, user_id))
+                    .map_err(engine)?
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!(
+                            "the reverse index lists group `{group_id}` for user `{user_id}`, \
+                             but there is no such membership"
+                        ))
+                    })?;
+                groups.push(codec::decode_membership(group_id, user_id, &value)?);
+            }
+            Ok(groups)
+        })
+    }
+
+    fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &[u8],
+        id: &str,
+    ) -> Result<Option<T>> {
+        match self.get_committed(key)? {
+            Some(bytes) => codec::from_json(what, id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The committed value at `key`. A single `get` never sees half a batch, but it could see
+    /// part of a large change, whose chunks are batches of their own: so while one is in flight
+    /// (or starts meanwhile), wait for the writer.
+    fn get_committed(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        let in_flight = &self.inner.in_flight;
+        let epoch = in_flight.epoch();
+        if !InFlight::active(epoch) {
+            let value = self.inner.db.get(key).map_err(engine)?;
+            if in_flight.epoch() == epoch {
+                return Ok(value);
+            }
+        }
+        let _writer = lock(&self.inner.writer)?;
+        self.inner.db.get(key).map_err(engine)
+    }
+
+    /// Only inside [`Store::consistent`], which makes raw reads see committed state.
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.inner.db.contains_key(key).map_err(engine)
+    }
+
+    fn stored_revision(&self) -> Result<u64> {
+        read_u64(&self.inner.db, keys::REVISION)
+    }
+
+    /// Runs a multi-key read so that it sees one revision, without blocking writers.
+    ///
+    /// sled applies a batch atomically for single-key reads (a `get` waits for a batch being
+    /// applied) but an iterator can straddle one. Every change rewrites `meta/revision` in its
+    /// batch, so equal revisions before and after the read prove no change overlapped it. After
+    /// a few unlucky tries it waits for writers instead, as it does at once while a large
+    /// change is in flight (its chunks do not bump the revision).
+    ///
+    /// Holding the write lock is always consistent: writers hold it until their change is
+    /// applied whole, large ones until committed or rolled back.
+    fn consistent<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        let in_flight = &self.inner.in_flight;
+        for _ in 0..SCAN_RETRIES {
+            let epoch = in_flight.epoch();
+            if InFlight::active(epoch) {
+                break;
+            }
+            let before = self.stored_revision()?;
+            // An error may come from a torn view too (a reverse-index entry whose membership a
+            // concurrent change removed), so it is only returned once the view is proven whole.
+            let result = read();
+            if self.stored_revision()? == before && in_flight.epoch() == epoch {
+                return result;
+            }
+        }
+        let _writer = lock(&self.inner.writer)?;
+        read()
+    }
+
+    /// Reads the model; the caller holds the write lock.
+    fn read_model(&self) -> Result<Model> {
+        let db = &self.inner.db;
+        let revision = self.stored_revision()?;
+        let counts = read_counts(db)?;
+        // Iterating sled dominates, so users (a third of the records, the costliest to decode)
+        // are read on a second thread while this one reads the rest.
+        let (users, rest) = std::thread::scope(|s| {
+            let users =
+                s.spawn(|| read_records::<User>(db, keys::USER, "user", counts.users, |u| &u.id));
+            let rest = read_records::<Group>(db, keys::GROUP, "group", counts.groups, |g| &g.id)
+                .and_then(|groups| Ok((groups, read_memberships(db, counts.memberships)?)))
+                .and_then(|(groups, memberships)| {
+                    let policies =
+                        read_records::<Policy>(db, keys::POLICY, "policy", counts.policies, |p| {
+                            &p.id
+                        })?;
+                    Ok((groups, memberships, policies))
+                });
+            let users = users.join().unwrap_or_else(|_| {
+                Err(Error::Corrupt(
+                    "the storage engine panicked while loading users".to_owned(),
+                ))
+            });
+            (users, rest)
+        });
+        let users = users?;
+        let (groups, memberships, policies) = rest?;
+
+        let read = Counts {
+            users: users.len() as u64,
+            groups: groups.len() as u64,
+            memberships: memberships.len() as u64,
+            policies: policies.len() as u64,
+        };
+        if read != counts {
+            return Err(Error::Corrupt(format!(
+                "`meta/counts` at revision {revision} records {} users, {} groups, {} memberships \
+                 and {} policies, but the store holds {}, {}, {} and {}",
+                counts.users,
+                counts.groups,
+                counts.memberships,
+                counts.policies,
+                read.users,
+                read.groups,
+                read.memberships,
+                read.policies,
+            )));
+        }
+        Ok(Model {
+            revision,
+            users,
+            groups,
+            memberships,
+            policies,
+        })
+    }
+}
+
+/// Capacity for `count` records; a corrupt count must not make us allocate the world.
+fn capacity(count: u64) -> usize {
+    usize::try_from(count).unwrap_or(0).min(1 << 24)
+}
+
+/// Decodes every JSON record under `prefix`, checking each sits under its own id.
+fn read_records<T: serde::de::DeserializeOwned>(
+    db: &sled::Db,
+    prefix: &[u8],
+    what: &'static str,
+    count: u64,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>> {
+    let mut records = Vec::with_capacity(capacity(count));
+    for item in db.scan_prefix(prefix) {
+        let (key, value) = item.map_err(engine)?;
+        let key_id = keys::id_of(prefix, &key)?;
+        let record: T = codec::from_json(what, key_id, &value)?;
+        if id(&record) != key_id {
+            return Err(Error::Corrupt(format!(
+                "the {what} record under `{key_id}` has id `{}`",
+                id(&record)
+            )));
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+fn read_memberships(db: &sled::Db, count: u64) -> Result<Vec<Membership>> {
+    let mut memberships = Vec::with_capacity(capacity(count));
+    for item in db.scan_prefix(keys::MEMBER) {
+        let (key, value) = item.map_err(engine)?;
+        let (group_id, user_id) = keys::ids_of(keys::MEMBER, &key)?;
+        memberships.push(codec::decode_membership(group_id, user_id, &value)?);
+    }
+    Ok(memberships)
+}
+
+pub(crate) fn not_found(kind: &'static str, id: &str) -> Error {
+    Error::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+/// Runs `f`, turning a panic inside sled into [`Error::Corrupt`]: a damaged file must give an
+/// error, never bring the process down or go unnoticed.
+fn catch_panic<T>(doing: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Corrupt(format!(
+            "the storage engine panicked while {doing}: {message}"
+        )))
+    })
+}
+
+/// sled reports a directory another handle holds as an I/O error wrapping fs2's `WouldBlock`.
+fn is_lock_error(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().contains("could not acquire lock")
+}
+
+fn read_u64(db: &sled::Db, key: &[u8]) -> Result<u64> {
+    let bytes = db.get(key).map_err(engine)?.ok_or_else(|| missing(key))?;
+    codec::decode_u64(&String::from_utf8_lossy(key), &bytes)
+}
+
+fn read_counts(db: &sled::Db) -> Result<Counts> {
+    let bytes = db
+        .get(keys::COUNTS)
+        .map_err(engine)?
+        .ok_or_else(|| missing(keys::COUNTS))?;
+    Counts::decode(&bytes)
+}
+
+fn missing(key: &[u8]) -> Error {
+    Error::Corrupt(format!("`{}` is missing", String::from_utf8_lossy(key)))
+}
+
+/// Writes the metadata of a new store, or checks an existing one's format; returns its state.
+fn init_or_check(db: &sled::Db, dir: &Path) -> Result<Writer> {
+    match db.get(keys::FORMAT).map_err(engine)? {
+        None if db.is_empty() => {
+            let counts = Counts::default();
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::FORMAT, &codec::encode_format()[..]);
+            batch.insert(keys::REVISION, &codec::encode_u64(0)[..]);
+            batch.insert(keys::COUNTS, &counts.encode()[..]);
+            db.apply_batch(batch).map_err(engine)?;
+            Ok(Writer {
+                revision: 0,
+                counts,
+            })
+        }
+        None => Err(Error::Format {
+            path: dir.to_owned(),
+            found: "none (is this a Portcullis data directory?)".to_owned(),
+            expected: codec::FORMAT_VERSION,
+        }),
+        Some(bytes) => match codec::decode_format(&bytes) {
+            Some(codec::FORMAT_VERSION) => Ok(Writer {
+                revision: read_u64(db, keys::REVISION)?,
+                counts: read_counts(db)?,
+            }),
+            found => Err(Error::Format {
+                path: dir.to_owned(),
+                found: found.map_or_else(|| format!("{bytes:?}"), |v| v.to_string()),
+                expected: codec::FORMAT_VERSION,
+            }),
+        },
+    }
+}

@@ -1,0 +1,189 @@
+//! Every write but import: each is one change, committed as one revision.
+//!
+//! A write that would change nothing (rewriting a record as it is, adding an existing member,
+//! removing a non-member) commits nothing and returns the current revision.
+
+use crate::change::{Built, Change, Kind};
+use crate::error::engine;
+use crate::store::{Store, not_found};
+use crate::{Result, codec, keys, lock, undo};
+use pdp::{Group, Membership, Policy, User};
+use std::collections::HashSet;
+
+impl Store {
+    /// Creates or replaces a user.
+    pub fn put_user(&self, user: &User) -> Result<u64> {
+        keys::check_id("user id", &user.id)?;
+        let value = codec::to_json("user", user)?;
+        self.commit(|change| change.put(Kind::User, keys::user(&user.id), &value))
+    }
+
+    /// Deletes a user and their memberships. Policies naming the user keep naming them.
+    pub fn delete_user(&self, id: &str) -> Result<u64> {
+        keys::check_id("user id", id)?;
+        self.commit(|change| {
+            if !change.exists(&keys::user(id))? {
+                return Err(not_found("user", id));
+            }
+            change.remove(Kind::User, keys::user(id))?;
+            for item in change.scan(&keys::groups_of(id)) {
+                let (key, _) = item?;
+                let (_, group_id) = keys::ids_of(keys::REVERSE, &key)?;
+                change.remove_membership(group_id, id)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates or replaces a group and, when `members` is given, makes it the group's whole
+    /// member set, in one change. Every member must name this group and an existing user.
+    pub fn put_group(&self, group: &Group, members: Option<&[Membership]>) -> Result<u64> {
+        keys::check_id("group id", &group.id)?;
+        let value = codec::to_json("group", group)?;
+        self.commit(|change| {
+            if let Some(members) = members {
+                let members = change.check_members(&group.id, members, |_| false)?;
+                change.replace_members(&group.id, &members)?;
+            }
+            change.put(Kind::Group, keys::group(&group.id), &value)
+        })
+    }
+
+    /// Deletes a group and its memberships; its users stay. Policies naming the group keep
+    /// naming it.
+    pub fn delete_group(&self, id: &str) -> Result<u64> {
+        keys::check_id("group id", id)?;
+        self.commit(|change| {
+            if !change.exists(&keys::group(id))? {
+                return Err(not_found("group", id));
+            }
+            change.remove(Kind::Group, keys::group(id))?;
+            for item in change.scan(&keys::members_of(id)) {
+                let (key, _) = item?;
+                let (_, user_id) = keys::ids_of(keys::MEMBER, &key)?;
+                change.remove_membership(id, user_id)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds members to an existing group, all or none. A user who already belongs keeps the
+    /// membership they have (its `joined_at` and `source`).
+    pub fn add_members(&self, group_id: &str, members: &[Membership]) -> Result<u64> {
+        keys::check_id("group id", group_id)?;
+        self.commit(|change| {
+            if !change.exists(&keys::group(group_id))? {
+                return Err(not_found("group", group_id));
+            }
+            for m in change
+                .check_members(group_id, members, |_| false)?
+                .into_values()
+            {
+                if !change.exists(&keys::member(group_id, &m.user_id))? {
+                    change.put_membership(m, None)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes users from an existing group, all or none; users who do not belong are ignored.
+    pub fn remove_members(&self, group_id: &str, user_ids: &[&str]) -> Result<u64> {
+        keys::check_id("group id", group_id)?;
+        for user_id in user_ids {
+            keys::check_id("membership user id", user_id)?;
+        }
+        self.commit(|change| {
+            if !change.exists(&keys::group(group_id))? {
+                return Err(not_found("group", group_id));
+            }
+            // Each key at most once per change: a repeated id is removed once.
+            let unique: HashSet<&str> = user_ids.iter().copied().collect();
+            for user_id in unique {
+                if change.exists(&keys::member(group_id, user_id))? {
+                    change.remove_membership(group_id, user_id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates or replaces a policy. Users and groups in its scope need not exist.
+    pub fn put_policy(&self, policy: &Policy) -> Result<u64> {
+        keys::check_id("policy id", &policy.id)?;
+        let value = codec::to_json("policy", policy)?;
+        self.commit(|change| change.put(Kind::Policy, keys::policy(&policy.id), &value))
+    }
+
+    pub fn delete_policy(&self, id: &str) -> Result<u64> {
+        keys::check_id("policy id", id)?;
+        self.commit(|change| {
+            if !change.exists(&keys::policy(id))? {
+                return Err(not_found("policy", id));
+            }
+            change.remove(Kind::Policy, keys::policy(id))
+        })
+    }
+
+    /// Builds a change against the committed state and commits it as the next revision, then
+    /// waits until that revision is durable. `build` runs under the write lock, so what it
+    /// validates against cannot change before the batch is applied; if it fails nothing is
+    /// written.
+    pub(crate) fn commit(&self, build: impl FnOnce(&mut Change<'_>) -> Result<()>) -> Result<u64> {
+        let inner = &self.inner;
+        inner.durability.check()?;
+        let revision = {
+            let mut writer = lock(&inner.writer)?;
+            let mut change = Change::new(&inner.db, &inner.in_flight, writer.counts);
+            if let Err(error) = build(&mut change) {
+                if change.spilled() {
+                    self.roll_back();
+                }
+                return Err(error);
+            }
+            match change.finish() {
+                None => writer.revision,
+                Some(Built {
+                    mut batch,
+                    counts,
+                    spilled,
+                }) => {
+                    let revision = writer.revision + 1;
+                    batch.insert(keys::REVISION, &codec::encode_u64(revision)[..]);
+                    batch.insert(keys::COUNTS, &counts.encode()[..]);
+                    if let Err(error) = inner.db.apply_batch(batch) {
+                        // sled may have applied part of the batch in memory: stop writing.
+                        inner.durability.fail();
+                        return Err(engine(error));
+                    }
+                    writer.revision = revision;
+                    writer.counts = counts;
+                    inner.durability.applied(revision);
+                    if spilled {
+                        inner.in_flight.end();
+                        // Undo entries left behind would corrupt the next large change's undo log.
+                        if let Err(error) = undo::discard(&inner.db) {
+                            inner.durability.fail();
+                            return Err(error);
+                        }
+                    }
+                    revision
+                }
+            }
+        };
+        // Outside the write lock, so writers arriving meanwhile share this sync.
+        inner.durability.sync_through(&inner.db, revision)?;
+        Ok(revision)
+    }
+
+    /// Undoes the applied chunks of a large change that failed before committing. If even that
+    /// fails, the store refuses writes; reopening finishes the rollback.
+    fn roll_back(&self) {
+        let inner = &self.inner;
+        match undo::roll_back(&inner.db) {
+            Ok(()) => inner.in_flight.end(),
+            // Readers keep seeing old values through the undo entries left.
+            Err(_) => inner.durability.fail(),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The store's suite, one binary: run against the real API on real sled directories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod import;
+mod integrity;
+mod processes;
+mod records;
+mod scale;
+mod support;

@@ -396,11 +396,12 @@ fn echo_server() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("grpc_addr={}", listener.local_addr().unwrap());
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(pb::decision_service_server::DecisionServiceServer::new(
                 Echo,
             ))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
             .await
             .unwrap();
     });

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
 #[derive(Debug, clap::Args)]
@@ -64,12 +64,14 @@ async fn serve(engine: Engine, addr: SocketAddr) -> anyhow::Result<()> {
         .context("cannot build the reflection service")?;
 
     info!(grpc_addr = %local, revision = engine.revision(), "serving decisions");
+    // With our own listener the builder's `tcp_nodelay` does not apply: set it on the incoming
+    // stream, or multi-frame responses wait out Nagle and delayed ACKs (about 40 ms each).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(DecisionService::new(engine).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .context("the gRPC server failed")?;
     info!("stopped");

@@ -10,7 +10,7 @@
 
 use crate::model::UserStatus;
 use crate::model::{Action, Attributes};
-use crate::snapshot::{PolicyEntry, PolicyIdx, Snapshot, UserIdx};
+use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
 
 /// One question: may `agent` call `connector`/`tool` for `user`?
 #[derive(Clone, Copy)]
@@ -179,8 +179,8 @@ impl Snapshot {
             let tools = index
                 .tool_names
                 .iter()
-                .map(|tool| (&**tool, index.by_tool.get(tool).map_or(&[][..], |l| &l[..])))
-                .chain(std::iter::once(("*", &index.all_tools[..])));
+                .filter_map(|tool| Some((&**tool, index.by_tool.get(tool)?)))
+                .chain(std::iter::once(("*", &index.all_tools)));
             for (tool, candidates) in tools {
                 let decision = self.first_applicable(candidates, subject, attributes);
                 if let (Some(policy_id), true) =
@@ -214,25 +214,54 @@ impl Snapshot {
         }
     }
 
-    /// Steps 3 to 5 over candidates ordered most restrictive first, then by id: the first that
-    /// applies is the answer.
+    /// Steps 3 to 5: the applicable candidate of lowest rank (most restrictive, then lowest id).
+    ///
+    /// Only the posting lists of this user, of the user's groups and of all-users policies can
+    /// hold a covering policy; each list's first rank whose conditions hold is its best, and the
+    /// answer is the least of those.
     fn first_applicable(
         &self,
-        candidates: &[PolicyIdx],
+        candidates: &Candidates,
         subject: Subject<'_>,
         attributes: &dyn Attributes,
     ) -> Decision<'_> {
-        for &p in candidates {
-            let policy = &self.policies[p as usize];
-            if policy.covers(subject.idx, subject.groups) && conditions_hold(policy, attributes) {
-                return Decision {
+        let mut best = u32::MAX;
+        let mut consider = |ranks: &[u32]| {
+            for &rank in ranks {
+                if rank >= best {
+                    return;
+                }
+                let policy = candidates.order[rank as usize];
+                if !candidates.conditional[rank as usize]
+                    || conditions_hold(&self.policies[policy as usize], attributes)
+                {
+                    best = rank;
+                    return;
+                }
+            }
+        };
+        consider(&candidates.all_users);
+        if let Some(ranks) = candidates.by_user.get(&subject.idx) {
+            consider(ranks);
+        }
+        if !candidates.by_group.is_empty() {
+            for group in subject.groups {
+                if let Some(ranks) = candidates.by_group.get(group) {
+                    consider(ranks);
+                }
+            }
+        }
+        match candidates.order.get(best as usize) {
+            Some(&p) => {
+                let policy = &self.policies[p as usize];
+                Decision {
                     action: policy.action,
                     reason: Reason::Policy,
                     policy_id: Some(&policy.id),
-                };
+                }
             }
+            None => Decision::deny(Reason::NoMatchingPolicy),
         }
-        Decision::deny(Reason::NoMatchingPolicy)
     }
 }
 

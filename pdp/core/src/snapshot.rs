@@ -13,6 +13,9 @@ use std::collections::HashMap;
 /// identity provider cannot be chosen to collide.
 pub(crate) type Map<K, V> = HashMap<K, V, RandomState>;
 
+/// A user key (id, external id, lower-cased email): short ones live inline.
+pub(crate) type Key = compact_str::CompactString;
+
 /// Dense index of a user in [`Snapshot::users`].
 pub(crate) type UserIdx = u32;
 /// Dense index of a group; only groups that exist in the model get one.
@@ -29,12 +32,13 @@ pub struct Snapshot {
     /// Invariant: every user's groups, sorted and deduplicated, concatenated;
     /// `UserEntry::groups` is a range into it.
     pub(crate) user_groups: Vec<GroupIdx>,
-    /// Exact user id → user.
-    pub(crate) by_id: Map<Box<str>, UserIdx>,
+    /// Exact user id → user. Keys up to 24 bytes are stored inline in the table, so a lookup
+    /// does not chase a pointer to compare them (typical ids and emails fit).
+    pub(crate) by_id: Map<Key, UserIdx>,
     /// Exact identity-provider id → user; an id that is also some user's `id` is shadowed.
-    pub(crate) by_external_id: Map<Box<str>, UserIdx>,
+    pub(crate) by_external_id: Map<Key, UserIdx>,
     /// Lower-cased email or user name → user; on a clash the user first in model order wins.
-    pub(crate) by_email: Map<Box<str>, UserIdx>,
+    pub(crate) by_email: Map<Key, UserIdx>,
     /// Invariant: sorted by policy id.
     pub(crate) policies: Vec<PolicyEntry>,
     pub(crate) connectors: Map<Box<str>, ConnectorIndex>,
@@ -67,32 +71,81 @@ pub(crate) struct PolicyEntry {
 /// The policies of one connector.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectorIndex {
-    /// Tool → the enabled policies that list it or cover all tools.
-    /// Invariant: ordered by action, most restrictive first, then by policy id; so the first
-    /// policy in the list that applies to a request is the deciding one.
-    pub(crate) by_tool: Map<Box<str>, Box<[PolicyIdx]>>,
-    /// The enabled all-tools policies, in the same order: the candidates for a tool no policy
-    /// lists.
-    pub(crate) all_tools: Box<[PolicyIdx]>,
+    /// Tool → the candidates for it: the enabled policies that list it or cover all tools.
+    pub(crate) by_tool: Map<Box<str>, Candidates>,
+    /// The enabled all-tools policies: the candidates for a tool no policy lists.
+    pub(crate) all_tools: Candidates,
     /// Tool names some policy lists, sorted.
     pub(crate) tool_names: Vec<Box<str>>,
     /// Every policy of the connector, enabled or not, in id order (for explanations).
     pub(crate) policies: Box<[PolicyIdx]>,
 }
 
+/// The candidate policies for one (connector, tool), indexed by whom they cover.
+///
+/// A policy's *rank* is its position in `order`. Invariant: `order` is sorted by action, most
+/// restrictive first, then by policy id, so the candidate with the lowest rank among those that
+/// apply is the deciding one. The posting lists below hold ranks in ascending order, so the
+/// lowest applicable rank is found from the heads of the user's few lists, without scanning
+/// policies that do not cover the user.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    pub(crate) order: Box<[PolicyIdx]>,
+    /// Ranks of the policies whose scope is all users.
+    pub(crate) all_users: Box<[u32]>,
+    /// User → ranks of the policies naming the user (all-users policies left out).
+    pub(crate) by_user: Map<UserIdx, Box<[u32]>>,
+    /// Group → ranks of the policies naming the group (all-users policies left out).
+    pub(crate) by_group: Map<GroupIdx, Box<[u32]>>,
+    /// By rank: whether the policy has conditions, so the common case never loads the policy.
+    pub(crate) conditional: Box<[bool]>,
+}
+
+impl Candidates {
+    /// Indexes `order`, which must already be in rank order.
+    fn new(order: Vec<PolicyIdx>, entries: &[PolicyEntry]) -> Candidates {
+        let mut all_users = Vec::new();
+        let mut by_user: Map<UserIdx, Vec<u32>> = Map::default();
+        let mut by_group: Map<GroupIdx, Vec<u32>> = Map::default();
+        let mut conditional = Vec::with_capacity(order.len());
+        for (rank, &p) in order.iter().enumerate() {
+            let rank = rank as u32;
+            let policy = &entries[p as usize];
+            conditional.push(!policy.conditions.is_empty());
+            if policy.all_users {
+                all_users.push(rank);
+                continue;
+            }
+            for &u in policy.users.iter() {
+                by_user.entry(u).or_default().push(rank);
+            }
+            for &g in policy.groups.iter() {
+                by_group.entry(g).or_default().push(rank);
+            }
+        }
+        Candidates {
+            order: order.into(),
+            all_users: all_users.into(),
+            by_user: by_user.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            by_group: by_group.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            conditional: conditional.into(),
+        }
+    }
+}
+
 impl Snapshot {
     /// Indexes `model`. Never fails: dangling references are dropped, so they match nobody.
     pub fn build(model: &Model) -> Snapshot {
         let user_count = model.users.len();
-        let mut by_id: Map<Box<str>, UserIdx> = Map::default();
+        let mut by_id: Map<Key, UserIdx> = Map::default();
         by_id.reserve(user_count);
         for (idx, user) in model.users.iter().enumerate() {
             by_id
                 .entry(user.id.as_str().into())
                 .or_insert(idx as UserIdx);
         }
-        let mut by_external_id: Map<Box<str>, UserIdx> = Map::default();
-        let mut by_email: Map<Box<str>, UserIdx> = Map::default();
+        let mut by_external_id: Map<Key, UserIdx> = Map::default();
+        let mut by_email: Map<Key, UserIdx> = Map::default();
         by_email.reserve(user_count);
         for (idx, user) in model.users.iter().enumerate() {
             if let Some(external_id) = &user.external_id
@@ -304,12 +357,12 @@ fn index_connectors(
                 .map(|(tool, mut list)| {
                     list.extend_from_slice(&b.all_tools);
                     order(&mut list);
-                    (Box::from(tool), list.into_boxed_slice())
+                    (Box::from(tool), Candidates::new(list, entries))
                 })
                 .collect();
             let index = ConnectorIndex {
                 by_tool,
-                all_tools: b.all_tools.into_boxed_slice(),
+                all_tools: Candidates::new(b.all_tools, entries),
                 tool_names,
                 policies: b.policies.into_boxed_slice(),
             };

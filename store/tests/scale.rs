@@ -7,7 +7,7 @@ use tempfile::TempDir;
 
 /// A directory the size the store must handle: 1M users, 20k groups, 2.5M memberships, 10k
 /// policies (`STORE_SCALE_PERCENT` shrinks it). Run by hand in release: `cargo test --release
-/// -p portcullis-store --test store at_scale -- --ignored --nocapture`.
+/// -p portcullis-store --test tests at_scale -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn at_scale_import_and_load() {

@@ -200,16 +200,15 @@ impl Snapshot {
 
     /// Resolves the user and applies the status checks (steps 1 and 2).
     fn subject(&self, user: &str) -> Result<Subject<'_>, Decision<'static>> {
-        let Some(idx) = self.find_user(user) else {
+        let Some(entry) = self.find_user(user) else {
             return Err(Decision::deny(Reason::UnknownUser));
         };
-        let entry = &self.users[idx as usize];
         match entry.status {
             UserStatus::Locked => Err(Decision::deny(Reason::UserLocked)),
             UserStatus::Inactive => Err(Decision::deny(Reason::UserInactive)),
             UserStatus::Active => Ok(Subject {
-                idx,
-                groups: self.groups_of(entry),
+                idx: entry.idx,
+                groups: self.groups_of(&entry),
             }),
         }
     }

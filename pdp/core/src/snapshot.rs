@@ -28,17 +28,18 @@ pub(crate) type PolicyIdx = u32;
 #[derive(Debug)]
 pub struct Snapshot {
     pub(crate) revision: u64,
-    pub(crate) users: Vec<UserEntry>,
+    pub(crate) user_count: usize,
     /// Invariant: every user's groups, sorted and deduplicated, concatenated;
-    /// `UserEntry::groups` is a range into it.
+    /// `UserEntry::groups_*` is a range into it.
     pub(crate) user_groups: Vec<GroupIdx>,
     /// Exact user id → user. Keys up to 24 bytes are stored inline in the table, so a lookup
-    /// does not chase a pointer to compare them (typical ids and emails fit).
-    pub(crate) by_id: Map<Key, UserIdx>,
+    /// does not chase a pointer to compare them (typical ids and emails fit), and the value is
+    /// the whole (small) user entry, so the status checks read no other cache line.
+    pub(crate) by_id: Map<Key, UserEntry>,
     /// Exact identity-provider id → user; an id that is also some user's `id` is shadowed.
-    pub(crate) by_external_id: Map<Key, UserIdx>,
+    pub(crate) by_external_id: Map<Key, UserEntry>,
     /// Lower-cased email or user name → user; on a clash the user first in model order wins.
-    pub(crate) by_email: Map<Key, UserIdx>,
+    pub(crate) by_email: Map<Key, UserEntry>,
     /// Invariant: sorted by policy id.
     pub(crate) policies: Vec<PolicyEntry>,
     pub(crate) connectors: Map<Box<str>, ConnectorIndex>,
@@ -46,8 +47,10 @@ pub struct Snapshot {
     pub(crate) connector_names: Vec<Box<str>>,
 }
 
-#[derive(Debug, Clone)]
+/// What deciding needs of a user. Invariant: the same value under each of the user's keys.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct UserEntry {
+    pub(crate) idx: UserIdx,
     pub(crate) status: UserStatus,
     pub(crate) groups_start: u32,
     pub(crate) groups_len: u32,
@@ -137,15 +140,22 @@ impl Snapshot {
     /// Indexes `model`. Never fails: dangling references are dropped, so they match nobody.
     pub fn build(model: &Model) -> Snapshot {
         let user_count = model.users.len();
-        let mut by_id: Map<Key, UserIdx> = Map::default();
+        // Entries get their status and groups once those are known (below).
+        let placeholder = |idx: usize| UserEntry {
+            idx: idx as UserIdx,
+            status: UserStatus::Active,
+            groups_start: 0,
+            groups_len: 0,
+        };
+        let mut by_id: Map<Key, UserEntry> = Map::default();
         by_id.reserve(user_count);
         for (idx, user) in model.users.iter().enumerate() {
             by_id
                 .entry(user.id.as_str().into())
-                .or_insert(idx as UserIdx);
+                .or_insert(placeholder(idx));
         }
-        let mut by_external_id: Map<Key, UserIdx> = Map::default();
-        let mut by_email: Map<Key, UserIdx> = Map::default();
+        let mut by_external_id: Map<Key, UserEntry> = Map::default();
+        let mut by_email: Map<Key, UserEntry> = Map::default();
         by_email.reserve(user_count);
         for (idx, user) in model.users.iter().enumerate() {
             if let Some(external_id) = &user.external_id
@@ -153,13 +163,13 @@ impl Snapshot {
             {
                 by_external_id
                     .entry(external_id.as_str().into())
-                    .or_insert(idx as UserIdx);
+                    .or_insert(placeholder(idx));
             }
             let names = user.emails.iter().chain(std::iter::once(&user.user_name));
             for name in names.filter(|n| !n.is_empty()) {
                 by_email
                     .entry(name.to_lowercase().into())
-                    .or_insert(idx as UserIdx);
+                    .or_insert(placeholder(idx));
             }
         }
 
@@ -172,24 +182,32 @@ impl Snapshot {
         // Each user's groups, via a per-user list, then flattened.
         let mut per_user: Vec<Vec<GroupIdx>> = vec![Vec::new(); user_count];
         for membership in &model.memberships {
-            if let (Some(&u), Some(&g)) = (
+            if let (Some(u), Some(&g)) = (
                 by_id.get(membership.user_id.as_str()),
                 group_index.get(membership.group_id.as_str()),
             ) {
-                per_user[u as usize].push(g);
+                per_user[u.idx as usize].push(g);
             }
         }
         let mut user_groups = Vec::with_capacity(model.memberships.len());
         let mut users = Vec::with_capacity(user_count);
-        for (user, mut groups) in model.users.iter().zip(per_user) {
+        for (idx, (user, mut groups)) in model.users.iter().zip(per_user).enumerate() {
             groups.sort_unstable();
             groups.dedup();
             users.push(UserEntry {
+                idx: idx as UserIdx,
                 status: user.status(),
                 groups_start: user_groups.len() as u32,
                 groups_len: groups.len() as u32,
             });
             user_groups.extend_from_slice(&groups);
+        }
+        let keyed = by_id
+            .values_mut()
+            .chain(by_external_id.values_mut())
+            .chain(by_email.values_mut());
+        for entry in keyed {
+            *entry = users[entry.idx as usize];
         }
 
         let mut sorted: Vec<&crate::model::Policy> = model.policies.iter().collect();
@@ -201,7 +219,7 @@ impl Snapshot {
                     .scope
                     .users
                     .iter()
-                    .filter_map(|u| by_id.get(u.as_str()).copied())
+                    .filter_map(|u| by_id.get(u.as_str()).map(|e| e.idx))
                     .collect();
                 users.sort_unstable();
                 users.dedup();
@@ -233,7 +251,7 @@ impl Snapshot {
 
         Snapshot {
             revision: model.revision,
-            users,
+            user_count,
             user_groups,
             by_id,
             by_external_id,
@@ -250,7 +268,7 @@ impl Snapshot {
     }
 
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.user_count
     }
 
     pub fn policy_count(&self) -> usize {
@@ -258,12 +276,12 @@ impl Snapshot {
     }
 
     /// Finds a user by id, then by external id, then by email or user name ignoring case.
-    pub(crate) fn find_user(&self, key: &str) -> Option<UserIdx> {
-        if let Some(&idx) = self.by_id.get(key) {
-            return Some(idx);
+    pub(crate) fn find_user(&self, key: &str) -> Option<UserEntry> {
+        if let Some(&entry) = self.by_id.get(key) {
+            return Some(entry);
         }
-        if let Some(&idx) = self.by_external_id.get(key) {
-            return Some(idx);
+        if let Some(&entry) = self.by_external_id.get(key) {
+            return Some(entry);
         }
         if key.bytes().any(|b| b.is_ascii_uppercase()) || !key.is_ascii() {
             // Lower-case into a stack buffer when we can: mixed-case emails are common and the

@@ -107,18 +107,7 @@ fn import_error_messages_name_what_is_wrong() {
 fn import_upserts_and_replaces_member_sets_of_imported_groups_only() {
     let dir = TempDir::new().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for id in ["alice", "bob"] {
-        store.put_user(&user(id)).unwrap();
-    }
-    store
-        .put_group(
-            &group("eng"),
-            Some(&[member("eng", "alice"), member("eng", "bob")]),
-        )
-        .unwrap();
-    store
-        .put_group(&group("ops"), Some(&[member("ops", "alice")]))
-        .unwrap();
+    eng_and_ops(&store);
     store
         .put_group(&group("empty-me"), Some(&[member("empty-me", "bob")]))
         .unwrap();

@@ -204,18 +204,7 @@ fn put_group_with_members_is_one_change() {
 fn deletes_take_memberships_with_them() {
     let dir = TempDir::new().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for id in ["alice", "bob"] {
-        store.put_user(&user(id)).unwrap();
-    }
-    store
-        .put_group(
-            &group("eng"),
-            Some(&[member("eng", "alice"), member("eng", "bob")]),
-        )
-        .unwrap();
-    store
-        .put_group(&group("ops"), Some(&[member("ops", "alice")]))
-        .unwrap();
+    eng_and_ops(&store);
     store.put_policy(&policy("p1")).unwrap();
 
     store.delete_user("alice").unwrap();

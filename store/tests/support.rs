@@ -78,6 +78,22 @@ pub fn policy(id: &str) -> Policy {
 }
 
 /// A model sorted the way `load` returns it, to compare with `assert_eq!`.
+/// Users alice and bob; group eng with both, group ops with alice.
+pub fn eng_and_ops(store: &Store) {
+    for id in ["alice", "bob"] {
+        store.put_user(&user(id)).unwrap();
+    }
+    store
+        .put_group(
+            &group("eng"),
+            Some(&[member("eng", "alice"), member("eng", "bob")]),
+        )
+        .unwrap();
+    store
+        .put_group(&group("ops"), Some(&[member("ops", "alice")]))
+        .unwrap();
+}
+
 pub fn sorted(mut model: Model) -> Model {
     model.users.sort_by(|a, b| a.id.cmp(&b.id));
     model.groups.sort_by(|a, b| a.id.cmp(&b.id));

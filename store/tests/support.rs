@@ -178,15 +178,35 @@ pub fn raw_insert(dir: &Path, key: &[u8], value: &[u8]) {
     let db = sled::open(dir).unwrap();
     db.insert(key, value).unwrap();
     db.flush().unwrap();
+    close_raw(db, dir);
 }
 
 /// The keys in a closed store's sled tree under `prefix`.
 pub fn raw_keys(dir: &Path, prefix: &[u8]) -> Vec<Vec<u8>> {
     let db = sled::open(dir).unwrap();
-    db.scan_prefix(prefix)
+    let keys = db
+        .scan_prefix(prefix)
         .keys()
         .map(|k| k.unwrap().to_vec())
-        .collect()
+        .collect();
+    close_raw(db, dir);
+    keys
+}
+
+/// Drops a raw sled handle and waits until sled's background threads release the file lock, as
+/// `Store` does on drop; otherwise the next `Store::open` may find the directory `Locked`.
+fn close_raw(db: sled::Db, dir: &Path) {
+    drop(db);
+    let data = dir.join("db");
+    for _ in 0..400 {
+        match std::fs::File::open(&data).map(|file| file.try_lock()) {
+            Ok(Err(std::fs::TryLockError::WouldBlock)) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            _ => return,
+        }
+    }
+    panic!("sled did not release `{}`", data.display());
 }
 
 /// `n` users named `<prefix>-00000`… and group `<prefix>` holding the first tenth of them: far

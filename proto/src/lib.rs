@@ -2,7 +2,7 @@
 //! and the Rust code generated from them at build time.
 //!
 //! This crate owns the wire format only. Conversions to and from the decision model live in the
-//! services that speak it (`pdp-service`, later `admin`), never in `pdp`.
+//! services that speak it (`pdp-service`, `admin`), never in `pdp`.
 
 /// Package `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]

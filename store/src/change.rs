@@ -9,6 +9,7 @@
 use crate::codec::{self, Counts};
 use crate::error::engine;
 use crate::undo::{self, InFlight};
+use crate::view::Update;
 use crate::{Error, Result, keys};
 use pdp::Membership;
 use sled::IVec;
@@ -48,6 +49,8 @@ pub(crate) struct Change<'s> {
     changed: bool,
     /// Chunks applied so far; each has its undo entry.
     spilled: u64,
+    /// The revision this change commits as.
+    pub(crate) next_revision: u64,
 }
 
 /// A built change: the last batch to apply and the counts after it.
@@ -56,11 +59,19 @@ pub(crate) struct Built {
     pub(crate) counts: Counts,
     /// Earlier chunks were applied already, guarded by the undo log.
     pub(crate) spilled: bool,
+    /// What the change did to the model, for the in-memory view; `None` when it spilled (the
+    /// view is then reloaded: a change that large rewrites much of the model anyway).
+    pub(crate) updates: Option<Vec<Update>>,
 }
 
 impl<'s> Change<'s> {
     /// A change over `db`, whose counts are `counts` before it.
-    pub(crate) fn new(db: &'s sled::Db, in_flight: &'s InFlight, counts: Counts) -> Change<'s> {
+    pub(crate) fn new(
+        db: &'s sled::Db,
+        in_flight: &'s InFlight,
+        counts: Counts,
+        next_revision: u64,
+    ) -> Change<'s> {
         Change {
             db,
             in_flight,
@@ -68,6 +79,7 @@ impl<'s> Change<'s> {
             counts,
             changed: false,
             spilled: 0,
+            next_revision,
         }
     }
 
@@ -109,6 +121,24 @@ impl<'s> Change<'s> {
             None => *self.count(kind) += 1,
         }
         self.stage(key, Some(value.into()), old)
+    }
+
+    /// Writes a record outside the model (an API token): not counted, but a change of its own.
+    pub(crate) fn put_record(&mut self, key: Vec<u8>, value: &[u8]) -> Result<()> {
+        let old = self.get(&key)?;
+        if old.as_deref() == Some(value) {
+            return Ok(());
+        }
+        self.stage(key, Some(value.into()), old)
+    }
+
+    /// Writes a record that goes with the change but is no change by itself (an audit event):
+    /// if nothing else changes, it is dropped with the change.
+    pub(crate) fn put_note(&mut self, key: Vec<u8>, value: &[u8]) -> Result<()> {
+        let changed = self.changed;
+        self.stage(key, Some(value.into()), None)?;
+        self.changed = changed;
+        Ok(())
     }
 
     /// Removes a record the caller has seen to exist.
@@ -211,10 +241,25 @@ impl<'s> Change<'s> {
     }
 
     /// The last batch and the counts after it, or `None` if nothing would change.
-    pub(crate) fn finish(mut self) -> Option<Built> {
+    pub(crate) fn finish(self) -> Option<Built> {
         if !self.changed {
             return None;
         }
+        // Decoding records this change encoded itself cannot fail; if it did, reloading the
+        // view (`None`) would still be right.
+        let updates = if self.spilled() {
+            None
+        } else {
+            self.staged
+                .iter()
+                .filter_map(|w| Update::decode(&w.key, w.value.as_deref()))
+                .collect::<Result<Vec<_>>>()
+                .ok()
+        };
+        Some(self.built(updates))
+    }
+
+    fn built(mut self, updates: Option<Vec<Update>>) -> Built {
         let mut batch = sled::Batch::default();
         // The last batch commits the change whole, so its own writes need no undo entries.
         for write in self.staged.drain(..) {
@@ -226,11 +271,12 @@ impl<'s> Change<'s> {
         if self.spilled() {
             batch.remove(keys::PENDING);
         }
-        Some(Built {
+        Built {
             batch,
             counts: self.counts,
             spilled: self.spilled(),
-        })
+            updates,
+        }
     }
 
     /// Whether chunks of this change were applied, so dropping it needs a rollback.

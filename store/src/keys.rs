@@ -13,8 +13,12 @@
 //! | `m/<group id>\0<user id>` | the membership ([`crate::codec::encode_membership`]) |
 //! | `r/<user id>\0<group id>` | empty: the reverse index, a user's groups |
 //! | `p/<policy id>` | JSON of `pdp::Policy` |
+//! | `t/<token id>` | JSON of [`crate::ApiToken`] |
+//! | `a/<seq: u64 big-endian>` | JSON of [`crate::AuditEvent`] |
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
+//!
+//! `a/` and `t/` are outside `meta/counts`: they are not part of the model.
 //!
 //! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
 //! `<id>\0` prefix never matches a longer id. `m/` and `meta/` differ in their second byte, so a
@@ -33,6 +37,8 @@ pub(crate) const MEMBER: &[u8] = b"m/";
 pub(crate) const REVERSE: &[u8] = b"r/";
 pub(crate) const POLICY: &[u8] = b"p/";
 pub(crate) const UNDO: &[u8] = b"x/";
+pub(crate) const TOKEN: &[u8] = b"t/";
+pub(crate) const AUDIT: &[u8] = b"a/";
 
 /// Longer ids are rejected: keys stay small and an id is never a document.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -106,6 +112,25 @@ pub(crate) fn member(group_id: &str, user_id: &str) -> Vec<u8> {
 
 pub(crate) fn reverse(user_id: &str, group_id: &str) -> Vec<u8> {
     pair(REVERSE, user_id, group_id)
+}
+
+pub(crate) fn token(id: &str) -> Vec<u8> {
+    key(TOKEN, id)
+}
+
+pub(crate) fn audit(seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(AUDIT.len() + 8);
+    key.extend_from_slice(AUDIT);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number in an audit key.
+pub(crate) fn audit_seq(key: &[u8]) -> Result<u64> {
+    key.strip_prefix(AUDIT)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| malformed(key))
 }
 
 /// Where the old values overwritten by chunk `chunk` of a large change are kept.

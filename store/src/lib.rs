@@ -13,8 +13,13 @@
 //! It must not decide anything (that is `pdp`), speak any protocol (SCIM, gRPC), log, or start an
 //! async runtime: methods block, and async callers run them on a blocking thread.
 //!
-//! Policy scopes naming a deleted user or group are left as they are: the snapshot matches
-//! nobody through them, and the admin API will clean them up.
+//! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
+//! for listing and for building snapshots without reading sled (module `view`). API tokens and
+//! the audit log live in the same tree, outside the model.
+//!
+//! Policy scopes naming a deleted user or group are left as they are by the plain write
+//! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
+//! transaction ([`Store::transact`]).
 
 mod change;
 mod codec;
@@ -22,13 +27,19 @@ mod durability;
 mod error;
 mod import;
 mod keys;
+mod records;
 mod store;
+mod tx;
 mod undo;
+pub mod view;
 mod write;
 
 pub use error::{Error, Result};
 pub use import::ImportSummary;
+pub use records::{ApiToken, AuditEvent};
 pub use store::{Options, Store};
+pub use tx::Tx;
+pub use view::View;
 
 /// Locks a mutex, or fails if a thread panicked holding it: it may have left a change or a sync
 /// half done, which only reopening the store sorts out (see [`Error::Failed`]).

@@ -3,11 +3,14 @@
 use crate::codec::{self, Counts};
 use crate::durability::{self, Durability};
 use crate::error::engine;
+use crate::records::{ApiToken, AuditEvent};
 use crate::undo::{self, InFlight};
+use crate::view::{Update, View};
 use crate::{Error, Result, keys, lock};
 use pdp::{Group, Membership, Model, Policy, User};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -55,6 +58,11 @@ pub(crate) struct Inner {
     pub(crate) durability: Durability,
     /// Whether a change spanning several batches is being applied (see [`crate::undo`]).
     pub(crate) in_flight: InFlight,
+    /// The in-memory view, once someone asked for it; then kept at the last applied revision
+    /// by every commit (under the write lock).
+    pub(crate) view: RwLock<Option<Arc<View>>>,
+    /// The next audit event's sequence number.
+    pub(crate) audit_seq: AtomicU64,
 }
 
 /// What writers know of the committed state; equal to `meta/revision` and `meta/counts`.
@@ -156,6 +164,10 @@ impl Store {
             _ => {}
         }
         let durability = Durability::open(dir.clone(), &db, writer.revision)?;
+        let audit_seq = match db.scan_prefix(keys::AUDIT).next_back() {
+            Some(item) => keys::audit_seq(&item.map_err(engine)?.0)? + 1,
+            None => 1,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -164,6 +176,8 @@ impl Store {
                 writer: Mutex::new(writer),
                 durability,
                 in_flight: InFlight::default(),
+                view: RwLock::new(None),
+                audit_seq: AtomicU64::new(audit_seq),
             }),
         })
     }
@@ -192,6 +206,122 @@ impl Store {
             .durability
             .sync_through(&self.inner.db, model.revision)?;
         Ok(model)
+    }
+
+    /// The in-memory view at the last applied revision (see [`View`]). The first call reads
+    /// the whole store, like [`Store::load`]; from then on every commit keeps it current.
+    ///
+    /// The view may run a moment ahead of [`Store::revision`]: a change is in it once applied,
+    /// before it is durable. Call [`Store::sync`] with its revision before acting on it as
+    /// acknowledged.
+    pub fn view(&self) -> Result<Arc<View>> {
+        if let Some(view) = self.current_view()? {
+            return Ok(view);
+        }
+        let _writer = lock(&self.inner.writer)?;
+        if let Some(view) = self.current_view()? {
+            return Ok(view);
+        }
+        let model = catch_panic("loading the store", || self.read_model())?;
+        let view = Arc::new(View::from_model(model));
+        *self.inner.view.write().map_err(|_| Error::Failed)? = Some(Arc::clone(&view));
+        Ok(view)
+    }
+
+    fn current_view(&self) -> Result<Option<Arc<View>>> {
+        Ok(self.inner.view.read().map_err(|_| Error::Failed)?.clone())
+    }
+
+    /// Moves the view to `revision`, just applied; the caller holds the write lock. `None`
+    /// updates (a change too large to list) reload it.
+    pub(crate) fn advance_view(&self, revision: u64, updates: Option<Vec<Update>>) {
+        let Ok(mut slot) = self.inner.view.write() else {
+            return;
+        };
+        let Some(current) = slot.as_ref() else {
+            return;
+        };
+        *slot = match updates {
+            Some(updates) => {
+                let mut next = View::clone(current);
+                next.apply(revision, updates);
+                Some(Arc::new(next))
+            }
+            // Dropped if the reload fails: the next `view` call reads the store again.
+            None => catch_panic("loading the store", || self.read_model())
+                .ok()
+                .map(|model| Arc::new(View::from_model(model))),
+        };
+    }
+
+    /// Returns once `revision` (already applied: from a [`View`] or a write) is durable.
+    pub fn sync(&self, revision: u64) -> Result<()> {
+        self.inner.durability.sync_through(&self.inner.db, revision)
+    }
+
+    pub(crate) fn next_audit_seq(&self) -> u64 {
+        self.inner.audit_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Appends an event that goes with no change (a refused attempt), returning its `seq`.
+    /// It is not synced to disk on its own: it survives a crash once a later write is
+    /// acknowledged, or sled's periodic flush (every 500 ms) ran, so a flood of refused calls
+    /// cannot make the store fsync for each.
+    pub fn append_audit(&self, mut event: AuditEvent) -> Result<u64> {
+        self.inner.durability.check()?;
+        event.seq = self.next_audit_seq();
+        event.revision = 0;
+        let value = codec::to_json("audit event", &event)?;
+        self.inner
+            .db
+            .insert(keys::audit(event.seq), value)
+            .map_err(engine)?;
+        Ok(event.seq)
+    }
+
+    /// Audit events, newest first, with `seq` below `before` (all if `None`), that `keep`
+    /// accepts, at most `limit` of them. `stop` ends the scan early at the first event it
+    /// accepts (events are in time order, give or take the events of concurrent writers).
+    pub fn audit_events(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEvent) -> bool,
+        stop: impl Fn(&AuditEvent) -> bool,
+    ) -> Result<Vec<AuditEvent>> {
+        let end = keys::audit(before.unwrap_or(u64::MAX));
+        let mut events = Vec::new();
+        for item in self.inner.db.range(keys::AUDIT.to_vec()..end).rev() {
+            let (key, value) = item.map_err(engine)?;
+            let seq = keys::audit_seq(&key)?;
+            let event: AuditEvent = codec::from_json("audit event", &seq.to_string(), &value)?;
+            if stop(&event) {
+                break;
+            }
+            if keep(&event) {
+                events.push(event);
+                if events.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    pub fn get_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        keys::check_id("token id", id)?;
+        self.get_record("token", &keys::token(id), id)
+    }
+
+    /// Every API token, by id.
+    pub fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let mut tokens = Vec::new();
+        for item in self.inner.db.scan_prefix(keys::TOKEN) {
+            let (key, value) = item.map_err(engine)?;
+            let id = keys::id_of(keys::TOKEN, &key)?;
+            tokens.push(codec::from_json("token", id, &value)?);
+        }
+        Ok(tokens)
     }
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>> {

@@ -6,7 +6,7 @@
 use crate::change::{Built, Change, Kind};
 use crate::error::engine;
 use crate::store::{Store, not_found};
-use crate::{Result, codec, keys, lock, undo};
+use crate::{Error, Result, codec, keys, lock, undo};
 use pdp::{Group, Membership, Policy, User};
 use std::collections::HashSet;
 
@@ -129,12 +129,20 @@ impl Store {
     /// waits until that revision is durable. `build` runs under the write lock, so what it
     /// validates against cannot change before the batch is applied; if it fails nothing is
     /// written.
-    pub(crate) fn commit(&self, build: impl FnOnce(&mut Change<'_>) -> Result<()>) -> Result<u64> {
+    pub(crate) fn commit<E: From<Error>>(
+        &self,
+        build: impl FnOnce(&mut Change<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
         let inner = &self.inner;
         inner.durability.check()?;
         let revision = {
             let mut writer = lock(&inner.writer)?;
-            let mut change = Change::new(&inner.db, &inner.in_flight, writer.counts);
+            let mut change = Change::new(
+                &inner.db,
+                &inner.in_flight,
+                writer.counts,
+                writer.revision + 1,
+            );
             if let Err(error) = build(&mut change) {
                 if change.spilled() {
                     self.roll_back();
@@ -147,6 +155,7 @@ impl Store {
                     mut batch,
                     counts,
                     spilled,
+                    updates,
                 }) => {
                     let revision = writer.revision + 1;
                     batch.insert(keys::REVISION, &codec::encode_u64(revision)[..]);
@@ -154,7 +163,7 @@ impl Store {
                     if let Err(error) = inner.db.apply_batch(batch) {
                         // sled may have applied part of the batch in memory: stop writing.
                         inner.durability.fail();
-                        return Err(engine(error));
+                        return Err(engine(error).into());
                     }
                     writer.revision = revision;
                     writer.counts = counts;
@@ -164,9 +173,10 @@ impl Store {
                         // Undo entries left behind would corrupt the next large change's undo log.
                         if let Err(error) = undo::discard(&inner.db) {
                             inner.durability.fail();
-                            return Err(error);
+                            return Err(error.into());
                         }
                     }
+                    self.advance_view(revision, updates);
                     revision
                 }
             }

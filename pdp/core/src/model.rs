@@ -71,6 +71,11 @@ impl Default for User {
 }
 
 impl User {
+    /// The email people see: the primary (first) email, else the user name.
+    pub fn email(&self) -> &str {
+        self.emails.first().unwrap_or(&self.user_name)
+    }
+
     /// What people see: Locked beats Inactive beats Active, as in the decision rule.
     pub fn status(&self) -> UserStatus {
         if self.lock.is_some() {

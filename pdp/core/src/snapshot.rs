@@ -5,7 +5,7 @@
 //! the order in which the first one that matches is the answer. Deciding is then a few hash
 //! lookups and a short scan.
 
-use crate::model::{Action, Condition, Model, Tools, UserStatus};
+use crate::model::{Action, Condition, Group, Model, Policy, Tools, User, UserStatus};
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
 
@@ -23,6 +23,19 @@ pub(crate) type GroupIdx = u32;
 /// Dense index of a policy in [`Snapshot::policies`]; policies are sorted by id, so a lower
 /// index is a lower id.
 pub(crate) type PolicyIdx = u32;
+
+/// A model given by parts, for building a snapshot from something other than a [`Model`] (the
+/// store's in-memory view). Order matters as in a `Model`: on a user key clash the first user
+/// wins.
+#[derive(Debug)]
+pub struct Parts<'m, M> {
+    pub revision: u64,
+    pub users: Vec<&'m User>,
+    pub groups: Vec<&'m Group>,
+    /// `(group id, user id)` of each membership.
+    pub memberships: M,
+    pub policies: Vec<&'m Policy>,
+}
 
 /// The indexed snapshot of one model revision.
 #[derive(Debug)]
@@ -139,7 +152,28 @@ impl Candidates {
 impl Snapshot {
     /// Indexes `model`. Never fails: dangling references are dropped, so they match nobody.
     pub fn build(model: &Model) -> Snapshot {
-        let user_count = model.users.len();
+        Snapshot::build_from(Parts {
+            revision: model.revision,
+            users: model.users.iter().collect(),
+            groups: model.groups.iter().collect(),
+            memberships: model
+                .memberships
+                .iter()
+                .map(|m| (m.group_id.as_str(), m.user_id.as_str())),
+            policies: model.policies.iter().collect(),
+        })
+    }
+
+    /// Indexes a model given by parts (see [`Parts`]), as [`Snapshot::build`] does.
+    pub fn build_from<'m>(parts: Parts<'m, impl Iterator<Item = (&'m str, &'m str)>>) -> Snapshot {
+        let Parts {
+            revision,
+            users,
+            groups,
+            memberships,
+            policies,
+        } = parts;
+        let user_count = users.len();
         // Entries get their status and groups once those are known (below).
         let placeholder = |idx: usize| UserEntry {
             idx: idx as UserIdx,
@@ -149,7 +183,7 @@ impl Snapshot {
         };
         let mut by_id: Map<Key, UserEntry> = Map::default();
         by_id.reserve(user_count);
-        for (idx, user) in model.users.iter().enumerate() {
+        for (idx, user) in users.iter().copied().enumerate() {
             by_id
                 .entry(user.id.as_str().into())
                 .or_insert(placeholder(idx));
@@ -157,7 +191,7 @@ impl Snapshot {
         let mut by_external_id: Map<Key, UserEntry> = Map::default();
         let mut by_email: Map<Key, UserEntry> = Map::default();
         by_email.reserve(user_count);
-        for (idx, user) in model.users.iter().enumerate() {
+        for (idx, user) in users.iter().copied().enumerate() {
             if let Some(external_id) = &user.external_id
                 && !by_id.contains_key(external_id.as_str())
             {
@@ -174,27 +208,26 @@ impl Snapshot {
         }
 
         let mut group_index: Map<&str, GroupIdx> = Map::default();
-        for group in &model.groups {
+        for group in &groups {
             let next = group_index.len() as GroupIdx;
             group_index.entry(group.id.as_str()).or_insert(next);
         }
 
         // Each user's groups, via a per-user list, then flattened.
         let mut per_user: Vec<Vec<GroupIdx>> = vec![Vec::new(); user_count];
-        for membership in &model.memberships {
-            if let (Some(u), Some(&g)) = (
-                by_id.get(membership.user_id.as_str()),
-                group_index.get(membership.group_id.as_str()),
-            ) {
+        let mut membership_count = 0;
+        for (group_id, user_id) in memberships {
+            membership_count += 1;
+            if let (Some(u), Some(&g)) = (by_id.get(user_id), group_index.get(group_id)) {
                 per_user[u.idx as usize].push(g);
             }
         }
-        let mut user_groups = Vec::with_capacity(model.memberships.len());
-        let mut users = Vec::with_capacity(user_count);
-        for (idx, (user, mut groups)) in model.users.iter().zip(per_user).enumerate() {
+        let mut user_groups = Vec::with_capacity(membership_count);
+        let mut entries = Vec::with_capacity(user_count);
+        for (idx, (user, mut groups)) in users.iter().copied().zip(per_user).enumerate() {
             groups.sort_unstable();
             groups.dedup();
-            users.push(UserEntry {
+            entries.push(UserEntry {
                 idx: idx as UserIdx,
                 status: user.status(),
                 groups_start: user_groups.len() as u32,
@@ -207,10 +240,10 @@ impl Snapshot {
             .chain(by_external_id.values_mut())
             .chain(by_email.values_mut());
         for entry in keyed {
-            *entry = users[entry.idx as usize];
+            *entry = entries[entry.idx as usize];
         }
 
-        let mut sorted: Vec<&crate::model::Policy> = model.policies.iter().collect();
+        let mut sorted = policies;
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         let policies: Vec<PolicyEntry> = sorted
             .iter()
@@ -250,7 +283,7 @@ impl Snapshot {
         connector_names.sort();
 
         Snapshot {
-            revision: model.revision,
+            revision,
             user_count,
             user_groups,
             by_id,
@@ -328,10 +361,7 @@ fn sorted_intersect(a: &[u32], b: &[u32]) -> bool {
     false
 }
 
-fn index_connectors(
-    sorted: &[&crate::model::Policy],
-    entries: &[PolicyEntry],
-) -> Map<Box<str>, ConnectorIndex> {
+fn index_connectors(sorted: &[&Policy], entries: &[PolicyEntry]) -> Map<Box<str>, ConnectorIndex> {
     #[derive(Default)]
     struct Building<'a> {
         by_tool: Map<&'a str, Vec<PolicyIdx>>,

@@ -76,6 +76,17 @@ impl Engine {
         }
     }
 
+    /// Waits up to `limit` until a snapshot at least as new as `revision` is published; returns
+    /// whether it was.
+    pub async fn wait_for(&self, revision: u64, limit: Duration) -> bool {
+        if self.revision() >= revision {
+            return true;
+        }
+        let mut revisions = self.inner.revision.subscribe();
+        let waited = tokio::time::timeout(limit, revisions.wait_for(|&r| r >= revision)).await;
+        matches!(waited, Ok(Ok(_))) || self.revision() >= revision
+    }
+
     /// A snapshot at least as new as `min_revision`, waiting up to [`MAX_REVISION_WAIT`] for it.
     pub async fn snapshot_at_least(&self, min_revision: u64) -> Result<Arc<Snapshot>> {
         let snapshot = self.snapshot();

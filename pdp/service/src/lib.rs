@@ -8,8 +8,10 @@
 mod convert;
 mod engine;
 mod error;
+mod record;
 mod service;
 
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
+pub use record::{Record, Recorder};
 pub use service::{DecisionService, MAX_BATCH};

@@ -1,5 +1,6 @@
 //! The gRPC `DecisionService`.
 
+use crate::record::{Record, Recorder};
 use crate::{Engine, Error, Result, convert};
 use pb::decision_service_server::DecisionServiceServer;
 use pdp::Snapshot;
@@ -16,6 +17,7 @@ pub const MAX_BATCH: usize = 1000;
 pub struct DecisionService {
     engine: Engine,
     ids: Arc<DecisionIds>,
+    recorder: Option<Recorder>,
 }
 
 impl DecisionService {
@@ -23,7 +25,14 @@ impl DecisionService {
         DecisionService {
             engine,
             ids: Arc::new(DecisionIds::new()),
+            recorder: None,
         }
+    }
+
+    /// Also hands every decision to `recorder` (without ever waiting for it).
+    pub fn with_recorder(mut self, recorder: Recorder) -> DecisionService {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// The tonic service, ready to add to a server.
@@ -47,12 +56,27 @@ impl DecisionService {
         } else {
             (snapshot.decide(&request), Vec::new())
         };
+        let decision_id = self.ids.next();
+        if let Some(recorder) = &self.recorder {
+            recorder.record(Record {
+                time_ms: now_ms(),
+                decision_id: decision_id.clone(),
+                user: check.user.clone(),
+                agent: check.agent.clone(),
+                connector: check.connector.clone(),
+                tool: check.tool.clone(),
+                action: decision.action,
+                reason: decision.reason,
+                policy_id: decision.policy_id.map(str::to_owned),
+                revision: snapshot.revision(),
+            });
+        }
         Ok(pb::CheckResponse {
             decision: convert::action(decision.action).into(),
             reason: convert::reason(decision.reason).into(),
             policy_id: decision.policy_id.unwrap_or_default().to_owned(),
             revision: snapshot.revision(),
-            decision_id: self.ids.next(),
+            decision_id,
             explanation,
         })
     }
@@ -118,6 +142,12 @@ impl pb::decision_service_server::DecisionService for DecisionService {
             revision: snapshot.revision(),
         }))
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Decision ids: unique per process start (a random prefix) and per answer (a counter), and

@@ -1,0 +1,168 @@
+//! Who is calling: the bearer token on every call, the user behind it, and the roles they hold.
+//!
+//! A caller's roles are the union of its groups' roles and the token's own role. Admin may do
+//! everything, Read Only may list and get. Every refusal is audited (`auth.denied`), without
+//! the secret.
+
+use crate::{Error, Result, clock, token};
+use live::Live;
+use pdp::{Role, UserStatus};
+use std::collections::BTreeMap;
+use store::{AuditEvent, View};
+use tonic::metadata::MetadataMap;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub token_id: String,
+    /// Each role held, with where it comes from: group ids, or `token` for the token's own.
+    pub roles: BTreeMap<Role, Vec<String>>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains_key(&Role::Admin)
+    }
+
+    /// The audit event for an action by this caller.
+    pub(crate) fn event(&self, action: &str, target_kind: &str, target_id: &str) -> AuditEvent {
+        AuditEvent {
+            time: clock::now(),
+            actor: self.user_id.clone(),
+            via: Some(self.token_id.clone()),
+            action: action.into(),
+            target_kind: target_kind.into(),
+            target_id: target_id.into(),
+            outcome: "ok".into(),
+            ..AuditEvent::default()
+        }
+    }
+}
+
+/// Authenticates a call to `method` and checks the caller may make it (`write`: Admin only).
+pub(crate) fn authorize(
+    live: &Live,
+    metadata: &MetadataMap,
+    method: &str,
+    write: bool,
+) -> Result<Caller> {
+    let refuse = |actor: &str, via: Option<&str>, error: Error| {
+        let event = AuditEvent {
+            time: clock::now(),
+            actor: actor.to_owned(),
+            via: via.map(str::to_owned),
+            action: "auth.denied".into(),
+            target_kind: "api".into(),
+            target_id: method.to_owned(),
+            outcome: "denied".into(),
+            detail: error.to_string(),
+            ..AuditEvent::default()
+        };
+        if let Err(e) = live.store().append_audit(event) {
+            tracing::warn!(error = %e, "cannot audit a refused admin call");
+        }
+        error
+    };
+    let Some(secret) = bearer(metadata) else {
+        return Err(refuse(
+            "unknown",
+            None,
+            Error::Unauthenticated(
+                "missing credentials: send `authorization: Bearer <token>`".into(),
+            ),
+        ));
+    };
+    let invalid = || Error::Unauthenticated("invalid token".into());
+    let Some(token_id) = token::id_of(secret) else {
+        return Err(refuse("unknown", None, invalid()));
+    };
+    let stored = match live.store().get_token(token_id) {
+        Ok(Some(stored)) if token::verify(&stored, secret) => stored,
+        Ok(_) => return Err(refuse("unknown", Some(token_id), invalid())),
+        Err(store::Error::InvalidId { .. }) => return Err(refuse("unknown", None, invalid())),
+        Err(e) => return Err(e.into()),
+    };
+    let actor = stored.user_id.as_str();
+    if stored.revoked_at.is_some() {
+        let error = Error::Unauthenticated(format!("token `{}` was revoked", stored.id));
+        return Err(refuse(actor, Some(token_id), error));
+    }
+    if !stored.usable_at(clock::now()) {
+        let error = Error::Unauthenticated(format!("token `{}` has expired", stored.id));
+        return Err(refuse(actor, Some(token_id), error));
+    }
+    let view = live.view()?;
+    let Some(user) = view.user(&stored.user_id) else {
+        let error = Error::Unauthenticated(format!(
+            "the user of token `{}` no longer exists",
+            stored.id
+        ));
+        return Err(refuse(actor, Some(token_id), error));
+    };
+    match user.status() {
+        UserStatus::Active => {}
+        UserStatus::Locked => {
+            let error = Error::PermissionDenied(format!("user `{}` is locked", user.id));
+            return Err(refuse(actor, Some(token_id), error));
+        }
+        UserStatus::Inactive => {
+            let error = Error::PermissionDenied(format!("user `{}` is inactive", user.id));
+            return Err(refuse(actor, Some(token_id), error));
+        }
+    }
+    let mut roles = roles_of(&view, &user.id);
+    if let Some(role) = stored.role {
+        roles.entry(role).or_default().push("token".into());
+    }
+    let caller = Caller {
+        user_id: user.id.clone(),
+        email: user.email().to_owned(),
+        display_name: user.display_name.clone(),
+        token_id: stored.id.clone(),
+        roles,
+    };
+    if caller.roles.is_empty() {
+        let error = Error::PermissionDenied(format!(
+            "user `{}` holds no admin role (Admin or Read Only)",
+            user.id
+        ));
+        return Err(refuse(actor, Some(token_id), error));
+    }
+    if write && !caller.is_admin() {
+        let error = Error::PermissionDenied(format!(
+            "{method} changes data and needs the Admin role; user `{}` is Read Only",
+            user.id
+        ));
+        return Err(refuse(actor, Some(token_id), error));
+    }
+    Ok(caller)
+}
+
+/// A user's roles with the groups each comes from.
+pub(crate) fn roles_of(view: &View, user_id: &str) -> BTreeMap<Role, Vec<String>> {
+    let mut roles: BTreeMap<Role, Vec<String>> = BTreeMap::new();
+    for (group_id, _) in view.groups_of(user_id) {
+        if let Some(entry) = view.group(group_id) {
+            for &role in &entry.group.roles {
+                let from = roles.entry(role).or_default();
+                if !from.iter().any(|g| **g == **group_id) {
+                    from.push(group_id.to_string());
+                }
+            }
+        }
+    }
+    roles
+}
+
+/// The secret in `authorization: Bearer <secret>` (the scheme is case-insensitive).
+fn bearer(metadata: &MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, secret) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| secret.trim())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,29 @@
+//! The admin API: `AdminService` over gRPC, for admin consoles and the `portcullis admin` CLI.
+//!
+//! It owns users (listing, details, locks), groups (local groups, roles, members), policies,
+//! API tokens and the audit log as the API shows them, and who may call it: every call is
+//! authenticated by an API token ([`token`]) and authorized by role ([`auth`]). Every write goes
+//! through [`live::Live::write`]: one store transaction with its audit event, acknowledged only
+//! once decisions answer from its revision.
+//!
+//! It must not decide (that is `pdp`) or touch sled (that is `store`), and never calls sync.
+
+pub mod activity;
+mod audit;
+pub mod auth;
+mod clock;
+mod convert;
+mod error;
+mod groups;
+mod page;
+mod policies;
+mod service;
+mod text;
+pub mod token;
+mod tokens;
+mod users;
+
+pub use activity::Activity;
+pub use error::{Error, Result};
+pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use service::AdminService;

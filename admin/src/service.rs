@@ -1,0 +1,296 @@
+//! The gRPC `AdminService`: authenticates every call, then hands it to the module that owns it.
+
+use crate::activity::Activity;
+use crate::auth::{self, Caller};
+use crate::{Result, audit, convert, groups, policies, tokens, users};
+use live::Live;
+use pb::admin_service_server::AdminServiceServer;
+use portcullis_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+const READ: bool = false;
+const WRITE: bool = true;
+
+/// Serves the admin API over the live store.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    live: Live,
+    activity: Activity,
+}
+
+impl AdminService {
+    /// `activity` supplies the recent decisions `GetUser` shows.
+    pub fn new(live: Live, activity: Activity) -> AdminService {
+        AdminService { live, activity }
+    }
+
+    /// The tonic service, ready to add to a server.
+    pub fn into_server(self) -> AdminServiceServer<AdminService> {
+        AdminServiceServer::new(self)
+    }
+
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        write: bool,
+    ) -> Result<Caller, Status> {
+        Ok(auth::authorize(
+            &self.live,
+            request.metadata(),
+            method,
+            write,
+        )?)
+    }
+}
+
+async fn who_am_i(caller: Caller) -> Result<pb::WhoAmIResponse> {
+    Ok(pb::WhoAmIResponse {
+        roles: caller
+            .roles
+            .keys()
+            .map(|&r| convert::role(r).into())
+            .collect(),
+        user_id: caller.user_id,
+        email: caller.email,
+        display_name: caller.display_name,
+        token_id: caller.token_id,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminService {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = self.authorize(&request, "WhoAmI", READ)?;
+        Ok(Response::new(who_am_i(caller).await?))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let _caller = self.authorize(&request, "ListUsers", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(users::list(&self.live, request).await?))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let _caller = self.authorize(&request, "GetUser", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            users::get(&self.live, &self.activity, request).await?,
+        ))
+    }
+
+    async fn lock_user(
+        &self,
+        request: Request<pb::LockUserRequest>,
+    ) -> Result<Response<pb::LockUserResponse>, Status> {
+        let caller = self.authorize(&request, "LockUser", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            users::lock(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn unlock_user(
+        &self,
+        request: Request<pb::UnlockUserRequest>,
+    ) -> Result<Response<pb::UnlockUserResponse>, Status> {
+        let caller = self.authorize(&request, "UnlockUser", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            users::unlock(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let _caller = self.authorize(&request, "ListGroups", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(groups::list(&self.live, request).await?))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
+        let _caller = self.authorize(&request, "GetGroup", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(groups::get(&self.live, request).await?))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let caller = self.authorize(&request, "CreateGroup", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            groups::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
+        let caller = self.authorize(&request, "UpdateGroup", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            groups::update(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let caller = self.authorize(&request, "DeleteGroup", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            groups::delete(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_group_members(
+        &self,
+        request: Request<pb::ListGroupMembersRequest>,
+    ) -> Result<Response<pb::ListGroupMembersResponse>, Status> {
+        let _caller = self.authorize(&request, "ListGroupMembers", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(groups::members(&self.live, request).await?))
+    }
+
+    async fn assign_users(
+        &self,
+        request: Request<pb::AssignUsersRequest>,
+    ) -> Result<Response<pb::AssignUsersResponse>, Status> {
+        let caller = self.authorize(&request, "AssignUsers", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            groups::assign(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn remove_group_member(
+        &self,
+        request: Request<pb::RemoveGroupMemberRequest>,
+    ) -> Result<Response<pb::RemoveGroupMemberResponse>, Status> {
+        let caller = self.authorize(&request, "RemoveGroupMember", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            groups::remove_member(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        let _caller = self.authorize(&request, "ListPolicies", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(policies::list(&self.live, request).await?))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::GetPolicyResponse>, Status> {
+        let _caller = self.authorize(&request, "GetPolicy", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(policies::get(&self.live, request).await?))
+    }
+
+    async fn create_policy(
+        &self,
+        request: Request<pb::CreatePolicyRequest>,
+    ) -> Result<Response<pb::CreatePolicyResponse>, Status> {
+        let caller = self.authorize(&request, "CreatePolicy", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            policies::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn update_policy(
+        &self,
+        request: Request<pb::UpdatePolicyRequest>,
+    ) -> Result<Response<pb::UpdatePolicyResponse>, Status> {
+        let caller = self.authorize(&request, "UpdatePolicy", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            policies::update(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn delete_policy(
+        &self,
+        request: Request<pb::DeletePolicyRequest>,
+    ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
+        let caller = self.authorize(&request, "DeletePolicy", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            policies::delete(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn set_policy_enabled(
+        &self,
+        request: Request<pb::SetPolicyEnabledRequest>,
+    ) -> Result<Response<pb::SetPolicyEnabledResponse>, Status> {
+        let caller = self.authorize(&request, "SetPolicyEnabled", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            policies::set_enabled(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let _caller = self.authorize(&request, "ListAuditEvents", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(audit::list(&self.live, request).await?))
+    }
+
+    async fn create_api_token(
+        &self,
+        request: Request<pb::CreateApiTokenRequest>,
+    ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
+        let caller = self.authorize(&request, "CreateApiToken", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            tokens::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn revoke_api_token(
+        &self,
+        request: Request<pb::RevokeApiTokenRequest>,
+    ) -> Result<Response<pb::RevokeApiTokenResponse>, Status> {
+        let caller = self.authorize(&request, "RevokeApiToken", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            tokens::revoke(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_api_tokens(
+        &self,
+        request: Request<pb::ListApiTokensRequest>,
+    ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+        let _caller = self.authorize(&request, "ListApiTokens", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(tokens::list(&self.live, request).await?))
+    }
+}

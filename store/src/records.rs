@@ -1,0 +1,59 @@
+//! Records the store keeps beside the model: admin API tokens and the audit log. Neither is part
+//! of what a snapshot is built from, so neither is in `meta/counts`.
+
+use pdp::{Role, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// An API key for the admin API, bound to a user. Only a hash of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiToken {
+    /// Public and unique; part of the secret, so a presented secret finds its record.
+    pub id: String,
+    pub name: String,
+    /// The user the token acts as.
+    pub user_id: String,
+    /// A role the token holds itself, on top of its user's groups' roles: how the first admin
+    /// acts before any group has a role.
+    pub role: Option<Role>,
+    /// SHA-256 of the secret, lower-case hex.
+    pub secret_hash: String,
+    pub created_at: Timestamp,
+    /// Who made it: a user id, or `cli` for a token made on the store directly.
+    pub created_by: String,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    /// Whether the token may be used at `now`.
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
+    }
+}
+
+/// One entry of the audit log: an admin or sync change, or a refused attempt.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditEvent {
+    /// Assigned by the store; increases with every event appended.
+    pub seq: u64,
+    pub time: Timestamp,
+    /// Who acted: a user id, `scim:<connection>`, or `cli`.
+    pub actor: String,
+    /// The credential used, when there was one (an API token id).
+    pub via: Option<String>,
+    /// What was done, `<kind>.<verb>`: `user.lock`, `group.delete`, `auth.denied`…
+    pub action: String,
+    /// The kind of record acted on: `user`, `group`, `policy`, `token`, or `api` for a refused call.
+    pub target_kind: String,
+    pub target_id: String,
+    /// `ok`, or `denied` for an attempt that was refused.
+    pub outcome: String,
+    /// Free text: why an attempt was refused, what a bulk change covered.
+    pub detail: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// The revision the change committed at; 0 for a refused attempt.
+    pub revision: u64,
+}

@@ -1,0 +1,267 @@
+//! Transactions: several reads and writes that commit as one revision, or not at all.
+//!
+//! The admin API and sync validate a write against the state it changes (a policy naming users
+//! that must exist, a group whose policies must be cleaned as it goes) and record an audit event
+//! with it. A [`Tx`] runs under the store's write lock, so what it read cannot change before it
+//! commits, and everything it wrote lands in one batch with the new revision.
+
+use crate::change::{Change, Kind};
+use crate::records::{ApiToken, AuditEvent};
+use crate::store::{Store, not_found};
+use crate::{Error, Result, codec, keys};
+use pdp::{Group, Membership, Policy, User};
+use std::collections::HashSet;
+
+/// One change under construction; see [`Store::transact`].
+///
+/// Reads see the state before the change: a transaction never needs to read its own writes,
+/// and each record may be written at most once (a second write is an error).
+pub struct Tx<'c, 's> {
+    change: &'c mut Change<'s>,
+    store: &'c Store,
+    written: HashSet<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Tx<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Runs `build` under the write lock and commits what it wrote as one revision, durable
+    /// when this returns. If `build` fails nothing is written; if it writes nothing (or only
+    /// audit events), nothing is committed and the current revision is returned.
+    pub fn transact<T, E: From<Error>>(
+        &self,
+        build: impl FnOnce(&mut Tx<'_, '_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<(u64, T), E> {
+        let mut out = None;
+        let revision = self.commit(|change| {
+            let mut tx = Tx {
+                change,
+                store: self,
+                written: HashSet::new(),
+            };
+            out = Some(build(&mut tx)?);
+            Ok::<(), E>(())
+        })?;
+        match out {
+            Some(out) => Ok((revision, out)),
+            // `commit` returns Ok only after running `build` to success.
+            None => Err(E::from(Error::Failed)),
+        }
+    }
+}
+
+impl Tx<'_, '_> {
+    /// The revision this change commits as, if it changes anything.
+    pub fn revision(&self) -> u64 {
+        self.change.next_revision
+    }
+
+    /// Claims `key` for this change, refusing a second write of it.
+    fn claim(&mut self, key: &[u8]) -> Result<()> {
+        if self.written.insert(key.to_vec()) {
+            Ok(())
+        } else {
+            Err(Error::Duplicate {
+                kind: "write in one change to",
+                id: String::from_utf8_lossy(key).escape_debug().to_string(),
+            })
+        }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &[u8],
+        id: &str,
+    ) -> Result<Option<T>> {
+        match self.change.get(key)? {
+            Some(bytes) => codec::from_json(what, id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn user(&self, id: &str) -> Result<Option<User>> {
+        keys::check_id("user id", id)?;
+        self.get("user", &keys::user(id), id)
+    }
+
+    pub fn group(&self, id: &str) -> Result<Option<Group>> {
+        keys::check_id("group id", id)?;
+        self.get("group", &keys::group(id), id)
+    }
+
+    pub fn policy(&self, id: &str) -> Result<Option<Policy>> {
+        keys::check_id("policy id", id)?;
+        self.get("policy", &keys::policy(id), id)
+    }
+
+    pub fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        keys::check_id("token id", id)?;
+        self.get("token", &keys::token(id), id)
+    }
+
+    pub fn is_member(&self, group_id: &str, user_id: &str) -> Result<bool> {
+        keys::check_id("group id", group_id)?;
+        keys::check_id("user id", user_id)?;
+        self.change.exists(&keys::member(group_id, user_id))
+    }
+
+    /// Every policy, by id.
+    pub fn policies(&self) -> Result<Vec<Policy>> {
+        let mut policies = Vec::new();
+        for item in self.change.scan(keys::POLICY) {
+            let (key, value) = item?;
+            let id = keys::id_of(keys::POLICY, &key)?;
+            policies.push(codec::from_json("policy", id, &value)?);
+        }
+        Ok(policies)
+    }
+
+    /// Creates or replaces a user.
+    pub fn put_user(&mut self, user: &User) -> Result<()> {
+        keys::check_id("user id", &user.id)?;
+        let key = keys::user(&user.id);
+        self.claim(&key)?;
+        let value = codec::to_json("user", user)?;
+        self.change.put(Kind::User, key, &value)
+    }
+
+    /// Deletes a user and their memberships ([`Error::NotFound`] if there is none).
+    pub fn delete_user(&mut self, id: &str) -> Result<()> {
+        keys::check_id("user id", id)?;
+        let key = keys::user(id);
+        if !self.change.exists(&key)? {
+            return Err(not_found("user", id));
+        }
+        self.claim(&key)?;
+        self.change.remove(Kind::User, key)?;
+        let mut groups = Vec::new();
+        for item in self.change.scan(&keys::groups_of(id)) {
+            let (key, _) = item?;
+            groups.push(keys::ids_of(keys::REVERSE, &key)?.1.to_owned());
+        }
+        for group_id in groups {
+            self.claim(&keys::member(&group_id, id))?;
+            self.change.remove_membership(&group_id, id)?;
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a group; its members are untouched.
+    pub fn put_group(&mut self, group: &Group) -> Result<()> {
+        keys::check_id("group id", &group.id)?;
+        let key = keys::group(&group.id);
+        self.claim(&key)?;
+        let value = codec::to_json("group", group)?;
+        self.change.put(Kind::Group, key, &value)
+    }
+
+    /// Deletes a group and its memberships; its users stay.
+    pub fn delete_group(&mut self, id: &str) -> Result<()> {
+        keys::check_id("group id", id)?;
+        let key = keys::group(id);
+        if !self.change.exists(&key)? {
+            return Err(not_found("group", id));
+        }
+        self.claim(&key)?;
+        self.change.remove(Kind::Group, key)?;
+        let mut users = Vec::new();
+        for item in self.change.scan(&keys::members_of(id)) {
+            let (key, _) = item?;
+            users.push(keys::ids_of(keys::MEMBER, &key)?.1.to_owned());
+        }
+        for user_id in users {
+            self.claim(&keys::member(id, &user_id))?;
+            self.change.remove_membership(id, &user_id)?;
+        }
+        Ok(())
+    }
+
+    /// Adds memberships to an existing group (users who belong already keep theirs); returns
+    /// how many were added.
+    pub fn add_members(&mut self, group_id: &str, members: &[Membership]) -> Result<usize> {
+        keys::check_id("group id", group_id)?;
+        if !self.change.exists(&keys::group(group_id))? {
+            return Err(not_found("group", group_id));
+        }
+        let checked: Vec<Membership> = self
+            .change
+            .check_members(group_id, members, |_| false)?
+            .into_values()
+            .cloned()
+            .collect();
+        let mut added = 0;
+        for m in checked {
+            let key = keys::member(group_id, &m.user_id);
+            if !self.change.exists(&key)? {
+                self.claim(&key)?;
+                self.change.put_membership(&m, None)?;
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Removes users from an existing group; returns how many were members.
+    pub fn remove_members(&mut self, group_id: &str, user_ids: &[&str]) -> Result<usize> {
+        keys::check_id("group id", group_id)?;
+        if !self.change.exists(&keys::group(group_id))? {
+            return Err(not_found("group", group_id));
+        }
+        let unique: std::collections::BTreeSet<&str> = user_ids.iter().copied().collect();
+        let mut removed = 0;
+        for user_id in unique {
+            keys::check_id("membership user id", user_id)?;
+            let key = keys::member(group_id, user_id);
+            if self.change.exists(&key)? {
+                self.claim(&key)?;
+                self.change.remove_membership(group_id, user_id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Creates or replaces a policy. The caller checks what its scope names.
+    pub fn put_policy(&mut self, policy: &Policy) -> Result<()> {
+        keys::check_id("policy id", &policy.id)?;
+        let key = keys::policy(&policy.id);
+        self.claim(&key)?;
+        let value = codec::to_json("policy", policy)?;
+        self.change.put(Kind::Policy, key, &value)
+    }
+
+    pub fn delete_policy(&mut self, id: &str) -> Result<()> {
+        keys::check_id("policy id", id)?;
+        let key = keys::policy(id);
+        if !self.change.exists(&key)? {
+            return Err(not_found("policy", id));
+        }
+        self.claim(&key)?;
+        self.change.remove(Kind::Policy, key)
+    }
+
+    /// Creates or replaces an API token.
+    pub fn put_token(&mut self, token: &ApiToken) -> Result<()> {
+        keys::check_id("token id", &token.id)?;
+        let key = keys::token(&token.id);
+        self.claim(&key)?;
+        let value = codec::to_json("token", token)?;
+        self.change.put_record(key, &value)
+    }
+
+    /// Records `event` with this change (its `seq` and `revision` are filled in). It is kept
+    /// only if the change commits something.
+    pub fn audit(&mut self, mut event: AuditEvent) -> Result<()> {
+        event.seq = self.store.next_audit_seq();
+        event.revision = self.revision();
+        let value = codec::to_json("audit event", &event)?;
+        self.change.put_note(keys::audit(event.seq), &value)
+    }
+}

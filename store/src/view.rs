@@ -1,0 +1,512 @@
+//! The model at one revision, in memory: what the admin API lists and searches and what the
+//! snapshot publisher builds from, without reading sled.
+//!
+//! A [`View`] is built once from the store (on the first [`crate::Store::view`]) and then kept in
+//! step by every commit, under the write lock, from the records the change wrote. Its maps are
+//! persistent (`imbl`): a new revision shares every unchanged node with the previous one, so
+//! each commit costs in proportion to what it changed, and a reader keeps a consistent revision
+//! for as long as it holds its `Arc<View>`.
+
+use crate::{Result, codec, keys};
+use imbl::{OrdMap, OrdSet};
+use pdp::{Group, Membership, MembershipSource, Mfa, Model, Policy, Timestamp, User};
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// A record id, shared between the maps that name it.
+pub type Id = Arc<str>;
+
+/// The in-memory model at one revision, with the orders the admin API lists by. Cloning is
+/// cheap and clones are independent.
+#[derive(Clone, Default)]
+pub struct View {
+    revision: u64,
+    users: OrdMap<Id, Arc<User>>,
+    /// Invariant: one entry per user, `(lower-cased primary email, id)`.
+    users_by_email: OrdSet<(Arc<str>, Id)>,
+    /// Invariant: one entry per user.
+    users_by_created: OrdSet<(Timestamp, Id)>,
+    /// Invariant: one entry per user, `(MFA rank, lower-cased primary email, id)`.
+    users_by_mfa: OrdSet<(u8, Arc<str>, Id)>,
+    groups: OrdMap<Id, GroupEntry>,
+    /// Invariant: one entry per group, `(lower-cased name, id)`.
+    groups_by_name: OrdSet<(Arc<str>, Id)>,
+    /// Invariant: one entry per group, `(member count, id)`.
+    groups_by_size: OrdSet<(usize, Id)>,
+    /// `(group id, user id)` → when and how the user joined.
+    members: OrdMap<(Id, Id), Joined>,
+    /// Invariant: exactly the keys of `members`, reversed: `(user id, group id)`.
+    user_groups: OrdSet<(Id, Id)>,
+    policies: OrdMap<Id, Arc<Policy>>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("revision", &self.revision)
+            .field("users", &self.users.len())
+            .field("groups", &self.groups.len())
+            .field("memberships", &self.members.len())
+            .field("policies", &self.policies.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupEntry {
+    pub group: Arc<Group>,
+    pub members: usize,
+}
+
+/// When and how a user joined a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub at: Timestamp,
+    pub source: MembershipSource,
+}
+
+/// The orders users are listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserOrder {
+    /// By primary email, ignoring case.
+    Email,
+    /// By provisioning time.
+    Created,
+    /// Enabled, then disabled, then not configured; by email within each.
+    Mfa,
+}
+
+/// A user's position in every [`UserOrder`]: page tokens carry the last row's, so the next page
+/// starts right after it even if that user changed or went away meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserKey {
+    pub email: String,
+    pub created: Timestamp,
+    pub mfa: u8,
+    pub id: String,
+}
+
+impl UserKey {
+    pub fn of(user: &User) -> UserKey {
+        UserKey {
+            email: user.email().to_lowercase(),
+            created: user.created_at,
+            mfa: mfa_rank(user.mfa),
+            id: user.id.clone(),
+        }
+    }
+}
+
+/// The orders groups are listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupOrder {
+    /// By name, ignoring case.
+    Name,
+    /// By member count.
+    Size,
+}
+
+/// A group's position in every [`GroupOrder`] (see [`UserKey`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupKey {
+    pub name: String,
+    pub size: usize,
+    pub id: String,
+}
+
+fn mfa_rank(mfa: Mfa) -> u8 {
+    match mfa {
+        Mfa::Enabled => 0,
+        Mfa::Disabled => 1,
+        Mfa::Unknown => 2,
+    }
+}
+
+/// What one committed change did to one model record (`None`: removed).
+#[derive(Debug)]
+pub(crate) enum Update {
+    User(String, Option<User>),
+    Group(String, Option<Group>),
+    Member(String, String, Option<Membership>),
+    Policy(String, Option<Policy>),
+}
+
+impl Update {
+    /// The update a write of `value` at `key` makes, if the key holds a model record.
+    pub(crate) fn decode(key: &[u8], value: Option<&[u8]>) -> Option<Result<Update>> {
+        let prefix = [keys::USER, keys::GROUP, keys::MEMBER, keys::POLICY]
+            .into_iter()
+            .find(|p| key.starts_with(p))?;
+        Some((|| {
+            if prefix == keys::MEMBER {
+                let (group_id, user_id) = keys::ids_of(prefix, key)?;
+                let membership = value
+                    .map(|v| codec::decode_membership(group_id, user_id, v))
+                    .transpose()?;
+                return Ok(Update::Member(
+                    group_id.to_owned(),
+                    user_id.to_owned(),
+                    membership,
+                ));
+            }
+            let id = keys::id_of(prefix, key)?.to_owned();
+            Ok(match prefix {
+                keys::USER => {
+                    let user = value
+                        .map(|v| codec::from_json("user", &id, v))
+                        .transpose()?;
+                    Update::User(id, user)
+                }
+                keys::GROUP => {
+                    let group = value
+                        .map(|v| codec::from_json("group", &id, v))
+                        .transpose()?;
+                    Update::Group(id, group)
+                }
+                _ => {
+                    let policy = value
+                        .map(|v| codec::from_json("policy", &id, v))
+                        .transpose()?;
+                    Update::Policy(id, policy)
+                }
+            })
+        })())
+    }
+}
+
+impl View {
+    pub(crate) fn from_model(model: Model) -> View {
+        let mut view = View {
+            revision: model.revision,
+            ..View::default()
+        };
+        for user in model.users {
+            view.put_user(user);
+        }
+        for group in model.groups {
+            view.put_group(group);
+        }
+        for m in model.memberships {
+            view.put_member(m);
+        }
+        for policy in model.policies {
+            view.policies
+                .insert(Arc::from(policy.id.as_str()), Arc::new(policy));
+        }
+        view
+    }
+
+    /// Applies one committed change's updates, in the order it staged them.
+    pub(crate) fn apply(&mut self, revision: u64, updates: Vec<Update>) {
+        // Removals of memberships come before the removal of their user or group within a change
+        // in some writers and after in others: apply memberships last so counts stay right.
+        let mut members = Vec::new();
+        for update in updates {
+            match update {
+                Update::User(_, Some(user)) => self.put_user(user),
+                Update::User(id, None) => self.remove_user(&id),
+                Update::Group(id, Some(group)) => {
+                    debug_assert_eq!(id, group.id);
+                    self.put_group(group)
+                }
+                Update::Group(id, None) => self.remove_group(&id),
+                Update::Policy(id, Some(policy)) => {
+                    self.policies.insert(Arc::from(id), Arc::new(policy));
+                }
+                Update::Policy(id, None) => {
+                    self.policies.remove(id.as_str());
+                }
+                Update::Member(group_id, user_id, m) => members.push((group_id, user_id, m)),
+            }
+        }
+        for (group_id, user_id, m) in members {
+            match m {
+                Some(m) => self.put_member(m),
+                None => self.remove_member(&group_id, &user_id),
+            }
+        }
+        self.revision = revision;
+    }
+
+    /// The interned id of a user, so the maps naming it share one allocation.
+    fn user_id(&self, id: &str) -> Id {
+        self.users
+            .get_key_value(id)
+            .map_or_else(|| Arc::from(id), |(k, _)| Arc::clone(k))
+    }
+
+    fn group_id(&self, id: &str) -> Id {
+        self.groups
+            .get_key_value(id)
+            .map_or_else(|| Arc::from(id), |(k, _)| Arc::clone(k))
+    }
+
+    fn put_user(&mut self, user: User) {
+        self.remove_user_orders(&user.id);
+        let id = self.user_id(&user.id);
+        let email: Arc<str> = Arc::from(user.email().to_lowercase());
+        self.users_by_email
+            .insert((Arc::clone(&email), Arc::clone(&id)));
+        self.users_by_created
+            .insert((user.created_at, Arc::clone(&id)));
+        self.users_by_mfa
+            .insert((mfa_rank(user.mfa), email, Arc::clone(&id)));
+        self.users.insert(id, Arc::new(user));
+    }
+
+    fn remove_user_orders(&mut self, id: &str) {
+        let Some((id, old)) = self.users.get_key_value(id) else {
+            return;
+        };
+        let (id, old) = (Arc::clone(id), Arc::clone(old));
+        let email: Arc<str> = Arc::from(old.email().to_lowercase());
+        self.users_by_email
+            .remove(&(Arc::clone(&email), Arc::clone(&id)));
+        self.users_by_created
+            .remove(&(old.created_at, Arc::clone(&id)));
+        self.users_by_mfa.remove(&(mfa_rank(old.mfa), email, id));
+    }
+
+    fn remove_user(&mut self, id: &str) {
+        self.remove_user_orders(id);
+        self.users.remove(id);
+    }
+
+    fn put_group(&mut self, group: Group) {
+        let id = self.group_id(&group.id);
+        let members = match self.groups.get(&id) {
+            Some(old) => {
+                let old_name = Arc::from(old.group.display_name.to_lowercase());
+                let count = old.members;
+                self.groups_by_name.remove(&(old_name, Arc::clone(&id)));
+                count
+            }
+            None => {
+                self.groups_by_size.insert((0, Arc::clone(&id)));
+                0
+            }
+        };
+        self.groups_by_name.insert((
+            Arc::from(group.display_name.to_lowercase()),
+            Arc::clone(&id),
+        ));
+        self.groups.insert(
+            id,
+            GroupEntry {
+                group: Arc::new(group),
+                members,
+            },
+        );
+    }
+
+    fn remove_group(&mut self, id: &str) {
+        if let Some(old) = self.groups.remove(id) {
+            let id: Id = Arc::from(id);
+            self.groups_by_name.remove(&(
+                Arc::from(old.group.display_name.to_lowercase()),
+                Arc::clone(&id),
+            ));
+            self.groups_by_size.remove(&(old.members, id));
+        }
+    }
+
+    fn resize_group(&mut self, id: &Id, by: isize) {
+        if let Some(entry) = self.groups.get_mut(id) {
+            let old = entry.members;
+            entry.members = old.saturating_add_signed(by);
+            let new = entry.members;
+            self.groups_by_size.remove(&(old, Arc::clone(id)));
+            self.groups_by_size.insert((new, Arc::clone(id)));
+        }
+    }
+
+    fn put_member(&mut self, m: Membership) {
+        let group_id = self.group_id(&m.group_id);
+        let user_id = self.user_id(&m.user_id);
+        let joined = Joined {
+            at: m.joined_at,
+            source: m.source,
+        };
+        let key = (Arc::clone(&group_id), Arc::clone(&user_id));
+        if self.members.insert(key, joined).is_none() {
+            self.user_groups.insert((user_id, Arc::clone(&group_id)));
+            self.resize_group(&group_id, 1);
+        }
+    }
+
+    fn remove_member(&mut self, group_id: &str, user_id: &str) {
+        let key: (Id, Id) = (Arc::from(group_id), Arc::from(user_id));
+        if self.members.remove(&key).is_some() {
+            let (group_id, user_id) = key;
+            self.user_groups.remove(&(user_id, Arc::clone(&group_id)));
+            self.resize_group(&group_id, -1);
+        }
+    }
+
+    /// The store revision this view is at.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn user(&self, id: &str) -> Option<&Arc<User>> {
+        self.users.get(id)
+    }
+
+    /// The user whose primary email (or user name, if they have no email) is `email`,
+    /// ignoring case; the lowest id if several share it.
+    pub fn user_by_email(&self, email: &str) -> Option<&Arc<User>> {
+        let email: Arc<str> = Arc::from(email.to_lowercase());
+        let start = (Arc::clone(&email), Arc::from(""));
+        let (found, id) = self
+            .users_by_email
+            .range((Bound::Included(start), Bound::Unbounded))
+            .next()?;
+        (*found == email).then(|| self.users.get(id)).flatten()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Every user, by id.
+    pub fn users(&self) -> impl ExactSizeIterator<Item = &Arc<User>> + '_ {
+        self.users.values()
+    }
+
+    /// Users in `order` (descending if asked), starting strictly after `after`.
+    pub fn users_from<'v>(
+        &'v self,
+        order: UserOrder,
+        descending: bool,
+        after: Option<&UserKey>,
+    ) -> Box<dyn Iterator<Item = &'v Arc<User>> + 'v> {
+        let user = move |id: &Id| self.users.get(id);
+        match order {
+            UserOrder::Email => {
+                let key = after.map(|k| (Arc::from(k.email.as_str()), Arc::from(k.id.as_str())));
+                Box::new(
+                    ranged(&self.users_by_email, key, descending)
+                        .filter_map(move |(_, id)| user(id)),
+                )
+            }
+            UserOrder::Created => {
+                let key = after.map(|k| (k.created, Arc::from(k.id.as_str())));
+                Box::new(
+                    ranged(&self.users_by_created, key, descending)
+                        .filter_map(move |(_, id)| user(id)),
+                )
+            }
+            UserOrder::Mfa => {
+                let key =
+                    after.map(|k| (k.mfa, Arc::from(k.email.as_str()), Arc::from(k.id.as_str())));
+                Box::new(
+                    ranged(&self.users_by_mfa, key, descending)
+                        .filter_map(move |(_, _, id)| user(id)),
+                )
+            }
+        }
+    }
+
+    pub fn group(&self, id: &str) -> Option<&GroupEntry> {
+        self.groups.get(id)
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Every group, by id.
+    pub fn groups(&self) -> impl ExactSizeIterator<Item = &GroupEntry> + '_ {
+        self.groups.values()
+    }
+
+    /// Groups in `order` (descending if asked), starting strictly after `after`.
+    pub fn groups_from<'v>(
+        &'v self,
+        order: GroupOrder,
+        descending: bool,
+        after: Option<&GroupKey>,
+    ) -> Box<dyn Iterator<Item = &'v GroupEntry> + 'v> {
+        let group = move |id: &Id| self.groups.get(id);
+        match order {
+            GroupOrder::Name => {
+                let key = after.map(|k| (Arc::from(k.name.as_str()), Arc::from(k.id.as_str())));
+                Box::new(
+                    ranged(&self.groups_by_name, key, descending)
+                        .filter_map(move |(_, id)| group(id)),
+                )
+            }
+            GroupOrder::Size => {
+                let key = after.map(|k| (k.size, Arc::from(k.id.as_str())));
+                Box::new(
+                    ranged(&self.groups_by_size, key, descending)
+                        .filter_map(move |(_, id)| group(id)),
+                )
+            }
+        }
+    }
+
+    /// The members of a group, by user id: `(user id, joined)`.
+    pub fn members_of<'v>(&'v self, group_id: &str) -> impl Iterator<Item = (&'v Id, Joined)> + 'v {
+        let group_id: Id = Arc::from(group_id);
+        let start: (Id, Id) = (Arc::clone(&group_id), Arc::from(""));
+        self.members
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |((g, _), _)| *g == group_id)
+            .map(|((_, u), joined)| (u, *joined))
+    }
+
+    pub fn membership(&self, group_id: &str, user_id: &str) -> Option<Joined> {
+        self.members
+            .get(&(Arc::from(group_id), Arc::from(user_id)))
+            .copied()
+    }
+
+    /// The groups a user belongs to, by group id: `(group id, joined)`.
+    pub fn groups_of<'v>(&'v self, user_id: &str) -> impl Iterator<Item = (&'v Id, Joined)> + 'v {
+        let user_id: Id = Arc::from(user_id);
+        let start: (Id, Id) = (Arc::clone(&user_id), Arc::from(""));
+        self.user_groups
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |(u, _)| *u == user_id)
+            .filter_map(move |(u, g)| {
+                let joined = self.members.get(&(Arc::clone(g), Arc::clone(u)))?;
+                Some((g, *joined))
+            })
+    }
+
+    /// Every membership as `(group id, user id)`, by group.
+    pub fn memberships(&self) -> impl ExactSizeIterator<Item = (&Id, &Id)> + '_ {
+        self.members.keys().map(|(g, u)| (g, u))
+    }
+
+    pub fn membership_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn policy(&self, id: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(id)
+    }
+
+    /// Every policy, by id.
+    pub fn policies(&self) -> impl ExactSizeIterator<Item = &Arc<Policy>> + '_ {
+        self.policies.values()
+    }
+}
+
+/// The elements of `set` strictly after `after` in the given direction.
+fn ranged<A: Ord + Clone>(
+    set: &OrdSet<A>,
+    after: Option<A>,
+    descending: bool,
+) -> Box<dyn Iterator<Item = &A> + '_> {
+    match (after, descending) {
+        (None, false) => Box::new(set.iter()),
+        (None, true) => Box::new(set.iter().rev()),
+        (Some(after), false) => Box::new(set.range((Bound::Excluded(after), Bound::Unbounded))),
+        (Some(after), true) => {
+            Box::new(set.range((Bound::Unbounded, Bound::Excluded(after))).rev())
+        }
+    }
+}

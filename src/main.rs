@@ -4,6 +4,7 @@
 mod check;
 mod import;
 mod serve;
+mod token_cmd;
 mod workload_cmd;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ enum Command {
     Import(import::Args),
     /// Ask a running server for one decision and print it.
     Check(check::Args),
+    /// Manage admin API tokens on the store directly (for bootstrapping).
+    #[command(subcommand)]
+    Token(token_cmd::Command),
     /// Generate, and replay against a server, workloads of users, groups, policies and requests.
     #[command(subcommand)]
     Workload(workload_cmd::Command),
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
         Command::Check(args) => check::run(args),
+        Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),
     };
     match result {

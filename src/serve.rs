@@ -1,16 +1,20 @@
-//! `portcullis serve`: the control plane. Opens the store, builds the snapshot and serves
-//! DecisionService with health checking and reflection until SIGINT or SIGTERM.
+//! `portcullis serve`: the control plane. Opens the store, builds the snapshot, starts the
+//! publisher that keeps it live with every write, and serves DecisionService and AdminService
+//! with health checking and reflection until SIGINT or SIGTERM.
 
+use admin::{Activity, AdminService};
 use anyhow::Context;
-use pdp::Snapshot;
-use pdp_service::{DecisionService, Engine};
+use live::Live;
+use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 use tonic::transport::server::TcpIncoming;
 use tracing::info;
+
+/// Decisions waiting for the recent-activity keeper; past this they are dropped, not waited for.
+const RECORD_QUEUE: usize = 16 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,27 +31,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
-    let started = Instant::now();
-    let model = store
-        .load()
-        .context("cannot load the directory from the store")?;
-    let snapshot = Snapshot::build(&model);
-    info!(
-        revision = snapshot.revision(),
-        users = snapshot.user_count(),
-        policies = snapshot.policy_count(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "snapshot built"
-    );
-    drop(model);
-    let engine = Engine::new(snapshot);
-    super::runtime()?.block_on(serve(engine, args.grpc_addr))?;
-    // Held until here so no other process can write the directory while we serve it.
-    drop(store);
+    let live = Live::start(store).context("cannot load the directory from the store")?;
+    // The live handle holds the store, so no other process can write the directory while we
+    // serve it.
+    super::runtime()?.block_on(serve(live, args.grpc_addr))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(engine: Engine, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(live: Live, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on `{addr}`"))?;
@@ -57,6 +48,12 @@ async fn serve(engine: Engine, addr: SocketAddr) -> anyhow::Result<()> {
     health
         .set_serving::<pb::decision_service_server::DecisionServiceServer<DecisionService>>()
         .await;
+    health
+        .set_serving::<pb::admin_service_server::AdminServiceServer<AdminService>>()
+        .await;
+    let (recorder, records) = Recorder::channel(RECORD_QUEUE);
+    let activity = Activity::start(records);
+    let engine = live.engine().clone();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -70,7 +67,12 @@ async fn serve(engine: Engine, addr: SocketAddr) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(DecisionService::new(engine).into_server())
+        .add_service(
+            DecisionService::new(engine)
+                .with_recorder(recorder)
+                .into_server(),
+        )
+        .add_service(AdminService::new(live, activity).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .context("the gRPC server failed")?;

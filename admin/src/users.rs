@@ -177,6 +177,11 @@ async fn set_lock(
     reason: Option<String>,
 ) -> Result<(u64, User)> {
     let id = resolve(live.view()?.as_ref(), "user", key)?.id.clone();
+    if reason.is_some() && id == caller.user_id {
+        return Err(Error::FailedPrecondition(
+            "you cannot lock yourself: another admin must".into(),
+        ));
+    }
     live.write(move |tx| {
         let before = tx.user(&id)?.ok_or_else(|| Error::not_found("user", &id))?;
         if before.lock.is_some() == reason.is_some() {

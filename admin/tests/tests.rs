@@ -1,1 +1,6 @@
+//! The admin suite, one binary: every test starts a real server on loopback.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod users;

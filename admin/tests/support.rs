@@ -1,0 +1,326 @@
+//! A real server for the admin suite: a sled store in a temp dir, seeded with a small company,
+//! serving AdminService and DecisionService on an ephemeral loopback port.
+
+use admin::{Activity, AdminService};
+use live::Live;
+use pb::admin_service_client::AdminServiceClient;
+use pb::decision_service_client::DecisionServiceClient;
+use pdp::{
+    Action, Group, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Role, Scope,
+    Timestamp, Tools, User,
+};
+use pdp_service::{DecisionService, Recorder};
+use portcullis_proto::v1 as pb;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Adds `authorization: Bearer <secret>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub fn user(id: &str, email: &str, name: &str) -> User {
+    User {
+        id: id.into(),
+        external_id: Some(format!("okta-{id}")),
+        user_name: email.into(),
+        emails: vec![email.into()],
+        display_name: name.into(),
+        active: true,
+        mfa: Mfa::Enabled,
+        created_at: Timestamp(1_700_000_000_000),
+        updated_at: Timestamp(1_700_000_000_000),
+        ..User::default()
+    }
+}
+
+pub fn group(id: &str, name: &str, roles: &[Role], managed_by: ManagedBy) -> Group {
+    Group {
+        id: id.into(),
+        display_name: name.into(),
+        description: format!("The {name} group"),
+        roles: roles.to_vec(),
+        managed_by,
+        created_at: Timestamp(1_700_000_000_000),
+        updated_at: Timestamp(1_700_000_000_000),
+        ..Group::default()
+    }
+}
+
+pub fn member(group_id: &str, user_id: &str) -> Membership {
+    Membership {
+        group_id: group_id.into(),
+        user_id: user_id.into(),
+        joined_at: Timestamp(1_700_000_100_000),
+        source: MembershipSource::Idp,
+    }
+}
+
+/// The seeded company:
+/// - alice (Admins: Admin role), bob (Readers: Read Only), carol and dave (Engineering), erin
+///   (inactive), frank (no groups; MFA off), grace (MFA not configured);
+/// - policies: `p-eng-github` allows Engineering every github tool; `p-all-slack` allows
+///   everyone slack `post`; `p-deny-delete` denies github `delete_repo` to Engineering.
+pub fn company() -> Model {
+    let mut users = vec![
+        user("u-alice", "alice@example.com", "Alice Admin"),
+        user("u-bob", "bob@example.com", "Bob Reader"),
+        user("u-carol", "carol@example.com", "Carol Engineer"),
+        user("u-dave", "dave@example.com", "Dave Engineer"),
+        user("u-erin", "erin@example.com", "Erin Gone"),
+        user("u-frank", "frank@example.com", "Frank Nogroup"),
+        user("u-grace", "grace@example.com", "Grace Nomfa"),
+    ];
+    for (i, u) in users.iter_mut().enumerate() {
+        u.created_at = Timestamp(1_700_000_000_000 + i as i64 * 1000);
+    }
+    users[4].active = false;
+    users[5].mfa = Mfa::Disabled;
+    users[6].mfa = Mfa::Unknown;
+    let groups = vec![
+        group("g-admins", "Admins", &[Role::Admin], ManagedBy::Local),
+        group(
+            "g-readers",
+            "Readers",
+            &[Role::ReadOnly],
+            ManagedBy::External,
+        ),
+        group("g-eng", "Engineering", &[], ManagedBy::External),
+    ];
+    let memberships = vec![
+        member("g-admins", "u-alice"),
+        member("g-readers", "u-bob"),
+        member("g-eng", "u-carol"),
+        member("g-eng", "u-dave"),
+    ];
+    let policy = |id: &str, connector: &str, tools: Tools, scope: Scope, action: Action| Policy {
+        id: id.into(),
+        name: id.trim_start_matches("p-").replace('-', " "),
+        connector: connector.into(),
+        tools,
+        scope,
+        action,
+        ..Policy::default()
+    };
+    let eng = Scope {
+        groups: vec!["g-eng".into()],
+        ..Scope::default()
+    };
+    let policies = vec![
+        policy(
+            "p-eng-github",
+            "github",
+            Tools::All,
+            eng.clone(),
+            Action::Allow,
+        ),
+        policy(
+            "p-all-slack",
+            "slack",
+            Tools::Only(vec!["post".into()]),
+            Scope {
+                all_users: true,
+                ..Scope::default()
+            },
+            Action::Allow,
+        ),
+        policy(
+            "p-deny-delete",
+            "github",
+            Tools::Only(vec!["delete_repo".into()]),
+            eng,
+            Action::Deny,
+        ),
+    ];
+    Model {
+        revision: 0,
+        users,
+        groups,
+        memberships,
+        policies,
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub live: Live,
+    pub addr: SocketAddr,
+    /// alice's token (Admin through her group).
+    pub admin_secret: String,
+    /// bob's token (Read Only through his group).
+    pub reader_secret: String,
+    /// frank's token (no role).
+    pub norole_secret: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Harness {
+    /// The seeded company ([`company`]) served on loopback.
+    pub async fn start() -> Harness {
+        Harness::start_with(company()).await
+    }
+
+    pub async fn start_with(model: Model) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(dir.path()).unwrap();
+        store.import(&model).unwrap();
+        let token = |user: &str| {
+            admin::token::create_on_store(&store, user, "test", None, None)
+                .map(|m| m.secret)
+                .unwrap_or_default()
+        };
+        let admin_secret = token("alice@example.com");
+        let reader_secret = token("bob@example.com");
+        let norole_secret = token("frank@example.com");
+        let live = tokio::task::spawn_blocking(move || Live::start(store).unwrap())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (recorder, records) = Recorder::channel(1024);
+        let activity = Activity::start(records);
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder()
+            .add_service(
+                DecisionService::new(live.engine().clone())
+                    .with_recorder(recorder)
+                    .into_server(),
+            )
+            .add_service(AdminService::new(live.clone(), activity).into_server());
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stop.await;
+                    },
+                )
+                .await
+                .unwrap();
+        });
+        Harness {
+            dir,
+            live,
+            addr,
+            admin_secret,
+            reader_secret,
+            norole_secret,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A client sending `secret` (none if `None`).
+    pub async fn client(&self, secret: Option<&str>) -> Admin {
+        let value = secret.map(|s| format!("Bearer {s}").parse().unwrap());
+        AdminServiceClient::with_interceptor(self.channel().await, Bearer(value))
+    }
+
+    pub async fn admin(&self) -> Admin {
+        self.client(Some(&self.admin_secret)).await
+    }
+
+    pub async fn reader(&self) -> Admin {
+        self.client(Some(&self.reader_secret)).await
+    }
+
+    pub async fn decisions(&self) -> DecisionServiceClient<Channel> {
+        DecisionServiceClient::new(self.channel().await)
+    }
+
+    /// Check at `min_revision` (so it sees that write), returning (decision, reason).
+    pub async fn check(
+        &self,
+        user: &str,
+        connector: &str,
+        tool: &str,
+        min_revision: u64,
+    ) -> (pb::Decision, pb::Reason) {
+        let response = self
+            .decisions()
+            .await
+            .check(pb::CheckRequest {
+                user: user.into(),
+                agent: "claude".into(),
+                connector: connector.into(),
+                tool: tool.into(),
+                min_revision,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(response.revision >= min_revision);
+        (response.decision(), response.reason())
+    }
+
+    /// Audit events with `action`, newest first.
+    pub async fn audit(&self, action: &str) -> Vec<pb::AuditEvent> {
+        let events = self
+            .admin()
+            .await
+            .list_audit_events(pb::ListAuditEventsRequest {
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        events.into_iter().filter(|e| e.action == action).collect()
+    }
+}
+
+/// Asserts `result` failed with `code` and a message containing `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    match result {
+        Ok(value) => panic!("expected {code:?} ({needle}), got {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(
+                status.message().contains(needle),
+                "`{}` does not contain `{needle}`",
+                status.message()
+            );
+        }
+    }
+}

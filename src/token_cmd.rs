@@ -1,0 +1,91 @@
+//! `portcullis token create`: an admin API token made on the store directly, for bootstrapping
+//! before the first `serve` (a running server's admins use `CreateApiToken`).
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a token; prints the secret alone on the last line of stdout (shown only once).
+    Create(CreateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The store's directory; no server may be running on it.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+    data_dir: PathBuf,
+    /// The user the token acts as: an email or a user id.
+    #[arg(long)]
+    user: String,
+    /// A name to tell the token apart, e.g. `ci` or `laptop`.
+    #[arg(long, default_value = "cli")]
+    name: String,
+    /// When it stops working, e.g. `90d`, `12h`; never if omitted.
+    #[arg(long)]
+    expires: Option<humantime::Duration>,
+    /// A role the token holds itself, so the first admin can act before any group has roles.
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Admin,
+    ReadOnly,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let Command::Create(args) = command;
+    let store = match store::Store::open(&args.data_dir) {
+        Err(store::Error::Locked { path }) => anyhow::bail!(
+            "the data directory `{}` is held by a running server: stop it first, or have an \
+             admin create the token through the API (`portcullis admin tokens create`)",
+            path.display()
+        ),
+        other => other
+            .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?,
+    };
+    let role = args.role.map(|r| match r {
+        RoleArg::Admin => pdp::Role::Admin,
+        RoleArg::ReadOnly => pdp::Role::ReadOnly,
+    });
+    let minted = admin::token::create_on_store(
+        &store,
+        &args.user,
+        &args.name,
+        role,
+        args.expires.map(Into::into),
+    )
+    .with_context(|| format!("cannot create a token for `{}`", args.user))?;
+    let token = &minted.token;
+    let expires = match token.expires_at {
+        Some(at) => format_ms(at.0),
+        None => "never".to_owned(),
+    };
+    let role = match token.role {
+        Some(pdp::Role::Admin) => "admin",
+        Some(pdp::Role::ReadOnly) => "read-only",
+        None => "none (the user's groups' roles apply)",
+    };
+    println!("token:   {} ({})", token.id, token.name);
+    println!("user:    {}", token.user_id);
+    println!("role:    {role}");
+    println!("expires: {expires}");
+    println!(
+        "The secret follows; it is shown only this once. Use it as `authorization: Bearer <secret>`."
+    );
+    println!("{}", minted.secret);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -2,5 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod groups;
+mod policies;
 mod support;
+mod tokens;
 mod users;

@@ -1,0 +1,4 @@
+//! groups over a real server.
+
+#[allow(unused_imports)]
+use crate::support::Harness;

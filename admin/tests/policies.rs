@@ -1,0 +1,4 @@
+//! policies over a real server.
+
+#[allow(unused_imports)]
+use crate::support::Harness;

@@ -344,6 +344,30 @@ impl View {
         }
     }
 
+    /// The model this view holds, as [`crate::Store::load`] returns it (records by id).
+    pub fn to_model(&self) -> Model {
+        Model {
+            revision: self.revision,
+            users: self.users.values().map(|u| User::clone(u)).collect(),
+            groups: self
+                .groups
+                .values()
+                .map(|g| Group::clone(&g.group))
+                .collect(),
+            memberships: self
+                .members
+                .iter()
+                .map(|((group_id, user_id), joined)| Membership {
+                    group_id: group_id.to_string(),
+                    user_id: user_id.to_string(),
+                    joined_at: joined.at,
+                    source: joined.source,
+                })
+                .collect(),
+            policies: self.policies.values().map(|p| Policy::clone(p)).collect(),
+        }
+    }
+
     /// The store revision this view is at.
     pub fn revision(&self) -> u64 {
         self.revision

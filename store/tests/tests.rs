@@ -8,3 +8,4 @@ mod processes;
 mod records;
 mod scale;
 mod support;
+mod transact;

@@ -1,0 +1,159 @@
+//! The publisher over a real store: a write is in decisions when it returns.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use live::Live;
+use pdp::{
+    Action, Lock, Model, NoAttributes, Policy, Reason, Request, Scope, Timestamp, Tools, User,
+};
+use store::Store;
+
+fn model(users: usize) -> Model {
+    Model {
+        revision: 0,
+        users: (0..users)
+            .map(|i| User {
+                id: format!("u{i}"),
+                user_name: format!("u{i}@example.com"),
+                emails: vec![format!("u{i}@example.com")],
+                ..User::default()
+            })
+            .collect(),
+        groups: Vec::new(),
+        memberships: Vec::new(),
+        policies: vec![Policy {
+            id: "p".into(),
+            name: "everyone".into(),
+            connector: "github".into(),
+            tools: Tools::All,
+            scope: Scope {
+                all_users: true,
+                ..Scope::default()
+            },
+            action: Action::Allow,
+            ..Policy::default()
+        }],
+    }
+}
+
+fn decide(live: &Live, user: &str) -> (Action, Reason) {
+    let snapshot = live.engine().snapshot();
+    let d = snapshot.decide(&Request {
+        user,
+        agent: "a",
+        connector: "github",
+        tool: "t",
+        attributes: &NoAttributes,
+    });
+    (d.action, d.reason)
+}
+
+async fn lock(live: &Live, id: &str) -> u64 {
+    let id = id.to_owned();
+    let (revision, ()) = live
+        .write(move |tx| {
+            let mut user = tx.user(&id)?.unwrap();
+            user.lock = Some(Lock {
+                at: Timestamp(1),
+                by: "test".into(),
+                reason: "test".into(),
+            });
+            tx.put_user(&user)?;
+            Ok::<_, live::Error>(())
+        })
+        .await
+        .unwrap();
+    revision
+}
+
+fn start(users: usize) -> (tempfile::TempDir, Live) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.import(&model(users)).unwrap();
+    let live = Live::start(store).unwrap();
+    (dir, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_live_when_it_returns() {
+    let (_dir, live) = start(10);
+    assert_eq!(decide(&live, "u3"), (Action::Allow, Reason::Policy));
+    let revision = lock(&live, "u3").await;
+    assert!(live.engine().revision() >= revision);
+    assert_eq!(
+        decide(&live, "u3@example.com"),
+        (Action::Deny, Reason::UserLocked)
+    );
+    // A write that changes nothing returns the current revision at once.
+    let again = live
+        .write(|tx| {
+            let user = tx.user("u3")?.unwrap();
+            tx.put_user(&user)?;
+            Ok::<_, live::Error>(())
+        })
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(again, revision);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_all_published() {
+    let (_dir, live) = start(200);
+    let start = live.engine().revision();
+    let writes: Vec<_> = (0..100)
+        .map(|i| {
+            let live = live.clone();
+            tokio::spawn(async move {
+                let revision = lock(&live, &format!("u{i}")).await;
+                // Each writer sees its own write the moment it returns.
+                assert_eq!(decide(&live, &format!("u{i}")).1, Reason::UserLocked);
+                revision
+            })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for w in writes {
+        revisions.push(w.await.unwrap());
+    }
+    revisions.sort_unstable();
+    revisions.dedup();
+    assert_eq!(revisions.len(), 100, "one revision per write");
+    assert_eq!(live.engine().revision(), start + 100);
+    for i in 0..200 {
+        let expected = if i < 100 {
+            Reason::UserLocked
+        } else {
+            Reason::Policy
+        };
+        assert_eq!(decide(&live, &format!("u{i}")).1, expected, "u{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_the_last_acknowledged_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let revision = {
+        let store = Store::open(dir.path()).unwrap();
+        store.import(&model(5)).unwrap();
+        let live = Live::start(store).unwrap();
+        lock(&live, "u1").await
+    };
+    // The publisher thread lets go of the store once the handles are gone.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match Store::open(dir.path()) {
+            Ok(store) => {
+                reopened = Some(store);
+                break;
+            }
+            Err(store::Error::Locked { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let live = Live::start(reopened.expect("the store is released")).unwrap();
+    assert_eq!(live.engine().revision(), revision);
+    assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
+}

@@ -1,6 +1,7 @@
 //! `portcullis`: the binary. Parses flags, starts logging and hands off to one subcommand;
 //! the work itself lives in the library crates.
 
+mod admin_cmd;
 mod check;
 mod import;
 mod serve;
@@ -28,6 +29,8 @@ enum Command {
     Import(import::Args),
     /// Ask a running server for one decision and print it.
     Check(check::Args),
+    /// Manage a running server over its admin API: users, groups, policies, tokens, audit.
+    Admin(admin_cmd::Args),
     /// Manage admin API tokens on the store directly (for bootstrapping).
     #[command(subcommand)]
     Token(token_cmd::Command),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
         Command::Check(args) => check::run(args),
+        Command::Admin(args) => admin_cmd::run(args),
         Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),
     };

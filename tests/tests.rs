@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_cli;
 mod cli;
 mod support;
 mod workload_replay;

@@ -1,0 +1,279 @@
+//! `portcullis admin …`: a client for a running server's AdminService (users, groups, policies,
+//! API tokens, audit), printed as aligned tables for people or as one JSON document per command.
+//!
+//! Every call carries `authorization: Bearer <token>`; the token is never printed or logged.
+
+mod groups;
+mod policies;
+mod show;
+mod tokens;
+mod users;
+
+use anyhow::Context;
+use pb::admin_service_client::AdminServiceClient;
+use portcullis_proto::v1 as pb;
+use std::process::ExitCode;
+use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Rows per request at most (the server's maximum page size).
+const MAX_PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The server's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// The admin API token (`pcl_…`), sent as `authorization: Bearer <token>`. Required.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    token: Option<Secret>,
+    /// Print one JSON document on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Who the token acts as, and the roles it holds.
+    Whoami,
+    /// List, show, lock and unlock users.
+    #[command(subcommand)]
+    Users(users::Command),
+    /// List, show, create and delete groups; list, add and remove members.
+    #[command(subcommand)]
+    Groups(groups::Command),
+    /// List, show, create, delete, enable and disable policies.
+    #[command(subcommand)]
+    Policies(policies::Command),
+    /// List, create and revoke admin API tokens (Admin only).
+    #[command(subcommand)]
+    Tokens(tokens::Command),
+    /// The audit log, newest first.
+    Audit(users::AuditArgs),
+}
+
+/// The token's secret: kept out of `Debug` output so it cannot end up in a log line.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(Secret(s.to_owned()))
+}
+
+/// Adds `authorization: Bearer <secret>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// What a command prints: `json` with `--json`, else `text` on stdout and `warning` on stderr.
+pub struct Report {
+    json: serde_json::Value,
+    text: String,
+    warning: Option<String>,
+    /// A hint for people (on stderr), e.g. that a list was cut at `--limit`.
+    note: Option<String>,
+}
+
+impl Report {
+    fn new(json: serde_json::Value, text: impl Into<String>) -> Report {
+        Report {
+            json,
+            text: text.into(),
+            warning: None,
+            note: None,
+        }
+    }
+
+    /// The server's warning, if it sent one (empty means none).
+    fn warning(mut self, warning: &str) -> Report {
+        if !warning.is_empty() {
+            self.warning = Some(warning.to_owned());
+        }
+        self
+    }
+
+    fn note(mut self, note: Option<String>) -> Report {
+        self.note = note;
+        self
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(secret) = args.token else {
+        anyhow::bail!(
+            "no admin API token: pass `--token <secret>` or set PORTCULLIS_TOKEN \
+             (`portcullis token create` makes the first one)"
+        );
+    };
+    let bearer = MetadataValue::try_from(format!("Bearer {}", secret.0))
+        .map_err(|_| anyhow::anyhow!("the token is not a valid header value (printable ASCII)"))?;
+    let addr = super::check::with_scheme(&args.server);
+    let json = args.json;
+    let report = super::runtime()?.block_on(async {
+        let channel = Endpoint::from_shared(addr.clone())
+            .with_context(|| format!("`{addr}` is not a valid server address"))?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to `{addr}`"))?;
+        let mut client = AdminServiceClient::with_interceptor(channel, Bearer(bearer));
+        match args.command {
+            Command::Whoami => users::whoami(&mut client).await,
+            Command::Users(command) => users::run(&mut client, command).await,
+            Command::Groups(command) => groups::run(&mut client, command).await,
+            Command::Policies(command) => policies::run(&mut client, command).await,
+            Command::Tokens(command) => tokens::run(&mut client, command).await,
+            Command::Audit(command) => users::audit(&mut client, command).await,
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.json)?);
+    } else {
+        print!("{}", report.text);
+        if let Some(warning) = &report.warning {
+            eprintln!("warning: {warning}");
+        }
+        if let Some(note) = &report.note {
+            eprintln!("{note}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A refused or failed call as people read it: `permission denied: <the server's message>`.
+pub fn status(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
+}
+
+/// `PermissionDenied` → `permission denied`.
+fn code_name(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// `--limit`, `--all` and `--page-size` of the list commands.
+#[derive(Debug, clap::Args)]
+pub struct Paging {
+    /// Show at most this many rows (following page tokens as needed).
+    #[arg(long, default_value_t = 50, conflicts_with = "all",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+    /// Page through every row.
+    #[arg(long)]
+    all: bool,
+    /// Rows asked for per request (default: what is still needed, at most 500).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_SIZE)))]
+    page_size: Option<u32>,
+}
+
+/// One page as a list RPC returns it.
+pub struct Page<T> {
+    rows: Vec<T>,
+    next_page_token: String,
+    revision: u64,
+}
+
+/// The rows of a list, read page by page.
+pub struct Listed<T> {
+    rows: Vec<T>,
+    /// More rows were left unread (`--limit` was reached).
+    more: bool,
+    /// The revision the last page was read at (0 when the RPC does not say).
+    revision: u64,
+}
+
+impl Paging {
+    /// Calls `fetch(page_size, page_token)` until the last page, or until `--limit` rows.
+    async fn collect<T, F, Fut>(&self, mut fetch: F) -> anyhow::Result<Listed<T>>
+    where
+        F: FnMut(u32, String) -> Fut,
+        Fut: Future<Output = Result<Page<T>, tonic::Status>>,
+    {
+        let limit = (!self.all).then_some(self.limit as usize);
+        let mut rows = Vec::new();
+        let mut token = String::new();
+        loop {
+            let wanted = limit.map_or(usize::MAX, |l| l - rows.len());
+            let size = self
+                .page_size
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(u32::try_from(wanted).unwrap_or(u32::MAX));
+            let page = fetch(size, std::mem::take(&mut token))
+                .await
+                .map_err(status)?;
+            rows.extend(page.rows);
+            if let Some(limit) = limit
+                && rows.len() >= limit
+            {
+                let more = rows.len() > limit || !page.next_page_token.is_empty();
+                rows.truncate(limit);
+                return Ok(Listed {
+                    rows,
+                    more,
+                    revision: page.revision,
+                });
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(Listed {
+                    rows,
+                    more: false,
+                    revision: page.revision,
+                });
+            }
+            token = page.next_page_token;
+        }
+    }
+}
+
+impl<T> Listed<T> {
+    /// For people: a hint on stderr when the list was cut short.
+    fn note(&self, what: &str) -> Option<String> {
+        self.more
+            .then(|| format!("(more {what} than shown: raise --limit, or --all for every one)",))
+    }
+}

@@ -1,0 +1,299 @@
+//! `admin groups …`.
+
+use super::show::{self, Table, fields, or_dash, time_cell};
+use super::{Client, Page, Paging, Report, status};
+use portcullis_proto::v1 as pb;
+use serde_json::json;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Groups, by name unless sorted otherwise.
+    List(ListArgs),
+    /// One group and the policies that name it.
+    Get {
+        /// The group's id.
+        id: String,
+    },
+    /// Create a local group.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// An admin-API role every member holds (repeatable).
+        #[arg(long = "role", value_enum)]
+        roles: Vec<super::tokens::RoleArg>,
+    },
+    /// The group's members, by user id.
+    Members {
+        /// The group's id.
+        id: String,
+        /// Only members whose name or email contains this, in any case.
+        #[arg(long)]
+        search: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Add users to the group, all or none; members already in it stay as they are.
+    Assign {
+        /// The group's id.
+        id: String,
+        /// User ids or emails.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove one member from the group.
+    Remove {
+        /// The group's id.
+        id: String,
+        /// A user id or email.
+        user: String,
+    },
+    /// Delete the group and take it out of every policy that names it; its users stay.
+    Delete {
+        /// The group's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only groups whose name contains this, in any case.
+    #[arg(long)]
+    search: Option<String>,
+    #[arg(long, value_enum, default_value_t = SortArg::Name)]
+    sort: SortArg,
+    /// Reverse the order.
+    #[arg(long)]
+    desc: bool,
+    #[command(flatten)]
+    paging: Paging,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SortArg {
+    Name,
+    /// By member count.
+    Users,
+}
+
+pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
+    match command {
+        Command::List(args) => list(client, args).await,
+        Command::Get { id } => {
+            let answer = client
+                .get_group(pb::GetGroupRequest { id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let g = answer.group.unwrap_or_default();
+            let json = json!({
+                "group": show::group(&g),
+                "policy_ids": answer.policy_ids,
+                "revision": answer.revision,
+            });
+            let text = fields(&[
+                ("id", g.id.clone()),
+                ("name", g.name.clone()),
+                ("description", or_dash(&g.description)),
+                ("roles", show::roles_cell(g.roles())),
+                ("managed by", show::managed_by(g.managed_by())),
+                ("external id", or_dash(&g.external_id)),
+                ("users", g.user_count.to_string()),
+                ("policies", or_dash(&answer.policy_ids.join(", "))),
+                ("created", time_cell(g.created_at.as_ref())),
+                ("updated", time_cell(g.updated_at.as_ref())),
+                ("revision", answer.revision.to_string()),
+            ]);
+            Ok(Report::new(json, text))
+        }
+        Command::Create {
+            name,
+            description,
+            roles,
+        } => {
+            let answer = client
+                .create_group(pb::CreateGroupRequest {
+                    name,
+                    description,
+                    roles: roles.into_iter().map(|r| r.proto() as i32).collect(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let g = answer.group.unwrap_or_default();
+            let json = json!({"group": show::group(&g), "revision": answer.revision});
+            let text = format!(
+                "created group {} ({}) at revision {}\n",
+                g.id, g.name, answer.revision
+            );
+            Ok(Report::new(json, text))
+        }
+        Command::Members { id, search, paging } => members(client, id, search, paging).await,
+        Command::Assign { id, users } => {
+            let asked = users.len();
+            let answer = client
+                .assign_users(pb::AssignUsersRequest {
+                    group_id: id.clone(),
+                    users,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let json = json!({
+                "added": answer.added,
+                "revision": answer.revision,
+                "warning": (!answer.warning.is_empty()).then_some(&answer.warning),
+            });
+            let text = format!(
+                "added {} of {asked} users to group {id} at revision {}\n",
+                answer.added, answer.revision
+            );
+            Ok(Report::new(json, text).warning(&answer.warning))
+        }
+        Command::Remove { id, user } => {
+            let answer = client
+                .remove_group_member(pb::RemoveGroupMemberRequest {
+                    group_id: id.clone(),
+                    user: user.clone(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let json = json!({
+                "removed": answer.removed,
+                "revision": answer.revision,
+                "warning": (!answer.warning.is_empty()).then_some(&answer.warning),
+            });
+            let text = if answer.removed {
+                format!(
+                    "removed {user} from group {id} at revision {}\n",
+                    answer.revision
+                )
+            } else {
+                format!(
+                    "{user} was not a member of group {id}: nothing changed (revision {})\n",
+                    answer.revision
+                )
+            };
+            Ok(Report::new(json, text).warning(&answer.warning))
+        }
+        Command::Delete { id } => {
+            let answer = client
+                .delete_group(pb::DeleteGroupRequest { id: id.clone() })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let json = json!({
+                "updated_policies": answer.updated_policies.iter().map(show::policy).collect::<Vec<_>>(),
+                "revision": answer.revision,
+            });
+            let mut text = format!("deleted group {id} at revision {}", answer.revision);
+            if !answer.updated_policies.is_empty() {
+                let ids: Vec<&str> = answer
+                    .updated_policies
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect();
+                text.push_str(&format!("; removed it from policies {}", ids.join(", ")));
+            }
+            text.push('\n');
+            Ok(Report::new(json, text))
+        }
+    }
+}
+
+async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
+    let request = pb::ListGroupsRequest {
+        search: args.search.unwrap_or_default(),
+        sort: match args.sort {
+            SortArg::Name => pb::GroupSort::Name,
+            SortArg::Users => pb::GroupSort::UserCount,
+        } as i32,
+        descending: args.desc,
+        ..Default::default()
+    };
+    let listed = args
+        .paging
+        .collect(|page_size, page_token| {
+            let mut client = client.clone();
+            let request = pb::ListGroupsRequest {
+                page_size,
+                page_token,
+                ..request.clone()
+            };
+            async move {
+                let page = client.list_groups(request).await?.into_inner();
+                Ok(Page {
+                    rows: page.groups,
+                    next_page_token: page.next_page_token,
+                    revision: page.revision,
+                })
+            }
+        })
+        .await?;
+    let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED BY", "CREATED", "ID"]);
+    for g in &listed.rows {
+        table.row(vec![
+            g.name.clone(),
+            g.user_count.to_string(),
+            show::roles_cell(g.roles()),
+            show::managed_by(g.managed_by()),
+            time_cell(g.created_at.as_ref()),
+            g.id.clone(),
+        ]);
+    }
+    let json = json!({
+        "groups": listed.rows.iter().map(show::group).collect::<Vec<_>>(),
+        "more": listed.more,
+        "revision": listed.revision,
+    });
+    Ok(Report::new(json, table.render()).note(listed.note("groups")))
+}
+
+async fn members(
+    client: &mut Client,
+    id: String,
+    search: Option<String>,
+    paging: Paging,
+) -> anyhow::Result<Report> {
+    let request = pb::ListGroupMembersRequest {
+        group_id: id,
+        search: search.unwrap_or_default(),
+        ..Default::default()
+    };
+    let listed = paging
+        .collect(|page_size, page_token| {
+            let mut client = client.clone();
+            let request = pb::ListGroupMembersRequest {
+                page_size,
+                page_token,
+                ..request.clone()
+            };
+            async move {
+                let page = client.list_group_members(request).await?.into_inner();
+                Ok(Page {
+                    rows: page.members,
+                    next_page_token: page.next_page_token,
+                    revision: page.revision,
+                })
+            }
+        })
+        .await?;
+    let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"]);
+    for m in &listed.rows {
+        table.row(vec![
+            m.email.clone(),
+            m.display_name.clone(),
+            show::user_status(m.status()),
+            show::source(m.source()),
+            time_cell(m.joined_at.as_ref()),
+            m.user_id.clone(),
+        ]);
+    }
+    let json = json!({
+        "members": listed.rows.iter().map(show::member).collect::<Vec<_>>(),
+        "more": listed.more,
+        "revision": listed.revision,
+    });
+    Ok(Report::new(json, table.render()).note(listed.note("members")))
+}

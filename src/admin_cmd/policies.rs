@@ -1,0 +1,327 @@
+//! `admin policies …`.
+
+use super::show::{self, Table, fields, or_dash, time_cell};
+use super::{Client, Page, Paging, Report, status};
+use portcullis_proto::v1 as pb;
+use serde_json::json;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Policies, by name unless sorted otherwise.
+    List(ListArgs),
+    /// One policy in full.
+    Get {
+        /// The policy's id.
+        id: String,
+    },
+    /// Create a policy: a connector, some or all of its tools, a scope and an action.
+    Create(CreateArgs),
+    /// Delete a policy.
+    Delete {
+        /// The policy's id.
+        id: String,
+    },
+    /// Make a disabled policy match again.
+    Enable {
+        /// The policy's id.
+        id: String,
+    },
+    /// Stop a policy from matching, keeping it.
+    Disable {
+        /// The policy's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only policies whose name or description contains this, in any case.
+    #[arg(long)]
+    search: Option<String>,
+    /// Only policies with this action.
+    #[arg(long, value_enum)]
+    action: Option<ActionArg>,
+    /// Only policies of this connector.
+    #[arg(long)]
+    connector: Option<String>,
+    #[arg(long, value_enum, default_value_t = SortArg::Name)]
+    sort: SortArg,
+    /// Reverse the order.
+    #[arg(long)]
+    desc: bool,
+    #[command(flatten)]
+    paging: Paging,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SortArg {
+    Name,
+    /// Most restrictive first.
+    Action,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionArg {
+    Allow,
+    StepUp,
+    RequireApproval,
+    Deny,
+}
+
+impl ActionArg {
+    fn proto(self) -> pb::PolicyAction {
+        match self {
+            ActionArg::Allow => pb::PolicyAction::Allow,
+            ActionArg::StepUp => pb::PolicyAction::StepUp,
+            ActionArg::RequireApproval => pb::PolicyAction::RequireApproval,
+            ActionArg::Deny => pb::PolicyAction::Deny,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which_tools").required(true).args(["all_tools", "tools"])))]
+#[command(group(
+    clap::ArgGroup::new("scope")
+        .required(true)
+        .multiple(true)
+        .args(["all_users", "users", "groups"])
+))]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    /// For example `github`.
+    #[arg(long)]
+    connector: String,
+    /// Every tool of the connector.
+    #[arg(long)]
+    all_tools: bool,
+    /// A tool of the connector (repeatable).
+    #[arg(long = "tool")]
+    tools: Vec<String>,
+    /// Everyone.
+    #[arg(long, conflicts_with_all = ["users", "groups"])]
+    all_users: bool,
+    /// A user id or email (repeatable).
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// A group id (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    #[arg(long, value_enum)]
+    action: ActionArg,
+    /// Which approval flow handles a require-approval answer.
+    #[arg(long)]
+    approval_flow: Option<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Create it disabled: it matches nothing until enabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
+    match command {
+        Command::List(args) => list(client, args).await,
+        Command::Get { id } => {
+            let answer = client
+                .get_policy(pb::GetPolicyRequest { id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let p = answer.policy.unwrap_or_default();
+            let json = json!({"policy": show::policy(&p), "revision": answer.revision});
+            Ok(Report::new(json, details(&p, answer.revision)))
+        }
+        Command::Create(args) => create(client, args).await,
+        Command::Delete { id } => {
+            let answer = client
+                .delete_policy(pb::DeletePolicyRequest { id: id.clone() })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let json = json!({"revision": answer.revision});
+            let text = format!("deleted policy {id} at revision {}\n", answer.revision);
+            Ok(Report::new(json, text))
+        }
+        Command::Enable { id } => set_enabled(client, id, true).await,
+        Command::Disable { id } => set_enabled(client, id, false).await,
+    }
+}
+
+async fn set_enabled(client: &mut Client, id: String, enabled: bool) -> anyhow::Result<Report> {
+    let answer = client
+        .set_policy_enabled(pb::SetPolicyEnabledRequest { id, enabled })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let p = answer.policy.unwrap_or_default();
+    let json = json!({"policy": show::policy(&p), "revision": answer.revision});
+    let verb = if enabled { "enabled" } else { "disabled" };
+    let text = format!(
+        "{verb} policy {} ({}) at revision {}\n",
+        p.id, p.name, answer.revision
+    );
+    Ok(Report::new(json, text))
+}
+
+async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report> {
+    // Scopes name users by id: look up the ones given by email.
+    let mut user_ids = Vec::with_capacity(args.users.len());
+    for user in args.users {
+        if user.contains('@') {
+            let found = client
+                .get_user(pb::GetUserRequest {
+                    user: user.clone(),
+                    activity_limit: 1,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            user_ids.push(found.user.map(|u| u.id).unwrap_or(user));
+        } else {
+            user_ids.push(user);
+        }
+    }
+    let policy = pb::Policy {
+        name: args.name,
+        description: args.description,
+        connector: args.connector,
+        all_tools: args.all_tools,
+        tools: args.tools,
+        scope: Some(pb::PolicyScope {
+            all_users: args.all_users,
+            user_ids,
+            group_ids: args.groups,
+        }),
+        action: args.action.proto() as i32,
+        approval_flow_id: args.approval_flow.unwrap_or_default(),
+        enabled: !args.disabled,
+        ..Default::default()
+    };
+    let answer = client
+        .create_policy(pb::CreatePolicyRequest {
+            policy: Some(policy),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let p = answer.policy.unwrap_or_default();
+    let json = json!({"policy": show::policy(&p), "revision": answer.revision});
+    let text = format!(
+        "created policy {} ({}) at revision {}\n",
+        p.id, p.name, answer.revision
+    );
+    Ok(Report::new(json, text))
+}
+
+fn details(p: &pb::Policy, revision: u64) -> String {
+    let scope = p.scope.clone().unwrap_or_default();
+    let mut who = Vec::new();
+    if scope.all_users {
+        who.push("all users".to_owned());
+    }
+    if !scope.user_ids.is_empty() {
+        who.push(format!("users {}", scope.user_ids.join(", ")));
+    }
+    if !scope.group_ids.is_empty() {
+        who.push(format!("groups {}", scope.group_ids.join(", ")));
+    }
+    let tools = if p.all_tools {
+        "all".to_owned()
+    } else {
+        p.tools.join(", ")
+    };
+    let conditions = p
+        .conditions
+        .iter()
+        .map(|c| format!("{} {} [{}]", c.attribute, c.operator, c.values.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    fields(&[
+        ("id", p.id.clone()),
+        ("name", p.name.clone()),
+        ("description", or_dash(&p.description)),
+        ("connector", p.connector.clone()),
+        ("tools", or_dash(&tools)),
+        ("scope", or_dash(&who.join("; "))),
+        ("action", show::action(p.action())),
+        ("approval flow", or_dash(&p.approval_flow_id)),
+        ("conditions", or_dash(&conditions)),
+        ("enabled", p.enabled.to_string()),
+        ("created", time_cell(p.created_at.as_ref())),
+        ("updated", time_cell(p.updated_at.as_ref())),
+        ("revision", revision.to_string()),
+    ])
+}
+
+async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
+    let request = pb::ListPoliciesRequest {
+        search: args.search.unwrap_or_default(),
+        action: args
+            .action
+            .map_or(pb::PolicyAction::Unspecified, ActionArg::proto) as i32,
+        connector: args.connector.unwrap_or_default(),
+        sort: match args.sort {
+            SortArg::Name => pb::PolicySort::Name,
+            SortArg::Action => pb::PolicySort::Action,
+        } as i32,
+        descending: args.desc,
+        ..Default::default()
+    };
+    let listed = args
+        .paging
+        .collect(|page_size, page_token| {
+            let mut client = client.clone();
+            let request = pb::ListPoliciesRequest {
+                page_size,
+                page_token,
+                ..request.clone()
+            };
+            async move {
+                let page = client.list_policies(request).await?.into_inner();
+                Ok(Page {
+                    rows: page.policies,
+                    next_page_token: page.next_page_token,
+                    revision: page.revision,
+                })
+            }
+        })
+        .await?;
+    let mut table = Table::new(&[
+        "NAME",
+        "CONNECTOR",
+        "TOOLS",
+        "SCOPE",
+        "ACTION",
+        "ENABLED",
+        "ID",
+    ]);
+    for p in &listed.rows {
+        let tools = if p.all_tools {
+            "all".to_owned()
+        } else {
+            p.tool_count.to_string()
+        };
+        let scope = if p.all_users {
+            "all users".to_owned()
+        } else {
+            format!("{} users, {} groups", p.user_count, p.group_count)
+        };
+        table.row(vec![
+            p.name.clone(),
+            p.connector.clone(),
+            tools,
+            scope,
+            show::action(p.action()),
+            if p.enabled { "yes" } else { "no" }.to_owned(),
+            p.id.clone(),
+        ]);
+    }
+    let json = json!({
+        "policies": listed.rows.iter().map(show::policy_row).collect::<Vec<_>>(),
+        "more": listed.more,
+        "revision": listed.revision,
+    });
+    Ok(Report::new(json, table.render()).note(listed.note("policies")))
+}

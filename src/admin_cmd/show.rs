@@ -1,0 +1,376 @@
+//! How the admin CLI shows the API's messages: aligned tables and key/value lines for people,
+//! JSON (lower-case enum names, RFC 3339 times) for machines.
+
+use portcullis_proto::v1 as pb;
+use serde_json::{Value, json};
+
+/// A plain-text table: a header row, then rows, columns padded to their widest cell and
+/// separated by two spaces.
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&'static str]) -> Table {
+        Table {
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.into_iter().map(|c| one_line(&c)).collect());
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+        }
+        let mut out = String::new();
+        let header = self.header.iter().map(|h| (*h).to_owned()).collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(cell);
+                let width = widths.get(i).copied().unwrap_or(0);
+                let pad = width.saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Key/value lines with the keys padded to one width.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {}\n", one_line(v)))
+        .collect()
+}
+
+/// Control characters (newlines in a reason, say) would break the columns.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `-` for an empty cell.
+pub fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// RFC 3339, or `None` when unset or out of range.
+pub fn time(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    let t = t?;
+    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// For a table: to the second, `-` when unset.
+pub fn time_cell(t: Option<&prost_types::Timestamp>) -> String {
+    let Some(t) = t else {
+        return "-".to_owned();
+    };
+    let whole = prost_types::Timestamp {
+        seconds: t.seconds,
+        nanos: 0,
+    };
+    time(Some(&whole)).unwrap_or_else(|| "-".to_owned())
+}
+
+fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
+    time(t).map_or(Value::Null, Value::String)
+}
+
+/// `ROLE_READ_ONLY` → `read-only`: the proto name without its prefix, as the flags spell it.
+fn lower(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix)
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+pub fn role(r: pb::Role) -> String {
+    lower(r.as_str_name(), "ROLE_")
+}
+
+pub fn roles(roles: impl Iterator<Item = pb::Role>) -> Vec<String> {
+    roles.map(role).collect()
+}
+
+/// Roles for a table: `admin,read-only`, or `-`.
+pub fn roles_cell(roles: impl Iterator<Item = pb::Role>) -> String {
+    or_dash(&self::roles(roles).join(","))
+}
+
+pub fn user_status(s: pb::UserStatus) -> String {
+    lower(s.as_str_name(), "USER_STATUS_")
+}
+
+pub fn mfa(m: pb::MfaStatus) -> String {
+    lower(m.as_str_name(), "MFA_STATUS_")
+}
+
+pub fn managed_by(m: pb::ManagedBy) -> String {
+    lower(m.as_str_name(), "MANAGED_BY_")
+}
+
+pub fn source(s: pb::MembershipSource) -> String {
+    lower(s.as_str_name(), "MEMBERSHIP_SOURCE_")
+}
+
+pub fn action(a: pb::PolicyAction) -> String {
+    lower(a.as_str_name(), "POLICY_ACTION_")
+}
+
+pub fn decision(d: pb::Decision) -> String {
+    lower(d.as_str_name(), "DECISION_")
+}
+
+pub fn reason(r: pb::Reason) -> String {
+    lower(r.as_str_name(), "REASON_")
+}
+
+fn avatar(a: Option<&pb::Avatar>) -> Value {
+    a.map_or(
+        Value::Null,
+        |a| json!({"url": a.url, "initials": a.initials, "color": a.color}),
+    )
+}
+
+pub fn user_row(u: &pb::UserRow) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "display_name": u.display_name,
+        "status": user_status(u.status()),
+        "mfa": mfa(u.mfa()),
+        "created_at": time_json(u.created_at.as_ref()),
+        "avatar": avatar(u.avatar.as_ref()),
+    })
+}
+
+pub fn user(u: &pb::User) -> Value {
+    json!({
+        "id": u.id,
+        "external_id": u.external_id,
+        "user_name": u.user_name,
+        "emails": u.emails,
+        "display_name": u.display_name,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "avatar": avatar(u.avatar.as_ref()),
+        "active": u.active,
+        "status": user_status(u.status()),
+        "mfa": mfa(u.mfa()),
+        "lock": u.lock.as_ref().map(|l| json!({
+            "locked_at": time_json(l.locked_at.as_ref()),
+            "locked_by": l.locked_by,
+            "reason": l.reason,
+        })),
+        "created_at": time_json(u.created_at.as_ref()),
+        "updated_at": time_json(u.updated_at.as_ref()),
+    })
+}
+
+pub fn user_group(g: &pb::UserGroup) -> Value {
+    json!({
+        "group_id": g.group_id,
+        "name": g.name,
+        "managed_by": managed_by(g.managed_by()),
+        "roles": roles(g.roles()),
+        "joined_at": time_json(g.joined_at.as_ref()),
+        "source": source(g.source()),
+    })
+}
+
+pub fn effective_role(r: &pb::EffectiveRole) -> Value {
+    json!({"role": role(r.role()), "group_ids": r.group_ids})
+}
+
+pub fn decision_activity(d: &pb::DecisionActivity) -> Value {
+    json!({
+        "time": time_json(d.time.as_ref()),
+        "agent": d.agent,
+        "connector": d.connector,
+        "tool": d.tool,
+        "decision": decision(d.decision()),
+        "reason": reason(d.reason()),
+        "policy_id": (!d.policy_id.is_empty()).then_some(&d.policy_id),
+        "revision": d.revision,
+    })
+}
+
+pub fn audit_event(e: &pb::AuditEvent) -> Value {
+    // The records are JSON already: embed them rather than quote them.
+    let record = |s: &str| {
+        if s.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_owned()))
+        }
+    };
+    json!({
+        "seq": e.seq,
+        "time": time_json(e.time.as_ref()),
+        "actor": e.actor,
+        "via": (!e.via.is_empty()).then_some(&e.via),
+        "action": e.action,
+        "target_kind": e.target_kind,
+        "target_id": e.target_id,
+        "outcome": e.outcome,
+        "detail": e.detail,
+        "before": record(&e.before_json),
+        "after": record(&e.after_json),
+        "revision": e.revision,
+    })
+}
+
+pub fn group(g: &pb::Group) -> Value {
+    json!({
+        "id": g.id,
+        "external_id": (!g.external_id.is_empty()).then_some(&g.external_id),
+        "name": g.name,
+        "description": g.description,
+        "roles": roles(g.roles()),
+        "managed_by": managed_by(g.managed_by()),
+        "user_count": g.user_count,
+        "created_at": time_json(g.created_at.as_ref()),
+        "updated_at": time_json(g.updated_at.as_ref()),
+    })
+}
+
+pub fn member(m: &pb::GroupMember) -> Value {
+    json!({
+        "user_id": m.user_id,
+        "email": m.email,
+        "display_name": m.display_name,
+        "avatar": avatar(m.avatar.as_ref()),
+        "status": user_status(m.status()),
+        "joined_at": time_json(m.joined_at.as_ref()),
+        "source": source(m.source()),
+    })
+}
+
+pub fn policy_row(p: &pb::PolicyRow) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "description": p.description,
+        "connector": p.connector,
+        "all_users": p.all_users,
+        "user_count": p.user_count,
+        "group_count": p.group_count,
+        "all_tools": p.all_tools,
+        "tool_count": p.tool_count,
+        "action": action(p.action()),
+        "enabled": p.enabled,
+    })
+}
+
+pub fn policy(p: &pb::Policy) -> Value {
+    let scope = p.scope.clone().unwrap_or_default();
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "description": p.description,
+        "connector": p.connector,
+        "all_tools": p.all_tools,
+        "tools": p.tools,
+        "scope": {
+            "all_users": scope.all_users,
+            "user_ids": scope.user_ids,
+            "group_ids": scope.group_ids,
+        },
+        "action": action(p.action()),
+        "approval_flow_id": (!p.approval_flow_id.is_empty()).then_some(&p.approval_flow_id),
+        "conditions": p.conditions.iter().map(|c| json!({
+            "attribute": c.attribute,
+            "operator": c.operator,
+            "values": c.values,
+        })).collect::<Vec<_>>(),
+        "enabled": p.enabled,
+        "created_at": time_json(p.created_at.as_ref()),
+        "updated_at": time_json(p.updated_at.as_ref()),
+    })
+}
+
+pub fn token(t: &pb::ApiToken) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "user_id": t.user_id,
+        "role": token_role(t),
+        "created_at": time_json(t.created_at.as_ref()),
+        "created_by": t.created_by,
+        "expires_at": time_json(t.expires_at.as_ref()),
+        "revoked_at": time_json(t.revoked_at.as_ref()),
+    })
+}
+
+/// The token's own role, `None` when it has none (the user's groups' roles apply).
+pub fn token_role(t: &pb::ApiToken) -> Option<String> {
+    match t.role() {
+        pb::Role::Unspecified => None,
+        r => Some(role(r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_trim_the_last() {
+        let mut table = Table::new(&["A", "LONGER"]);
+        table.row(vec!["wide cell".into(), "x".into()]);
+        table.row(vec!["y".into(), "line\nbreak".into()]);
+        assert_eq!(
+            table.render(),
+            "A          LONGER\nwide cell  x\ny          line break\n"
+        );
+    }
+
+    #[test]
+    fn enums_print_as_the_flags_spell_them() {
+        assert_eq!(role(pb::Role::ReadOnly), "read-only");
+        assert_eq!(
+            action(pb::PolicyAction::RequireApproval),
+            "require-approval"
+        );
+        assert_eq!(user_status(pb::UserStatus::Locked), "locked");
+        assert_eq!(mfa(pb::MfaStatus::NotConfigured), "not-configured");
+    }
+
+    #[test]
+    fn times_are_rfc_3339() {
+        let t = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5_000_000,
+        };
+        assert_eq!(time(Some(&t)).unwrap(), "2023-11-14T22:13:20.005Z");
+        assert_eq!(time_cell(Some(&t)), "2023-11-14T22:13:20Z");
+        assert_eq!(time_cell(None), "-");
+    }
+}

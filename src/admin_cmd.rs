@@ -28,6 +28,7 @@ pub struct Args {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "PORTCULLIS_SERVER",
         default_value = "http://127.0.0.1:50051"
     )]
@@ -36,13 +37,14 @@ pub struct Args {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "PORTCULLIS_TOKEN",
         hide_env_values = true,
         value_parser = parse_secret
     )]
     token: Option<Secret>,
     /// Print one JSON document on stdout instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -275,5 +277,33 @@ impl<T> Listed<T> {
     fn note(&self, what: &str) -> Option<String> {
         self.more
             .then(|| format!("(more {what} than shown: raise --limit, or --all for every one)",))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        <Args as clap::Args>::augment_args(clap::Command::new("admin")).debug_assert();
+    }
+
+    #[test]
+    fn status_codes_read_as_words() {
+        assert_eq!(
+            code_name(tonic::Code::PermissionDenied),
+            "permission denied"
+        );
+        assert_eq!(code_name(tonic::Code::Unauthenticated), "unauthenticated");
+        let error = status(tonic::Status::not_found("user `x` not found"));
+        assert_eq!(error.to_string(), "not found: user `x` not found");
+    }
+
+    #[test]
+    fn the_secret_stays_out_of_debug_output() {
+        let secret = parse_secret(" pcl_abc ").unwrap();
+        assert_eq!(secret.0, "pcl_abc");
+        assert!(!format!("{secret:?}").contains("pcl_abc"));
     }
 }

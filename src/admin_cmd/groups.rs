@@ -231,7 +231,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             }
         })
         .await?;
-    let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED BY", "CREATED", "ID"]);
+    let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"]);
     for g in &listed.rows {
         table.row(vec![
             g.name.clone(),

@@ -62,14 +62,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 .map_err(status)?
                 .into_inner();
             let mut table = Table::new(&[
-                "ID",
-                "NAME",
-                "USER",
-                "ROLE",
-                "CREATED",
-                "CREATED BY",
-                "EXPIRES",
-                "REVOKED",
+                "ID", "NAME", "USER", "ROLE", "CREATED", "CREATOR", "EXPIRES", "REVOKED",
             ]);
             for t in &answer.tokens {
                 table.row(vec![

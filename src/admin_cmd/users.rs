@@ -235,7 +235,7 @@ async fn get(client: &mut Client, user: String, activity: u32) -> anyhow::Result
     ]);
 
     text.push_str("\nGroups\n");
-    let mut groups = Table::new(&["NAME", "ROLES", "MANAGED BY", "SOURCE", "JOINED", "ID"]);
+    let mut groups = Table::new(&["NAME", "ROLES", "MANAGED", "SOURCE", "JOINED", "ID"]);
     for g in &answer.groups {
         groups.row(vec![
             g.name.clone(),

@@ -1,52 +1,637 @@
 //! Policies: list and search, get, create, update, delete, enable and disable, validated on
 //! write.
+//!
+//! Every write converts the wire policy field by field ([`Patch`] destructures the whole
+//! message, so a new field cannot be ignored by accident), then validates the policy that would
+//! result ([`check`]) and the users and groups its scope names, inside the transaction that
+//! writes it.
 
 use crate::auth::Caller;
-use crate::{Error, Result};
+use crate::{Error, Result, audit, clock, convert, page, text};
 use live::Live;
+use pdp::{Action, Condition, Operator, Policy, Scope, Tools};
 use portcullis_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+use store::Tx;
 
-fn todo<T>(method: &str) -> Result<T> {
-    Err(Error::Unavailable(format!("{method} is not built yet")))
+/// Longest policy name, in characters.
+const MAX_NAME: usize = 256;
+/// Longest connector name, in characters.
+const MAX_CONNECTOR: usize = 128;
+/// Longest record id, in bytes (as the store keeps it).
+const MAX_ID: usize = 256;
+
+/// The update mask paths UpdatePolicy accepts.
+const PATHS: [&str; 10] = [
+    "name",
+    "description",
+    "connector",
+    "tools",
+    "all_tools",
+    "scope",
+    "action",
+    "approval_flow_id",
+    "conditions",
+    "enabled",
+];
+
+/// Checks a record id a request names: present, not too long, no NUL.
+fn check_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID {
+        return Err(Error::invalid(
+            field,
+            format!("{} bytes, the limit is {MAX_ID}", id.len()),
+        ));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
+/// The orders policies are listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// By name, ignoring case.
+    Name,
+    /// Most restrictive first, then by name.
+    Action,
+}
+
+/// A policy's position in a listing: page tokens carry the last row's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct PolicyKey {
+    /// 0 when sorting by name; otherwise the action's rank, most restrictive first.
+    rank: u8,
+    /// Lower-cased.
+    name: String,
+    id: String,
+}
+
+impl PolicyKey {
+    fn of(policy: &Policy, order: Order) -> PolicyKey {
+        PolicyKey {
+            rank: match order {
+                Order::Name => 0,
+                Order::Action => restrictive_rank(policy.action),
+            },
+            name: policy.name.to_lowercase(),
+            id: policy.id.clone(),
+        }
+    }
+}
+
+/// Deny first, then Require approval, Step-up, Allow.
+fn restrictive_rank(action: Action) -> u8 {
+    match action {
+        Action::Deny => 0,
+        Action::RequireApproval => 1,
+        Action::StepUp => 2,
+        Action::Allow => 3,
+    }
 }
 
 pub(crate) async fn list(
-    _live: &Live,
-    _request: pb::ListPoliciesRequest,
+    live: &Live,
+    request: pb::ListPoliciesRequest,
 ) -> Result<pb::ListPoliciesResponse> {
-    todo("ListPolicies")
+    let pb::ListPoliciesRequest {
+        search,
+        action,
+        sort,
+        descending,
+        page_size,
+        page_token,
+        connector,
+    } = request;
+    text::bounded("search", &search)?;
+    text::bounded("connector", &connector)?;
+    let size = page::size("page_size", page_size)?;
+    let action = convert::action_from("action", action)?;
+    let order = match pb::PolicySort::try_from(sort) {
+        Ok(pb::PolicySort::Unspecified | pb::PolicySort::Name) => Order::Name,
+        Ok(pb::PolicySort::Action) => Order::Action,
+        Err(_) => return Err(Error::invalid("sort", format!("unknown sort {sort}"))),
+    };
+    let needle = search.to_lowercase();
+    let query = format!("policies\0{needle}\0{action:?}\0{connector}\0{order:?}\0{descending}");
+    let after: Option<PolicyKey> = page::decode("page_token", &page_token, &query)?;
+    let view = live.view()?;
+    let mut rows: Vec<(PolicyKey, &Arc<Policy>)> = view
+        .policies()
+        .filter(|p| action.is_none_or(|a| p.action == a))
+        .filter(|p| connector.is_empty() || p.connector == connector)
+        .filter(|p| {
+            needle.is_empty()
+                || text::contains_folded(&p.name, &needle)
+                || text::contains_folded(&p.description, &needle)
+        })
+        .map(|p| (PolicyKey::of(p, order), p))
+        .filter(|(key, _)| match &after {
+            None => true,
+            Some(after) if descending => key < after,
+            Some(after) => key > after,
+        })
+        .collect();
+    if descending {
+        rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    } else {
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    let next_page_token = if rows.len() > size {
+        rows.truncate(size);
+        rows.last()
+            .map(|(key, _)| page::encode(&query, key))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(pb::ListPoliciesResponse {
+        policies: rows.iter().map(|(_, p)| convert::policy_row(p)).collect(),
+        next_page_token,
+        revision: view.revision(),
+    })
 }
+
 pub(crate) async fn get(
-    _live: &Live,
-    _request: pb::GetPolicyRequest,
+    live: &Live,
+    request: pb::GetPolicyRequest,
 ) -> Result<pb::GetPolicyResponse> {
-    todo("GetPolicy")
+    let pb::GetPolicyRequest { id } = request;
+    check_id("id", &id)?;
+    let view = live.view()?;
+    let policy = view
+        .policy(&id)
+        .ok_or_else(|| Error::not_found("policy", &id))?;
+    Ok(pb::GetPolicyResponse {
+        policy: Some(convert::policy(policy)),
+        revision: view.revision(),
+    })
 }
+
+/// The fields of a wire policy a write sets, each converted (`None`: left as it is).
+#[derive(Debug, Default)]
+struct Patch {
+    name: Option<String>,
+    description: Option<String>,
+    connector: Option<String>,
+    tools: Option<Tools>,
+    scope: Option<Scope>,
+    action: Option<Action>,
+    approval_flow_id: Option<Option<String>>,
+    conditions: Option<Vec<Condition>>,
+    enabled: Option<bool>,
+}
+
+impl Patch {
+    /// Converts the fields of `policy` that `wanted` names (all of them when `wanted` is
+    /// `None`). `id`, `created_at` and `updated_at` are never taken from the wire.
+    fn from_wire(policy: pb::Policy, wanted: Option<&HashSet<&str>>) -> Result<Patch> {
+        let pb::Policy {
+            id: _,
+            name,
+            description,
+            connector,
+            all_tools,
+            tools,
+            scope,
+            action,
+            approval_flow_id,
+            conditions,
+            enabled,
+            created_at: _,
+            updated_at: _,
+        } = policy;
+        let wants = |path: &str| wanted.is_none_or(|w| w.contains(path));
+        Ok(Patch {
+            name: wants("name").then_some(name),
+            description: wants("description").then_some(description),
+            connector: wants("connector").then_some(connector),
+            tools: if wants("tools") || wants("all_tools") {
+                Some(tools_from(all_tools, tools)?)
+            } else {
+                None
+            },
+            scope: if wants("scope") {
+                Some(scope_from(scope)?)
+            } else {
+                None
+            },
+            action: if wants("action") {
+                Some(
+                    convert::action_from("policy.action", action)?.ok_or_else(|| {
+                        Error::invalid("policy.action", "an action must be specified")
+                    })?,
+                )
+            } else {
+                None
+            },
+            approval_flow_id: wants("approval_flow_id")
+                .then(|| Some(approval_flow_id).filter(|f| !f.is_empty())),
+            conditions: if wants("conditions") {
+                Some(conditions_from(conditions)?)
+            } else {
+                None
+            },
+            enabled: wants("enabled").then_some(enabled),
+        })
+    }
+
+    /// The policy with these fields set.
+    fn apply(self, mut policy: Policy) -> Policy {
+        let Patch {
+            name,
+            description,
+            connector,
+            tools,
+            scope,
+            action,
+            approval_flow_id,
+            conditions,
+            enabled,
+        } = self;
+        if let Some(name) = name {
+            policy.name = name;
+        }
+        if let Some(description) = description {
+            policy.description = description;
+        }
+        if let Some(connector) = connector {
+            policy.connector = connector;
+        }
+        if let Some(tools) = tools {
+            policy.tools = tools;
+        }
+        if let Some(scope) = scope {
+            policy.scope = scope;
+        }
+        if let Some(action) = action {
+            policy.action = action;
+        }
+        if let Some(approval_flow_id) = approval_flow_id {
+            policy.approval_flow_id = approval_flow_id;
+        }
+        if let Some(conditions) = conditions {
+            policy.conditions = conditions;
+        }
+        if let Some(enabled) = enabled {
+            policy.enabled = enabled;
+        }
+        policy
+    }
+}
+
+/// `all_tools` or a list, exactly one of them.
+fn tools_from(all_tools: bool, tools: Vec<String>) -> Result<Tools> {
+    match (all_tools, tools.is_empty()) {
+        (true, true) => Ok(Tools::All),
+        (false, false) => Ok(Tools::Only(tools)),
+        (true, false) => Err(Error::invalid(
+            "policy.tools",
+            "set `all_tools` or list tools, not both",
+        )),
+        (false, true) => Err(Error::invalid(
+            "policy.tools",
+            "list at least one tool, or set `all_tools`",
+        )),
+    }
+}
+
+fn scope_from(scope: Option<pb::PolicyScope>) -> Result<Scope> {
+    let pb::PolicyScope {
+        all_users,
+        user_ids,
+        group_ids,
+    } = scope.ok_or_else(|| Error::invalid("policy.scope", "a scope is required"))?;
+    Ok(Scope {
+        all_users,
+        users: user_ids,
+        groups: group_ids,
+    })
+}
+
+fn conditions_from(conditions: Vec<pb::PolicyCondition>) -> Result<Vec<Condition>> {
+    conditions
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let pb::PolicyCondition {
+                attribute,
+                operator,
+                values,
+            } = c;
+            let operator = match operator.as_str() {
+                "in" => Operator::In,
+                "not_in" => Operator::NotIn,
+                other => {
+                    return Err(Error::invalid(
+                        format!("policy.conditions[{i}].operator"),
+                        format!("`{other}` is not `in` or `not_in`"),
+                    ));
+                }
+            };
+            Ok(Condition {
+                attribute,
+                operator,
+                values,
+            })
+        })
+        .collect()
+}
+
+/// Checks a whole policy as it would be stored; errors name the wire field at fault.
+fn check(policy: &Policy) -> Result<()> {
+    let Policy {
+        id: _,
+        name,
+        description,
+        connector,
+        tools,
+        scope,
+        action,
+        approval_flow_id,
+        conditions,
+        enabled: _,
+        created_at: _,
+        updated_at: _,
+    } = policy;
+    text::required("policy.name", name)?;
+    if name.chars().count() > MAX_NAME {
+        return Err(Error::invalid(
+            "policy.name",
+            format!("longer than {MAX_NAME} characters"),
+        ));
+    }
+    text::bounded("policy.description", description)?;
+    text::required("policy.connector", connector)?;
+    if connector.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "policy.connector",
+            format!("`{connector}` contains whitespace"),
+        ));
+    }
+    if connector.chars().count() > MAX_CONNECTOR {
+        return Err(Error::invalid(
+            "policy.connector",
+            format!("longer than {MAX_CONNECTOR} characters"),
+        ));
+    }
+    if let Tools::Only(tools) = tools {
+        if tools.is_empty() {
+            return Err(Error::invalid(
+                "policy.tools",
+                "list at least one tool, or set `all_tools`",
+            ));
+        }
+        unique("policy.tools", tools, |field, tool| {
+            text::required(field, tool)
+        })?;
+    }
+    let listed = !scope.users.is_empty() || !scope.groups.is_empty();
+    if scope.all_users && listed {
+        return Err(Error::invalid(
+            "policy.scope",
+            "`all_users` covers everyone: do not list user or group ids with it",
+        ));
+    }
+    if !scope.all_users && !listed {
+        return Err(Error::invalid(
+            "policy.scope",
+            "covers no one: set `all_users` or list user or group ids",
+        ));
+    }
+    unique("policy.scope.user_ids", &scope.users, check_id)?;
+    unique("policy.scope.group_ids", &scope.groups, check_id)?;
+    if let Some(flow) = approval_flow_id {
+        text::required("policy.approval_flow_id", flow)?;
+        if *action != Action::RequireApproval {
+            return Err(Error::invalid(
+                "policy.approval_flow_id",
+                "only a require-approval policy names an approval flow (clear it when \
+                 changing the action)",
+            ));
+        }
+    }
+    for (i, condition) in conditions.iter().enumerate() {
+        let Condition {
+            attribute,
+            operator: _,
+            values,
+        } = condition;
+        text::required(&format!("policy.conditions[{i}].attribute"), attribute)?;
+        if values.is_empty() {
+            return Err(Error::invalid(
+                format!("policy.conditions[{i}].values"),
+                "list at least one value",
+            ));
+        }
+        for (j, value) in values.iter().enumerate() {
+            text::bounded(&format!("policy.conditions[{i}].values[{j}]"), value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks each item of a list with `each` and refuses repeats; errors name `field[i]`.
+fn unique(field: &str, items: &[String], each: impl Fn(&str, &str) -> Result<()>) -> Result<()> {
+    let mut seen = HashSet::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        each(&field, item)?;
+        if !seen.insert(item.as_str()) {
+            return Err(Error::invalid(field, format!("`{item}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks, in the transaction, that the users and groups `scope` names exist.
+fn check_scope(tx: &Tx<'_, '_>, scope: &Scope) -> Result<()> {
+    for id in &scope.users {
+        if tx.user(id)?.is_none() {
+            return Err(Error::not_found("user", id));
+        }
+    }
+    for id in &scope.groups {
+        if tx.group(id)?.is_none() {
+            return Err(Error::not_found("group", id));
+        }
+    }
+    Ok(())
+}
+
+/// A new policy id: `pol_` and 16 lower-case hex digits from the OS.
+fn new_id() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
+    Ok(format!(
+        "pol_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
 pub(crate) async fn create(
-    _live: &Live,
-    _caller: Caller,
-    _request: pb::CreatePolicyRequest,
+    live: &Live,
+    caller: Caller,
+    request: pb::CreatePolicyRequest,
 ) -> Result<pb::CreatePolicyResponse> {
-    todo("CreatePolicy")
+    let pb::CreatePolicyRequest { policy } = request;
+    let policy = policy.ok_or_else(|| Error::invalid("policy", "a policy is required"))?;
+    let now = clock::now();
+    let policy = Patch::from_wire(policy, None)?.apply(Policy {
+        id: new_id()?,
+        created_at: now,
+        updated_at: now,
+        ..Policy::default()
+    });
+    check(&policy)?;
+    let (revision, policy) = live
+        .write(move |tx| -> Result<Policy> {
+            check_scope(tx, &policy.scope)?;
+            if tx.policy(&policy.id)?.is_some() {
+                return Err(Error::Unavailable(format!(
+                    "the new policy id `{}` is taken; try again",
+                    policy.id
+                )));
+            }
+            tx.put_policy(&policy)?;
+            let mut event = caller.event("policy.create", "policy", &policy.id);
+            event.after = audit::json(&policy);
+            tx.audit(event)?;
+            Ok(policy)
+        })
+        .await?;
+    Ok(pb::CreatePolicyResponse {
+        policy: Some(convert::policy(&policy)),
+        revision,
+    })
 }
+
 pub(crate) async fn update(
-    _live: &Live,
-    _caller: Caller,
-    _request: pb::UpdatePolicyRequest,
+    live: &Live,
+    caller: Caller,
+    request: pb::UpdatePolicyRequest,
 ) -> Result<pb::UpdatePolicyResponse> {
-    todo("UpdatePolicy")
+    let pb::UpdatePolicyRequest {
+        policy,
+        update_mask,
+    } = request;
+    let policy = policy.ok_or_else(|| Error::invalid("policy", "a policy is required"))?;
+    let id = policy.id.clone();
+    check_id("policy.id", &id)?;
+    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            "list the fields to change, for example `name`",
+        ));
+    }
+    let mut wanted = HashSet::new();
+    for path in &paths {
+        let Some(known) = PATHS.iter().find(|p| **p == path.as_str()) else {
+            return Err(Error::invalid(
+                "update_mask",
+                format!(
+                    "`{path}` is not a field UpdatePolicy changes (one of {})",
+                    PATHS.join(", ")
+                ),
+            ));
+        };
+        wanted.insert(*known);
+    }
+    let scope_changes = wanted.contains("scope");
+    let patch = Patch::from_wire(policy, Some(&wanted))?;
+    let detail = paths.join(",");
+    let (revision, policy) = live
+        .write(move |tx| -> Result<Policy> {
+            let before = tx
+                .policy(&id)?
+                .ok_or_else(|| Error::not_found("policy", &id))?;
+            let mut after = patch.apply(before.clone());
+            if after == before {
+                return Ok(before);
+            }
+            after.updated_at = clock::now();
+            check(&after)?;
+            if scope_changes {
+                check_scope(tx, &after.scope)?;
+            }
+            tx.put_policy(&after)?;
+            let mut event = caller.event("policy.update", "policy", &id);
+            event.detail = detail;
+            event.before = audit::json(&before);
+            event.after = audit::json(&after);
+            tx.audit(event)?;
+            Ok(after)
+        })
+        .await?;
+    Ok(pb::UpdatePolicyResponse {
+        policy: Some(convert::policy(&policy)),
+        revision,
+    })
 }
+
 pub(crate) async fn delete(
-    _live: &Live,
-    _caller: Caller,
-    _request: pb::DeletePolicyRequest,
+    live: &Live,
+    caller: Caller,
+    request: pb::DeletePolicyRequest,
 ) -> Result<pb::DeletePolicyResponse> {
-    todo("DeletePolicy")
+    let pb::DeletePolicyRequest { id } = request;
+    check_id("id", &id)?;
+    let (revision, ()) = live
+        .write(move |tx| -> Result<()> {
+            let before = tx
+                .policy(&id)?
+                .ok_or_else(|| Error::not_found("policy", &id))?;
+            tx.delete_policy(&id)?;
+            let mut event = caller.event("policy.delete", "policy", &id);
+            event.before = audit::json(&before);
+            tx.audit(event)?;
+            Ok(())
+        })
+        .await?;
+    Ok(pb::DeletePolicyResponse { revision })
 }
+
 pub(crate) async fn set_enabled(
-    _live: &Live,
-    _caller: Caller,
-    _request: pb::SetPolicyEnabledRequest,
+    live: &Live,
+    caller: Caller,
+    request: pb::SetPolicyEnabledRequest,
 ) -> Result<pb::SetPolicyEnabledResponse> {
-    todo("SetPolicyEnabled")
+    let pb::SetPolicyEnabledRequest { id, enabled } = request;
+    check_id("id", &id)?;
+    let (revision, policy) = live
+        .write(move |tx| -> Result<Policy> {
+            let before = tx
+                .policy(&id)?
+                .ok_or_else(|| Error::not_found("policy", &id))?;
+            if before.enabled == enabled {
+                return Ok(before);
+            }
+            let mut after = before.clone();
+            after.enabled = enabled;
+            after.updated_at = clock::now();
+            tx.put_policy(&after)?;
+            let action = if enabled {
+                "policy.enable"
+            } else {
+                "policy.disable"
+            };
+            let mut event = caller.event(action, "policy", &id);
+            event.before = audit::json(&before);
+            event.after = audit::json(&after);
+            tx.audit(event)?;
+            Ok(after)
+        })
+        .await?;
+    Ok(pb::SetPolicyEnabledResponse {
+        policy: Some(convert::policy(&policy)),
+        revision,
+    })
 }

@@ -115,6 +115,16 @@ impl Admin<'_> {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 
+    /// Stdout and stderr of a command that must succeed.
+    fn ok_with_stderr(&self, args: &[&str]) -> (String, String) {
+        let output = self.run(args);
+        assert!(output.status.success(), "admin {args:?} failed: {output:?}");
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    }
+
     /// Stderr of a command that must fail.
     fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
@@ -134,6 +144,10 @@ impl Admin<'_> {
 
 /// `portcullis check` for one user and github tool: `DENY  reason USER_LOCKED …` and the like.
 fn check(server: &Server, user: &str) -> String {
+    check_tool(server, user, "github", "create_issue")
+}
+
+fn check_tool(server: &Server, user: &str, connector: &str, tool: &str) -> String {
     run_ok(&[
         "check",
         "--addr",
@@ -141,9 +155,9 @@ fn check(server: &Server, user: &str) -> String {
         "--user",
         user,
         "--connector",
-        "github",
+        connector,
         "--tool",
-        "create_issue",
+        tool,
     ])
 }
 
@@ -320,4 +334,337 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
     let output = run(&["admin", "--server", &server.addr, "users", "list"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no admin API token"));
+}
+
+fn column<'v>(list: &'v Value, key: &str, field: &str) -> Vec<&'v str> {
+    list[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{key}` in {list}"))
+        .iter()
+        .map(|row| row[field].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn admin_cli_creates_fills_empties_and_deletes_groups() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let secret = bootstrap_token(&data, "alice@example.com", "admin");
+    let server = Server::start(&data);
+    let admin = Admin {
+        server: &server,
+        token: secret,
+    };
+
+    let table = admin.ok(&["groups", "list"]);
+    assert_eq!(
+        header(&table),
+        ["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"]
+    );
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.lines().nth(2).unwrap().starts_with("ops "), "{table}");
+    let listed = admin.json(&["groups", "list"]);
+    assert_eq!(column(&listed, "groups", "name"), ["engineering", "ops"]);
+    assert_eq!(
+        listed["groups"][1]["roles"],
+        serde_json::json!(["read-only"])
+    );
+    assert_eq!(listed["groups"][1]["managed_by"], "external");
+
+    // Create a local group with a role, then fill it.
+    let created = admin.ok(&[
+        "groups",
+        "create",
+        "oncall",
+        "--description",
+        "Carries the pager",
+        "--role",
+        "read-only",
+    ]);
+    assert!(created.starts_with("created group grp_"), "{created}");
+    assert!(created.contains("(oncall) at revision "), "{created}");
+    let id = created.split_whitespace().nth(2).unwrap().to_owned();
+    let group = admin.json(&["groups", "get", &id]);
+    assert_eq!(group["group"]["name"], "oncall", "{group}");
+    assert_eq!(group["group"]["managed_by"], "local");
+    assert_eq!(group["group"]["roles"], serde_json::json!(["read-only"]));
+    assert_eq!(group["group"]["user_count"], 0);
+
+    let (added, warning) =
+        admin.ok_with_stderr(&["groups", "assign", &id, "dave@example.com", "u6"]);
+    assert!(added.starts_with(&format!("added 2 of 2 users to group {id} at revision ")));
+    assert!(!warning.contains("warning"), "{warning}");
+    let again = admin.json(&["groups", "assign", &id, "u6"]);
+    assert_eq!(again["added"], 0, "{again}");
+
+    let members = admin.ok(&["groups", "members", &id]);
+    assert_eq!(
+        header(&members),
+        ["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"]
+    );
+    assert_eq!(members.lines().count(), 3, "{members}");
+    let members = admin.json(&["groups", "members", &id]);
+    assert_eq!(column(&members, "members", "user_id"), ["u4", "u6"]);
+    assert_eq!(members["members"][0]["source"], "local");
+    let found = admin.json(&["groups", "members", &id, "--search", "FRANK"]);
+    assert_eq!(column(&found, "members", "user_id"), ["u6"]);
+
+    // The group's role reaches its members: frank may now read through the API.
+    let bigger = admin.json(&["groups", "list", "--sort", "users", "--desc"]);
+    assert_eq!(bigger["groups"][0]["user_count"], 2, "{bigger}");
+    let frank = admin.json(&["users", "get", "frank@example.com"]);
+    assert_eq!(frank["roles"][0]["role"], "read-only", "{frank}");
+    assert_eq!(frank["roles"][0]["group_ids"], serde_json::json!([id]));
+
+    // Changes to a group the identity provider manages come with its warning.
+    let (_, warning) = admin.ok_with_stderr(&["groups", "assign", "g-eng", "u6"]);
+    assert!(
+        warning.contains("warning: group `g-eng` is managed by the identity provider"),
+        "{warning}"
+    );
+    let removed = admin.json(&["groups", "remove", "g-eng", "frank@example.com"]);
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert!(
+        removed["warning"]
+            .as_str()
+            .unwrap()
+            .contains("identity provider")
+    );
+
+    let removed = admin.ok(&["groups", "remove", &id, "u6"]);
+    assert!(removed.starts_with(&format!("removed u6 from group {id} at revision ")));
+    let not_member = admin.ok(&["groups", "remove", &id, "u6"]);
+    assert!(not_member.contains("was not a member"), "{not_member}");
+    let members = admin.json(&["groups", "members", &id]);
+    assert_eq!(column(&members, "members", "user_id"), ["u4"]);
+
+    let deleted = admin.ok(&["groups", "delete", &id]);
+    assert!(deleted.starts_with(&format!("deleted group {id} at revision ")));
+    let gone = admin.fails(&["groups", "get", &id]);
+    assert!(gone.contains("error: not found: "), "{gone}");
+    let listed = admin.json(&["groups", "list", "--search", "ENG"]);
+    assert_eq!(column(&listed, "groups", "name"), ["engineering"]);
+
+    // The audit log has it all, by alice.
+    let audit = admin.json(&["audit", "--target", &id]);
+    let actions = column(&audit, "events", "action");
+    assert_eq!(actions.first(), Some(&"group.delete"), "{audit}");
+    assert_eq!(actions.last(), Some(&"group.create"), "{audit}");
+}
+
+#[test]
+fn admin_cli_manages_policies_and_api_tokens() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let secret = bootstrap_token(&data, "alice@example.com", "admin");
+    let server = Server::start(&data);
+    let admin = Admin {
+        server: &server,
+        token: secret,
+    };
+
+    let table = admin.ok(&["policies", "list"]);
+    assert_eq!(
+        header(&table),
+        [
+            "NAME",
+            "CONNECTOR",
+            "TOOLS",
+            "SCOPE",
+            "ACTION",
+            "ENABLED",
+            "ID"
+        ]
+    );
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("github for everyone  github     all    all users  allow"),
+        "{table}"
+    );
+
+    // A Deny on one slack tool for engineering and frank (named by email).
+    assert!(
+        check_tool(&server, "carol@example.com", "slack", "delete_message")
+            .starts_with("DENY  reason NO_MATCHING_POLICY")
+    );
+    let created = admin.json(&[
+        "policies",
+        "create",
+        "--name",
+        "no slack deletes",
+        "--connector",
+        "slack",
+        "--tool",
+        "delete_message",
+        "--group",
+        "g-eng",
+        "--user",
+        "frank@example.com",
+        "--action",
+        "deny",
+        "--description",
+        "Messages stay",
+    ]);
+    let policy = &created["policy"];
+    let id = policy["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("pol_"), "{created}");
+    assert_eq!(policy["action"], "deny");
+    assert_eq!(policy["enabled"], true);
+    assert_eq!(policy["scope"]["user_ids"], serde_json::json!(["u6"]));
+    assert_eq!(policy["scope"]["group_ids"], serde_json::json!(["g-eng"]));
+    assert_eq!(policy["tools"], serde_json::json!(["delete_message"]));
+    let answer = check_tool(&server, "carol@example.com", "slack", "delete_message");
+    assert!(
+        answer.starts_with(&format!("DENY  reason POLICY  policy {id}")),
+        "{answer}"
+    );
+
+    let step_up = admin.ok(&[
+        "policies",
+        "create",
+        "--name",
+        "drive step up",
+        "--connector",
+        "drive",
+        "--all-tools",
+        "--all-users",
+        "--action",
+        "step-up",
+        "--disabled",
+    ]);
+    assert!(step_up.starts_with("created policy pol_"), "{step_up}");
+    assert!(
+        step_up.contains("(drive step up) at revision "),
+        "{step_up}"
+    );
+    let drive = step_up.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(check_tool(&server, "u2", "drive", "share").starts_with("DENY  reason NO_MATCHING"));
+
+    let all = admin.json(&["policies", "list"]);
+    assert_eq!(
+        column(&all, "policies", "name"),
+        ["drive step up", "github for everyone", "no slack deletes"]
+    );
+    let denies = admin.json(&["policies", "list", "--action", "deny"]);
+    assert_eq!(column(&denies, "policies", "id"), [id.as_str()]);
+    assert_eq!(denies["policies"][0]["group_count"], 1);
+    let github = admin.json(&["policies", "list", "--connector", "github"]);
+    assert_eq!(column(&github, "policies", "id"), ["pol-1"]);
+    let found = admin.json(&["policies", "list", "--search", "SLACK"]);
+    assert_eq!(column(&found, "policies", "id"), [id.as_str()]);
+    let details = admin.ok(&["policies", "get", &id]);
+    assert!(details.contains("groups g-eng"), "{details}");
+    assert!(details.contains("Messages stay"), "{details}");
+
+    // Disable and enable take effect in decisions at once.
+    let disabled = admin.ok(&["policies", "disable", &id]);
+    assert!(disabled.starts_with(&format!(
+        "disabled policy {id} (no slack deletes) at revision "
+    )));
+    assert!(
+        check_tool(&server, "carol@example.com", "slack", "delete_message")
+            .starts_with("DENY  reason NO_MATCHING_POLICY")
+    );
+    let enabled = admin.json(&["policies", "enable", &drive]);
+    assert_eq!(enabled["policy"]["enabled"], true, "{enabled}");
+    assert!(check_tool(&server, "u2", "drive", "share").starts_with("STEP_UP  reason POLICY"));
+    admin.ok(&["policies", "enable", &id]);
+
+    // Deleting a group takes it out of the policies naming it.
+    let deleted = admin.json(&["groups", "delete", "g-eng"]);
+    assert_eq!(
+        deleted["updated_policies"][0]["id"],
+        id.as_str(),
+        "{deleted}"
+    );
+    assert_eq!(
+        deleted["updated_policies"][0]["scope"]["group_ids"],
+        serde_json::json!([])
+    );
+    assert!(
+        check_tool(&server, "carol@example.com", "slack", "delete_message")
+            .starts_with("DENY  reason NO_MATCHING_POLICY")
+    );
+
+    let deleted = admin.ok(&["policies", "delete", &id]);
+    assert!(
+        deleted.starts_with(&format!("deleted policy {id} at revision ")),
+        "{deleted}"
+    );
+    let gone = admin.fails(&["policies", "get", &id]);
+    assert!(gone.contains("error: not found: "), "{gone}");
+    assert_eq!(
+        admin.json(&["policies", "list"])["policies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A Read Only token made through the API: it reads, and is refused writes.
+    let out = admin.ok(&[
+        "tokens",
+        "create",
+        "--user",
+        "frank@example.com",
+        "--role",
+        "read-only",
+        "--name",
+        "ci",
+        "--expires",
+        "90d",
+    ]);
+    let reader_secret = out.lines().last().unwrap().to_owned();
+    assert!(reader_secret.starts_with("pcl_"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("role ") && l.ends_with(" read-only")),
+        "{out}"
+    );
+    let reader = Admin {
+        server: &server,
+        token: reader_secret,
+    };
+    let me = reader.json(&["whoami"]);
+    assert_eq!(me["user_id"], "u6");
+    assert_eq!(me["roles"], serde_json::json!(["read-only"]));
+    let users = reader.ok(&["users", "list"]);
+    assert_eq!(users.lines().count(), 7, "{users}");
+    let refused = reader.fails(&["users", "lock", "u3", "--reason", "no"]);
+    assert!(refused.contains("error: permission denied: "), "{refused}");
+    let refused = reader.fails(&["policies", "delete", "pol-1"]);
+    assert!(refused.contains("error: permission denied: "), "{refused}");
+
+    let minted = admin.json(&["tokens", "create", "--user", "u3"]);
+    let secret = minted["secret"].as_str().unwrap();
+    assert!(secret.starts_with("pcl_"), "{minted}");
+    assert_eq!(minted["token"]["role"], Value::Null);
+    assert_eq!(minted["token"]["expires_at"], Value::Null);
+    assert_eq!(minted["token"]["name"], "cli");
+
+    let tokens = admin.ok(&["tokens", "list"]);
+    assert_eq!(
+        header(&tokens),
+        [
+            "ID", "NAME", "USER", "ROLE", "CREATED", "CREATOR", "EXPIRES", "REVOKED"
+        ]
+    );
+    assert_eq!(tokens.lines().count(), 4, "{tokens}");
+    let franks = admin.json(&["tokens", "list", "--user", "frank@example.com"]);
+    assert_eq!(column(&franks, "tokens", "name"), ["ci"]);
+    let ci = franks["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(franks["tokens"][0]["role"], "read-only");
+    assert_eq!(franks["tokens"][0]["created_by"], "u1");
+    assert!(franks["tokens"][0]["expires_at"].is_string(), "{franks}");
+
+    let revoked = admin.ok(&["tokens", "revoke", &ci]);
+    assert!(
+        revoked.starts_with(&format!("revoked token {ci} at revision ")),
+        "{revoked}"
+    );
+    let stderr = reader.fails(&["users", "list"]);
+    assert!(stderr.contains("error: unauthenticated: "), "{stderr}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+    let listed = admin.json(&["tokens", "list", "--user", "u6"]);
+    assert!(listed["tokens"][0]["revoked_at"].is_string(), "{listed}");
 }

@@ -161,7 +161,8 @@ pub fn company() -> Model {
 }
 
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    /// Keeps the store's directory until the server is gone.
+    pub _dir: tempfile::TempDir,
     pub live: Live,
     pub addr: SocketAddr,
     /// alice's token (Admin through her group).
@@ -226,7 +227,7 @@ impl Harness {
                 .unwrap();
         });
         Harness {
-            dir,
+            _dir: dir,
             live,
             addr,
             admin_secret,

@@ -25,8 +25,8 @@ pub struct View {
     users: OrdMap<Id, Arc<User>>,
     /// Invariant: one entry per user, `(lower-cased primary email, id)`.
     users_by_email: OrdSet<(Arc<str>, Id)>,
-    /// Invariant: one entry per user.
-    users_by_created: OrdSet<(Timestamp, Id)>,
+    /// Invariant: one entry per user, `(created, id, lower-cased primary email)`.
+    users_by_created: OrdSet<(Timestamp, Id, Arc<str>)>,
     /// Invariant: one entry per user, `(MFA rank, lower-cased primary email, id)`.
     users_by_mfa: OrdSet<(u8, Arc<str>, Id)>,
     groups: OrdMap<Id, GroupEntry>,
@@ -249,7 +249,7 @@ impl View {
         self.users_by_email
             .insert((Arc::clone(&email), Arc::clone(&id)));
         self.users_by_created
-            .insert((user.created_at, Arc::clone(&id)));
+            .insert((user.created_at, Arc::clone(&id), Arc::clone(&email)));
         self.users_by_mfa
             .insert((mfa_rank(user.mfa), email, Arc::clone(&id)));
         self.users.insert(id, Arc::new(user));
@@ -264,7 +264,7 @@ impl View {
         self.users_by_email
             .remove(&(Arc::clone(&email), Arc::clone(&id)));
         self.users_by_created
-            .remove(&(old.created_at, Arc::clone(&id)));
+            .remove(&(old.created_at, Arc::clone(&id), Arc::clone(&email)));
         self.users_by_mfa.remove(&(mfa_rank(old.mfa), email, id));
     }
 
@@ -404,30 +404,33 @@ impl View {
         order: UserOrder,
         descending: bool,
         after: Option<&UserKey>,
-    ) -> Box<dyn Iterator<Item = &'v Arc<User>> + 'v> {
-        let user = move |id: &Id| self.users.get(id);
+    ) -> impl Iterator<Item = &'v Arc<User>> + 'v {
+        self.user_ids_from(order, descending, after)
+            .filter_map(|(_, id)| self.users.get(id))
+    }
+
+    /// Like [`View::users_from`], but yields each user's lower-cased primary email and id
+    /// without looking the user up: a search can filter on the email first.
+    pub fn user_ids_from<'v>(
+        &'v self,
+        order: UserOrder,
+        descending: bool,
+        after: Option<&UserKey>,
+    ) -> Box<dyn Iterator<Item = (&'v str, &'v Id)> + 'v> {
+        let email = |k: &UserKey| Arc::from(k.email.as_str());
+        let id = |k: &UserKey| Arc::from(k.id.as_str());
         match order {
             UserOrder::Email => {
-                let key = after.map(|k| (Arc::from(k.email.as_str()), Arc::from(k.id.as_str())));
-                Box::new(
-                    ranged(&self.users_by_email, key, descending)
-                        .filter_map(move |(_, id)| user(id)),
-                )
+                let key = after.map(|k| (email(k), id(k)));
+                Box::new(ranged(&self.users_by_email, key, descending).map(|(e, i)| (&**e, i)))
             }
             UserOrder::Created => {
-                let key = after.map(|k| (k.created, Arc::from(k.id.as_str())));
-                Box::new(
-                    ranged(&self.users_by_created, key, descending)
-                        .filter_map(move |(_, id)| user(id)),
-                )
+                let key = after.map(|k| (k.created, id(k), email(k)));
+                Box::new(ranged(&self.users_by_created, key, descending).map(|(_, i, e)| (&**e, i)))
             }
             UserOrder::Mfa => {
-                let key =
-                    after.map(|k| (k.mfa, Arc::from(k.email.as_str()), Arc::from(k.id.as_str())));
-                Box::new(
-                    ranged(&self.users_by_mfa, key, descending)
-                        .filter_map(move |(_, _, id)| user(id)),
-                )
+                let key = after.map(|k| (k.mfa, email(k), id(k)));
+                Box::new(ranged(&self.users_by_mfa, key, descending).map(|(_, e, i)| (&**e, i)))
             }
         }
     }

@@ -5,7 +5,7 @@
 use admin::{Activity, AdminService};
 use anyhow::Context;
 use live::Live;
-use pdp_service::{DecisionService, Recorder};
+use pdp_service::{DecisionService, Recorder, RequireToken};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ pub struct Args {
     /// Where to serve gRPC; port 0 picks a free one (the log line says which).
     #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
+    /// Require `authorization: Bearer <secret>` on DecisionService calls, the secret read from
+    /// this file. Off by default: decisions are served to the gateway on loopback.
+    #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
+    decision_token_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,14 +35,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
+    let decision_token = match &args.decision_token_file {
+        None => None,
+        Some(path) => {
+            let secret = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let secret = secret.trim().to_owned();
+            anyhow::ensure!(!secret.is_empty(), "`{}` is empty", path.display());
+            Some(RequireToken::new(&secret))
+        }
+    };
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
-    super::runtime()?.block_on(serve(live, args.grpc_addr))?;
+    super::runtime()?.block_on(serve(live, args.grpc_addr, decision_token))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(live: Live, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    live: Live,
+    addr: SocketAddr,
+    decision_token: Option<RequireToken>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on `{addr}`"))?;
@@ -64,14 +82,24 @@ async fn serve(live: Live, addr: SocketAddr) -> anyhow::Result<()> {
     // With our own listener the builder's `tcp_nodelay` does not apply: set it on the incoming
     // stream, or multi-frame responses wait out Nagle and delayed ACKs (about 40 ms each).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let decisions = DecisionService::new(engine).with_recorder(recorder);
+    // Optional services: the router's type differs with and without the interceptor.
+    let (open, guarded) = match decision_token {
+        None => (Some(decisions.into_server()), None),
+        Some(token) => (
+            None,
+            Some(
+                pb::decision_service_server::DecisionServiceServer::with_interceptor(
+                    decisions, token,
+                ),
+            ),
+        ),
+    };
     tonic::transport::Server::builder()
+        .add_optional_service(open)
+        .add_optional_service(guarded)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(
-            DecisionService::new(engine)
-                .with_recorder(recorder)
-                .into_server(),
-        )
         .add_service(AdminService::new(live, activity).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await

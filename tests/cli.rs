@@ -147,6 +147,7 @@ async fn serve_answers_health_checks_and_reflection() {
         "{names:?}"
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    assert!(names.contains(&"portcullis.v1.AdminService"), "{names:?}");
 
     // An empty store serves, and denies everyone as unknown.
     let mut client = server.client().await;
@@ -161,6 +162,46 @@ async fn serve_answers_health_checks_and_reflection() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.reason(), portcullis_proto::v1::Reason::UnknownUser);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_can_require_a_token() {
+    let root = tempfile::tempdir().unwrap();
+    let secret_file = root.path().join("decision-token");
+    std::fs::write(&secret_file, "s3cret-decisions\n").unwrap();
+    let server = Server::start_with(
+        &root.path().join("data"),
+        &["--decision-token-file", path(&secret_file)],
+    );
+    let check = || portcullis_proto::v1::CheckRequest {
+        user: "u1".into(),
+        connector: "github".into(),
+        tool: "x".into(),
+        ..Default::default()
+    };
+    let mut client = server.client().await;
+    let refused = client.check(check()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(
+        refused.message().contains("missing credentials"),
+        "{refused}"
+    );
+    let mut wrong = tonic::Request::new(check());
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(
+        client.check(wrong).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let mut right = tonic::Request::new(check());
+    right
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cret-decisions".parse().unwrap());
+    let answer = client.check(right).await.unwrap().into_inner();
+    assert_eq!(answer.reason(), portcullis_proto::v1::Reason::UnknownUser);
+    // The secret never reaches the log.
+    assert!(!server.stderr.lock().unwrap().contains("s3cret"));
 }
 
 #[test]

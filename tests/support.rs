@@ -53,6 +53,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// `serve` with extra flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = bin()
             .args([
                 "serve",
@@ -61,6 +66,7 @@ impl Server {
                 "--data-dir",
                 path(data_dir),
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -7,7 +7,12 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The server's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long = "server",
+        alias = "addr",
+        env = "PORTCULLIS_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     addr: String,
     /// A user id, email (any case) or the identity provider's external id.
     #[arg(long)]

@@ -42,7 +42,12 @@ pub struct GenerateArgs {
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     /// The server's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long = "server",
+        alias = "addr",
+        env = "PORTCULLIS_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     addr: String,
     /// The workload directory (its requests.jsonl).
     #[arg(long)]

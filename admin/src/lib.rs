@@ -17,6 +17,7 @@ mod error;
 mod groups;
 mod page;
 mod policies;
+mod search;
 mod service;
 mod text;
 pub mod token;

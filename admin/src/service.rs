@@ -2,6 +2,7 @@
 
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
+use crate::search::UserSearch;
 use crate::{Result, audit, convert, groups, policies, tokens, users};
 use live::Live;
 use pb::admin_service_server::AdminServiceServer;
@@ -16,12 +17,22 @@ const WRITE: bool = true;
 pub struct AdminService {
     live: Live,
     activity: Activity,
+    search: UserSearch,
 }
 
 impl AdminService {
     /// `activity` supplies the recent decisions `GetUser` shows.
+    /// Starts building the user search index in the background.
     pub fn new(live: Live, activity: Activity) -> AdminService {
-        AdminService { live, activity }
+        let search = UserSearch::default();
+        if let Ok(view) = live.view() {
+            search.warm(view);
+        }
+        AdminService {
+            live,
+            activity,
+            search,
+        }
     }
 
     /// The tonic service, ready to add to a server.
@@ -74,7 +85,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let _caller = self.authorize(&request, "ListUsers", READ)?;
         let request = request.into_inner();
-        Ok(Response::new(users::list(&self.live, request).await?))
+        Ok(Response::new(
+            users::list(&self.live, &self.search, request).await?,
+        ))
     }
 
     async fn get_user(

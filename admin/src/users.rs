@@ -3,6 +3,7 @@
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
 use crate::convert::{self, timestamp};
+use crate::search::{Query, UserSearch};
 use crate::{Error, Result, audit, clock, page, text};
 use live::Live;
 use pdp::{Lock, User, UserStatus};
@@ -25,6 +26,7 @@ pub(crate) fn resolve(view: &View, field: &str, key: &str) -> Result<Arc<User>> 
 
 pub(crate) async fn list(
     live: &Live,
+    index: &UserSearch,
     request: pb::ListUsersRequest,
 ) -> Result<pb::ListUsersResponse> {
     let pb::ListUsersRequest {
@@ -54,16 +56,25 @@ pub(crate) async fn list(
     let query = format!("users\0{needle}\0{status:?}\0{order:?}\0{descending}");
     let after: Option<UserKey> = page::decode("page_token", &page_token, &query)?;
     let view = live.view()?;
-    // The email in the order's key is already lower-cased, so most users are ruled out
-    // without looking them up.
-    let finder = memchr::memmem::Finder::new(needle.as_bytes());
-    let mut rows: Vec<&Arc<User>> = view
-        .user_ids_from(order, descending, after.as_ref())
-        .filter(|(email, _)| needle.is_empty() || finder.find(email.as_bytes()).is_some())
-        .filter_map(|(_, id)| view.user(id))
-        .filter(|user| status.is_none_or(|s| user.status() == s))
-        .take(size + 1)
-        .collect();
+    let mut rows: Vec<Arc<User>> = if needle.is_empty() && status.is_none() {
+        // A plain page: a walk of the view's order from the cursor.
+        view.users_from(order, descending, after.as_ref())
+            .take(size + 1)
+            .cloned()
+            .collect()
+    } else {
+        index.find(
+            &view,
+            &Query {
+                needle: &needle,
+                status,
+                order,
+                descending,
+                after: after.as_ref(),
+                limit: size + 1,
+            },
+        )
+    };
     let next_page_token = if rows.len() > size {
         rows.truncate(size);
         rows.last()

@@ -115,7 +115,8 @@ pub struct GroupKey {
     pub id: String,
 }
 
-fn mfa_rank(mfa: Mfa) -> u8 {
+/// Where an MFA status sorts in [`UserOrder::Mfa`].
+pub fn mfa_rank(mfa: Mfa) -> u8 {
     match mfa {
         Mfa::Enabled => 0,
         Mfa::Disabled => 1,
@@ -389,6 +390,21 @@ impl View {
         (*found == email).then(|| self.users.get(id)).flatten()
     }
 
+    /// The ids of the users added, changed or removed between `earlier` and this view. Visits
+    /// only the parts of the maps the two do not share, so it costs in proportion to the change
+    /// when `earlier` is an ancestor of this view.
+    pub fn users_changed_since(&self, earlier: &View) -> Vec<Id> {
+        earlier
+            .users
+            .diff(&self.users)
+            .map(|item| match item {
+                imbl::ordmap::DiffItem::Add(id, _)
+                | imbl::ordmap::DiffItem::Remove(id, _)
+                | imbl::ordmap::DiffItem::Update { new: (id, _), .. } => Arc::clone(id),
+            })
+            .collect()
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
@@ -425,8 +441,25 @@ impl View {
                 Box::new(ranged(&self.users_by_email, key, descending).map(|(e, i)| (&**e, i)))
             }
             UserOrder::Created => {
-                let key = after.map(|k| (k.created, id(k), email(k)));
-                Box::new(ranged(&self.users_by_created, key, descending).map(|(_, i, e)| (&**e, i)))
+                // The email rides along in the key but is no part of the order: the cursor
+                // excludes its user whatever their email is now. `""` sorts before every
+                // email, and `id\0` right after `id` (ids never hold a NUL).
+                let set = &self.users_by_created;
+                let iter: Box<dyn Iterator<Item = &(Timestamp, Id, Arc<str>)>> =
+                    match (after, descending) {
+                        (None, false) => Box::new(set.iter()),
+                        (None, true) => Box::new(set.iter().rev()),
+                        (Some(k), false) => {
+                            let next: Id = Arc::from(format!("{}\0", k.id));
+                            let from = (k.created, next, Arc::from(""));
+                            Box::new(set.range((Bound::Included(from), Bound::Unbounded)))
+                        }
+                        (Some(k), true) => {
+                            let to = (k.created, id(k), Arc::from(""));
+                            Box::new(set.range((Bound::Unbounded, Bound::Excluded(to))).rev())
+                        }
+                    };
+                Box::new(iter.map(|(_, i, e)| (&**e, i)))
             }
             UserOrder::Mfa => {
                 let key = after.map(|k| (k.mfa, email(k), id(k)));

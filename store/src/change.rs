@@ -132,6 +132,12 @@ impl<'s> Change<'s> {
         self.stage(key, Some(value.into()), old)
     }
 
+    /// Removes a record outside the model that the caller has seen to exist.
+    pub(crate) fn remove_record(&mut self, key: Vec<u8>) -> Result<()> {
+        let old = self.get(&key)?;
+        self.stage(key, None, old)
+    }
+
     /// Writes a record that goes with the change but is no change by itself (an audit event):
     /// if nothing else changes, it is dropped with the change.
     pub(crate) fn put_note(&mut self, key: Vec<u8>, value: &[u8]) -> Result<()> {

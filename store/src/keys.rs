@@ -15,10 +15,12 @@
 //! | `p/<policy id>` | JSON of `pdp::Policy` |
 //! | `t/<token id>` | JSON of [`crate::ApiToken`] |
 //! | `a/<seq: u64 big-endian>` | JSON of [`crate::AuditEvent`] |
+//! | `k/<connection id>` | JSON of [`crate::ScimConnection`] |
+//! | `s/u/<user id>`, `s/g/<group id>` | the SCIM document of a user or group synced over SCIM (JSON) |
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
 //!
-//! `a/` and `t/` are outside `meta/counts`: they are not part of the model.
+//! `a/`, `t/`, `k/` and `s/` are outside `meta/counts`: they are not part of the model.
 //!
 //! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
 //! `<id>\0` prefix never matches a longer id. `m/` and `meta/` differ in their second byte, so a
@@ -39,6 +41,9 @@ pub(crate) const POLICY: &[u8] = b"p/";
 pub(crate) const UNDO: &[u8] = b"x/";
 pub(crate) const TOKEN: &[u8] = b"t/";
 pub(crate) const AUDIT: &[u8] = b"a/";
+pub(crate) const CONNECTION: &[u8] = b"k/";
+pub(crate) const SCIM_USER: &[u8] = b"s/u/";
+pub(crate) const SCIM_GROUP: &[u8] = b"s/g/";
 
 /// Longer ids are rejected: keys stay small and an id is never a document.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -116,6 +121,17 @@ pub(crate) fn reverse(user_id: &str, group_id: &str) -> Vec<u8> {
 
 pub(crate) fn token(id: &str) -> Vec<u8> {
     key(TOKEN, id)
+}
+
+pub(crate) fn connection(id: &str) -> Vec<u8> {
+    key(CONNECTION, id)
+}
+
+pub(crate) fn scim(kind: crate::ScimKind, id: &str) -> Vec<u8> {
+    match kind {
+        crate::ScimKind::User => key(SCIM_USER, id),
+        crate::ScimKind::Group => key(SCIM_GROUP, id),
+    }
 }
 
 pub(crate) fn audit(seq: u64) -> Vec<u8> {

@@ -14,8 +14,8 @@
 //! async runtime: methods block, and async callers run them on a blocking thread.
 //!
 //! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
-//! for listing and for building snapshots without reading sled (module `view`). API tokens and
-//! the audit log live in the same tree, outside the model.
+//! for listing and for building snapshots without reading sled (module `view`). API tokens, SCIM
+//! connections and documents, and the audit log live in the same tree, outside the model.
 //!
 //! Policy scopes naming a deleted user or group are left as they are by the plain write
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
@@ -36,7 +36,7 @@ mod write;
 
 pub use error::{Error, Result};
 pub use import::ImportSummary;
-pub use records::{ApiToken, AuditEvent};
+pub use records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 pub use store::{Options, Store};
 pub use tx::Tx;
 pub use view::View;

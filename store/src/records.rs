@@ -32,6 +32,28 @@ impl ApiToken {
     }
 }
 
+/// An identity provider's connection to the SCIM endpoint, with its own bearer token. Only a
+/// hash of the token's secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScimConnection {
+    /// Public and unique; part of the secret, so a presented secret finds its record.
+    pub id: String,
+    /// What the admin called it, e.g. `okta`; the audit log's actor is `scim:<name>`.
+    pub name: String,
+    /// SHA-256 of the secret, lower-case hex.
+    pub secret_hash: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The kinds of SCIM resource whose documents the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimKind {
+    User,
+    Group,
+}
+
 /// One entry of the audit log: an admin or sync change, or a refused attempt.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -3,7 +3,7 @@
 use crate::codec::{self, Counts};
 use crate::durability::{self, Durability};
 use crate::error::engine;
-use crate::records::{ApiToken, AuditEvent};
+use crate::records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 use crate::undo::{self, InFlight};
 use crate::view::{Update, View};
 use crate::{Error, Result, keys, lock};
@@ -322,6 +322,28 @@ impl Store {
             tokens.push(codec::from_json("token", id, &value)?);
         }
         Ok(tokens)
+    }
+
+    pub fn get_connection(&self, id: &str) -> Result<Option<ScimConnection>> {
+        keys::check_id("connection id", id)?;
+        self.get_record("SCIM connection", &keys::connection(id), id)
+    }
+
+    /// Every SCIM connection, by id.
+    pub fn connections(&self) -> Result<Vec<ScimConnection>> {
+        let mut connections = Vec::new();
+        for item in self.inner.db.scan_prefix(keys::CONNECTION) {
+            let (key, value) = item.map_err(engine)?;
+            let id = keys::id_of(keys::CONNECTION, &key)?;
+            connections.push(codec::from_json("SCIM connection", id, &value)?);
+        }
+        Ok(connections)
+    }
+
+    /// The SCIM document of a user or group synced over SCIM.
+    pub fn get_scim(&self, kind: ScimKind, id: &str) -> Result<Option<serde_json::Value>> {
+        keys::check_id("SCIM resource id", id)?;
+        self.get_record("SCIM document", &keys::scim(kind, id), id)
     }
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>> {

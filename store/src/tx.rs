@@ -6,7 +6,7 @@
 //! commits, and everything it wrote lands in one batch with the new revision.
 
 use crate::change::{Change, Kind};
-use crate::records::{ApiToken, AuditEvent};
+use crate::records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 use crate::store::{Store, not_found};
 use crate::{Error, Result, codec, keys};
 use pdp::{Group, Membership, Policy, User};
@@ -132,7 +132,8 @@ impl Tx<'_, '_> {
         self.change.put(Kind::User, key, &value)
     }
 
-    /// Deletes a user and their memberships ([`Error::NotFound`] if there is none).
+    /// Deletes a user, their memberships and their SCIM document ([`Error::NotFound`] if there
+    /// is no such user). Policies naming them are the caller's to clean.
     pub fn delete_user(&mut self, id: &str) -> Result<()> {
         keys::check_id("user id", id)?;
         let key = keys::user(id);
@@ -150,7 +151,7 @@ impl Tx<'_, '_> {
             self.claim(&keys::member(&group_id, id))?;
             self.change.remove_membership(&group_id, id)?;
         }
-        Ok(())
+        self.delete_scim(ScimKind::User, id)
     }
 
     /// Creates or replaces a group; its members are untouched.
@@ -162,7 +163,7 @@ impl Tx<'_, '_> {
         self.change.put(Kind::Group, key, &value)
     }
 
-    /// Deletes a group and its memberships; its users stay.
+    /// Deletes a group, its memberships and its SCIM document; its users stay.
     pub fn delete_group(&mut self, id: &str) -> Result<()> {
         keys::check_id("group id", id)?;
         let key = keys::group(id);
@@ -180,7 +181,7 @@ impl Tx<'_, '_> {
             self.claim(&keys::member(id, &user_id))?;
             self.change.remove_membership(id, &user_id)?;
         }
-        Ok(())
+        self.delete_scim(ScimKind::Group, id)
     }
 
     /// Adds memberships to an existing group (users who belong already keep theirs); returns
@@ -254,6 +255,52 @@ impl Tx<'_, '_> {
         self.claim(&key)?;
         let value = codec::to_json("token", token)?;
         self.change.put_record(key, &value)
+    }
+
+    pub fn connection(&self, id: &str) -> Result<Option<ScimConnection>> {
+        keys::check_id("connection id", id)?;
+        self.get("SCIM connection", &keys::connection(id), id)
+    }
+
+    /// Creates or replaces a SCIM connection.
+    pub fn put_connection(&mut self, connection: &ScimConnection) -> Result<()> {
+        keys::check_id("connection id", &connection.id)?;
+        let key = keys::connection(&connection.id);
+        self.claim(&key)?;
+        let value = codec::to_json("SCIM connection", connection)?;
+        self.change.put_record(key, &value)
+    }
+
+    /// The SCIM document kept for a user or group, if it was synced over SCIM.
+    pub fn scim(&self, kind: ScimKind, id: &str) -> Result<Option<serde_json::Value>> {
+        keys::check_id("SCIM resource id", id)?;
+        self.get("SCIM document", &keys::scim(kind, id), id)
+    }
+
+    /// Keeps `document` as the SCIM document of a user or group (which the caller writes in the
+    /// same change).
+    pub fn put_scim(
+        &mut self,
+        kind: ScimKind,
+        id: &str,
+        document: &serde_json::Value,
+    ) -> Result<()> {
+        keys::check_id("SCIM resource id", id)?;
+        let key = keys::scim(kind, id);
+        self.claim(&key)?;
+        let value = codec::to_json("SCIM document", document)?;
+        self.change.put_record(key, &value)
+    }
+
+    /// Drops the SCIM document of a user or group, if there is one.
+    pub fn delete_scim(&mut self, kind: ScimKind, id: &str) -> Result<()> {
+        keys::check_id("SCIM resource id", id)?;
+        let key = keys::scim(kind, id);
+        if self.change.exists(&key)? {
+            self.claim(&key)?;
+            self.change.remove_record(key)?;
+        }
+        Ok(())
     }
 
     /// Records `event` with this change (its `seq` and `revision` are filled in). It is kept

@@ -29,7 +29,13 @@ pub struct View {
     users_by_created: OrdSet<(Timestamp, Id, Arc<str>)>,
     /// Invariant: one entry per user, `(MFA rank, lower-cased primary email, id)`.
     users_by_mfa: OrdSet<(u8, Arc<str>, Id)>,
+    /// Invariant: one entry per user, `(lower-cased user name, id)`.
+    users_by_name: OrdSet<(Arc<str>, Id)>,
+    /// Invariant: one entry per user with an external id, `(external id, id)`.
+    users_by_external: OrdSet<(Arc<str>, Id)>,
     groups: OrdMap<Id, GroupEntry>,
+    /// Invariant: one entry per group with an external id, `(external id, id)`.
+    groups_by_external: OrdSet<(Arc<str>, Id)>,
     /// Invariant: one entry per group, `(lower-cased name, id)`.
     groups_by_name: OrdSet<(Arc<str>, Id)>,
     /// Invariant: one entry per group, `(member count, id)`.
@@ -253,6 +259,12 @@ impl View {
             .insert((user.created_at, Arc::clone(&id), Arc::clone(&email)));
         self.users_by_mfa
             .insert((mfa_rank(user.mfa), email, Arc::clone(&id)));
+        self.users_by_name
+            .insert((Arc::from(user.user_name.to_lowercase()), Arc::clone(&id)));
+        if let Some(external) = &user.external_id {
+            self.users_by_external
+                .insert((Arc::from(external.as_str()), Arc::clone(&id)));
+        }
         self.users.insert(id, Arc::new(user));
     }
 
@@ -266,6 +278,12 @@ impl View {
             .remove(&(Arc::clone(&email), Arc::clone(&id)));
         self.users_by_created
             .remove(&(old.created_at, Arc::clone(&id), Arc::clone(&email)));
+        self.users_by_name
+            .remove(&(Arc::from(old.user_name.to_lowercase()), Arc::clone(&id)));
+        if let Some(external) = &old.external_id {
+            self.users_by_external
+                .remove(&(Arc::from(external.as_str()), Arc::clone(&id)));
+        }
         self.users_by_mfa.remove(&(mfa_rank(old.mfa), email, id));
     }
 
@@ -281,6 +299,10 @@ impl View {
                 let old_name = Arc::from(old.group.display_name.to_lowercase());
                 let count = old.members;
                 self.groups_by_name.remove(&(old_name, Arc::clone(&id)));
+                if let Some(external) = &old.group.external_id {
+                    self.groups_by_external
+                        .remove(&(Arc::from(external.as_str()), Arc::clone(&id)));
+                }
                 count
             }
             None => {
@@ -292,6 +314,10 @@ impl View {
             Arc::from(group.display_name.to_lowercase()),
             Arc::clone(&id),
         ));
+        if let Some(external) = &group.external_id {
+            self.groups_by_external
+                .insert((Arc::from(external.as_str()), Arc::clone(&id)));
+        }
         self.groups.insert(
             id,
             GroupEntry {
@@ -308,6 +334,10 @@ impl View {
                 Arc::from(old.group.display_name.to_lowercase()),
                 Arc::clone(&id),
             ));
+            if let Some(external) = &old.group.external_id {
+                self.groups_by_external
+                    .remove(&(Arc::from(external.as_str()), Arc::clone(&id)));
+            }
             self.groups_by_size.remove(&(old.members, id));
         }
     }
@@ -388,6 +418,49 @@ impl View {
             .range((Bound::Included(start), Bound::Unbounded))
             .next()?;
         (*found == email).then(|| self.users.get(id)).flatten()
+    }
+
+    /// The users whose user name is `name`, ignoring case, by id.
+    pub fn users_named<'v>(&'v self, name: &str) -> impl Iterator<Item = &'v Arc<User>> + 'v {
+        self.matching(&self.users_by_name, name.to_lowercase())
+            .filter_map(|id| self.users.get(id))
+    }
+
+    /// The users whose external id is exactly `external_id`, by id.
+    pub fn users_with_external_id<'v>(
+        &'v self,
+        external_id: &str,
+    ) -> impl Iterator<Item = &'v Arc<User>> + 'v {
+        self.matching(&self.users_by_external, external_id.to_owned())
+            .filter_map(|id| self.users.get(id))
+    }
+
+    /// The groups whose name is `name`, ignoring case, by id.
+    pub fn groups_named<'v>(&'v self, name: &str) -> impl Iterator<Item = &'v GroupEntry> + 'v {
+        self.matching(&self.groups_by_name, name.to_lowercase())
+            .filter_map(|id| self.groups.get(id))
+    }
+
+    /// The groups whose external id is exactly `external_id`, by id.
+    pub fn groups_with_external_id<'v>(
+        &'v self,
+        external_id: &str,
+    ) -> impl Iterator<Item = &'v GroupEntry> + 'v {
+        self.matching(&self.groups_by_external, external_id.to_owned())
+            .filter_map(|id| self.groups.get(id))
+    }
+
+    /// The ids filed under `key` in a `(key, id)` set.
+    fn matching<'v>(
+        &'v self,
+        set: &'v OrdSet<(Arc<str>, Id)>,
+        key: String,
+    ) -> impl Iterator<Item = &'v Id> + 'v {
+        let key: Arc<str> = Arc::from(key);
+        let start = (Arc::clone(&key), Arc::from(""));
+        set.range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |(k, _)| *k == key)
+            .map(|(_, id)| id)
     }
 
     /// The ids of the users added, changed or removed between `earlier` and this view. Visits

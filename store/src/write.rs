@@ -18,21 +18,10 @@ impl Store {
         self.commit(|change| change.put(Kind::User, keys::user(&user.id), &value))
     }
 
-    /// Deletes a user and their memberships. Policies naming the user keep naming them.
+    /// Deletes a user, their memberships and SCIM document. Policies naming the user keep
+    /// naming them.
     pub fn delete_user(&self, id: &str) -> Result<u64> {
-        keys::check_id("user id", id)?;
-        self.commit(|change| {
-            if !change.exists(&keys::user(id))? {
-                return Err(not_found("user", id));
-            }
-            change.remove(Kind::User, keys::user(id))?;
-            for item in change.scan(&keys::groups_of(id)) {
-                let (key, _) = item?;
-                let (_, group_id) = keys::ids_of(keys::REVERSE, &key)?;
-                change.remove_membership(group_id, id)?;
-            }
-            Ok(())
-        })
+        Ok(self.transact(|tx| tx.delete_user(id))?.0)
     }
 
     /// Creates or replaces a group and, when `members` is given, makes it the group's whole
@@ -49,22 +38,10 @@ impl Store {
         })
     }
 
-    /// Deletes a group and its memberships; its users stay. Policies naming the group keep
-    /// naming it.
+    /// Deletes a group, its memberships and SCIM document; its users stay. Policies naming the
+    /// group keep naming it.
     pub fn delete_group(&self, id: &str) -> Result<u64> {
-        keys::check_id("group id", id)?;
-        self.commit(|change| {
-            if !change.exists(&keys::group(id))? {
-                return Err(not_found("group", id));
-            }
-            change.remove(Kind::Group, keys::group(id))?;
-            for item in change.scan(&keys::members_of(id)) {
-                let (key, _) = item?;
-                let (_, user_id) = keys::ids_of(keys::MEMBER, &key)?;
-                change.remove_membership(id, user_id)?;
-            }
-            Ok(())
-        })
+        Ok(self.transact(|tx| tx.delete_group(id))?.0)
     }
 
     /// Adds members to an existing group, all or none. A user who already belongs keeps the

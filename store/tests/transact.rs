@@ -318,12 +318,29 @@ fn check_orders(view: &store::View) {
                 .count()
         );
     }
+    for g in &model.groups {
+        assert!(
+            view.groups_named(&g.display_name.to_uppercase())
+                .any(|found| found.group.id == g.id)
+        );
+    }
     let names: Vec<String> = view
         .groups_from(GroupOrder::Name, false, None)
         .map(|g| g.group.display_name.to_lowercase())
         .collect();
     assert!(names.windows(2).all(|w| w[0] <= w[1]));
     for u in &model.users {
+        let named: Vec<&str> = view
+            .users_named(&u.user_name.to_uppercase())
+            .map(|n| n.id.as_str())
+            .collect();
+        assert!(named.contains(&u.id.as_str()), "{}", u.user_name);
+        if let Some(external) = &u.external_id {
+            assert!(
+                view.users_with_external_id(external)
+                    .any(|found| found.id == u.id)
+            );
+        }
         let mine = view.groups_of(&u.id).count();
         assert_eq!(
             mine,
@@ -334,4 +351,45 @@ fn check_orders(view: &store::View) {
                 .count()
         );
     }
+}
+
+#[test]
+fn scim_documents_and_connections_live_beside_the_model() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    eng_and_ops(&store);
+    let doc = serde_json::json!({"userName": "alice@example.com", "x-unknown": {"kept": true}});
+    store
+        .transact(|tx| {
+            tx.put_scim(store::ScimKind::User, "alice", &doc)?;
+            tx.put_scim(
+                store::ScimKind::Group,
+                "eng",
+                &serde_json::json!({"displayName": "Eng"}),
+            )?;
+            tx.put_connection(&store::ScimConnection {
+                id: "c1".into(),
+                name: "okta".into(),
+                secret_hash: "00".repeat(32),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        store.get_scim(store::ScimKind::User, "alice").unwrap(),
+        Some(doc)
+    );
+    assert_eq!(store.connections().unwrap().len(), 1);
+    assert_eq!(store.get_connection("c1").unwrap().unwrap().name, "okta");
+    // Deleting the record takes its document with it, in the same change.
+    let revision = store.revision();
+    assert_eq!(store.delete_user("alice").unwrap(), revision + 1);
+    assert_eq!(
+        store.get_scim(store::ScimKind::User, "alice").unwrap(),
+        None
+    );
+    store.delete_group("eng").unwrap();
+    assert_eq!(store.get_scim(store::ScimKind::Group, "eng").unwrap(), None);
+    // The model still checks out against its counts.
+    store.load().unwrap();
 }

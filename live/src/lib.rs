@@ -9,7 +9,10 @@
 //! The publisher is one thread that follows the store's revisions: it takes the store's
 //! in-memory [`store::View`], waits until that revision is durable (a decision never reflects
 //! a change a crash could still lose), builds a snapshot from it and publishes it. Writes that
-//! land while it builds are covered together by the next build.
+//! land while it builds are covered together by the next build. When all that changed since
+//! the last full build is some users' status (locks, unlocks, deactivations), it publishes that
+//! build with those statuses overridden instead, in proportion to the change, so the changes
+//! that take access away never wait for a rebuild.
 //!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
@@ -74,6 +77,10 @@ impl Live {
         let view = store.view()?;
         store.sync(view.revision())?;
         let snapshot = build(&view);
+        let base = Base {
+            view: Arc::clone(&view),
+            snapshot: snapshot.clone(),
+        };
         info!(
             revision = snapshot.revision(),
             users = snapshot.user_count(),
@@ -90,7 +97,7 @@ impl Live {
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || publish_loop(weak))
+            .spawn(move || publish_loop(weak, Some(base)))
             .map_err(|e| Error::Task(format!("cannot start the publisher: {e}")))?;
         Ok(Live { shared })
     }
@@ -180,8 +187,39 @@ pub fn build(view: &View) -> Snapshot {
     })
 }
 
+/// Users whose status may differ from the last full build before the publisher rebuilds.
+pub const MAX_STATUS_OVERRIDES: usize = 10_000;
+
+/// The last full build: the view it was made from and its snapshot.
+struct Base {
+    view: Arc<View>,
+    snapshot: Snapshot,
+}
+
+/// The snapshot for `view`: the base's with some statuses overridden when that is all that
+/// changed since it (locks, unlocks, deactivations: in proportion to the change), else a full
+/// build, which becomes the new base.
+fn snapshot_for(base: &mut Option<Base>, view: Arc<View>) -> (Snapshot, bool) {
+    if let Some(base) = base.as_ref()
+        && let Some(changes) = view.status_changes_since(&base.view)
+        && changes.len() <= MAX_STATUS_OVERRIDES
+        && let Some(snapshot) = base.snapshot.with_statuses(
+            view.revision(),
+            changes.iter().map(|(id, status)| (&**id, *status)),
+        )
+    {
+        return (snapshot, false);
+    }
+    let snapshot = build(&view);
+    *base = Some(Base {
+        view,
+        snapshot: snapshot.clone(),
+    });
+    (snapshot, true)
+}
+
 /// Publishes what writers ask for until the last [`Live`] handle is gone.
-fn publish_loop(shared: Weak<Shared>) {
+fn publish_loop(shared: Weak<Shared>, mut base: Option<Base>) {
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -213,13 +251,17 @@ fn publish_loop(shared: Weak<Shared>) {
         });
         match result {
             Ok(view) => {
-                let snapshot = build(&view);
+                let revision = view.revision();
+                let (snapshot, full) = snapshot_for(&mut base, view);
+                let overrides = snapshot.overridden_statuses();
                 shared.engine.publish(snapshot);
                 if let Ok(mut w) = shared.wanted.lock() {
                     w.failure = None;
                 }
                 tracing::debug!(
-                    revision = view.revision(),
+                    revision,
+                    full,
+                    overrides,
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "snapshot published"
                 );

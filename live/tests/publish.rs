@@ -157,3 +157,53 @@ async fn a_restart_serves_the_last_acknowledged_revision() {
     assert_eq!(live.engine().revision(), revision);
     assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_changes_override_the_last_build_and_other_changes_rebuild() {
+    let (_dir, live) = start(20);
+    lock(&live, "u1").await;
+    lock(&live, "u2").await;
+    // Only statuses changed since the first build: published as overrides over it.
+    let snapshot = live.engine().snapshot();
+    assert_eq!(snapshot.overridden_statuses(), 2);
+    assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
+    assert_eq!(decide(&live, "u3").1, Reason::Policy);
+
+    // A change of keys (a new email) needs a build, which folds the overrides in.
+    let (revision, ()) = live
+        .write(|tx| {
+            let mut user = tx.user("u3")?.unwrap();
+            user.emails = vec!["renamed@example.com".into()];
+            user.user_name = "renamed@example.com".into();
+            tx.put_user(&user)?;
+            Ok::<_, live::Error>(())
+        })
+        .await
+        .unwrap();
+    let snapshot = live.engine().snapshot();
+    assert_eq!(
+        (snapshot.revision(), snapshot.overridden_statuses()),
+        (revision, 0)
+    );
+    assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
+    assert_eq!(decide(&live, "renamed@example.com").1, Reason::Policy);
+    assert_eq!(decide(&live, "u3@example.com").1, Reason::UnknownUser);
+
+    // Unlocking is a status change too.
+    let (revision, ()) = live
+        .write(|tx| {
+            let mut user = tx.user("u1")?.unwrap();
+            user.lock = None;
+            tx.put_user(&user)?;
+            Ok::<_, live::Error>(())
+        })
+        .await
+        .unwrap();
+    let snapshot = live.engine().snapshot();
+    assert_eq!(
+        (snapshot.revision(), snapshot.overridden_statuses()),
+        (revision, 1)
+    );
+    assert_eq!(decide(&live, "u1").1, Reason::Policy);
+    assert_eq!(decide(&live, "u2").1, Reason::UserLocked);
+}

@@ -8,6 +8,7 @@
 use crate::model::{Action, Condition, Group, Model, Policy, Tools, User, UserStatus};
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A hash map with a per-process random seed: fast on short keys, and keys synced from an
 /// identity provider cannot be chosen to collide.
@@ -38,9 +39,30 @@ pub struct Parts<'m, M> {
 }
 
 /// The indexed snapshot of one model revision.
-#[derive(Debug)]
+///
+/// The indexes are shared: a snapshot that differs from another only in some users' status (a
+/// lock, an unlock, a deactivation) is made with [`Snapshot::with_statuses`] in proportion to
+/// those users, so the changes that take access away never wait for a rebuild.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub(crate) revision: u64,
+    revision: u64,
+    indexes: Arc<Indexes>,
+    /// Users whose status differs from the one in `indexes`. Invariant: keys are indexes of
+    /// users in `indexes`.
+    statuses: Option<Arc<Map<UserIdx, UserStatus>>>,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = Indexes;
+
+    fn deref(&self) -> &Indexes {
+        &self.indexes
+    }
+}
+
+/// Everything a snapshot indexes, built once by [`Snapshot::build`].
+#[derive(Debug)]
+pub struct Indexes {
     pub(crate) user_count: usize,
     /// Invariant: every user's groups, sorted and deduplicated, concatenated;
     /// `UserEntry::groups_*` is a range into it.
@@ -284,15 +306,48 @@ impl Snapshot {
 
         Snapshot {
             revision,
-            user_count,
-            user_groups,
-            by_id,
-            by_external_id,
-            by_email,
-            policies,
-            connectors,
-            connector_names,
+            indexes: Arc::new(Indexes {
+                user_count,
+                user_groups,
+                by_id,
+                by_external_id,
+                by_email,
+                policies,
+                connectors,
+                connector_names,
+            }),
+            statuses: None,
         }
+    }
+
+    /// This snapshot at `revision`, where the users with these ids have these statuses (and
+    /// everything else is as it is here). `None` if some id is not a user of this snapshot: a
+    /// new user needs a rebuild.
+    pub fn with_statuses<'u>(
+        &self,
+        revision: u64,
+        statuses: impl IntoIterator<Item = (&'u str, UserStatus)>,
+    ) -> Option<Snapshot> {
+        let mut overlay: Map<UserIdx, UserStatus> =
+            self.statuses.as_deref().cloned().unwrap_or_default();
+        for (id, status) in statuses {
+            let entry = self.by_id.get(id)?;
+            if entry.status == status {
+                overlay.remove(&entry.idx);
+            } else {
+                overlay.insert(entry.idx, status);
+            }
+        }
+        Some(Snapshot {
+            revision,
+            indexes: Arc::clone(&self.indexes),
+            statuses: (!overlay.is_empty()).then(|| Arc::new(overlay)),
+        })
+    }
+
+    /// How many users have a status other than the one indexed (see [`Snapshot::with_statuses`]).
+    pub fn overridden_statuses(&self) -> usize {
+        self.statuses.as_ref().map_or(0, |s| s.len())
     }
 
     /// The store revision this snapshot was built from.
@@ -308,8 +363,19 @@ impl Snapshot {
         self.policies.len()
     }
 
-    /// Finds a user by id, then by external id, then by email or user name ignoring case.
+    /// Finds a user by id, then by external id, then by email or user name ignoring case, with
+    /// their current status.
     pub(crate) fn find_user(&self, key: &str) -> Option<UserEntry> {
+        let mut entry = self.find_indexed_user(key)?;
+        if let Some(statuses) = &self.statuses
+            && let Some(&status) = statuses.get(&entry.idx)
+        {
+            entry.status = status;
+        }
+        Some(entry)
+    }
+
+    fn find_indexed_user(&self, key: &str) -> Option<UserEntry> {
         if let Some(&entry) = self.by_id.get(key) {
             return Some(entry);
         }

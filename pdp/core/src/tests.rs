@@ -535,4 +535,42 @@ proptest! {
             prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
         }
     }
+
+    /// A snapshot with some statuses overridden (two rounds, so overrides stack and revert)
+    /// decides like the reference on the model with those statuses.
+    #[test]
+    fn status_overrides_agree_with_reference(
+        model in arb_model(),
+        rounds in prop::collection::vec(prop::collection::vec((0..9usize, 0..3usize), 0..6), 1..3),
+        requests in prop::collection::vec(arb_request(), 1..24),
+    ) {
+        let base = Snapshot::build(&model);
+        let mut snapshot = base.clone();
+        let mut model = model;
+        for (round, changes) in rounds.iter().enumerate() {
+            let mut statuses = Vec::new();
+            for &(user, status) in changes {
+                let Some(u) = model.users.get_mut(user) else { continue };
+                match status {
+                    0 => { u.lock = None; u.active = true; }
+                    1 => { u.lock = None; u.active = false; }
+                    _ => u.lock = Some(Lock { at: Timestamp(0), by: "t".into(), reason: "t".into() }),
+                }
+                statuses.push((u.id.clone(), u.status()));
+            }
+            let next = snapshot
+                .with_statuses(round as u64 + 10, statuses.iter().map(|(id, s)| (id.as_str(), *s)))
+                .expect("every id is a user of the snapshot");
+            prop_assert_eq!(next.revision(), round as u64 + 10);
+            snapshot = next;
+        }
+        for (user, connector, tool, attrs) in &requests {
+            let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
+            let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
+            let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
+            prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
+        }
+        // The base is untouched.
+        prop_assert_eq!(base.overridden_statuses(), 0);
+    }
 }

@@ -75,6 +75,23 @@ impl ScimError {
         ScimError::new(501, None, detail)
     }
 
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        ScimError::new(405, None, detail)
+    }
+
+    pub fn payload_too_large(detail: impl Into<String>) -> Self {
+        ScimError::new(413, None, detail)
+    }
+
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        ScimError::new(415, None, detail)
+    }
+
+    /// 503: the server could not do it now; the client may try again.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ScimError::new(503, None, detail)
+    }
+
     /// A server-side failure: logged, and shown without internals.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "SCIM request failed");

@@ -8,10 +8,138 @@
 //! decisions reflect it.
 //!
 //! It must not decide (that is `pdp`), touch sled (that is `store`), or call the admin API.
+//!
+//! Modules: [`router`] and its endpoints (`users`, `groups`, `list`, `discovery`), the mapping
+//! of documents (`users`, `groups`, `resource`), `attributes` / `excludedAttributes` (`attrs`),
+//! authentication (`auth`, [`connection`]), the write path (`write`) and HTTP plumbing (`http`).
 
 pub mod error;
 pub mod filter;
 pub mod patch;
 pub mod path;
 
+mod attrs;
+mod auth;
+mod clock;
+pub mod connection;
+mod discovery;
+mod groups;
+mod http;
+mod json;
+mod list;
+mod resource;
+mod schema;
+mod users;
+mod write;
+
+pub use connection::create_connection;
 pub use error::{Result, ScimError};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use live::Live;
+use std::sync::Arc;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct Scim {
+    live: Live,
+    /// SCIM writes take turns to commit (see module `write`).
+    writes: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The SCIM service provider, under `/scim/v2`: `/Users`, `/Groups`, `/ServiceProviderConfig`,
+/// `/ResourceTypes`, `/Schemas` (and `/Bulk`, `/Me`: 501). Every request needs a SCIM
+/// connection's bearer token ([`create_connection`]); every answer is
+/// `application/scim+json`, errors in the RFC 7644 form.
+pub fn router(live: Live) -> Router {
+    let scim = Scim {
+        live,
+        writes: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let api = Router::new()
+        .route("/Users", get(users::list).post(users::create))
+        .route(
+            "/Users/{id}",
+            get(users::get)
+                .put(users::replace)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups/{id}",
+            get(groups::get)
+                .put(groups::replace)
+                .patch(groups::patch)
+                .delete(groups::delete),
+        )
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route(
+            "/ResourceTypes/{name}",
+            get(discovery::resource_type_by_name),
+        )
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema_by_id))
+        .route("/Bulk", any(bulk))
+        .route("/Me", any(me))
+        .fallback(unknown)
+        .layer(axum::middleware::from_fn_with_state(
+            scim.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::map_response(scim_errors))
+        .with_state(scim);
+    Router::new().nest("/scim/v2", api)
+}
+
+async fn bulk() -> ScimError {
+    ScimError::not_implemented("bulk operations are not supported")
+}
+
+async fn me() -> ScimError {
+    ScimError::not_implemented("/Me is not supported: a SCIM connection is no user")
+}
+
+async fn unknown() -> ScimError {
+    ScimError::not_found("no such endpoint")
+}
+
+/// Makes every error answer a SCIM one, including those axum makes itself (405 for a method an
+/// endpoint does not serve, with its `Allow` header; a path it cannot decode).
+async fn scim_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_scim = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(http::SCIM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_scim {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("method not allowed here; allowed: {allowed}")
+        }
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = ScimError::new(status.as_u16(), None, detail).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
+}

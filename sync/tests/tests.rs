@@ -1,1 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod entra;
+mod groups;
+mod lists;
+mod okta;
+mod protocol;
+mod users;

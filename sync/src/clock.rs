@@ -1,0 +1,35 @@
+//! Wall-clock time as the model records it, and as SCIM shows it (RFC 3339).
+
+use pdp::Timestamp;
+use time::format_description::well_known::Rfc3339;
+
+/// Milliseconds since the Unix epoch (0 if the clock is set before it).
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `2024-05-01T12:00:00.123Z`.
+pub fn rfc3339(at: Timestamp) -> String {
+    let nanos = i128::from(at.0).saturating_mul(1_000_000);
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! `/Users`: the mapping between a SCIM user document and [`pdp::User`], and its handlers.
+//!
+//! The document a client sent (or patched) is kept whole, minus what the server assigns (`id`,
+//! `meta`) and what it never keeps (`password`; `groups`, which memberships answer), so
+//! attributes and extensions the model has no place for round-trip. The model is derived from
+//! it. Rendering starts from the kept document (or, for users imported in bulk, one built from
+//! the model) and writes the model's current value over every mapped attribute that differs.
+
+use crate::attrs::Projection;
+use crate::connection::random_hex;
+use crate::http::{self, Ctx};
+use crate::patch;
+use crate::resource::{self, Ref};
+use crate::schema::{self, Resource};
+use crate::write::write;
+use crate::{Result, Scim, ScimError, clock, json, list};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pdp::{Mfa, Policy, Timestamp, User};
+use serde_json::{Map, Value, json};
+use store::{ScimKind, Tx, View};
+
+/// The extensions of User the server knows.
+const EXTENSIONS: &[&str] = &[schema::ENTERPRISE_USER, schema::PORTCULLIS_USER];
+
+/// The attributes of a SCIM user the model keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    /// The primary first.
+    pub emails: Vec<String>,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub active: bool,
+    pub mfa: Mfa,
+}
+
+/// The `value`s of a multi-valued attribute, the primary one first.
+fn values(doc: &Value, key: &str) -> Result<Vec<String>> {
+    let mut primary = Vec::new();
+    let mut rest = Vec::new();
+    for (i, item) in resource::items(doc, key, key)?.into_iter().enumerate() {
+        let field = format!("{key}[{i}]");
+        let value = match item {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Object(_) => resource::string(item, "value", &format!("{field}.value"))?,
+            _ => None,
+        };
+        let Some(value) = value else { continue };
+        let is_primary =
+            resource::boolean(json::get(item, "primary"), &format!("{field}.primary"))?
+                .unwrap_or(false);
+        if is_primary && primary.is_empty() {
+            primary.push(value);
+        } else {
+            rest.push(value);
+        }
+    }
+    primary.extend(rest);
+    Ok(primary)
+}
+
+impl Mapped {
+    /// The model's attributes from a document; 400 `invalidValue` for a missing `userName` or
+    /// a mapped attribute of the wrong type.
+    pub fn from_doc(doc: &Value) -> Result<Mapped> {
+        let user_name = resource::string(doc, "userName", "userName")?
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| ScimError::invalid_value("`userName` is required"))?;
+        let external_id = resource::string(doc, "externalId", "externalId")?;
+        let mut emails: Vec<String> = Vec::new();
+        for email in values(doc, "emails")? {
+            if !emails.iter().any(|e| e.eq_ignore_ascii_case(&email)) {
+                emails.push(email);
+            }
+        }
+        let name = json::get(doc, "name").filter(|n| !n.is_null());
+        if let Some(name) = name
+            && !name.is_object()
+        {
+            return Err(ScimError::invalid_value("`name` must be an object"));
+        }
+        let name_part = |key: &str| match name {
+            Some(name) => resource::string(name, key, &format!("name.{key}")),
+            None => Ok(None),
+        };
+        let given_name = name_part("givenName")?;
+        let family_name = name_part("familyName")?;
+        let formatted = name_part("formatted")?;
+        let joined = [given_name.as_deref(), family_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let display_name = resource::string(doc, "displayName", "displayName")?
+            .or(formatted)
+            .or_else(|| (!joined.trim().is_empty()).then(|| joined.trim().to_owned()))
+            .unwrap_or_else(|| user_name.clone());
+        let avatar_url = values(doc, "photos")?.into_iter().next();
+        let active = resource::boolean(json::get(doc, "active"), "active")?.unwrap_or(true);
+        let mfa = match json::get(doc, schema::PORTCULLIS_USER).filter(|e| !e.is_null()) {
+            None => Mfa::Unknown,
+            Some(extension) if extension.is_object() => {
+                let field = format!("{}:mfaEnabled", schema::PORTCULLIS_USER);
+                Mfa::from(resource::boolean(
+                    json::get(extension, "mfaEnabled"),
+                    &field,
+                )?)
+            }
+            Some(_) => {
+                return Err(ScimError::invalid_value(format!(
+                    "`{}` must be an object",
+                    schema::PORTCULLIS_USER
+                )));
+            }
+        };
+        Ok(Mapped {
+            user_name,
+            external_id,
+            emails,
+            display_name,
+            given_name,
+            family_name,
+            avatar_url,
+            active,
+            mfa,
+        })
+    }
+
+    pub fn from_user(user: &User) -> Mapped {
+        Mapped {
+            user_name: user.user_name.clone(),
+            external_id: user.external_id.clone(),
+            emails: user.emails.clone(),
+            display_name: user.display_name.clone(),
+            given_name: user.given_name.clone(),
+            family_name: user.family_name.clone(),
+            avatar_url: user.avatar_url.clone(),
+            active: user.active,
+            mfa: user.mfa,
+        }
+    }
+
+    /// The model user: these attributes, with what SCIM never sets (the lock, the creation
+    /// time) kept from `existing`.
+    pub fn to_user(&self, id: &str, existing: Option<&User>, now: Timestamp) -> User {
+        User {
+            id: id.to_owned(),
+            external_id: self.external_id.clone(),
+            user_name: self.user_name.clone(),
+            emails: self.emails.clone(),
+            display_name: self.display_name.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            avatar_url: self.avatar_url.clone(),
+            active: self.active,
+            lock: existing.and_then(|u| u.lock.clone()),
+            mfa: self.mfa,
+            created_at: existing.map_or(now, |u| u.created_at),
+            updated_at: now,
+        }
+    }
+}
+
+/// A client's document as it is kept: an object without `id`, `meta`, `groups` (read-only:
+/// memberships answer it) and `password` (never kept), with `active` and `mfaEnabled` as
+/// booleans.
+pub fn normalize(body: Value) -> Result<Map<String, Value>> {
+    let mut doc = resource::object(body)?;
+    json::remove(&mut doc, "groups");
+    json::remove(&mut doc, "password");
+    if let Some(active) = resource::boolean(json::field(&doc, "active"), "active")? {
+        json::set(&mut doc, "active", Value::Bool(active));
+    } else {
+        json::remove(&mut doc, "active");
+    }
+    let urn = schema::PORTCULLIS_USER;
+    if json::field(&doc, urn).is_some_and(Value::is_object) {
+        let field = format!("{urn}:mfaEnabled");
+        json::with_object(&mut doc, urn, |extension| {
+            let mfa = resource::boolean(json::field(extension, "mfaEnabled"), &field)?;
+            match mfa {
+                Some(mfa) => json::set(extension, "mfaEnabled", Value::Bool(mfa)),
+                None => {
+                    json::remove(extension, "mfaEnabled");
+                }
+            }
+            Ok::<_, ScimError>(())
+        })?;
+    }
+    resource::sync_schemas(&mut doc, schema::USER, EXTENSIONS);
+    Ok(doc)
+}
+
+/// The document of a user that has none (imported in bulk, not over SCIM).
+fn built(user: &User) -> Map<String, Value> {
+    let mut doc = Map::new();
+    doc.insert("schemas".into(), json!([schema::USER]));
+    doc.insert("userName".into(), Value::String(user.user_name.clone()));
+    write_mapped(&mut doc, user, None);
+    doc
+}
+
+/// Writes the model's value of every mapped attribute over the document's: simple ones always,
+/// complex ones (`emails`, `name`, `photos`, the MFA extension) where they differ (`known`:
+/// what the document maps to, if it maps at all).
+fn write_mapped(doc: &mut Map<String, Value>, user: &User, known: Option<&Mapped>) {
+    let want = Mapped::from_user(user);
+    let same = |pick: &dyn Fn(&Mapped) -> bool| known.is_some_and(pick);
+    // Simple attributes: always the model's.
+    json::set(doc, "userName", Value::String(want.user_name.clone()));
+    match &want.external_id {
+        Some(external) => json::set(doc, "externalId", Value::String(external.clone())),
+        None => {
+            json::remove(doc, "externalId");
+        }
+    }
+    if want.display_name.is_empty() {
+        json::remove(doc, "displayName");
+    } else {
+        json::set(doc, "displayName", Value::String(want.display_name.clone()));
+    }
+    json::set(doc, "active", Value::Bool(want.active));
+    // Complex ones only where they differ, so what else the client put in them stays.
+    if !same(&|m| m.emails == want.emails) {
+        json::remove(doc, "emails");
+        if !want.emails.is_empty() {
+            let emails = want
+                .emails
+                .iter()
+                .enumerate()
+                .map(|(i, e)| json!({"value": e, "type": "work", "primary": i == 0}))
+                .collect();
+            doc.insert("emails".into(), Value::Array(emails));
+        }
+    }
+    if !same(&|m| m.given_name == want.given_name && m.family_name == want.family_name) {
+        json::with_object(doc, "name", |name| {
+            for (key, value) in [
+                ("givenName", &want.given_name),
+                ("familyName", &want.family_name),
+            ] {
+                match value {
+                    Some(value) => json::set(name, key, Value::String(value.clone())),
+                    None => {
+                        json::remove(name, key);
+                    }
+                }
+            }
+        });
+    }
+    if !same(&|m| m.avatar_url == want.avatar_url) {
+        json::remove(doc, "photos");
+        if let Some(url) = &want.avatar_url {
+            doc.insert(
+                "photos".into(),
+                json!([{"value": url, "type": "photo", "primary": true}]),
+            );
+        }
+    }
+    if !same(&|m| m.mfa == want.mfa) {
+        let urn = schema::PORTCULLIS_USER;
+        let enabled = match want.mfa {
+            Mfa::Enabled => Some(true),
+            Mfa::Disabled => Some(false),
+            Mfa::Unknown => None,
+        };
+        json::with_object(doc, urn, |extension| match enabled {
+            Some(enabled) => json::set(extension, "mfaEnabled", Value::Bool(enabled)),
+            None => {
+                json::remove(extension, "mfaEnabled");
+            }
+        });
+    }
+}
+
+/// The user as SCIM shows it, with `meta` and its version.
+pub fn render(user: &User, stored: Option<&Value>, groups: &[Ref], base: &str) -> Value {
+    let mut doc = match stored {
+        Some(Value::Object(doc)) => {
+            let known = Mapped::from_doc(&Value::Object(doc.clone())).ok();
+            let mut doc = doc.clone();
+            write_mapped(&mut doc, user, known.as_ref());
+            doc
+        }
+        _ => built(user),
+    };
+    json::remove(&mut doc, "password");
+    resource::sync_schemas(&mut doc, schema::USER, EXTENSIONS);
+    resource::refs(&mut doc, "groups", groups);
+    resource::finish(
+        doc,
+        Resource::User,
+        &user.id,
+        user.created_at,
+        user.updated_at,
+        base,
+    )
+}
+
+/// Refuses a `userName` (ignoring case) or `externalId` another user than `except` has.
+fn unique(view: &View, mapped: &Mapped, except: Option<&str>) -> Result<()> {
+    let other = |u: &&std::sync::Arc<User>| except != Some(u.id.as_str());
+    if let Some(taken) = view.users_named(&mapped.user_name).find(other) {
+        return Err(ScimError::uniqueness(format!(
+            "userName `{}` is already taken by user `{}`",
+            mapped.user_name, taken.id
+        )));
+    }
+    if let Some(external) = &mapped.external_id
+        && let Some(taken) = view.users_with_external_id(external).find(other)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "externalId `{external}` is already taken by user `{}`",
+            taken.id
+        )));
+    }
+    Ok(())
+}
+
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("user `{id}` not found"))
+}
+
+/// The user `id` as it is now, rendered, inside a transaction.
+fn current(
+    tx: &Tx<'_, '_>,
+    view: &View,
+    id: &str,
+    base: &str,
+) -> Result<(User, Option<Value>, Value)> {
+    let user = tx.user(id)?.ok_or_else(|| not_found(id))?;
+    let stored = tx.scim(ScimKind::User, id)?;
+    let rendered = render(
+        &user,
+        stored.as_ref(),
+        &resource::user_groups(view, id),
+        base,
+    );
+    Ok((user, stored, rendered))
+}
+
+/// Writes a replaced or patched user and its document, unless nothing changed; returns it
+/// rendered.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    tx: &mut Tx<'_, '_>,
+    view: &View,
+    ctx: &Ctx,
+    action: &str,
+    before: &User,
+    stored: Option<&Value>,
+    doc: &Map<String, Value>,
+    mapped: &Mapped,
+) -> Result<Value> {
+    let now = clock::now();
+    let mut after = mapped.to_user(&before.id, Some(before), now);
+    let groups = resource::user_groups(view, &before.id);
+    let same_doc = stored.and_then(Value::as_object) == Some(doc);
+    let same_user = User {
+        updated_at: before.updated_at,
+        ..after.clone()
+    } == *before;
+    if same_doc && same_user {
+        // Nothing to change: nothing committed, nothing audited.
+        after.updated_at = before.updated_at;
+        return Ok(render(&after, stored, &groups, &ctx.base));
+    }
+    unique(view, mapped, Some(&before.id))?;
+    tx.put_user(&after)?;
+    let doc = Value::Object(doc.clone());
+    tx.put_scim(ScimKind::User, &after.id, &doc)?;
+    let mut event = ctx.caller.event(action, "user", &after.id);
+    event.detail = format!("userName `{}`", after.user_name);
+    event.before = resource::audit_json(before);
+    event.after = resource::audit_json(&after);
+    tx.audit(event)?;
+    Ok(render(&after, Some(&doc), &groups, &ctx.base))
+}
+
+pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
+    let body = http::read_json(&ctx, body).await?;
+    http::require_schema(&body, schema::USER)?;
+    let doc = normalize(body)?;
+    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
+    let projection = Projection::from_ctx(&ctx, Resource::User);
+    let rendered = write(&scim, move |tx, view| {
+        unique(view, &mapped, None)?;
+        let mut id = random_hex(16)?;
+        // 128 random bits: a collision is all but impossible, but never overwrite.
+        while tx.user(&id)?.is_some() {
+            id = random_hex(16)?;
+        }
+        let user = mapped.to_user(&id, None, clock::now());
+        let doc = Value::Object(doc.clone());
+        tx.put_user(&user)?;
+        tx.put_scim(ScimKind::User, &id, &doc)?;
+        let mut event = ctx.caller.event("user.create", "user", &id);
+        event.detail = format!("userName `{}`", user.user_name);
+        event.after = resource::audit_json(&user);
+        tx.audit(event)?;
+        Ok(render(&user, Some(&doc), &[], &ctx.base))
+    })
+    .await?;
+    Ok(http::resource(
+        StatusCode::CREATED,
+        &rendered,
+        &projection.apply(&rendered),
+    ))
+}
+
+pub async fn get(State(scim): State<Scim>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
+    let view = scim.live.view()?;
+    let user = view.user(&id).cloned().ok_or_else(|| not_found(&id))?;
+    let stored = {
+        let id = id.clone();
+        scim.live
+            .blocking(move |store| store.get_scim(ScimKind::User, &id))
+            .await??
+    };
+    let rendered = render(
+        &user,
+        stored.as_ref(),
+        &resource::user_groups(&view, &id),
+        &ctx.base,
+    );
+    let projection = Projection::from_ctx(&ctx, Resource::User);
+    Ok(http::resource(
+        StatusCode::OK,
+        &rendered,
+        &projection.apply(&rendered),
+    ))
+}
+
+pub async fn replace(
+    State(scim): State<Scim>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response> {
+    let body = http::read_json(&ctx, body).await?;
+    http::require_schema(&body, schema::USER)?;
+    let doc = normalize(body)?;
+    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
+    let projection = Projection::from_ctx(&ctx, Resource::User);
+    let rendered = write(&scim, move |tx, view| {
+        let (before, stored, current) = current(tx, view, &id, &ctx.base)?;
+        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
+        commit(
+            tx,
+            view,
+            &ctx,
+            "user.replace",
+            &before,
+            stored.as_ref(),
+            &doc,
+            &mapped,
+        )
+    })
+    .await?;
+    Ok(http::resource(
+        StatusCode::OK,
+        &rendered,
+        &projection.apply(&rendered),
+    ))
+}
+
+pub async fn patch(
+    State(scim): State<Scim>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response> {
+    let body = http::read_json(&ctx, body).await?;
+    http::require_schema(&body, schema::PATCH_OP)?;
+    let operations = patch::parse(&body)?;
+    let projection = Projection::from_ctx(&ctx, Resource::User);
+    let rendered = write(&scim, move |tx, view| {
+        let (before, stored, current) = current(tx, view, &id, &ctx.base)?;
+        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
+        let mut patched = current;
+        patch::apply(&mut patched, &operations)?;
+        let doc = normalize(patched)?;
+        let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
+        commit(
+            tx,
+            view,
+            &ctx,
+            "user.patch",
+            &before,
+            stored.as_ref(),
+            &doc,
+            &mapped,
+        )
+    })
+    .await?;
+    Ok(http::resource(
+        StatusCode::OK,
+        &rendered,
+        &projection.apply(&rendered),
+    ))
+}
+
+pub async fn delete(
+    State(scim): State<Scim>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    write(&scim, move |tx, view| {
+        let (before, _, current) = current(tx, view, &id, &ctx.base)?;
+        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
+        tx.delete_user(&id)?;
+        let now = clock::now();
+        let mut cleaned: Vec<String> = Vec::new();
+        for policy in tx.policies()? {
+            if !policy.scope.users.contains(&id) {
+                continue;
+            }
+            let after = Policy {
+                scope: pdp::Scope {
+                    users: policy
+                        .scope
+                        .users
+                        .iter()
+                        .filter(|u| **u != id)
+                        .cloned()
+                        .collect(),
+                    ..policy.scope.clone()
+                },
+                updated_at: now,
+                ..policy.clone()
+            };
+            tx.put_policy(&after)?;
+            let mut event = ctx.caller.event("policy.update", "policy", &after.id);
+            event.detail = format!("user `{id}` deleted");
+            event.before = resource::audit_json(&policy);
+            event.after = resource::audit_json(&after);
+            tx.audit(event)?;
+            cleaned.push(after.id);
+        }
+        let mut event = ctx.caller.event("user.delete", "user", &id);
+        event.detail = if cleaned.is_empty() {
+            format!("userName `{}`; named by no policy", before.user_name)
+        } else {
+            format!(
+                "userName `{}`; removed from policies {}",
+                before.user_name,
+                resource::listed(&cleaned, 20)
+            )
+        };
+        event.before = resource::audit_json(&before);
+        tx.audit(event)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list(State(scim): State<Scim>, ctx: Ctx) -> Result<Response> {
+    list::users(scim, ctx).await
+}

@@ -147,6 +147,22 @@ async fn okta_moves_a_thousand_members_in_one_patch() {
         .await;
     assert_eq!(reply.expect(200)["members"].as_array().unwrap().len(), 500);
     let elapsed = started.elapsed();
+    // The answer is the group as it now reads.
+    let got = h.get("/Groups/g-big").await;
+    assert_eq!(got.expect(200), &reply.body);
+    assert_eq!(got.header("etag"), reply.header("etag"));
+    // Adding members already there changes nothing and records nothing.
+    let revision = h.live.view().unwrap().revision();
+    h.patch(
+        "/Groups/g-big",
+        json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": "add", "path": "members", "value": [{"value": "u01000"}]},
+            {"op": "remove", "path": "members[value eq \"u00000\"]"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(h.live.view().unwrap().revision(), revision);
     let view = h.live.view().unwrap();
     assert_eq!(view.group("g-big").unwrap().members, 500);
     assert!(view.membership("g-big", "u00999").is_none());

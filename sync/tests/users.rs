@@ -437,3 +437,42 @@ async fn writes_are_audited_with_the_connection() {
         .unwrap();
     assert_eq!(created.actor, "cli");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_name_make_one_user() {
+    let h = std::sync::Arc::new(Harness::start().await);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let h = std::sync::Arc::clone(&h);
+        tasks.push(tokio::spawn(async move {
+            let user_name = if i % 2 == 0 {
+                // The same name in different cases.
+                if i % 4 == 0 {
+                    "same@example.com".to_owned()
+                } else {
+                    "SAME@example.com".to_owned()
+                }
+            } else {
+                format!("user{i}@example.com")
+            };
+            let reply = h
+                .post("/Users", json!({"schemas": [USER], "userName": user_name}))
+                .await;
+            (i % 2 == 0, reply.status)
+        }));
+    }
+    let mut same = Vec::new();
+    for task in tasks {
+        let (is_same, status) = task.await.unwrap();
+        if is_same {
+            same.push(status);
+        } else {
+            assert_eq!(status, 201);
+        }
+    }
+    same.sort();
+    assert_eq!(same, vec![201, 409, 409, 409, 409, 409]);
+    let view = h.live.view().unwrap();
+    assert_eq!(view.user_count(), 7);
+    assert_eq!(view.users_named("same@example.com").count(), 1);
+}

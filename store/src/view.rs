@@ -184,20 +184,53 @@ impl Update {
 
 impl View {
     pub(crate) fn from_model(model: Model) -> View {
-        let mut view = View {
-            revision: model.revision,
-            ..View::default()
-        };
-        for user in model.users {
-            view.put_user(user);
-        }
-        for group in model.groups {
-            view.put_group(group);
-        }
-        for m in model.memberships {
-            view.put_member(m);
-        }
-        for policy in model.policies {
+        let Model {
+            revision,
+            users,
+            groups,
+            memberships,
+            policies,
+        } = model;
+        // Every map is built insert by insert (imbl has no bulk load), which at a million users
+        // takes seconds: the users' half and the groups' half are built on two threads. User ids
+        // are interned first, so both halves share each id's allocation.
+        let ids: Vec<Id> = users.iter().map(|u| Arc::from(u.id.as_str())).collect();
+        let interned: std::collections::HashSet<Id> = ids.iter().cloned().collect();
+        let (mut view, half) = std::thread::scope(|scope| {
+            let groups_half = scope.spawn(|| {
+                let mut half = View::default();
+                for group in groups {
+                    half.put_group(group);
+                }
+                for m in memberships {
+                    let user_id = interned
+                        .get(m.user_id.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(m.user_id.as_str()));
+                    half.put_member_as(m, user_id);
+                }
+                half
+            });
+            let mut view = View {
+                revision,
+                ..View::default()
+            };
+            for (user, id) in users.into_iter().zip(ids) {
+                view.put_user_as(user, id);
+            }
+            let half = match groups_half.join() {
+                Ok(half) => half,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (view, half)
+        });
+        view.groups = half.groups;
+        view.groups_by_name = half.groups_by_name;
+        view.groups_by_size = half.groups_by_size;
+        view.groups_by_external = half.groups_by_external;
+        view.members = half.members;
+        view.user_groups = half.user_groups;
+        for policy in policies {
             view.policies
                 .insert(Arc::from(policy.id.as_str()), Arc::new(policy));
         }
@@ -250,8 +283,13 @@ impl View {
     }
 
     fn put_user(&mut self, user: User) {
-        self.remove_user_orders(&user.id);
         let id = self.user_id(&user.id);
+        self.put_user_as(user, id);
+    }
+
+    /// Puts a user whose id is interned as `id`.
+    fn put_user_as(&mut self, user: User, id: Id) {
+        self.remove_user_orders(&user.id);
         let email: Arc<str> = Arc::from(user.email().to_lowercase());
         self.users_by_email
             .insert((Arc::clone(&email), Arc::clone(&id)));
@@ -353,8 +391,13 @@ impl View {
     }
 
     fn put_member(&mut self, m: Membership) {
-        let group_id = self.group_id(&m.group_id);
         let user_id = self.user_id(&m.user_id);
+        self.put_member_as(m, user_id);
+    }
+
+    /// Puts a membership whose user id is interned as `user_id`.
+    fn put_member_as(&mut self, m: Membership, user_id: Id) {
+        let group_id = self.group_id(&m.group_id);
         let joined = Joined {
             at: m.joined_at,
             source: m.source,

@@ -94,7 +94,14 @@ fn main() {
 
     let (mut real, real_addr) = spawn_server(
         Command::new(&bin)
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data),
     );
     let (mut echo, echo_addr) =

@@ -34,7 +34,7 @@ for preset in $presets; do
     echo "== $preset seed $seed"
     python3 "$gen" --preset "$preset" --seed "$seed" --out "$wl" >/dev/null
     "$bin" import --data-dir "$data" "$wl"
-    RUST_LOG=info "$bin" serve --data-dir "$data" --grpc-addr 127.0.0.1:0 2>"$tmp/serve.log" &
+    RUST_LOG=info "$bin" serve --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 2>"$tmp/serve.log" &
     pid=$!
     addr=
     for _ in $(seq 1 600); do

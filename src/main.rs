@@ -4,6 +4,7 @@
 mod admin_cmd;
 mod check;
 mod import;
+mod scim_token_cmd;
 mod serve;
 mod token_cmd;
 mod workload_cmd;
@@ -31,6 +32,9 @@ enum Command {
     Check(check::Args),
     /// Manage a running server over its admin API: users, groups, policies, tokens, audit.
     Admin(admin_cmd::Args),
+    /// Create the bearer token an identity provider uses for SCIM, on the store directly.
+    #[command(subcommand, name = "scim-token")]
+    ScimToken(scim_token_cmd::Command),
     /// Manage admin API tokens on the store directly (for bootstrapping).
     #[command(subcommand)]
     Token(token_cmd::Command),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Check(args) => check::run(args),
         Command::Admin(args) => admin_cmd::run(args),
+        Command::ScimToken(command) => scim_token_cmd::run(command),
         Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),
     };

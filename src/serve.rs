@@ -24,6 +24,10 @@ pub struct Args {
     /// Where to serve gRPC; port 0 picks a free one (the log line says which).
     #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
+    /// Where to serve HTTP: the SCIM endpoint at `/scim/v2`. Port 0 picks a free one (the log
+    /// line says which).
+    #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
     /// Require `authorization: Bearer <secret>` on DecisionService calls, the secret read from
     /// this file. Off by default: decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
@@ -48,19 +52,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
-    super::runtime()?.block_on(serve(live, args.grpc_addr, decision_token))?;
+    super::runtime()?.block_on(serve(live, args.grpc_addr, args.http_addr, decision_token))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
     live: Live,
     addr: SocketAddr,
+    http_addr: SocketAddr,
     decision_token: Option<RequireToken>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on `{addr}`"))?;
     let local = listener.local_addr()?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on `{http_addr}`"))?;
+    let http_local = http_listener.local_addr()?;
+
+    // One signal stops both servers; each finishes its in-flight requests.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&s| s).await;
+    };
+    let scim = axum::serve(http_listener, sync::router(live.clone()))
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    info!(http_addr = %http_local, "serving SCIM at /scim/v2");
+    let http = tokio::spawn(async move { scim.await });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -101,9 +124,12 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AdminService::new(live, activity).into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, until_stopped(stopped))
         .await
         .context("the gRPC server failed")?;
+    http.await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
     info!("stopped");
     Ok(())
 }

@@ -48,6 +48,8 @@ pub fn generated_and_imported(
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// The HTTP (SCIM) address, `http://host:port`.
+    pub http: String,
     pub stderr: Arc<Mutex<String>>,
 }
 
@@ -62,6 +64,8 @@ impl Server {
             .args([
                 "serve",
                 "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
                 "127.0.0.1:0",
                 "--data-dir",
                 path(data_dir),
@@ -96,9 +100,19 @@ impl Server {
                 panic!("server did not start: {}", stderr.lock().unwrap());
             }
         };
+        // Logged before the gRPC line, so it is in the log by now.
+        let http = stderr
+            .lock()
+            .unwrap()
+            .split("http_addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
         Server {
             child,
             addr: format!("http://{addr}"),
+            http,
             stderr,
         }
     }

@@ -5,5 +5,6 @@
 
 mod admin_cli;
 mod cli;
+mod scim;
 mod support;
 mod workload_replay;

@@ -9,11 +9,11 @@ mod convert;
 mod engine;
 mod error;
 mod record;
-mod token;
 mod service;
+mod token;
 
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
 pub use record::{Record, Recorder};
-pub use token::RequireToken;
 pub use service::{DecisionService, MAX_BATCH};
+pub use token::RequireToken;

@@ -184,11 +184,12 @@ impl Tx<'_, '_> {
         self.delete_scim(ScimKind::Group, id)
     }
 
-    /// Adds memberships to an existing group (users who belong already keep theirs); returns
-    /// how many were added.
+    /// Adds memberships to a group that exists or that this change writes (users who belong
+    /// already keep theirs); returns how many were added.
     pub fn add_members(&mut self, group_id: &str, members: &[Membership]) -> Result<usize> {
         keys::check_id("group id", group_id)?;
-        if !self.change.exists(&keys::group(group_id))? {
+        let group = keys::group(group_id);
+        if !self.written.contains(&group) && !self.change.exists(&group)? {
             return Err(not_found("group", group_id));
         }
         let checked: Vec<Membership> = self

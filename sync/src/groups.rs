@@ -303,10 +303,8 @@ pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Re
     let projection = Projection::from_ctx(&ctx, Resource::Group);
     let doc = Value::Object(doc);
     let mut turn = Turn::take(&scim).await;
-    // A transaction does not read its own writes, so it cannot add members to a group it
-    // creates (`Tx::add_members` checks the group exists): the group and its members are two
-    // commits of one turn. No policy can name the new group yet, so no decision sees the group
-    // without its members; if adding them fails, the group is deleted again.
+    // The group, its document and its members are one transaction: no decision ever sees
+    // the group without its members, and a bad member leaves nothing behind.
     let group = {
         let (ctx, doc, member_ids) = (ctx.clone(), doc.clone(), member_ids.clone());
         turn.commit(move |tx, view| {
@@ -320,55 +318,33 @@ pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Re
             let group = mapped.to_group(&id, None, clock::now());
             tx.put_group(&group)?;
             tx.put_scim(ScimKind::Group, &id, &doc)?;
+            let joined: Vec<Membership> = member_ids
+                .iter()
+                .map(|user_id| Membership {
+                    group_id: id.clone(),
+                    user_id: user_id.clone(),
+                    joined_at: group.created_at,
+                    source: MembershipSource::Idp,
+                })
+                .collect();
+            tx.add_members(&id, &joined)?;
             let mut event = ctx.caller.event("group.create", "group", &id);
-            event.detail = format!("displayName `{}`", group.display_name);
+            event.detail = if member_ids.is_empty() {
+                format!("displayName `{}`", group.display_name)
+            } else {
+                format!(
+                    "displayName `{}`, {} member(s): {}",
+                    group.display_name,
+                    member_ids.len(),
+                    resource::listed(&member_ids, 20)
+                )
+            };
             event.after = resource::audit_json(&group);
             tx.audit(event)?;
             Ok(group)
         })
         .await?
     };
-    if !member_ids.is_empty() {
-        let (caller, group_id, ids) = (ctx.caller.clone(), group.id.clone(), member_ids.clone());
-        let added = turn
-            .commit(move |tx, _| {
-                let joined: Vec<Membership> = ids
-                    .iter()
-                    .map(|user_id| Membership {
-                        group_id: group_id.clone(),
-                        user_id: user_id.clone(),
-                        joined_at: clock::now(),
-                        source: MembershipSource::Idp,
-                    })
-                    .collect();
-                tx.add_members(&group_id, &joined)?;
-                let mut event = caller.event("group.create", "group", &group_id);
-                event.detail = format!(
-                    "added {} member(s): {}",
-                    ids.len(),
-                    resource::listed(&ids, 20)
-                );
-                tx.audit(event)?;
-                Ok(())
-            })
-            .await;
-        if let Err(error) = added {
-            let (caller, group_id, why) =
-                (ctx.caller.clone(), group.id.clone(), error.detail.clone());
-            turn.commit(move |tx, _| {
-                let before = tx.group(&group_id)?;
-                tx.delete_group(&group_id)?;
-                let mut event = caller.event("group.delete", "group", &group_id);
-                event.detail = format!("creation undone: its members could not be added: {why}");
-                event.before = before.as_ref().and_then(resource::audit_json);
-                tx.audit(event)?;
-                Ok(())
-            })
-            .await?;
-            turn.publish().await?;
-            return Err(error);
-        }
-    }
     turn.publish().await?;
     let view = scim.live.view()?;
     let mut members = resource::users_by_id(&view, &member_ids);

@@ -76,6 +76,7 @@ impl Live {
         let started = Instant::now();
         let view = store.view()?;
         store.sync(view.revision())?;
+        let loaded = started.elapsed();
         let snapshot = build(&view);
         let base = Base {
             view: Arc::clone(&view),
@@ -85,6 +86,7 @@ impl Live {
             revision = snapshot.revision(),
             users = snapshot.user_count(),
             policies = snapshot.policy_count(),
+            load_ms = loaded.as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot built"
         );

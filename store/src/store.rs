@@ -223,7 +223,8 @@ impl Store {
             return Ok(view);
         }
         let model = catch_panic("loading the store", || self.read_model())?;
-        let view = Arc::new(View::from_model(model));
+        let view = catch_panic("indexing the store", || Ok(View::from_model(model)))?;
+        let view = Arc::new(view);
         *self.inner.view.write().map_err(|_| Error::Failed)? = Some(Arc::clone(&view));
         Ok(view)
     }

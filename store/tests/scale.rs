@@ -123,6 +123,14 @@ fn load_existing() {
             peak_rss_mib()
         );
     }
+    let started = std::time::Instant::now();
+    let view = store.view().unwrap();
+    eprintln!(
+        "view of {} users (load + index): {:?}, peak RSS {} MiB",
+        view.user_count(),
+        started.elapsed(),
+        peak_rss_mib()
+    );
 }
 
 /// Durable write throughput, one writer against many (group commit). Run by hand in release.

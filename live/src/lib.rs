@@ -10,13 +10,14 @@
 //! in-memory [`store::View`], waits until that revision is durable (a decision never reflects
 //! a change a crash could still lose), builds a snapshot from it and publishes it. Writes that
 //! land while it builds are covered together by the next build. When all that changed since
-//! the last full build is some users' status (locks, unlocks, deactivations), it publishes that
-//! build with those statuses overridden instead, in proportion to the change, so the changes
-//! that take access away never wait for a rebuild.
+//! the last full build is some existing users' statuses and group memberships (locks, unlocks,
+//! deactivations, group adds and removes), it publishes that build with those users
+//! overridden instead, in proportion to the change, so the changes that take access away never
+//! wait for a rebuild.
 //!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
-use pdp::{Parts, Snapshot};
+use pdp::{Parts, Snapshot, UserChange};
 use pdp_service::Engine;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -189,8 +190,8 @@ pub fn build(view: &View) -> Snapshot {
     })
 }
 
-/// Users whose status may differ from the last full build before the publisher rebuilds.
-pub const MAX_STATUS_OVERRIDES: usize = 10_000;
+/// Users who may differ from the last full build before the publisher rebuilds.
+pub const MAX_USER_OVERRIDES: usize = 10_000;
 
 /// The last full build: the view it was made from and its snapshot.
 struct Base {
@@ -198,16 +199,23 @@ struct Base {
     snapshot: Snapshot,
 }
 
-/// The snapshot for `view`: the base's with some statuses overridden when that is all that
-/// changed since it (locks, unlocks, deactivations: in proportion to the change), else a full
-/// build, which becomes the new base.
+/// The snapshot for `view`: the base's with some users overridden when users' statuses and
+/// memberships are all that changed since it (locks, deactivations, group adds and removes: in
+/// proportion to the change), else a full build, which becomes the new base.
 fn snapshot_for(base: &mut Option<Base>, view: Arc<View>) -> (Snapshot, bool) {
     if let Some(base) = base.as_ref()
-        && let Some(changes) = view.status_changes_since(&base.view)
-        && changes.len() <= MAX_STATUS_OVERRIDES
-        && let Some(snapshot) = base.snapshot.with_statuses(
+        && let Some(changes) = view.user_changes_since(&base.view)
+        && changes.len() <= MAX_USER_OVERRIDES
+        && let Some(snapshot) = base.snapshot.with_changes(
             view.revision(),
-            changes.iter().map(|(id, status)| (&**id, *status)),
+            changes.iter().map(|state| UserChange {
+                id: &state.id,
+                status: state.status,
+                groups: state
+                    .groups
+                    .as_ref()
+                    .map(|groups| groups.iter().map(|g| &**g).collect()),
+            }),
         )
     {
         return (snapshot, false);
@@ -255,7 +263,7 @@ fn publish_loop(shared: Weak<Shared>, mut base: Option<Base>) {
             Ok(view) => {
                 let revision = view.revision();
                 let (snapshot, full) = snapshot_for(&mut base, view);
-                let overrides = snapshot.overridden_statuses();
+                let overrides = snapshot.overridden_users();
                 shared.engine.publish(snapshot);
                 if let Ok(mut w) = shared.wanted.lock() {
                     w.failure = None;

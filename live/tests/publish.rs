@@ -165,7 +165,7 @@ async fn status_changes_override_the_last_build_and_other_changes_rebuild() {
     lock(&live, "u2").await;
     // Only statuses changed since the first build: published as overrides over it.
     let snapshot = live.engine().snapshot();
-    assert_eq!(snapshot.overridden_statuses(), 2);
+    assert_eq!(snapshot.overridden_users(), 2);
     assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
     assert_eq!(decide(&live, "u3").1, Reason::Policy);
 
@@ -182,7 +182,7 @@ async fn status_changes_override_the_last_build_and_other_changes_rebuild() {
         .unwrap();
     let snapshot = live.engine().snapshot();
     assert_eq!(
-        (snapshot.revision(), snapshot.overridden_statuses()),
+        (snapshot.revision(), snapshot.overridden_users()),
         (revision, 0)
     );
     assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
@@ -201,9 +201,86 @@ async fn status_changes_override_the_last_build_and_other_changes_rebuild() {
         .unwrap();
     let snapshot = live.engine().snapshot();
     assert_eq!(
-        (snapshot.revision(), snapshot.overridden_statuses()),
+        (snapshot.revision(), snapshot.overridden_users()),
         (revision, 1)
     );
     assert_eq!(decide(&live, "u1").1, Reason::Policy);
     assert_eq!(decide(&live, "u2").1, Reason::UserLocked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_override_the_last_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut m = model(10);
+    m.groups.push(pdp::Group {
+        id: "eng".into(),
+        display_name: "Eng".into(),
+        ..pdp::Group::default()
+    });
+    // The policy grants github to the group only.
+    m.policies[0].scope = Scope {
+        groups: vec!["eng".into()],
+        ..Scope::default()
+    };
+    store.import(&m).unwrap();
+    let live = Live::start(store).unwrap();
+    assert_eq!(decide(&live, "u1").1, Reason::NoMatchingPolicy);
+    let join = |user: &'static str| {
+        let live = live.clone();
+        async move {
+            live.write(move |tx| {
+                let mut group = tx.group("eng")?.unwrap();
+                group.updated_at = Timestamp(group.updated_at.0 + 1);
+                tx.put_group(&group)?;
+                tx.add_members(
+                    "eng",
+                    &[pdp::Membership {
+                        group_id: "eng".into(),
+                        user_id: user.into(),
+                        joined_at: Timestamp(5),
+                        source: pdp::MembershipSource::Idp,
+                    }],
+                )?;
+                Ok::<_, live::Error>(())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    join("u1").await;
+    join("u2").await;
+    let snapshot = live.engine().snapshot();
+    assert_eq!(
+        snapshot.overridden_users(),
+        2,
+        "published as overrides, no rebuild"
+    );
+    assert_eq!(decide(&live, "u1"), (Action::Allow, Reason::Policy));
+    assert_eq!(decide(&live, "u3").1, Reason::NoMatchingPolicy);
+    let (revision, _) = live
+        .write(|tx| Ok::<_, live::Error>(tx.remove_members("eng", &["u1"])?))
+        .await
+        .unwrap();
+    let snapshot = live.engine().snapshot();
+    assert_eq!(
+        (snapshot.revision(), snapshot.overridden_users()),
+        (revision, 1)
+    );
+    assert_eq!(decide(&live, "u1").1, Reason::NoMatchingPolicy);
+    assert_eq!(decide(&live, "u2").1, Reason::Policy);
+    // A new user needs a full build, which folds the overrides in.
+    live.write(|tx| {
+        tx.put_user(&User {
+            id: "new".into(),
+            user_name: "new@example.com".into(),
+            ..User::default()
+        })?;
+        Ok::<_, live::Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(live.engine().snapshot().overridden_users(), 0);
+    assert_eq!(decide(&live, "u2").1, Reason::Policy);
+    assert_eq!(decide(&live, "new").1, Reason::NoMatchingPolicy);
 }

@@ -72,6 +72,15 @@ pub struct Joined {
     pub source: MembershipSource,
 }
 
+/// A user's state as decisions read it, for [`View::user_changes_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    pub id: Id,
+    pub status: pdp::UserStatus,
+    /// Every group the user is in, by id, when their memberships changed.
+    pub groups: Option<Vec<Id>>,
+}
+
 /// The orders users are listed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserOrder {
@@ -523,19 +532,26 @@ impl View {
             .map(|(_, id)| id)
     }
 
-    /// If this view differs from `earlier` only in users whose keys (id, external id, user
-    /// name, emails) are unchanged, every such user's id and current status; `None` if groups,
-    /// memberships, policies or the set of users changed, or some user's keys did. A snapshot
-    /// built from `earlier` then needs only these statuses to decide for this view. Costs in
-    /// proportion to the change when `earlier` is an ancestor of this view.
-    pub fn status_changes_since(&self, earlier: &View) -> Option<Vec<(Id, pdp::UserStatus)>> {
-        if earlier.groups.diff(&self.groups).next().is_some()
-            || earlier.members.diff(&self.members).next().is_some()
-            || earlier.policies.diff(&self.policies).next().is_some()
-        {
+    /// If this view differs from `earlier` only in existing users' statuses and memberships
+    /// (and other fields decisions do not read), each such user's state now; `None` if users,
+    /// groups or policies were added, removed or changed otherwise, or some user's keys (external
+    /// id, user name, emails) changed. A snapshot built from `earlier` then needs only these
+    /// states to decide for this view. Costs in proportion to the change when `earlier` is an
+    /// ancestor of this view.
+    pub fn user_changes_since(&self, earlier: &View) -> Option<Vec<UserState>> {
+        if earlier.policies.diff(&self.policies).next().is_some() {
             return None;
         }
-        let mut changes = Vec::new();
+        for item in earlier.groups.diff(&self.groups) {
+            match item {
+                // A group's fields (name, roles, times, member count) are no part of a decision;
+                // its existence and members are.
+                imbl::ordmap::DiffItem::Update { .. } => {}
+                _ => return None,
+            }
+        }
+        // Id → whether the user's groups changed.
+        let mut touched: std::collections::BTreeMap<&Id, bool> = Default::default();
         for item in earlier.users.diff(&self.users) {
             let imbl::ordmap::DiffItem::Update {
                 old: (_, old),
@@ -550,9 +566,30 @@ impl View {
             if !same_keys {
                 return None;
             }
-            changes.push((Arc::clone(id), new.status()));
+            touched.entry(id).or_insert(false);
         }
-        Some(changes)
+        for item in earlier.members.diff(&self.members) {
+            match item {
+                imbl::ordmap::DiffItem::Add((_, user), _)
+                | imbl::ordmap::DiffItem::Remove((_, user), _) => {
+                    touched.insert(user, true);
+                }
+                // When or how they joined: no part of a decision.
+                imbl::ordmap::DiffItem::Update { .. } => {}
+            }
+        }
+        touched
+            .into_iter()
+            .map(|(id, groups_changed)| {
+                let user = self.users.get(id)?;
+                Some(UserState {
+                    id: Arc::clone(id),
+                    status: user.status(),
+                    groups: groups_changed
+                        .then(|| self.groups_of(id).map(|(g, _)| Arc::clone(g)).collect()),
+                })
+            })
+            .collect()
     }
 
     /// The ids of the users added, changed or removed between `earlier` and this view. Visits
@@ -872,7 +909,10 @@ mod tests {
         };
         let mut seen = std::collections::HashSet::new();
         for m in &model.memberships {
-            assert!(seen.insert((&m.group_id, &m.user_id)), "no repeats in a store model");
+            assert!(
+                seen.insert((&m.group_id, &m.user_id)),
+                "no repeats in a store model"
+            );
         }
         for user in model.users {
             one_by_one.put_user(user);

@@ -16,7 +16,7 @@ pub use model::{
     Model, NoAttributes, Operator, Policy, Role, Scope, Timestamp, Tools, User, UserStatus,
 };
 pub use reference::decide_reference;
-pub use snapshot::{Parts, Snapshot};
+pub use snapshot::{Parts, Snapshot, UserChange};
 
 #[cfg(test)]
 mod tests;

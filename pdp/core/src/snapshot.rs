@@ -41,15 +41,34 @@ pub struct Parts<'m, M> {
 /// The indexed snapshot of one model revision.
 ///
 /// The indexes are shared: a snapshot that differs from another only in some users' status (a
-/// lock, an unlock, a deactivation) is made with [`Snapshot::with_statuses`] in proportion to
-/// those users, so the changes that take access away never wait for a rebuild.
+/// lock, an unlock, a deactivation) or group memberships is made with
+/// [`Snapshot::with_changes`] in proportion to those users, so such changes never wait for a
+/// rebuild.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     revision: u64,
     indexes: Arc<Indexes>,
-    /// Users whose status differs from the one in `indexes`. Invariant: keys are indexes of
-    /// users in `indexes`.
-    statuses: Option<Arc<Map<UserIdx, UserStatus>>>,
+    /// Users whose status or groups differ from the indexed ones.
+    overlay: Option<Arc<Overlay>>,
+}
+
+/// Users changed since the indexes were built, in full.
+#[derive(Debug, Clone, Default)]
+struct Overlay {
+    /// Invariant: keys are indexes of users in the indexes; an entry whose groups changed has
+    /// its range in `groups`, offset by the indexed `user_groups`' length.
+    users: Map<UserIdx, UserEntry>,
+    /// Overridden users' groups, each user's sorted and deduplicated.
+    groups: Vec<GroupIdx>,
+}
+
+/// One user's state for [`Snapshot::with_changes`].
+#[derive(Debug, Clone)]
+pub struct UserChange<'c> {
+    pub id: &'c str,
+    pub status: UserStatus,
+    /// The ids of all the groups the user is now in; `None` if they did not change.
+    pub groups: Option<Vec<&'c str>>,
 }
 
 impl std::ops::Deref for Snapshot {
@@ -64,6 +83,8 @@ impl std::ops::Deref for Snapshot {
 #[derive(Debug)]
 pub struct Indexes {
     pub(crate) user_count: usize,
+    /// Group id → dense index.
+    pub(crate) group_index: Map<Box<str>, GroupIdx>,
     /// Invariant: every user's groups, sorted and deduplicated, concatenated;
     /// `UserEntry::groups_*` is a range into it.
     pub(crate) user_groups: Vec<GroupIdx>,
@@ -83,7 +104,7 @@ pub struct Indexes {
 }
 
 /// What deciding needs of a user. Invariant: the same value under each of the user's keys.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UserEntry {
     pub(crate) idx: UserIdx,
     pub(crate) status: UserStatus,
@@ -308,6 +329,10 @@ impl Snapshot {
             revision,
             indexes: Arc::new(Indexes {
                 user_count,
+                group_index: group_index
+                    .into_iter()
+                    .map(|(id, idx)| (Box::from(id), idx))
+                    .collect(),
                 user_groups,
                 by_id,
                 by_external_id,
@@ -316,38 +341,74 @@ impl Snapshot {
                 connectors,
                 connector_names,
             }),
-            statuses: None,
+            overlay: None,
         }
     }
 
     /// This snapshot at `revision`, where the users with these ids have these statuses (and
-    /// everything else is as it is here). `None` if some id is not a user of this snapshot: a
-    /// new user needs a rebuild.
+    /// everything else is as it is here); see [`Snapshot::with_changes`].
     pub fn with_statuses<'u>(
         &self,
         revision: u64,
         statuses: impl IntoIterator<Item = (&'u str, UserStatus)>,
     ) -> Option<Snapshot> {
-        let mut overlay: Map<UserIdx, UserStatus> =
-            self.statuses.as_deref().cloned().unwrap_or_default();
-        for (id, status) in statuses {
-            let entry = self.by_id.get(id)?;
-            if entry.status == status {
-                overlay.remove(&entry.idx);
+        self.with_changes(
+            revision,
+            statuses.into_iter().map(|(id, status)| UserChange {
+                id,
+                status,
+                groups: None,
+            }),
+        )
+    }
+
+    /// This snapshot at `revision`, where these users have these statuses and (when given)
+    /// belong to these groups, and everything else is as it is here. Costs in proportion to the
+    /// changes. `None` if some id is not a user or a group of this snapshot: new users and groups
+    /// need a rebuild.
+    pub fn with_changes<'c>(
+        &self,
+        revision: u64,
+        changes: impl IntoIterator<Item = UserChange<'c>>,
+    ) -> Option<Snapshot> {
+        let mut overlay = self.overlay.as_deref().cloned().unwrap_or_default();
+        let indexed_groups = self.user_groups.len();
+        for change in changes {
+            let indexed = *self.by_id.get(change.id)?;
+            let mut entry = overlay.users.get(&indexed.idx).copied().unwrap_or(indexed);
+            entry.status = change.status;
+            if let Some(groups) = change.groups {
+                let mut groups = groups
+                    .iter()
+                    .map(|g| self.group_index.get(*g).copied())
+                    .collect::<Option<Vec<GroupIdx>>>()?;
+                groups.sort_unstable();
+                groups.dedup();
+                if groups.as_slice() == self.indexed_groups_of(&indexed) {
+                    entry.groups_start = indexed.groups_start;
+                    entry.groups_len = indexed.groups_len;
+                } else {
+                    entry.groups_start = (indexed_groups + overlay.groups.len()) as u32;
+                    entry.groups_len = groups.len() as u32;
+                    overlay.groups.extend_from_slice(&groups);
+                }
+            }
+            if entry == indexed {
+                overlay.users.remove(&indexed.idx);
             } else {
-                overlay.insert(entry.idx, status);
+                overlay.users.insert(indexed.idx, entry);
             }
         }
         Some(Snapshot {
             revision,
             indexes: Arc::clone(&self.indexes),
-            statuses: (!overlay.is_empty()).then(|| Arc::new(overlay)),
+            overlay: (!overlay.users.is_empty()).then(|| Arc::new(overlay)),
         })
     }
 
-    /// How many users have a status other than the one indexed (see [`Snapshot::with_statuses`]).
-    pub fn overridden_statuses(&self) -> usize {
-        self.statuses.as_ref().map_or(0, |s| s.len())
+    /// How many users differ from the indexed ones (see [`Snapshot::with_changes`]).
+    pub fn overridden_users(&self) -> usize {
+        self.overlay.as_ref().map_or(0, |o| o.users.len())
     }
 
     /// The store revision this snapshot was built from.
@@ -366,11 +427,11 @@ impl Snapshot {
     /// Finds a user by id, then by external id, then by email or user name ignoring case, with
     /// their current status.
     pub(crate) fn find_user(&self, key: &str) -> Option<UserEntry> {
-        let mut entry = self.find_indexed_user(key)?;
-        if let Some(statuses) = &self.statuses
-            && let Some(&status) = statuses.get(&entry.idx)
+        let entry = self.find_indexed_user(key)?;
+        if let Some(overlay) = &self.overlay
+            && let Some(&changed) = overlay.users.get(&entry.idx)
         {
-            entry.status = status;
+            return Some(changed);
         }
         Some(entry)
     }
@@ -398,9 +459,28 @@ impl Snapshot {
         self.by_email.get(key).copied()
     }
 
+    /// The user's groups, sorted. `user` comes from [`Snapshot::find_user`].
     pub(crate) fn groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
         let start = user.groups_start as usize;
-        &self.user_groups[start..start + user.groups_len as usize]
+        let len = user.groups_len as usize;
+        let indexed = self.user_groups.len();
+        if start < indexed || len == 0 {
+            return self.indexed_groups_of(user);
+        }
+        match &self.overlay {
+            Some(overlay) => overlay
+                .groups
+                .get(start - indexed..start - indexed + len)
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    fn indexed_groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
+        let start = user.groups_start as usize;
+        self.user_groups
+            .get(start..start + user.groups_len as usize)
+            .unwrap_or(&[])
     }
 }
 

@@ -571,6 +571,82 @@ proptest! {
             prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
         }
         // The base is untouched.
-        prop_assert_eq!(base.overridden_statuses(), 0);
+        prop_assert_eq!(base.overridden_users(), 0);
+    }
+
+    /// A snapshot with users' memberships and statuses changed (several rounds, stacking)
+    /// decides like the reference on the model with those changes.
+    #[test]
+    fn membership_changes_agree_with_reference(
+        model in arb_model(),
+        rounds in prop::collection::vec(
+            prop::collection::vec((0..9usize, 0..6usize, any::<bool>(), 0..4usize), 0..6),
+            1..4,
+        ),
+        requests in prop::collection::vec(arb_request(), 1..24),
+    ) {
+        let base = Snapshot::build(&model);
+        let mut snapshot = base.clone();
+        let mut model = model;
+        for (round, changes) in rounds.iter().enumerate() {
+            let mut touched = Vec::new();
+            for &(user, group, add, status) in changes {
+                let (Some(u), Some(g)) = (model.users.get(user), model.groups.get(group)) else {
+                    continue;
+                };
+                let (user_id, group_id) = (u.id.clone(), g.id.clone());
+                model.memberships.retain(|m| !(m.user_id == user_id && m.group_id == group_id));
+                if add {
+                    model.memberships.push(member(&group_id, &user_id));
+                }
+                if let Some(u) = model.users.get_mut(user) {
+                    match status {
+                        0 => { u.lock = None; u.active = true; }
+                        1 => { u.lock = None; u.active = false; }
+                        2 => u.lock = Some(Lock { at: Timestamp(0), by: "t".into(), reason: "t".into() }),
+                        _ => {}
+                    }
+                }
+                touched.push(user);
+            }
+            // Each touched user's whole state, as the publisher gives it.
+            let states: Vec<(String, UserStatus, Vec<String>)> = touched
+                .iter()
+                .map(|&i| {
+                    let u = &model.users[i];
+                    let groups = model
+                        .memberships
+                        .iter()
+                        .filter(|m| m.user_id == u.id && model.groups.iter().any(|g| g.id == m.group_id))
+                        .map(|m| m.group_id.clone())
+                        .collect();
+                    (u.id.clone(), u.status(), groups)
+                })
+                .collect();
+            let next = snapshot
+                .with_changes(
+                    round as u64 + 10,
+                    states.iter().map(|(id, status, groups)| UserChange {
+                        id,
+                        status: *status,
+                        groups: Some(groups.iter().map(String::as_str).collect()),
+                    }),
+                )
+                .expect("every id is a user and a group of the snapshot");
+            snapshot = next;
+        }
+        let rebuilt = Snapshot::build(&model);
+        for (user, connector, tool, attrs) in &requests {
+            let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
+            let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
+            let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
+            prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
+            let mut got: Vec<_> = snapshot.allowed_tools(user, Some(connector), &attrs);
+            let mut want: Vec<_> = rebuilt.allowed_tools(user, Some(connector), &attrs);
+            got.sort_by(|a, b| (a.connector, a.tool).cmp(&(b.connector, b.tool)));
+            want.sort_by(|a, b| (a.connector, a.tool).cmp(&(b.connector, b.tool)));
+            prop_assert_eq!(got, want);
+        }
+        prop_assert_eq!(base.overridden_users(), 0);
     }
 }

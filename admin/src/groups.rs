@@ -381,14 +381,7 @@ pub(crate) async fn delete(
             tx.delete_group(&id)?;
             let now = clock::now();
             let mut cleaned: Vec<Policy> = Vec::new();
-            for policy in tx.policies()? {
-                if !policy.scope.groups.contains(&id) {
-                    continue;
-                }
-                let mut after = policy.clone();
-                after.scope.groups.retain(|g| *g != id);
-                after.updated_at = now;
-                tx.put_policy(&after)?;
+            for (policy, after) in tx.remove_from_scopes(true, &id, now)? {
                 let mut event = caller.event("policy.update", "policy", &after.id);
                 event.detail = format!("group `{id}` deleted");
                 event.before = audit::json(&policy);

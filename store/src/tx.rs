@@ -249,6 +249,40 @@ impl Tx<'_, '_> {
         self.change.remove(Kind::Policy, key)
     }
 
+    /// Removes a user (`group: false`) or a group (`group: true`) from every policy scope that
+    /// names it, stamping those policies `updated_at = now`; returns each policy before and
+    /// after, by id. Deleting a user or group calls this in the same change, so no policy keeps
+    /// naming what is gone.
+    pub fn remove_from_scopes(
+        &mut self,
+        group: bool,
+        id: &str,
+        now: pdp::Timestamp,
+    ) -> Result<Vec<(Policy, Policy)>> {
+        let mut changed = Vec::new();
+        for policy in self.policies()? {
+            let named = if group {
+                &policy.scope.groups
+            } else {
+                &policy.scope.users
+            };
+            if !named.iter().any(|n| n == id) {
+                continue;
+            }
+            let mut after = policy.clone();
+            let named = if group {
+                &mut after.scope.groups
+            } else {
+                &mut after.scope.users
+            };
+            named.retain(|n| n != id);
+            after.updated_at = now;
+            self.put_policy(&after)?;
+            changed.push((policy, after));
+        }
+        Ok(changed)
+    }
+
     /// Creates or replaces an API token.
     pub fn put_token(&mut self, token: &ApiToken) -> Result<()> {
         keys::check_id("token id", &token.id)?;

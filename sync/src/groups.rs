@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pdp::{Group, ManagedBy, Membership, MembershipSource, Policy};
+use pdp::{Group, ManagedBy, Membership, MembershipSource};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use store::{ScimKind, Tx, View};
@@ -456,25 +456,7 @@ pub async fn delete(
         tx.delete_group(&id)?;
         let now = clock::now();
         let mut cleaned: Vec<String> = Vec::new();
-        for policy in tx.policies()? {
-            if !policy.scope.groups.contains(&id) {
-                continue;
-            }
-            let after = Policy {
-                scope: pdp::Scope {
-                    groups: policy
-                        .scope
-                        .groups
-                        .iter()
-                        .filter(|g| **g != id)
-                        .cloned()
-                        .collect(),
-                    ..policy.scope.clone()
-                },
-                updated_at: now,
-                ..policy.clone()
-            };
-            tx.put_policy(&after)?;
+        for (policy, after) in tx.remove_from_scopes(true, &id, now)? {
             let mut event = ctx.caller.event("policy.update", "policy", &after.id);
             event.detail = format!("group `{id}` deleted");
             event.before = resource::audit_json(&policy);

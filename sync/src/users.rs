@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pdp::{Mfa, Policy, Timestamp, User};
+use pdp::{Mfa, Timestamp, User};
 use serde_json::{Map, Value, json};
 use store::{ScimKind, Tx, View};
 
@@ -517,25 +517,7 @@ pub async fn delete(
         tx.delete_user(&id)?;
         let now = clock::now();
         let mut cleaned: Vec<String> = Vec::new();
-        for policy in tx.policies()? {
-            if !policy.scope.users.contains(&id) {
-                continue;
-            }
-            let after = Policy {
-                scope: pdp::Scope {
-                    users: policy
-                        .scope
-                        .users
-                        .iter()
-                        .filter(|u| **u != id)
-                        .cloned()
-                        .collect(),
-                    ..policy.scope.clone()
-                },
-                updated_at: now,
-                ..policy.clone()
-            };
-            tx.put_policy(&after)?;
+        for (policy, after) in tx.remove_from_scopes(false, &id, now)? {
             let mut event = ctx.caller.event("policy.update", "policy", &after.id);
             event.detail = format!("user `{id}` deleted");
             event.before = resource::audit_json(&policy);

@@ -51,7 +51,14 @@ pub(crate) struct Change<'s> {
     spilled: u64,
     /// The revision this change commits as.
     pub(crate) next_revision: u64,
+    /// The model updates of the chunks spilled so far, for the in-memory view; `None` once the
+    /// change is too large to list (the view is then reloaded).
+    spilled_updates: Option<Vec<Update>>,
 }
+
+/// Chunks whose updates a change still lists for the view; past this (a bulk import) the view
+/// is reloaded instead. 64 chunks cover a 30,000-member group change.
+const LISTED_CHUNKS: u64 = 64;
 
 /// A built change: the last batch to apply and the counts after it.
 pub(crate) struct Built {
@@ -59,8 +66,9 @@ pub(crate) struct Built {
     pub(crate) counts: Counts,
     /// Earlier chunks were applied already, guarded by the undo log.
     pub(crate) spilled: bool,
-    /// What the change did to the model, for the in-memory view; `None` when it spilled (the
-    /// view is then reloaded: a change that large rewrites much of the model anyway).
+    /// What the change did to the model, for the in-memory view; `None` when it spilled more
+    /// than [`LISTED_CHUNKS`] chunks (the view is then reloaded: a change that large, a bulk
+    /// import, rewrites much of the model anyway).
     pub(crate) updates: Option<Vec<Update>>,
 }
 
@@ -80,6 +88,7 @@ impl<'s> Change<'s> {
             changed: false,
             spilled: 0,
             next_revision,
+            spilled_updates: Some(Vec::new()),
         }
     }
 
@@ -253,16 +262,15 @@ impl<'s> Change<'s> {
         }
         // Decoding records this change encoded itself cannot fail; if it did, reloading the
         // view (`None`) would still be right.
-        let updates = if self.spilled() {
-            None
-        } else {
-            self.staged
-                .iter()
-                .filter_map(|w| Update::decode(&w.key, w.value.as_deref()))
-                .collect::<Result<Vec<_>>>()
-                .ok()
+        let mut this = self;
+        let updates = match this.spilled_updates.take() {
+            None => None,
+            Some(mut updates) => this.decode_staged().map(|last| {
+                updates.extend(last);
+                updates
+            }),
         };
-        Some(self.built(updates))
+        Some(this.built(updates))
     }
 
     fn built(mut self, updates: Option<Vec<Update>>) -> Built {
@@ -299,11 +307,30 @@ impl<'s> Change<'s> {
         Ok(())
     }
 
+    /// The model updates of the staged writes (`None` if one does not decode, which cannot
+    /// happen for records this change encoded; reloading the view would still be right).
+    fn decode_staged(&self) -> Option<Vec<Update>> {
+        self.staged
+            .iter()
+            .filter_map(|w| Update::decode(&w.key, w.value.as_deref()))
+            .collect::<Result<Vec<_>>>()
+            .ok()
+    }
+
     /// Applies the staged writes as one chunk, with the undo entry that can take it back.
     fn spill(&mut self) -> Result<()> {
         if !self.spilled() {
             self.in_flight.begin();
         }
+        self.spilled_updates = match self.spilled_updates.take() {
+            Some(mut updates) if self.spilled < LISTED_CHUNKS => {
+                self.decode_staged().map(|chunk| {
+                    updates.extend(chunk);
+                    updates
+                })
+            }
+            _ => None,
+        };
         let mut batch = sled::Batch::default();
         batch.insert(keys::PENDING, &[][..]);
         let undo = codec::encode_undo(self.staged.iter().map(|w| (&w.key[..], w.old.as_deref())));

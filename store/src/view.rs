@@ -22,6 +22,9 @@ pub type Id = Arc<str>;
 #[derive(Clone, Default)]
 pub struct View {
     revision: u64,
+    /// Which load of the store this view descends from: views of one generation share
+    /// structure, so diffing them costs in proportion to the change.
+    generation: u64,
     users: OrdMap<Id, Arc<User>>,
     /// Invariant: one entry per user, `(lower-cased primary email, id)`.
     users_by_email: OrdSet<(Arc<str>, Id)>,
@@ -207,10 +210,13 @@ impl View {
         // User ids are interned first, so both halves share each id's allocation.
         let mut ids: Vec<Id> = users.iter().map(|u| Arc::from(u.id.as_str())).collect();
         let interned: std::collections::HashSet<Id> = ids.iter().cloned().collect();
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (mut view, half) = std::thread::scope(|scope| {
             let groups_half = scope.spawn(|| groups_half(groups, memberships, &interned));
             let mut view = View {
                 revision,
+                generation,
                 ..View::default()
             };
             let users: Vec<(Id, Arc<User>)> = {
@@ -473,6 +479,11 @@ impl View {
         self.revision
     }
 
+    /// Which load of the store this view descends from (see [`View::user_changes_since`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn user(&self, id: &str) -> Option<&Arc<User>> {
         self.users.get(id)
     }
@@ -537,9 +548,12 @@ impl View {
     /// groups or policies were added, removed or changed otherwise, or some user's keys (external
     /// id, user name, emails) changed. A snapshot built from `earlier` then needs only these
     /// states to decide for this view. Costs in proportion to the change when `earlier` is an
-    /// ancestor of this view.
+    /// ancestor of this view; a view of another generation (the store reloaded its view after
+    /// a bulk change) shares nothing with this one, so that answers `None` at once.
     pub fn user_changes_since(&self, earlier: &View) -> Option<Vec<UserState>> {
-        if earlier.policies.diff(&self.policies).next().is_some() {
+        if earlier.generation != self.generation
+            || earlier.policies.diff(&self.policies).next().is_some()
+        {
             return None;
         }
         for item in earlier.groups.diff(&self.groups) {

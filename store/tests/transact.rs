@@ -393,3 +393,21 @@ fn scim_documents_and_connections_live_beside_the_model() {
     // The model still checks out against its counts.
     store.load().unwrap();
 }
+
+/// A change of a few thousand writes (a large group push) is applied in chunks, and the view
+/// follows it record by record: no reload, so it keeps sharing structure with earlier views.
+#[test]
+fn a_chunked_change_updates_the_view_without_reloading_it() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    eng_and_ops(&store);
+    let generation = store.view().unwrap().generation();
+    let big = big_import("big", 3000);
+    store.import(&big).unwrap();
+    let view = store.view().unwrap();
+    assert_eq!(view.generation(), generation, "listed, not reloaded");
+    assert_eq!(view.revision(), store.revision());
+    assert_eq!(sorted(view.to_model()), store.load().unwrap());
+    assert_eq!(view.members_of("big").count(), 300);
+    check_orders(&view);
+}

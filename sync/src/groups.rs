@@ -454,26 +454,10 @@ pub async fn delete(
         let (before, _, _, current) = current(tx, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
         tx.delete_group(&id)?;
-        let now = clock::now();
-        let mut cleaned: Vec<String> = Vec::new();
-        for (policy, after) in tx.remove_from_scopes(true, &id, now)? {
-            let mut event = ctx.caller.event("policy.update", "policy", &after.id);
-            event.detail = format!("group `{id}` deleted");
-            event.before = resource::audit_json(&policy);
-            event.after = resource::audit_json(&after);
-            tx.audit(event)?;
-            cleaned.push(after.id);
-        }
+        let what = format!("displayName `{}`", before.display_name);
+        let detail = resource::forget_in_policies(tx, &ctx.caller, true, &id, what)?;
         let mut event = ctx.caller.event("group.delete", "group", &id);
-        event.detail = if cleaned.is_empty() {
-            format!("displayName `{}`; named by no policy", before.display_name)
-        } else {
-            format!(
-                "displayName `{}`; removed from policies {}",
-                before.display_name,
-                resource::listed(&cleaned, 20)
-            )
-        };
+        event.detail = detail;
         event.before = resource::audit_json(&before);
         tx.audit(event)?;
         Ok(())

@@ -213,6 +213,33 @@ pub fn audit_json<T: Serialize>(value: &T) -> Option<Value> {
 }
 
 /// `` `a`, `b` `` and at most `shown` of them, then how many more.
+/// Drops a deleted user (`group: false`) or group from every policy scope in the same
+/// transaction, auditing each policy it changes; returns what it records in the deletion's own
+/// event: `"<what>; named by no policy"` or `"<what>; removed from policies …"`.
+pub(crate) fn forget_in_policies(
+    tx: &mut store::Tx<'_, '_>,
+    caller: &crate::auth::Caller,
+    group: bool,
+    id: &str,
+    what: String,
+) -> crate::Result<String> {
+    let kind = if group { "group" } else { "user" };
+    let mut cleaned: Vec<String> = Vec::new();
+    for (policy, after) in tx.remove_from_scopes(group, id, crate::clock::now())? {
+        let mut event = caller.event("policy.update", "policy", &after.id);
+        event.detail = format!("{kind} `{id}` deleted");
+        event.before = audit_json(&policy);
+        event.after = audit_json(&after);
+        tx.audit(event)?;
+        cleaned.push(after.id);
+    }
+    Ok(if cleaned.is_empty() {
+        format!("{what}; named by no policy")
+    } else {
+        format!("{what}; removed from policies {}", listed(&cleaned, 20))
+    })
+}
+
 pub fn listed(ids: &[String], shown: usize) -> String {
     let mut out = ids
         .iter()

@@ -515,26 +515,10 @@ pub async fn delete(
         let (before, _, current) = current(tx, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
         tx.delete_user(&id)?;
-        let now = clock::now();
-        let mut cleaned: Vec<String> = Vec::new();
-        for (policy, after) in tx.remove_from_scopes(false, &id, now)? {
-            let mut event = ctx.caller.event("policy.update", "policy", &after.id);
-            event.detail = format!("user `{id}` deleted");
-            event.before = resource::audit_json(&policy);
-            event.after = resource::audit_json(&after);
-            tx.audit(event)?;
-            cleaned.push(after.id);
-        }
+        let what = format!("userName `{}`", before.user_name);
+        let detail = resource::forget_in_policies(tx, &ctx.caller, false, &id, what)?;
         let mut event = ctx.caller.event("user.delete", "user", &id);
-        event.detail = if cleaned.is_empty() {
-            format!("userName `{}`; named by no policy", before.user_name)
-        } else {
-            format!(
-                "userName `{}`; removed from policies {}",
-                before.user_name,
-                resource::listed(&cleaned, 20)
-            )
-        };
+        event.detail = detail;
         event.before = resource::audit_json(&before);
         tx.audit(event)?;
         Ok(())

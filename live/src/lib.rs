@@ -8,17 +8,21 @@
 //!
 //! The publisher is one thread that follows the store's revisions: it takes the store's
 //! in-memory [`store::View`], waits until that revision is durable (a decision never reflects
-//! a change a crash could still lose), builds a snapshot from it and publishes it. Writes that
-//! land while it builds are covered together by the next build. When all that changed since
-//! the last full build is some existing users' statuses and group memberships (locks, unlocks,
-//! deactivations, group adds and removes), it publishes that build with those users
-//! overridden instead, in proportion to the change, so the changes that take access away never
-//! wait for a rebuild.
+//! a change a crash could still lose), applies what changed since the last view it published
+//! to the last snapshot ([`Snapshot::apply`], in proportion to the change) and publishes the
+//! result. Writes that land meanwhile are covered together by the next publish. Once enough
+//! changes pile up over the last full build ([`FOLD_AT`]), a full build of the current view
+//! runs on a thread of its own while publishing goes on; when it is done the publisher catches
+//! it up with what it published meanwhile and makes it the new base. So no change, least of
+//! all one that takes access away, ever waits for a full build (except after the store
+//! reloads its whole view following a bulk change, when there is nothing to apply changes
+//! to).
 //!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
-use pdp::{Parts, Snapshot, UserChange};
+use pdp::{Parts, Snapshot};
 use pdp_service::Engine;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 use store::{Store, Tx, View};
@@ -59,6 +63,9 @@ impl std::fmt::Debug for Live {
 struct Shared {
     store: Store,
     engine: Engine,
+    settings: Settings,
+    /// Background builds made the base so far.
+    folds: AtomicU64,
     /// The newest revision some writer committed and wants published.
     wanted: Mutex<Wanted>,
     wake: Condvar,
@@ -69,17 +76,38 @@ struct Wanted {
     revision: u64,
     /// Why the last publish failed, for writers waiting on it.
     failure: Option<String>,
+    /// A background build, done.
+    folded: Option<Folded>,
+}
+
+/// How the publisher behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Changes pending over the last full build past which a new one is built in the
+    /// background.
+    pub fold_at: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { fold_at: FOLD_AT }
+    }
 }
 
 impl Live {
     /// Builds the first snapshot from the store (reading it whole) and starts the publisher.
     pub fn start(store: Store) -> Result<Live> {
+        Live::start_with(store, Settings::default())
+    }
+
+    /// [`Live::start`] with these settings.
+    pub fn start_with(store: Store, settings: Settings) -> Result<Live> {
         let started = Instant::now();
         let view = store.view()?;
         store.sync(view.revision())?;
         let loaded = started.elapsed();
         let snapshot = build(&view);
-        let base = Base {
+        let last = Published {
             view: Arc::clone(&view),
             snapshot: snapshot.clone(),
         };
@@ -94,13 +122,15 @@ impl Live {
         let shared = Arc::new(Shared {
             store,
             engine: Engine::new(snapshot),
+            settings,
+            folds: AtomicU64::new(0),
             wanted: Mutex::new(Wanted::default()),
             wake: Condvar::new(),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || publish_loop(weak, Some(base)))
+            .spawn(move || publish_loop(weak, last))
             .map_err(|e| Error::Task(format!("cannot start the publisher: {e}")))?;
         Ok(Live { shared })
     }
@@ -111,6 +141,11 @@ impl Live {
 
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// How many background builds have replaced the base since start.
+    pub fn folds(&self) -> u64 {
+        self.shared.folds.load(Ordering::Relaxed)
     }
 
     /// The store's in-memory view (what admin lists from). Runs on a blocking thread the first
@@ -190,99 +225,143 @@ pub fn build(view: &View) -> Snapshot {
     })
 }
 
-/// Users who may differ from the last full build before the publisher rebuilds.
-pub const MAX_USER_OVERRIDES: usize = 10_000;
+/// Changes pending over the last full build past which the publisher folds them into a new
+/// build, in the background. Applying a change copies what is pending, so this bounds the cost
+/// of every publish (about a millisecond at this size; see BENCHMARKS.md) and the memory the
+/// overlay holds.
+pub const FOLD_AT: usize = 8_192;
 
-/// The last full build: the view it was made from and its snapshot.
-struct Base {
+/// A published snapshot and the view it answers for.
+struct Published {
     view: Arc<View>,
     snapshot: Snapshot,
 }
 
-/// The snapshot for `view`: the base's with some users overridden when users' statuses and
-/// memberships are all that changed since it (locks, deactivations, group adds and removes: in
-/// proportion to the change), else a full build, which becomes the new base.
-fn snapshot_for(base: &mut Option<Base>, view: Arc<View>) -> (Snapshot, bool) {
-    if let Some(base) = base.as_ref()
-        && let Some(changes) = view.user_changes_since(&base.view)
-        && changes.len() <= MAX_USER_OVERRIDES
-        && let Some(snapshot) = base.snapshot.with_changes(
-            view.revision(),
-            changes.iter().map(|state| UserChange {
-                id: &state.id,
-                status: state.status,
-                groups: state
-                    .groups
-                    .as_ref()
-                    .map(|groups| groups.iter().map(|g| &**g).collect()),
-            }),
-        )
-    {
-        return (snapshot, false);
-    }
-    let snapshot = build(&view);
-    *base = Some(Base {
-        view,
-        snapshot: snapshot.clone(),
-    });
-    (snapshot, true)
+/// A full build made in the background, from `view`.
+struct Folded {
+    built: std::thread::Result<Published>,
+    started: Instant,
 }
 
-/// Publishes what writers ask for until the last [`Live`] handle is gone.
-fn publish_loop(shared: Weak<Shared>, mut base: Option<Base>) {
+/// The next snapshot: `last`'s with the changes since its view applied, in proportion to
+/// them; a full build only when the two views share nothing (the store reloaded its view).
+fn next_snapshot(last: &Published, view: &Arc<View>) -> (Snapshot, bool) {
+    match view.changes_since(&last.view) {
+        Some(changes) => (
+            last.snapshot
+                .apply(view.revision(), &changes.as_changes(), &**view),
+            false,
+        ),
+        None => (build(view), true),
+    }
+}
+
+/// Builds `view` on a thread of its own and hands the result to the publisher.
+fn start_fold(shared: Weak<Shared>, view: Arc<View>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("snapshot-fold".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let snapshot = build(&view);
+                Published { view, snapshot }
+            }));
+            if let Some(shared) = shared.upgrade() {
+                if let Ok(mut wanted) = shared.wanted.lock() {
+                    wanted.folded = Some(Folded { built, started });
+                }
+                shared.wake.notify_one();
+            }
+        })
+        .map(drop)
+}
+
+/// Publishes what writers ask for until the last [`Live`] handle is gone. Every publish applies
+/// the changes since the last one; once enough are pending, a full build of the latest view
+/// runs in the background and, when done, replaces the base, caught up with what was
+/// published meanwhile.
+fn publish_loop(shared: Weak<Shared>, mut last: Published) {
+    let mut folding = false;
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let wanted = {
+        let (wanted, folded) = {
             let Ok(guard) = shared.wanted.lock() else {
                 return;
             };
             let engine = &shared.engine;
             // Wake now and then to notice the handles are gone.
-            let Ok((guard, _)) =
+            let Ok((mut guard, _)) =
                 shared
                     .wake
                     .wait_timeout_while(guard, Duration::from_millis(500), |w| {
-                        w.revision <= engine.revision()
+                        w.revision <= engine.revision() && w.folded.is_none()
                     })
             else {
                 return;
             };
-            guard.revision
+            (guard.revision, guard.folded.take())
         };
-        if wanted <= shared.engine.revision() {
-            continue;
-        }
-        let started = Instant::now();
-        let result = shared.store.view().and_then(|view| {
-            shared.store.sync(view.revision())?;
-            Ok(view)
-        });
-        match result {
-            Ok(view) => {
-                let revision = view.revision();
-                let (snapshot, full) = snapshot_for(&mut base, view);
-                let overrides = snapshot.overridden_users();
-                shared.engine.publish(snapshot);
-                if let Ok(mut w) = shared.wanted.lock() {
-                    w.failure = None;
+        if let Some(folded) = folded {
+            folding = false;
+            match folded.built {
+                Ok(base) => {
+                    // Catch the new base up with what was published while it was built.
+                    let (snapshot, full) = next_snapshot(&base, &last.view);
+                    let pending = snapshot.pending_changes();
+                    shared.engine.publish(snapshot.clone());
+                    info!(
+                        revision = snapshot.revision(),
+                        base_revision = base.view.revision(),
+                        full,
+                        pending,
+                        elapsed_ms = folded.started.elapsed().as_millis() as u64,
+                        "snapshot folded"
+                    );
+                    last.snapshot = snapshot;
+                    shared.folds.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::debug!(
-                    revision,
-                    full,
-                    overrides,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "snapshot published"
-                );
+                Err(_) => error!("building a snapshot in the background panicked"),
             }
-            Err(e) => {
-                error!(error = %e, "cannot publish a snapshot");
-                if let Ok(mut w) = shared.wanted.lock() {
-                    w.failure = Some(e.to_string());
+        }
+        if wanted > shared.engine.revision() {
+            let started = Instant::now();
+            let result = shared.store.view().and_then(|view| {
+                shared.store.sync(view.revision())?;
+                Ok(view)
+            });
+            match result {
+                Ok(view) => {
+                    let (snapshot, full) = next_snapshot(&last, &view);
+                    let pending = snapshot.pending_changes();
+                    shared.engine.publish(snapshot.clone());
+                    last = Published { view, snapshot };
+                    if let Ok(mut w) = shared.wanted.lock() {
+                        w.failure = None;
+                    }
+                    tracing::debug!(
+                        revision = last.view.revision(),
+                        full,
+                        pending,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "snapshot published"
+                    );
                 }
-                // Do not spin on a store that keeps failing.
-                std::thread::sleep(Duration::from_millis(100));
+                Err(e) => {
+                    error!(error = %e, "cannot publish a snapshot");
+                    if let Ok(mut w) = shared.wanted.lock() {
+                        w.failure = Some(e.to_string());
+                    }
+                    // Do not spin on a store that keeps failing.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        if !folding && last.snapshot.pending_changes() > shared.settings.fold_at {
+            match start_fold(Arc::downgrade(&shared), Arc::clone(&last.view)) {
+                Ok(()) => folding = true,
+                Err(e) => error!(error = %e, "cannot start a background build"),
             }
         }
     }

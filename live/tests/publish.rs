@@ -159,57 +159,96 @@ async fn a_restart_serves_the_last_acknowledged_revision() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_changes_override_the_last_build_and_other_changes_rebuild() {
+async fn every_kind_of_change_is_applied_over_the_last_build() {
     let (_dir, live) = start(20);
     lock(&live, "u1").await;
     lock(&live, "u2").await;
-    // Only statuses changed since the first build: published as overrides over it.
-    let snapshot = live.engine().snapshot();
-    assert_eq!(snapshot.overridden_users(), 2);
     assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
     assert_eq!(decide(&live, "u3").1, Reason::Policy);
 
-    // A change of keys (a new email) needs a build, which folds the overrides in.
+    // A new email, a new user, a deleted user and a new policy: none needs a full build.
     let (revision, ()) = live
         .write(|tx| {
             let mut user = tx.user("u3")?.unwrap();
             user.emails = vec!["renamed@example.com".into()];
             user.user_name = "renamed@example.com".into();
             tx.put_user(&user)?;
+            tx.put_user(&User {
+                id: "new".into(),
+                user_name: "new@example.com".into(),
+                ..User::default()
+            })?;
+            tx.delete_user("u4")?;
+            tx.put_policy(&Policy {
+                id: "q".into(),
+                name: "deny new on slack".into(),
+                connector: "slack".into(),
+                tools: Tools::All,
+                scope: Scope {
+                    users: vec!["new".into()],
+                    ..Scope::default()
+                },
+                action: Action::Deny,
+                ..Policy::default()
+            })?;
             Ok::<_, live::Error>(())
         })
         .await
         .unwrap();
     let snapshot = live.engine().snapshot();
-    assert_eq!(
-        (snapshot.revision(), snapshot.overridden_users()),
-        (revision, 0)
-    );
+    assert_eq!(snapshot.revision(), revision);
+    assert!(snapshot.pending_changes() > 0, "applied, not rebuilt");
+    assert_eq!(live.folds(), 0);
+    assert_eq!(snapshot.user_count(), 20);
+    assert_eq!(snapshot.policy_count(), 2);
     assert_eq!(decide(&live, "u1").1, Reason::UserLocked);
     assert_eq!(decide(&live, "renamed@example.com").1, Reason::Policy);
     assert_eq!(decide(&live, "u3@example.com").1, Reason::UnknownUser);
-
-    // Unlocking is a status change too.
-    let (revision, ()) = live
-        .write(|tx| {
-            let mut user = tx.user("u1")?.unwrap();
-            user.lock = None;
-            tx.put_user(&user)?;
-            Ok::<_, live::Error>(())
-        })
-        .await
-        .unwrap();
-    let snapshot = live.engine().snapshot();
-    assert_eq!(
-        (snapshot.revision(), snapshot.overridden_users()),
-        (revision, 1)
-    );
-    assert_eq!(decide(&live, "u1").1, Reason::Policy);
-    assert_eq!(decide(&live, "u2").1, Reason::UserLocked);
+    assert_eq!(decide(&live, "NEW@example.com").1, Reason::Policy);
+    assert_eq!(decide(&live, "u4").1, Reason::UnknownUser);
+    let slack = snapshot.decide(&Request {
+        user: "new",
+        agent: "a",
+        connector: "slack",
+        tool: "post",
+        attributes: &NoAttributes,
+    });
+    assert_eq!((slack.action, slack.policy_id), (Action::Deny, Some("q")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_changes_override_the_last_build() {
+async fn pending_changes_fold_into_a_new_base_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.import(&model(50)).unwrap();
+    let live = Live::start_with(store, live::Settings { fold_at: 8 }).unwrap();
+    let mut locked = Vec::new();
+    for i in 0..30 {
+        let id = format!("u{i}");
+        lock(&live, &id).await;
+        locked.push(id);
+        // Every lock is in decisions when its write returns, fold or no fold.
+        for id in &locked {
+            assert_eq!(decide(&live, id).1, Reason::UserLocked, "{id}");
+        }
+        assert_eq!(decide(&live, "u40").1, Reason::Policy);
+    }
+    // Folds happened, and each left fewer changes pending than the bound let pile up.
+    for _ in 0..100 {
+        if live.folds() > 0 && live.engine().snapshot().pending_changes() < 30 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(live.folds() > 0, "no fold");
+    assert!(live.engine().snapshot().pending_changes() < 30);
+    for id in &locked {
+        assert_eq!(decide(&live, id).1, Reason::UserLocked, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_are_applied_over_the_last_build() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut m = model(10);
@@ -250,37 +289,19 @@ async fn membership_changes_override_the_last_build() {
     };
     join("u1").await;
     join("u2").await;
-    let snapshot = live.engine().snapshot();
-    assert_eq!(
-        snapshot.overridden_users(),
-        2,
-        "published as overrides, no rebuild"
-    );
     assert_eq!(decide(&live, "u1"), (Action::Allow, Reason::Policy));
     assert_eq!(decide(&live, "u3").1, Reason::NoMatchingPolicy);
     let (revision, _) = live
         .write(|tx| Ok::<_, live::Error>(tx.remove_members("eng", &["u1"])?))
         .await
         .unwrap();
-    let snapshot = live.engine().snapshot();
-    assert_eq!(
-        (snapshot.revision(), snapshot.overridden_users()),
-        (revision, 1)
-    );
+    assert_eq!(live.engine().snapshot().revision(), revision);
     assert_eq!(decide(&live, "u1").1, Reason::NoMatchingPolicy);
     assert_eq!(decide(&live, "u2").1, Reason::Policy);
-    // A new user needs a full build, which folds the overrides in.
-    live.write(|tx| {
-        tx.put_user(&User {
-            id: "new".into(),
-            user_name: "new@example.com".into(),
-            ..User::default()
-        })?;
-        Ok::<_, live::Error>(())
-    })
-    .await
-    .unwrap();
-    assert_eq!(live.engine().snapshot().overridden_users(), 0);
-    assert_eq!(decide(&live, "u2").1, Reason::Policy);
-    assert_eq!(decide(&live, "new").1, Reason::NoMatchingPolicy);
+    // Deleting the group takes the grant away from its members at once.
+    live.write(|tx| Ok::<_, live::Error>(tx.delete_group("eng")?))
+        .await
+        .unwrap();
+    assert_eq!(decide(&live, "u2").1, Reason::NoMatchingPolicy);
+    assert_eq!(live.folds(), 0);
 }

@@ -39,7 +39,7 @@ pub use import::ImportSummary;
 pub use records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 pub use store::{Options, Store};
 pub use tx::Tx;
-pub use view::View;
+pub use view::{View, ViewChanges};
 
 /// Locks a mutex, or fails if a thread panicked holding it: it may have left a change or a sync
 /// half done, which only reopening the store sorts out (see [`Error::Failed`]).

@@ -32,8 +32,9 @@ pub struct View {
     users_by_created: OrdSet<(Timestamp, Id, Arc<str>)>,
     /// Invariant: one entry per user, `(MFA rank, lower-cased primary email, id)`.
     users_by_mfa: OrdSet<(u8, Arc<str>, Id)>,
-    /// Invariant: one entry per user, `(lower-cased user name, id)`.
-    users_by_name: OrdSet<(Arc<str>, Id)>,
+    /// Invariant: one entry per distinct lower-cased user name or email of each user,
+    /// `(login, id)`: how decisions find users by email (see [`User::logins`]).
+    users_by_login: OrdSet<(Arc<str>, Id)>,
     /// Invariant: one entry per user with an external id, `(external id, id)`.
     users_by_external: OrdSet<(Arc<str>, Id)>,
     groups: OrdMap<Id, GroupEntry>,
@@ -75,13 +76,74 @@ pub struct Joined {
     pub source: MembershipSource,
 }
 
-/// A user's state as decisions read it, for [`View::user_changes_since`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserState {
-    pub id: Id,
-    pub status: pdp::UserStatus,
-    /// Every group the user is in, by id, when their memberships changed.
-    pub groups: Option<Vec<Id>>,
+/// What changed between two views, by id ([`View::changes_since`]).
+#[derive(Debug, Clone, Default)]
+pub struct ViewChanges {
+    /// Users added, removed or changed, with their record in the earlier view.
+    pub users: Vec<(Id, Option<Arc<User>>)>,
+    /// Groups added or removed.
+    pub groups: Vec<Id>,
+    /// Policies added, changed or removed.
+    pub policies: Vec<Id>,
+}
+
+impl ViewChanges {
+    /// These changes as a snapshot takes them.
+    pub fn as_changes(&self) -> pdp::Changes<'_> {
+        pdp::Changes {
+            users: self
+                .users
+                .iter()
+                .map(|(id, before)| pdp::UserDelta {
+                    id,
+                    before: before.as_deref(),
+                })
+                .collect(),
+            groups: self.groups.iter().map(|id| &**id).collect(),
+            policies: self.policies.iter().map(|id| &**id).collect(),
+        }
+    }
+
+    /// How many records changed.
+    pub fn len(&self) -> usize {
+        self.users.len() + self.groups.len() + self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The view as a snapshot asks about it. Model order is id order: the order [`View::users`]
+/// gives users in, so snapshots built from a view agree.
+impl pdp::Directory for View {
+    fn user(&self, id: &str) -> Option<&User> {
+        self.users.get(id).map(|u| &**u)
+    }
+
+    fn groups_of(&self, user_id: &str) -> Vec<&str> {
+        View::groups_of(self, user_id).map(|(g, _)| &**g).collect()
+    }
+
+    fn group_exists(&self, id: &str) -> bool {
+        self.groups.contains_key(id)
+    }
+
+    fn policy(&self, id: &str) -> Option<&Policy> {
+        self.policies.get(id).map(|p| &**p)
+    }
+
+    fn first_with_external_id(&self, key: &str) -> Option<&str> {
+        self.matching(&self.users_by_external, key.to_owned())
+            .next()
+            .map(|id| &**id)
+    }
+
+    fn first_with_login(&self, key: &str) -> Option<&str> {
+        self.matching(&self.users_by_login, key.to_owned())
+            .next()
+            .map(|id| &**id)
+    }
 }
 
 /// The orders users are listed in.
@@ -232,14 +294,16 @@ impl View {
             let mut by_email = Vec::with_capacity(users.len());
             let mut by_created = Vec::with_capacity(users.len());
             let mut by_mfa = Vec::with_capacity(users.len());
-            let mut by_name = Vec::with_capacity(users.len());
+            let mut by_login = Vec::with_capacity(users.len());
             let mut by_external = Vec::new();
             for (id, user) in &users {
                 let email: Arc<str> = Arc::from(user.email().to_lowercase());
                 by_email.push((Arc::clone(&email), Arc::clone(id)));
                 by_created.push((user.created_at, Arc::clone(id), Arc::clone(&email)));
                 by_mfa.push((mfa_rank(user.mfa), email, Arc::clone(id)));
-                by_name.push((Arc::from(user.user_name.to_lowercase()), Arc::clone(id)));
+                for login in user.logins() {
+                    by_login.push((Arc::from(login), Arc::clone(id)));
+                }
                 if let Some(external) = &user.external_id {
                     by_external.push((Arc::from(external.as_str()), Arc::clone(id)));
                 }
@@ -248,7 +312,7 @@ impl View {
             view.users_by_email = sorted_set(by_email);
             view.users_by_created = sorted_set(by_created);
             view.users_by_mfa = sorted_set(by_mfa);
-            view.users_by_name = sorted_set(by_name);
+            view.users_by_login = sorted_set(by_login);
             view.users_by_external = sorted_set(by_external);
             let half = match groups_half.join() {
                 Ok(half) => half,
@@ -329,8 +393,10 @@ impl View {
             .insert((user.created_at, Arc::clone(&id), Arc::clone(&email)));
         self.users_by_mfa
             .insert((mfa_rank(user.mfa), email, Arc::clone(&id)));
-        self.users_by_name
-            .insert((Arc::from(user.user_name.to_lowercase()), Arc::clone(&id)));
+        for login in user.logins() {
+            self.users_by_login
+                .insert((Arc::from(login), Arc::clone(&id)));
+        }
         if let Some(external) = &user.external_id {
             self.users_by_external
                 .insert((Arc::from(external.as_str()), Arc::clone(&id)));
@@ -348,8 +414,10 @@ impl View {
             .remove(&(Arc::clone(&email), Arc::clone(&id)));
         self.users_by_created
             .remove(&(old.created_at, Arc::clone(&id), Arc::clone(&email)));
-        self.users_by_name
-            .remove(&(Arc::from(old.user_name.to_lowercase()), Arc::clone(&id)));
+        for login in old.logins() {
+            self.users_by_login
+                .remove(&(Arc::from(login), Arc::clone(&id)));
+        }
         if let Some(external) = &old.external_id {
             self.users_by_external
                 .remove(&(Arc::from(external.as_str()), Arc::clone(&id)));
@@ -479,7 +547,7 @@ impl View {
         self.revision
     }
 
-    /// Which load of the store this view descends from (see [`View::user_changes_since`]).
+    /// Which load of the store this view descends from (see [`View::changes_since`]).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -502,8 +570,10 @@ impl View {
 
     /// The users whose user name is `name`, ignoring case, by id.
     pub fn users_named<'v>(&'v self, name: &str) -> impl Iterator<Item = &'v Arc<User>> + 'v {
-        self.matching(&self.users_by_name, name.to_lowercase())
+        let name = name.to_lowercase();
+        self.matching(&self.users_by_login, name.clone())
             .filter_map(|id| self.users.get(id))
+            .filter(move |u| u.user_name.to_lowercase() == name)
     }
 
     /// The users whose external id is exactly `external_id`, by id.
@@ -543,67 +613,63 @@ impl View {
             .map(|(_, id)| id)
     }
 
-    /// If this view differs from `earlier` only in existing users' statuses and memberships
-    /// (and other fields decisions do not read), each such user's state now; `None` if users,
-    /// groups or policies were added, removed or changed otherwise, or some user's keys (external
-    /// id, user name, emails) changed. A snapshot built from `earlier` then needs only these
-    /// states to decide for this view. Costs in proportion to the change when `earlier` is an
-    /// ancestor of this view; a view of another generation (the store reloaded its view after
-    /// a bulk change) shares nothing with this one, so that answers `None` at once.
-    pub fn user_changes_since(&self, earlier: &View) -> Option<Vec<UserState>> {
-        if earlier.generation != self.generation
-            || earlier.policies.diff(&self.policies).next().is_some()
-        {
+    /// What changed between `earlier` and this view, as a snapshot of `earlier` needs it to
+    /// move to this view ([`pdp::Snapshot::apply`]): users added, removed or changed (with
+    /// their record in `earlier`), including users whose memberships changed; groups added or
+    /// removed; policies added, changed or removed. Visits only the parts of the maps the two
+    /// do not share, so it costs in proportion to the change when `earlier` is an ancestor of
+    /// this view; a view of another generation (the store reloaded its view after a bulk
+    /// change) shares nothing with this one, so that answers `None` at once.
+    pub fn changes_since(&self, earlier: &View) -> Option<ViewChanges> {
+        use imbl::ordmap::DiffItem;
+        if earlier.generation != self.generation {
             return None;
         }
-        for item in earlier.groups.diff(&self.groups) {
-            match item {
-                // A group's fields (name, roles, times, member count) are no part of a decision;
-                // its existence and members are.
-                imbl::ordmap::DiffItem::Update { .. } => {}
-                _ => return None,
-            }
-        }
-        // Id → whether the user's groups changed.
-        let mut touched: std::collections::BTreeMap<&Id, bool> = Default::default();
+        let mut users: std::collections::BTreeMap<Id, Option<Arc<User>>> = Default::default();
         for item in earlier.users.diff(&self.users) {
-            let imbl::ordmap::DiffItem::Update {
-                old: (_, old),
-                new: (id, new),
-            } = item
-            else {
-                return None;
-            };
-            let same_keys = old.external_id == new.external_id
-                && old.user_name == new.user_name
-                && old.emails == new.emails;
-            if !same_keys {
-                return None;
+            match item {
+                DiffItem::Add(id, _) => {
+                    users.insert(Arc::clone(id), None);
+                }
+                DiffItem::Remove(id, old) | DiffItem::Update { old: (id, old), .. } => {
+                    users.insert(Arc::clone(id), Some(Arc::clone(old)));
+                }
             }
-            touched.entry(id).or_insert(false);
         }
         for item in earlier.members.diff(&self.members) {
             match item {
-                imbl::ordmap::DiffItem::Add((_, user), _)
-                | imbl::ordmap::DiffItem::Remove((_, user), _) => {
-                    touched.insert(user, true);
+                DiffItem::Add((_, user), _) | DiffItem::Remove((_, user), _) => {
+                    users
+                        .entry(Arc::clone(user))
+                        .or_insert_with(|| earlier.users.get(user).cloned());
                 }
                 // When or how they joined: no part of a decision.
-                imbl::ordmap::DiffItem::Update { .. } => {}
+                DiffItem::Update { .. } => {}
             }
         }
-        touched
-            .into_iter()
-            .map(|(id, groups_changed)| {
-                let user = self.users.get(id)?;
-                Some(UserState {
-                    id: Arc::clone(id),
-                    status: user.status(),
-                    groups: groups_changed
-                        .then(|| self.groups_of(id).map(|(g, _)| Arc::clone(g)).collect()),
-                })
+        let groups = earlier
+            .groups
+            .diff(&self.groups)
+            .filter_map(|item| match item {
+                DiffItem::Add(id, _) | DiffItem::Remove(id, _) => Some(Arc::clone(id)),
+                // A group's fields (name, roles, member count) are no part of a decision.
+                DiffItem::Update { .. } => None,
             })
-            .collect()
+            .collect();
+        let policies = earlier
+            .policies
+            .diff(&self.policies)
+            .map(|item| match item {
+                DiffItem::Add(id, _)
+                | DiffItem::Remove(id, _)
+                | DiffItem::Update { new: (id, _), .. } => Arc::clone(id),
+            })
+            .collect();
+        Some(ViewChanges {
+            users: users.into_iter().collect(),
+            groups,
+            policies,
+        })
     }
 
     /// The ids of the users added, changed or removed between `earlier` and this view. Visits
@@ -941,7 +1007,7 @@ mod tests {
         assert_eq!(bulk.users_by_email, one_by_one.users_by_email);
         assert_eq!(bulk.users_by_created, one_by_one.users_by_created);
         assert_eq!(bulk.users_by_mfa, one_by_one.users_by_mfa);
-        assert_eq!(bulk.users_by_name, one_by_one.users_by_name);
+        assert_eq!(bulk.users_by_login, one_by_one.users_by_login);
         assert_eq!(bulk.users_by_external, one_by_one.users_by_external);
         assert_eq!(bulk.groups, one_by_one.groups);
         assert_eq!(bulk.groups_by_name, one_by_one.groups_by_name);

@@ -111,7 +111,7 @@ impl Snapshot {
             Ok(subject) => subject,
             Err(denied) => return denied,
         };
-        let Some(connector) = self.connectors.get(request.connector) else {
+        let Some(connector) = self.connector(request.connector) else {
             return Decision::deny(Reason::NoMatchingPolicy);
         };
         let candidates = connector
@@ -125,15 +125,15 @@ impl Snapshot {
     /// with whether it applied and why not. Off the hot path: it scans the connector's policies.
     pub fn explain(&self, request: &Request<'_>) -> (Decision<'_>, Vec<PolicyMatch<'_>>) {
         let decision = self.decide(request);
-        let Some(connector) = self.connectors.get(request.connector) else {
+        let Some(connector) = self.connector(request.connector) else {
             return (decision, Vec::new());
         };
         let subject = self.subject(request.user).ok();
         let matches = connector
             .policies
             .iter()
-            .map(|&p| {
-                let policy = &self.policies[p as usize];
+            .filter_map(|&p| self.policy(p))
+            .map(|policy| {
                 let outcome = match subject {
                     None => Outcome::UserDenied,
                     Some(_) if !policy.enabled => Outcome::Disabled,
@@ -169,11 +169,11 @@ impl Snapshot {
             return Vec::new();
         };
         let mut allowed = Vec::new();
-        for name in &self.connector_names {
+        for name in self.connector_names() {
             if connector.is_some_and(|c| c != &**name) {
                 continue;
             }
-            let Some(index) = self.connectors.get(name) else {
+            let Some(index) = self.connector(name) else {
                 continue;
             };
             let tools = index
@@ -232,7 +232,9 @@ impl Snapshot {
                 }
                 let policy = candidates.order[rank as usize];
                 if !candidates.conditional[rank as usize]
-                    || conditions_hold(&self.policies[policy as usize], attributes)
+                    || self
+                        .policy(policy)
+                        .is_some_and(|p| conditions_hold(p, attributes))
                 {
                     best = rank;
                     return;
@@ -250,15 +252,16 @@ impl Snapshot {
                 }
             }
         }
-        match candidates.order.get(best as usize) {
-            Some(&p) => {
-                let policy = &self.policies[p as usize];
-                Decision {
-                    action: policy.action,
-                    reason: Reason::Policy,
-                    policy_id: Some(&policy.id),
-                }
-            }
+        match candidates
+            .order
+            .get(best as usize)
+            .and_then(|&p| self.policy(p))
+        {
+            Some(policy) => Decision {
+                action: policy.action,
+                reason: Reason::Policy,
+                policy_id: Some(&policy.id),
+            },
             None => Decision::deny(Reason::NoMatchingPolicy),
         }
     }

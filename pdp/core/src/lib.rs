@@ -6,17 +6,19 @@
 //! [`decide_reference`] restates it by brute force so the two can be tested against each other.
 
 pub mod decide;
+mod delta;
 pub mod model;
 mod reference;
 mod snapshot;
 
 pub use decide::{AllowedTool, Decision, Outcome, PolicyMatch, Reason, Request};
+pub use delta::{Changes, Directory, UserDelta};
 pub use model::{
     Action, Attributes, Condition, Group, Lock, ManagedBy, Membership, MembershipSource, Mfa,
     Model, NoAttributes, Operator, Policy, Role, Scope, Timestamp, Tools, User, UserStatus,
 };
 pub use reference::decide_reference;
-pub use snapshot::{Parts, Snapshot, UserChange};
+pub use snapshot::{Parts, Snapshot};
 
 #[cfg(test)]
 mod tests;

@@ -76,6 +76,21 @@ impl User {
         self.emails.first().unwrap_or(&self.user_name)
     }
 
+    /// The keys a decision finds this user by besides their ids: every email and the user
+    /// name, lower-cased, non-empty, without repeats, sorted.
+    pub fn logins(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .emails
+            .iter()
+            .chain(std::iter::once(&self.user_name))
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_lowercase())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// What people see: Locked beats Inactive beats Active, as in the decision rule.
     pub fn status(&self) -> UserStatus {
         if self.lock.is_some() {

@@ -4,7 +4,11 @@
 //! each user's groups, and per (connector, tool) the enabled policies that can apply, already in
 //! the order in which the first one that matches is the answer. Deciding is then a few hash
 //! lookups and a short scan.
+//!
+//! Later revisions are published as an [`Overlay`](crate::delta) over these indexes (see
+//! [`Snapshot::apply`]), so a change costs in proportion to itself, not to the directory.
 
+use crate::delta::Overlay;
 use crate::model::{Action, Condition, Group, Model, Policy, Tools, User, UserStatus};
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
@@ -38,37 +42,14 @@ pub struct Parts<'m, M> {
     pub policies: Vec<&'m Policy>,
 }
 
-/// The indexed snapshot of one model revision.
-///
-/// The indexes are shared: a snapshot that differs from another only in some users' status (a
-/// lock, an unlock, a deactivation) or group memberships is made with
-/// [`Snapshot::with_changes`] in proportion to those users, so such changes never wait for a
-/// rebuild.
+/// The indexed snapshot of one model revision: the indexes of a full build, shared with every
+/// snapshot derived from it, and what changed since that build (see [`Snapshot::apply`]).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    revision: u64,
-    indexes: Arc<Indexes>,
-    /// Users whose status or groups differ from the indexed ones.
-    overlay: Option<Arc<Overlay>>,
-}
-
-/// Users changed since the indexes were built, in full.
-#[derive(Debug, Clone, Default)]
-struct Overlay {
-    /// Invariant: keys are indexes of users in the indexes; an entry whose groups changed has
-    /// its range in `groups`, offset by the indexed `user_groups`' length.
-    users: Map<UserIdx, UserEntry>,
-    /// Overridden users' groups, each user's sorted and deduplicated.
-    groups: Vec<GroupIdx>,
-}
-
-/// One user's state for [`Snapshot::with_changes`].
-#[derive(Debug, Clone)]
-pub struct UserChange<'c> {
-    pub id: &'c str,
-    pub status: UserStatus,
-    /// The ids of all the groups the user is now in; `None` if they did not change.
-    pub groups: Option<Vec<&'c str>>,
+    pub(crate) revision: u64,
+    pub(crate) indexes: Arc<Indexes>,
+    /// What differs from the indexes; `None` right after a full build.
+    pub(crate) overlay: Option<Arc<Overlay>>,
 }
 
 impl std::ops::Deref for Snapshot {
@@ -83,8 +64,14 @@ impl std::ops::Deref for Snapshot {
 #[derive(Debug)]
 pub struct Indexes {
     pub(crate) user_count: usize,
-    /// Group id → dense index.
+    /// Group id → dense index, for the groups of the model.
     pub(crate) group_index: Map<Box<str>, GroupIdx>,
+    /// Ids some policy names that are no user of the model, with the index such a user gets
+    /// if a later revision adds them (so the policy's posting lists already cover them).
+    /// Invariant: indexes from `user_count` up, in no particular order.
+    pub(crate) reserved_users: Map<Key, UserIdx>,
+    /// Likewise for groups; indexes from `group_index.len()` up.
+    pub(crate) reserved_groups: Map<Box<str>, GroupIdx>,
     /// Invariant: every user's groups, sorted and deduplicated, concatenated;
     /// `UserEntry::groups_*` is a range into it.
     pub(crate) user_groups: Vec<GroupIdx>,
@@ -92,7 +79,8 @@ pub struct Indexes {
     /// does not chase a pointer to compare them (typical ids and emails fit), and the value is
     /// the whole (small) user entry, so the status checks read no other cache line.
     pub(crate) by_id: Map<Key, UserEntry>,
-    /// Exact identity-provider id → user; an id that is also some user's `id` is shadowed.
+    /// Exact identity-provider id → user (an id that is also some user's `id` is found by id
+    /// first).
     pub(crate) by_external_id: Map<Key, UserEntry>,
     /// Lower-cased email or user name → user; on a clash the user first in model order wins.
     pub(crate) by_email: Map<Key, UserEntry>,
@@ -115,14 +103,17 @@ pub(crate) struct UserEntry {
 #[derive(Debug)]
 pub(crate) struct PolicyEntry {
     pub(crate) id: Box<str>,
+    pub(crate) connector: Box<str>,
     pub(crate) name: Box<str>,
     pub(crate) action: Action,
     pub(crate) enabled: bool,
     pub(crate) tools: Tools,
     pub(crate) all_users: bool,
-    /// Invariant: sorted; users the model does not have are dropped.
+    /// Invariant: sorted. Ids the model does not have map to reserved indexes, which no
+    /// user holds until one with that id is added.
     pub(crate) users: Box<[UserIdx]>,
-    /// Invariant: sorted; groups the model does not have are dropped.
+    /// Invariant: sorted. Groups the model does not have map to reserved indexes, which no
+    /// user's groups include.
     pub(crate) groups: Box<[GroupIdx]>,
     pub(crate) conditions: Box<[Condition]>,
 }
@@ -161,15 +152,14 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    /// Indexes `order`, which must already be in rank order.
-    fn new(order: Vec<PolicyIdx>, entries: &[PolicyEntry]) -> Candidates {
+    /// Indexes `order` (policies with their entries), which must already be in rank order.
+    fn new(order: &[(PolicyIdx, &PolicyEntry)]) -> Candidates {
         let mut all_users = Vec::new();
         let mut by_user: Map<UserIdx, Vec<u32>> = Map::default();
         let mut by_group: Map<GroupIdx, Vec<u32>> = Map::default();
         let mut conditional = Vec::with_capacity(order.len());
-        for (rank, &p) in order.iter().enumerate() {
+        for (rank, &(_, policy)) in order.iter().enumerate() {
             let rank = rank as u32;
-            let policy = &entries[p as usize];
             conditional.push(!policy.conditions.is_empty());
             if policy.all_users {
                 all_users.push(rank);
@@ -183,7 +173,7 @@ impl Candidates {
             }
         }
         Candidates {
-            order: order.into(),
+            order: order.iter().map(|(p, _)| *p).collect(),
             all_users: all_users.into(),
             by_user: by_user.into_iter().map(|(k, v)| (k, v.into())).collect(),
             by_group: by_group.into_iter().map(|(k, v)| (k, v.into())).collect(),
@@ -193,7 +183,7 @@ impl Candidates {
 }
 
 impl Snapshot {
-    /// Indexes `model`. Never fails: dangling references are dropped, so they match nobody.
+    /// Indexes `model`. Never fails: dangling references are kept aside, so they match nobody.
     pub fn build(model: &Model) -> Snapshot {
         Snapshot::build_from(Parts {
             revision: model.revision,
@@ -235,18 +225,13 @@ impl Snapshot {
         let mut by_email: Map<Key, UserEntry> = Map::default();
         by_email.reserve(user_count);
         for (idx, user) in users.iter().copied().enumerate() {
-            if let Some(external_id) = &user.external_id
-                && !by_id.contains_key(external_id.as_str())
-            {
+            if let Some(external_id) = &user.external_id {
                 by_external_id
                     .entry(external_id.as_str().into())
                     .or_insert(placeholder(idx));
             }
-            let names = user.emails.iter().chain(std::iter::once(&user.user_name));
-            for name in names.filter(|n| !n.is_empty()) {
-                by_email
-                    .entry(name.to_lowercase().into())
-                    .or_insert(placeholder(idx));
+            for name in user.logins() {
+                by_email.entry(name.into()).or_insert(placeholder(idx));
             }
         }
 
@@ -288,40 +273,32 @@ impl Snapshot {
 
         let mut sorted = policies;
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut reserved_users: Map<Key, UserIdx> = Map::default();
+        let mut reserved_groups: Map<Box<str>, GroupIdx> = Map::default();
         let policies: Vec<PolicyEntry> = sorted
             .iter()
             .map(|p| {
-                let mut users: Vec<UserIdx> = p
-                    .scope
-                    .users
-                    .iter()
-                    .filter_map(|u| by_id.get(u.as_str()).map(|e| e.idx))
-                    .collect();
-                users.sort_unstable();
-                users.dedup();
-                let mut groups: Vec<GroupIdx> = p
-                    .scope
-                    .groups
-                    .iter()
-                    .filter_map(|g| group_index.get(g.as_str()).copied())
-                    .collect();
-                groups.sort_unstable();
-                groups.dedup();
-                PolicyEntry {
-                    id: p.id.as_str().into(),
-                    name: p.name.as_str().into(),
-                    action: p.action,
-                    enabled: p.enabled,
-                    tools: p.tools.clone(),
-                    all_users: p.scope.all_users,
-                    users: users.into(),
-                    groups: groups.into(),
-                    conditions: p.conditions.clone().into(),
-                }
+                PolicyEntry::new(
+                    p,
+                    |id| match by_id.get(id) {
+                        Some(entry) => entry.idx,
+                        None => {
+                            let next = (user_count + reserved_users.len()) as UserIdx;
+                            *reserved_users.entry(id.into()).or_insert(next)
+                        }
+                    },
+                    |id| match group_index.get(id) {
+                        Some(&idx) => idx,
+                        None => {
+                            let next = (group_index.len() + reserved_groups.len()) as GroupIdx;
+                            *reserved_groups.entry(id.into()).or_insert(next)
+                        }
+                    },
+                )
             })
             .collect();
 
-        let connectors = index_connectors(&sorted, &policies);
+        let connectors = index_connectors(&policies);
         let mut connector_names: Vec<Box<str>> = connectors.keys().cloned().collect();
         connector_names.sort();
 
@@ -333,6 +310,8 @@ impl Snapshot {
                     .into_iter()
                     .map(|(id, idx)| (Box::from(id), idx))
                     .collect(),
+                reserved_users,
+                reserved_groups,
                 user_groups,
                 by_id,
                 by_external_id,
@@ -345,118 +324,58 @@ impl Snapshot {
         }
     }
 
-    /// This snapshot at `revision`, where the users with these ids have these statuses (and
-    /// everything else is as it is here); see [`Snapshot::with_changes`].
-    pub fn with_statuses<'u>(
-        &self,
-        revision: u64,
-        statuses: impl IntoIterator<Item = (&'u str, UserStatus)>,
-    ) -> Option<Snapshot> {
-        self.with_changes(
-            revision,
-            statuses.into_iter().map(|(id, status)| UserChange {
-                id,
-                status,
-                groups: None,
-            }),
-        )
-    }
-
-    /// This snapshot at `revision`, where these users have these statuses and (when given)
-    /// belong to these groups, and everything else is as it is here. Costs in proportion to the
-    /// changes. `None` if some id is not a user or a group of this snapshot: new users and groups
-    /// need a rebuild.
-    pub fn with_changes<'c>(
-        &self,
-        revision: u64,
-        changes: impl IntoIterator<Item = UserChange<'c>>,
-    ) -> Option<Snapshot> {
-        let mut overlay = self.overlay.as_deref().cloned().unwrap_or_default();
-        let indexed_groups = self.user_groups.len();
-        for change in changes {
-            let indexed = *self.by_id.get(change.id)?;
-            let mut entry = overlay.users.get(&indexed.idx).copied().unwrap_or(indexed);
-            entry.status = change.status;
-            if let Some(groups) = change.groups {
-                let mut groups = groups
-                    .iter()
-                    .map(|g| self.group_index.get(*g).copied())
-                    .collect::<Option<Vec<GroupIdx>>>()?;
-                groups.sort_unstable();
-                groups.dedup();
-                if groups.as_slice() == self.indexed_groups_of(&indexed) {
-                    entry.groups_start = indexed.groups_start;
-                    entry.groups_len = indexed.groups_len;
-                } else {
-                    entry.groups_start = (indexed_groups + overlay.groups.len()) as u32;
-                    entry.groups_len = groups.len() as u32;
-                    overlay.groups.extend_from_slice(&groups);
-                }
-            }
-            if entry == indexed {
-                overlay.users.remove(&indexed.idx);
-            } else {
-                overlay.users.insert(indexed.idx, entry);
-            }
-        }
-        Some(Snapshot {
-            revision,
-            indexes: Arc::clone(&self.indexes),
-            overlay: (!overlay.users.is_empty()).then(|| Arc::new(overlay)),
-        })
-    }
-
-    /// How many users differ from the indexed ones (see [`Snapshot::with_changes`]).
-    pub fn overridden_users(&self) -> usize {
-        self.overlay.as_ref().map_or(0, |o| o.users.len())
-    }
-
     /// The store revision this snapshot was built from.
     pub fn revision(&self) -> u64 {
         self.revision
     }
 
     pub fn user_count(&self) -> usize {
-        self.user_count
+        match &self.overlay {
+            Some(overlay) => overlay.user_count,
+            None => self.indexes.user_count,
+        }
     }
 
     pub fn policy_count(&self) -> usize {
-        self.policies.len()
+        match &self.overlay {
+            Some(overlay) => overlay.policy_count,
+            None => self.indexes.policies.len(),
+        }
     }
 
     /// Finds a user by id, then by external id, then by email or user name ignoring case, with
     /// their current status.
     pub(crate) fn find_user(&self, key: &str) -> Option<UserEntry> {
-        let entry = self.find_indexed_user(key)?;
-        if let Some(overlay) = &self.overlay
+        let overlay = self.overlay.as_deref();
+        fn found(
+            base: &Map<Key, UserEntry>,
+            over: Option<&Map<Key, Option<UserEntry>>>,
+            key: &str,
+        ) -> Option<UserEntry> {
+            match over.and_then(|over| over.get(key)) {
+                Some(changed) => *changed,
+                None => base.get(key).copied(),
+            }
+        }
+        let entry = found(&self.by_id, overlay.map(|o| &o.by_id), key)
+            .or_else(|| {
+                found(
+                    &self.by_external_id,
+                    overlay.map(|o| &o.by_external_id),
+                    key,
+                )
+            })
+            .or_else(|| {
+                with_lowercase(key, |lower| {
+                    found(&self.by_email, overlay.map(|o| &o.by_email), lower)
+                })
+            })?;
+        if let Some(overlay) = overlay
             && let Some(&changed) = overlay.users.get(&entry.idx)
         {
             return Some(changed);
         }
         Some(entry)
-    }
-
-    fn find_indexed_user(&self, key: &str) -> Option<UserEntry> {
-        if let Some(&entry) = self.by_id.get(key) {
-            return Some(entry);
-        }
-        if let Some(&entry) = self.by_external_id.get(key) {
-            return Some(entry);
-        }
-        if key.bytes().any(|b| b.is_ascii_uppercase()) || !key.is_ascii() {
-            // Lower-case into a stack buffer when we can: mixed-case emails are common and the
-            // hot path should not allocate.
-            let mut buf = [0u8; 128];
-            if key.is_ascii() && key.len() <= buf.len() {
-                let lower = &mut buf[..key.len()];
-                lower.copy_from_slice(key.as_bytes());
-                lower.make_ascii_lowercase();
-                let lower = std::str::from_utf8(lower).ok()?;
-                return self.by_email.get(lower).copied();
-            }
-            return self.by_email.get(key.to_lowercase().as_str()).copied();
-        }
-        self.by_email.get(key).copied()
     }
 
     /// The user's groups, sorted. `user` comes from [`Snapshot::find_user`].
@@ -476,15 +395,94 @@ impl Snapshot {
         }
     }
 
-    fn indexed_groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
+    pub(crate) fn indexed_groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
         let start = user.groups_start as usize;
         self.user_groups
             .get(start..start + user.groups_len as usize)
             .unwrap_or(&[])
     }
+
+    /// The policy at `idx` (an index of the indexes or of the overlay). `None` never happens
+    /// for an index this snapshot handed out.
+    pub(crate) fn policy(&self, idx: PolicyIdx) -> Option<&PolicyEntry> {
+        let indexed = &self.indexes.policies;
+        match indexed.get(idx as usize) {
+            Some(policy) => Some(policy),
+            None => self
+                .overlay
+                .as_ref()?
+                .policies
+                .get(idx as usize - indexed.len())
+                .map(|p| &**p),
+        }
+    }
+
+    /// The current index of a connector's policies.
+    pub(crate) fn connector(&self, name: &str) -> Option<&ConnectorIndex> {
+        if let Some(overlay) = &self.overlay
+            && let Some(changed) = overlay.connectors.get(name)
+        {
+            return changed.as_deref();
+        }
+        self.indexes.connectors.get(name)
+    }
+
+    /// The names of the connectors some policy is for, sorted.
+    pub(crate) fn connector_names(&self) -> &[Box<str>] {
+        match self
+            .overlay
+            .as_ref()
+            .and_then(|o| o.connector_names.as_ref())
+        {
+            Some(names) => names,
+            None => &self.indexes.connector_names,
+        }
+    }
+}
+
+/// Calls `f` with `key` lower-cased, the way keys of `by_email` are. Lower-cases into a stack
+/// buffer when it can: mixed-case emails are common and the hot path should not allocate.
+fn with_lowercase<T>(key: &str, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    if !key.bytes().any(|b| b.is_ascii_uppercase()) && key.is_ascii() {
+        return f(key);
+    }
+    let mut buf = [0u8; 128];
+    if key.is_ascii() && key.len() <= buf.len() {
+        let lower = &mut buf[..key.len()];
+        lower.copy_from_slice(key.as_bytes());
+        lower.make_ascii_lowercase();
+        return f(std::str::from_utf8(lower).ok()?);
+    }
+    f(&key.to_lowercase())
 }
 
 impl PolicyEntry {
+    /// Indexes one policy, resolving the users and groups its scope names to their indexes.
+    pub(crate) fn new(
+        policy: &Policy,
+        mut user: impl FnMut(&str) -> UserIdx,
+        mut group: impl FnMut(&str) -> GroupIdx,
+    ) -> PolicyEntry {
+        let mut users: Vec<UserIdx> = policy.scope.users.iter().map(|u| user(u)).collect();
+        users.sort_unstable();
+        users.dedup();
+        let mut groups: Vec<GroupIdx> = policy.scope.groups.iter().map(|g| group(g)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        PolicyEntry {
+            id: policy.id.as_str().into(),
+            connector: policy.connector.as_str().into(),
+            name: policy.name.as_str().into(),
+            action: policy.action,
+            enabled: policy.enabled,
+            tools: policy.tools.clone(),
+            all_users: policy.scope.all_users,
+            users: users.into(),
+            groups: groups.into(),
+            conditions: policy.conditions.clone().into(),
+        }
+    }
+
     /// Whether the scope covers this user (given the user's sorted groups).
     pub(crate) fn covers(&self, user: UserIdx, user_groups: &[GroupIdx]) -> bool {
         self.all_users
@@ -507,60 +505,72 @@ fn sorted_intersect(a: &[u32], b: &[u32]) -> bool {
     false
 }
 
-fn index_connectors(sorted: &[&Policy], entries: &[PolicyEntry]) -> Map<Box<str>, ConnectorIndex> {
-    #[derive(Default)]
-    struct Building<'a> {
-        by_tool: Map<&'a str, Vec<PolicyIdx>>,
-        all_tools: Vec<PolicyIdx>,
-        policies: Vec<PolicyIdx>,
+/// Indexes every connector of `entries` (which are in id order).
+fn index_connectors(entries: &[PolicyEntry]) -> Map<Box<str>, ConnectorIndex> {
+    let mut per_connector: Map<&str, Vec<PolicyIdx>> = Map::default();
+    for (idx, policy) in entries.iter().enumerate() {
+        per_connector
+            .entry(&policy.connector)
+            .or_default()
+            .push(idx as PolicyIdx);
     }
-    let mut building: Map<&str, Building> = Map::default();
-    for (idx, policy) in sorted.iter().enumerate() {
-        let idx = idx as PolicyIdx;
-        let b = building.entry(policy.connector.as_str()).or_default();
-        b.policies.push(idx);
-        match &policy.tools {
-            Tools::All => {
-                if policy.enabled {
-                    b.all_tools.push(idx);
+    per_connector
+        .into_iter()
+        .map(|(connector, policies)| {
+            let policies = policies
+                .into_iter()
+                .map(|p| (p, &entries[p as usize]))
+                .collect();
+            let index = ConnectorIndex::new(policies);
+            (Box::from(connector), index)
+        })
+        .collect()
+}
+
+impl ConnectorIndex {
+    /// Indexes one connector's policies, given in id order with their entries.
+    pub(crate) fn new(policies: Vec<(PolicyIdx, &PolicyEntry)>) -> ConnectorIndex {
+        let mut by_tool: Map<&str, Vec<(PolicyIdx, &PolicyEntry)>> = Map::default();
+        let mut all_tools = Vec::new();
+        for &(idx, policy) in &policies {
+            match &policy.tools {
+                Tools::All => {
+                    if policy.enabled {
+                        all_tools.push((idx, policy));
+                    }
                 }
-            }
-            Tools::Only(tools) => {
-                for tool in tools {
-                    let list = b.by_tool.entry(tool.as_str()).or_default();
-                    if policy.enabled && list.last() != Some(&idx) {
-                        list.push(idx);
+                Tools::Only(tools) => {
+                    for tool in tools {
+                        let list = by_tool.entry(tool.as_str()).or_default();
+                        if policy.enabled && list.last().map(|(p, _)| *p) != Some(idx) {
+                            list.push((idx, policy));
+                        }
                     }
                 }
             }
         }
+        // Most restrictive first, then lowest id: the first applicable policy decides.
+        let order = |list: &mut Vec<(PolicyIdx, &PolicyEntry)>| {
+            list.sort_by(|(_, a), (_, b)| {
+                (std::cmp::Reverse(a.action), &a.id).cmp(&(std::cmp::Reverse(b.action), &b.id))
+            });
+        };
+        order(&mut all_tools);
+        let mut tool_names: Vec<Box<str>> = by_tool.keys().map(|t| Box::from(*t)).collect();
+        tool_names.sort();
+        let by_tool = by_tool
+            .into_iter()
+            .map(|(tool, mut list)| {
+                list.extend_from_slice(&all_tools);
+                order(&mut list);
+                (Box::from(tool), Candidates::new(&list))
+            })
+            .collect();
+        ConnectorIndex {
+            by_tool,
+            all_tools: Candidates::new(&all_tools),
+            tool_names,
+            policies: policies.into_iter().map(|(idx, _)| idx).collect(),
+        }
     }
-    // Most restrictive first, then lowest id: the first applicable policy decides.
-    let order = |list: &mut Vec<PolicyIdx>| {
-        list.sort_by_key(|&p| (std::cmp::Reverse(entries[p as usize].action), p));
-    };
-    building
-        .into_iter()
-        .map(|(connector, mut b)| {
-            order(&mut b.all_tools);
-            let mut tool_names: Vec<Box<str>> = b.by_tool.keys().map(|t| Box::from(*t)).collect();
-            tool_names.sort();
-            let by_tool = b
-                .by_tool
-                .into_iter()
-                .map(|(tool, mut list)| {
-                    list.extend_from_slice(&b.all_tools);
-                    order(&mut list);
-                    (Box::from(tool), Candidates::new(list, entries))
-                })
-                .collect();
-            let index = ConnectorIndex {
-                by_tool,
-                all_tools: Candidates::new(b.all_tools, entries),
-                tool_names,
-                policies: b.policies.into_boxed_slice(),
-            };
-            (Box::from(connector), index)
-        })
-        .collect()
 }

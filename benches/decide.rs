@@ -9,16 +9,24 @@
 //! Besides criterion's per-call time over the request mix, prints the per-request latency
 //! distribution (p50, p99, each call timed alone, so timer overhead is included and reported),
 //! the snapshot build time and the resident memory the snapshot adds per user.
+//!
+//! From medium up it also times `Snapshot::apply` (a lock, a policy change) over snapshots
+//! with 0, 1,000 and 8,000 changes pending over their full build, and `decide` over those
+//! snapshots: what a publish costs, and what the overlay costs a decision.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput};
-use pdp::{NoAttributes, Request, Snapshot};
+use pdp::{
+    Changes, Directory, Lock, Model, NoAttributes, Policy, Request, Snapshot, User, UserDelta,
+};
+use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::time::Instant;
 
 struct Case {
     preset: &'static str,
+    model: Model,
     snapshot: Snapshot,
     requests: Vec<(String, String, String, String)>,
 }
@@ -65,6 +73,7 @@ fn prepare(preset: &'static str) -> Case {
         .collect();
     Case {
         preset,
+        model,
         snapshot,
         requests,
     }
@@ -114,6 +123,143 @@ fn percentiles(case: &Case) {
     );
 }
 
+/// A model indexed as a snapshot asks about it (the server's store view plays this part).
+struct Indexed<'m> {
+    users: HashMap<&'m str, &'m User>,
+    groups_of: HashMap<&'m str, Vec<&'m str>>,
+    groups: HashSet<&'m str>,
+    policies: HashMap<&'m str, &'m Policy>,
+    external: HashMap<&'m str, &'m str>,
+    logins: HashMap<String, &'m str>,
+}
+
+impl<'m> Indexed<'m> {
+    fn new(model: &'m Model) -> Indexed<'m> {
+        let mut index = Indexed {
+            users: HashMap::new(),
+            groups_of: HashMap::new(),
+            groups: model.groups.iter().map(|g| g.id.as_str()).collect(),
+            policies: model.policies.iter().map(|p| (p.id.as_str(), p)).collect(),
+            external: HashMap::new(),
+            logins: HashMap::new(),
+        };
+        for user in &model.users {
+            index.users.entry(&user.id).or_insert(user);
+            if let Some(x) = &user.external_id {
+                index.external.entry(x).or_insert(&user.id);
+            }
+            for login in user.logins() {
+                index.logins.entry(login).or_insert(&user.id);
+            }
+        }
+        for m in &model.memberships {
+            index
+                .groups_of
+                .entry(&m.user_id)
+                .or_default()
+                .push(&m.group_id);
+        }
+        index
+    }
+}
+
+impl Directory for Indexed<'_> {
+    fn user(&self, id: &str) -> Option<&User> {
+        self.users.get(id).copied()
+    }
+    fn groups_of(&self, user_id: &str) -> Vec<&str> {
+        self.groups_of.get(user_id).cloned().unwrap_or_default()
+    }
+    fn group_exists(&self, id: &str) -> bool {
+        self.groups.contains(id)
+    }
+    fn policy(&self, id: &str) -> Option<&Policy> {
+        self.policies.get(id).copied()
+    }
+    fn first_with_external_id(&self, key: &str) -> Option<&str> {
+        self.external.get(key).copied()
+    }
+    fn first_with_login(&self, key: &str) -> Option<&str> {
+        self.logins.get(key).copied()
+    }
+}
+
+/// `apply` of one lock and of one policy change over snapshots with changes pending, and
+/// `decide` over those snapshots.
+fn bench_apply(c: &mut Criterion, case: &Case) {
+    const PENDING: [usize; 3] = [0, 1_000, 8_000];
+    let max = PENDING[PENDING.len() - 1];
+    // The model after every lock below and with its first policy toggled.
+    let mut changed = case.model.clone();
+    for user in changed.users.iter_mut().take(max + 1) {
+        user.lock = Some(Lock {
+            at: pdp::Timestamp(1),
+            by: "bench".into(),
+            reason: "bench".into(),
+        });
+    }
+    if let Some(policy) = changed.policies.first_mut() {
+        policy.enabled = !policy.enabled;
+    }
+    let directory = Indexed::new(&changed);
+    let ids: Vec<&str> = case.model.users.iter().map(|u| u.id.as_str()).collect();
+    let locks = |range: std::ops::Range<usize>| Changes {
+        users: ids[range]
+            .iter()
+            .map(|id| UserDelta {
+                id,
+                before: directory.user(id),
+            })
+            .collect(),
+        ..Changes::default()
+    };
+    let policy = Changes {
+        policies: case
+            .model
+            .policies
+            .iter()
+            .take(1)
+            .map(|p| p.id.as_str())
+            .collect(),
+        ..Changes::default()
+    };
+    let mut group = c.benchmark_group("apply");
+    let mut snapshot = case.snapshot.clone();
+    let mut done = 0;
+    for pending in PENDING {
+        while done < pending {
+            let next = (done + 1_000).min(pending);
+            snapshot = snapshot.apply(2, &locks(done..next), &directory);
+            done = next;
+        }
+        let started = Instant::now();
+        let once = snapshot.apply(3, &locks(max..max + 1), &directory);
+        println!(
+            "{}: {} changes pending: one lock applied in {:.1} µs (first call)",
+            case.preset,
+            once.pending_changes(),
+            started.elapsed().as_secs_f64() * 1e6
+        );
+        let lock = locks(max..max + 1);
+        group.bench_function(format!("lock/{}/{pending}", case.preset), |b| {
+            b.iter(|| black_box(snapshot.apply(3, black_box(&lock), &directory)))
+        });
+        group.bench_function(format!("policy/{}/{pending}", case.preset), |b| {
+            b.iter(|| black_box(snapshot.apply(3, black_box(&policy), &directory)))
+        });
+        let overlaid = snapshot.apply(3, &policy, &directory);
+        group.bench_function(format!("decide/{}/{pending}", case.preset), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let r = &case.requests[i];
+                i = (i + 1) % case.requests.len();
+                black_box(overlaid.decide(black_box(&request(r))))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut presets = vec!["small", "medium"];
     if std::env::var_os("PORTCULLIS_BENCH_LARGE").is_some() {
@@ -134,6 +280,9 @@ fn main() {
             })
         });
         group.finish();
+        if preset != "small" {
+            bench_apply(&mut c, &case);
+        }
     }
     c.final_summary();
 }

@@ -5,6 +5,8 @@
 
 mod admin_cli;
 mod cli;
+mod hammer;
+mod restart;
 mod scim;
 mod support;
 mod workload_replay;

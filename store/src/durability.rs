@@ -3,7 +3,12 @@
 //! sled 0.34 returns from `apply_batch` before writing anything, and its `flush` ends with
 //! `sync_file_range` on Linux, which neither flushes the drive's cache nor persists metadata. So a
 //! change is acknowledged only after `flush` and an `fsync` of every file in the data directory
-//! and of the directories themselves. Writers that arrive while a sync runs share the next one:
+//! and of the directories themselves. sled writes a large value to a file of its own under
+//! `blobs/` once, in full, while the change is applied, and never rewrites it; a store holds
+//! thousands of them, so each is fsynced until a sync covers the change that wrote it, and not
+//! again. (A sync may list a blob that a change applied after the one being synced is still
+//! writing; at most one change is being applied at a time, so a blob seen while revision `r` is
+//! the last applied one is complete once `r + 1` is.) Writers that arrive while a sync runs share the next one:
 //! whoever takes the sync lock makes everything applied so far durable, and the others find their
 //! revision already covered.
 //!
@@ -14,6 +19,8 @@
 
 use crate::error::engine;
 use crate::{Error, Result, lock};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -25,9 +32,8 @@ pub(crate) const ACK_FILE: &str = "portcullis.ack";
 
 pub(crate) struct Durability {
     dir: PathBuf,
-    /// Held while syncing, so one sync at a time covers every writer waiting on it; holds the
-    /// open acknowledgment file.
-    sync: Mutex<File>,
+    /// Held while syncing, so one sync at a time covers every writer waiting on it.
+    sync: Mutex<Syncing>,
     /// The last revision sled has applied (set by the writer under the write lock, so it only
     /// grows and every revision up to it has been applied).
     applied: AtomicU64,
@@ -36,6 +42,15 @@ pub(crate) struct Durability {
     /// Set when a write or sync failed: after a failed fsync the kernel may have dropped the dirty
     /// pages, so a later successful fsync proves nothing. Only reopening recovers.
     failed: AtomicBool,
+}
+
+/// What a sync needs between runs.
+struct Syncing {
+    /// The open acknowledgment file.
+    ack: File,
+    /// Blob files by name → the revision after which they are complete (see the module docs);
+    /// 0 once a sync covered that revision.
+    blobs: HashMap<OsString, u64>,
 }
 
 impl Durability {
@@ -59,7 +74,10 @@ impl Durability {
         sync_dir(&dir)?;
         Ok(Durability {
             dir,
-            sync: Mutex::new(ack),
+            sync: Mutex::new(Syncing {
+                ack,
+                blobs: HashMap::new(),
+            }),
             applied: AtomicU64::new(revision),
             durable: AtomicU64::new(revision),
             failed: AtomicBool::new(false),
@@ -93,7 +111,7 @@ impl Durability {
         if self.durable() >= revision {
             return Ok(());
         }
-        let ack = lock(&self.sync)?;
+        let mut syncing = lock(&self.sync)?;
         // Another writer's sync may have covered us while we waited.
         if self.durable() >= revision {
             return Ok(());
@@ -102,11 +120,12 @@ impl Durability {
         // Read before flushing: everything up to `target` was applied, so this flush covers it.
         let target = self.applied.load(Ordering::Acquire);
         // The acknowledgment goes last: it must never claim a revision sled has not made durable.
+        let Syncing { ack, blobs } = &mut *syncing;
         let synced = db
             .flush()
             .map_err(engine)
-            .and_then(|_| sync_tree(&self.dir))
-            .and_then(|()| acknowledge(&ack, &self.dir.join(ACK_FILE), target));
+            .and_then(|_| sync_store_dir(&self.dir, blobs, target, &self.applied))
+            .and_then(|()| acknowledge(ack, &self.dir.join(ACK_FILE), target));
         if let Err(error) = synced {
             self.fail();
             return Err(error);
@@ -116,8 +135,100 @@ impl Durability {
     }
 }
 
-/// `fsync`s every file under `dir` (sled keeps `db`, `conf`, `snap.*` and `blobs/`), then the
-/// directories, so new and renamed files are durable too.
+/// `fsync`s the files of sled's directory (`db`, `conf`, `snap.*`) and the blobs under
+/// `blobs/` no earlier sync completed, then the directories, so new and renamed files are
+/// durable too. `target` is the revision this sync makes durable.
+fn sync_store_dir(
+    dir: &Path,
+    blobs: &mut HashMap<OsString, u64>,
+    target: u64,
+    applied: &AtomicU64,
+) -> Result<()> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Sync { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(failed(dir))? {
+        let entry = entry.map_err(failed(dir))?;
+        let path = entry.path();
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed(&path)(e)),
+        };
+        if kind.is_dir() && entry.file_name() == "blobs" {
+            sync_blobs(&path, blobs, target, applied)?;
+        } else if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            sync_file(&path)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+fn sync_blobs(
+    dir: &Path,
+    synced: &mut HashMap<OsString, u64>,
+    target: u64,
+    applied: &AtomicU64,
+) -> Result<()> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Sync { path, source }
+    };
+    let mut present = HashMap::with_capacity(synced.len());
+    let mut new_files = false;
+    for entry in std::fs::read_dir(dir).map_err(failed(dir))? {
+        let entry = entry.map_err(failed(dir))?;
+        let name = entry.file_name();
+        let complete_after = match synced.get(&name) {
+            Some(&0) => {
+                present.insert(name, 0);
+                continue;
+            }
+            Some(&after) => after,
+            None => {
+                new_files = true;
+                // Read after listing it: the change writing it is at most the next one.
+                applied.load(Ordering::Acquire) + 1
+            }
+        };
+        sync_file(&entry.path())?;
+        present.insert(
+            name,
+            if target >= complete_after {
+                0
+            } else {
+                complete_after
+            },
+        );
+    }
+    // Blobs sled removed are forgotten.
+    *synced = present;
+    if new_files {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    match File::open(path) {
+        Ok(file) => file.sync_all().map_err(|source| Error::Sync {
+            path: path.to_owned(),
+            source,
+        }),
+        // sled removes old snapshots and blobs while we list: gone files need no sync.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Sync {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// `fsync`s every file under `dir`, then the directories, so new and renamed files are
+/// durable too.
 pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
     let failed = |path: &Path| {
         let path = path.to_owned();
@@ -194,5 +305,37 @@ pub(crate) fn acknowledged(dir: &Path) -> Result<Option<u64>> {
             Ok(Some(revision))
         }
         _ => Err(Error::Corrupt(format!("`{}` is damaged", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn a_blob_is_synced_until_a_sync_covers_the_change_that_may_be_writing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        std::fs::write(blobs.join("a"), b"x").unwrap();
+        let applied = AtomicU64::new(5);
+        let mut synced = HashMap::new();
+        // Syncing revision 4 while 5 is applied: `a` may belong to 6, still being written.
+        sync_blobs(&blobs, &mut synced, 4, &applied).unwrap();
+        assert_eq!(synced.get(OsStr::new("a")), Some(&6));
+        // Syncing 5 does not cover it yet; syncing 6 does.
+        sync_blobs(&blobs, &mut synced, 5, &applied).unwrap();
+        assert_eq!(synced.get(OsStr::new("a")), Some(&6));
+        std::fs::write(blobs.join("b"), b"y").unwrap();
+        applied.store(7, Ordering::Release);
+        sync_blobs(&blobs, &mut synced, 6, &applied).unwrap();
+        assert_eq!(synced.get(OsStr::new("a")), Some(&0));
+        assert_eq!(synced.get(OsStr::new("b")), Some(&8));
+        // Removed blobs are forgotten.
+        std::fs::remove_file(blobs.join("a")).unwrap();
+        sync_blobs(&blobs, &mut synced, 8, &applied).unwrap();
+        assert_eq!(synced.len(), 1);
+        assert_eq!(synced.get(OsStr::new("b")), Some(&0));
     }
 }

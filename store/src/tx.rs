@@ -38,8 +38,21 @@ impl Store {
         &self,
         build: impl FnOnce(&mut Tx<'_, '_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<(u64, T), E> {
+        let (revision, out) = self.transact_applied(build)?;
+        self.sync(revision)?;
+        Ok((revision, out))
+    }
+
+    /// [`Store::transact`] without waiting for durability: the change is applied (later
+    /// transactions and the view see it) but is not acknowledged until [`Store::sync`] of its
+    /// revision returns. For callers that serialize their commits and should still share the
+    /// fsync with each other.
+    pub fn transact_applied<T, E: From<Error>>(
+        &self,
+        build: impl FnOnce(&mut Tx<'_, '_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<(u64, T), E> {
         let mut out = None;
-        let revision = self.commit(|change| {
+        let revision = self.commit_applied(|change| {
             let mut tx = Tx {
                 change,
                 store: self,

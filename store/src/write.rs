@@ -110,6 +110,20 @@ impl Store {
         &self,
         build: impl FnOnce(&mut Change<'_>) -> std::result::Result<(), E>,
     ) -> std::result::Result<u64, E> {
+        let revision = self.commit_applied(build)?;
+        // Outside the write lock, so writers arriving meanwhile share this sync.
+        self.inner
+            .durability
+            .sync_through(&self.inner.db, revision)?;
+        Ok(revision)
+    }
+
+    /// [`Store::commit`] without waiting for durability: the revision is applied (readers see
+    /// it) but must not be acknowledged before [`Store::sync`] of it returns.
+    pub(crate) fn commit_applied<E: From<Error>>(
+        &self,
+        build: impl FnOnce(&mut Change<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
         let inner = &self.inner;
         inner.durability.check()?;
         let revision = {
@@ -158,8 +172,6 @@ impl Store {
                 }
             }
         };
-        // Outside the write lock, so writers arriving meanwhile share this sync.
-        inner.durability.sync_through(&inner.db, revision)?;
         Ok(revision)
     }
 

@@ -5,7 +5,7 @@
 //! transaction cannot scan. So a write reads the view, and inside the transaction (under the
 //! store's write lock) makes sure no other write landed since that view (its revision is the
 //! one just before the transaction's); if one did, it starts again on a fresh view. SCIM writes
-//! take turns for the commit (not for the publish that follows), so they never make each other
+//! take turns for the commit (not for the fsync and publish that follow), so they never make each other
 //! start again: IdPs send many changes at once, and only an admin write landing in between
 //! costs a retry.
 
@@ -62,7 +62,8 @@ impl<'s> Turn<'s> {
                 .scim
                 .live
                 .blocking(move |store| {
-                    store.transact(move |tx| {
+                    // Durable in `publish`, after the turn: SCIM writes share their fsyncs.
+                    store.transact_applied(move |tx| {
                         if view.revision().checked_add(1) != Some(tx.revision()) {
                             return Ok(None);
                         }
@@ -80,10 +81,15 @@ impl<'s> Turn<'s> {
         ))
     }
 
-    /// Ends the turn, then returns once decisions reflect what it committed.
+    /// Ends the turn, then returns once what it committed is durable and decisions reflect it.
     pub async fn publish(mut self) -> Result<()> {
         self.turn = None;
-        self.scim.live.published(self.revision).await?;
+        let revision = self.revision;
+        self.scim
+            .live
+            .blocking(move |store| store.sync(revision))
+            .await??;
+        self.scim.live.published(revision).await?;
         Ok(())
     }
 }

@@ -144,27 +144,13 @@ fn sync_store_dir(
     target: u64,
     applied: &AtomicU64,
 ) -> Result<()> {
-    let failed = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Sync { path, source }
-    };
-    for entry in std::fs::read_dir(dir).map_err(failed(dir))? {
-        let entry = entry.map_err(failed(dir))?;
-        let path = entry.path();
-        let kind = match entry.file_type() {
-            Ok(kind) => kind,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(failed(&path)(e)),
-        };
-        if kind.is_dir() && entry.file_name() == "blobs" {
-            sync_blobs(&path, blobs, target, applied)?;
-        } else if kind.is_dir() {
-            sync_tree(&path)?;
-        } else if kind.is_file() {
-            sync_file(&path)?;
+    sync_entries(dir, |path| {
+        if path.file_name() == Some(std::ffi::OsStr::new("blobs")) {
+            sync_blobs(path, blobs, target, applied)
+        } else {
+            sync_tree(path)
         }
-    }
-    sync_dir(dir)
+    })
 }
 
 fn sync_blobs(
@@ -230,6 +216,12 @@ fn sync_file(path: &Path) -> Result<()> {
 /// `fsync`s every file under `dir`, then the directories, so new and renamed files are
 /// durable too.
 pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
+    sync_entries(dir, sync_tree)
+}
+
+/// `fsync`s the files directly in `dir`, hands its subdirectories to `subdir`, then `fsync`s
+/// `dir` itself.
+fn sync_entries(dir: &Path, mut subdir: impl FnMut(&Path) -> Result<()>) -> Result<()> {
     let failed = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::Sync { path, source }
@@ -244,13 +236,9 @@ pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
             Err(e) => return Err(failed(&path)(e)),
         };
         if kind.is_dir() {
-            sync_tree(&path)?;
+            subdir(&path)?;
         } else if kind.is_file() {
-            match File::open(&path) {
-                Ok(file) => file.sync_all().map_err(failed(&path))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(failed(&path)(e)),
-            }
+            sync_file(&path)?;
         }
     }
     sync_dir(dir)

@@ -18,43 +18,11 @@ use pb::admin_service_client::AdminServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
 use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::{Picker, peak_rss_mib, summary};
 use tonic::transport::Channel;
 
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "  {name:<44} n={:<4} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms",
-        samples.len(),
-        ms(pct(0.5)),
-        ms(pct(0.9)),
-        ms(pct(0.99))
-    );
-}
-
-/// A deterministic pick from `n`, so runs compare.
-struct Picker(u64);
-
-impl Picker {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-}
+mod support;
 
 fn main() {
     let preset = std::env::var("PORTCULLIS_BENCH_PRESET").unwrap_or_else(|_| "medium".into());

@@ -65,10 +65,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use support::{Picker, check, ms, peak_rss_mib, rss_mib, status_kib, summary};
 use tonic::transport::Channel;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, filter};
+
+mod support;
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -166,10 +169,6 @@ impl Hist {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn hist_row(name: &str, h: &Hist) {
     println!(
         "  {name:<40} n={:<7} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  p99.9 {:>8.3}  max {:>8.3} ms",
@@ -180,40 +179,6 @@ fn hist_row(name: &str, h: &Hist) {
         ms(h.quantile(0.999)),
         ms(h.max())
     );
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    if samples.is_empty() {
-        println!("  {name:<52} n=0");
-        return;
-    }
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "  {name:<52} n={:<5} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms",
-        samples.len(),
-        ms(pct(0.5)),
-        ms(pct(0.9)),
-        ms(pct(0.99)),
-        ms(samples[samples.len() - 1])
-    );
-}
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
-fn rss_mib() -> u64 {
-    status_kib("VmRSS:") / 1024
-}
-
-fn peak_rss_mib() -> u64 {
-    status_kib("VmHWM:") / 1024
 }
 
 /// CPU time in clock ticks (`USER_HZ`, 100 a second on Linux): this process's (user + system),
@@ -390,19 +355,6 @@ impl Capture {
             .filter(|e| e.at >= from && e.at < to)
             .cloned()
             .collect()
-    }
-}
-
-/// A deterministic pick from `n`, so runs compare.
-struct Picker(u64);
-
-impl Picker {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
     }
 }
 
@@ -650,16 +602,6 @@ impl Scim {
             .map_err(|e| e.to_string())?
             .to_bytes();
         Ok((status, bytes))
-    }
-}
-
-fn check(user: &str, connector: &str, tool: &str) -> pb::CheckRequest {
-    pb::CheckRequest {
-        user: user.to_owned(),
-        agent: "bench".into(),
-        connector: connector.to_owned(),
-        tool: tool.to_owned(),
-        ..Default::default()
     }
 }
 

@@ -30,8 +30,11 @@ use portcullis_proto::v1 as pb;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::{Picker, check, peak_rss_mib, summary};
 use tonic::transport::Channel;
+
+mod support;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -73,41 +76,6 @@ impl Plan {
                 removals: 20,
             },
         }
-    }
-}
-
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "  {name:<52} n={:<4} p50 {:>9.3} ms  p90 {:>9.3} ms  p99 {:>9.3} ms",
-        samples.len(),
-        ms(pct(0.5)),
-        ms(pct(0.9)),
-        ms(pct(0.99))
-    );
-}
-
-/// A deterministic pick from `n`, so runs compare.
-struct Picker(u64);
-
-impl Picker {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
     }
 }
 
@@ -164,16 +132,6 @@ fn okta_user(tag: &str, i: usize) -> Value {
         "groups": [],
         "active": true
     })
-}
-
-fn check(user: &str, connector: &str, tool: &str) -> pb::CheckRequest {
-    pb::CheckRequest {
-        user: user.to_owned(),
-        agent: "bench".into(),
-        connector: connector.to_owned(),
-        tool: tool.to_owned(),
-        ..Default::default()
-    }
 }
 
 /// A member of a group some policy grants through, and a request that policy decides for them.

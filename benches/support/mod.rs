@@ -1,0 +1,70 @@
+//! What the server benches share: latency summaries, memory readings, a deterministic picker
+//! and the Check request they send. Each bench uses part of it.
+
+#![allow(dead_code)]
+
+use portcullis_proto::v1 as pb;
+use std::time::Duration;
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Prints one row: the distribution of `samples` (p50, p90, p99, max).
+pub fn summary(name: &str, mut samples: Vec<Duration>) {
+    if samples.is_empty() {
+        println!("  {name:<52} n=0");
+        return;
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "  {name:<52} n={:<5} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms",
+        samples.len(),
+        ms(pct(0.5)),
+        ms(pct(0.9)),
+        ms(pct(0.99)),
+        ms(samples[samples.len() - 1])
+    );
+}
+
+/// A field of `/proc/self/status` in KiB (0 if unreadable).
+pub fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+pub fn rss_mib() -> u64 {
+    status_kib("VmRSS:") / 1024
+}
+
+pub fn peak_rss_mib() -> u64 {
+    status_kib("VmHWM:") / 1024
+}
+
+/// A deterministic pick from `n`, so runs compare.
+pub struct Picker(pub u64);
+
+impl Picker {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+pub fn check(user: &str, connector: &str, tool: &str) -> pb::CheckRequest {
+    pb::CheckRequest {
+        user: user.to_owned(),
+        agent: "bench".into(),
+        connector: connector.to_owned(),
+        tool: tool.to_owned(),
+        ..Default::default()
+    }
+}

@@ -8,9 +8,10 @@
 //! thousands of them, so each is fsynced until a sync covers the change that wrote it, and not
 //! again. (A sync may list a blob that a change applied after the one being synced is still
 //! writing; at most one change is being applied at a time, so a blob seen while revision `r` is
-//! the last applied one is complete once `r + 1` is.) Writers that arrive while a sync runs share the next one:
-//! whoever takes the sync lock makes everything applied so far durable, and the others find their
-//! revision already covered.
+//! the last applied one is complete once `r + 1` is.)
+//!
+//! Writers that arrive while a sync runs share the next one: whoever takes the sync lock makes
+//! everything applied so far durable, and the others find their revision already covered.
 //!
 //! sled 0.34 also recovers silently from a damaged log: it treats the first bad message as the
 //! end and opens an earlier (consistent) state, losing acknowledged changes without a word. So

@@ -179,7 +179,12 @@ impl Overlay {
         self.users.get(&idx).copied()
     }
 
-    fn policy<'s>(&'s self, indexes: &'s Indexes, idx: PolicyIdx) -> Option<&'s PolicyEntry> {
+    /// The policy at `idx`, an index of the indexes or of this overlay.
+    pub(crate) fn policy<'s>(
+        &'s self,
+        indexes: &'s Indexes,
+        idx: PolicyIdx,
+    ) -> Option<&'s PolicyEntry> {
         match indexes.policies.get(idx as usize) {
             Some(policy) => Some(policy),
             None => self
@@ -193,15 +198,16 @@ impl Overlay {
     fn policy_idx(&self, indexes: &Indexes, id: &str) -> Option<PolicyIdx> {
         match self.policy_ids.get(id) {
             Some(changed) => *changed,
-            None => indexes
-                .policies
-                .binary_search_by(|p| (*p.id).cmp(id))
-                .ok()
-                .map(|idx| idx as PolicyIdx),
+            None => indexes.policy_idx(id),
         }
     }
 
-    fn connector<'s>(&'s self, indexes: &'s Indexes, name: &str) -> Option<&'s ConnectorIndex> {
+    /// The current index of a connector's policies.
+    pub(crate) fn connector<'s>(
+        &'s self,
+        indexes: &'s Indexes,
+        name: &str,
+    ) -> Option<&'s ConnectorIndex> {
         match self.connectors.get(name) {
             Some(changed) => changed.as_deref(),
             None => indexes.connectors.get(name),
@@ -389,22 +395,19 @@ impl Snapshot {
             }
             match directory.policy(id) {
                 Some(policy) => {
-                    let mut users = Vec::new();
-                    let mut groups = Vec::new();
-                    // Resolve the scope's ids first: `PolicyEntry::new` takes both closures
-                    // at once and each would need the overlay mutably.
-                    for user in &policy.scope.users {
-                        users.push((user.as_str(), o.user_idx(indexes, user)));
-                    }
-                    for group in &policy.scope.groups {
-                        groups.push((group.as_str(), o.group_idx(indexes, group)));
-                    }
-                    let find = |list: &[(&str, u32)], id: &str| {
-                        list.iter()
-                            .find(|(i, _)| *i == id)
-                            .map_or(0, |(_, idx)| *idx)
-                    };
-                    let entry = PolicyEntry::new(policy, |u| find(&users, u), |g| find(&groups, g));
+                    let users = policy
+                        .scope
+                        .users
+                        .iter()
+                        .map(|u| o.user_idx(indexes, u))
+                        .collect();
+                    let groups = policy
+                        .scope
+                        .groups
+                        .iter()
+                        .map(|g| o.group_idx(indexes, g))
+                        .collect();
+                    let entry = PolicyEntry::new(policy, users, groups);
                     let idx = (indexes.policies.len() + o.policies.len()) as PolicyIdx;
                     o.policies.push(Arc::new(entry));
                     o.policy_ids.insert(id.into(), Some(idx));
@@ -412,11 +415,7 @@ impl Snapshot {
                     o.policy_count += 1;
                 }
                 None => {
-                    let indexed = indexes
-                        .policies
-                        .binary_search_by(|p| (*p.id).cmp(id))
-                        .is_ok();
-                    if indexed {
+                    if indexes.policy_idx(id).is_some() {
                         o.policy_ids.insert(id.into(), None);
                     } else {
                         o.policy_ids.remove(id);

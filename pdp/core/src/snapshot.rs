@@ -278,23 +278,31 @@ impl Snapshot {
         let policies: Vec<PolicyEntry> = sorted
             .iter()
             .map(|p| {
-                PolicyEntry::new(
-                    p,
-                    |id| match by_id.get(id) {
+                let users = p
+                    .scope
+                    .users
+                    .iter()
+                    .map(|id| match by_id.get(id.as_str()) {
                         Some(entry) => entry.idx,
                         None => {
                             let next = (user_count + reserved_users.len()) as UserIdx;
-                            *reserved_users.entry(id.into()).or_insert(next)
+                            *reserved_users.entry(id.as_str().into()).or_insert(next)
                         }
-                    },
-                    |id| match group_index.get(id) {
+                    })
+                    .collect();
+                let groups = p
+                    .scope
+                    .groups
+                    .iter()
+                    .map(|id| match group_index.get(id.as_str()) {
                         Some(&idx) => idx,
                         None => {
                             let next = (group_index.len() + reserved_groups.len()) as GroupIdx;
-                            *reserved_groups.entry(id.into()).or_insert(next)
+                            *reserved_groups.entry(id.as_str().into()).or_insert(next)
                         }
-                    },
-                )
+                    })
+                    .collect();
+                PolicyEntry::new(p, users, groups)
             })
             .collect();
 
@@ -405,26 +413,18 @@ impl Snapshot {
     /// The policy at `idx` (an index of the indexes or of the overlay). `None` never happens
     /// for an index this snapshot handed out.
     pub(crate) fn policy(&self, idx: PolicyIdx) -> Option<&PolicyEntry> {
-        let indexed = &self.indexes.policies;
-        match indexed.get(idx as usize) {
-            Some(policy) => Some(policy),
-            None => self
-                .overlay
-                .as_ref()?
-                .policies
-                .get(idx as usize - indexed.len())
-                .map(|p| &**p),
+        match &self.overlay {
+            Some(overlay) => overlay.policy(&self.indexes, idx),
+            None => self.indexes.policies.get(idx as usize),
         }
     }
 
     /// The current index of a connector's policies.
     pub(crate) fn connector(&self, name: &str) -> Option<&ConnectorIndex> {
-        if let Some(overlay) = &self.overlay
-            && let Some(changed) = overlay.connectors.get(name)
-        {
-            return changed.as_deref();
+        match &self.overlay {
+            Some(overlay) => overlay.connector(&self.indexes, name),
+            None => self.indexes.connectors.get(name),
         }
-        self.indexes.connectors.get(name)
     }
 
     /// The names of the connectors some policy is for, sorted.
@@ -456,17 +456,25 @@ fn with_lowercase<T>(key: &str, f: impl FnOnce(&str) -> Option<T>) -> Option<T> 
     f(&key.to_lowercase())
 }
 
+impl Indexes {
+    /// The index of the indexed policy with this id.
+    pub(crate) fn policy_idx(&self, id: &str) -> Option<PolicyIdx> {
+        self.policies
+            .binary_search_by(|p| (*p.id).cmp(id))
+            .ok()
+            .map(|idx| idx as PolicyIdx)
+    }
+}
+
 impl PolicyEntry {
-    /// Indexes one policy, resolving the users and groups its scope names to their indexes.
+    /// Indexes one policy, given the indexes of the users and groups its scope names.
     pub(crate) fn new(
         policy: &Policy,
-        mut user: impl FnMut(&str) -> UserIdx,
-        mut group: impl FnMut(&str) -> GroupIdx,
+        mut users: Vec<UserIdx>,
+        mut groups: Vec<GroupIdx>,
     ) -> PolicyEntry {
-        let mut users: Vec<UserIdx> = policy.scope.users.iter().map(|u| user(u)).collect();
         users.sort_unstable();
         users.dedup();
-        let mut groups: Vec<GroupIdx> = policy.scope.groups.iter().map(|g| group(g)).collect();
         groups.sort_unstable();
         groups.dedup();
         PolicyEntry {

@@ -19,17 +19,7 @@ fn company(root: &Path) -> PathBuf {
         ("u5", "erin@example.com", "Erin Early", false),
         ("u6", "frank@example.com", "Frank Fox", true),
     ];
-    let lines: Vec<String> = users
-        .iter()
-        .map(|(id, email, name, active)| {
-            serde_json::json!({
-                "id": id, "email": email, "name": name, "created": "2026-01-05T12:34:56Z",
-                "active": active, "locked": false, "mfa": true,
-            })
-            .to_string()
-        })
-        .collect();
-    fs::write(export.join("users.jsonl"), lines.join("\n") + "\n").unwrap();
+    crate::support::write_users(&export, &users);
     fs::write(
         export.join("groups.jsonl"),
         concat!(

@@ -27,22 +27,15 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 fn company(root: &Path) -> PathBuf {
     let export = root.join("export");
     fs::create_dir_all(&export).unwrap();
-    let users: Vec<String> = [
-        ("u1", "alice@example.com", "Alice Admin"),
-        ("u2", "bob@example.com", "Bob Builder"),
-        ("u3", "carol@example.com", "Carol Chen"),
-        ("u4", "dave@example.com", "Dave Doe"),
-    ]
-    .iter()
-    .map(|(id, email, name)| {
-        json!({
-            "id": id, "email": email, "name": name, "created": "2026-01-05T12:34:56Z",
-            "active": true, "locked": false, "mfa": true,
-        })
-        .to_string()
-    })
-    .collect();
-    fs::write(export.join("users.jsonl"), users.join("\n") + "\n").unwrap();
+    crate::support::write_users(
+        &export,
+        &[
+            ("u1", "alice@example.com", "Alice Admin", true),
+            ("u2", "bob@example.com", "Bob Builder", true),
+            ("u3", "carol@example.com", "Carol Chen", true),
+            ("u4", "dave@example.com", "Dave Doe", true),
+        ],
+    );
     fs::write(
         export.join("groups.jsonl"),
         r#"{"id":"g-eng","name":"engineering","roles":[],"members":["u2","u3"]}"#.to_owned() + "\n",

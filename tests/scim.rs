@@ -387,17 +387,11 @@ fn setup(idp: &str, users: &[(&str, &str, &str)]) -> Setup {
 fn import(root: &Path, data: &Path, users: &[(&str, &str, &str)]) {
     let export = root.join("export");
     fs::create_dir_all(&export).unwrap();
-    let lines: Vec<String> = users
+    let users: Vec<_> = users
         .iter()
-        .map(|(id, email, name)| {
-            json!({
-                "id": id, "email": email, "name": name, "created": "2026-01-05T12:34:56Z",
-                "active": true, "locked": false, "mfa": true,
-            })
-            .to_string()
-        })
+        .map(|&(id, email, name)| (id, email, name, true))
         .collect();
-    fs::write(export.join("users.jsonl"), lines.join("\n") + "\n").unwrap();
+    crate::support::write_users(&export, &users);
     fs::write(export.join("groups.jsonl"), "").unwrap();
     fs::write(export.join("policies.jsonl"), "").unwrap();
     run_ok(&["import", "--data-dir", path(data), path(&export)]);

@@ -44,6 +44,22 @@ pub fn generated_and_imported(
     (workload, data)
 }
 
+/// Writes `users.jsonl` of a directory export: `(id, email, name, active)` each, created at one
+/// fixed time, unlocked, with MFA.
+pub fn write_users(export: &Path, users: &[(&str, &str, &str, bool)]) {
+    let lines: Vec<String> = users
+        .iter()
+        .map(|(id, email, name, active)| {
+            serde_json::json!({
+                "id": id, "email": email, "name": name, "created": "2026-01-05T12:34:56Z",
+                "active": active, "locked": false, "mfa": true,
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(export.join("users.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
 /// `portcullis serve` on an ephemeral port; killed on drop.
 pub struct Server {
     child: Child,

@@ -204,9 +204,10 @@ pub fn mfa_rank(mfa: Mfa) -> u8 {
     }
 }
 
-/// What one committed change did to one model record (`None`: removed).
+/// What one committed change did to one model record (`None`: removed). A follower of the
+/// store (a sidecar) replays the changes it receives as these.
 #[derive(Debug)]
-pub(crate) enum Update {
+pub enum Update {
     User(String, Option<User>),
     Group(String, Option<Group>),
     Member(String, String, Option<Membership>),
@@ -261,7 +262,9 @@ impl View {
     /// inserts run in order along the tree's right edge instead of missing the cache at a
     /// million random places, and the users' and the groups' halves are built on two threads.
     /// It must build exactly what inserting the records one by one would (tests compare them).
-    pub(crate) fn from_model(model: Model) -> View {
+    ///
+    /// A follower that receives a whole model (a sidecar) builds its view with this too.
+    pub fn from_model(model: Model) -> View {
         let Model {
             revision,
             users,
@@ -333,8 +336,10 @@ impl View {
         view
     }
 
-    /// Applies one committed change's updates, in the order it staged them.
-    pub(crate) fn apply(&mut self, revision: u64, updates: Vec<Update>) {
+    /// Applies one committed change's updates, in the order it staged them. Memberships must
+    /// name users and groups the view holds after the change (the store checks that; a
+    /// follower replays what the store checked).
+    pub fn apply(&mut self, revision: u64, updates: Vec<Update>) {
         // Removals of memberships come before the removal of their user or group within a change
         // in some writers and after in others: apply memberships last so counts stay right.
         let mut members = Vec::new();

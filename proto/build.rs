@@ -4,7 +4,11 @@ use prost::Message;
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["portcullis/v1/decision.proto", "portcullis/v1/admin.proto"];
+    let files = [
+        "portcullis/v1/decision.proto",
+        "portcullis/v1/admin.proto",
+        "portcullis/v1/snapshot.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -76,6 +76,15 @@ impl Engine {
         }
     }
 
+    /// Publishes `snapshot` even if it is older than the current one: for a sidecar whose
+    /// control plane now serves another store, or one restored to an earlier revision, where
+    /// the old revisions mean nothing any more. Waiters on a revision keep waiting for it.
+    pub fn replace(&self, snapshot: Snapshot) {
+        let revision = snapshot.revision();
+        self.inner.current.store(Arc::new(snapshot));
+        self.inner.revision.send_replace(revision);
+    }
+
     /// Waits up to `limit` until a snapshot at least as new as `revision` is published; returns
     /// whether it was.
     pub async fn wait_for(&self, revision: u64, limit: Duration) -> bool {

@@ -1,19 +1,21 @@
 //! Serves decisions: the [`Engine`] holding the current [`pdp::Snapshot`] behind `arc-swap`, and
 //! the gRPC `DecisionService` answering from it.
 //!
-//! This crate never touches storage: whoever owns the data (the control plane's store, later a
-//! snapshot stream) builds snapshots and calls [`Engine::publish`]. It converts between the wire
+//! This crate never touches storage: whoever owns the data (the control plane's store, or a
+//! sidecar's follower of its snapshot stream) builds snapshots and calls [`Engine::publish`]. It converts between the wire
 //! types and `pdp` at the edge and builds `tonic::Status` only through [`Error`].
 
 mod convert;
 mod engine;
 mod error;
+mod freshness;
 mod record;
 mod service;
 mod token;
 
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
+pub use freshness::Freshness;
 pub use record::{Record, Recorder};
 pub use service::{DecisionService, MAX_BATCH};
 pub use token::RequireToken;

@@ -1,7 +1,7 @@
 //! The gRPC `DecisionService`.
 
 use crate::record::{Record, Recorder};
-use crate::{Engine, Error, Result, convert};
+use crate::{Engine, Error, Freshness, Result, convert};
 use pb::decision_service_server::DecisionServiceServer;
 use pdp::Snapshot;
 use portcullis_proto::v1 as pb;
@@ -18,6 +18,7 @@ pub struct DecisionService {
     engine: Engine,
     ids: Arc<DecisionIds>,
     recorder: Option<Recorder>,
+    freshness: Option<Freshness>,
 }
 
 impl DecisionService {
@@ -26,7 +27,32 @@ impl DecisionService {
             engine,
             ids: Arc::new(DecisionIds::new()),
             recorder: None,
+            freshness: None,
         }
+    }
+
+    /// Fails closed while `freshness` says the snapshot is stale: every check is denied with
+    /// `REASON_STALE_SNAPSHOT` (at once, whatever its `min_revision`) and no tool is listed.
+    pub fn with_freshness(mut self, freshness: Freshness) -> DecisionService {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    fn stale(&self) -> bool {
+        self.freshness.as_ref().is_some_and(Freshness::is_stale)
+    }
+
+    /// The answer while stale: a deny that names the snapshot it would have come from.
+    fn stale_answer(&self, check: &pb::CheckRequest, path: &str) -> Result<pb::CheckResponse> {
+        convert::request(check, path)?;
+        Ok(pb::CheckResponse {
+            decision: pb::Decision::Deny.into(),
+            reason: pb::Reason::StaleSnapshot.into(),
+            policy_id: String::new(),
+            revision: self.engine.revision(),
+            decision_id: self.ids.next(),
+            explanation: Vec::new(),
+        })
     }
 
     /// Also hands every decision to `recorder` (without ever waiting for it).
@@ -89,6 +115,9 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let check = request.into_inner();
+        if self.stale() {
+            return Ok(Response::new(self.stale_answer(&check, "")?));
+        }
         let snapshot = self.engine.snapshot_at_least(check.min_revision).await?;
         Ok(Response::new(self.answer(&snapshot, &check, "")?))
     }
@@ -104,6 +133,14 @@ impl pb::decision_service_server::DecisionService for DecisionService {
                 format!("{} checks, the limit is {MAX_BATCH}", checks.len()),
             )
             .into());
+        }
+        if self.stale() {
+            let results = checks
+                .iter()
+                .enumerate()
+                .map(|(i, check)| self.stale_answer(check, &format!("checks[{i}].")))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Response::new(pb::BatchCheckResponse { results }));
         }
         // One snapshot answers the whole batch, so its answers are mutually consistent.
         let min_revision = checks.iter().map(|c| c.min_revision).max().unwrap_or(0);
@@ -130,6 +167,12 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         convert::required(&user, "", "user")?;
         convert::bounded(&agent, "", "agent")?;
         convert::bounded(&connector, "", "connector")?;
+        if self.stale() {
+            return Ok(Response::new(pb::ListAllowedToolsResponse {
+                tools: Vec::new(),
+                revision: self.engine.revision(),
+            }));
+        }
         let snapshot = self.engine.snapshot_at_least(min_revision).await?;
         let connector = (!connector.is_empty()).then_some(connector.as_str());
         let tools = snapshot

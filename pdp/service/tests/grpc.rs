@@ -4,7 +4,7 @@
 
 use pb::decision_service_client::DecisionServiceClient;
 use pdp::{Action, Model, Policy, Scope, Snapshot, Tools, User};
-use pdp_service::{DecisionService, Engine};
+use pdp_service::{DecisionService, Engine, Freshness};
 use portcullis_proto::v1 as pb;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -57,6 +57,7 @@ fn model(revision: u64) -> Model {
 
 struct Server {
     engine: Engine,
+    freshness: Freshness,
     client: DecisionServiceClient<Channel>,
     _shutdown: oneshot::Sender<()>,
 }
@@ -66,7 +67,10 @@ async fn start(model: &Model) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, stop) = oneshot::channel::<()>();
-    let service = DecisionService::new(engine.clone()).into_server();
+    let freshness = Freshness::new(false);
+    let service = DecisionService::new(engine.clone())
+        .with_freshness(freshness.clone())
+        .into_server();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(service)
@@ -84,6 +88,7 @@ async fn start(model: &Model) -> Server {
         .unwrap();
     Server {
         engine,
+        freshness,
         client,
         _shutdown: shutdown,
     }
@@ -320,4 +325,70 @@ async fn list_allowed_tools_shows_what_is_not_denied() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_stale_snapshot_fails_closed_until_fresh_again() {
+    let mut server = start(&model(5)).await;
+    server.freshness.set_stale(true);
+    let answer = server
+        .client
+        .check(pb::CheckRequest {
+            // Not reached yet: a stale server answers at once instead of waiting for it.
+            min_revision: 99,
+            explain: true,
+            ..check("u1", "create_issue")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (answer.decision(), answer.reason(), answer.revision),
+        (pb::Decision::Deny, pb::Reason::StaleSnapshot, 5)
+    );
+    assert!(answer.policy_id.is_empty() && answer.explanation.is_empty());
+    assert_eq!(answer.decision_id.len(), 32);
+    // Malformed requests are still errors, not stale denies.
+    let status = server.client.check(check("", "merge")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let batch = server
+        .client
+        .batch_check(pb::BatchCheckRequest {
+            checks: vec![
+                check("u1", "create_issue"),
+                check("ada@example.com", "merge"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        batch
+            .results
+            .iter()
+            .all(|r| r.decision() == pb::Decision::Deny && r.reason() == pb::Reason::StaleSnapshot)
+    );
+    let tools = server
+        .client
+        .list_allowed_tools(pb::ListAllowedToolsRequest {
+            user: "u1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(tools.tools.is_empty());
+
+    server.freshness.set_stale(false);
+    let answer = server
+        .client
+        .check(check("u1", "create_issue"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (answer.decision(), answer.reason()),
+        (pb::Decision::Allow, pb::Reason::Policy)
+    );
 }

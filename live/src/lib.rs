@@ -8,24 +8,24 @@
 //!
 //! The publisher is one thread that follows the store's revisions: it takes the store's
 //! in-memory [`store::View`], waits until that revision is durable (a decision never reflects
-//! a change a crash could still lose), applies what changed since the last view it published
-//! to the last snapshot ([`Snapshot::apply`], in proportion to the change) and publishes the
-//! result. Writes that land meanwhile are covered together by the next publish. Once enough
-//! changes pile up over the last full build ([`FOLD_AT`]), a full build of the current view
-//! runs on a thread of its own while publishing goes on; when it is done the publisher catches
-//! it up with what it published meanwhile and makes it the new base. So no change, least of
-//! all one that takes access away, ever waits for a full build (except after the store
-//! reloads its whole view following a bulk change, when there is nothing to apply changes
-//! to).
+//! a change a crash could still lose), and hands it to a [`Publisher`], which applies what
+//! changed since the last view to the last snapshot and folds the changes into a full build in
+//! the background once they pile up. Writes that land meanwhile are covered together by the
+//! next publish. Every published view is also offered to followers ([`Live::published_views`]):
+//! the snapshot stream to sidecars starts there.
 //!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
-use pdp::{Parts, Snapshot};
+mod publisher;
+
+pub use publisher::{FOLD_AT, Publish, Publisher, Settings, Wake, build};
+
 use pdp_service::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 use store::{Store, Tx, View};
+use tokio::sync::watch;
 use tracing::{error, info};
 
 /// How long a write waits for its revision to be published before reporting it committed but
@@ -63,9 +63,16 @@ impl std::fmt::Debug for Live {
 struct Shared {
     store: Store,
     engine: Engine,
-    settings: Settings,
-    /// Background builds made the base so far.
-    folds: AtomicU64,
+    /// Background builds made the base so far (the publisher's counter).
+    folds: Arc<AtomicU64>,
+    /// The view of every publish, for followers.
+    views: watch::Sender<Arc<View>>,
+    signal: Arc<Signal>,
+}
+
+/// How writers and the background build wake the publisher.
+#[derive(Default)]
+struct Signal {
     /// The newest revision some writer committed and wants published.
     wanted: Mutex<Wanted>,
     wake: Condvar,
@@ -76,22 +83,8 @@ struct Wanted {
     revision: u64,
     /// Why the last publish failed, for writers waiting on it.
     failure: Option<String>,
-    /// A background build, done.
-    folded: Option<Folded>,
-}
-
-/// How the publisher behaves.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Changes pending over the last full build past which a new one is built in the
-    /// background.
-    pub fold_at: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings { fold_at: FOLD_AT }
-    }
+    /// A background build is done.
+    folded: bool,
 }
 
 impl Live {
@@ -107,10 +100,6 @@ impl Live {
         store.sync(view.revision())?;
         let loaded = started.elapsed();
         let snapshot = build(&view);
-        let last = Published {
-            view: Arc::clone(&view),
-            snapshot: snapshot.clone(),
-        };
         info!(
             revision = snapshot.revision(),
             users = snapshot.user_count(),
@@ -119,18 +108,29 @@ impl Live {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot built"
         );
+        let engine = Engine::new(snapshot.clone());
+        let signal = Arc::new(Signal::default());
+        let wake: Wake = {
+            let signal = Arc::clone(&signal);
+            Arc::new(move || {
+                if let Ok(mut wanted) = signal.wanted.lock() {
+                    wanted.folded = true;
+                }
+                signal.wake.notify_one();
+            })
+        };
+        let publisher = Publisher::new(engine.clone(), Arc::clone(&view), snapshot, settings, wake);
         let shared = Arc::new(Shared {
             store,
-            engine: Engine::new(snapshot),
-            settings,
-            folds: AtomicU64::new(0),
-            wanted: Mutex::new(Wanted::default()),
-            wake: Condvar::new(),
+            engine,
+            folds: publisher.folds(),
+            views: watch::channel(view).0,
+            signal,
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || publish_loop(weak, last))
+            .spawn(move || publish_loop(weak, publisher))
             .map_err(|e| Error::Task(format!("cannot start the publisher: {e}")))?;
         Ok(Live { shared })
     }
@@ -184,6 +184,13 @@ impl Live {
             .map_err(|e| Error::Task(e.to_string()))
     }
 
+    /// The view of the last publish, then of every publish after it: what the snapshot stream
+    /// to sidecars follows. Views already published when a follower lags are skipped, so it
+    /// sees each published revision or a later one.
+    pub fn published_views(&self) -> watch::Receiver<Arc<View>> {
+        self.shared.views.subscribe()
+    }
+
     /// Returns once decisions are answered from `revision` or later, asking the publisher for
     /// it if needed.
     pub async fn published(&self, revision: u64) -> Result<()> {
@@ -194,17 +201,19 @@ impl Live {
         {
             let mut wanted = self
                 .shared
+                .signal
                 .wanted
                 .lock()
                 .map_err(|_| Error::Task("the publisher panicked".into()))?;
             wanted.revision = wanted.revision.max(revision);
         }
-        self.shared.wake.notify_one();
+        self.shared.signal.wake.notify_one();
         if engine.wait_for(revision, PUBLISH_WAIT).await {
             return Ok(());
         }
         let reason = self
             .shared
+            .signal
             .wanted
             .lock()
             .ok()
@@ -214,116 +223,33 @@ impl Live {
     }
 }
 
-/// Indexes the view into a snapshot.
-pub fn build(view: &View) -> Snapshot {
-    Snapshot::build_from(Parts {
-        revision: view.revision(),
-        users: view.users().map(|u| &**u).collect(),
-        groups: view.groups().map(|g| &*g.group).collect(),
-        memberships: view.memberships().map(|(g, u)| (&**g, &**u)),
-        policies: view.policies().map(|p| &**p).collect(),
-    })
-}
-
-/// Changes pending over the last full build past which the publisher folds them into a new
-/// build, in the background. Applying a change copies what is pending, so this bounds the cost
-/// of every publish (about a millisecond at this size; see BENCHMARKS.md) and the memory the
-/// overlay holds.
-pub const FOLD_AT: usize = 8_192;
-
-/// A published snapshot and the view it answers for.
-struct Published {
-    view: Arc<View>,
-    snapshot: Snapshot,
-}
-
-/// A full build made in the background, from `view`.
-struct Folded {
-    built: std::thread::Result<Published>,
-    started: Instant,
-}
-
-/// The next snapshot: `last`'s with the changes since its view applied, in proportion to
-/// them; a full build only when the two views share nothing (the store reloaded its view).
-fn next_snapshot(last: &Published, view: &Arc<View>) -> (Snapshot, bool) {
-    match view.changes_since(&last.view) {
-        Some(changes) => (
-            last.snapshot
-                .apply(view.revision(), &changes.as_changes(), &**view),
-            false,
-        ),
-        None => (build(view), true),
-    }
-}
-
-/// Builds `view` on a thread of its own and hands the result to the publisher.
-fn start_fold(shared: Weak<Shared>, view: Arc<View>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("snapshot-fold".into())
-        .spawn(move || {
-            let started = Instant::now();
-            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let snapshot = build(&view);
-                Published { view, snapshot }
-            }));
-            if let Some(shared) = shared.upgrade() {
-                if let Ok(mut wanted) = shared.wanted.lock() {
-                    wanted.folded = Some(Folded { built, started });
-                }
-                shared.wake.notify_one();
-            }
-        })
-        .map(drop)
-}
-
-/// Publishes what writers ask for until the last [`Live`] handle is gone. Every publish applies
-/// the changes since the last one; once enough are pending, a full build of the latest view
-/// runs in the background and, when done, replaces the base, caught up with what was
-/// published meanwhile.
-fn publish_loop(shared: Weak<Shared>, mut last: Published) {
-    let mut folding = false;
+/// Publishes what writers ask for until the last [`Live`] handle is gone, and makes the
+/// background builds the publisher starts the new base when they are done.
+fn publish_loop(shared: Weak<Shared>, mut publisher: Publisher) {
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let (wanted, folded) = {
-            let Ok(guard) = shared.wanted.lock() else {
+            let signal = &shared.signal;
+            let Ok(guard) = signal.wanted.lock() else {
                 return;
             };
             let engine = &shared.engine;
             // Wake now and then to notice the handles are gone.
             let Ok((mut guard, _)) =
-                shared
+                signal
                     .wake
                     .wait_timeout_while(guard, Duration::from_millis(500), |w| {
-                        w.revision <= engine.revision() && w.folded.is_none()
+                        w.revision <= engine.revision() && !w.folded
                     })
             else {
                 return;
             };
-            (guard.revision, guard.folded.take())
+            (guard.revision, std::mem::take(&mut guard.folded))
         };
-        if let Some(folded) = folded {
-            folding = false;
-            match folded.built {
-                Ok(base) => {
-                    // Catch the new base up with what was published while it was built.
-                    let (snapshot, full) = next_snapshot(&base, &last.view);
-                    let pending = snapshot.pending_changes();
-                    shared.engine.publish(snapshot.clone());
-                    info!(
-                        revision = snapshot.revision(),
-                        base_revision = base.view.revision(),
-                        full,
-                        pending,
-                        elapsed_ms = folded.started.elapsed().as_millis() as u64,
-                        "snapshot folded"
-                    );
-                    last.snapshot = snapshot;
-                    shared.folds.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => error!("building a snapshot in the background panicked"),
-            }
+        if folded {
+            publisher.fold_done();
         }
         if wanted > shared.engine.revision() {
             let started = Instant::now();
@@ -333,35 +259,27 @@ fn publish_loop(shared: Weak<Shared>, mut last: Published) {
             });
             match result {
                 Ok(view) => {
-                    let (snapshot, full) = next_snapshot(&last, &view);
-                    let pending = snapshot.pending_changes();
-                    shared.engine.publish(snapshot.clone());
-                    last = Published { view, snapshot };
-                    if let Ok(mut w) = shared.wanted.lock() {
+                    let published = publisher.publish(Arc::clone(&view));
+                    shared.views.send_replace(view);
+                    if let Ok(mut w) = shared.signal.wanted.lock() {
                         w.failure = None;
                     }
                     tracing::debug!(
-                        revision = last.view.revision(),
-                        full,
-                        pending,
+                        revision = published.revision,
+                        full = published.full,
+                        pending = published.pending,
                         elapsed_us = started.elapsed().as_micros() as u64,
                         "snapshot published"
                     );
                 }
                 Err(e) => {
                     error!(error = %e, "cannot publish a snapshot");
-                    if let Ok(mut w) = shared.wanted.lock() {
+                    if let Ok(mut w) = shared.signal.wanted.lock() {
                         w.failure = Some(e.to_string());
                     }
                     // Do not spin on a store that keeps failing.
                     std::thread::sleep(Duration::from_millis(100));
                 }
-            }
-        }
-        if !folding && last.snapshot.pending_changes() > shared.settings.fold_at {
-            match start_fold(Arc::downgrade(&shared), Arc::clone(&last.view)) {
-                Ok(()) => folding = true,
-                Err(e) => error!(error = %e, "cannot start a background build"),
             }
         }
     }

@@ -66,9 +66,10 @@ pub(crate) struct Built {
     pub(crate) counts: Counts,
     /// Earlier chunks were applied already, guarded by the undo log.
     pub(crate) spilled: bool,
-    /// What the change did to the model, for the in-memory view; `None` when it spilled more
-    /// than [`LISTED_CHUNKS`] chunks (the view is then reloaded: a change that large, a bulk
-    /// import, rewrites much of the model anyway).
+    /// What the change did to the model, for the in-memory view and the change log; `None`
+    /// when it spilled more than [`LISTED_CHUNKS`] chunks (the view is then reloaded and the
+    /// log marks the revision too large: a change that large, a bulk import, rewrites much of
+    /// the model anyway).
     pub(crate) updates: Option<Vec<Update>>,
 }
 

@@ -89,6 +89,11 @@ impl Durability {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// The last revision sled has applied: readers may see it, though it may not be durable yet.
+    pub(crate) fn last_applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
     /// Records that sled has applied `revision`; called by the writer holding the write lock.
     pub(crate) fn applied(&self, revision: u64) {
         self.applied.store(revision, Ordering::Release);

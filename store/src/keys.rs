@@ -8,6 +8,7 @@
 //! | `meta/format` | format version, u32 big-endian |
 //! | `meta/revision` | the last committed revision, u64 big-endian |
 //! | `meta/counts` | users, groups, memberships, policies ([`crate::codec::Counts`]) |
+//! | `meta/id` | the store's id: 32 lowercase hex characters, random ([`crate::Store::id`]) |
 //! | `u/<user id>` | JSON of `pdp::User` |
 //! | `g/<group id>` | JSON of `pdp::Group` |
 //! | `m/<group id>\0<user id>` | the membership ([`crate::codec::encode_membership`]) |
@@ -19,8 +20,9 @@
 //! | `s/u/<user id>`, `s/g/<group id>` | the SCIM document of a user or group synced over SCIM (JSON) |
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
+//! | `l/<revision: u64 big-endian>` | the change log: the ids that revision touched, or a marker that it touched too many to list ([`crate::changelog`]) |
 //!
-//! `a/`, `t/`, `k/` and `s/` are outside `meta/counts`: they are not part of the model.
+//! `a/`, `t/`, `k/`, `s/` and `l/` are outside `meta/counts`: they are not part of the model.
 //!
 //! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
 //! `<id>\0` prefix never matches a longer id. `m/` and `meta/` differ in their second byte, so a
@@ -32,6 +34,7 @@ pub(crate) const FORMAT: &[u8] = b"meta/format";
 pub(crate) const REVISION: &[u8] = b"meta/revision";
 pub(crate) const COUNTS: &[u8] = b"meta/counts";
 pub(crate) const PENDING: &[u8] = b"meta/pending";
+pub(crate) const ID: &[u8] = b"meta/id";
 
 pub(crate) const USER: &[u8] = b"u/";
 pub(crate) const GROUP: &[u8] = b"g/";
@@ -44,6 +47,7 @@ pub(crate) const AUDIT: &[u8] = b"a/";
 pub(crate) const CONNECTION: &[u8] = b"k/";
 pub(crate) const SCIM_USER: &[u8] = b"s/u/";
 pub(crate) const SCIM_GROUP: &[u8] = b"s/g/";
+pub(crate) const LOG: &[u8] = b"l/";
 
 /// Longer ids are rejected: keys stay small and an id is never a document.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -135,26 +139,42 @@ pub(crate) fn scim(kind: crate::ScimKind, id: &str) -> Vec<u8> {
 }
 
 pub(crate) fn audit(seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(AUDIT.len() + 8);
-    key.extend_from_slice(AUDIT);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+    numbered(AUDIT, seq)
 }
 
 /// The sequence number in an audit key.
 pub(crate) fn audit_seq(key: &[u8]) -> Result<u64> {
-    key.strip_prefix(AUDIT)
-        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| malformed(key))
+    number_of(AUDIT, key)
+}
+
+/// The change log record of `revision`.
+pub(crate) fn log(revision: u64) -> Vec<u8> {
+    numbered(LOG, revision)
+}
+
+/// The revision in a change log key.
+pub(crate) fn log_revision(key: &[u8]) -> Result<u64> {
+    number_of(LOG, key)
 }
 
 /// Where the old values overwritten by chunk `chunk` of a large change are kept.
 pub(crate) fn undo(chunk: u64) -> Vec<u8> {
-    let mut undo = Vec::with_capacity(UNDO.len() + 8);
-    undo.extend_from_slice(UNDO);
-    undo.extend_from_slice(&chunk.to_be_bytes());
-    undo
+    numbered(UNDO, chunk)
+}
+
+/// A key numbered in order: big-endian, so keys sort as their numbers do.
+fn numbered(prefix: &[u8], n: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+fn number_of(prefix: &[u8], key: &[u8]) -> Result<u64> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| malformed(key))
 }
 
 /// The prefix of every membership of one group.

@@ -10,6 +10,10 @@
 //! batch; changes too large for one batch (big imports) are chunked behind an undo log (module
 //! `undo`). Module `durability` explains when a write counts as done.
 //!
+//! Each committed revision also leaves a record of the ids it touched (module `changelog`), so
+//! a follower of the store catches up from its revision without a full resync; [`Store::id`]
+//! tells followers one store from another.
+//!
 //! It must not decide anything (that is `pdp`), speak any protocol (SCIM, gRPC), log, or start an
 //! async runtime: methods block, and async callers run them on a blocking thread.
 //!
@@ -22,6 +26,7 @@
 //! transaction ([`Store::transact`]).
 
 mod change;
+mod changelog;
 mod codec;
 mod durability;
 mod error;
@@ -34,6 +39,7 @@ mod undo;
 pub mod view;
 mod write;
 
+pub use changelog::{CHANGE_LOG_REVISIONS, Touched};
 pub use error::{Error, Result};
 pub use import::ImportSummary;
 pub use records::{ApiToken, AuditEvent, ScimConnection, ScimKind};

@@ -1,5 +1,6 @@
 //! Opening a store, and every read.
 
+use crate::changelog::{self, CHANGE_LOG_REVISIONS};
 use crate::codec::{self, Counts};
 use crate::durability::{self, Durability};
 use crate::error::engine;
@@ -18,12 +19,16 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct Options {
     /// The most memory sled's page cache may use, in bytes.
     pub cache_capacity: u64,
+    /// How many of the latest revisions the change log covers ([`Store::touched_between`]);
+    /// 0 keeps no log.
+    pub change_log_revisions: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             cache_capacity: 256 * 1024 * 1024,
+            change_log_revisions: CHANGE_LOG_REVISIONS,
         }
     }
 }
@@ -31,6 +36,14 @@ impl Default for Options {
 impl Options {
     pub fn cache_capacity(mut self, bytes: u64) -> Options {
         self.cache_capacity = bytes;
+        self
+    }
+
+    /// Keeps the change log of the last `revisions` revisions (default
+    /// [`CHANGE_LOG_REVISIONS`]). Opening a store prunes older records, so a smaller window
+    /// takes effect at once; a larger one fills up as revisions are committed.
+    pub fn change_log_revisions(mut self, revisions: u64) -> Options {
+        self.change_log_revisions = revisions;
         self
     }
 }
@@ -52,6 +65,10 @@ pub(crate) struct Inner {
     /// Declared after `db`, so it is dropped after it (see [`WaitForRelease`]).
     _released: WaitForRelease,
     pub(crate) dir: PathBuf,
+    /// See [`Store::id`].
+    id: String,
+    /// How many revisions the change log keeps ([`Options::change_log_revisions`]).
+    pub(crate) change_log_revisions: u64,
     /// Held by each writer from reading the state it validates against until its batch is
     /// applied, and by `load`, so a load never interleaves with a write.
     pub(crate) writer: Mutex<Writer>,
@@ -163,6 +180,12 @@ impl Store {
             }
             _ => {}
         }
+        // Both written before `Durability::open`, whose flush and fsync make them durable.
+        let id = catch_panic("opening the store", || {
+            let id = store_id(&db, &dir)?;
+            changelog::prune(&db, writer.revision, options.change_log_revisions)?;
+            Ok(id)
+        })?;
         let durability = Durability::open(dir.clone(), &db, writer.revision)?;
         let audit_seq = match db.scan_prefix(keys::AUDIT).next_back() {
             Some(item) => keys::audit_seq(&item.map_err(engine)?.0)? + 1,
@@ -173,6 +196,8 @@ impl Store {
                 db,
                 _released: released,
                 dir,
+                id,
+                change_log_revisions: options.change_log_revisions,
                 writer: Mutex::new(writer),
                 durability,
                 in_flight: InFlight::default(),
@@ -184,6 +209,14 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// This store's id: 32 lowercase hex characters, random, set when the store was created (or
+    /// first opened by a build that has ids) and never changed. A follower that finds another
+    /// id than the one it followed is looking at another store, whose revisions and change log
+    /// say nothing about what it holds: it must resync.
+    pub fn id(&self) -> &str {
+        &self.inner.id
     }
 
     /// The latest durable revision: 0 for a new store, then one more per committed change.
@@ -625,6 +658,7 @@ fn init_or_check(db: &sled::Db, dir: &Path) -> Result<Writer> {
             batch.insert(keys::FORMAT, &codec::encode_format()[..]);
             batch.insert(keys::REVISION, &codec::encode_u64(0)[..]);
             batch.insert(keys::COUNTS, &counts.encode()[..]);
+            batch.insert(keys::ID, new_id(dir)?.as_bytes());
             db.apply_batch(batch).map_err(engine)?;
             Ok(Writer {
                 revision: 0,
@@ -647,5 +681,38 @@ fn init_or_check(db: &sled::Db, dir: &Path) -> Result<Writer> {
                 expected: codec::FORMAT_VERSION,
             }),
         },
+    }
+}
+
+/// The store's id, written first if the store has none: it was created before ids existed.
+fn store_id(db: &sled::Db, dir: &Path) -> Result<String> {
+    match db.get(keys::ID).map_err(engine)? {
+        Some(bytes) => decode_id(&bytes),
+        None => {
+            let id = new_id(dir)?;
+            db.insert(keys::ID, id.as_bytes()).map_err(engine)?;
+            Ok(id)
+        }
+    }
+}
+
+/// A fresh id: 128 random bits as 32 lowercase hex characters.
+fn new_id(dir: &Path) -> Result<String> {
+    let mut bits = [0u8; 16];
+    getrandom::fill(&mut bits).map_err(|e| Error::Open {
+        path: dir.to_owned(),
+        reason: format!("cannot generate the store id: {e}"),
+    })?;
+    Ok(bits.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn decode_id(bytes: &[u8]) -> Result<String> {
+    let is_id =
+        |id: &str| id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match std::str::from_utf8(bytes) {
+        Ok(id) if is_id(id) => Ok(id.to_owned()),
+        _ => Err(Error::Corrupt(
+            "`meta/id` is not 32 lowercase hex characters".to_owned(),
+        )),
     }
 }

@@ -6,7 +6,7 @@
 use crate::change::{Built, Change, Kind};
 use crate::error::engine;
 use crate::store::{Store, not_found};
-use crate::{Error, Result, codec, keys, lock, undo};
+use crate::{Error, Result, changelog, codec, keys, lock, undo};
 use pdp::{Group, Membership, Policy, User};
 use std::collections::HashSet;
 
@@ -120,6 +120,9 @@ impl Store {
 
     /// [`Store::commit`] without waiting for durability: the revision is applied (readers see
     /// it) but must not be acknowledged before [`Store::sync`] of it returns.
+    ///
+    /// The only place a revision is committed: its last batch carries `meta/revision`, the
+    /// counts and its change log record ([`crate::changelog`]) together.
     pub(crate) fn commit_applied<E: From<Error>>(
         &self,
         build: impl FnOnce(&mut Change<'_>) -> std::result::Result<(), E>,
@@ -151,6 +154,12 @@ impl Store {
                     let revision = writer.revision + 1;
                     batch.insert(keys::REVISION, &codec::encode_u64(revision)[..]);
                     batch.insert(keys::COUNTS, &counts.encode()[..]);
+                    changelog::record(
+                        &mut batch,
+                        revision,
+                        inner.change_log_revisions,
+                        updates.as_deref(),
+                    );
                     if let Err(error) = inner.db.apply_batch(batch) {
                         // sled may have applied part of the batch in memory: stop writing.
                         inner.durability.fail();

@@ -181,6 +181,14 @@ pub fn raw_insert(dir: &Path, key: &[u8], value: &[u8]) {
     close_raw(db, dir);
 }
 
+/// Deletes a key straight from a closed store's sled tree.
+pub fn raw_remove(dir: &Path, key: &[u8]) {
+    let db = sled::open(dir).unwrap();
+    db.remove(key).unwrap();
+    db.flush().unwrap();
+    close_raw(db, dir);
+}
+
 /// The keys in a closed store's sled tree under `prefix`.
 pub fn raw_keys(dir: &Path, prefix: &[u8]) -> Vec<Vec<u8>> {
     let db = sled::open(dir).unwrap();

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod changelog;
 mod import;
 mod integrity;
 mod processes;

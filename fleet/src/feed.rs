@@ -1,0 +1,414 @@
+//! The control plane's side: the feed of published changes and the `SnapshotService` that
+//! streams it to each sidecar.
+//!
+//! One task follows the views the control plane publishes ([`live::Live::published_views`]) and
+//! turns the difference between consecutive ones into a `DirectoryChange`, encoded once and
+//! broadcast to every follower. Each follower's stream first catches it up to the view current
+//! when it subscribed, with the smallest thing that works: nothing, one change built from the
+//! store's change log, or a full snapshot; then it forwards the broadcast changes. A follower
+//! that falls behind the broadcast (or a view the feed cannot diff, after a bulk import)
+//! catches up the same way again, from where it is.
+
+use crate::{FORMAT, wire};
+use live::Live;
+use pb::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
+use pdp_service::RequireToken;
+use portcullis_proto::v1 as pb;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{Store, View};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, warn};
+
+/// How often an idle stream says the control plane is still there.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Broadcast changes a follower may fall behind by before it catches up from the change log.
+const BROADCAST: usize = 4096;
+
+/// Users per message: a snapshot chunk or a part of a change stays well under a megabyte.
+const USERS_PER_MESSAGE: usize = 4096;
+
+/// Group ids per snapshot chunk.
+const GROUPS_PER_MESSAGE: usize = 16_384;
+
+/// Messages queued for one follower before the producer waits for it to read.
+const QUEUED: usize = 16;
+
+/// The published changes, for any number of followers. Cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+struct Inner {
+    store: Store,
+    store_id: String,
+    /// The last published view and the channel of changes after it: taken together, under the
+    /// lock, so a subscriber misses nothing and sees nothing twice.
+    state: Mutex<State>,
+}
+
+struct State {
+    view: Arc<View>,
+    changes: broadcast::Sender<Item>,
+}
+
+/// What the feed broadcasts.
+#[derive(Clone)]
+enum Item {
+    /// The change from one published revision to the next, encoded.
+    Change {
+        from: u64,
+        to: u64,
+        events: Arc<[pb::WatchEvent]>,
+    },
+    /// The new view shares nothing with the last (the store reloaded it): followers catch up
+    /// from the change log or a full snapshot.
+    Reset,
+}
+
+impl Feed {
+    /// Starts following what `live` publishes. Must run within a tokio runtime; the feed stops
+    /// when `live`'s publisher does.
+    pub fn start(live: &Live) -> Feed {
+        let mut views = live.published_views();
+        let view = Arc::clone(&views.borrow_and_update());
+        let store = live.store().clone();
+        let inner = Arc::new(Inner {
+            store_id: store.id().to_owned(),
+            store,
+            state: Mutex::new(State {
+                view: Arc::clone(&view),
+                changes: broadcast::channel(BROADCAST).0,
+            }),
+        });
+        let feed = Feed { inner };
+        let follower = feed.clone();
+        tokio::spawn(async move {
+            let mut last = view;
+            while views.changed().await.is_ok() {
+                let view = Arc::clone(&views.borrow_and_update());
+                last = follower.advance(&last, view);
+            }
+        });
+        feed
+    }
+
+    /// Broadcasts the change from `last` to `view`; returns `view`.
+    fn advance(&self, last: &Arc<View>, view: Arc<View>) -> Arc<View> {
+        let item = match view.changes_since(last) {
+            Some(changes) => Item::Change {
+                from: last.revision(),
+                to: view.revision(),
+                events: change_events(
+                    &view,
+                    last.revision(),
+                    changes.users.iter().map(|(id, _)| &**id),
+                    changes.groups.iter().map(|id| &**id),
+                    changes.policies.iter().map(|id| &**id),
+                )
+                .into(),
+            },
+            None => Item::Reset,
+        };
+        if let Ok(mut state) = self.inner.state.lock() {
+            state.view = Arc::clone(&view);
+            // No receiver is fine: nobody follows yet.
+            let _ = state.changes.send(item);
+        }
+        view
+    }
+
+    /// The latest published revision.
+    pub fn revision(&self) -> u64 {
+        self.inner
+            .state
+            .lock()
+            .map_or(0, |state| state.view.revision())
+    }
+
+    /// The current view and every change after it.
+    fn subscribe(&self) -> Option<(Arc<View>, broadcast::Receiver<Item>)> {
+        let state = self.inner.state.lock().ok()?;
+        Some((Arc::clone(&state.view), state.changes.subscribe()))
+    }
+
+    /// The gRPC service streaming this feed, to callers presenting `token` only: the stream is
+    /// the whole directory.
+    pub fn service(
+        &self,
+        token: RequireToken,
+    ) -> InterceptedService<SnapshotServiceServer<Feed>, RequireToken> {
+        SnapshotServiceServer::with_interceptor(self.clone(), token)
+    }
+}
+
+#[tonic::async_trait]
+impl SnapshotService for Feed {
+    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let watch = request.into_inner();
+        if watch.format != FORMAT {
+            return Err(Status::failed_precondition(format!(
+                "format: the follower reads stream format {}, this control plane writes format \
+                 {FORMAT}; upgrade the older of the two",
+                watch.format
+            )));
+        }
+        let (tx, rx) = mpsc::channel(QUEUED);
+        let feed = self.clone();
+        tokio::spawn(async move {
+            info!(%peer, from_revision = watch.from_revision, "sidecar following");
+            match feed.follow(watch, &tx).await {
+                Ok(()) | Err(Gone) => info!(%peer, "sidecar gone"),
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The follower hung up.
+struct Gone;
+
+type Events = mpsc::Sender<Result<pb::WatchEvent, Status>>;
+
+async fn send(tx: &Events, event: pb::WatchEvent) -> Result<(), Gone> {
+    tx.send(Ok(event)).await.map_err(|_| Gone)
+}
+
+impl Feed {
+    /// Streams to one follower until it hangs up or the feed stops.
+    async fn follow(&self, watch: pb::WatchRequest, tx: &Events) -> Result<(), Gone> {
+        let mut store_id = watch.store_id;
+        let mut at = watch.from_revision;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let Some((view, mut changes)) = self.subscribe() else {
+                return Ok(());
+            };
+            self.catch_up(&store_id, at, &view, tx).await?;
+            store_id.clone_from(&self.inner.store_id);
+            at = view.revision();
+            drop(view);
+            // Forward changes until the follower falls behind or the feed resets.
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return Err(Gone),
+                    item = changes.recv() => match item {
+                        Ok(Item::Change { from, to, events }) => {
+                            if to <= at {
+                                continue;
+                            }
+                            if from != at {
+                                warn!(from, at, "the feed skipped a revision; catching up");
+                                break;
+                            }
+                            for event in events.iter() {
+                                send(tx, event.clone()).await?;
+                            }
+                            at = to;
+                        }
+                        Ok(Item::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    },
+                    _ = heartbeat.tick() => {
+                        let beat = pb::Heartbeat { revision: self.revision() };
+                        send(tx, event(pb::watch_event::Event::Heartbeat(beat))).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings a follower at `at` of store `store_id` to `view`: nothing if it is there, one
+    /// change from the store's change log if that still covers the gap, else a full snapshot.
+    async fn catch_up(
+        &self,
+        store_id: &str,
+        at: u64,
+        view: &Arc<View>,
+        tx: &Events,
+    ) -> Result<(), Gone> {
+        let to = view.revision();
+        let same_store = store_id == self.inner.store_id;
+        if same_store && at == to {
+            return Ok(());
+        }
+        if same_store && at < to {
+            let store = self.inner.store.clone();
+            let touched = tokio::task::spawn_blocking(move || store.touched_between(at, to))
+                .await
+                .ok()
+                .and_then(|t| {
+                    t.map_err(|e| warn!(error = %e, "cannot read the change log"))
+                        .ok()
+                })
+                .flatten();
+            if let Some(touched) = touched {
+                debug!(from = at, to, "catching a follower up from the change log");
+                let events = change_events(
+                    view,
+                    at,
+                    touched.users.iter().map(String::as_str),
+                    touched.groups.iter().map(String::as_str),
+                    touched.policies.iter().map(String::as_str),
+                );
+                for e in events {
+                    send(tx, e).await?;
+                }
+                return Ok(());
+            }
+        }
+        info!(
+            from = at,
+            to, same_store, "sending a full snapshot to a follower"
+        );
+        let view = Arc::clone(view);
+        let store_id = self.inner.store_id.clone();
+        let tx = tx.clone();
+        // Encoding a million users is CPU work: off the async threads, at the follower's pace.
+        tokio::task::spawn_blocking(move || full_snapshot(&view, &store_id, &tx))
+            .await
+            .map_err(|_| Gone)?
+    }
+}
+
+fn event(event: pb::watch_event::Event) -> pb::WatchEvent {
+    pb::WatchEvent { event: Some(event) }
+}
+
+/// The whole of `view`, in chunks, sent from a blocking thread as the follower reads them.
+fn full_snapshot(view: &View, store_id: &str, tx: &Events) -> Result<(), Gone> {
+    use pb::watch_event::Event;
+    let send = |e: Event| tx.blocking_send(Ok(event(e))).map_err(|_| Gone);
+    let revision = view.revision();
+    send(Event::Begin(pb::SnapshotBegin {
+        format: FORMAT,
+        store_id: store_id.to_owned(),
+        revision,
+        users: view.user_count() as u64,
+        groups: view.group_count() as u64,
+        policies: view.policies().len() as u64,
+        memberships: view.membership_count() as u64,
+    }))?;
+    let group_ids: Vec<&str> = view.groups().map(|g| g.group.id.as_str()).collect();
+    let index: HashMap<&str, u32> = group_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    for chunk in group_ids.chunks(GROUPS_PER_MESSAGE) {
+        send(Event::Chunk(pb::SnapshotChunk {
+            group_ids: chunk.iter().map(|id| (*id).to_owned()).collect(),
+            ..Default::default()
+        }))?;
+    }
+    send(Event::Chunk(pb::SnapshotChunk {
+        policies: view.policies().map(|p| wire::policy(p)).collect(),
+        ..Default::default()
+    }))?;
+    let mut users = Vec::with_capacity(USERS_PER_MESSAGE);
+    for user in view.users() {
+        let mut record = wire::user(user);
+        record.group_indexes = view
+            .groups_of(&user.id)
+            .filter_map(|(g, _)| index.get(&**g).copied())
+            .collect();
+        users.push(record);
+        if users.len() == USERS_PER_MESSAGE {
+            send(Event::Chunk(pb::SnapshotChunk {
+                users: std::mem::take(&mut users),
+                ..Default::default()
+            }))?;
+        }
+    }
+    if !users.is_empty() {
+        send(Event::Chunk(pb::SnapshotChunk {
+            users,
+            ..Default::default()
+        }))?;
+    }
+    send(Event::End(pb::SnapshotEnd { revision }))
+}
+
+/// The change from `from` to `view`'s revision for these ids, as whole records from `view`,
+/// in parts of at most [`USERS_PER_MESSAGE`] users.
+fn change_events<'a>(
+    view: &View,
+    from: u64,
+    users: impl Iterator<Item = &'a str>,
+    groups: impl Iterator<Item = &'a str>,
+    policies: impl Iterator<Item = &'a str>,
+) -> Vec<pb::WatchEvent> {
+    let mut first = pb::DirectoryChange {
+        from_revision: from,
+        revision: view.revision(),
+        ..Default::default()
+    };
+    for id in groups.collect::<BTreeSet<_>>() {
+        match view.group(id) {
+            Some(_) => first.groups.push(id.to_owned()),
+            None => first.removed_groups.push(id.to_owned()),
+        }
+    }
+    for id in policies.collect::<BTreeSet<_>>() {
+        match view.policy(id) {
+            Some(p) => first.policies.push(wire::policy(p)),
+            None => first.removed_policies.push(id.to_owned()),
+        }
+    }
+    let mut parts = vec![first];
+    for id in users.collect::<BTreeSet<_>>() {
+        if parts
+            .last()
+            .is_some_and(|p| p.users.len() >= USERS_PER_MESSAGE)
+        {
+            parts.push(pb::DirectoryChange {
+                from_revision: from,
+                revision: view.revision(),
+                ..Default::default()
+            });
+        }
+        let Some(part) = parts.last_mut() else {
+            continue;
+        };
+        match view.user(id) {
+            Some(user) => {
+                let mut record = wire::user(user);
+                record.group_ids = view.groups_of(id).map(|(g, _)| g.to_string()).collect();
+                part.users.push(record);
+            }
+            None => part.removed_users.push(id.to_owned()),
+        }
+    }
+    let last = parts.len() - 1;
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut part)| {
+            part.continued = i < last;
+            event(pb::watch_event::Event::Change(part))
+        })
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! Between the model and the stream's messages: what a decision reads of a user, and policies as
+//! the store's own JSON.
+
+use crate::{Error, Result};
+use pdp::{Lock, Policy, Timestamp, User};
+use portcullis_proto::v1 as pb;
+
+/// A user as the stream carries them: what decisions read, without groups (the caller adds
+/// them, by index in a snapshot and by id in a change).
+pub(crate) fn user(user: &User) -> pb::DirectoryUser {
+    let email_is_user_name = user.emails.len() == 1 && user.emails[0] == user.user_name;
+    pb::DirectoryUser {
+        id: user.id.clone(),
+        external_id: user.external_id.clone(),
+        user_name: user.user_name.clone(),
+        emails: if email_is_user_name {
+            Vec::new()
+        } else {
+            user.emails.clone()
+        },
+        email_is_user_name,
+        inactive: !user.active,
+        locked: user.lock.is_some(),
+        group_indexes: Vec::new(),
+        group_ids: Vec::new(),
+    }
+}
+
+/// The user a stream record describes, with what decisions read filled in and the rest left
+/// at defaults; its groups stay in the record.
+pub(crate) fn user_from(record: &pb::DirectoryUser) -> Result<User> {
+    if record.id.is_empty() {
+        return Err(Error::Stream("a user record without an id".into()));
+    }
+    let emails = if record.email_is_user_name {
+        vec![record.user_name.clone()]
+    } else {
+        record.emails.clone()
+    };
+    Ok(User {
+        id: record.id.clone(),
+        external_id: record.external_id.clone(),
+        user_name: record.user_name.clone(),
+        emails,
+        active: !record.inactive,
+        // Only whether: who locked them, when and why stay with the control plane.
+        lock: record.locked.then(|| Lock {
+            at: Timestamp(0),
+            by: String::new(),
+            reason: String::new(),
+        }),
+        ..User::default()
+    })
+}
+
+/// A policy as the store encodes it, so every field arrives exactly as written.
+pub(crate) fn policy(policy: &Policy) -> Vec<u8> {
+    // A policy is plain data: serializing it to JSON cannot fail.
+    serde_json::to_vec(policy).unwrap_or_default()
+}
+
+pub(crate) fn policy_from(bytes: &[u8]) -> Result<Policy> {
+    let policy: Policy = serde_json::from_slice(bytes)
+        .map_err(|e| Error::Stream(format!("a policy record does not decode: {e}")))?;
+    if policy.id.is_empty() {
+        return Err(Error::Stream("a policy record without an id".into()));
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use pdp::{Action, Mfa, Scope, Tools};
+
+    #[test]
+    fn a_user_keeps_what_decisions_read() {
+        let full = User {
+            id: "u1".into(),
+            external_id: Some("okta-1".into()),
+            user_name: "Ada@Example.com".into(),
+            emails: vec!["Ada@Example.com".into()],
+            display_name: "Ada".into(),
+            active: false,
+            lock: Some(Lock {
+                at: Timestamp(5),
+                by: "admin".into(),
+                reason: "incident".into(),
+            }),
+            mfa: Mfa::Enabled,
+            ..User::default()
+        };
+        let record = user(&full);
+        assert!(record.email_is_user_name && record.emails.is_empty());
+        let back = user_from(&record).unwrap();
+        assert_eq!(
+            (&back.id, &back.external_id, &back.user_name, &back.emails),
+            (&full.id, &full.external_id, &full.user_name, &full.emails)
+        );
+        assert_eq!((back.active, back.lock.is_some()), (false, true));
+        assert_eq!(back.logins(), full.logins());
+        // Nothing else travels.
+        assert!(back.display_name.is_empty() && back.mfa == Mfa::Unknown);
+
+        let several = User {
+            emails: vec!["b@x.com".into(), "c@x.com".into()],
+            external_id: None,
+            ..full
+        };
+        let back = user_from(&user(&several)).unwrap();
+        assert_eq!((back.emails, back.external_id), (several.emails, None));
+    }
+
+    #[test]
+    fn a_policy_travels_whole() {
+        let p = Policy {
+            id: "p1".into(),
+            name: "all of github".into(),
+            connector: "github".into(),
+            tools: Tools::Only(vec!["merge".into()]),
+            scope: Scope {
+                all_users: false,
+                users: vec!["u1".into()],
+                groups: vec!["g1".into()],
+            },
+            action: Action::StepUp,
+            ..Policy::default()
+        };
+        assert_eq!(policy_from(&policy(&p)).unwrap(), p);
+        assert!(policy_from(b"{").is_err());
+    }
+}

@@ -4,8 +4,10 @@
 mod admin_cmd;
 mod check;
 mod import;
+mod net;
 mod scim_token_cmd;
 mod serve;
+mod sidecar;
 mod token_cmd;
 mod workload_cmd;
 
@@ -24,8 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve decisions over gRPC from the directory in the data dir.
+    /// Serve the control plane: decisions, admin and SCIM over the directory in the data dir.
     Serve(serve::Args),
+    /// Answer decisions from memory next to a gateway, following a control plane's snapshot
+    /// stream: no store of its own.
+    Sidecar(sidecar::Args),
     /// Load a directory export (users, groups, policies) into the data dir, all or nothing.
     Import(import::Args),
     /// Ask a running server for one decision and print it.
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Sidecar(args) => sidecar::run(args),
         Command::Import(args) => import::run(args),
         Command::Check(args) => check::run(args),
         Command::Admin(args) => admin_cmd::run(args),

@@ -10,8 +10,9 @@ use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tonic::transport::server::TcpIncoming;
 use tracing::info;
+
+use crate::net;
 
 /// Decisions waiting for the recent-activity keeper; past this they are dropped, not waited for.
 const RECORD_QUEUE: usize = 16 * 1024;
@@ -32,56 +33,68 @@ pub struct Args {
     /// this file. Off by default: decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Stream the directory to sidecars (`portcullis sidecar`) that present this file's secret
+    /// as `authorization: Bearer <secret>`. Without it the stream is not served.
+    #[arg(long, env = "PORTCULLIS_SIDECAR_TOKEN_FILE")]
+    sidecar_token_file: Option<PathBuf>,
+    /// Also serve gRPC health alone, in plain text, here: for probes that cannot do TLS.
+    #[arg(long, env = "PORTCULLIS_HEALTH_ADDR")]
+    health_addr: Option<SocketAddr>,
+}
+
+/// What `serve` starts with, read and checked before anything listens.
+struct Settings {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
+    decision_token: Option<RequireToken>,
+    sidecar_token: Option<RequireToken>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let token = |path: &Option<PathBuf>| -> anyhow::Result<Option<RequireToken>> {
+        path.as_deref()
+            .map(|p| Ok(RequireToken::new(&net::read_secret(p)?)))
+            .transpose()
+    };
+    let settings = Settings {
+        grpc_addr: args.grpc_addr,
+        http_addr: args.http_addr,
+        health_addr: args.health_addr,
+        decision_token: token(&args.decision_token_file)?,
+        sidecar_token: token(&args.sidecar_token_file)?,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(net::server_tls(cert, key)?),
+            _ => None,
+        },
+    };
     // Open and load before the runtime starts: a store that cannot be read stops us here, and
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
-    let decision_token = match &args.decision_token_file {
-        None => None,
-        Some(path) => {
-            let secret = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            let secret = secret.trim().to_owned();
-            anyhow::ensure!(!secret.is_empty(), "`{}` is empty", path.display());
-            Some(RequireToken::new(&secret))
-        }
-    };
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
-    super::runtime()?.block_on(serve(live, args.grpc_addr, args.http_addr, decision_token))?;
+    super::runtime()?.block_on(serve(live, settings))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    live: Live,
-    addr: SocketAddr,
-    http_addr: SocketAddr,
-    decision_token: Option<RequireToken>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on `{addr}`"))?;
+async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
+    let listener = net::bind(settings.grpc_addr).await?;
     let local = listener.local_addr()?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("cannot listen on `{http_addr}`"))?;
+    let http_listener = net::bind(settings.http_addr).await?;
     let http_local = http_listener.local_addr()?;
 
-    // One signal stops both servers; each finishes its in-flight requests.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|&s| s).await;
-    };
+    let stopped = net::stop_on_signal();
     let scim = axum::serve(http_listener, sync::router(live.clone()))
-        .with_graceful_shutdown(until_stopped(stopped.clone()));
+        .with_graceful_shutdown(net::until(stopped.clone()));
     info!(http_addr = %http_local, "serving SCIM at /scim/v2");
     let http = tokio::spawn(async move { scim.await });
 
@@ -92,6 +105,10 @@ async fn serve(
     health
         .set_serving::<pb::admin_service_server::AdminServiceServer<AdminService>>()
         .await;
+    let probes = match settings.health_addr {
+        Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
+        None => None,
+    };
     let (recorder, records) = Recorder::channel(RECORD_QUEUE);
     let activity = Activity::start(records);
     let engine = live.engine().clone();
@@ -101,13 +118,9 @@ async fn serve(
         .build_v1()
         .context("cannot build the reflection service")?;
 
-    info!(grpc_addr = %local, revision = engine.revision(), "serving decisions");
-    // With our own listener the builder's `tcp_nodelay` does not apply: set it on the incoming
-    // stream, or multi-frame responses wait out Nagle and delayed ACKs (about 40 ms each).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let decisions = DecisionService::new(engine).with_recorder(recorder);
+    let decisions = DecisionService::new(engine.clone()).with_recorder(recorder);
     // Optional services: the router's type differs with and without the interceptor.
-    let (open, guarded) = match decision_token {
+    let (open, guarded) = match settings.decision_token {
         None => (Some(decisions.into_server()), None),
         Some(token) => (
             None,
@@ -118,41 +131,46 @@ async fn serve(
             ),
         ),
     };
-    tonic::transport::Server::builder()
+    let feed = settings
+        .sidecar_token
+        .map(|token| (fleet::Feed::start(&live), token));
+    if let Some((feed, _)) = &feed {
+        // Streams never finish on their own: end them when the server starts draining.
+        let (feed, stopped) = (feed.clone(), stopped.clone());
+        tokio::spawn(async move {
+            net::until(stopped).await;
+            feed.stop();
+        });
+    }
+    let snapshots = feed.map(|(feed, token)| feed.service(token));
+    let mut builder = tonic::transport::Server::builder();
+    let tls = settings.tls.is_some();
+    if let Some(tls) = settings.tls {
+        builder = builder.tls_config(tls).context("cannot set up TLS")?;
+    }
+    info!(
+        grpc_addr = %local,
+        revision = engine.revision(),
+        tls,
+        sidecars = snapshots.is_some(),
+        "serving decisions"
+    );
+    builder
         .add_optional_service(open)
         .add_optional_service(guarded)
+        .add_optional_service(snapshots)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AdminService::new(live, activity).into_server())
-        .serve_with_incoming_shutdown(incoming, until_stopped(stopped))
+        .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
         .await
         .context("the gRPC server failed")?;
     http.await
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")?;
+    if let Some(probes) = probes {
+        probes.await.context("the health server task failed")??;
+    }
     info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server returns.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    info!("shutting down");
 }

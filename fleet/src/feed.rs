@@ -59,6 +59,9 @@ struct Inner {
     /// The last published view and the channel of changes after it: taken together, under the
     /// lock, so a subscriber misses nothing and sees nothing twice.
     state: Mutex<State>,
+    /// Turns true when the server shuts down: every stream then ends, so a graceful shutdown
+    /// does not wait on streams that never finish.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 struct State {
@@ -94,6 +97,7 @@ impl Feed {
                 view: Arc::clone(&view),
                 changes: broadcast::channel(BROADCAST).0,
             }),
+            stop: tokio::sync::watch::channel(false).0,
         });
         let feed = Feed { inner };
         let follower = feed.clone();
@@ -130,6 +134,12 @@ impl Feed {
             let _ = state.changes.send(item);
         }
         view
+    }
+
+    /// Ends every stream, now and from now on; followers reconnect (to the next control plane
+    /// to start).
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
     }
 
     /// The latest published revision.
@@ -201,6 +211,10 @@ impl Feed {
     async fn follow(&self, watch: pb::WatchRequest, tx: &Events) -> Result<(), Gone> {
         let mut store_id = watch.store_id;
         let mut at = watch.from_revision;
+        let mut stopped = self.inner.stop.subscribe();
+        if *stopped.borrow_and_update() {
+            return Ok(());
+        }
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -215,6 +229,7 @@ impl Feed {
             loop {
                 tokio::select! {
                     () = tx.closed() => return Err(Gone),
+                    _ = stopped.changed() => return Ok(()),
                     item = changes.recv() => match item {
                         Ok(Item::Change { from, to, events }) => {
                             if to <= at {

@@ -1,0 +1,291 @@
+//! `portcullis sidecar`: a PDP-only process next to an agent gateway. It follows the control
+//! plane's snapshot stream and serves DecisionService from memory, with no store; health says
+//! NOT_SERVING until the first snapshot arrives and while it fails closed; `/metrics` on the
+//! HTTP port reports the revision, the lag and the staleness.
+
+use crate::net;
+use anyhow::Context;
+use fleet::{Follower, Status};
+use pdp_service::{DecisionService, RequireToken};
+use portcullis_proto::v1 as pb;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// How often health follows the follower's state.
+const HEALTH_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The control plane's gRPC address, `https://host:port` (or `http://` without TLS).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM")]
+    upstream: String,
+    /// The secret the control plane expects from sidecars (its --sidecar-token-file).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_TOKEN_FILE")]
+    upstream_token_file: Option<PathBuf>,
+    /// The PEM CA certificate that signed the control plane's certificate; without it, the
+    /// webpki roots.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<PathBuf>,
+    /// Where to serve decisions; port 0 picks a free one (the log line says which).
+    #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// Where to serve Prometheus metrics at `/metrics`.
+    #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    http_addr: SocketAddr,
+    /// Also serve gRPC health alone here: for probes, which cannot reach a pod's loopback.
+    #[arg(long, env = "PORTCULLIS_HEALTH_ADDR")]
+    health_addr: Option<SocketAddr>,
+    /// How long the control plane may be unreachable before every check is denied with reason
+    /// STALE_SNAPSHOT (fail closed).
+    #[arg(long, env = "PORTCULLIS_MAX_STALENESS", default_value = "60s", value_parser = humantime::parse_duration)]
+    max_staleness: Duration,
+    /// Keep answering from a stale snapshot instead of failing closed (metrics still say it
+    /// is stale).
+    #[arg(long, env = "PORTCULLIS_SERVE_STALE")]
+    serve_stale: bool,
+    /// Require `authorization: Bearer <secret>` on DecisionService calls, the secret read from
+    /// this file.
+    #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
+    decision_token_file: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let token = args
+        .upstream_token_file
+        .as_deref()
+        .map(net::read_secret)
+        .transpose()?;
+    let ca = args
+        .upstream_ca_file
+        .as_deref()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display())))
+        .transpose()?;
+    let upstream = fleet::Upstream::new(&args.upstream, token.as_deref(), ca.as_deref())
+        .context("--upstream")?;
+    let decision_token = args
+        .decision_token_file
+        .as_deref()
+        .map(|p| Ok::<_, anyhow::Error>(RequireToken::new(&net::read_secret(p)?)))
+        .transpose()?;
+    let options = fleet::Options {
+        max_staleness: args.max_staleness,
+        serve_stale: args.serve_stale,
+        ..fleet::Options::default()
+    };
+    super::runtime()?.block_on(serve(args, upstream, options, decision_token))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    args: Args,
+    upstream: fleet::Upstream,
+    options: fleet::Options,
+    decision_token: Option<RequireToken>,
+) -> anyhow::Result<()> {
+    let listener = net::bind(args.grpc_addr).await?;
+    let local = listener.local_addr()?;
+    let http_listener = net::bind(args.http_addr).await?;
+    let http_local = http_listener.local_addr()?;
+    let stopped = net::stop_on_signal();
+
+    info!(upstream = %args.upstream, max_staleness = ?options.max_staleness, "following the control plane");
+    let follower = Follower::start(upstream, options).context("cannot start following")?;
+
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get({
+            let registry = Arc::new(registry(follower.clone()));
+            move || metrics(Arc::clone(&registry))
+        }),
+    );
+    let http =
+        axum::serve(http_listener, metrics).with_graceful_shutdown(net::until(stopped.clone()));
+    info!(http_addr = %http_local, "serving metrics at /metrics");
+    let http = tokio::spawn(async move { http.await });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(follow_health(follower.clone(), health));
+    let probes = match args.health_addr {
+        Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
+        None => None,
+    };
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let decisions = DecisionService::new(follower.engine().clone())
+        .with_freshness(follower.freshness().clone());
+    let (open, guarded) = match decision_token {
+        None => (Some(decisions.into_server()), None),
+        Some(token) => (
+            None,
+            Some(
+                pb::decision_service_server::DecisionServiceServer::with_interceptor(
+                    decisions, token,
+                ),
+            ),
+        ),
+    };
+    info!(grpc_addr = %local, "serving decisions");
+    tonic::transport::Server::builder()
+        .add_optional_service(open)
+        .add_optional_service(guarded)
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
+        .await
+        .context("the gRPC server failed")?;
+    http.await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
+    if let Some(probes) = probes {
+        probes.await.context("the health server task failed")??;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Keeps gRPC health in step with the follower: SERVING once a snapshot arrived and while it
+/// does not fail closed.
+async fn follow_health(follower: Follower, health: tonic_health::server::HealthReporter) {
+    type Decisions = pb::decision_service_server::DecisionServiceServer<DecisionService>;
+    let mut serving = None;
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        tick.tick().await;
+        let status = follower.status();
+        let now = status.has_snapshot && !status.failing_closed;
+        if serving == Some(now) {
+            continue;
+        }
+        serving = Some(now);
+        if now {
+            health.set_serving::<Decisions>().await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        } else {
+            health.set_not_serving::<Decisions>().await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        info!(serving = now, revision = status.revision, "health");
+    }
+}
+
+fn registry(follower: Follower) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FollowerMetrics(follower)));
+    registry
+}
+
+async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The follower's status, read at each scrape.
+#[derive(Debug)]
+struct FollowerMetrics(Follower);
+
+impl Collector for FollowerMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s: Status = self.0.status();
+        let flag = |b: bool| i64::from(b);
+        let gauges: [(&str, &str, i64); 8] = [
+            (
+                "portcullis_snapshot_revision",
+                "The revision decisions are answered from.",
+                s.revision as i64,
+            ),
+            (
+                "portcullis_upstream_revision",
+                "The control plane's latest revision, from its last heartbeat.",
+                s.upstream_revision as i64,
+            ),
+            (
+                "portcullis_snapshot_lag_revisions",
+                "Revisions the control plane is ahead by.",
+                s.lag() as i64,
+            ),
+            (
+                "portcullis_upstream_silence_milliseconds",
+                "Time since the control plane was last heard from (-1: never).",
+                s.since_contact.map_or(-1, |d| d.as_millis() as i64),
+            ),
+            (
+                "portcullis_upstream_connected",
+                "1 while connected to the control plane.",
+                flag(s.connected),
+            ),
+            (
+                "portcullis_snapshot_stale",
+                "1 while the snapshot is older than the staleness bound, or there is none yet.",
+                flag(s.stale),
+            ),
+            (
+                "portcullis_snapshot_failing_closed",
+                "1 while every check is denied as stale.",
+                flag(s.failing_closed),
+            ),
+            (
+                "portcullis_full_snapshot_bytes",
+                "Size on the wire of the last full snapshot.",
+                s.last_full_bytes as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "portcullis_full_snapshots",
+                "Full snapshots received.",
+                s.full_snapshots,
+            ),
+            (
+                "portcullis_snapshot_changes",
+                "Changes received and applied.",
+                s.changes,
+            ),
+            (
+                "portcullis_upstream_reconnects",
+                "Connections to the control plane lost and retried.",
+                s.reconnects,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}

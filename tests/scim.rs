@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const ENTRA_GROUP: &str =
@@ -21,10 +21,10 @@ const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// An HTTP answer: status, headers (names lower-cased) and body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
@@ -36,14 +36,14 @@ impl Reply {
     }
 
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, self.body))
     }
 
     /// The JSON body of an answer that must have `status`.
     #[track_caller]
-    fn expect(&self, status: u16) -> Value {
+    pub(crate) fn expect(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.body);
         self.json()
     }
@@ -80,7 +80,13 @@ impl Reply {
 /// `Authorization` unless listed); with `Transfer-Encoding: chunked` among them the body goes in
 /// 64 KiB chunks, else with its `Content-Length`. A server may answer before reading the whole
 /// body (413): a failed body write is ignored and the answer read all the same.
-fn http(base: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub(crate) fn http(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let host = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     stream
@@ -170,9 +176,9 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 /// A SCIM client of one server with one bearer token; targets are under `/scim/v2`.
-struct Scim {
-    base: String,
-    token: String,
+pub(crate) struct Scim {
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Scim {
@@ -208,7 +214,7 @@ impl Scim {
         self.send("GET", target, None, None)
     }
 
-    fn post(&self, target: &str, body: &Value) -> Reply {
+    pub(crate) fn post(&self, target: &str, body: &Value) -> Reply {
         self.send("POST", target, Some(body), None)
     }
 
@@ -216,7 +222,7 @@ impl Scim {
         self.send("PUT", target, Some(body), None)
     }
 
-    fn patch(&self, target: &str, operations: Value) -> Reply {
+    pub(crate) fn patch(&self, target: &str, operations: Value) -> Reply {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         self.send("PATCH", target, Some(&body), None)
     }
@@ -245,7 +251,7 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn id_of(resource: &Value) -> String {
+pub(crate) fn id_of(resource: &Value) -> String {
     resource["id"].as_str().unwrap().to_owned()
 }
 

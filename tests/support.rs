@@ -76,17 +76,29 @@ impl Server {
 
     /// `serve` with extra flags.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// `serve` with gRPC on `grpc_addr` (to restart on the port sidecars follow).
+    pub fn start_on(data_dir: &Path, grpc_addr: &str, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--grpc-addr",
+            grpc_addr,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(data_dir),
+        ];
+        args.extend_from_slice(extra);
+        Server::spawn(&args)
+    }
+
+    /// Runs a subcommand that serves gRPC and logs `grpc_addr=` once it does (after any
+    /// `http_addr=`): `serve` or `sidecar`.
+    pub fn spawn(args: &[&str]) -> Server {
         let mut child = bin()
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-                path(data_dir),
-            ])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -117,20 +129,17 @@ impl Server {
             }
         };
         // Logged before the gRPC line, so it is in the log by now.
-        let http = stderr
-            .lock()
-            .unwrap()
-            .split("http_addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(|a| format!("http://{a}"))
-            .unwrap_or_default();
-        Server {
+        let mut server = Server {
             child,
             addr: format!("http://{addr}"),
-            http,
+            http: String::new(),
             stderr,
-        }
+        };
+        server.http = server
+            .logged("http_addr")
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
+        server
     }
 
     pub async fn client(
@@ -143,6 +152,22 @@ impl Server {
         )
         .await
         .unwrap()
+    }
+
+    /// The address a log line gave for `key` (`health_addr`, say).
+    pub fn logged(&self, key: &str) -> Option<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .split(&format!("{key}="))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    }
+
+    /// The gRPC port.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -3,7 +3,7 @@
 use crate::support::{Server, generated_and_imported, path, run_ok};
 use portcullis_proto::v1 as pb;
 
-fn expected(request: &workload::RequestLine) -> (String, String, String) {
+pub(crate) fn expected(request: &workload::RequestLine) -> (String, String, String) {
     let e = &request.expected;
     (
         format!("DECISION_{}", workload::action_name(e.decision)),
@@ -12,7 +12,7 @@ fn expected(request: &workload::RequestLine) -> (String, String, String) {
     )
 }
 
-fn got(answer: &pb::CheckResponse) -> (String, String, String) {
+pub(crate) fn got(answer: &pb::CheckResponse) -> (String, String, String) {
     (
         answer.decision().as_str_name().to_owned(),
         answer.reason().as_str_name().to_owned(),
@@ -20,7 +20,7 @@ fn got(answer: &pb::CheckResponse) -> (String, String, String) {
     )
 }
 
-fn check(request: &workload::RequestLine) -> pb::CheckRequest {
+pub(crate) fn check(request: &workload::RequestLine) -> pb::CheckRequest {
     pb::CheckRequest {
         user: request.user.clone(),
         agent: request.agent.clone(),

@@ -420,15 +420,20 @@ fn apply_loop(
                 let users = model.users.len();
                 let view = Arc::new(View::from_model(model));
                 let snapshot = live::build(&view);
+                let revision = snapshot.revision();
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                // Counted before it is published, so whoever sees the revision sees the count.
+                counters.last_full_bytes.store(bytes, Ordering::Relaxed);
+                counters.last_full_ms.store(elapsed_ms, Ordering::Relaxed);
+                counters.full_snapshots.fetch_add(1, Ordering::Relaxed);
                 // Revisions of another store, or of this one restored to an earlier point,
                 // mean nothing next to the old ones: start over from this snapshot.
-                if new_store != store_id || snapshot.revision() < engine.revision() {
+                if new_store != store_id || revision < engine.revision() {
                     engine.replace(snapshot.clone());
                 } else {
                     engine.publish(snapshot.clone());
                 }
                 store_id = new_store;
-                let revision = snapshot.revision();
                 publisher = Some(Publisher::new(
                     engine.clone(),
                     view,
@@ -436,10 +441,6 @@ fn apply_loop(
                     settings,
                     Arc::clone(wake),
                 ));
-                let elapsed_ms = started.elapsed().as_millis() as u64;
-                counters.last_full_bytes.store(bytes, Ordering::Relaxed);
-                counters.last_full_ms.store(elapsed_ms, Ordering::Relaxed);
-                counters.full_snapshots.fetch_add(1, Ordering::Relaxed);
                 counters.has_snapshot.store(true, Ordering::Relaxed);
                 info!(revision, users, bytes, elapsed_ms, "full snapshot applied");
             }
@@ -451,8 +452,8 @@ fn apply_loop(
                 let revision = delta.revision;
                 let mut view = View::clone(publisher.view());
                 view.apply(revision, delta.updates(publisher.view()));
-                publisher.publish(Arc::new(view));
                 counters.changes.fetch_add(1, Ordering::Relaxed);
+                publisher.publish(Arc::new(view));
             }
             Apply::Folded => {
                 if let Some(publisher) = publisher.as_mut() {

@@ -22,7 +22,7 @@ fn user(i: usize) -> User {
         id: format!("u{i}"),
         user_name: format!("user{i}@example.com"),
         emails: vec![format!("user{i}@example.com")],
-        external_id: (i % 3 == 0).then(|| format!("ext{i}")),
+        external_id: i.is_multiple_of(3).then(|| format!("ext{i}")),
         ..User::default()
     }
 }
@@ -110,6 +110,9 @@ fn model(users: usize) -> Model {
         ],
     }
 }
+
+/// One store transaction, as `Live::write` takes it.
+type Write = Box<dyn FnOnce(&mut store::Tx<'_, '_>) -> Result<(), live::Error> + Send>;
 
 /// A control plane serving the stream on a loopback port.
 struct ControlPlane {
@@ -230,7 +233,7 @@ async fn followers_decide_like_the_control_plane_through_every_kind_of_change() 
 
     // Locks, deactivations, renames that move a login and an external id, new and deleted
     // users, memberships, groups and policies coming and going: one write each.
-    let writes: Vec<Box<dyn FnOnce(&mut store::Tx<'_, '_>) -> Result<(), live::Error> + Send>> = vec![
+    let writes: Vec<Write> = vec![
         Box::new(|tx| {
             let mut u = tx.user("u4")?.unwrap();
             u.lock = Some(Lock {

@@ -400,3 +400,28 @@ async fn reopen(dir: &std::path::Path) -> Store {
     }
     panic!("the store stayed locked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_change_the_log_cannot_list_sends_the_whole_directory_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.import(&model(20)).unwrap();
+    let control = control_plane(store).await;
+    let follower = follow(&control.url);
+    agrees(&control.live, &follower, 20).await;
+
+    // More writes than the store lists for its view (it reloads the view) or logs (followers
+    // cannot be caught up from the log): only a full snapshot brings them.
+    let bulk = Model {
+        users: (20..70_020).map(user).collect(),
+        ..Model::default()
+    };
+    let store = control.live.store().clone();
+    let summary = tokio::task::spawn_blocking(move || store.import(&bulk).unwrap())
+        .await
+        .unwrap();
+    control.live.published(summary.revision).await.unwrap();
+    // Counts agree in full; decisions on a sample.
+    agrees(&control.live, &follower, 200).await;
+    assert_eq!(follower.status().full_snapshots, 2);
+}

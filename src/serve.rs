@@ -10,6 +10,7 @@ use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing::info;
 
 use crate::net;
@@ -143,7 +144,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         });
     }
     let snapshots = feed.map(|(feed, token)| feed.service(token));
-    let mut builder = tonic::transport::Server::builder();
+    // Pings find sidecars that vanished without closing their connection, so their streams end.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let tls = settings.tls.is_some();
     if let Some(tls) = settings.tls {
         builder = builder.tls_config(tls).context("cannot set up TLS")?;

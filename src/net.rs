@@ -2,6 +2,8 @@
 //! listener for probes, and stopping on a signal.
 
 use anyhow::Context;
+use pdp_service::{DecisionService, RequireToken};
+use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::Path;
 use tonic::transport::server::TcpIncoming;
@@ -67,6 +69,58 @@ pub async fn serve_health(
             .await
             .context("the health server failed")
     }))
+}
+
+/// gRPC server reflection over every `portcullis.v1` service and health, so `grpcurl` works
+/// without the .proto files.
+pub fn reflection() -> anyhow::Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")
+}
+
+type Decisions = pb::decision_service_server::DecisionServiceServer<DecisionService>;
+type GuardedDecisions = tonic::service::interceptor::InterceptedService<Decisions, RequireToken>;
+
+/// DecisionService, open or behind a token: one of the two is `Some` (the router's type
+/// differs with and without the interceptor, so both are added as optional services).
+pub fn decisions(
+    service: DecisionService,
+    token: Option<RequireToken>,
+) -> (Option<Decisions>, Option<GuardedDecisions>) {
+    match token {
+        None => (Some(service.into_server()), None),
+        Some(token) => (
+            None,
+            Some(
+                pb::decision_service_server::DecisionServiceServer::with_interceptor(
+                    service, token,
+                ),
+            ),
+        ),
+    }
+}
+
+/// Waits for the HTTP server and the health listener to finish draining after the gRPC
+/// server did.
+pub async fn drained(
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    probes: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    http.await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
+    if let Some(probes) = probes {
+        probes.await.context("the health server task failed")??;
+    }
+    info!("stopped");
+    Ok(())
 }
 
 /// One signal stops every server: a watch that turns true on SIGINT or SIGTERM.

@@ -113,25 +113,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (recorder, records) = Recorder::channel(RECORD_QUEUE);
     let activity = Activity::start(records);
     let engine = live.engine().clone();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("cannot build the reflection service")?;
+    let reflection = net::reflection()?;
 
     let decisions = DecisionService::new(engine.clone()).with_recorder(recorder);
-    // Optional services: the router's type differs with and without the interceptor.
-    let (open, guarded) = match settings.decision_token {
-        None => (Some(decisions.into_server()), None),
-        Some(token) => (
-            None,
-            Some(
-                pb::decision_service_server::DecisionServiceServer::with_interceptor(
-                    decisions, token,
-                ),
-            ),
-        ),
-    };
+    let (open, guarded) = net::decisions(decisions, settings.decision_token);
     let feed = settings
         .sidecar_token
         .map(|token| (fleet::Feed::start(&live), token));
@@ -169,12 +154,5 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
         .await
         .context("the gRPC server failed")?;
-    http.await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
-    if let Some(probes) = probes {
-        probes.await.context("the health server task failed")??;
-    }
-    info!("stopped");
-    Ok(())
+    net::drained(http, probes).await
 }

@@ -118,24 +118,10 @@ async fn serve(
         Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
         None => None,
     };
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("cannot build the reflection service")?;
+    let reflection = net::reflection()?;
     let decisions = DecisionService::new(follower.engine().clone())
         .with_freshness(follower.freshness().clone());
-    let (open, guarded) = match decision_token {
-        None => (Some(decisions.into_server()), None),
-        Some(token) => (
-            None,
-            Some(
-                pb::decision_service_server::DecisionServiceServer::with_interceptor(
-                    decisions, token,
-                ),
-            ),
-        ),
-    };
+    let (open, guarded) = net::decisions(decisions, decision_token);
     info!(grpc_addr = %local, "serving decisions");
     tonic::transport::Server::builder()
         .add_optional_service(open)
@@ -145,14 +131,7 @@ async fn serve(
         .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
         .await
         .context("the gRPC server failed")?;
-    http.await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
-    if let Some(probes) = probes {
-        probes.await.context("the health server task failed")??;
-    }
-    info!("stopped");
-    Ok(())
+    net::drained(http, probes).await
 }
 
 /// Keeps gRPC health in step with the follower: SERVING once a snapshot arrived and while it

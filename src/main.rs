@@ -3,6 +3,7 @@
 
 mod admin_cmd;
 mod check;
+mod config;
 mod import;
 mod net;
 mod scim_token_cmd;
@@ -11,8 +12,9 @@ mod sidecar;
 mod token_cmd;
 mod workload_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Authorization sidecar for AI agents: decides, for every tool call, whether this agent may
@@ -22,6 +24,22 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A TOML file of settings (docs/config.md): flags and environment variables win over it.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// How logs are written to stderr: `text` (colored on a terminal) or `json` (one object per
+    /// line).
+    #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Which logs to write, as a tracing filter: `info`, `warn,fleet=debug`, …
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,11 +64,33 @@ enum Command {
     /// Generate, and replay against a server, workloads of users, groups, policies and requests.
     #[command(subcommand)]
     Workload(workload_cmd::Command),
+    /// Show the settings `serve` or `sidecar` would run with, or document them all.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// The effective settings (config file, environment, defaults) as a config file, each with
+    /// where it came from.
+    Print {
+        /// `serve` or `sidecar`.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(config::SECTIONS))]
+        subcommand: String,
+    },
+    /// Every setting as Markdown tables: key, environment variable, flag, default, meaning.
+    Docs,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.log_format, &cli.log_filter);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sidecar(args) => sidecar::run(args),
@@ -60,6 +100,20 @@ fn main() -> ExitCode {
         Command::ScimToken(command) => scim_token_cmd::run(command),
         Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),
+        Command::Config(ConfigCommand::Print { subcommand }) => {
+            let mut global: Vec<std::ffi::OsString> = Vec::new();
+            if let Some(path) = &cli.config {
+                global.extend(["--config".into(), path.clone().into_os_string()]);
+            }
+            config::print(&Cli::command(), &global, &subcommand).map(|text| {
+                print!("{text}");
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Config(ConfigCommand::Docs) => {
+            print!("{}", config::docs(&Cli::command()));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -70,15 +124,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for command output.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// The command line, with the config file filling in what flags and the environment did not.
+fn parse() -> anyhow::Result<Cli> {
+    let matches = config::matches(&Cli::command(), std::env::args_os().collect())?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// Logs to stderr, so stdout stays for command output. A filter that does not parse falls back
+/// to `info`, saying so.
+fn init_logging(format: LogFormat, filter: &str) {
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(f) => (f, None),
+        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "--log-filter does not parse; logging at info");
+    }
 }
 
 /// A multi-threaded runtime for the subcommands that speak gRPC.

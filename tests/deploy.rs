@@ -630,7 +630,7 @@ fn env_examples_set_every_setting_of_their_subcommand_and_nothing_else() {
         let subcommand = unit.argv[0].as_str();
         let settings: BTreeSet<String> = example_settings(&read(&example))
             .into_iter()
-            .filter(|s| s.starts_with("PORTCULLIS_"))
+            .filter(|s| s.starts_with("PORTCULLIS_") || s == "RUST_LOG")
             .collect();
         assert_env_known(&mut binary, subcommand, &settings, &what);
         let help = binary.help(subcommand);

@@ -5,6 +5,7 @@
 
 mod admin_cli;
 mod cli;
+mod config;
 mod deploy;
 mod fleet;
 mod hammer;

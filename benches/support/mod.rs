@@ -68,3 +68,29 @@ pub fn check(user: &str, connector: &str, tool: &str) -> pb::CheckRequest {
         ..Default::default()
     }
 }
+
+/// A field of `/proc/<pid>/status` in KiB (0 if unreadable, e.g. the process is gone).
+pub fn pid_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) a process has used so far, in seconds (0 if unreadable).
+pub fn pid_cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which may contain spaces, start after ')'.
+            let rest = stat.get(stat.rfind(')')? + 2..)?.to_owned();
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            Some(fields.get(11)? + fields.get(12)?)
+        })
+        .map_or(0.0, |ticks| ticks as f64 / 100.0)
+}

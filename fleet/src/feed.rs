@@ -33,6 +33,9 @@ const BROADCAST: usize = 4096;
 /// Users per message: a snapshot chunk or a part of a change stays well under a megabyte.
 const USERS_PER_MESSAGE: usize = 4096;
 
+/// Ids a catch-up from the change log may carry; past this a full snapshot is cheaper to send.
+const MAX_CATCH_UP: usize = 65_536;
+
 /// Group ids per snapshot chunk.
 const GROUPS_PER_MESSAGE: usize = 16_384;
 
@@ -59,6 +62,8 @@ struct Inner {
     /// The last published view and the channel of changes after it: taken together, under the
     /// lock, so a subscriber misses nothing and sees nothing twice.
     state: Mutex<State>,
+    /// The last full snapshot encoded, shared by the followers that need one.
+    full: Mutex<Option<Arc<Encoded>>>,
     /// Turns true when the server shuts down: every stream then ends, so a graceful shutdown
     /// does not wait on streams that never finish.
     stop: tokio::sync::watch::Sender<bool>,
@@ -97,6 +102,7 @@ impl Feed {
                 view: Arc::clone(&view),
                 changes: broadcast::channel(BROADCAST).0,
             }),
+            full: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
         });
         let feed = Feed { inner };
@@ -257,7 +263,9 @@ impl Feed {
     }
 
     /// Brings a follower at `at` of store `store_id` to `view`: nothing if it is there, one
-    /// change from the store's change log if that still covers the gap, else a full snapshot.
+    /// change from the store's change log if that still covers the gap, else a full snapshot
+    /// (the one already encoded for an earlier follower when the change log can bring it up to
+    /// `view`, so a fleet starting at once costs one encoding).
     async fn catch_up(
         &self,
         store_id: &str,
@@ -270,42 +278,120 @@ impl Feed {
         if same_store && at == to {
             return Ok(());
         }
-        if same_store && at < to {
-            let store = self.inner.store.clone();
-            let touched = tokio::task::spawn_blocking(move || store.touched_between(at, to))
-                .await
-                .ok()
-                .and_then(|t| {
-                    t.map_err(|e| warn!(error = %e, "cannot read the change log"))
-                        .ok()
-                })
-                .flatten();
-            if let Some(touched) = touched {
-                debug!(from = at, to, "catching a follower up from the change log");
-                let events = change_events(
-                    view,
-                    at,
-                    touched.users.iter().map(String::as_str),
-                    touched.groups.iter().map(String::as_str),
-                    touched.policies.iter().map(String::as_str),
-                );
-                for e in events {
-                    send(tx, e).await?;
-                }
-                return Ok(());
+        if same_store
+            && at < to
+            && let Some(events) = self.logged_change(at, view).await
+        {
+            debug!(from = at, to, "catching a follower up from the change log");
+            for e in events {
+                send(tx, e).await?;
             }
+            return Ok(());
         }
+        let (revision, full, then) = self.full_snapshot(view).await;
         info!(
             from = at,
-            to, same_store, "sending a full snapshot to a follower"
+            to,
+            same_store,
+            snapshot_revision = revision,
+            "sending a full snapshot to a follower"
         );
+        for e in full.iter() {
+            send(tx, e.clone()).await?;
+        }
+        for e in then {
+            send(tx, e).await?;
+        }
+        Ok(())
+    }
+
+    /// The change from `from` to `view` built from the change log, if it covers them.
+    async fn logged_change(&self, from: u64, view: &Arc<View>) -> Option<Vec<pb::WatchEvent>> {
+        let store = self.inner.store.clone();
+        let to = view.revision();
+        let touched = tokio::task::spawn_blocking(move || store.touched_between(from, to))
+            .await
+            .ok()?
+            .map_err(|e| warn!(error = %e, "cannot read the change log"))
+            .ok()??;
+        if touched.users.len() + touched.groups.len() + touched.policies.len() > MAX_CATCH_UP {
+            return None;
+        }
+        Some(change_events(
+            view,
+            from,
+            touched.users.iter().map(String::as_str),
+            touched.groups.iter().map(String::as_str),
+            touched.policies.iter().map(String::as_str),
+        ))
+    }
+
+    /// A full snapshot and the change that brings it up to `view`: the one encoded last if the
+    /// change log covers the way from it, else `view` encoded now (and kept for the next
+    /// follower).
+    async fn full_snapshot(
+        &self,
+        view: &Arc<View>,
+    ) -> (u64, Arc<[pb::WatchEvent]>, Vec<pb::WatchEvent>) {
+        let to = view.revision();
+        let cached = self.inner.full.lock().ok().and_then(|slot| slot.clone());
+        if let Some(cached) = cached.filter(|c| c.revision <= to) {
+            let then = if cached.revision == to {
+                Some(Vec::new())
+            } else {
+                self.logged_change(cached.revision, view).await
+            };
+            if let Some(then) = then {
+                return (cached.revision, self.encoded(&cached, view).await, then);
+            }
+        }
+        let fresh = {
+            let Ok(mut slot) = self.inner.full.lock() else {
+                let fresh = Arc::new(Encoded::new(to));
+                return (to, self.encoded(&fresh, view).await, Vec::new());
+            };
+            match &*slot {
+                // Another follower got here first with the same view.
+                Some(same) if same.revision == to => Arc::clone(same),
+                _ => {
+                    let fresh = Arc::new(Encoded::new(to));
+                    *slot = Some(Arc::clone(&fresh));
+                    fresh
+                }
+            }
+        };
+        (to, self.encoded(&fresh, view).await, Vec::new())
+    }
+
+    /// `full` with its events, encoding them from `view` (at `full`'s revision) if nobody has.
+    async fn encoded(&self, full: &Encoded, view: &Arc<View>) -> Arc<[pb::WatchEvent]> {
         let view = Arc::clone(view);
         let store_id = self.inner.store_id.clone();
-        let tx = tx.clone();
-        // Encoding a million users is CPU work: off the async threads, at the follower's pace.
-        tokio::task::spawn_blocking(move || full_snapshot(&view, &store_id, &tx))
+        full.events
+            .get_or_init(|| async move {
+                // Encoding a million users is CPU work: off the async threads.
+                tokio::task::spawn_blocking(move || full_snapshot(&view, &store_id))
+                    .await
+                    .map(Arc::from)
+                    .unwrap_or_else(|_| Arc::from(Vec::new()))
+            })
             .await
-            .map_err(|_| Gone)?
+            .clone()
+    }
+}
+
+/// A full snapshot, encoded once for every follower that needs it.
+struct Encoded {
+    revision: u64,
+    events: tokio::sync::OnceCell<Arc<[pb::WatchEvent]>>,
+}
+
+impl Encoded {
+    fn new(revision: u64) -> Encoded {
+        Encoded {
+            revision,
+            events: tokio::sync::OnceCell::new(),
+        }
     }
 }
 
@@ -313,10 +399,11 @@ fn event(event: pb::watch_event::Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(event) }
 }
 
-/// The whole of `view`, in chunks, sent from a blocking thread as the follower reads them.
-fn full_snapshot(view: &View, store_id: &str, tx: &Events) -> Result<(), Gone> {
+/// The whole of `view`, in chunks: the begin and end messages and everything between.
+fn full_snapshot(view: &View, store_id: &str) -> Vec<pb::WatchEvent> {
     use pb::watch_event::Event;
-    let send = |e: Event| tx.blocking_send(Ok(event(e))).map_err(|_| Gone);
+    let mut out = Vec::new();
+    let mut send = |e: Event| out.push(event(e));
     let revision = view.revision();
     send(Event::Begin(pb::SnapshotBegin {
         format: FORMAT,
@@ -326,7 +413,7 @@ fn full_snapshot(view: &View, store_id: &str, tx: &Events) -> Result<(), Gone> {
         groups: view.group_count() as u64,
         policies: view.policies().len() as u64,
         memberships: view.membership_count() as u64,
-    }))?;
+    }));
     let group_ids: Vec<&str> = view.groups().map(|g| g.group.id.as_str()).collect();
     let index: HashMap<&str, u32> = group_ids
         .iter()
@@ -337,12 +424,12 @@ fn full_snapshot(view: &View, store_id: &str, tx: &Events) -> Result<(), Gone> {
         send(Event::Chunk(pb::SnapshotChunk {
             group_ids: chunk.iter().map(|id| (*id).to_owned()).collect(),
             ..Default::default()
-        }))?;
+        }));
     }
     send(Event::Chunk(pb::SnapshotChunk {
         policies: view.policies().map(|p| wire::policy(p)).collect(),
         ..Default::default()
-    }))?;
+    }));
     let mut users = Vec::with_capacity(USERS_PER_MESSAGE);
     for user in view.users() {
         let mut record = wire::user(user);
@@ -355,16 +442,17 @@ fn full_snapshot(view: &View, store_id: &str, tx: &Events) -> Result<(), Gone> {
             send(Event::Chunk(pb::SnapshotChunk {
                 users: std::mem::take(&mut users),
                 ..Default::default()
-            }))?;
+            }));
         }
     }
     if !users.is_empty() {
         send(Event::Chunk(pb::SnapshotChunk {
             users,
             ..Default::default()
-        }))?;
+        }));
     }
-    send(Event::End(pb::SnapshotEnd { revision }))
+    send(Event::End(pb::SnapshotEnd { revision }));
+    out
 }
 
 /// The change from `from` to `view`'s revision for these ids, as whole records from `view`,

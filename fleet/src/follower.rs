@@ -225,10 +225,11 @@ impl Follower {
             });
             let engine = engine.clone();
             let counters = Arc::clone(&counters);
+            let fresh = freshness.clone();
             let settings = options.settings;
             std::thread::Builder::new()
                 .name("sidecar-apply".into())
-                .spawn(move || apply_loop(&applied, &engine, &counters, settings, &wake))
+                .spawn(move || apply_loop(&applied, &engine, &counters, &fresh, settings, &wake))
                 .map_err(|e| Error::Config(format!("cannot start the apply thread: {e}")))?;
         }
         tokio::spawn(stream_loop(upstream, apply, Arc::clone(&counters)));
@@ -404,6 +405,7 @@ fn apply_loop(
     applied: &mpsc::Receiver<Apply>,
     engine: &Engine,
     counters: &Counters,
+    freshness: &Freshness,
     settings: Settings,
     wake: &Wake,
 ) {
@@ -442,6 +444,10 @@ fn apply_loop(
                     Arc::clone(wake),
                 ));
                 counters.has_snapshot.store(true, Ordering::Relaxed);
+                // It just came from the control plane: answer from it now rather than at the
+                // watchdog's next look.
+                counters.stale.store(false, Ordering::Relaxed);
+                freshness.set_stale(false);
                 info!(revision, users, bytes, elapsed_ms, "full snapshot applied");
             }
             Apply::Change(delta) => {
@@ -650,6 +656,13 @@ async fn follow_once(
                     .ok_or_else(|| Error::Stream("a snapshot end outside a snapshot".into()))?;
                 let (started, bytes) = (partial.started, partial.bytes + size);
                 let (model, store_id) = partial.finish(&end)?;
+                info!(
+                    revision = end.revision,
+                    users = model.users.len(),
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "full snapshot received; building it"
+                );
                 received.store_id.clone_from(&store_id);
                 received.revision = end.revision;
                 apply

@@ -373,14 +373,9 @@ impl Feed {
         full.events
             .get_or_init(|| async move {
                 // Encoding a million users is CPU work: off the async threads.
-                tokio::task::spawn_blocking(move || {
-                    full_snapshot(&view, &store_id)
-                        .iter()
-                        .map(Message::encode_to_vec)
-                        .collect::<Arc<[Vec<u8>]>>()
-                })
-                .await
-                .unwrap_or_else(|_| Arc::from(Vec::new()))
+                tokio::task::spawn_blocking(move || Arc::from(full_snapshot(&view, &store_id)))
+                    .await
+                    .unwrap_or_else(|_| Arc::from(Vec::new()))
             })
             .await
             .clone()
@@ -408,11 +403,12 @@ fn event(event: pb::watch_event::Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(event) }
 }
 
-/// The whole of `view`, in chunks: the begin and end messages and everything between.
-fn full_snapshot(view: &View, store_id: &str) -> Vec<pb::WatchEvent> {
+/// The whole of `view`, in chunks: the begin and end messages and everything between, each
+/// encoded as soon as it is built (so only one chunk is ever held decoded).
+fn full_snapshot(view: &View, store_id: &str) -> Vec<Vec<u8>> {
     use pb::watch_event::Event;
     let mut out = Vec::new();
-    let mut send = |e: Event| out.push(event(e));
+    let mut send = |e: Event| out.push(event(e).encode_to_vec());
     let revision = view.revision();
     send(Event::Begin(pb::SnapshotBegin {
         format: FORMAT,

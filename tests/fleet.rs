@@ -197,6 +197,11 @@ async fn sidecars_follow_fail_closed_and_catch_up() {
         sidecar(&upstream, &upstream_args),
         sidecar(&upstream, &upstream_args),
     ];
+    // Configured to keep answering from a stale snapshot.
+    let lenient = sidecar(
+        &upstream,
+        &["--upstream-token-file", &sidecar_token, "--serve-stale"],
+    );
 
     // Every request of the workload: the expected answer, from the control plane and from each
     // sidecar (once it has its snapshot).
@@ -205,6 +210,13 @@ async fn sidecars_follow_fail_closed_and_catch_up() {
         assert_eq!(got(answer), expected(request), "{}", request.id);
     }
     let revision = reference[0].revision;
+    eventually("the lenient sidecar has its snapshot", || async {
+        decide(&lenient, "u0000002", "github", "x", 0)
+            .await
+            .revision
+            >= revision
+    })
+    .await;
     for s in &sidecars {
         eventually("the sidecar has its snapshot", || async {
             decide(s, "u0000002", "github", "x", 0).await.revision >= revision
@@ -326,6 +338,15 @@ async fn sidecars_follow_fail_closed_and_catch_up() {
         killed.elapsed() >= Duration::from_secs(2),
         "failed closed before the bound"
     );
+    // The lenient one still answers, saying it is stale in its metrics but not in its health.
+    eventually("the lenient sidecar reports staleness", || async {
+        metric(&lenient, "portcullis_snapshot_stale") == 1.0
+    })
+    .await;
+    let answer = decide(&lenient, &steady.user, &steady.connector, &steady.tool, 0).await;
+    assert_eq!(answer.decision(), pb::Decision::Allow);
+    assert_eq!(metric(&lenient, "portcullis_snapshot_failing_closed"), 0.0);
+    assert_eq!(health(&lenient).await, ServingStatus::Serving);
 
     // Meanwhile the directory changes on disk: a user is deactivated by a bulk import.
     let deactivated = allowed(&requests, &[&locked.user, &steady.user]);
@@ -471,7 +492,11 @@ async fn the_stream_needs_tls_trust_and_the_token() {
             &cert_file,
         ],
     );
-    let anonymous = sidecar(&upstream, &["--upstream-ca-file", &cert_file]);
+    // Serving stale is for a snapshot that aged: with none at all it fails closed too.
+    let anonymous = sidecar(
+        &upstream,
+        &["--upstream-ca-file", &cert_file, "--serve-stale"],
+    );
     eventually("the trusted sidecar has its snapshot", || async {
         decide(&trusted, "ada@example.com", "github", "x", 0)
             .await

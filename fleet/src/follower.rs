@@ -281,7 +281,8 @@ async fn watchdog(freshness: Freshness, counters: Arc<Counters>, options: Option
         let silent = counters
             .since_contact()
             .is_none_or(|since| since > options.max_staleness);
-        let stale = !counters.has_snapshot.load(Ordering::Relaxed) || silent;
+        let has_snapshot = counters.has_snapshot.load(Ordering::Relaxed);
+        let stale = !has_snapshot || silent;
         if counters.stale.swap(stale, Ordering::Relaxed) != stale {
             if stale {
                 warn!(
@@ -293,7 +294,8 @@ async fn watchdog(freshness: Freshness, counters: Arc<Counters>, options: Option
                 info!("the snapshot is fresh");
             }
         }
-        freshness.set_stale(stale && !options.serve_stale);
+        // Serving stale is for a snapshot that aged, never for having none.
+        freshness.set_stale(!has_snapshot || (silent && !options.serve_stale));
     }
 }
 

@@ -1,6 +1,7 @@
 //! `portcullis serve`: the control plane. Opens the store, builds the snapshot, starts the
 //! publisher that keeps it live with every write, and serves DecisionService and AdminService
-//! with health checking and reflection until SIGINT or SIGTERM.
+//! with health checking and reflection until SIGINT or SIGTERM; the HTTP port serves SCIM and
+//! Prometheus metrics.
 
 use admin::{Activity, AdminService};
 use anyhow::Context;
@@ -14,6 +15,10 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::net;
+
+// Declared here rather than in main.rs; `sidecar` uses it as `crate::serve::metrics`.
+#[path = "metrics.rs"]
+pub(crate) mod metrics;
 
 /// Decisions waiting for the recent-activity keeper; past this they are dropped, not waited for.
 const RECORD_QUEUE: usize = 16 * 1024;
@@ -94,9 +99,16 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let http_local = http_listener.local_addr()?;
 
     let stopped = net::stop_on_signal();
-    let scim = axum::serve(http_listener, sync::router(live.clone()))
-        .with_graceful_shutdown(net::until(stopped.clone()));
-    info!(http_addr = %http_local, "serving SCIM at /scim/v2");
+    let engine = live.engine().clone();
+    let (recorder, records) = Recorder::channel(RECORD_QUEUE);
+    let mut metrics = metrics::Metrics::new(&engine);
+    let (scim_requests, admin_calls) = metrics.control_plane(&engine, recorder.clone());
+    let decision_metrics = metrics.decisions();
+    let routes =
+        metrics::count_scim(sync::router(live.clone()), scim_requests).merge(metrics.router());
+    let scim =
+        axum::serve(http_listener, routes).with_graceful_shutdown(net::until(stopped.clone()));
+    info!(http_addr = %http_local, "serving SCIM at /scim/v2 and metrics at /metrics");
     let http = tokio::spawn(async move { scim.await });
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -110,12 +122,12 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
         None => None,
     };
-    let (recorder, records) = Recorder::channel(RECORD_QUEUE);
     let activity = Activity::start(records);
-    let engine = live.engine().clone();
     let reflection = net::reflection()?;
 
-    let decisions = DecisionService::new(engine.clone()).with_recorder(recorder);
+    let decisions = DecisionService::new(engine.clone())
+        .with_recorder(recorder)
+        .with_metrics(decision_metrics);
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
     let feed = settings
         .sidecar_token
@@ -150,7 +162,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .add_optional_service(snapshots)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AdminService::new(live, activity).into_server())
+        .add_service(admin_calls.wrap(AdminService::new(live, activity).into_server()))
         .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
         .await
         .context("the gRPC server failed")?;

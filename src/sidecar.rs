@@ -1,22 +1,17 @@
 //! `portcullis sidecar`: a PDP-only process next to an agent gateway. It follows the control
 //! plane's snapshot stream and serves DecisionService from memory, with no store; health says
 //! NOT_SERVING until the first snapshot arrives and while it fails closed; `/metrics` on the
-//! HTTP port reports the revision, the lag and the staleness.
+//! HTTP port reports the revision, the lag and the staleness, and decisions as `serve` does.
 
 use crate::net;
+use crate::serve::metrics::Metrics;
 use anyhow::Context;
-use fleet::{Follower, Status};
+use fleet::Follower;
 use pdp_service::{DecisionService, RequireToken};
 use portcullis_proto::v1 as pb;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
@@ -100,15 +95,11 @@ async fn serve(
     info!(upstream = %args.upstream, max_staleness = ?options.max_staleness, "following the control plane");
     let follower = Follower::start(upstream, options).context("cannot start following")?;
 
-    let metrics = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get({
-            let registry = Arc::new(registry(follower.clone()));
-            move || metrics(Arc::clone(&registry))
-        }),
-    );
-    let http =
-        axum::serve(http_listener, metrics).with_graceful_shutdown(net::until(stopped.clone()));
+    let mut metrics = Metrics::new(follower.engine());
+    metrics.follower(follower.clone());
+    let decision_metrics = metrics.decisions();
+    let http = axum::serve(http_listener, metrics.router())
+        .with_graceful_shutdown(net::until(stopped.clone()));
     info!(http_addr = %http_local, "serving metrics at /metrics");
     let http = tokio::spawn(async move { http.await });
 
@@ -120,7 +111,8 @@ async fn serve(
     };
     let reflection = net::reflection()?;
     let decisions = DecisionService::new(follower.engine().clone())
-        .with_freshness(follower.freshness().clone());
+        .with_freshness(follower.freshness().clone())
+        .with_metrics(decision_metrics);
     let (open, guarded) = net::decisions(decisions, decision_token);
     info!(grpc_addr = %local, "serving decisions");
     tonic::transport::Server::builder()
@@ -160,111 +152,5 @@ async fn follow_health(follower: Follower, health: tonic_health::server::HealthR
                 .await;
         }
         info!(serving = now, revision = status.revision, "health");
-    }
-}
-
-fn registry(follower: Follower) -> Registry {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(FollowerMetrics(follower)));
-    registry
-}
-
-async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// The follower's status, read at each scrape.
-#[derive(Debug)]
-struct FollowerMetrics(Follower);
-
-impl Collector for FollowerMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s: Status = self.0.status();
-        let flag = |b: bool| i64::from(b);
-        let gauges: [(&str, &str, i64); 8] = [
-            (
-                "portcullis_snapshot_revision",
-                "The revision decisions are answered from.",
-                s.revision as i64,
-            ),
-            (
-                "portcullis_upstream_revision",
-                "The control plane's latest revision, from its last heartbeat.",
-                s.upstream_revision as i64,
-            ),
-            (
-                "portcullis_snapshot_lag_revisions",
-                "Revisions the control plane is ahead by.",
-                s.lag() as i64,
-            ),
-            (
-                "portcullis_upstream_silence_milliseconds",
-                "Time since the control plane was last heard from (-1: never).",
-                s.since_contact.map_or(-1, |d| d.as_millis() as i64),
-            ),
-            (
-                "portcullis_upstream_connected",
-                "1 while connected to the control plane.",
-                flag(s.connected),
-            ),
-            (
-                "portcullis_snapshot_stale",
-                "1 while the snapshot is older than the staleness bound, or there is none yet.",
-                flag(s.stale),
-            ),
-            (
-                "portcullis_snapshot_failing_closed",
-                "1 while every check is denied as stale.",
-                flag(s.failing_closed),
-            ),
-            (
-                "portcullis_full_snapshot_bytes",
-                "Size on the wire of the last full snapshot.",
-                s.last_full_bytes as i64,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
-        }
-        let counters: [(&str, &str, u64); 3] = [
-            (
-                "portcullis_full_snapshots",
-                "Full snapshots received.",
-                s.full_snapshots,
-            ),
-            (
-                "portcullis_snapshot_changes",
-                "Changes received and applied.",
-                s.changes,
-            ),
-            (
-                "portcullis_upstream_reconnects",
-                "Connections to the control plane lost and retried.",
-                s.reconnects,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        Ok(())
     }
 }

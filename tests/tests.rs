@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod fleet;
 mod hammer;
+mod metrics;
 mod restart;
 mod scim;
 mod support;

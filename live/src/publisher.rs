@@ -11,7 +11,7 @@
 //! changes to.
 
 use pdp::{Parts, Snapshot};
-use pdp_service::Engine;
+use pdp_service::{Engine, PublishStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -95,6 +95,8 @@ struct Published {
 struct Folded {
     built: std::thread::Result<Published>,
     started: Instant,
+    /// How long the build itself took.
+    build: std::time::Duration,
 }
 
 impl Publisher {
@@ -123,6 +125,13 @@ impl Publisher {
         &self.last.view
     }
 
+    /// What this publisher (and any other publishing into the same engine) recorded: publishes
+    /// applied as changes or built in full, folds, the last build's and fold's durations. It
+    /// lives in the engine ([`Engine::publish_stats`]), so whoever holds the engine reads it.
+    pub fn stats(&self) -> &PublishStats {
+        self.engine.publish_stats()
+    }
+
     /// Background builds made the base so far; the counter stays readable after the publisher
     /// is gone.
     pub fn folds(&self) -> Arc<AtomicU64> {
@@ -133,7 +142,9 @@ impl Publisher {
     /// full build when the two views share nothing. Starts a background build once enough
     /// changes are pending.
     pub fn publish(&mut self, view: Arc<View>) -> Publish {
+        let started = Instant::now();
         let (snapshot, full) = next_snapshot(&self.last, &view);
+        self.stats().published(full, started.elapsed());
         let pending = snapshot.pending_changes();
         self.engine.publish(snapshot.clone());
         self.last = Published { view, snapshot };
@@ -172,6 +183,7 @@ impl Publisher {
                 );
                 self.last.snapshot = snapshot;
                 self.folds.fetch_add(1, Ordering::Relaxed);
+                self.stats().folded(folded.build, folded.started.elapsed());
             }
             Err(_) => error!("building a snapshot in the background panicked"),
         }
@@ -192,8 +204,13 @@ impl Publisher {
                     let snapshot = build(&view);
                     Published { view, snapshot }
                 }));
+                let build = started.elapsed();
                 if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(Folded { built, started });
+                    *slot = Some(Folded {
+                        built,
+                        started,
+                        build,
+                    });
                 }
                 wake();
             })
@@ -211,5 +228,64 @@ fn next_snapshot(last: &Published, view: &Arc<View>) -> (Snapshot, bool) {
             false,
         ),
         None => (build(view), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pdp::{Model, User};
+    use store::view::Update;
+
+    fn user(id: &str) -> User {
+        User {
+            id: id.into(),
+            user_name: format!("{id}@example.com"),
+            ..User::default()
+        }
+    }
+
+    #[test]
+    fn publishes_and_folds_are_recorded_in_the_engine() {
+        let view = Arc::new(View::from_model(Model {
+            revision: 1,
+            users: vec![user("u1")],
+            ..Model::default()
+        }));
+        let snapshot = build(&view);
+        let engine = Engine::new(snapshot.clone());
+        let (woken, wakes) = std::sync::mpsc::channel();
+        let wake: Wake = Arc::new(move || {
+            let _ = woken.send(());
+        });
+        // Fold after any change.
+        let settings = Settings { fold_at: 0 };
+        let mut publisher =
+            Publisher::new(engine.clone(), Arc::clone(&view), snapshot, settings, wake);
+        let mut next = View::clone(&view);
+        next.apply(2, vec![Update::User("u2".into(), Some(user("u2")))]);
+        let published = publisher.publish(Arc::new(next));
+        assert!(!published.full);
+        let stats = engine.publish_stats();
+        assert_eq!((stats.applied(), stats.built(), stats.folds()), (1, 0, 0));
+        assert_eq!(stats.last_build(), std::time::Duration::ZERO);
+
+        wakes
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the fold is done");
+        assert!(publisher.fold_done());
+        assert_eq!((stats.applied(), stats.built(), stats.folds()), (1, 0, 1));
+        assert!(stats.last_build() > std::time::Duration::ZERO);
+        assert!(stats.last_fold() >= stats.last_build());
+        assert_eq!(engine.revision(), 2);
+
+        // A view sharing nothing with the last one is built in full.
+        let unrelated = Arc::new(View::from_model(Model {
+            revision: 3,
+            users: vec![user("u3")],
+            ..Model::default()
+        }));
+        assert!(publisher.publish(unrelated).full);
+        assert_eq!((stats.applied(), stats.built()), (1, 1));
     }
 }

@@ -1,10 +1,11 @@
 //! The current snapshot, swapped atomically as new revisions are published.
 
-use crate::{Error, Result};
+use crate::{Error, PublishStats, Result};
 use arc_swap::ArcSwap;
 use pdp::Snapshot;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long a request with `min_revision` may wait for that revision to be published.
@@ -23,6 +24,13 @@ struct Inner {
     current: ArcSwap<Snapshot>,
     /// The revision of `current`, for callers waiting on a newer one.
     revision: watch::Sender<u64>,
+    /// When the engine was made: `published_ns` counts from here.
+    epoch: Instant,
+    /// When the current revision was published, in nanoseconds after `epoch` (one clock read
+    /// per publish; Check never reads it).
+    published_ns: AtomicU64,
+    /// What the publisher records about how it made the snapshots it publishes here.
+    stats: PublishStats,
 }
 
 impl std::fmt::Debug for Engine {
@@ -40,6 +48,9 @@ impl Engine {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(snapshot),
                 revision,
+                epoch: Instant::now(),
+                published_ns: AtomicU64::new(0),
+                stats: PublishStats::default(),
             }),
         }
     }
@@ -65,6 +76,9 @@ impl Engine {
                 Arc::clone(&new)
             }
         });
+        if previous.revision() < revision {
+            self.published_now();
+        }
         if previous.revision() <= revision {
             self.inner.revision.send_if_modified(|current| {
                 let newer = *current < revision;
@@ -82,7 +96,26 @@ impl Engine {
     pub fn replace(&self, snapshot: Snapshot) {
         let revision = snapshot.revision();
         self.inner.current.store(Arc::new(snapshot));
+        self.published_now();
         self.inner.revision.send_replace(revision);
+    }
+
+    fn published_now(&self) {
+        let ns = u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.inner.published_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Time since the current revision was published (or the engine made, before any
+    /// publish). Republishing the same revision (a background build made the base) does not
+    /// reset it.
+    pub fn snapshot_age(&self) -> Duration {
+        let published = Duration::from_nanos(self.inner.published_ns.load(Ordering::Relaxed));
+        self.inner.epoch.elapsed().saturating_sub(published)
+    }
+
+    /// Where publishers record how they made the snapshots they publish here.
+    pub fn publish_stats(&self) -> &PublishStats {
+        &self.inner.stats
     }
 
     /// Waits up to `limit` until a snapshot at least as new as `revision` is published; returns
@@ -116,5 +149,36 @@ impl Engine {
                 current: snapshot.revision(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(revision: u64) -> Snapshot {
+        Snapshot::build(&pdp::Model {
+            revision,
+            ..pdp::Model::default()
+        })
+    }
+
+    #[test]
+    fn the_age_counts_from_the_publish_of_a_newer_revision() {
+        let engine = Engine::new(at(1));
+        std::thread::sleep(Duration::from_millis(20));
+        let aged = engine.snapshot_age();
+        assert!(aged >= Duration::from_millis(20), "{aged:?}");
+        // The same revision again (a fold), or an older one: still as old.
+        engine.publish(at(1));
+        engine.publish(at(0));
+        assert!(engine.snapshot_age() >= aged);
+        engine.publish(at(2));
+        assert!(engine.snapshot_age() < aged, "{:?}", engine.snapshot_age());
+        std::thread::sleep(Duration::from_millis(20));
+        // Replacing starts over, whatever the revision.
+        engine.replace(at(1));
+        assert!(engine.snapshot_age() < Duration::from_millis(20));
+        assert_eq!(engine.revision(), 1);
     }
 }

@@ -676,3 +676,42 @@ fn help_parsing_finds_options_and_variables() {
             .into()
     );
 }
+
+/// The image: its command runs flags the binary takes, where the manifests expect the binary,
+/// as a non-root user, with the data directory the manifests mount. (No container runtime here
+/// to build it; this keeps the file honest with the binary and the manifests.)
+#[test]
+fn the_dockerfile_runs_the_binary_as_the_manifests_expect() {
+    let dockerfile = read(&deploy_dir().join("Dockerfile"));
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let instruction = |name: &str| -> String {
+        last_stage
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("Dockerfile: no {name} in the runtime stage"))
+            .to_owned()
+    };
+    let json_array = |text: String| -> Vec<String> { serde_json::from_str(&text).unwrap() };
+    assert_eq!(
+        json_array(instruction("ENTRYPOINT")),
+        ["/usr/local/bin/portcullis"]
+    );
+    let cmd = json_array(instruction("CMD"));
+    assert_flags_known(&mut Binary::default(), &cmd, "Dockerfile CMD");
+    let user = instruction("USER");
+    assert!(
+        !user.starts_with("0") && !user.starts_with("root"),
+        "Dockerfile: runs as {user}"
+    );
+    let env = instruction("ENV");
+    let (name, value) = env.split_once('=').unwrap();
+    assert_env_known(
+        &mut Binary::default(),
+        "serve",
+        &[name.to_owned()].into(),
+        "Dockerfile ENV",
+    );
+    let manifest = read(&deploy_dir().join("kubernetes/control-plane.yaml"));
+    assert!(manifest.contains(value), "the manifests mount no {value}");
+    assert!(manifest.contains("/usr/local/bin/portcullis"));
+}

@@ -5,6 +5,7 @@ mod admin_cmd;
 mod check;
 mod config;
 mod import;
+mod metrics;
 mod net;
 mod scim_token_cmd;
 mod serve;

@@ -14,11 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing::info;
 
-use crate::net;
-
-// Declared here rather than in main.rs; `sidecar` uses it as `crate::serve::metrics`.
-#[path = "metrics.rs"]
-pub(crate) mod metrics;
+use crate::{metrics, net};
 
 /// Decisions waiting for the recent-activity keeper; past this they are dropped, not waited for.
 const RECORD_QUEUE: usize = 16 * 1024;

@@ -13,11 +13,10 @@ use anyhow::Context;
 use pb::admin_service_client::AdminServiceClient;
 use portcullis_proto::v1 as pb;
 use std::process::ExitCode;
-use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Rows per request at most (the server's maximum page size).
 const MAX_PAGE_SIZE: u32 = 500;
@@ -46,6 +45,8 @@ pub struct Args {
     /// Print one JSON document on stdout instead of tables.
     #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
+    #[command(flatten)]
+    tls: super::check::ClientTls,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,9 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = super::check::with_scheme(&args.server);
     let json = args.json;
     let report = super::runtime()?.block_on(async {
-        let channel = Endpoint::from_shared(addr.clone())
-            .with_context(|| format!("`{addr}` is not a valid server address"))?
-            .connect_timeout(Duration::from_secs(10))
+        let channel = super::check::endpoint(&addr, &args.tls)?
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;

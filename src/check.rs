@@ -2,7 +2,75 @@
 
 use anyhow::Context;
 use portcullis_proto::v1 as pb;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// How a client trusts an `https://` server and, optionally, proves who it is (shared by
+/// `check`, `admin` and `workload replay`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientTls {
+    /// With an `https://` server: the PEM CA certificate that signed its certificate; without
+    /// it, the webpki roots.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_CA_FILE",
+        help_heading = "TLS options"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// With an `https://` server: present this PEM client certificate (with --client-key), for
+    /// a server started with --client-ca-file.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_CLIENT_CERT",
+        requires = "client_key",
+        help_heading = "TLS options"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_CLIENT_KEY",
+        requires = "client_cert",
+        help_heading = "TLS options"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+/// An endpoint for `addr` (`host:port` or a URL): over TLS when it is `https://`, trusting
+/// `--ca-file` (else the webpki roots) and presenting `--client-cert` if given.
+pub fn endpoint(addr: &str, tls: &ClientTls) -> anyhow::Result<Endpoint> {
+    let addr = with_scheme(addr);
+    let endpoint = Endpoint::from_shared(addr.clone())
+        .with_context(|| format!("`{addr}` is not a valid server address"))?
+        .connect_timeout(Duration::from_secs(10));
+    if !addr.starts_with("https://") {
+        anyhow::ensure!(
+            tls.ca_file.is_none() && tls.client_cert.is_none(),
+            "--ca-file and --client-cert need an `https://` server address, not `{addr}`"
+        );
+        return Ok(endpoint);
+    }
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca_file {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read_file(ca)?)),
+        None => config.with_webpki_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        config = config.identity(Identity::from_pem(read_file(cert)?, read_file(key)?));
+    }
+    endpoint
+        .tls_config(config)
+        .with_context(|| format!("cannot set up TLS for `{addr}`"))
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +104,8 @@ pub struct Args {
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: ClientTls,
 }
 
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
@@ -46,6 +116,7 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);
+    let endpoint = endpoint(&addr, &args.tls)?;
     let request = pb::CheckRequest {
         user: args.user,
         agent: args.agent,
@@ -56,9 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         explain: args.explain,
     };
     let answer = super::runtime()?.block_on(async {
-        let mut client = pb::decision_service_client::DecisionServiceClient::connect(addr.clone())
+        let channel = endpoint
+            .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
+        let mut client = pb::decision_service_client::DecisionServiceClient::new(channel);
         let answer = client
             .check(request)
             .await

@@ -58,6 +58,8 @@ pub struct ReplayArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    #[command(flatten)]
+    tls: crate::check::ClientTls,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -104,7 +106,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let addr = crate::check::with_scheme(&args.addr);
     let started = Instant::now();
     let answers = crate::runtime()?.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(addr.clone())?
+        let channel = crate::check::endpoint(&addr, &args.tls)?
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;

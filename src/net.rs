@@ -5,10 +5,11 @@ use anyhow::Context;
 use pdp_service::{DecisionService, RequireToken};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
-use tracing::info;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tracing::{info, warn};
 
 /// A secret kept in a file (a mounted Kubernetes Secret, say), trimmed; empty is an error.
 pub fn read_secret(path: &Path) -> anyhow::Result<String> {
@@ -19,23 +20,150 @@ pub fn read_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-/// TLS for a gRPC listener from PEM files, checked now rather than at the first handshake.
-pub fn server_tls(cert: &Path, key: &Path) -> anyhow::Result<ServerTlsConfig> {
-    let read = |path: &Path| {
-        std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+/// The PEM files a TLS listener serves from, read at start and again on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate this CA signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads and checks the files now rather than at the first handshake.
+    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+        };
+        let mut tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+        if let Some(ca) = &self.client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        // Building a server with it parses the files: a bad certificate or key stops us here.
+        tonic::transport::Server::builder()
+            .tls_config(tls.clone())
+            .with_context(|| {
+                format!(
+                    "--tls-cert `{}` / --tls-key `{}`{}: not a usable PEM certificate chain and key{}",
+                    self.cert.display(),
+                    self.key.display(),
+                    self.client_ca
+                        .as_ref()
+                        .map(|ca| format!(" / --client-ca-file `{}`", ca.display()))
+                        .unwrap_or_default(),
+                    if self.client_ca.is_some() { " and CA" } else { "" }
+                )
+            })?;
+        Ok(tls)
+    }
+}
+
+/// Serves `routes` on `listener` with `server`'s settings until `stopped`; over TLS with `tls`.
+///
+/// The files are read and SIGHUP is watched before this returns, so the caller can log that
+/// it serves. With TLS, SIGHUP reads the files again: connections accepted from then on get
+/// the new certificate (and client CA), while open ones (sidecar streams, say) carry on with
+/// the old one on the server that accepted them. Files that do not load keep the old ones.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    server: tonic::transport::Server,
+    routes: Routes,
+    tls: Option<TlsFiles>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    name: &'static str,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let first = tls.as_ref().map(TlsFiles::load).transpose()?;
+    #[cfg(unix)]
+    let mut hangup = match tls {
+        Some(_) => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot watch SIGHUP")?,
+        ),
+        None => None,
     };
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    // Building a server with it parses both files: a bad certificate or key stops us here.
-    tonic::transport::Server::builder()
-        .tls_config(tls.clone())
-        .with_context(|| {
-            format!(
-                "--tls-cert `{}` / --tls-key `{}`: not a usable PEM certificate chain and key",
-                cert.display(),
-                key.display()
-            )
-        })?;
-    Ok(tls)
+    Ok(async move {
+        let failed = move |e| anyhow::Error::new(e).context(format!("the {name} server failed"));
+        let (Some(files), Some(first)) = (tls, first) else {
+            return server
+                .clone()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming(listener), until(stopped))
+                .await
+                .map_err(failed);
+        };
+        // Each certificate gets its own server, fed the connections accepted while it is
+        // the newest.
+        let start = |tls: ServerTlsConfig| -> anyhow::Result<_> {
+            let (accepted, connections) = tokio::sync::mpsc::channel::<tokio::net::TcpStream>(64);
+            let connections = futures_util::stream::unfold(connections, |mut connections| async {
+                connections
+                    .recv()
+                    .await
+                    .map(|c| (Ok::<_, std::io::Error>(c), connections))
+            });
+            let router = server
+                .clone()
+                .tls_config(tls)
+                .context("cannot set up TLS")?
+                .add_routes(routes.clone());
+            let served = tokio::spawn(
+                router.serve_with_incoming_shutdown(Box::pin(connections), until(stopped.clone())),
+            );
+            anyhow::Ok((accepted, served))
+        };
+        let (mut newest, first) = start(first)?;
+        let (mut older, mut servers) = (Vec::new(), vec![first]);
+        let mut stop = std::pin::pin!(until(stopped.clone()));
+        loop {
+            #[cfg(unix)]
+            let reload = async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let reload = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((connection, _)) => {
+                        let _ = connection.set_nodelay(true);
+                        if newest.send(connection).await.is_err() {
+                            break; // that server stopped: its error is reported below
+                        }
+                    }
+                    Err(e) => {
+                        warn!(listener = name, error = %e, "cannot accept a connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = reload => match files.load().and_then(start) {
+                    Ok((accepted, served)) => {
+                        // The older servers keep their connections (and their feed stays open).
+                        older.push(std::mem::replace(&mut newest, accepted));
+                        servers.push(served);
+                        info!(listener = name, cert = %files.cert.display(), "reloaded the TLS certificate");
+                    }
+                    Err(e) => warn!(
+                        listener = name,
+                        error = format!("{e:#}"),
+                        "cannot reload the TLS certificate: serving the previous one"
+                    ),
+                },
+            }
+        }
+        // The newest first: if it stopped on its own, its error is the one to report.
+        for served in servers.into_iter().rev() {
+            served
+                .await
+                .with_context(|| format!("the {name} server task failed"))?
+                .map_err(failed)?;
+        }
+        drop((newest, older));
+        Ok(())
+    })
 }
 
 /// Accepted connections of a gRPC listener, with Nagle off: with our own listener the
@@ -110,12 +238,10 @@ pub fn decisions(
 /// Waits for the HTTP server and the health listener to finish draining after the gRPC
 /// server did.
 pub async fn drained(
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: tokio::task::JoinHandle<anyhow::Result<()>>,
     probes: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 ) -> anyhow::Result<()> {
-    http.await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
+    http.await.context("the HTTP server task failed")??;
     if let Some(probes) = probes {
         probes.await.context("the health server task failed")??;
     }

@@ -35,12 +35,21 @@ pub struct Args {
     /// this file. Off by default: decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
-    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key).
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key). SIGHUP reads it
+    /// and the key again: new connections get the new certificate.
     #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate this PEM CA signed (bearer tokens are
+    /// still required where they are without it). Needs --tls-cert.
+    #[arg(long, env = "PORTCULLIS_CLIENT_CA_FILE", requires = "tls_cert")]
+    client_ca_file: Option<PathBuf>,
+    /// Serve the HTTP port (SCIM, metrics) over TLS too: the --tls-cert certificate, and client
+    /// certificates checked against --client-ca-file when given.
+    #[arg(long, env = "PORTCULLIS_HTTP_TLS", requires = "tls_cert")]
+    http_tls: bool,
     /// Stream the directory to sidecars (`portcullis sidecar`) that present this file's secret
     /// as `authorization: Bearer <secret>`. Without it the stream is not served.
     #[arg(long, env = "PORTCULLIS_SIDECAR_TOKEN_FILE")]
@@ -57,7 +66,8 @@ struct Settings {
     health_addr: Option<SocketAddr>,
     decision_token: Option<RequireToken>,
     sidecar_token: Option<RequireToken>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<net::TlsFiles>,
+    http_tls: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -73,10 +83,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         decision_token: token(&args.decision_token_file)?,
         sidecar_token: token(&args.sidecar_token_file)?,
         tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(net::server_tls(cert, key)?),
+            (Some(cert), Some(key)) => Some(net::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca_file.clone(),
+            }),
             _ => None,
         },
+        http_tls: args.http_tls,
     };
+    // A certificate or key that cannot be used stops us before the store is opened.
+    if let Some(tls) = &settings.tls {
+        tls.load()?;
+    }
     // Open and load before the runtime starts: a store that cannot be read stops us here, and
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
@@ -102,10 +121,26 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let decision_metrics = metrics.decisions();
     let routes =
         metrics::count_scim(sync::router(live.clone()), scim_requests).merge(metrics.router());
-    let scim =
-        axum::serve(http_listener, routes).with_graceful_shutdown(net::until(stopped.clone()));
-    info!(http_addr = %http_local, "serving SCIM at /scim/v2 and metrics at /metrics");
-    let http = tokio::spawn(async move { scim.await });
+    let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
+    let http = if http_tls.is_some() {
+        // Through tonic's server for its TLS (and reload); HTTP/1.1 too, for clients that
+        // offer no ALPN or h2 (the listener offers only h2).
+        let scim = net::serve(
+            http_listener,
+            tonic::transport::Server::builder().accept_http1(true),
+            tonic::service::Routes::from(routes),
+            http_tls,
+            stopped.clone(),
+            "HTTP",
+        )?;
+        info!(http_addr = %http_local, tls = true, "serving SCIM at /scim/v2 and metrics at /metrics");
+        tokio::spawn(scim)
+    } else {
+        let scim =
+            axum::serve(http_listener, routes).with_graceful_shutdown(net::until(stopped.clone()));
+        info!(http_addr = %http_local, tls = false, "serving SCIM at /scim/v2 and metrics at /metrics");
+        tokio::spawn(async move { scim.await.context("the HTTP server failed") })
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -137,30 +172,47 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         });
     }
     let snapshots = feed.map(|(feed, token)| feed.service(token));
+    let routes_have_sidecars = snapshots.is_some();
     // Pings find sidecars that vanished without closing their connection, so their streams end.
-    let mut builder = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-    let tls = settings.tls.is_some();
-    if let Some(tls) = settings.tls {
-        builder = builder.tls_config(tls).context("cannot set up TLS")?;
+    let mut routes = tonic::service::Routes::builder();
+    if let Some(open) = open {
+        routes.add_service(open);
     }
+    if let Some(guarded) = guarded {
+        routes.add_service(guarded);
+    }
+    if let Some(snapshots) = snapshots {
+        routes.add_service(snapshots);
+    }
+    routes
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(admin_calls.wrap(AdminService::new(live, activity).into_server()));
+    let tls = settings.tls.is_some();
+    let client_certificates = settings
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
+    let sidecars = routes_have_sidecars;
+    let grpc = net::serve(
+        listener,
+        server,
+        routes.routes(),
+        settings.tls,
+        stopped,
+        "gRPC",
+    )?;
     info!(
         grpc_addr = %local,
         revision = engine.revision(),
         tls,
-        sidecars = snapshots.is_some(),
+        client_certificates,
+        sidecars,
         "serving decisions"
     );
-    builder
-        .add_optional_service(open)
-        .add_optional_service(guarded)
-        .add_optional_service(snapshots)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(admin_calls.wrap(AdminService::new(live, activity).into_server()))
-        .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
-        .await
-        .context("the gRPC server failed")?;
+    grpc.await?;
     net::drained(http, probes).await
 }

@@ -101,7 +101,7 @@ async fn serve(
     let http = axum::serve(http_listener, metrics.router())
         .with_graceful_shutdown(net::until(stopped.clone()));
     info!(http_addr = %http_local, "serving metrics at /metrics");
-    let http = tokio::spawn(async move { http.await });
+    let http = tokio::spawn(async move { http.await.context("the HTTP server failed") });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(follow_health(follower.clone(), health));

@@ -13,4 +13,5 @@ mod metrics;
 mod restart;
 mod scim;
 mod support;
+mod tls;
 mod workload_replay;

@@ -2,8 +2,11 @@
 //! the work itself lives in the library crates.
 
 mod admin_cmd;
+mod backup_cmd;
 mod check;
 mod config;
+mod control;
+mod decision_log;
 mod import;
 mod metrics;
 mod net;
@@ -65,6 +68,10 @@ enum Command {
     /// Generate, and replay against a server, workloads of users, groups, policies and requests.
     #[command(subcommand)]
     Workload(workload_cmd::Command),
+    /// Write a consistent copy of the store into a new directory, while `serve` runs or not.
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup into a new or empty data directory, with no server running on it.
+    Restore(backup_cmd::RestoreArgs),
     /// Show the settings `serve` or `sidecar` would run with, or document them all.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -101,6 +108,8 @@ fn main() -> ExitCode {
         Command::ScimToken(command) => scim_token_cmd::run(command),
         Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),
+        Command::Backup(args) => backup_cmd::backup(args),
+        Command::Restore(args) => backup_cmd::restore(args),
         Command::Config(ConfigCommand::Print { subcommand }) => {
             let mut global: Vec<std::ffi::OsString> = Vec::new();
             if let Some(path) = &cli.config {

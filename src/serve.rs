@@ -16,10 +16,8 @@ use tracing::info;
 
 use crate::{metrics, net};
 
-/// Decisions waiting for the recent-activity keeper; past this they are dropped, not waited for.
-const RECORD_QUEUE: usize = 16 * 1024;
-
 #[derive(Debug, clap::Args)]
+#[group(id = "serve_args")]
 pub struct Args {
     /// The store's directory (created if missing).
     #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
@@ -57,6 +55,8 @@ pub struct Args {
     /// Also serve gRPC health alone, in plain text, here: for probes that cannot do TLS.
     #[arg(long, env = "PORTCULLIS_HEALTH_ADDR")]
     health_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    decision_log: crate::decision_log::Args,
 }
 
 /// What `serve` starts with, read and checked before anything listens.
@@ -68,6 +68,7 @@ struct Settings {
     sidecar_token: Option<RequireToken>,
     tls: Option<net::TlsFiles>,
     http_tls: bool,
+    decision_log: crate::decision_log::Args,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -91,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ => None,
         },
         http_tls: args.http_tls,
+        decision_log: args.decision_log,
     };
     // A certificate or key that cannot be used stops us before the store is opened.
     if let Some(tls) = &settings.tls {
@@ -114,8 +116,11 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let http_local = http_listener.local_addr()?;
 
     let stopped = net::stop_on_signal();
+    let control = crate::control::serve_control(live.clone(), stopped.clone())?;
     let engine = live.engine().clone();
-    let (recorder, records) = Recorder::channel(RECORD_QUEUE);
+    let (recorder, records) = Recorder::channel(settings.decision_log.queue());
+    let decision_log =
+        crate::decision_log::DecisionLog::start(live.store(), records, &settings.decision_log)?;
     let mut metrics = metrics::Metrics::new(&engine);
     let (scim_requests, admin_calls) = metrics.control_plane(&engine, recorder.clone());
     let decision_metrics = metrics.decisions();
@@ -153,7 +158,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
         None => None,
     };
-    let activity = Activity::start(records);
+    let activity = Activity::decision_log();
     let reflection = net::reflection()?;
 
     let decisions = DecisionService::new(engine.clone())
@@ -214,5 +219,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         "serving decisions"
     );
     grpc.await?;
-    net::drained(http, probes).await
+    let drained = net::drained(http, probes).await;
+    decision_log.finish().await;
+    let _ = control.await;
+    drained
 }

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_cli;
+mod backup;
 mod cli;
 mod config;
+mod decision_log;
 mod deploy;
 mod fleet;
 mod hammer;

@@ -132,12 +132,9 @@ pub(crate) async fn get(
             group_ids,
         })
         .collect();
-    let keys = std::iter::once(user.id.as_str())
-        .chain(user.external_id.as_deref())
-        .chain(std::iter::once(user.user_name.as_str()))
-        .chain(user.emails.iter().map(String::as_str));
     let decisions = activity
-        .for_keys(keys, limit)
+        .of(live, &user, limit)
+        .await?
         .into_iter()
         .map(|r| pb::DecisionActivity {
             time: Some(timestamp(pdp::Timestamp(r.time_ms))),

@@ -1,5 +1,6 @@
 //! A real server for the admin suite: a sled store in a temp dir, seeded with a small company,
-//! serving AdminService and DecisionService on an ephemeral loopback port.
+//! serving AdminService and DecisionService on an ephemeral loopback port. Decisions go to the
+//! store's decision log, as in `serve` (or to the in-memory activity, for its own test).
 
 use admin::{Activity, AdminService};
 use live::Live;
@@ -12,6 +13,8 @@ use pdp::{
 use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use store::{DecisionLog, Retention};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -171,6 +174,8 @@ pub struct Harness {
     pub reader_secret: String,
     /// frank's token (no role).
     pub norole_secret: String,
+    /// The decision log the decision service's records go to (none with in-memory activity).
+    pub log: Option<Arc<DecisionLog>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -189,6 +194,16 @@ impl Harness {
     }
 
     pub async fn start_with(model: Model) -> Harness {
+        Harness::start_keeping(model, true).await
+    }
+
+    /// The seeded company, its recent decisions kept in memory ([`Activity::start`]) rather than
+    /// in the decision log.
+    pub async fn start_remembering() -> Harness {
+        Harness::start_keeping(company(), false).await
+    }
+
+    async fn start_keeping(model: Model, decision_log: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = store::Store::open(dir.path()).unwrap();
         store.import(&model).unwrap();
@@ -206,7 +221,13 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (recorder, records) = Recorder::channel(1024);
-        let activity = Activity::start(records);
+        let (activity, log) = if decision_log {
+            let log = Arc::new(DecisionLog::open(live.store(), Retention::default()).unwrap());
+            tokio::spawn(log_decisions(records, Arc::clone(&log)));
+            (Activity::decision_log(), Some(log))
+        } else {
+            (Activity::start(records), None)
+        };
         let (shutdown, stop) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
             .add_service(
@@ -233,6 +254,7 @@ impl Harness {
             admin_secret,
             reader_secret,
             norole_secret,
+            log,
             shutdown: Some(shutdown),
         }
     }
@@ -303,6 +325,23 @@ impl Harness {
             .into_inner()
             .events;
         events.into_iter().filter(|e| e.action == action).collect()
+    }
+}
+
+/// What `serve` does with decision records, without its batching window, retention sweeps or
+/// JSONL file: each batch the channel holds goes to the log.
+async fn log_decisions(
+    mut records: tokio::sync::mpsc::Receiver<pdp_service::Record>,
+    log: Arc<DecisionLog>,
+) {
+    let mut batch = Vec::new();
+    while records.recv_many(&mut batch, 256).await > 0 {
+        let mut logged: Vec<_> = batch.drain(..).map(admin::activity::logged).collect();
+        let log = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || log.append(&mut logged))
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 

@@ -397,6 +397,115 @@ async fn get_user_shows_groups_roles_activity_and_changes() {
     );
 }
 
+/// A decision for `user` as named, `minutes` minutes into 2026, as the decision log keeps it.
+fn logged(user: &str, minutes: i64, tool: &str, reason: pdp::Reason) -> store::LoggedDecision {
+    store::LoggedDecision {
+        seq: 0,
+        time_ms: 1_767_225_600_000 + minutes * 60_000,
+        decision_id: format!("d-{minutes}"),
+        user: user.into(),
+        user_id: None,
+        agent: "copilot".into(),
+        connector: "github".into(),
+        tool: tool.into(),
+        action: pdp::Action::Deny,
+        reason,
+        policy_id: None,
+        revision: 1,
+        latency_ns: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn get_user_reads_the_users_decisions_from_the_decision_log() {
+    let h = Harness::start().await;
+    let log = h.log.clone().unwrap();
+    let mut admin = h.admin().await;
+    use pdp::Reason::{NoMatchingPolicy, UnknownUser};
+    // What an earlier run of the server logged: by external id, by email in another case,
+    // before dave existed (did not resolve), and for someone else.
+    let mut earlier: Vec<_> = (0..250)
+        .map(|i| logged("okta-u-dave", i, &format!("t{i}"), NoMatchingPolicy))
+        .collect();
+    earlier.push(logged(
+        "DAVE@Example.com",
+        300,
+        "by-email",
+        NoMatchingPolicy,
+    ));
+    earlier.push(logged("dave@example.com", 301, "unknown-then", UnknownUser));
+    earlier.push(logged(
+        "carol@example.com",
+        302,
+        "carol's",
+        NoMatchingPolicy,
+    ));
+    tokio::task::spawn_blocking(move || log.append(&mut earlier))
+        .await
+        .unwrap()
+        .unwrap();
+    let get = |limit| pb::GetUserRequest {
+        user: "u-dave".into(),
+        activity_limit: limit,
+    };
+    let details = admin.get_user(get(0)).await.unwrap().into_inner();
+    // The default limit, newest first.
+    let tools: Vec<&str> = details.decisions.iter().map(|d| d.tool.as_str()).collect();
+    assert_eq!(tools.len(), 20);
+    assert_eq!(&tools[..4], ["unknown-then", "by-email", "t249", "t248"]);
+    let first = &details.decisions[0];
+    assert_eq!(
+        (first.decision(), first.reason(), first.agent.as_str()),
+        (pb::Decision::Deny, pb::Reason::UnknownUser, "copilot")
+    );
+    assert_eq!(
+        first.time.as_ref().map(|t| t.seconds),
+        Some(1_767_225_600 + 301 * 60)
+    );
+    let all = admin.get_user(get(200)).await.unwrap().into_inner();
+    assert_eq!(all.decisions.len(), 200);
+    assert_eq!(all.decisions[199].tool, "t52");
+
+    // A Check through the server lands on top.
+    h.check("okta-u-dave", "slack", "post", 0).await;
+    let mut newest = String::new();
+    for _ in 0..100 {
+        let details = admin.get_user(get(1)).await.unwrap().into_inner();
+        newest = details.decisions[0].connector.clone();
+        if newest == "slack" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(newest, "slack");
+}
+
+#[tokio::test]
+async fn get_user_shows_in_memory_activity_without_a_decision_log() {
+    let h = Harness::start_remembering().await;
+    let mut admin = h.admin().await;
+    h.check("FRANK@example.com", "slack", "post", 0).await;
+    h.check("okta-u-frank", "github", "create_issue", 0).await;
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = admin
+            .get_user(pb::GetUserRequest {
+                user: "u-frank".into(),
+                activity_limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .decisions;
+        if found.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let connectors: Vec<&str> = found.iter().map(|d| d.connector.as_str()).collect();
+    assert_eq!(connectors, ["github", "slack"]);
+}
+
 #[tokio::test]
 async fn user_calls_reject_bad_input() {
     let h = Harness::start().await;

@@ -21,8 +21,13 @@
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
 //! | `l/<revision: u64 big-endian>` | the change log: the ids that revision touched, or a marker that it touched too many to list ([`crate::changelog`]) |
+//! | `d/<seq: u64 big-endian>` | the decision log: a block of answered decisions, `seq` the first's ([`crate::decisions`]) |
+//! | `e/i/<user id>\0<seq>` | empty: block `seq` holds decisions whose user resolved to this id |
+//! | `e/k/<user key, lower-cased>\0<seq>` | empty: block `seq` holds decisions whose user did not resolve, named by this key |
 //!
-//! `a/`, `t/`, `k/`, `s/` and `l/` are outside `meta/counts`: they are not part of the model.
+//! `a/`, `t/`, `k/`, `s/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
+//! the model. `d/` and `e/` are written outside the revision too (the decision log is appended
+//! without the write lock, bumping nothing).
 //!
 //! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
 //! `<id>\0` prefix never matches a longer id. `m/` and `meta/` differ in their second byte, so a
@@ -48,6 +53,9 @@ pub(crate) const CONNECTION: &[u8] = b"k/";
 pub(crate) const SCIM_USER: &[u8] = b"s/u/";
 pub(crate) const SCIM_GROUP: &[u8] = b"s/g/";
 pub(crate) const LOG: &[u8] = b"l/";
+pub(crate) const DECISION: &[u8] = b"d/";
+pub(crate) const DECISION_BY_USER: &[u8] = b"e/i/";
+pub(crate) const DECISION_BY_KEY: &[u8] = b"e/k/";
 
 /// Longer ids are rejected: keys stay small and an id is never a document.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -157,6 +165,52 @@ pub(crate) fn log_revision(key: &[u8]) -> Result<u64> {
     number_of(LOG, key)
 }
 
+/// The block of the decision log whose first decision is `seq`.
+pub(crate) fn decision(seq: u64) -> Vec<u8> {
+    numbered(DECISION, seq)
+}
+
+/// The `seq` in a decision block's key.
+pub(crate) fn decision_seq(key: &[u8]) -> Result<u64> {
+    number_of(DECISION, key)
+}
+
+/// The prefix of the index entries of the blocks holding decisions whose user resolved to
+/// `user_id`.
+pub(crate) fn decisions_of_user(user_id: &str) -> Vec<u8> {
+    let mut key = key(DECISION_BY_USER, user_id);
+    key.push(SEPARATOR);
+    key
+}
+
+/// The prefix of the index entries of the blocks holding unresolved decisions that named
+/// `user_key` (lower-cased by the caller).
+pub(crate) fn decisions_named(user_key: &str) -> Vec<u8> {
+    let mut key = key(DECISION_BY_KEY, user_key);
+    key.push(SEPARATOR);
+    key
+}
+
+pub(crate) fn decision_of_user(user_id: &str, seq: u64) -> Vec<u8> {
+    let mut key = decisions_of_user(user_id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn decision_named(user_key: &str, seq: u64) -> Vec<u8> {
+    let mut key = decisions_named(user_key);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The `seq` of an index entry found under `prefix`, or `None` if the entry belongs to a longer
+/// key that starts with the same bytes (a caller's user key may contain `\0`).
+pub(crate) fn indexed_seq(prefix: &[u8], key: &[u8]) -> Option<u64> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+}
+
 /// Where the old values overwritten by chunk `chunk` of a large change are kept.
 pub(crate) fn undo(chunk: u64) -> Vec<u8> {
     numbered(UNDO, chunk)
@@ -238,5 +292,18 @@ mod tests {
         assert!(!key.starts_with(&members_of("g")));
         assert_eq!(id_of(USER, &user("ü")).unwrap(), "ü");
         assert!(ids_of(MEMBER, b"m/nosep").is_err());
+    }
+
+    #[test]
+    fn decision_keys_sort_by_seq_and_split_back() {
+        assert!(decision(255) < decision(256));
+        assert_eq!(decision_seq(&decision(u64::MAX)).unwrap(), u64::MAX);
+        let prefix = decisions_named("a");
+        assert_eq!(indexed_seq(&prefix, &decision_named("a", 9)), Some(9));
+        // A key `a\0…` that only starts like `a`'s entries is not one of them.
+        let longer = decision_named("a\0bcdefghi", 9);
+        assert!(longer.starts_with(&prefix));
+        assert_eq!(indexed_seq(&prefix, &longer), None);
+        assert!(!decision_of_user("u", 1).starts_with(&decisions_named("u")));
     }
 }

@@ -19,15 +19,19 @@
 //!
 //! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
 //! for listing and for building snapshots without reading sled (module `view`). API tokens, SCIM
-//! connections and documents, and the audit log live in the same tree, outside the model.
+//! connections and documents, and the audit log live in the same tree, outside the model; so
+//! does the decision log ([`DecisionLog`]: every answered decision, kept by age and count, not
+//! synced per write, never bumping the revision).
 //!
 //! Policy scopes naming a deleted user or group are left as they are by the plain write
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
 //! transaction ([`Store::transact`]).
 
+mod backup;
 mod change;
 mod changelog;
 mod codec;
+mod decisions;
 mod durability;
 mod error;
 mod import;
@@ -39,7 +43,14 @@ mod undo;
 pub mod view;
 mod write;
 
+pub use backup::{
+    BACKUP_FORMAT, BACKUP_MANIFEST, BACKUP_RECORDS, BackupError, BackupManifest, BackupSummary,
+    RestoreSummary, read_manifest,
+};
 pub use changelog::{CHANGE_LOG_REVISIONS, Touched};
+pub use decisions::{
+    DECISION_LOG_MAX_AGE, DECISION_LOG_MAX_RECORDS, DecisionLog, LoggedDecision, Retention, Swept,
+};
 pub use error::{Error, Result};
 pub use import::ImportSummary;
 pub use records::{ApiToken, AuditEvent, ScimConnection, ScimKind};

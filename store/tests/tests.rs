@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup;
 mod changelog;
+mod decisions;
 mod import;
 mod integrity;
 mod processes;

@@ -1,5 +1,5 @@
-//! Decisions as records, handed off the hot path to whoever keeps them (the admin API's recent
-//! activity; later the decision log).
+//! Decisions as records, handed off the hot path to whoever keeps them (the control plane's
+//! decision log, which feeds the admin API's recent activity).
 //!
 //! Check never waits for the consumer: records go through a bounded channel with `try_send`,
 //! and a full channel drops the record and counts it.
@@ -7,6 +7,7 @@
 use pdp::{Action, Reason};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One answered decision.
@@ -24,6 +25,10 @@ pub struct Record {
     pub reason: Reason,
     pub policy_id: Option<String>,
     pub revision: u64,
+    /// Time in the server from the call's arrival to its answer (any `min_revision` wait
+    /// included): the very interval `portcullis_check_duration_seconds` observes for a Check. The
+    /// checks of one BatchCheck share the batch's.
+    pub latency: Duration,
 }
 
 /// The sending side, held by the decision service.

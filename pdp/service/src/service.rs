@@ -7,7 +7,7 @@ use pdp::Snapshot;
 use portcullis_proto::v1 as pb;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// The most checks one `BatchCheck` may carry.
@@ -51,9 +51,12 @@ impl DecisionService {
         }
     }
 
-    async fn check_one(&self, check: pb::CheckRequest) -> Result<pb::CheckResponse> {
+    async fn check_one(
+        &self,
+        check: pb::CheckRequest,
+    ) -> Result<(pb::CheckResponse, Option<Record>)> {
         if self.stale() {
-            return self.stale_answer(&check, "");
+            return Ok((self.stale_answer(&check, "")?, None));
         }
         let snapshot = self.engine.snapshot_at_least(check.min_revision).await?;
         self.answer(&snapshot, &check, "")
@@ -99,7 +102,7 @@ impl DecisionService {
         snapshot: &Snapshot,
         check: &pb::CheckRequest,
         path: &str,
-    ) -> Result<pb::CheckResponse> {
+    ) -> Result<(pb::CheckResponse, Option<Record>)> {
         let request = convert::request(check, path)?;
         let (decision, explanation) = if check.explain {
             let (decision, matches) = snapshot.explain(&request);
@@ -111,28 +114,37 @@ impl DecisionService {
             (snapshot.decide(&request), Vec::new())
         };
         let decision_id = self.ids.next();
-        if let Some(recorder) = &self.recorder {
-            recorder.record(Record {
-                time_ms: now_ms(),
-                decision_id: decision_id.clone(),
-                user: check.user.clone(),
-                agent: check.agent.clone(),
-                connector: check.connector.clone(),
-                tool: check.tool.clone(),
-                action: decision.action,
-                reason: decision.reason,
-                policy_id: decision.policy_id.map(str::to_owned),
-                revision: snapshot.revision(),
-            });
-        }
-        Ok(pb::CheckResponse {
+        // Handed to the recorder by the handler once it knows the latency (`record`).
+        let record = self.recorder.as_ref().map(|_| Record {
+            time_ms: now_ms(),
+            decision_id: decision_id.clone(),
+            user: check.user.clone(),
+            agent: check.agent.clone(),
+            connector: check.connector.clone(),
+            tool: check.tool.clone(),
+            action: decision.action,
+            reason: decision.reason,
+            policy_id: decision.policy_id.map(str::to_owned),
+            revision: snapshot.revision(),
+            latency: Duration::ZERO,
+        });
+        let answer = pb::CheckResponse {
             decision: convert::action(decision.action).into(),
             reason: convert::reason(decision.reason).into(),
             policy_id: decision.policy_id.unwrap_or_default().to_owned(),
             revision: snapshot.revision(),
             decision_id,
             explanation,
-        })
+        };
+        Ok((answer, record))
+    }
+
+    /// Hands `record` to the recorder (without ever waiting for it), timed at `latency`.
+    fn record(&self, record: Option<Record>, latency: Option<Duration>) {
+        if let (Some(recorder), Some(mut record)) = (&self.recorder, record) {
+            record.latency = latency.unwrap_or_default();
+            recorder.record(record);
+        }
     }
 }
 
@@ -143,13 +155,16 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         // Metrics cost the Check path two clock reads (vDSO on Linux, no syscall) and two or three
-        // relaxed atomic adds: nothing allocates or locks for them.
-        let started = self.metrics.is_some().then(Instant::now);
+        // relaxed atomic adds: nothing allocates or locks for them. The decision record's
+        // latency is the same interval, read once.
+        let started = (self.metrics.is_some() || self.recorder.is_some()).then(Instant::now);
         let answer = self.check_one(request.into_inner()).await;
-        if let (Some(metrics), Some(started)) = (&self.metrics, started) {
-            metrics.observe_check(started.elapsed());
+        let elapsed = started.map(|started| started.elapsed());
+        if let (Some(metrics), Some(elapsed)) = (&self.metrics, elapsed) {
+            metrics.observe_check(elapsed);
         }
-        let answer = answer?;
+        let (answer, record) = answer?;
+        self.record(record, elapsed);
         self.count(std::slice::from_ref(&answer));
         Ok(Response::new(answer))
     }
@@ -158,6 +173,7 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         &self,
         request: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let started = self.recorder.is_some().then(Instant::now);
         let pb::BatchCheckRequest { checks } = request.into_inner();
         if checks.len() > MAX_BATCH {
             return Err(Error::invalid(
@@ -178,11 +194,17 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         // One snapshot answers the whole batch, so its answers are mutually consistent.
         let min_revision = checks.iter().map(|c| c.min_revision).max().unwrap_or(0);
         let snapshot = self.engine.snapshot_at_least(min_revision).await?;
-        let results = checks
+        let (results, records): (Vec<_>, Vec<_>) = checks
             .iter()
             .enumerate()
             .map(|(i, check)| self.answer(&snapshot, check, &format!("checks[{i}].")))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let elapsed = started.map(|started| started.elapsed());
+        for record in records {
+            self.record(record, elapsed);
+        }
         self.count(&results);
         Ok(Response::new(pb::BatchCheckResponse { results }))
     }

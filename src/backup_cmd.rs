@@ -1,0 +1,126 @@
+//! `portcullis backup` and `portcullis restore`: a consistent copy of the store, taken while it
+//! serves, and putting one back on a stopped node (docs/operations.md).
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::control;
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The store's directory. If `portcullis serve` holds it, the server takes the backup
+    /// (through its control socket, `<data dir>/portcullis.sock`); else it is read directly.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+    data_dir: PathBuf,
+    /// Where to write the backup: a directory that does not exist yet, or is empty.
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The directory to restore into: it must not exist or be empty, and no server may run on
+    /// it. Start `portcullis serve --data-dir` on it afterwards.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
+    data_dir: PathBuf,
+    /// A directory `portcullis backup` wrote.
+    backup: PathBuf,
+}
+
+pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let dir = &args.data_dir;
+    // Opening creates a missing directory: a typo must not back up a new, empty store.
+    anyhow::ensure!(
+        dir.is_dir(),
+        "there is no data directory `{}`",
+        dir.display()
+    );
+    // The server resolves relative paths against its own working directory.
+    let out = std::path::absolute(&args.out)
+        .with_context(|| format!("cannot resolve `{}`", args.out.display()))?;
+    let (revision, bytes, records, paused, via) = match store::Store::open(dir) {
+        Ok(store) => {
+            let summary = store
+                .backup_to(&out)
+                .with_context(|| format!("cannot back up `{}`", dir.display()))?;
+            let m = summary.manifest;
+            (m.revision, summary.bytes, m.records, summary.paused, "")
+        }
+        Err(store::Error::Locked { .. }) => {
+            let done = control::request_backup(dir, &out)?;
+            (
+                done.revision,
+                done.bytes,
+                done.records,
+                done.paused,
+                " (taken by the running server)",
+            )
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the store in `{}`", dir.display()));
+        }
+    };
+    println!(
+        "backed up revision {revision} of `{}` to `{}`{via}: {records} records, {} in {:.1}s; \
+         writes paused {}",
+        dir.display(),
+        out.display(),
+        size(bytes),
+        started.elapsed().as_secs_f64(),
+        millis(paused),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let summary = store::Store::restore(&args.backup, &args.data_dir).with_context(|| {
+        format!(
+            "cannot restore `{}` into `{}`",
+            args.backup.display(),
+            args.data_dir.display()
+        )
+    })?;
+    let m = &summary.manifest;
+    println!(
+        "restored revision {} into `{}` from `{}` (taken {}): {} users, {} groups, {} policies, \
+         {} records, {} in {:.1}s; new store id {}",
+        summary.revision,
+        args.data_dir.display(),
+        args.backup.display(),
+        taken(m.created_at_ms),
+        m.users,
+        m.groups,
+        m.policies,
+        m.records,
+        size(m.bytes),
+        summary.elapsed.as_secs_f64(),
+        summary.store_id,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn size(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// When a backup was taken, as RFC 3339 UTC.
+fn taken(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
+}

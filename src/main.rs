@@ -163,7 +163,10 @@ fn init_logging(format: LogFormat, filter: &str, traces: Option<&telemetry::Trac
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
-    let mut layers = vec![logs.with_filter(filter.and(telemetry::without_traces())).boxed()];
+    let mut layers = vec![
+        logs.with_filter(filter.and(telemetry::without_traces()))
+            .boxed(),
+    ];
     layers.extend(traces.map(telemetry::Traces::layer));
     tracing_subscriber::registry().with(layers).init();
     if let Some(e) = bad {

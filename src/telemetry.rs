@@ -98,9 +98,8 @@ impl Traces {
                 .with_tonic()
                 .with_endpoint(endpoint.clone());
             if endpoint.starts_with("https://") {
-                exporter = exporter.with_tls_config(
-                    tonic::transport::ClientTlsConfig::new().with_enabled_roots(),
-                );
+                exporter = exporter
+                    .with_tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots());
             }
             exporter
                 .build()
@@ -133,8 +132,9 @@ impl Traces {
             .with_threads(false)
             .with_target(false)
             .with_level(false)
+            // Spans, and the `enabled!` hints the decision service checks before recording.
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target() == TARGET && meta.is_span()
+                meta.target() == TARGET && !meta.is_event()
             }))
             .boxed()
     }
@@ -145,7 +145,8 @@ impl Traces {
             Ok(uri) => format!(
                 "{}://{}",
                 uri.scheme_str().unwrap_or("http"),
-                uri.authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""))
+                uri.authority()
+                    .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""))
             ),
             Err(_) => "(unparsed)".to_owned(),
         }
@@ -188,8 +189,8 @@ fn resource(service: &'static str) -> Resource {
 
 /// The log output's share of the filtering: everything but [`TARGET`], whose spans are for the
 /// exporter alone.
-pub fn without_traces() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool>
-{
+pub fn without_traces()
+-> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
     tracing_subscriber::filter::filter_fn(|meta| meta.target() != TARGET)
 }
 
@@ -426,7 +427,10 @@ mod tests {
             scim_route("/scim/v2/Users/alice@example.com"),
             Some("/scim/v2/Users/{id}")
         );
-        assert_eq!(scim_route("/scim/v2/Groups/g1"), Some("/scim/v2/Groups/{id}"));
+        assert_eq!(
+            scim_route("/scim/v2/Groups/g1"),
+            Some("/scim/v2/Groups/{id}")
+        );
         assert_eq!(scim_route("/scim/v2/Users/a/b"), Some("/scim/v2/*"));
         assert_eq!(scim_route("/scim/v2/alice"), Some("/scim/v2/*"));
         assert_eq!(scim_route("/scim/v2"), Some("/scim/v2/*"));
@@ -446,9 +450,7 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt;
         let logs = tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
-            .with_filter(
-                tracing_subscriber::EnvFilter::new("trace").and(without_traces()),
-            );
+            .with_filter(tracing_subscriber::EnvFilter::new("trace").and(without_traces()));
         let subscriber = tracing_subscriber::registry().with(logs);
         tracing::subscriber::with_default(subscriber, || {
             assert!(!tracing::enabled!(target: TARGET, tracing::Level::INFO));

@@ -14,4 +14,5 @@ mod restart;
 mod scim;
 mod support;
 mod tls;
+mod tracing;
 mod workload_replay;

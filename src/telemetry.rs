@@ -133,9 +133,13 @@ impl Traces {
             .with_target(false)
             .with_level(false)
             // Spans, and the `enabled!` hints the decision service checks before recording.
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target() == TARGET && !meta.is_event()
-            }))
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| {
+                    meta.target() == TARGET && !meta.is_event()
+                })
+                // Our spans are INFO: the global level stays the log filter's or INFO.
+                .with_max_level_hint(tracing::level_filters::LevelFilter::INFO),
+            )
             .boxed()
     }
 
@@ -191,7 +195,9 @@ fn resource(service: &'static str) -> Resource {
 /// exporter alone.
 pub fn without_traces()
 -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    // No level of its own: the global level stays the log filter's (`filter.and(this)`).
     tracing_subscriber::filter::filter_fn(|meta| meta.target() != TARGET)
+        .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
 }
 
 /// Adds `service` (if any) to `routes`, in a span per call when traces are on; as it is when
@@ -452,6 +458,12 @@ mod tests {
             .with_writer(std::io::sink)
             .with_filter(tracing_subscriber::EnvFilter::new("trace").and(without_traces()));
         let subscriber = tracing_subscriber::registry().with(logs);
+        // And the log filter's level is still the global one, for every other callsite.
+        let logs_filter = tracing_subscriber::EnvFilter::new("info").and(without_traces());
+        assert_eq!(
+            tracing_subscriber::layer::Filter::<Registry>::max_level_hint(&logs_filter),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
         tracing::subscriber::with_default(subscriber, || {
             assert!(!tracing::enabled!(target: TARGET, tracing::Level::INFO));
             assert!(tracing::info_span!(target: TARGET, "grpc").is_disabled());

@@ -13,6 +13,7 @@ mod net;
 mod scim_token_cmd;
 mod serve;
 mod sidecar;
+mod telemetry;
 mod token_cmd;
 mod workload_cmd;
 
@@ -98,7 +99,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(cli.log_format, &cli.log_filter);
+    let traces = match &cli.command {
+        Command::Serve(args) => telemetry::Traces::start(&args.telemetry, "portcullis"),
+        Command::Sidecar(args) => telemetry::Traces::start(&args.telemetry, "portcullis-sidecar"),
+        _ => Ok(None),
+    };
+    let traces = match traces {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(cli.log_format, &cli.log_filter, traces.as_ref());
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sidecar(args) => sidecar::run(args),
@@ -125,6 +138,9 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
     };
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -141,21 +157,32 @@ fn parse() -> anyhow::Result<Cli> {
 }
 
 /// Logs to stderr, so stdout stays for command output. A filter that does not parse falls back
-/// to `info`, saying so.
-fn init_logging(format: LogFormat, filter: &str) {
+/// to `info`, saying so. With `traces`, trace spans go to its exporter (and never to the log).
+fn init_logging(format: LogFormat, filter: &str, traces: Option<&telemetry::Traces>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
         Ok(f) => (f, None),
         Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let mut layers = vec![
+        logs.with_filter(filter.and(telemetry::without_traces()))
+            .boxed(),
+    ];
+    layers.extend(traces.map(telemetry::Traces::layer));
+    tracing_subscriber::registry().with(layers).init();
     if let Some(e) = bad {
         tracing::warn!(error = %e, "--log-filter does not parse; logging at info");
+    }
+    if let Some(traces) = traces {
+        tracing::info!(endpoint = %traces.endpoint(), "exporting traces over OTLP");
     }
 }
 

@@ -357,7 +357,7 @@ fn grpc_code(headers: &http::HeaderMap) -> &'static str {
 }
 
 /// The canonical name of a gRPC status code.
-fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
     match code {
         Code::Ok => "OK",

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing::info;
 
-use crate::{metrics, net};
+use crate::{metrics, net, telemetry};
 
 #[derive(Debug, clap::Args)]
 #[group(id = "serve_args")]
@@ -57,6 +57,8 @@ pub struct Args {
     health_addr: Option<SocketAddr>,
     #[command(flatten)]
     decision_log: crate::decision_log::Args,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::Args,
 }
 
 /// What `serve` starts with, read and checked before anything listens.
@@ -124,8 +126,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let mut metrics = metrics::Metrics::new(&engine);
     let (scim_requests, admin_calls) = metrics.control_plane(&engine, recorder.clone());
     let decision_metrics = metrics.decisions();
-    let routes =
-        metrics::count_scim(sync::router(live.clone()), scim_requests).merge(metrics.router());
+    let scim = metrics::count_scim(sync::router(live.clone()), scim_requests);
+    let routes = telemetry::scim(scim).merge(metrics.router());
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let http = if http_tls.is_some() {
         // Through tonic's server for its TLS (and reload); HTTP/1.1 too, for clients that
@@ -183,19 +185,14 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let mut routes = tonic::service::Routes::builder();
-    if let Some(open) = open {
-        routes.add_service(open);
-    }
-    if let Some(guarded) = guarded {
-        routes.add_service(guarded);
-    }
+    telemetry::add(&mut routes, open);
+    telemetry::add(&mut routes, guarded);
     if let Some(snapshots) = snapshots {
         routes.add_service(snapshots);
     }
-    routes
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(admin_calls.wrap(AdminService::new(live, activity).into_server()));
+    let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
+    telemetry::add(&mut routes, Some(admin));
+    routes.add_service(health_service).add_service(reflection);
     let tls = settings.tls.is_some();
     let client_certificates = settings
         .tls

@@ -4,7 +4,7 @@
 //! HTTP port reports the revision, the lag and the staleness, and decisions as `serve` does.
 
 use crate::metrics::Metrics;
-use crate::net;
+use crate::{net, telemetry};
 use anyhow::Context;
 use fleet::Follower;
 use pdp_service::{DecisionService, RequireToken};
@@ -51,6 +51,8 @@ pub struct Args {
     /// this file.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::Args,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -115,11 +117,12 @@ async fn serve(
         .with_metrics(decision_metrics);
     let (open, guarded) = net::decisions(decisions, decision_token);
     info!(grpc_addr = %local, "serving decisions");
+    let mut routes = tonic::service::Routes::builder();
+    telemetry::add(&mut routes, open);
+    telemetry::add(&mut routes, guarded);
+    routes.add_service(health_service).add_service(reflection);
     tonic::transport::Server::builder()
-        .add_optional_service(open)
-        .add_optional_service(guarded)
-        .add_service(health_service)
-        .add_service(reflection)
+        .add_routes(routes.routes())
         .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
         .await
         .context("the gRPC server failed")?;

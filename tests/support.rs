@@ -97,9 +97,15 @@ impl Server {
     /// Runs a subcommand that serves gRPC and logs `grpc_addr=` once it does (after any
     /// `http_addr=`): `serve` or `sidecar`.
     pub fn spawn(args: &[&str]) -> Server {
+        Server::spawn_with_env(args, &[])
+    }
+
+    /// [`Server::spawn`] with `env` set for it.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = bin()
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -16,4 +16,5 @@ mod restart;
 mod scim;
 mod support;
 mod tls;
+mod tracing;
 mod workload_replay;

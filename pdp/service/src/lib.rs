@@ -13,6 +13,7 @@ mod metrics;
 mod record;
 mod service;
 mod token;
+mod trace;
 
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
@@ -21,3 +22,4 @@ pub use metrics::{CHECK_BUCKETS, DecisionMetrics, Latencies, PublishStats};
 pub use record::{Record, Recorder};
 pub use service::{DecisionService, MAX_BATCH};
 pub use token::RequireToken;
+pub use trace::TRACE_TARGET;

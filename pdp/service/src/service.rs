@@ -1,7 +1,7 @@
 //! The gRPC `DecisionService`.
 
 use crate::record::{Record, Recorder};
-use crate::{DecisionMetrics, Engine, Error, Freshness, Result, convert};
+use crate::{DecisionMetrics, Engine, Error, Freshness, Result, convert, trace};
 use pb::decision_service_server::DecisionServiceServer;
 use pdp::Snapshot;
 use portcullis_proto::v1 as pb;
@@ -42,8 +42,10 @@ impl DecisionService {
         self
     }
 
-    /// Counts answered checks. Relaxed atomic adds into a fixed array: no allocation, no lock.
+    /// Counts answered checks (and puts them on the trace span, when traces are on). Relaxed
+    /// atomic adds into a fixed array: no allocation, no lock.
     fn count(&self, answers: &[pb::CheckResponse]) {
+        trace::answers(answers);
         if let Some(metrics) = &self.metrics {
             for answer in answers {
                 metrics.count(answer.decision, answer.reason);
@@ -154,6 +156,7 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        trace::check(request.get_ref());
         // Metrics cost the Check path two clock reads (vDSO on Linux, no syscall) and two or three
         // relaxed atomic adds: nothing allocates or locks for them. The decision record's
         // latency is the same interval, read once.
@@ -175,6 +178,7 @@ impl pb::decision_service_server::DecisionService for DecisionService {
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
         let started = self.recorder.is_some().then(Instant::now);
         let pb::BatchCheckRequest { checks } = request.into_inner();
+        trace::batch(&checks);
         if checks.len() > MAX_BATCH {
             return Err(Error::invalid(
                 "checks",

@@ -10,6 +10,7 @@ mod decision_log;
 mod import;
 mod metrics;
 mod net;
+mod reload;
 mod scim_token_cmd;
 mod serve;
 mod sidecar;
@@ -36,7 +37,8 @@ struct Cli {
     /// line).
     #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Which logs to write, as a tracing filter: `info`, `warn,fleet=debug`, …
+    /// Which logs to write, as a tracing filter: `info`, `warn,fleet=debug`, … `serve` and
+    /// `sidecar` read it again on SIGHUP.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log_filter: String,
 }
@@ -172,6 +174,9 @@ fn init_logging(format: LogFormat, filter: &str, traces: Option<&telemetry::Trac
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
+    // Behind a reload handle, so SIGHUP can swap it (`reload`).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    reload::set_log_filter(handle);
     let mut layers = vec![
         logs.with_filter(filter.and(telemetry::without_traces()))
             .boxed(),

@@ -118,6 +118,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let http_local = http_listener.local_addr()?;
 
     let stopped = net::stop_on_signal();
+    crate::reload::on_sighup()?;
     let control = crate::control::serve_control(live.clone(), stopped.clone())?;
     let engine = live.engine().clone();
     let (recorder, records) = Recorder::channel(settings.decision_log.queue());

@@ -93,6 +93,7 @@ async fn serve(
     let http_listener = net::bind(args.http_addr).await?;
     let http_local = http_listener.local_addr()?;
     let stopped = net::stop_on_signal();
+    crate::reload::on_sighup()?;
 
     info!(upstream = %args.upstream, max_staleness = ?options.max_staleness, "following the control plane");
     let follower = Follower::start(upstream, options).context("cannot start following")?;

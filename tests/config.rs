@@ -254,3 +254,115 @@ fn json_logs_are_one_object_per_line() {
     );
     assert!(serving["timestamp"].is_string());
 }
+
+/// The lines a child writes to stderr, gathered by a thread.
+struct Lines(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Lines {
+    fn of(stderr: std::process::ChildStderr) -> Lines {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let into = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                into.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Lines(lines)
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to a minute) until a line contains every one of `parts`.
+    fn wait_for(&self, parts: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let found = self
+                .text()
+                .lines()
+                .find(|line| parts.iter().all(|p| line.contains(p)))
+                .map(str::to_owned);
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {parts:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_log_filter_and_a_bad_file_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let settings = |top: &str, serve: &str| {
+        format!(
+            "{top}\n[serve]\ngrpc-addr = \"127.0.0.1:0\"\nhttp-addr = \"127.0.0.1:0\"\n\
+             data-dir = \"{}\"\n{serve}\n",
+            path(&data)
+        )
+    };
+    let file = config(root.path(), &settings("log-filter = \"info\"", ""));
+    let mut command = bin();
+    command.env_remove("RUST_LOG");
+    let mut child = command
+        .args(["--config", &file, "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Lines::of(child.stderr.take().unwrap());
+    log.wait_for(&["serving decisions"]);
+    let hangup = || {
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let backup = |name: &str| {
+        run_ok(&[
+            "backup",
+            "--data-dir",
+            path(&data),
+            path(&root.path().join(name)),
+        ])
+    };
+
+    // At info, a backup the server takes is logged.
+    backup("b1");
+    log.wait_for(&["backup written", "b1"]);
+
+    // Down to warnings, but for the reload's own lines: the next backup is not logged.
+    config(
+        root.path(),
+        &settings("log-filter = \"warn,portcullis::reload=info\"", ""),
+    );
+    hangup();
+    log.wait_for(&["log filter reloaded", "warn,portcullis::reload=info"]);
+    backup("b2");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!log.text().contains("b2"), "{}", log.text());
+
+    // A file that does not check out changes nothing, says which key, and the server serves on.
+    config(
+        root.path(),
+        &settings("", "decision-log-retention = \"soon\""),
+    );
+    hangup();
+    log.wait_for(&["do not check out", "decision-log-retention"]);
+    backup("b3");
+    assert!(root.path().join("b3").join("backup.json").exists());
+    assert!(child.try_wait().unwrap().is_none(), "{}", log.text());
+
+    let _ = child.kill();
+    let _ = child.wait();
+}

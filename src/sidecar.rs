@@ -30,6 +30,21 @@ pub struct Args {
     /// webpki roots.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CA_FILE")]
     upstream_ca_file: Option<PathBuf>,
+    /// Present this PEM client certificate chain to the control plane (with
+    /// --upstream-client-key), for one that requires client certificates (--client-ca-file).
+    #[arg(
+        long,
+        env = "PORTCULLIS_UPSTREAM_CLIENT_CERT",
+        requires = "upstream_client_key"
+    )]
+    upstream_client_cert: Option<PathBuf>,
+    /// The PEM private key of --upstream-client-cert.
+    #[arg(
+        long,
+        env = "PORTCULLIS_UPSTREAM_CLIENT_KEY",
+        requires = "upstream_client_cert"
+    )]
+    upstream_client_key: Option<PathBuf>,
     /// Where to serve decisions; port 0 picks a free one (the log line says which).
     #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
@@ -66,8 +81,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display())))
         .transpose()?;
-    let upstream = fleet::Upstream::new(&args.upstream, token.as_deref(), ca.as_deref())
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))
+    };
+    let mut upstream = fleet::Upstream::new(&args.upstream, token.as_deref(), ca.as_deref())
         .context("--upstream")?;
+    if let (Some(cert), Some(key)) = (&args.upstream_client_cert, &args.upstream_client_key) {
+        upstream = upstream
+            .with_client_identity(&read(cert)?, &read(key)?)
+            .context("--upstream-client-cert")?;
+    }
     let decision_token = args
         .decision_token_file
         .as_deref()

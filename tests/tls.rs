@@ -376,6 +376,80 @@ fn a_client_ca_requires_a_client_certificate() {
     );
 }
 
+/// The reason `portcullis check --json` printed, once the answer no longer says the sidecar has
+/// no snapshot, or after `within`.
+fn reason_within(server: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let output = check(server, &[]);
+        let answer = String::from_utf8_lossy(&output.stdout).into_owned();
+        if answer.contains("UNKNOWN_USER") || Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_sidecar_presents_its_client_certificate_to_the_control_plane() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new(root.path(), "a");
+    let (cert, key) = ca.write_leaf("server", 1, false);
+    let (client_cert, client_key) = ca.write_leaf("sidecar", 2, true);
+    let token = root.path().join("sidecar-token");
+    std::fs::write(&token, "a-sidecar-secret").unwrap();
+    let server = Serving::start(
+        &root.path().join("data"),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca-file",
+            &ca.ca_file(),
+            "--sidecar-token-file",
+            path(&token),
+        ],
+    );
+    let upstream = server.grpc();
+    let sidecar = |extra: &[&str]| {
+        let mut args = vec![
+            "sidecar",
+            "--upstream",
+            &upstream,
+            "--upstream-token-file",
+            path(&token),
+            "--upstream-ca-file",
+            &ca.file("ca.pem").to_str().unwrap().to_owned(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::support::Server::spawn(&args)
+    };
+
+    // With its certificate it follows, and answers from the snapshot.
+    let with = sidecar(&[
+        "--upstream-client-cert",
+        &client_cert,
+        "--upstream-client-key",
+        &client_key,
+    ]);
+    let answer = reason_within(&with.addr, Duration::from_secs(30));
+    assert!(answer.contains("UNKNOWN_USER"), "{answer}");
+
+    // Without one the control plane refuses it: it never has a snapshot and fails closed.
+    let without = sidecar(&[]);
+    let answer = reason_within(&without.addr, Duration::from_secs(3));
+    assert!(answer.contains("STALE_SNAPSHOT"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_metrics_and_scim_with_client_certificates() {
     let root = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use store::View;
 use store::view::Update;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tracing::{error, info, warn};
 
 /// The largest message a follower accepts: chunks and parts of changes stay far below it.
@@ -40,6 +40,8 @@ pub struct Upstream {
     url: String,
     /// `Bearer <token>`, ready to send.
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// With `https://`, how the control plane is checked (and, once given, how we identify).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -63,6 +65,7 @@ impl Upstream {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
+        let mut with_tls = None;
         match (url.split_once("://").map(|(scheme, _)| scheme), ca_pem) {
             (Some("https"), ca) => {
                 let mut tls = ClientTlsConfig::new();
@@ -70,7 +73,10 @@ impl Upstream {
                     Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
                     None => tls.with_webpki_roots(),
                 };
-                endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
+                endpoint = endpoint
+                    .tls_config(tls.clone())
+                    .map_err(|e| bad(e.to_string()))?;
+                with_tls = Some(tls);
             }
             (Some("http"), None) => {}
             (Some("http"), Some(_)) => {
@@ -89,7 +95,26 @@ impl Upstream {
             endpoint,
             url: url.to_owned(),
             authorization,
+            tls: with_tls,
         })
+    }
+
+    /// Presents this client certificate (PEM chain and key) to the control plane, for one that
+    /// requires them (`serve --client-ca-file`). Only over `https://`.
+    pub fn with_client_identity(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Upstream> {
+        let bad = |reason: &str| Error::Config(format!("upstream `{}`: {reason}", self.url));
+        let Some(tls) = self.tls.take() else {
+            return Err(bad(
+                "a client certificate is given but the URL is not https://",
+            ));
+        };
+        let tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
+        self.endpoint = self
+            .endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| bad(&e.to_string()))?;
+        self.tls = Some(tls);
+        Ok(self)
     }
 }
 

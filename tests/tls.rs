@@ -420,7 +420,7 @@ fn a_sidecar_presents_its_client_certificate_to_the_control_plane() {
             "--upstream-token-file",
             path(&token),
             "--upstream-ca-file",
-            &ca.file("ca.pem").to_str().unwrap().to_owned(),
+            ca.file("ca.pem").to_str().unwrap(),
             "--grpc-addr",
             "127.0.0.1:0",
             "--http-addr",

@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod control;
 mod decision_log;
+mod https;
 mod import;
 mod metrics;
 mod net;

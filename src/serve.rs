@@ -130,16 +130,14 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let scim = metrics::count_scim(sync::router(live.clone()), scim_requests);
     let routes = telemetry::scim(scim).merge(metrics.router());
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
-    let http = if http_tls.is_some() {
-        // Through tonic's server for its TLS (and reload); HTTP/1.1 too, for clients that
-        // offer no ALPN or h2 (the listener offers only h2).
-        let scim = net::serve(
+    let http = if let Some(files) = http_tls {
+        // HTTP/1.1 and HTTP/2 over TLS, as the client prefers (`https`).
+        let scim = crate::https::serve(
             http_listener,
             tonic::transport::Server::builder().accept_http1(true),
             tonic::service::Routes::from(routes),
-            http_tls,
+            files,
             stopped.clone(),
-            "HTTP",
         )?;
         info!(http_addr = %http_local, tls = true, "serving SCIM at /scim/v2 and metrics at /metrics");
         tokio::spawn(scim)

@@ -450,6 +450,46 @@ fn a_sidecar_presents_its_client_certificate_to_the_control_plane() {
     assert!(answer.contains("STALE_SNAPSHOT"), "{answer}");
 }
 
+/// `GET path` over TLS offering only `http/1.1` in ALPN, trusting `ca_pem` and presenting
+/// `client` (cert PEM, key PEM): the raw response.
+async fn http1_get(port: u16, ca_pem: &str, client: (String, String), path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(client.0.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(client.1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    answer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_metrics_and_scim_with_client_certificates() {
     let root = tempfile::tempdir().unwrap();
@@ -479,6 +519,14 @@ async fn https_serves_metrics_and_scim_with_client_certificates() {
     // SCIM is there too (and still wants its bearer token).
     let (status, _) = get(&mut https, &format!("{}/scim/v2/Users", server.https())).await;
     assert_eq!(status, 401);
+    // A client that speaks only HTTP/1.1 (as identity providers' SCIM clients do) agrees on
+    // `http/1.1` in ALPN and is served.
+    let answer = http1_get(server.http_port, &ca.pem, client.clone(), "/scim/v2/Users").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+        "{answer}"
+    );
 
     // Without a client certificate, or trusting another CA, no connection.
     let refused = match channel(&server.https(), &ca.pem, None).await {

@@ -4,25 +4,12 @@
 //! backup of a stopped store; what both refuse.
 
 use crate::scim::{Scim, USER};
-use crate::support::{Server, generated_and_imported, path, run, run_ok};
+use crate::support::{Server, generated_and_imported, path, run, run_ok, scim_token};
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn scim_token(data: &Path) -> String {
-    let out = run_ok(&[
-        "scim-token",
-        "create",
-        "--data-dir",
-        path(data),
-        "--name",
-        "okta",
-    ]);
-    out.lines().last().unwrap().to_owned()
-}
 
 fn writer_name(i: usize) -> String {
     format!("writer{i}@example.com")
@@ -59,7 +46,7 @@ fn served_revision(server: &Server) -> u64 {
 fn a_backup_taken_from_a_server_under_writes_restores_a_consistent_revision() {
     let root = tempfile::tempdir().unwrap();
     let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "3"]);
-    let token = scim_token(&data);
+    let token = scim_token(&data, "okta");
     // A socket left by a crashed server: replaced.
     std::fs::write(data.join("portcullis.sock"), "stale").unwrap();
     let start = store::Store::open(&data).unwrap().revision();
@@ -152,7 +139,7 @@ fn a_backup_taken_from_a_server_under_writes_restores_a_consistent_revision() {
 fn a_backup_of_a_stopped_store_restores_it_and_targets_must_be_new_or_empty() {
     let root = tempfile::tempdir().unwrap();
     let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "4"]);
-    scim_token(&data);
+    scim_token(&data, "okta");
     let original = store::Store::open(&data).unwrap();
     let (model, revision) = (original.load().unwrap(), original.revision());
     drop(original);

@@ -3,18 +3,11 @@
 //! `--decision-log-file` gets one JSON object per decision with every field.
 
 use crate::scim::http;
-use crate::support::{Server, path, run_ok, write_users};
-use pb::admin_service_client::AdminServiceClient;
+use crate::support::{Server, admin_token, path, run_ok, write_users};
 use portcullis_proto::v1 as pb;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-type Bearer =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Alice (an admin), Bob and Dave; github is allowed to everyone but `delete_repo`, denied.
 fn company(root: &Path) -> PathBuf {
@@ -44,36 +37,6 @@ fn company(root: &Path) -> PathBuf {
     let data = root.join("data");
     run_ok(&["import", "--data-dir", path(&data), path(&export)]);
     data
-}
-
-fn admin_token(data: &Path) -> String {
-    let out = run_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        path(data),
-        "--user",
-        "u1",
-        "--role",
-        "admin",
-    ]);
-    out.lines().last().unwrap().trim().to_owned()
-}
-
-async fn admin(server: &Server, token: &str) -> Admin {
-    let channel = Channel::from_shared(server.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-        request
-            .metadata_mut()
-            .insert("authorization", value.clone());
-        Ok(request)
-    });
-    AdminServiceClient::with_interceptor(channel, bearer)
 }
 
 fn request(user: &str, tool: &str) -> pb::CheckRequest {
@@ -208,7 +171,7 @@ async fn the_decision_log_under_a_check_flood_never_slows_check_and_counts_drops
 async fn get_user_shows_the_latest_decisions_after_a_restart() {
     let root = tempfile::tempdir().unwrap();
     let data = company(root.path());
-    let token = admin_token(&data);
+    let token = admin_token(&data, "u1");
     let server = Server::start(&data);
     let mut client = server.client().await;
     let tools = ["t1", "t2", "delete_repo", "t4"];
@@ -229,7 +192,7 @@ async fn get_user_shows_the_latest_decisions_after_a_restart() {
         user: "dave@example.com".into(),
         activity_limit: 10,
     };
-    let mut admin_client = admin(&server, &token).await;
+    let mut admin_client = server.admin(&token).await;
     let mut before = Vec::new();
     for _ in 0..200 {
         before = admin_client
@@ -251,7 +214,7 @@ async fn get_user_shows_the_latest_decisions_after_a_restart() {
     assert!(server.terminate().success());
 
     let server = Server::start(&data);
-    let mut admin_client = admin(&server, &token).await;
+    let mut admin_client = server.admin(&token).await;
     let after = admin_client
         .get_user(get)
         .await

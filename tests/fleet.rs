@@ -168,26 +168,8 @@ async fn sidecars_follow_fail_closed_and_catch_up() {
     let (workload_dir, data) =
         generated_and_imported(root.path(), &["--preset", "small", "--seed", "11"]);
     let requests = workload::read_requests(&workload_dir.join("requests.jsonl")).unwrap();
-    let admin = run_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--user",
-        "u0000001",
-        "--role",
-        "admin",
-    ]);
-    let admin = admin.lines().last().unwrap().to_owned();
-    let scim_token = run_ok(&[
-        "scim-token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--name",
-        "okta",
-    ]);
-    let scim_token = scim_token.lines().last().unwrap().to_owned();
+    let admin = crate::support::admin_token(&data, "u0000001");
+    let scim_token = crate::support::scim_token(&data, "okta");
     let sidecar_token = token_file(root.path(), "sidecar-token", "fleet-secret");
 
     let control = Server::start_with(&data, &["--sidecar-token-file", &sidecar_token]);

@@ -8,18 +8,11 @@ use crate::support::{Server, path, run_ok, write_users};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use pb::admin_service_client::AdminServiceClient;
 use portcullis_proto::v1 as pb;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-type Bearer =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// One scrape: each family's type, and every sample in order.
 #[derive(Debug)]
@@ -259,22 +252,6 @@ fn outcome(answer: &pb::CheckResponse) -> (String, String) {
     )
 }
 
-async fn admin(server: &Server, token: &str) -> Admin {
-    let channel = Channel::from_shared(server.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-        request
-            .metadata_mut()
-            .insert("authorization", value.clone());
-        Ok(request)
-    });
-    AdminServiceClient::with_interceptor(channel, bearer)
-}
-
 /// Every (decision, reason) series the scrape has, by label values (decision, reason).
 fn decisions(scrape: &Scrape) -> BTreeMap<(String, String), u64> {
     assert_eq!(scrape.kind("portcullis_decisions"), "counter");
@@ -318,26 +295,8 @@ fn expected_decisions(counted: &[(&str, &str, u64)]) -> BTreeMap<(String, String
 async fn the_control_plane_counts_what_it_answers() {
     let root = tempfile::tempdir().unwrap();
     let data = company(root.path());
-    let admin_token = run_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--user",
-        "u1",
-        "--role",
-        "admin",
-    ]);
-    let admin_token = admin_token.lines().last().unwrap().to_owned();
-    let scim_token = run_ok(&[
-        "scim-token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--name",
-        "okta",
-    ]);
-    let scim_token = scim_token.lines().last().unwrap().to_owned();
+    let admin_token = crate::support::admin_token(&data, "u1");
+    let scim_token = crate::support::scim_token(&data, "okta");
     let sidecar_token = root.path().join("sidecar-token");
     std::fs::write(&sidecar_token, "metrics-secret\n").unwrap();
     let server = Server::start_with(&data, &["--sidecar-token-file", path(&sidecar_token)]);
@@ -467,7 +426,7 @@ async fn the_control_plane_counts_what_it_answers() {
     );
 
     // Admin: two calls answered OK, one NOT_FOUND, one UNAUTHENTICATED.
-    let mut alice = admin(&server, &admin_token).await;
+    let mut alice = server.admin(&admin_token).await;
     alice.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
     let missing = alice
         .lock_user(pb::LockUserRequest {
@@ -485,7 +444,7 @@ async fn the_control_plane_counts_what_it_answers() {
         .await
         .unwrap()
         .into_inner();
-    let mut stranger = admin(&server, "pc_not-a-token").await;
+    let mut stranger = server.admin("pc_not-a-token").await;
     let unauthenticated = stranger.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
     assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
 

@@ -2,22 +2,15 @@
 //! being killed outright (SIGKILL, no shutdown path runs) right after the last acknowledgement,
 //! and the restarted server answers from a revision at least as new as every one of them.
 
-use crate::support::{Server, path, run_ok};
+use crate::support::{Admin, Server, path, run_ok};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use pb::admin_service_client::AdminServiceClient;
 use portcullis_proto::v1 as pb;
 use serde_json::{Value, json};
 use std::fs;
 use std::path::{Path, PathBuf};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-type Bearer =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -64,22 +57,6 @@ fn secret(out: &str, prefix: &str) -> String {
     let secret = out.lines().last().unwrap().to_owned();
     assert!(secret.starts_with(prefix), "{out}");
     secret
-}
-
-async fn admin(server: &Server, token: &str) -> Admin {
-    let channel = Channel::from_shared(server.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-        request
-            .metadata_mut()
-            .insert("authorization", value.clone());
-        Ok(request)
-    });
-    AdminServiceClient::with_interceptor(channel, bearer)
 }
 
 /// A SCIM call; returns the status and the JSON body (`null` when empty).
@@ -231,7 +208,7 @@ async fn acknowledged_writes_survive_sigkill() {
     );
 
     let server = Server::start(&data);
-    let mut admin_api = admin(&server, &token).await;
+    let mut admin_api = server.admin(&token).await;
     let locked = admin_api
         .lock_user(pb::LockUserRequest {
             user: "bob@example.com".into(),
@@ -316,7 +293,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
     let server = Server::start(&data);
     assert_acknowledged(&server, &linus, true, last).await;
-    let mut admin_api = admin(&server, &token).await;
+    let mut admin_api = server.admin(&token).await;
     let after = audited(&mut admin_api).await;
     for (action, target, revision) in &before {
         assert_eq!(

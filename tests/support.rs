@@ -5,6 +5,45 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Adds `authorization: Bearer <token>` to every call.
+pub type Bearer =
+    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+/// An admin API client sending a token.
+pub type Admin = portcullis_proto::v1::admin_service_client::AdminServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
+
+/// `portcullis token create` on the stopped store in `data`: an admin token for `user`; the
+/// secret.
+pub fn admin_token(data: &Path, user: &str) -> String {
+    let out = run_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        path(data),
+        "--user",
+        user,
+        "--role",
+        "admin",
+    ]);
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+/// `portcullis scim-token create` on the stopped store in `data`, for the IdP `name`; the secret.
+pub fn scim_token(data: &Path, name: &str) -> String {
+    let out = run_ok(&[
+        "scim-token",
+        "create",
+        "--data-dir",
+        path(data),
+        "--name",
+        name,
+    ]);
+    out.lines().last().unwrap().trim().to_owned()
+}
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -146,6 +185,25 @@ impl Server {
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
         server
+    }
+
+    /// An admin API client of this server, sending `token`.
+    pub async fn admin(&self, token: &str) -> Admin {
+        let channel = Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        });
+        portcullis_proto::v1::admin_service_client::AdminServiceClient::with_interceptor(
+            channel, bearer,
+        )
     }
 
     pub async fn client(

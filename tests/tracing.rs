@@ -237,26 +237,8 @@ fn traceparent(trace: &str) -> String {
 async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
     let root = tempfile::tempdir().unwrap();
     let data = directory(root.path());
-    let admin_token = run_ok(&[
-        "token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--user",
-        "u-alice",
-        "--role",
-        "admin",
-    ]);
-    let admin_token = admin_token.lines().last().unwrap().to_owned();
-    let scim_token = run_ok(&[
-        "scim-token",
-        "create",
-        "--data-dir",
-        path(&data),
-        "--name",
-        "okta",
-    ]);
-    let scim_token = scim_token.lines().last().unwrap().to_owned();
+    let admin_token = crate::support::admin_token(&data, "u-alice");
+    let scim_token = crate::support::scim_token(&data, "okta");
     let (collector, endpoint, _stop) = Collector::start().await;
     let server = Server::spawn_with_env(
         &[

@@ -31,7 +31,7 @@
 
 use crate::codec;
 use crate::error::engine;
-use crate::store::Store;
+use crate::store::{Store, catch_panic};
 use crate::{Error, keys, lock};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -177,14 +177,15 @@ impl Store {
         // subscriber, would pause commits less, but sled 0.34 never completes the event of a
         // write that stores the value already there, and a subscriber stuck on one blocks every
         // writer after 1,024 more events.)
-        let (revision, counts, paused) = catch_panic("backing up the store", || {
-            let writer = lock(&inner.writer)?;
-            inner.durability.check()?;
-            let locked = Instant::now();
-            copy_revisioned(db, &mut records)?;
-            Ok((writer.revision, writer.counts, locked.elapsed()))
-        })?;
-        let decisions = catch_panic("backing up the decision log", || {
+        let (revision, counts, paused) =
+            catch_panic::<_, BackupError>("backing up the store", || {
+                let writer = lock(&inner.writer)?;
+                inner.durability.check()?;
+                let locked = Instant::now();
+                copy_revisioned(db, &mut records)?;
+                Ok((writer.revision, writer.counts, locked.elapsed()))
+            })?;
+        let decisions = catch_panic::<_, BackupError>("backing up the decision log", || {
             copy_decisions(&inner.db, &mut records)
         })?;
         let (count, bytes, checksum) = records.finish()?;
@@ -288,7 +289,7 @@ fn restore_into(
     let mut in_batch = 0;
     let mut batches = 0;
     let mut revision = None;
-    let entries = catch_panic("restoring the store", || {
+    let entries = catch_panic::<_, BackupError>("restoring the store", || {
         while let Some((key, value)) = reader.next_entry().map_err(|e| e.into_backup(backup))? {
             // Were a key to come twice, the last one holds.
             if key.starts_with(b"meta/") {
@@ -762,25 +763,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Runs `f`, turning a panic inside sled into [`Error::Corrupt`] (and leaving any lock the
-/// caller holds unpoisoned).
-fn catch_panic<T>(
-    doing: &str,
-    f: impl FnOnce() -> Result<T, BackupError>,
-) -> Result<T, BackupError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(Error::Corrupt(format!(
-            "the storage engine panicked while {doing}: {message}"
-        ))
-        .into())
-    })
 }
 
 #[cfg(test)]

@@ -613,7 +613,10 @@ pub(crate) fn not_found(kind: &'static str, id: &str) -> Error {
 
 /// Runs `f`, turning a panic inside sled into [`Error::Corrupt`]: a damaged file must give an
 /// error, never bring the process down or go unnoticed.
-fn catch_panic<T>(doing: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn catch_panic<T, E: From<Error>>(
+    doing: &str,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
@@ -622,7 +625,8 @@ fn catch_panic<T>(doing: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
             .unwrap_or_default();
         Err(Error::Corrupt(format!(
             "the storage engine panicked while {doing}: {message}"
-        )))
+        ))
+        .into())
     })
 }
 

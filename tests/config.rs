@@ -310,16 +310,18 @@ fn sighup_reloads_the_log_filter_and_a_bad_file_changes_nothing() {
     let file = config(root.path(), &settings("log-filter = \"info\"", ""));
     let mut command = bin();
     command.env_remove("RUST_LOG");
-    let mut child = command
-        .args(["--config", &file, "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Lines::of(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(
+        command
+            .args(["--config", &file, "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = Lines::of(child.0.stderr.take().unwrap());
     log.wait_for(&["serving decisions"]);
     let hangup = || {
-        let pid = child.id().to_string();
+        let pid = child.0.id().to_string();
         assert!(
             std::process::Command::new("kill")
                 .args(["-HUP", &pid])
@@ -361,8 +363,15 @@ fn sighup_reloads_the_log_filter_and_a_bad_file_changes_nothing() {
     log.wait_for(&["do not check out", "decision-log-retention"]);
     backup("b3");
     assert!(root.path().join("b3").join("backup.json").exists());
-    assert!(child.try_wait().unwrap().is_none(), "{}", log.text());
+    assert!(child.0.try_wait().unwrap().is_none(), "{}", log.text());
+}
 
-    let _ = child.kill();
-    let _ = child.wait();
+/// A server that is killed however its test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -355,9 +355,7 @@ async fn sweep(sink: Arc<Sink>, mut stopped: watch::Receiver<bool>) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    pdp::Timestamp::now().0
 }
 
 #[cfg(test)]

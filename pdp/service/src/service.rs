@@ -248,9 +248,7 @@ impl pb::decision_service_server::DecisionService for DecisionService {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    pdp::Timestamp::now().0
 }
 
 /// Decision ids: unique per process start (a random prefix) and per answer (a counter), and

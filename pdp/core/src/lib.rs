@@ -7,6 +7,7 @@
 
 pub mod decide;
 mod delta;
+pub mod identity;
 pub mod model;
 mod reference;
 mod snapshot;

@@ -5,7 +5,7 @@ use pdp::{Action, Outcome, Reason};
 use portcullis_proto::v1 as pb;
 
 /// The longest user, agent, connector or tool name accepted; anything longer is a client bug.
-const MAX_NAME_LEN: usize = 1024;
+const MAX_NAME_LEN: usize = pdp::identity::MAX_KEY_LEN;
 
 /// Checks a `CheckRequest` and borrows it as a `pdp::Request`. `path` prefixes field names in
 /// errors (`checks[3].`), so a caller knows which entry of a batch was wrong.

@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput};
+use pdp::identity::Matches;
 use pdp::{
     Changes, Directory, Lock, Model, NoAttributes, Policy, Request, Snapshot, User, UserDelta,
 };
@@ -129,8 +130,8 @@ struct Indexed<'m> {
     groups_of: HashMap<&'m str, Vec<&'m str>>,
     groups: HashSet<&'m str>,
     policies: HashMap<&'m str, &'m Policy>,
-    external: HashMap<&'m str, &'m str>,
-    logins: HashMap<String, &'m str>,
+    external: HashMap<&'m str, Matches<&'m str>>,
+    logins: HashMap<String, Matches<&'m str>>,
 }
 
 impl<'m> Indexed<'m> {
@@ -146,10 +147,12 @@ impl<'m> Indexed<'m> {
         for user in &model.users {
             index.users.entry(&user.id).or_insert(user);
             if let Some(x) = &user.external_id {
-                index.external.entry(x).or_insert(&user.id);
+                let found = index.external.entry(x).or_insert(Matches::None);
+                *found = also(*found, &user.id);
             }
             for login in user.logins() {
-                index.logins.entry(login).or_insert(&user.id);
+                let found = index.logins.entry(login).or_insert(Matches::None);
+                *found = also(*found, &user.id);
             }
         }
         for m in &model.memberships {
@@ -176,11 +179,20 @@ impl Directory for Indexed<'_> {
     fn policy(&self, id: &str) -> Option<&Policy> {
         self.policies.get(id).copied()
     }
-    fn first_with_external_id(&self, key: &str) -> Option<&str> {
-        self.external.get(key).copied()
+    fn users_with_external_id(&self, key: &str) -> Matches<&str> {
+        self.external.get(key).copied().unwrap_or(Matches::None)
     }
-    fn first_with_login(&self, key: &str) -> Option<&str> {
-        self.logins.get(key).copied()
+    fn users_with_login(&self, key: &str) -> Matches<&str> {
+        self.logins.get(key).copied().unwrap_or(Matches::None)
+    }
+}
+
+/// `found` with one more user filed under its key.
+fn also<'m>(found: Matches<&'m str>, id: &'m str) -> Matches<&'m str> {
+    match found {
+        Matches::None => Matches::One(id),
+        Matches::One(other) if other == id => found,
+        _ => Matches::Many,
     }
 }
 

@@ -265,6 +265,7 @@ fn reason_name(reason: Reason) -> &'static str {
         Reason::UserLocked => "USER_LOCKED",
         Reason::UserInactive => "USER_INACTIVE",
         Reason::UnknownUser => "UNKNOWN_USER",
+        Reason::AmbiguousUser => "AMBIGUOUS_USER",
     }
 }
 

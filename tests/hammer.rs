@@ -749,6 +749,7 @@ fn expected(model: &Model, a: &Answer) -> (pb::Decision, pb::Reason, String) {
         Reason::UserLocked => pb::Reason::UserLocked,
         Reason::UserInactive => pb::Reason::UserInactive,
         Reason::UnknownUser => pb::Reason::UnknownUser,
+        Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
     };
     (action, reason, decision.policy_id.unwrap_or("").to_owned())
 }

@@ -6,6 +6,7 @@ use crate::convert::{self, timestamp};
 use crate::search::{Query, UserSearch};
 use crate::{Error, Result, audit, clock, page, text};
 use live::Live;
+use pdp::identity::Resolved;
 use pdp::{Lock, User, UserStatus};
 use portcullis_proto::v1 as pb;
 use std::sync::Arc;
@@ -15,13 +16,26 @@ use store::view::{UserKey, UserOrder};
 /// Longest lock reason kept.
 const MAX_REASON: usize = 1024;
 
-/// The user named by `key` (an id, else a primary email), or NOT_FOUND naming it.
+/// How many of the users sharing an ambiguous reference its error lists.
+const AMBIGUOUS_LISTED: usize = 10;
+
+/// The user `key` names by the rule decisions use ([`pdp::identity`]: an id, else the one user
+/// with that external id, email or user name): NOT_FOUND naming it if none, FAILED_PRECONDITION
+/// listing the users' ids if several share it.
 pub(crate) fn resolve(view: &View, field: &str, key: &str) -> Result<Arc<User>> {
     text::required(field, key)?;
-    view.user(key)
-        .or_else(|| view.user_by_email(key))
-        .cloned()
-        .ok_or_else(|| Error::not_found("user", key))
+    match view.resolve_user(key) {
+        Resolved::User(user) => Ok(Arc::clone(user)),
+        Resolved::Unknown => Err(Error::not_found("user", key)),
+        Resolved::Ambiguous => {
+            let ids = view.users_sharing(key, AMBIGUOUS_LISTED);
+            let ids: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+            Err(Error::FailedPrecondition(format!(
+                "{field}: `{key}` names several users ({}): name one by its id",
+                ids.join(", ")
+            )))
+        }
+    }
 }
 
 pub(crate) async fn list(
@@ -174,6 +188,7 @@ fn reason(reason: pdp::Reason) -> pb::Reason {
         pdp::Reason::UserLocked => pb::Reason::UserLocked,
         pdp::Reason::UserInactive => pb::Reason::UserInactive,
         pdp::Reason::UnknownUser => pb::Reason::UnknownUser,
+        pdp::Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
     }
 }
 

@@ -36,9 +36,9 @@
 
 use crate::error::engine;
 use crate::store::Store;
-use crate::{Error, Result, View, keys, lock};
+use crate::{Error, Result, keys, lock};
 use pdp::{Action, Reason};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -133,23 +133,13 @@ impl DecisionLog {
     }
 
     /// Appends `decisions` in one batch, in order, setting each one's `seq`; not synced (see
-    /// the module docs). A decision without a `user_id` whose user was found gets one from the
-    /// store's view, resolved the way decisions resolve users (an id, an external id, then an
-    /// email or user name ignoring case), so a user's decisions stay theirs when their email
-    /// changes. With `max_records` 0 nothing is written (the `user_id`s are still resolved).
+    /// the module docs). Each is filed under its `user_id`, the user the engine resolved when
+    /// it decided (so a user's decisions stay theirs when their email changes, and a user
+    /// created a moment later never inherits them), else under the key it named. With
+    /// `max_records` 0 nothing is written.
     pub fn append(&self, decisions: &mut [LoggedDecision]) -> Result<()> {
         if decisions.is_empty() {
             return Ok(());
-        }
-        let view = self.store.view()?;
-        let mut resolved: HashMap<String, Option<String>> = HashMap::new();
-        for decision in decisions.iter_mut() {
-            if decision.user_id.is_none() && decision.reason != Reason::UnknownUser {
-                decision.user_id = resolved
-                    .entry(decision.user.clone())
-                    .or_insert_with(|| resolve(&view, &decision.user))
-                    .clone();
-            }
         }
         self.store.inner.durability.check()?;
         if self.retention.max_records == 0 {
@@ -398,16 +388,6 @@ pub(crate) fn copy_log<E: From<Error>>(
     Ok(copied)
 }
 
-/// The user `key` names in `view`, as a decision finds them.
-fn resolve(view: &View, key: &str) -> Option<String> {
-    let user = view
-        .user(key)
-        .or_else(|| view.users_with_external_id(key).next())
-        .or_else(|| view.user_by_email(key))
-        .or_else(|| view.users_named(key).next())?;
-    Some(user.id.to_string())
-}
-
 /// The index entries of the block stored under `d/<first>` with `bytes`: what [`DecisionLog::append`]
 /// wrote beside it (a backup derives them from the blocks it copied, so the two always agree).
 pub(crate) fn index_entries(first: u64, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -468,6 +448,7 @@ fn reason_code(reason: Reason) -> u8 {
         Reason::UserLocked => 3,
         Reason::UserInactive => 4,
         Reason::UnknownUser => 5,
+        Reason::AmbiguousUser => 6,
     }
 }
 
@@ -478,6 +459,7 @@ fn reason_of(code: u8) -> Option<Reason> {
         3 => Reason::UserLocked,
         4 => Reason::UserInactive,
         5 => Reason::UnknownUser,
+        6 => Reason::AmbiguousUser,
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@
 
 use crate::{Result, codec, keys};
 use imbl::{OrdMap, OrdSet};
+use pdp::identity::{Matches, Resolved, UserKeys};
 use pdp::{Group, Membership, MembershipSource, Mfa, Model, Policy, Timestamp, User};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -32,7 +33,7 @@ pub struct View {
     users_by_created: OrdSet<(Timestamp, Id, Arc<str>)>,
     /// Invariant: one entry per user, `(MFA rank, lower-cased primary email, id)`.
     users_by_mfa: OrdSet<(u8, Arc<str>, Id)>,
-    /// Invariant: one entry per distinct lower-cased user name or email of each user,
+    /// Invariant: one entry per distinct normalized user name or email of each user,
     /// `(login, id)`: how decisions find users by email (see [`User::logins`]).
     users_by_login: OrdSet<(Arc<str>, Id)>,
     /// Invariant: one entry per user with an external id, `(external id, id)`.
@@ -133,16 +134,62 @@ impl pdp::Directory for View {
         self.policies.get(id).map(|p| &**p)
     }
 
-    fn first_with_external_id(&self, key: &str) -> Option<&str> {
-        self.matching(&self.users_by_external, key.to_owned())
-            .next()
-            .map(|id| &**id)
+    fn users_with_external_id(&self, key: &str) -> Matches<&str> {
+        matches(self.matching(&self.users_by_external, key.to_owned()))
     }
 
-    fn first_with_login(&self, key: &str) -> Option<&str> {
-        self.matching(&self.users_by_login, key.to_owned())
-            .next()
-            .map(|id| &**id)
+    fn users_with_login(&self, key: &str) -> Matches<&str> {
+        matches(self.matching(&self.users_by_login, key.to_owned()))
+    }
+}
+
+/// The view's key indexes, as the resolution rule ([`pdp::identity::resolve`]) reads them.
+impl UserKeys for View {
+    type User = Id;
+
+    fn with_id(&self, id: &str) -> Option<Id> {
+        self.users.get_key_value(id).map(|(id, _)| Arc::clone(id))
+    }
+
+    fn with_external_id(&self, external_id: &str) -> Matches<Id> {
+        matches(self.matching(&self.users_by_external, external_id.to_owned())).map(Arc::from)
+    }
+
+    fn with_login(&self, login: &str) -> Matches<Id> {
+        matches(self.matching(&self.users_by_login, login.to_owned())).map(Arc::from)
+    }
+
+    fn same(a: &Id, b: &Id) -> bool {
+        a == b
+    }
+}
+
+/// One id, or several.
+fn matches<'v>(mut ids: impl Iterator<Item = &'v Id>) -> Matches<&'v str> {
+    match (ids.next(), ids.next()) {
+        (None, _) => Matches::None,
+        (Some(id), None) => Matches::One(id),
+        (Some(_), Some(_)) => Matches::Many,
+    }
+}
+
+/// An identifier another user already answers to ([`View::identifier_taken`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// `userName` or `externalId`.
+    pub attribute: &'static str,
+    pub value: String,
+    /// The user it names.
+    pub by: Id,
+}
+
+impl std::fmt::Display for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} `{}` already names user `{}`",
+            self.attribute, self.value, self.by
+        )
     }
 }
 
@@ -573,12 +620,91 @@ impl View {
         (*found == email).then(|| self.users.get(id)).flatten()
     }
 
-    /// The users whose user name is `name`, ignoring case, by id.
+    /// The user a reference names, by the one rule every caller uses
+    /// ([`pdp::identity::resolve`]): an id, else the one user with that external id, email or
+    /// user name.
+    pub fn resolve_user(&self, reference: &str) -> Resolved<&Arc<User>> {
+        match pdp::identity::resolve(self, reference) {
+            Resolved::User(id) => match self.users.get(&id) {
+                Some(user) => Resolved::User(user),
+                None => Resolved::Unknown,
+            },
+            Resolved::Ambiguous => Resolved::Ambiguous,
+            Resolved::Unknown => Resolved::Unknown,
+        }
+    }
+
+    /// The ids of the users a non-id reference matches (external id, or an email or user name
+    /// once normalized), sorted, at most `limit`: what an ambiguous reference is reported with.
+    pub fn users_sharing(&self, reference: &str, limit: usize) -> Vec<Id> {
+        let login = pdp::identity::normalize(reference).into_owned();
+        let mut ids: Vec<Id> = self
+            .matching(&self.users_by_external, reference.to_owned())
+            .chain(self.matching(&self.users_by_login, login))
+            .cloned()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        ids
+    }
+
+    /// Another user (not `except`) that a reference to this user name or external id would
+    /// also name, were it stored: what the SCIM service provider and the import refuse (SCIM
+    /// lets a service provider keep `userName` unique, and an `externalId` names one resource
+    /// of its client). A user name may equal no other user's id, external id, user name or
+    /// email; an external id no other user's id, external id, user name or email. Emails may
+    /// repeat (people share mailboxes): a shared one is ambiguous and names nobody.
+    pub fn identifier_taken(
+        &self,
+        user_name: &str,
+        external_id: Option<&str>,
+        except: Option<&str>,
+    ) -> Option<Taken> {
+        let other = |id: &Id| except != Some(&**id);
+        let by_id = |key: &str| self.users.get_key_value(key).map(|(id, _)| id).filter(|id| other(id));
+        let by_external = |key: &str| {
+            self.matching(&self.users_by_external, key.to_owned())
+                .find(|id| other(id))
+        };
+        let by_login = |key: &str| {
+            self.matching(&self.users_by_login, pdp::identity::normalize(key).into_owned())
+                .find(|id| other(id))
+        };
+        let taken = |attribute: &'static str, value: &str, by: Option<&Id>| {
+            by.map(|by| Taken {
+                attribute,
+                value: value.to_owned(),
+                by: Arc::clone(by),
+            })
+        };
+        let login = pdp::identity::normalize(user_name);
+        taken("userName", user_name, by_id(user_name))
+            .or_else(|| taken("userName", user_name, by_login(user_name)))
+            .or_else(|| taken("userName", user_name, by_external(user_name)))
+            .or_else(|| taken("userName", user_name, by_external(&login)))
+            .or_else(|| {
+                let external = external_id?;
+                taken("externalId", external, by_id(external))
+                    .or_else(|| taken("externalId", external, by_external(external)))
+                    .or_else(|| taken("externalId", external, by_login(external)))
+            })
+    }
+
+    /// The users whose user name is `name` once both are normalized (ignoring case and
+    /// width), by id.
     pub fn users_named<'v>(&'v self, name: &str) -> impl Iterator<Item = &'v Arc<User>> + 'v {
-        let name = name.to_lowercase();
+        let name = pdp::identity::normalize(name).into_owned();
         self.matching(&self.users_by_login, name.clone())
             .filter_map(|id| self.users.get(id))
-            .filter(move |u| u.user_name.to_lowercase() == name)
+            .filter(move |u| pdp::identity::normalize(&u.user_name) == name)
+    }
+
+    /// The users with this login (an email or user name, normalized), by id.
+    pub fn users_with_login<'v>(&'v self, login: &str) -> impl Iterator<Item = &'v Arc<User>> + 'v {
+        let login = pdp::identity::normalize(login).into_owned();
+        self.matching(&self.users_by_login, login)
+            .filter_map(|id| self.users.get(id))
     }
 
     /// The users whose external id is exactly `external_id`, by id.

@@ -303,24 +303,27 @@ pub fn render(user: &User, stored: Option<&Value>, groups: &[Ref], base: &str) -
     )
 }
 
-/// Refuses a `userName` (ignoring case) or `externalId` another user than `except` has.
+/// Refuses identifiers that would hide or imitate (see [`pdp::identity::check`]), and a
+/// `userName` or `externalId` a reference to which would also name a user other than `except`
+/// (see [`View::identifier_taken`]): such a reference would otherwise become ambiguous, or
+/// resolve to the newcomer instead of the person an administrator meant.
 fn unique(view: &View, mapped: &Mapped, except: Option<&str>) -> Result<()> {
-    let other = |u: &&std::sync::Arc<User>| except != Some(u.id.as_str());
-    if let Some(taken) = view.users_named(&mapped.user_name).find(other) {
-        return Err(ScimError::uniqueness(format!(
-            "userName `{}` is already taken by user `{}`",
-            mapped.user_name, taken.id
-        )));
+    let checked = |attribute: &str, value: &str| {
+        pdp::identity::check(value).map_err(|problem| {
+            ScimError::invalid_value(format!("`{attribute}` {problem}"))
+        })
+    };
+    checked("userName", &mapped.user_name)?;
+    if let Some(external) = &mapped.external_id {
+        checked("externalId", external)?;
     }
-    if let Some(external) = &mapped.external_id
-        && let Some(taken) = view.users_with_external_id(external).find(other)
-    {
-        return Err(ScimError::uniqueness(format!(
-            "externalId `{external}` is already taken by user `{}`",
-            taken.id
-        )));
+    for email in &mapped.emails {
+        checked("emails", email)?;
     }
-    Ok(())
+    match view.identifier_taken(&mapped.user_name, mapped.external_id.as_deref(), except) {
+        Some(taken) => Err(ScimError::uniqueness(taken.to_string())),
+        None => Ok(()),
+    }
 }
 
 fn not_found(id: &str) -> ScimError {

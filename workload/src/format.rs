@@ -127,15 +127,17 @@ pub fn parse_action(name: &str) -> Option<Action> {
     Action::ALL.into_iter().find(|&a| action_name(a) == name)
 }
 
-const REASONS: [Reason; 5] = [
+const REASONS: [Reason; 6] = [
     Reason::Policy,
     Reason::NoMatchingPolicy,
     Reason::UserLocked,
     Reason::UserInactive,
     Reason::UnknownUser,
+    Reason::AmbiguousUser,
 ];
 
-/// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE` or `UNKNOWN_USER`.
+/// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE`, `UNKNOWN_USER` or
+/// `AMBIGUOUS_USER`.
 pub fn reason_name(reason: Reason) -> &'static str {
     match reason {
         Reason::Policy => "POLICY",
@@ -143,6 +145,7 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::UserLocked => "USER_LOCKED",
         Reason::UserInactive => "USER_INACTIVE",
         Reason::UnknownUser => "UNKNOWN_USER",
+        Reason::AmbiguousUser => "AMBIGUOUS_USER",
     }
 }
 

@@ -1,6 +1,7 @@
 //! The decision rule, evaluated on a [`Snapshot`]: the one place it lives.
 //!
-//! 1. Unknown user → Deny (`UnknownUser`).
+//! 1. Unknown user → Deny (`UnknownUser`); a reference several users share → Deny
+//!    (`AmbiguousUser`). Users are resolved by [`crate::identity::resolve`], the one rule.
 //! 2. Locked user → Deny (`UserLocked`); inactive user → Deny (`UserInactive`).
 //! 3. Candidates: enabled policies of the request's connector that list its tool or cover all
 //!    tools, whose scope covers the user and whose conditions all hold.
@@ -8,6 +9,7 @@
 //! 5. Otherwise the most restrictive action wins; the deciding policy is the lowest id among
 //!    those with that action.
 
+use crate::identity::Resolved;
 use crate::model::UserStatus;
 use crate::model::{Action, Attributes};
 use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
@@ -15,7 +17,8 @@ use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
 /// One question: may `agent` call `connector`/`tool` for `user`?
 #[derive(Clone, Copy)]
 pub struct Request<'a> {
-    /// A user id, an identity-provider id, or an email (case-insensitive).
+    /// A user reference: a user id, an identity-provider id, an email or a user name (see
+    /// [`crate::identity`]).
     pub user: &'a str,
     pub agent: &'a str,
     pub connector: &'a str,
@@ -44,6 +47,8 @@ pub enum Reason {
     UserLocked,
     UserInactive,
     UnknownUser,
+    /// The reference names several users (a shared email, say): only an id names one of them.
+    AmbiguousUser,
 }
 
 /// An answer. A deny is a value like any other.
@@ -53,15 +58,23 @@ pub struct Decision<'a> {
     pub reason: Reason,
     /// The deciding policy's id, when `reason` is `Policy`.
     pub policy_id: Option<&'a str>,
+    /// The id of the user the request's reference resolved to, when it resolved to one: what
+    /// a decision is recorded under.
+    pub user_id: Option<&'a str>,
 }
 
-impl Decision<'_> {
+impl<'a> Decision<'a> {
     pub(crate) const fn deny(reason: Reason) -> Decision<'static> {
         Decision {
             action: Action::Deny,
             reason,
             policy_id: None,
+            user_id: None,
         }
+    }
+
+    pub(crate) const fn for_user(self, user_id: Option<&'a str>) -> Decision<'a> {
+        Decision { user_id, ..self }
     }
 }
 
@@ -101,6 +114,7 @@ pub struct AllowedTool<'a> {
 #[derive(Clone, Copy)]
 struct Subject<'s> {
     idx: UserIdx,
+    id: Option<&'s str>,
     groups: &'s [u32],
 }
 
@@ -112,13 +126,14 @@ impl Snapshot {
             Err(denied) => return denied,
         };
         let Some(connector) = self.connector(request.connector) else {
-            return Decision::deny(Reason::NoMatchingPolicy);
+            return Decision::deny(Reason::NoMatchingPolicy).for_user(subject.id);
         };
         let candidates = connector
             .by_tool
             .get(request.tool)
             .unwrap_or(&connector.all_tools);
         self.first_applicable(candidates, subject, request.attributes)
+            .for_user(subject.id)
     }
 
     /// Decides a request and explains it: every policy of the request's connector, in id order,
@@ -199,15 +214,19 @@ impl Snapshot {
     }
 
     /// Resolves the user and applies the status checks (steps 1 and 2).
-    fn subject(&self, user: &str) -> Result<Subject<'_>, Decision<'static>> {
-        let Some(entry) = self.find_user(user) else {
-            return Err(Decision::deny(Reason::UnknownUser));
+    fn subject(&self, user: &str) -> Result<Subject<'_>, Decision<'_>> {
+        let entry = match self.find_user(user) {
+            Resolved::User(entry) => entry,
+            Resolved::Ambiguous => return Err(Decision::deny(Reason::AmbiguousUser)),
+            Resolved::Unknown => return Err(Decision::deny(Reason::UnknownUser)),
         };
+        let id = self.user_id(entry.idx);
         match entry.status {
-            UserStatus::Locked => Err(Decision::deny(Reason::UserLocked)),
-            UserStatus::Inactive => Err(Decision::deny(Reason::UserInactive)),
+            UserStatus::Locked => Err(Decision::deny(Reason::UserLocked).for_user(id)),
+            UserStatus::Inactive => Err(Decision::deny(Reason::UserInactive).for_user(id)),
             UserStatus::Active => Ok(Subject {
                 idx: entry.idx,
+                id,
                 groups: self.groups_of(&entry),
             }),
         }
@@ -261,6 +280,7 @@ impl Snapshot {
                 action: policy.action,
                 reason: Reason::Policy,
                 policy_id: Some(&policy.id),
+                user_id: None,
             },
             None => Decision::deny(Reason::NoMatchingPolicy),
         }

@@ -13,28 +13,28 @@
 //! one made by applying changes decide every request alike (the tests check this against the
 //! reference rule over random change sequences).
 
+use crate::identity::Matches;
 use crate::model::{Policy, User};
 use crate::snapshot::{
-    ConnectorIndex, GroupIdx, Indexes, Key, Map, PolicyEntry, PolicyIdx, Snapshot, UserEntry,
-    UserIdx,
+    ConnectorIndex, GroupIdx, Indexes, Key, Keyed, Map, PolicyEntry, PolicyIdx, Snapshot,
+    UserEntry, UserIdx,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The model at a revision, as [`Snapshot::apply`] asks about it: typically the store's
-/// in-memory view. "Model order" is the order the last full build was given users in; on a
-/// key shared by several users, the first in that order wins.
+/// in-memory view.
 pub trait Directory {
     fn user(&self, id: &str) -> Option<&User>;
     /// The ids of the groups the user is a member of (existing groups or not, any order).
     fn groups_of(&self, user_id: &str) -> Vec<&str>;
     fn group_exists(&self, id: &str) -> bool;
     fn policy(&self, id: &str) -> Option<&Policy>;
-    /// The id of the first user in model order whose external id is `key`.
-    fn first_with_external_id(&self, key: &str) -> Option<&str>;
-    /// The id of the first user in model order with an email or user name that lower-cases to
-    /// `key` (which is lower-cased).
-    fn first_with_login(&self, key: &str) -> Option<&str>;
+    /// The id of the user whose external id is exactly `key`, or `Many` if several have it.
+    fn users_with_external_id(&self, key: &str) -> Matches<&str>;
+    /// The id of the user with an email or user name whose normalized form
+    /// ([`crate::identity::normalize`]) is `key`, or `Many` if several have one.
+    fn users_with_login(&self, key: &str) -> Matches<&str>;
 }
 
 /// What changed between two revisions, by id. Listing something that did not change is
@@ -70,10 +70,12 @@ pub(crate) struct Overlay {
     /// Keys that resolve differently from the indexes' maps (`None`: to nobody). The entry is
     /// the indexed one for indexed users; `users` overrides it.
     pub(crate) by_id: Map<Key, Option<UserEntry>>,
-    pub(crate) by_external_id: Map<Key, Option<UserEntry>>,
-    pub(crate) by_email: Map<Key, Option<UserEntry>>,
+    pub(crate) by_external_id: Map<Key, Option<Keyed>>,
+    pub(crate) by_email: Map<Key, Option<Keyed>>,
     /// Indexes handed out since the build (to added users, or ids a changed policy names).
     user_ids: Map<Key, UserIdx>,
+    /// The same, by index.
+    ids_by_idx: Map<UserIdx, Key>,
     next_user: UserIdx,
     pub(crate) user_count: usize,
     /// Likewise for groups.
@@ -109,6 +111,7 @@ impl Overlay {
             by_external_id: Map::default(),
             by_email: Map::default(),
             user_ids: Map::default(),
+            ids_by_idx: Map::default(),
             next_user: (indexes.user_count + indexes.reserved_users.len()) as UserIdx,
             user_count: indexes.user_count,
             group_ids: Map::default(),
@@ -142,7 +145,13 @@ impl Overlay {
         let idx = self.next_user;
         self.next_user += 1;
         self.user_ids.insert(id.into(), idx);
+        self.ids_by_idx.insert(idx, id.into());
         idx
+    }
+
+    /// The id of a user given an index since the build.
+    pub(crate) fn user_id(&self, idx: UserIdx) -> Option<&str> {
+        self.ids_by_idx.get(&idx).map(|id| id.as_str())
     }
 
     /// The index of the group with this id, handing out a new one to an id never seen.
@@ -288,16 +297,29 @@ impl Snapshot {
             }
         }
         for (kind, key) in keys {
-            let holder = match kind {
-                KeyKind::Id => directory.user(&key).map(|_| &*key),
-                KeyKind::ExternalId => directory.first_with_external_id(&key),
-                KeyKind::Login => directory.first_with_login(&key),
+            let holders = match kind {
+                KeyKind::Id => {
+                    let entry = directory
+                        .user(&key)
+                        .and_then(|_| o.keyed_entry(indexes, &key));
+                    if indexes.by_id.get(&key).copied() == entry {
+                        o.by_id.remove(&key);
+                    } else {
+                        o.by_id.insert(key, entry);
+                    }
+                    continue;
+                }
+                KeyKind::ExternalId => directory.users_with_external_id(&key),
+                KeyKind::Login => directory.users_with_login(&key),
             };
-            let entry = holder.and_then(|id| o.keyed_entry(indexes, id));
+            let entry = match holders {
+                Matches::None => None,
+                Matches::One(id) => o.keyed_entry(indexes, id).map(Keyed::One),
+                Matches::Many => Some(Keyed::Many),
+            };
             let (indexed, changed) = match kind {
-                KeyKind::Id => (&indexes.by_id, &mut o.by_id),
                 KeyKind::ExternalId => (&indexes.by_external_id, &mut o.by_external_id),
-                KeyKind::Login => (&indexes.by_email, &mut o.by_email),
+                _ => (&indexes.by_email, &mut o.by_email),
             };
             if indexed.get(&key).copied() == entry {
                 changed.remove(&key);

@@ -88,14 +88,14 @@ impl User {
     }
 
     /// The keys a decision finds this user by besides their ids: every email and the user
-    /// name, lower-cased, non-empty, without repeats, sorted.
+    /// name, [normalized](crate::identity::normalize), non-empty, without repeats, sorted.
     pub fn logins(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .emails
             .iter()
             .chain(std::iter::once(&self.user_name))
             .filter(|n| !n.is_empty())
-            .map(|n| n.to_lowercase())
+            .map(|n| crate::identity::normalize(n).into_owned())
             .collect();
         names.sort_unstable();
         names.dedup();

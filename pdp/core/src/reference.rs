@@ -3,18 +3,22 @@
 //! workload generator computes expected answers with. Never used to serve.
 
 use crate::decide::{Decision, Reason, Request};
+use crate::identity::normalize;
 use crate::model::{Model, Policy, User};
 
 /// Decides `request` against `model` by brute force, following DESIGN.md's rule literally.
 pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision<'m> {
-    let Some(user) = find_user(model, request.user) else {
-        return Decision::deny(Reason::UnknownUser);
+    let user = match find_user(model, request.user) {
+        Found::One(user) => user,
+        Found::Several => return Decision::deny(Reason::AmbiguousUser),
+        Found::None => return Decision::deny(Reason::UnknownUser),
     };
+    let id = Some(user.id.as_str());
     if user.lock.is_some() {
-        return Decision::deny(Reason::UserLocked);
+        return Decision::deny(Reason::UserLocked).for_user(id);
     }
     if !user.active {
-        return Decision::deny(Reason::UserInactive);
+        return Decision::deny(Reason::UserInactive).for_user(id);
     }
     let candidates: Vec<&Policy> = model
         .policies
@@ -26,7 +30,7 @@ pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision
         .filter(|p| p.conditions.iter().all(|c| c.holds(request.attributes)))
         .collect();
     let Some(strictest) = candidates.iter().map(|p| p.action).max() else {
-        return Decision::deny(Reason::NoMatchingPolicy);
+        return Decision::deny(Reason::NoMatchingPolicy).for_user(id);
     };
     let deciding = candidates
         .iter()
@@ -37,29 +41,36 @@ pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision
         action: strictest,
         reason: Reason::Policy,
         policy_id: deciding,
+        user_id: id,
     }
 }
 
-/// By id, then by external id, then by email or user name ignoring case; the first user in
-/// model order wins each step.
-fn find_user<'m>(model: &'m Model, key: &str) -> Option<&'m User> {
-    let by_id = model.users.iter().find(|u| u.id == key);
-    let by_external_id = || {
-        model
-            .users
-            .iter()
-            .find(|u| u.external_id.as_deref() == Some(key))
-    };
-    let by_email = || {
-        let key = key.to_lowercase();
-        model.users.iter().find(|u| {
-            u.emails
+enum Found<'m> {
+    None,
+    One(&'m User),
+    Several,
+}
+
+/// The user with `key` as id (the first, were ids repeated); else every user whose external id
+/// is `key` or one of whose emails or user name is `key` once both are normalized: one such
+/// user, or several.
+fn find_user<'m>(model: &'m Model, key: &str) -> Found<'m> {
+    if let Some(user) = model.users.iter().find(|u| u.id == key) {
+        return Found::One(user);
+    }
+    let key_login = normalize(key);
+    let mut named = model.users.iter().filter(|u| {
+        u.external_id.as_deref() == Some(key)
+            || u.emails
                 .iter()
                 .chain([&u.user_name])
-                .any(|e| !e.is_empty() && e.to_lowercase() == key)
-        })
-    };
-    by_id.or_else(by_external_id).or_else(by_email)
+                .any(|e| !e.is_empty() && normalize(e) == key_login)
+    });
+    match (named.next(), named.next()) {
+        (None, _) => Found::None,
+        (Some(user), None) => Found::One(user),
+        (Some(_), Some(_)) => Found::Several,
+    }
 }
 
 fn scope_covers(model: &Model, policy: &Policy, user: &User) -> bool {

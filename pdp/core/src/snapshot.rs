@@ -9,6 +9,7 @@
 //! [`Snapshot::apply`]), so a change costs in proportion to itself, not to the directory.
 
 use crate::delta::Overlay;
+use crate::identity::{self, Matches, Resolved, UserKeys};
 use crate::model::{Action, Condition, Group, Model, Policy, Tools, User, UserStatus};
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
@@ -30,8 +31,8 @@ pub(crate) type GroupIdx = u32;
 pub(crate) type PolicyIdx = u32;
 
 /// A model given by parts, for building a snapshot from something other than a [`Model`] (the
-/// store's in-memory view). Order matters as in a `Model`: on a user key clash the first user
-/// wins.
+/// store's in-memory view). A key several users share resolves to none of them (see
+/// [`identity`]); on a repeated user id, which the store never holds, the first user wins.
 #[derive(Debug)]
 pub struct Parts<'m, M> {
     pub revision: u64,
@@ -79,16 +80,50 @@ pub struct Indexes {
     /// does not chase a pointer to compare them (typical ids and emails fit), and the value is
     /// the whole (small) user entry, so the status checks read no other cache line.
     pub(crate) by_id: Map<Key, UserEntry>,
-    /// Exact identity-provider id → user (an id that is also some user's `id` is found by id
-    /// first).
-    pub(crate) by_external_id: Map<Key, UserEntry>,
-    /// Lower-cased email or user name → user; on a clash the user first in model order wins.
-    pub(crate) by_email: Map<Key, UserEntry>,
+    /// Exact identity-provider id → the user or users with it (an id that is also some user's
+    /// `id` is found by id first).
+    pub(crate) by_external_id: Map<Key, Keyed>,
+    /// Normalized email or user name ([`identity::normalize`]) → the user or users with it.
+    pub(crate) by_email: Map<Key, Keyed>,
+    /// User index → id, for the users of the build (`user_count` of them) and then the
+    /// reserved ones, in index order.
+    pub(crate) ids: Vec<Key>,
     /// Invariant: sorted by policy id.
     pub(crate) policies: Vec<PolicyEntry>,
     pub(crate) connectors: Map<Box<str>, ConnectorIndex>,
     /// Connector names, sorted, for listing.
     pub(crate) connector_names: Vec<Box<str>>,
+}
+
+/// What a key other than an id names: one user, or several (then the key names nobody).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keyed {
+    One(UserEntry),
+    Many,
+}
+
+impl Keyed {
+    /// Files one more user under a key that already names `self`.
+    pub(crate) fn and(self, entry: UserEntry) -> Keyed {
+        match self {
+            Keyed::One(e) if e.idx == entry.idx => Keyed::One(e),
+            _ => Keyed::Many,
+        }
+    }
+
+    pub(crate) fn matches(self) -> Matches<UserEntry> {
+        match self {
+            Keyed::One(entry) => Matches::One(entry),
+            Keyed::Many => Matches::Many,
+        }
+    }
+}
+
+/// Files `entry` under `key` in a map of [`Keyed`].
+fn file(map: &mut Map<Key, Keyed>, key: Key, entry: UserEntry) {
+    map.entry(key)
+        .and_modify(|keyed| *keyed = keyed.and(entry))
+        .or_insert(Keyed::One(entry));
 }
 
 /// What deciding needs of a user. Invariant: the same value under each of the user's keys.
@@ -221,17 +256,21 @@ impl Snapshot {
                 .entry(user.id.as_str().into())
                 .or_insert(placeholder(idx));
         }
-        let mut by_external_id: Map<Key, UserEntry> = Map::default();
-        let mut by_email: Map<Key, UserEntry> = Map::default();
+        let mut by_external_id: Map<Key, Keyed> = Map::default();
+        let mut by_email: Map<Key, Keyed> = Map::default();
         by_email.reserve(user_count);
+        let mut ids: Vec<Key> = Vec::with_capacity(user_count);
         for (idx, user) in users.iter().copied().enumerate() {
+            ids.push(user.id.as_str().into());
             if let Some(external_id) = &user.external_id {
-                by_external_id
-                    .entry(external_id.as_str().into())
-                    .or_insert(placeholder(idx));
+                file(
+                    &mut by_external_id,
+                    external_id.as_str().into(),
+                    placeholder(idx),
+                );
             }
             for name in user.logins() {
-                by_email.entry(name.into()).or_insert(placeholder(idx));
+                file(&mut by_email, name.into(), placeholder(idx));
             }
         }
 
@@ -263,12 +302,13 @@ impl Snapshot {
             });
             user_groups.extend_from_slice(&groups);
         }
-        let keyed = by_id
-            .values_mut()
-            .chain(by_external_id.values_mut())
-            .chain(by_email.values_mut());
-        for entry in keyed {
+        for entry in by_id.values_mut() {
             *entry = entries[entry.idx as usize];
+        }
+        for keyed in by_external_id.values_mut().chain(by_email.values_mut()) {
+            if let Keyed::One(entry) = keyed {
+                *entry = entries[entry.idx as usize];
+            }
         }
 
         let mut sorted = policies;
@@ -306,6 +346,10 @@ impl Snapshot {
             })
             .collect();
 
+        let mut reserved: Vec<(&Key, &UserIdx)> = reserved_users.iter().collect();
+        reserved.sort_unstable_by_key(|(_, idx)| **idx);
+        ids.extend(reserved.into_iter().map(|(id, _)| id.clone()));
+
         let connectors = index_connectors(&policies);
         let mut connector_names: Vec<Box<str>> = connectors.keys().cloned().collect();
         connector_names.sort();
@@ -324,6 +368,7 @@ impl Snapshot {
                 by_id,
                 by_external_id,
                 by_email,
+                ids,
                 policies,
                 connectors,
                 connector_names,
@@ -351,39 +396,27 @@ impl Snapshot {
         }
     }
 
-    /// Finds a user by id, then by external id, then by email or user name ignoring case, with
-    /// their current status.
-    pub(crate) fn find_user(&self, key: &str) -> Option<UserEntry> {
-        let overlay = self.overlay.as_deref();
-        fn found(
-            base: &Map<Key, UserEntry>,
-            over: Option<&Map<Key, Option<UserEntry>>>,
-            key: &str,
-        ) -> Option<UserEntry> {
-            match over.and_then(|over| over.get(key)) {
-                Some(changed) => *changed,
-                None => base.get(key).copied(),
+    /// Resolves a user reference by the one rule ([`identity::resolve`]), with the user's
+    /// current status and groups.
+    pub(crate) fn find_user(&self, key: &str) -> Resolved<UserEntry> {
+        identity::resolve(&Keys(self), key).map(|entry| {
+            match self
+                .overlay
+                .as_deref()
+                .and_then(|overlay| overlay.users.get(&entry.idx))
+            {
+                Some(&changed) => changed,
+                None => entry,
             }
+        })
+    }
+
+    /// The id of the user with this index.
+    pub(crate) fn user_id(&self, idx: UserIdx) -> Option<&str> {
+        match self.indexes.ids.get(idx as usize) {
+            Some(id) => Some(id),
+            None => self.overlay.as_deref()?.user_id(idx),
         }
-        let entry = found(&self.by_id, overlay.map(|o| &o.by_id), key)
-            .or_else(|| {
-                found(
-                    &self.by_external_id,
-                    overlay.map(|o| &o.by_external_id),
-                    key,
-                )
-            })
-            .or_else(|| {
-                with_lowercase(key, |lower| {
-                    found(&self.by_email, overlay.map(|o| &o.by_email), lower)
-                })
-            })?;
-        if let Some(overlay) = overlay
-            && let Some(&changed) = overlay.users.get(&entry.idx)
-        {
-            return Some(changed);
-        }
-        Some(entry)
     }
 
     /// The user's groups, sorted. `user` comes from [`Snapshot::find_user`].
@@ -440,20 +473,51 @@ impl Snapshot {
     }
 }
 
-/// Calls `f` with `key` lower-cased, the way keys of `by_email` are. Lower-cases into a stack
-/// buffer when it can: mixed-case emails are common and the hot path should not allocate.
-fn with_lowercase<T>(key: &str, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
-    if !key.bytes().any(|b| b.is_ascii_uppercase()) && key.is_ascii() {
-        return f(key);
+/// The snapshot's key maps, as the resolution rule reads them: the overlay first, then the
+/// indexes of the last full build.
+struct Keys<'s>(&'s Snapshot);
+
+impl UserKeys for Keys<'_> {
+    type User = UserEntry;
+
+    fn with_id(&self, id: &str) -> Option<UserEntry> {
+        match self.0.overlay.as_deref().and_then(|o| o.by_id.get(id)) {
+            Some(changed) => *changed,
+            None => self.0.by_id.get(id).copied(),
+        }
     }
-    let mut buf = [0u8; 128];
-    if key.is_ascii() && key.len() <= buf.len() {
-        let lower = &mut buf[..key.len()];
-        lower.copy_from_slice(key.as_bytes());
-        lower.make_ascii_lowercase();
-        return f(std::str::from_utf8(lower).ok()?);
+
+    fn with_external_id(&self, external_id: &str) -> Matches<UserEntry> {
+        keyed(
+            &self.0.by_external_id,
+            self.0.overlay.as_deref().map(|o| &o.by_external_id),
+            external_id,
+        )
     }
-    f(&key.to_lowercase())
+
+    fn with_login(&self, login: &str) -> Matches<UserEntry> {
+        keyed(
+            &self.0.by_email,
+            self.0.overlay.as_deref().map(|o| &o.by_email),
+            login,
+        )
+    }
+
+    fn same(a: &UserEntry, b: &UserEntry) -> bool {
+        a.idx == b.idx
+    }
+}
+
+fn keyed(
+    base: &Map<Key, Keyed>,
+    over: Option<&Map<Key, Option<Keyed>>>,
+    key: &str,
+) -> Matches<UserEntry> {
+    let found = match over.and_then(|over| over.get(key)) {
+        Some(changed) => *changed,
+        None => base.get(key).copied(),
+    };
+    found.map_or(Matches::None, Keyed::matches)
 }
 
 impl Indexes {

@@ -1,5 +1,6 @@
 //! The rule's examples, and the differential test of the snapshot against the reference.
 
+use crate::identity::{Matches, normalize};
 use crate::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -204,6 +205,39 @@ fn users_are_found_by_id_external_id_and_email_ignoring_case() {
     );
 }
 
+/// The two ways a newcomer could capture another user's reference, from the security review:
+/// each makes the reference ambiguous (Deny), and the ids still name each user.
+#[test]
+fn a_shared_key_names_nobody_and_ids_always_work() {
+    let mut model = base_model();
+    model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
+    let allow = (Action::Allow, Reason::Policy, Some("p1".to_string()));
+    let ambiguous = (Action::Deny, Reason::AmbiguousUser, None);
+    assert_eq!(both(&model, &request("ada@example.com", "github", "x")), allow);
+    // (a) A newcomer whose external id is ada's email.
+    model.users.push(User {
+        external_id: Some("ada@example.com".into()),
+        ..user("u9", "mallory@example.com")
+    });
+    assert_eq!(both(&model, &request("ada@example.com", "github", "x")), ambiguous);
+    assert_eq!(both(&model, &request("u1", "github", "x")), allow);
+    assert_eq!(both(&model, &request("u9", "github", "x")), allow);
+    // (b) A newcomer whose email is bob's, in upper case, or in fullwidth letters.
+    for email in ["BOB@EXAMPLE.COM", "ｂｏｂ@example.com"] {
+        let mut model = base_model();
+        model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
+        model.users.push(user("u9", email));
+        assert_eq!(both(&model, &request("bob@example.com", "github", "x")), ambiguous);
+        assert_eq!(both(&model, &request(email, "github", "x")), ambiguous);
+        assert_eq!(both(&model, &request("u2", "github", "x")), allow);
+    }
+    // A user whose external id is their own email is still one user.
+    let mut model = base_model();
+    model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
+    model.users[0].external_id = Some("ADA@example.com".into());
+    assert_eq!(both(&model, &request("ADA@example.com", "github", "x")), allow);
+}
+
 #[test]
 fn scope_connector_tool_and_enabled_must_all_match() {
     let mut model = base_model();
@@ -396,7 +430,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
 
 fn arb_model() -> impl Strategy<Value = Model> {
     let users = prop::collection::vec(
-        (any::<bool>(), any::<bool>(), any::<bool>(), 0..3usize),
+        (any::<bool>(), any::<bool>(), 0..4usize, 0..4usize),
         0..8,
     );
     let groups = 0..5usize;
@@ -436,8 +470,16 @@ fn arb_model() -> impl Strategy<Value = Model> {
                     let email = match email_case {
                         0 => format!("user{i}@example.com"),
                         1 => format!("User{i}@Example.com"),
-                        // Two users sharing an email: the first in model order wins.
+                        // Fullwidth: the same login as `user{i}@example.com` once normalized.
+                        2 => format!("ｕｓｅｒ{i}@example.com"),
+                        // Users sharing an email: it names none of them.
                         _ => "shared@example.com".to_string(),
+                    };
+                    let external_id = match external {
+                        0 => None,
+                        // Another user's email as an external id: a collision across kinds.
+                        1 => Some(format!("user{}@example.com", (i + 1) % 8)),
+                        _ => Some(format!("ext-{i}")),
                     };
                     User {
                         active,
@@ -446,7 +488,7 @@ fn arb_model() -> impl Strategy<Value = Model> {
                             by: "a".into(),
                             reason: "r".into(),
                         }),
-                        external_id: external.then(|| format!("ext-{i}")),
+                        external_id,
                         ..user(&format!("u{i}"), &email)
                     }
                 })
@@ -505,6 +547,8 @@ fn arb_request() -> impl Strategy<Value = (String, usize, String, Vec<(String, S
         (0..9usize).prop_map(|i| format!("ext-{i}")),
         (0..9usize).prop_map(|i| format!("USER{i}@EXAMPLE.COM")),
         Just("shared@Example.com".to_string()),
+        (0..9usize).prop_map(|i| format!("ＵＳＥＲ{i}@example.com")),
+        (0..9usize).prop_map(|i| format!("user{i}@example.com")),
         Just("U1".to_string()),
     ];
     let tool = prop_oneof![
@@ -533,6 +577,48 @@ proptest! {
             let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
             let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
             prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
+        }
+    }
+
+    /// The lock property: whatever keys users share, once the user a reference resolves to is
+    /// locked, no request by that reference is allowed, before or after further changes.
+    #[test]
+    fn a_lock_by_any_key_denies_every_check_by_that_key(
+        model in arb_model(),
+        key in arb_request().prop_map(|r| r.0),
+        rounds in prop::collection::vec(prop::collection::vec(arb_change(), 1..6), 0..4),
+    ) {
+        let mut model = model;
+        model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
+        let snapshot = Snapshot::build(&model);
+        let Some(locked) = snapshot.decide(&request(&key, "github", "x")).user_id.map(String::from) else {
+            return Ok(());
+        };
+        let lock = |model: &mut Model| {
+            for u in model.users.iter_mut().filter(|u| u.id == locked) {
+                u.lock = Some(Lock { at: Timestamp(1), by: "admin".into(), reason: "r".into() });
+            }
+        };
+        let before = model.clone();
+        lock(&mut model);
+        model.revision = 2;
+        let mut snapshot = snapshot.apply(2, &changes_between(&before, &model).borrowed(), &ModelDirectory(&model));
+        for (round, ops) in rounds.iter().enumerate() {
+            let before = model.clone();
+            for op in ops {
+                // Changes that touch the locked user's own keys or status are the IdP renaming
+                // or an admin unlocking them: the reference then names someone else, rightly.
+                if op.touches(&model, &locked) {
+                    continue;
+                }
+                op.apply(&mut model);
+            }
+            model.revision = round as u64 + 3;
+            snapshot = snapshot.apply(model.revision, &changes_between(&before, &model).borrowed(), &ModelDirectory(&model));
+            for s in [&snapshot, &Snapshot::build(&model)] {
+                let decision = s.decide(&request(&key, "github", "x"));
+                prop_assert_eq!(decision.action, Action::Deny, "{:?} after {:?}", decision, ops);
+            }
         }
     }
 
@@ -630,7 +716,22 @@ fn arb_change() -> impl Strategy<Value = Change> {
 }
 
 impl Change {
+    /// Whether this change rewrites the keys or status of the user with this id, or removes
+    /// them.
+    fn touches(&self, model: &Model, id: &str) -> bool {
+        let at = |i: usize| model.users.get(i).is_some_and(|u| u.id == id);
+        match *self {
+            Change::Status(i, _) | Change::RemoveUser(i) | Change::Keys { user: i, .. } => at(i),
+            _ => false,
+        }
+    }
+
     fn apply(&self, model: &mut Model) {
+        // Some external ids are others' emails: collisions across kinds of keys.
+        let external_id = |x: usize| match x % 3 {
+            0 => format!("user{x}@example.com"),
+            _ => format!("ext-{x}"),
+        };
         let email = |e: usize| match e % 4 {
             0 => "shared@example.com".to_string(),
             1 => format!("User{e}@Example.com"),
@@ -676,7 +777,7 @@ impl Change {
                 let id = format!("u{n}");
                 if model.users.iter().all(|u| u.id != id) {
                     model.users.push(User {
-                        external_id: external.map(|x| format!("ext-{x}")),
+                        external_id: external.map(external_id),
                         ..user(&id, &email(e))
                     });
                 }
@@ -694,7 +795,7 @@ impl Change {
             } => {
                 if let Some(u) = model.users.get_mut(user) {
                     u.emails = vec![email(e)];
-                    u.external_id = external.map(|x| format!("ext-{x}"));
+                    u.external_id = external.map(external_id);
                     // An id of another user as a user name or external id: shadowed by id.
                     u.user_name = user_name.map_or_else(|| email(e), |n| format!("u{n}"));
                 }
@@ -759,23 +860,30 @@ impl Directory for ModelDirectory<'_> {
         self.0.policies.iter().find(|p| p.id == id)
     }
 
-    fn first_with_external_id(&self, key: &str) -> Option<&str> {
-        let user = self
-            .0
-            .users
-            .iter()
-            .find(|u| u.external_id.as_deref() == Some(key))?;
-        Some(&user.id)
+    fn users_with_external_id(&self, key: &str) -> Matches<&str> {
+        matches(
+            self.0
+                .users
+                .iter()
+                .filter(|u| u.external_id.as_deref() == Some(key)),
+        )
     }
 
-    fn first_with_login(&self, key: &str) -> Option<&str> {
-        let user = self.0.users.iter().find(|u| {
+    fn users_with_login(&self, key: &str) -> Matches<&str> {
+        matches(self.0.users.iter().filter(|u| {
             u.emails
                 .iter()
                 .chain([&u.user_name])
-                .any(|e| !e.is_empty() && e.to_lowercase() == key)
-        })?;
-        Some(&user.id)
+                .any(|e| !e.is_empty() && normalize(e) == key)
+        }))
+    }
+}
+
+fn matches<'m>(mut users: impl Iterator<Item = &'m User>) -> Matches<&'m str> {
+    match (users.next(), users.next()) {
+        (None, _) => Matches::None,
+        (Some(user), None) => Matches::One(&user.id),
+        (Some(_), Some(_)) => Matches::Many,
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) fn reason(reason: Reason) -> pb::Reason {
         Reason::UserLocked => pb::Reason::UserLocked,
         Reason::UserInactive => pb::Reason::UserInactive,
         Reason::UnknownUser => pb::Reason::UnknownUser,
+        Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Record {
     pub decision_id: String,
     /// The user as the caller named them (id, email or external id).
     pub user: String,
+    /// The id of the user the engine resolved `user` to, in the snapshot that decided: what
+    /// the decision is recorded under (never resolved again later, against another revision).
+    pub user_id: Option<String>,
     pub agent: String,
     pub connector: String,
     pub tool: String,

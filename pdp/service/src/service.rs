@@ -121,6 +121,7 @@ impl DecisionService {
             time_ms: now_ms(),
             decision_id: decision_id.clone(),
             user: check.user.clone(),
+            user_id: decision.user_id.map(str::to_owned),
             agent: check.agent.clone(),
             connector: check.connector.clone(),
             tool: check.tool.clone(),

@@ -50,7 +50,7 @@ impl Reply {
 
     /// Asserts an RFC 7644 §3.12 error answer; returns its `detail`.
     #[track_caller]
-    fn expect_error(&self, status: u16, scim_type: Option<&str>) -> String {
+    pub(crate) fn expect_error(&self, status: u16, scim_type: Option<&str>) -> String {
         assert_eq!(self.status, status, "{}", self.body);
         assert!(
             self.header("content-type")
@@ -182,7 +182,7 @@ pub(crate) struct Scim {
 }
 
 impl Scim {
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         target: &str,
@@ -210,7 +210,7 @@ impl Scim {
         )
     }
 
-    fn get(&self, target: &str) -> Reply {
+    pub(crate) fn get(&self, target: &str) -> Reply {
         self.send("GET", target, None, None)
     }
 
@@ -271,13 +271,13 @@ fn values(resource: &Value, attribute: &str) -> Vec<String> {
 }
 
 /// Checks over gRPC for github's `create_issue`, remembering the newest snapshot revision seen.
-struct Decisions {
+pub(crate) struct Decisions {
     client: DecisionServiceClient<tonic::transport::Channel>,
     revision: u64,
 }
 
 impl Decisions {
-    async fn connect(server: &Server) -> Decisions {
+    pub(crate) async fn connect(server: &Server) -> Decisions {
         Decisions {
             client: server.client().await,
             revision: 0,
@@ -302,7 +302,12 @@ impl Decisions {
     }
 
     /// Asserts the answer for `user`; returns the deciding policy's id.
-    async fn expect(&mut self, user: &str, decision: Decision, reason: Reason) -> String {
+    pub(crate) async fn expect(
+        &mut self,
+        user: &str,
+        decision: Decision,
+        reason: Reason,
+    ) -> String {
         let answer = self.check(user).await;
         self.assert(user, answer, decision, reason)
     }
@@ -338,14 +343,14 @@ impl Decisions {
 
 /// A store with an imported directory (`users`: id, email, name; all active), an admin's API
 /// token for the first of them and a SCIM connection named `idp`; served.
-struct Setup {
-    server: Server,
-    scim: Scim,
-    admin_token: String,
+pub(crate) struct Setup {
+    pub(crate) server: Server,
+    pub(crate) scim: Scim,
+    pub(crate) admin_token: String,
     _root: tempfile::TempDir,
 }
 
-fn setup(idp: &str, users: &[(&str, &str, &str)]) -> Setup {
+pub(crate) fn setup(idp: &str, users: &[(&str, &str, &str)]) -> Setup {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     if !users.is_empty() {
@@ -520,7 +525,7 @@ fn an_idp_provisions_and_deactivates_a_user_over_scim() {
 }
 
 /// A user as Okta sends it on create and on every profile push (PUT of the whole user).
-fn okta_user(user_name: &str, external_id: &str, first: &str, last: &str) -> Value {
+pub(crate) fn okta_user(user_name: &str, external_id: &str, first: &str, last: &str) -> Value {
     json!({
         "schemas": [USER],
         "userName": user_name,

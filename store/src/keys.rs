@@ -56,6 +56,8 @@ pub(crate) const LOG: &[u8] = b"l/";
 pub(crate) const DECISION: &[u8] = b"d/";
 pub(crate) const DECISION_BY_USER: &[u8] = b"e/i/";
 pub(crate) const DECISION_BY_KEY: &[u8] = b"e/k/";
+/// Locks kept after their user was deleted, by the identity provider's identifiers.
+pub(crate) const KEPT_LOCK: &[u8] = b"o/";
 
 /// Longer ids are rejected: keys stay small and an id is never a document.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -144,6 +146,11 @@ pub(crate) fn scim(kind: crate::ScimKind, id: &str) -> Vec<u8> {
         crate::ScimKind::User => key(SCIM_USER, id),
         crate::ScimKind::Group => key(SCIM_GROUP, id),
     }
+}
+
+/// A kept lock's key: `kind` is `u` (a normalized user name) or `x` (an external id).
+pub(crate) fn kept_lock(kind: &str, identifier: &str) -> Vec<u8> {
+    pair(KEPT_LOCK, kind, identifier)
 }
 
 pub(crate) fn audit(seq: u64) -> Vec<u8> {

@@ -53,7 +53,7 @@ pub use decisions::{
 };
 pub use error::{Error, Result};
 pub use import::ImportSummary;
-pub use records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
+pub use records::{ApiToken, AuditEvent, KeptLock, ScimConnection, ScimKind};
 pub use store::{Options, Store};
 pub use tx::Tx;
 pub use view::{View, ViewChanges};

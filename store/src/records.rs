@@ -4,6 +4,17 @@
 use pdp::{Role, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// A lock whose user the identity provider deleted, kept under the user's user name and
+/// external id: a user created again with either starts locked (see
+/// [`crate::Tx::take_kept_lock`]), so deleting and re-creating a person never lifts an
+/// administrator's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptLock {
+    /// The deleted user's id.
+    pub user_id: String,
+    pub lock: pdp::Lock,
+}
+
 /// An API key for the admin API, bound to a user. Only a hash of its secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]

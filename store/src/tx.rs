@@ -6,7 +6,7 @@
 //! commits, and everything it wrote lands in one batch with the new revision.
 
 use crate::change::{Change, Kind};
-use crate::records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
+use crate::records::{ApiToken, AuditEvent, KeptLock, ScimConnection, ScimKind};
 use crate::store::{Store, not_found};
 use crate::{Error, Result, codec, keys};
 use pdp::{Group, Membership, Policy, User};
@@ -146,12 +146,24 @@ impl Tx<'_, '_> {
     }
 
     /// Deletes a user, their memberships and their SCIM document ([`Error::NotFound`] if there
-    /// is no such user). Policies naming them are the caller's to clean.
+    /// is no such user). Policies naming them are the caller's to clean. A locked user's lock
+    /// is kept under their user name and external id ([`KeptLock`]).
     pub fn delete_user(&mut self, id: &str) -> Result<()> {
         keys::check_id("user id", id)?;
         let key = keys::user(id);
-        if !self.change.exists(&key)? {
+        let Some(user) = self.user(id)? else {
             return Err(not_found("user", id));
+        };
+        if let Some(lock) = &user.lock {
+            let kept = KeptLock {
+                user_id: user.id.clone(),
+                lock: lock.clone(),
+            };
+            let value = codec::to_json("kept lock", &kept)?;
+            for key in kept_lock_keys(&user.user_name, user.external_id.as_deref()) {
+                self.claim(&key)?;
+                self.change.put_record(key, &value)?;
+            }
         }
         self.claim(&key)?;
         self.change.remove(Kind::User, key)?;
@@ -165,6 +177,25 @@ impl Tx<'_, '_> {
             self.change.remove_membership(&group_id, id)?;
         }
         self.delete_scim(ScimKind::User, id)
+    }
+
+    /// The lock kept for a deleted user with this user name (normalized) or external id, if
+    /// any, which this change consumes: the caller creating a user with these identifiers
+    /// locks them with it.
+    pub fn take_kept_lock(
+        &mut self,
+        user_name: &str,
+        external_id: Option<&str>,
+    ) -> Result<Option<KeptLock>> {
+        let mut found: Option<KeptLock> = None;
+        for key in kept_lock_keys(user_name, external_id) {
+            if let Some(kept) = self.get::<KeptLock>("kept lock", &key, user_name)? {
+                found.get_or_insert(kept);
+                self.claim(&key)?;
+                self.change.remove_record(key)?;
+            }
+        }
+        Ok(found)
     }
 
     /// Creates or replaces a group; its members are untouched.
@@ -359,4 +390,16 @@ impl Tx<'_, '_> {
         let value = codec::to_json("audit event", &event)?;
         self.change.put_note(keys::audit(event.seq), &value)
     }
+}
+
+/// Where a deleted user's lock is kept: under their normalized user name and their external id.
+fn kept_lock_keys(user_name: &str, external_id: Option<&str>) -> Vec<Vec<u8>> {
+    let mut keys = Vec::with_capacity(2);
+    if !user_name.is_empty() {
+        keys.push(keys::kept_lock("u", &pdp::identity::normalize(user_name)));
+    }
+    if let Some(external_id) = external_id.filter(|x| !x.is_empty()) {
+        keys.push(keys::kept_lock("x", external_id));
+    }
+    keys
 }

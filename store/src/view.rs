@@ -662,14 +662,22 @@ impl View {
         except: Option<&str>,
     ) -> Option<Taken> {
         let other = |id: &Id| except != Some(&**id);
-        let by_id = |key: &str| self.users.get_key_value(key).map(|(id, _)| id).filter(|id| other(id));
+        let by_id = |key: &str| {
+            self.users
+                .get_key_value(key)
+                .map(|(id, _)| id)
+                .filter(|id| other(id))
+        };
         let by_external = |key: &str| {
             self.matching(&self.users_by_external, key.to_owned())
                 .find(|id| other(id))
         };
         let by_login = |key: &str| {
-            self.matching(&self.users_by_login, pdp::identity::normalize(key).into_owned())
-                .find(|id| other(id))
+            self.matching(
+                &self.users_by_login,
+                pdp::identity::normalize(key).into_owned(),
+            )
+            .find(|id| other(id))
         };
         let taken = |attribute: &'static str, value: &str, by: Option<&Id>| {
             by.map(|by| Taken {

@@ -13,7 +13,12 @@ const DAY: i64 = 24 * 60 * 60 * 1000;
 /// `eng_and_ops` writes: the log files a decision under what the engine said, never resolving
 /// it again.
 fn engine_resolves(user: &str) -> Option<String> {
-    let alice = ["alice", "ext-alice", "alice@example.com", "alice@alt.example.com"];
+    let alice = [
+        "alice",
+        "ext-alice",
+        "alice@example.com",
+        "alice@alt.example.com",
+    ];
     match user.to_lowercase().as_str() {
         u if alice.contains(&u) => Some("alice".into()),
         "bob" => Some("bob".into()),

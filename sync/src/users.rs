@@ -309,9 +309,8 @@ pub fn render(user: &User, stored: Option<&Value>, groups: &[Ref], base: &str) -
 /// resolve to the newcomer instead of the person an administrator meant.
 fn unique(view: &View, mapped: &Mapped, except: Option<&str>) -> Result<()> {
     let checked = |attribute: &str, value: &str| {
-        pdp::identity::check(value).map_err(|problem| {
-            ScimError::invalid_value(format!("`{attribute}` {problem}"))
-        })
+        pdp::identity::check(value)
+            .map_err(|problem| ScimError::invalid_value(format!("`{attribute}` {problem}")))
     };
     checked("userName", &mapped.user_name)?;
     if let Some(external) = &mapped.external_id {
@@ -399,7 +398,12 @@ pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Re
         while tx.user(&id)?.is_some() {
             id = random_hex(16)?;
         }
-        let user = mapped.to_user(&id, None, clock::now());
+        let mut user = mapped.to_user(&id, None, clock::now());
+        // A person the identity provider deleted while locked, created again: still locked.
+        let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
+        if let Some(kept) = &kept {
+            user.lock = Some(kept.lock.clone());
+        }
         let doc = Value::Object(doc.clone());
         tx.put_user(&user)?;
         tx.put_scim(ScimKind::User, &id, &doc)?;
@@ -407,6 +411,14 @@ pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Re
         event.detail = format!("userName `{}`", user.user_name);
         event.after = resource::audit_json(&user);
         tx.audit(event)?;
+        if let Some(kept) = kept {
+            let mut event = ctx.caller.event("user.lock.kept", "user", &id);
+            event.detail = format!(
+                "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
+                kept.user_id, kept.lock.by, kept.lock.reason
+            );
+            tx.audit(event)?;
+        }
         Ok(render(&user, Some(&doc), &[], &ctx.base))
     })
     .await?;

@@ -213,13 +213,19 @@ fn a_shared_key_names_nobody_and_ids_always_work() {
     model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
     let allow = (Action::Allow, Reason::Policy, Some("p1".to_string()));
     let ambiguous = (Action::Deny, Reason::AmbiguousUser, None);
-    assert_eq!(both(&model, &request("ada@example.com", "github", "x")), allow);
+    assert_eq!(
+        both(&model, &request("ada@example.com", "github", "x")),
+        allow
+    );
     // (a) A newcomer whose external id is ada's email.
     model.users.push(User {
         external_id: Some("ada@example.com".into()),
         ..user("u9", "mallory@example.com")
     });
-    assert_eq!(both(&model, &request("ada@example.com", "github", "x")), ambiguous);
+    assert_eq!(
+        both(&model, &request("ada@example.com", "github", "x")),
+        ambiguous
+    );
     assert_eq!(both(&model, &request("u1", "github", "x")), allow);
     assert_eq!(both(&model, &request("u9", "github", "x")), allow);
     // (b) A newcomer whose email is bob's, in upper case, or in fullwidth letters.
@@ -227,7 +233,10 @@ fn a_shared_key_names_nobody_and_ids_always_work() {
         let mut model = base_model();
         model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
         model.users.push(user("u9", email));
-        assert_eq!(both(&model, &request("bob@example.com", "github", "x")), ambiguous);
+        assert_eq!(
+            both(&model, &request("bob@example.com", "github", "x")),
+            ambiguous
+        );
         assert_eq!(both(&model, &request(email, "github", "x")), ambiguous);
         assert_eq!(both(&model, &request("u2", "github", "x")), allow);
     }
@@ -235,7 +244,10 @@ fn a_shared_key_names_nobody_and_ids_always_work() {
     let mut model = base_model();
     model.policies = vec![policy("p1", "github", &["*"], Action::Allow)];
     model.users[0].external_id = Some("ADA@example.com".into());
-    assert_eq!(both(&model, &request("ADA@example.com", "github", "x")), allow);
+    assert_eq!(
+        both(&model, &request("ADA@example.com", "github", "x")),
+        allow
+    );
 }
 
 #[test]
@@ -429,10 +441,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
 }
 
 fn arb_model() -> impl Strategy<Value = Model> {
-    let users = prop::collection::vec(
-        (any::<bool>(), any::<bool>(), 0..4usize, 0..4usize),
-        0..8,
-    );
+    let users = prop::collection::vec((any::<bool>(), any::<bool>(), 0..4usize, 0..4usize), 0..8);
     let groups = 0..5usize;
     let memberships = prop::collection::vec((0..6usize, 0..9usize), 0..16);
     let condition = (

@@ -86,8 +86,9 @@ pub fn verify(token: &ApiToken, secret: &str) -> bool {
         .into()
 }
 
-/// What `portcullis token create` does: makes a token for the user with this email (or id)
-/// directly on a store no server holds, audited with actor `cli`.
+/// What `portcullis token create` does: makes a token for the user this reference names (by
+/// the one rule, [`crate::users::resolve`]) directly on a store no server holds, audited with
+/// actor `cli`.
 pub fn create_on_store(
     store: &Store,
     user: &str,
@@ -96,10 +97,7 @@ pub fn create_on_store(
     expires_in: Option<Duration>,
 ) -> crate::Result<Minted> {
     let view = store.view()?;
-    let user = view
-        .user(user)
-        .or_else(|| view.user_by_email(user))
-        .ok_or_else(|| crate::Error::not_found("user", user))?;
+    let user = crate::users::resolve(&view, "user", user)?;
     let minted =
         mint(&user.id, name, role, expires_in, "cli").map_err(crate::Error::Unavailable)?;
     let token = minted.token.clone();

@@ -608,18 +608,6 @@ impl View {
         self.users.get(id)
     }
 
-    /// The user whose primary email (or user name, if they have no email) is `email`,
-    /// ignoring case; the lowest id if several share it.
-    pub fn user_by_email(&self, email: &str) -> Option<&Arc<User>> {
-        let email: Arc<str> = Arc::from(email.to_lowercase());
-        let start = (Arc::clone(&email), Arc::from(""));
-        let (found, id) = self
-            .users_by_email
-            .range((Bound::Included(start), Bound::Unbounded))
-            .next()?;
-        (*found == email).then(|| self.users.get(id)).flatten()
-    }
-
     /// The user a reference names, by the one rule every caller uses
     /// ([`pdp::identity::resolve`]): an id, else the one user with that external id, email or
     /// user name.
@@ -706,13 +694,6 @@ impl View {
         self.matching(&self.users_by_login, name.clone())
             .filter_map(|id| self.users.get(id))
             .filter(move |u| pdp::identity::normalize(&u.user_name) == name)
-    }
-
-    /// The users with this login (an email or user name, normalized), by id.
-    pub fn users_with_login<'v>(&'v self, login: &str) -> impl Iterator<Item = &'v Arc<User>> + 'v {
-        let login = pdp::identity::normalize(login).into_owned();
-        self.matching(&self.users_by_login, login)
-            .filter_map(|id| self.users.get(id))
     }
 
     /// The users whose external id is exactly `external_id`, by id.
@@ -1155,5 +1136,79 @@ mod tests {
         assert_eq!(bulk.members, one_by_one.members);
         assert_eq!(bulk.user_groups, one_by_one.user_groups);
         assert!(bulk.groups.values().any(|g| g.members > 0));
+    }
+
+    proptest::proptest! {
+        /// The admin API, the SCIM service provider and the console resolve a reference
+        /// through the view; decisions through the snapshot. Both follow the one rule, so on
+        /// any directory (ids, external ids, emails and user names colliding in every way)
+        /// they name the same user, or agree that the key is ambiguous or unknown.
+        #[test]
+        fn the_view_resolves_references_as_decisions_do(
+            users in proptest::collection::vec((0..4usize, 0..4usize, 0..4usize), 0..8),
+            key in (0..6usize, 0..9usize),
+        ) {
+            let email = |i: usize| format!("user{i}@example.com");
+            let model = Model {
+                revision: 1,
+                users: users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(name, external, mail))| User {
+                        id: format!("u{i}"),
+                        user_name: match name {
+                            0 => email(i),
+                            1 => email(i + 1).to_uppercase(),
+                            2 => format!("u{}", i + 1),
+                            _ => format!("ｕｓｅｒ{i}@example.com"),
+                        },
+                        external_id: match external {
+                            0 => None,
+                            1 => Some(email(i + 2)),
+                            2 => Some(format!("u{}", i + 1)),
+                            _ => Some(format!("ext-{}", i % 3)),
+                        },
+                        emails: match mail {
+                            0 => vec![email(i)],
+                            1 => vec!["shared@example.com".into()],
+                            2 => vec![email(i), email(i + 1)],
+                            _ => vec![],
+                        },
+                        ..User::default()
+                    })
+                    .collect(),
+                policies: vec![Policy {
+                    id: "p".into(),
+                    connector: "c".into(),
+                    scope: pdp::Scope { all_users: true, ..Default::default() },
+                    action: pdp::Action::Allow,
+                    ..Policy::default()
+                }],
+                ..Model::default()
+            };
+            let snapshot = pdp::Snapshot::build(&model);
+            let view = View::from_model(model);
+            let (kind, i) = key;
+            let key = match kind {
+                0 => format!("u{i}"),
+                1 => email(i),
+                2 => email(i).to_uppercase(),
+                3 => format!("ext-{i}"),
+                4 => "Shared@Example.com".to_string(),
+                _ => format!("ＵＳＥＲ{i}@example.com"),
+            };
+            let decision = snapshot.decide(&pdp::Request {
+                user: &key,
+                agent: "a",
+                connector: "c",
+                tool: "t",
+                attributes: &pdp::NoAttributes,
+            });
+            match view.resolve_user(&key) {
+                Resolved::User(user) => proptest::prop_assert_eq!(decision.user_id, Some(&*user.id)),
+                Resolved::Ambiguous => proptest::prop_assert_eq!(decision.reason, pdp::Reason::AmbiguousUser),
+                Resolved::Unknown => proptest::prop_assert_eq!(decision.reason, pdp::Reason::UnknownUser),
+            }
+        }
     }
 }

@@ -394,6 +394,9 @@ fn read_users(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<UserIndex> {
     let mut index = UserIndex::new();
+    // Normalized email → the line that has it: an email is the imported user's user name, so
+    // it must name one user (see `pdp::identity`).
+    let mut emails: HashMap<String, u64> = HashMap::new();
     while let Some(ctx) = lines.next(progress)? {
         let raw: RawUser = ctx.parse(USER)?;
         let id = required_id(&ctx, raw.id)?;
@@ -407,6 +410,23 @@ fn read_users(
             }
         }
         let email = required(&ctx, raw.email, "email")?;
+        if let Err(problem) = pdp::identity::check(&email) {
+            return Err(ctx.error("email", problem.to_string()));
+        }
+        match emails.entry(pdp::identity::normalize(&email).into_owned()) {
+            Entry::Occupied(first) => {
+                return Err(ctx.error(
+                    "email",
+                    format!(
+                        "`{email}` is already the email of the user on line {}",
+                        first.get()
+                    ),
+                ));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(ctx.line);
+            }
+        }
         let name = required(&ctx, raw.name, "name")?;
         let created = required(&ctx, raw.created, "created")?;
         let Some(created) = parse_timestamp(&created) else {

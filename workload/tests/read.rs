@@ -218,6 +218,15 @@ fn user_errors() {
             "users.jsonl:2: locked: missing"),
         (2, format!(r#"{{"id":"u2","email":"x",{U},"mfa":"yes"}}"#), "users.jsonl:2: mfa: expected a boolean, found a string"),
         (2, format!(r#"{{"id":"u2","id":"u3","email":"x",{U}}}"#), "users.jsonl:2: malformed JSON: duplicate field `id` at column 15"),
+        // An email names one user (it is the user name), compared as decisions compare it.
+        (4, format!(r#"{{"id":"u4","email":"ANN@example.com",{U}}}"#),
+            "users.jsonl:4: email: `ANN@example.com` is already the email of the user on line 1"),
+        (4, format!(r#"{{"id":"u4","email":"ａｎｎ@example.com",{U}}}"#),
+            "users.jsonl:4: email: `ａｎｎ@example.com` is already the email of the user on line 1"),
+        (4, format!(r#"{{"id":"u4","email":"ann\u200b@example.com",{U}}}"#),
+            "users.jsonl:4: email: must not contain U+200B: control, invisible and format characters are refused"),
+        (4, format!(r#"{{"id":"u4","email":"ann@example.com ",{U}}}"#),
+            "users.jsonl:4: email: must not begin or end with whitespace"),
     ];
     for (line, text, want) in cases {
         assert_eq!(error_with("users.jsonl", line, &text), want, "{text}");

@@ -125,7 +125,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let decision_log =
         crate::decision_log::DecisionLog::start(live.store(), records, &settings.decision_log)?;
     let mut metrics = metrics::Metrics::new(&engine);
-    let (scim_requests, admin_calls) = metrics.control_plane(&engine, recorder.clone());
+    let (scim_requests, admin_calls) =
+        metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
     let scim = metrics::count_scim(sync::router(live.clone()), scim_requests);
     let routes = telemetry::scim(scim).merge(metrics.router());

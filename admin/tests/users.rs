@@ -1,8 +1,8 @@
 //! Users, locks and who may call: over a real server.
 
 use crate::support::{Harness, assert_status};
-use portcullis_proto::v1 as pb;
 use live::refusals::{Port, Reason};
+use portcullis_proto::v1 as pb;
 use tonic::Code;
 
 fn emails(response: &pb::ListUsersResponse) -> Vec<&str> {

@@ -27,6 +27,7 @@
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
 //! transaction ([`Store::transact`]).
 
+mod audit;
 mod backup;
 mod change;
 mod changelog;
@@ -43,6 +44,7 @@ mod undo;
 pub mod view;
 mod write;
 
+pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan};
 pub use backup::{
     BACKUP_FORMAT, BACKUP_MANIFEST, BACKUP_RECORDS, BackupError, BackupManifest, BackupSummary,
     RestoreSummary, read_manifest,

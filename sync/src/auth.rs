@@ -55,7 +55,8 @@ fn bearer(request: &Request) -> Option<&str> {
 
 /// Middleware: lets the request through with its [`Caller`] in its extensions, or answers 401.
 pub async fn authenticate(State(scim): State<Scim>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    // `router` nests the API under `/scim/v2`, which the nested router's URI has lost.
+    let path = format!("/scim/v2{}", request.uri().path());
     let refuse = |reason: Reason, why: &str| {
         scim.live.refusals().refuse(Port::Scim, reason, &path);
         ScimError::unauthorized(why.to_owned()).into_response()

@@ -633,3 +633,84 @@ async fn user_calls_reject_bad_input() {
     assert_eq!(h.live.store().revision(), h.live.engine().revision());
     assert!(h.audit("user.lock").await.is_empty());
 }
+
+#[tokio::test]
+async fn audit_listings_examine_a_bounded_number_of_events_per_page() {
+    let h = Harness::start().await;
+    let mut admin = h.admin().await;
+    admin
+        .lock_user(pb::LockUserRequest {
+            user: "u-carol".into(),
+            reason: "incident".into(),
+        })
+        .await
+        .unwrap();
+    // More events than one call examines, none of them a lock.
+    let noise = admin::LIST_SCAN + 500;
+    let store = h.live.store().clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..noise {
+            store
+                .append_audit(store::AuditEvent {
+                    time: pdp::Timestamp::now(),
+                    actor: "u-bob".into(),
+                    action: "user.update".into(),
+                    target_kind: "user".into(),
+                    target_id: format!("t{i}"),
+                    outcome: "ok".into(),
+                    ..store::AuditEvent::default()
+                })
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let request = pb::ListAuditEventsRequest {
+        action: "user.lock".into(),
+        page_size: 10,
+        ..Default::default()
+    };
+    // The first call stops at the bound, empty, with a token; the next finds the lock.
+    let first = admin
+        .list_audit_events(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.events.is_empty());
+    assert!(!first.next_page_token.is_empty());
+    let second = admin
+        .list_audit_events(pb::ListAuditEventsRequest {
+            page_token: first.next_page_token,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(
+        (
+            second.events[0].action.as_str(),
+            second.events[0].target_id.as_str()
+        ),
+        ("user.lock", "u-carol")
+    );
+    assert!(second.next_page_token.is_empty());
+    // A token of another query is refused, naming the field.
+    let token = admin
+        .list_audit_events(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    assert_status(
+        admin
+            .list_audit_events(pb::ListAuditEventsRequest {
+                action: "user.unlock".into(),
+                page_token: token,
+                ..request
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+}

@@ -20,9 +20,8 @@
 //! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
 //! for listing and for building snapshots without reading sled (module `view`). API tokens, SCIM
 //! connections and documents, and the audit log (module `audit`: kept by age and count) live in
-//! the same tree, outside the model; so
-//! does the decision log ([`DecisionLog`]: every answered decision, kept by age and count, not
-//! synced per write, never bumping the revision).
+//! the same tree, outside the model; so does the decision log ([`DecisionLog`]: every answered
+//! decision, kept by age and count, not synced per write, never bumping the revision).
 //!
 //! Policy scopes naming a deleted user or group are left as they are by the plain write
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same

@@ -14,6 +14,9 @@
 //! next publish. Every published view is also offered to followers ([`Live::published_views`]):
 //! the snapshot stream to sidecars starts there.
 //!
+//! Admin and sync also count here the calls they refuse without a valid token ([`Refusals`]),
+//! which the binary's metrics read.
+//!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
 mod publisher;

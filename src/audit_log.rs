@@ -87,7 +87,7 @@ impl AuditLog {
 /// `11months 30days 3h 50m 24s`), anything else as humantime shows it.
 fn shown(retention: Duration) -> String {
     let secs = retention.as_secs();
-    if secs > 0 && secs % 86_400 == 0 && retention.subsec_nanos() == 0 {
+    if secs > 0 && secs.is_multiple_of(86_400) && retention.subsec_nanos() == 0 {
         format!("{}d", secs / 86_400)
     } else {
         humantime::format_duration(retention).to_string()

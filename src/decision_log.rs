@@ -89,7 +89,7 @@ impl Args {
     }
 }
 
-fn positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be more than 0".to_owned()),
         Ok(d) => Ok(d),

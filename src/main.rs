@@ -2,6 +2,7 @@
 //! the work itself lives in the library crates.
 
 mod admin_cmd;
+mod audit_log;
 mod backup_cmd;
 mod check;
 mod config;

@@ -55,16 +55,18 @@ impl Metrics {
     }
 
     /// The control plane's: the revision decisions are answered from, decision records
-    /// dropped, and the counters SCIM requests and admin calls go through
-    /// ([`count_scim`], [`AdminCalls::wrap`]).
+    /// dropped, calls refused without valid credentials, and the counters SCIM requests and
+    /// admin calls go through ([`count_scim`], [`AdminCalls::wrap`]).
     pub fn control_plane(
         &mut self,
         engine: &Engine,
         recorder: Recorder,
+        refusals: Arc<live::Refusals>,
     ) -> (ScimRequests, AdminCalls) {
         self.registry.register_collector(Box::new(ControlPlane {
             engine: engine.clone(),
             recorder,
+            refusals,
         }));
         let scim = ScimRequests::default();
         self.registry.register(
@@ -245,11 +247,12 @@ impl Collector for Publishes {
     }
 }
 
-/// The control plane's revision and decision records dropped.
+/// The control plane's revision, decision records dropped and refused calls.
 #[derive(Debug)]
 struct ControlPlane {
     engine: Engine,
     recorder: Recorder,
+    refusals: Arc<live::Refusals>,
 }
 
 impl Collector for ControlPlane {
@@ -265,7 +268,24 @@ impl Collector for ControlPlane {
             "portcullis_decision_records_dropped",
             "Decision records dropped because their consumer (recent activity) fell behind.",
             self.recorder.dropped(),
-        )
+        )?;
+        // Every port and reason, zeros included, so a rate can be taken from the first scrape.
+        let mut family = encoder.encode_descriptor(
+            "portcullis_auth_refusals",
+            "Calls refused without valid credentials (missing, malformed, unknown, revoked or \
+             expired token), by port and reason: not audited, logged at most once a second.",
+            None,
+            MetricType::Counter,
+        )?;
+        for port in live::refusals::Port::ALL {
+            for reason in live::refusals::Reason::ALL {
+                let count = self.refusals.count(port, reason);
+                family
+                    .encode_family(&[("port", port.name()), ("reason", reason.name())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Args {
     #[command(flatten)]
     decision_log: crate::decision_log::Args,
     #[command(flatten)]
+    audit_log: crate::audit_log::Args,
+    #[command(flatten)]
     pub telemetry: crate::telemetry::Args,
 }
 
@@ -71,6 +73,7 @@ struct Settings {
     tls: Option<net::TlsFiles>,
     http_tls: bool,
     decision_log: crate::decision_log::Args,
+    audit_log: crate::audit_log::Args,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -95,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         http_tls: args.http_tls,
         decision_log: args.decision_log,
+        audit_log: args.audit_log,
     };
     // A certificate or key that cannot be used stops us before the store is opened.
     if let Some(tls) = &settings.tls {
@@ -124,8 +128,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (recorder, records) = Recorder::channel(settings.decision_log.queue());
     let decision_log =
         crate::decision_log::DecisionLog::start(live.store(), records, &settings.decision_log)?;
+    let audit_log = crate::audit_log::AuditLog::start(live.store(), &settings.audit_log);
     let mut metrics = metrics::Metrics::new(&engine);
-    let (scim_requests, admin_calls) = metrics.control_plane(&engine, recorder.clone());
+    let (scim_requests, admin_calls) =
+        metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
     let scim = metrics::count_scim(sync::router(live.clone()), scim_requests);
     let routes = telemetry::scim(scim).merge(metrics.router());
@@ -217,6 +223,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     grpc.await?;
     let drained = net::drained(http, probes).await;
     decision_log.finish().await;
+    audit_log.finish().await;
     let _ = control.await;
     drained
 }

@@ -1,11 +1,15 @@
 //! Who is calling: the bearer token on every call, the user behind it, and the roles they hold.
 //!
 //! A caller's roles are the union of its groups' roles and the token's own role. Admin may do
-//! everything, Read Only may list and get. Every refusal is audited (`auth.denied`), without
-//! the secret.
+//! everything, Read Only may list and get. A refusal of a caller whose token is valid (a locked
+//! or inactive user, no role, a Read Only caller writing) is audited (`auth.denied`), without the
+//! secret; one without a valid token (missing, malformed, unknown, revoked, expired, its user
+//! gone) names no one we can trust and is counted and logged at a bounded rate instead
+//! (`live::refusals`), so that nobody can fill the audit log from outside.
 
 use crate::{Error, Result, clock, token};
 use live::Live;
+use live::refusals::{Port, Reason};
 use pdp::{Role, UserStatus};
 use std::collections::BTreeMap;
 use store::{AuditEvent, View};
@@ -49,6 +53,12 @@ pub(crate) fn authorize(
     method: &str,
     write: bool,
 ) -> Result<Caller> {
+    // A caller we cannot name is counted and logged at a bounded rate, not audited (see
+    // `live::refusals`); a caller whose token is valid is audited below.
+    let unknown = |reason: Reason, error: Error| {
+        live.refusals().refuse(Port::Admin, reason, method);
+        error
+    };
     let refuse = |actor: &str, via: Option<&str>, error: Error| {
         let event = AuditEvent {
             time: clock::now(),
@@ -67,9 +77,8 @@ pub(crate) fn authorize(
         error
     };
     let Some(secret) = bearer(metadata) else {
-        return Err(refuse(
-            "unknown",
-            None,
+        return Err(unknown(
+            Reason::Missing,
             Error::Unauthenticated(
                 "missing credentials: send `authorization: Bearer <token>`".into(),
             ),
@@ -77,22 +86,21 @@ pub(crate) fn authorize(
     };
     let invalid = || Error::Unauthenticated("invalid token".into());
     let Some(token_id) = token::id_of(secret) else {
-        return Err(refuse("unknown", None, invalid()));
+        return Err(unknown(Reason::Malformed, invalid()));
     };
     let stored = match live.store().get_token(token_id) {
         Ok(Some(stored)) if token::verify(&stored, secret) => stored,
-        Ok(_) => return Err(refuse("unknown", Some(token_id), invalid())),
-        Err(store::Error::InvalidId { .. }) => return Err(refuse("unknown", None, invalid())),
+        Ok(_) => return Err(unknown(Reason::Unknown, invalid())),
+        Err(store::Error::InvalidId { .. }) => return Err(unknown(Reason::Malformed, invalid())),
         Err(e) => return Err(e.into()),
     };
-    let actor = stored.user_id.as_str();
     if stored.revoked_at.is_some() {
         let error = Error::Unauthenticated(format!("token `{}` was revoked", stored.id));
-        return Err(refuse(actor, Some(token_id), error));
+        return Err(unknown(Reason::Revoked, error));
     }
     if !stored.usable_at(clock::now()) {
         let error = Error::Unauthenticated(format!("token `{}` has expired", stored.id));
-        return Err(refuse(actor, Some(token_id), error));
+        return Err(unknown(Reason::Expired, error));
     }
     let view = live.view()?;
     let Some(user) = view.user(&stored.user_id) else {
@@ -100,8 +108,9 @@ pub(crate) fn authorize(
             "the user of token `{}` no longer exists",
             stored.id
         ));
-        return Err(refuse(actor, Some(token_id), error));
+        return Err(unknown(Reason::UserGone, error));
     };
+    let actor = stored.user_id.as_str();
     match user.status() {
         UserStatus::Active => {}
         UserStatus::Locked => {

@@ -25,6 +25,7 @@ mod tokens;
 mod users;
 
 pub use activity::Activity;
+pub use audit::{ABOUT_SCAN, LIST_SCAN};
 pub use error::{Error, Result};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use service::AdminService;

@@ -1,6 +1,7 @@
 //! Users, locks and who may call: over a real server.
 
 use crate::support::{Harness, assert_status};
+use live::refusals::{Port, Reason};
 use portcullis_proto::v1 as pb;
 use tonic::Code;
 
@@ -187,15 +188,24 @@ async fn callers_without_valid_credentials_are_refused() {
         Code::PermissionDenied,
         "holds no admin role",
     );
-    // The secret never reaches the audit log.
+    // Only the caller with a valid token (no role) is audited, without its secret; the others
+    // name no one and are counted instead, so nobody can fill the audit log from outside.
     let denied = h.audit("auth.denied").await;
-    assert_eq!(denied.len(), 5);
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].actor, "u-frank");
     for event in &denied {
         assert!(
             !format!("{event:?}").contains("AAAAAAAAAAAAAAAA"),
             "{event:?}"
         );
     }
+    let refusals = h.live.refusals();
+    let count = |reason| refusals.count(Port::Admin, reason);
+    assert_eq!(
+        [Reason::Missing, Reason::Malformed, Reason::Unknown].map(count),
+        [1, 1, 2]
+    );
+    assert_eq!(refusals.count(Port::Scim, Reason::Unknown), 0);
 
     // A locked admin loses the API too.
     let mut admin = h.admin().await;
@@ -622,4 +632,85 @@ async fn user_calls_reject_bad_input() {
     // Nothing changed.
     assert_eq!(h.live.store().revision(), h.live.engine().revision());
     assert!(h.audit("user.lock").await.is_empty());
+}
+
+#[tokio::test]
+async fn audit_listings_examine_a_bounded_number_of_events_per_page() {
+    let h = Harness::start().await;
+    let mut admin = h.admin().await;
+    admin
+        .lock_user(pb::LockUserRequest {
+            user: "u-carol".into(),
+            reason: "incident".into(),
+        })
+        .await
+        .unwrap();
+    // More events than one call examines, none of them a lock.
+    let noise = admin::LIST_SCAN + 500;
+    let store = h.live.store().clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..noise {
+            store
+                .append_audit(store::AuditEvent {
+                    time: pdp::Timestamp::now(),
+                    actor: "u-bob".into(),
+                    action: "user.update".into(),
+                    target_kind: "user".into(),
+                    target_id: format!("t{i}"),
+                    outcome: "ok".into(),
+                    ..store::AuditEvent::default()
+                })
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let request = pb::ListAuditEventsRequest {
+        action: "user.lock".into(),
+        page_size: 10,
+        ..Default::default()
+    };
+    // The first call stops at the bound, empty, with a token; the next finds the lock.
+    let first = admin
+        .list_audit_events(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.events.is_empty());
+    assert!(!first.next_page_token.is_empty());
+    let second = admin
+        .list_audit_events(pb::ListAuditEventsRequest {
+            page_token: first.next_page_token,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(
+        (
+            second.events[0].action.as_str(),
+            second.events[0].target_id.as_str()
+        ),
+        ("user.lock", "u-carol")
+    );
+    assert!(second.next_page_token.is_empty());
+    // A token of another query is refused, naming the field.
+    let token = admin
+        .list_audit_events(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    assert_status(
+        admin
+            .list_audit_events(pb::ListAuditEventsRequest {
+                action: "user.unlock".into(),
+                page_token: token,
+                ..request
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
 }

@@ -14,11 +14,16 @@
 //! next publish. Every published view is also offered to followers ([`Live::published_views`]):
 //! the snapshot stream to sidecars starts there.
 //!
+//! Admin and sync also count here the calls they refuse without a valid token ([`Refusals`]),
+//! which the binary's metrics read.
+//!
 //! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
 
 mod publisher;
+pub mod refusals;
 
 pub use publisher::{FOLD_AT, Publish, Publisher, Settings, Wake, build};
+pub use refusals::Refusals;
 
 use pdp_service::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +73,8 @@ struct Shared {
     /// The view of every publish, for followers.
     views: watch::Sender<Arc<View>>,
     signal: Arc<Signal>,
+    /// Calls admin and sync refused for want of a valid credential.
+    refusals: Arc<Refusals>,
 }
 
 /// How writers and the background build wake the publisher.
@@ -126,6 +133,7 @@ impl Live {
             folds: publisher.folds(),
             views: watch::channel(view).0,
             signal,
+            refusals: Arc::default(),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -141,6 +149,12 @@ impl Live {
 
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// Where admin and sync count the calls they refuse without a valid credential (and that
+    /// metrics read).
+    pub fn refusals(&self) -> &Arc<Refusals> {
+        &self.shared.refusals
     }
 
     /// How many background builds have replaced the base since start.

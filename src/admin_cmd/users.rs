@@ -65,14 +65,45 @@ enum SortArg {
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
-    /// Only events by this actor (a user id, `cli`, `scim:<connection>`).
+    /// Only events by this actor, exactly (a user id, `cli`, `scim:<connection>`).
     #[arg(long)]
     actor: Option<String>,
     /// Only events about this target id (a user id, group id, policy id, token id).
     #[arg(long)]
     target: Option<String>,
+    /// Only events with this action (`user.lock`), or every action starting with it when it
+    /// ends with a dot (`user.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events at or after this time: RFC 3339 (`2026-12-01T00:00:00Z`) or a duration ago
+    /// (`1h`, `7d`).
+    #[arg(long, value_parser = when)]
+    since: Option<prost_types::Timestamp>,
+    /// Only events before this time (as --since).
+    #[arg(long, value_parser = when)]
+    until: Option<prost_types::Timestamp>,
     #[command(flatten)]
     paging: Paging,
+}
+
+/// An RFC 3339 time, or a duration before now.
+fn when(text: &str) -> Result<prost_types::Timestamp, String> {
+    let at = match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        Ok(at) => at,
+        Err(_) => {
+            let ago = humantime::parse_duration(text).map_err(|_| {
+                format!("`{text}` is neither an RFC 3339 time nor a duration like `1h`")
+            })?;
+            time::OffsetDateTime::now_utc()
+                .checked_sub(time::Duration::try_from(ago).map_err(|e| e.to_string())?)
+                .ok_or_else(|| format!("`{text}` is too far back"))?
+        }
+    };
+    Ok(prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
+    })
 }
 
 pub async fn whoami(client: &mut Client) -> anyhow::Result<Report> {
@@ -282,6 +313,9 @@ pub async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<Repor
     let request = pb::ListAuditEventsRequest {
         actor: args.actor.unwrap_or_default(),
         target_id: args.target.unwrap_or_default(),
+        action: args.action.unwrap_or_default(),
+        since: args.since,
+        until: args.until,
         ..Default::default()
     };
     let listed = args

@@ -19,14 +19,15 @@
 //!
 //! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
 //! for listing and for building snapshots without reading sled (module `view`). API tokens, SCIM
-//! connections and documents, and the audit log live in the same tree, outside the model; so
-//! does the decision log ([`DecisionLog`]: every answered decision, kept by age and count, not
-//! synced per write, never bumping the revision).
+//! connections and documents, and the audit log (module `audit`: kept by age and count) live in
+//! the same tree, outside the model; so does the decision log ([`DecisionLog`]: every answered
+//! decision, kept by age and count, not synced per write, never bumping the revision).
 //!
 //! Policy scopes naming a deleted user or group are left as they are by the plain write
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
 //! transaction ([`Store::transact`]).
 
+mod audit;
 mod backup;
 mod change;
 mod changelog;
@@ -43,6 +44,7 @@ mod undo;
 pub mod view;
 mod write;
 
+pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan};
 pub use backup::{
     BACKUP_FORMAT, BACKUP_MANIFEST, BACKUP_RECORDS, BackupError, BackupManifest, BackupSummary,
     RestoreSummary, read_manifest,

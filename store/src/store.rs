@@ -313,35 +313,6 @@ impl Store {
         Ok(event.seq)
     }
 
-    /// Audit events, newest first, with `seq` below `before` (all if `None`), that `keep`
-    /// accepts, at most `limit` of them. `stop` ends the scan early at the first event it
-    /// accepts (events are in time order, give or take the events of concurrent writers).
-    pub fn audit_events(
-        &self,
-        before: Option<u64>,
-        limit: usize,
-        keep: impl Fn(&AuditEvent) -> bool,
-        stop: impl Fn(&AuditEvent) -> bool,
-    ) -> Result<Vec<AuditEvent>> {
-        let end = keys::audit(before.unwrap_or(u64::MAX));
-        let mut events = Vec::new();
-        for item in self.inner.db.range(keys::AUDIT.to_vec()..end).rev() {
-            let (key, value) = item.map_err(engine)?;
-            let seq = keys::audit_seq(&key)?;
-            let event: AuditEvent = codec::from_json("audit event", &seq.to_string(), &value)?;
-            if stop(&event) {
-                break;
-            }
-            if keep(&event) {
-                events.push(event);
-                if events.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(events)
-    }
-
     pub fn get_token(&self, id: &str) -> Result<Option<ApiToken>> {
         keys::check_id("token id", id)?;
         self.get_record("token", &keys::token(id), id)

@@ -1,13 +1,16 @@
 //! Who is calling: the bearer token of a SCIM connection on every request.
 //!
 //! A missing, malformed, unknown or revoked token is 401 with the SCIM error body and
-//! `WWW-Authenticate`; the refusal is appended to the audit log (`auth.denied`, never the secret).
+//! `WWW-Authenticate`. The refusal is counted and logged at a bounded rate
+//! ([`live::refusals`]), not audited: it names no one, and anyone who reaches the port could
+//! otherwise fill the disk with audit events.
 
 use crate::{Scim, ScimError, clock, connection};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use live::refusals::{Port, Reason};
 use store::AuditEvent;
 
 /// An authenticated SCIM connection.
@@ -52,33 +55,20 @@ fn bearer(request: &Request) -> Option<&str> {
 
 /// Middleware: lets the request through with its [`Caller`] in its extensions, or answers 401.
 pub async fn authenticate(State(scim): State<Scim>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let refuse = |actor: String, via: Option<String>, why: &str| {
-        let event = AuditEvent {
-            time: clock::now(),
-            actor,
-            via,
-            action: "auth.denied".into(),
-            target_kind: "api".into(),
-            target_id: format!("SCIM {path}"),
-            outcome: "denied".into(),
-            detail: why.to_owned(),
-            ..AuditEvent::default()
-        };
-        if let Err(e) = scim.live.store().append_audit(event) {
-            tracing::warn!(error = %e, "cannot audit a refused SCIM call");
-        }
+    // `router` nests the API under `/scim/v2`, which the nested router's URI has lost.
+    let path = format!("/scim/v2{}", request.uri().path());
+    let refuse = |reason: Reason, why: &str| {
+        scim.live.refusals().refuse(Port::Scim, reason, &path);
         ScimError::unauthorized(why.to_owned()).into_response()
     };
     let Some(secret) = bearer(&request) else {
         return refuse(
-            "unknown".into(),
-            None,
+            Reason::Missing,
             "missing credentials: send `Authorization: Bearer <token>`",
         );
     };
     let Some(id) = connection::id_of(secret).map(str::to_owned) else {
-        return refuse("unknown".into(), None, "not a SCIM token");
+        return refuse(Reason::Malformed, "not a SCIM token");
     };
     let found = {
         let id = id.clone();
@@ -88,16 +78,15 @@ pub async fn authenticate(State(scim): State<Scim>, mut request: Request, next: 
     };
     let connection = match found {
         Ok(Ok(Some(connection))) => connection,
-        Ok(Ok(None)) => return refuse("unknown".into(), Some(id), "unknown token"),
+        Ok(Ok(None)) => return refuse(Reason::Unknown, "unknown token"),
         Ok(Err(e)) => return ScimError::from(e).into_response(),
         Err(e) => return ScimError::from(e).into_response(),
     };
-    let actor = format!("scim:{}", connection.name);
     if !connection::verify(&connection, secret) {
-        return refuse(actor, Some(id), "unknown token");
+        return refuse(Reason::Unknown, "unknown token");
     }
     if connection.revoked_at.is_some() {
-        return refuse(actor, Some(id), "the token was revoked");
+        return refuse(Reason::Revoked, "the token was revoked");
     }
     request.extensions_mut().insert(Caller {
         connection_id: connection.id,

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod limits;
 pub mod patch;
 pub mod path;
 

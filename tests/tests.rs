@@ -14,6 +14,7 @@ mod hammer;
 mod metrics;
 mod restart;
 mod scim;
+mod shutdown;
 mod support;
 mod tls;
 mod tracing;

@@ -33,7 +33,7 @@ pub struct Limits {
         default_value_t = 1_000,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
-    pub max_operations: u32,
+    pub scim_max_operations: u32,
     /// The most values of any multi-valued attribute of a SCIM user or group document
     /// (`emails`, `phoneNumbers`, …; a group's `members` have their own bound), 400
     /// `invalidValue` beyond.
@@ -43,7 +43,7 @@ pub struct Limits {
         default_value_t = 1_000,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
-    pub max_values: u32,
+    pub scim_max_values: u32,
     /// The most group memberships one SCIM request may add and remove together (a POST's or
     /// PUT's `members`, a PATCH's member operations), 400 `invalidValue` beyond: each is a
     /// write while the store's write lock is held. Bigger groups are built in several PATCHes.
@@ -53,7 +53,7 @@ pub struct Limits {
         default_value_t = 10_000,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
-    pub max_member_changes: u32,
+    pub scim_max_member_changes: u32,
     /// The largest stored SCIM document of one user or group, in bytes of JSON (without a
     /// group's members), 400 `invalidValue` beyond.
     #[arg(
@@ -62,16 +62,16 @@ pub struct Limits {
         default_value_t = 256 * 1024,
         value_parser = clap::value_parser!(u32).range(1024..)
     )]
-    pub max_document_bytes: u32,
+    pub scim_max_document_bytes: u32,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_operations: 1_000,
-            max_values: 1_000,
-            max_member_changes: 10_000,
-            max_document_bytes: 256 * 1024,
+            scim_max_operations: 1_000,
+            scim_max_values: 1_000,
+            scim_max_member_changes: 10_000,
+            scim_max_document_bytes: 256 * 1024,
         }
     }
 }
@@ -86,13 +86,13 @@ impl Limits {
         let count = json::get(body, "Operations")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        if count > self.max_operations as usize {
+        if count > self.scim_max_operations as usize {
             return Err(ScimError::bad_request(
                 "tooMany",
                 format!(
                     "{count} operations in one PATCH; the limit is {} (send them in several \
                      requests)",
-                    self.max_operations
+                    self.scim_max_operations
                 ),
             ));
         }
@@ -101,7 +101,7 @@ impl Limits {
 
     /// The most values a multi-valued attribute may hold.
     pub fn max_values(&self) -> usize {
-        self.max_values as usize
+        self.scim_max_values as usize
     }
 
     /// A user's document as it would be stored: identifiers, strings, values and size.
@@ -135,11 +135,11 @@ impl Limits {
         if let Some(Value::String(s)) = json::field(doc, "externalId") {
             identifier("externalId", s)?;
         }
-        if member_changes > self.max_member_changes as usize {
+        if member_changes > self.scim_max_member_changes as usize {
             return Err(ScimError::invalid_value(format!(
                 "`members`: this request adds and removes {member_changes} members; the limit \
                  is {} per request (send them in several PATCHes)",
-                self.max_member_changes
+                self.scim_max_member_changes
             )));
         }
         self.check_document(doc)
@@ -154,10 +154,10 @@ impl Limits {
             path.pop();
         }
         let bytes = json_len(doc);
-        if bytes > self.max_document_bytes as usize {
+        if bytes > self.scim_max_document_bytes as usize {
             return Err(ScimError::invalid_value(format!(
                 "the document is {bytes} bytes of JSON; the limit is {} bytes",
-                self.max_document_bytes
+                self.scim_max_document_bytes
             )));
         }
         Ok(())
@@ -267,8 +267,8 @@ mod tests {
     #[test]
     fn identifiers_strings_values_and_size_are_bounded() {
         let limits = Limits {
-            max_values: 3,
-            max_document_bytes: 2048,
+            scim_max_values: 3,
+            scim_max_document_bytes: 2048,
             ..Limits::default()
         };
         let ok = map(json!({"userName": "a".repeat(1024), "emails": [{"value": "x"}]}));
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn too_many_operations_is_too_many() {
         let limits = Limits {
-            max_operations: 2,
+            scim_max_operations: 2,
             ..Limits::default()
         };
         assert!(limits.check_operations(&json!({"Operations": [1, 2]})).is_ok());
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn member_changes_are_bounded() {
         let limits = Limits {
-            max_member_changes: 2,
+            scim_max_member_changes: 2,
             ..Limits::default()
         };
         assert!(limits.check_group(&Map::new(), 2).is_ok());

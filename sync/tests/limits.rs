@@ -201,7 +201,7 @@ async fn group_attributes_and_member_changes_are_bounded() {
         ..Model::default()
     };
     let limits = sync::Limits {
-        max_member_changes: 3,
+        scim_max_member_changes: 3,
         ..sync::Limits::default()
     };
     let h = Harness::start_limited(model, limits).await;
@@ -257,7 +257,7 @@ async fn group_attributes_and_member_changes_are_bounded() {
     assert_eq!(reply.expect(200)["members"].as_array().unwrap().len(), 6);
     // The existing members do not count against the values bound of a PATCH.
     let limits = sync::Limits {
-        max_values: 2,
+        scim_max_values: 2,
         ..sync::Limits::default()
     };
     let model = Model {

@@ -296,7 +296,11 @@ mod tests {
             scim_max_operations: 2,
             ..Limits::default()
         };
-        assert!(limits.check_operations(&json!({"Operations": [1, 2]})).is_ok());
+        assert!(
+            limits
+                .check_operations(&json!({"Operations": [1, 2]}))
+                .is_ok()
+        );
         let e = limits
             .check_operations(&json!({"operations": [1, 2, 3]}))
             .unwrap_err();

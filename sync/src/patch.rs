@@ -187,7 +187,11 @@ pub fn apply(resource: &mut Value, operations: &[Operation]) -> Result<()> {
 /// `max_values` values (top-level arrays and arrays of top-level objects; a group's `members`
 /// are bounded by the changes a request makes instead). Checked after every operation, so no
 /// operation works on more than `max_values` values plus what it adds itself.
-pub fn apply_within(resource: &mut Value, operations: &[Operation], max_values: usize) -> Result<()> {
+pub fn apply_within(
+    resource: &mut Value,
+    operations: &[Operation],
+    max_values: usize,
+) -> Result<()> {
     if !resource.is_object() {
         return Err(ScimError::internal(
             "PATCH of a document that is not an object",
@@ -2561,7 +2565,10 @@ mod tests {
             .map(|e| e["value"].as_str().unwrap())
             .collect();
         assert_eq!(primaries, ["feifei.kay42@example.com"]);
-        assert_eq!(together["phoneNumbers"], json!([{"value": "1", "primary": true}]));
+        assert_eq!(
+            together["phoneNumbers"],
+            json!([{"value": "1", "primary": true}])
+        );
         assert!(together.get("photos").is_none());
         // `groups` is read-only: it never joins a run, and fails on its own.
         let e = apply(&mut together, &operations).unwrap_err();

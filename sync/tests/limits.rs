@@ -58,7 +58,10 @@ async fn a_patch_at_the_limit_is_applied_whole() {
     let h = Harness::start().await;
     let id = create_user(&h, "ada@example.com").await;
     let reply = h
-        .patch(&format!("/Users/{id}"), patch_body(email_adds(1_000, "ada")))
+        .patch(
+            &format!("/Users/{id}"),
+            patch_body(email_adds(1_000, "ada")),
+        )
         .await;
     let user = reply.expect(200);
     assert_eq!(user["emails"].as_array().unwrap().len(), 1_000);
@@ -91,7 +94,10 @@ async fn too_many_values_in_one_attribute_are_refused() {
         )
         .await;
     let detail = reply.expect_error(400, Some("invalidValue"));
-    assert!(detail.contains("`phoneNumbers` has 1001 values"), "{detail}");
+    assert!(
+        detail.contains("`phoneNumbers` has 1001 values"),
+        "{detail}"
+    );
     assert_eq!(h.live.view().unwrap().user_count(), 0);
     // In one PATCH operation too, and in an extension's attribute.
     let id = create_user(&h, "ada@example.com").await;
@@ -101,7 +107,9 @@ async fn too_many_values_in_one_attribute_are_refused() {
     let reply = h
         .patch(
             &format!("/Users/{id}"),
-            patch_body(vec![json!({"op": "add", "path": "emails", "value": emails})]),
+            patch_body(vec![
+                json!({"op": "add", "path": "emails", "value": emails}),
+            ]),
         )
         .await;
     let detail = reply.expect_error(400, Some("invalidValue"));
@@ -176,17 +184,27 @@ async fn over_long_attributes_are_refused_naming_them() {
     let reply = h
         .patch(
             &format!("/Users/{id}"),
-            patch_body(vec![json!({"op": "replace", "path": "userName", "value": long(1_025)})]),
+            patch_body(vec![
+                json!({"op": "replace", "path": "userName", "value": long(1_025)}),
+            ]),
         )
         .await;
-    assert!(reply.expect_error(400, Some("invalidValue")).contains("`userName`"));
+    assert!(
+        reply
+            .expect_error(400, Some("invalidValue"))
+            .contains("`userName`")
+    );
     let reply = h
         .put(
             &format!("/Users/{id}"),
             json!({"schemas": [USER], "userName": "ada", "externalId": long(5_000)}),
         )
         .await;
-    assert!(reply.expect_error(400, Some("invalidValue")).contains("`externalId`"));
+    assert!(
+        reply
+            .expect_error(400, Some("invalidValue"))
+            .contains("`externalId`")
+    );
     let user = h.live.view().unwrap().user(&id).unwrap().clone();
     assert_eq!(user.user_name, at_limit);
     assert_eq!(user_events(&h), 1);
@@ -205,7 +223,8 @@ async fn group_attributes_and_member_changes_are_bounded() {
         ..sync::Limits::default()
     };
     let h = Harness::start_limited(model, limits).await;
-    let members = |ids: &[&str]| -> Vec<Value> { ids.iter().map(|id| json!({"value": id})).collect() };
+    let members =
+        |ids: &[&str]| -> Vec<Value> { ids.iter().map(|id| json!({"value": id})).collect() };
     let long = |n: usize| "g".repeat(n);
     for (body, attribute) in [
         (
@@ -245,7 +264,11 @@ async fn group_attributes_and_member_changes_are_bounded() {
             ]),
         )
         .await;
-    assert!(reply.expect_error(400, Some("invalidValue")).contains("`members`"));
+    assert!(
+        reply
+            .expect_error(400, Some("invalidValue"))
+            .contains("`members`")
+    );
     // A PUT listing the three kept and three new ones: three changes, accepted.
     let reply = h
         .put(
@@ -272,7 +295,9 @@ async fn group_attributes_and_member_changes_are_bounded() {
     let reply = h
         .patch(
             "/Groups/g",
-            patch_body(vec![json!({"op": "add", "path": "members", "value": members(&["u3"])})]),
+            patch_body(vec![
+                json!({"op": "add", "path": "members", "value": members(&["u3"])}),
+            ]),
         )
         .await;
     assert_eq!(reply.expect(200)["members"].as_array().unwrap().len(), 4);
@@ -414,7 +439,10 @@ async fn patches_are_worked_out_outside_the_write_lock() {
         tokio::spawn(async move { h.patch(&path, patch_body(email_adds(1_000, "a"))).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!good.is_finished(), "a write committed while another held the lock");
+    assert!(
+        !good.is_finished(),
+        "a write committed while another held the lock"
+    );
     release.send(()).unwrap();
     writer.join().unwrap().unwrap();
     let reply = tokio::time::timeout(deadline, good).await.unwrap().unwrap();

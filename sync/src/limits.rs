@@ -111,19 +111,23 @@ impl Limits {
                 identifier(key, s)?;
             }
         }
-        if let Some(Value::Array(emails)) = json::field(doc, "emails") {
-            for (i, email) in emails.iter().enumerate() {
-                let value = match email {
-                    Value::String(s) => Some(s),
-                    Value::Object(o) => match json::field(o, "value") {
-                        Some(Value::String(s)) => Some(s),
-                        _ => None,
-                    },
+        let emails = match json::field(doc, "emails") {
+            Some(Value::Array(emails)) => emails.as_slice(),
+            // A lone value counts as one (`resource::items`).
+            Some(email @ Value::Object(_)) => std::slice::from_ref(email),
+            _ => &[],
+        };
+        for (i, email) in emails.iter().enumerate() {
+            let value = match email {
+                Value::String(s) => Some(s),
+                Value::Object(o) => match json::field(o, "value") {
+                    Some(Value::String(s)) => Some(s),
                     _ => None,
-                };
-                if let Some(value) = value {
-                    identifier(&format!("emails[{i}].value"), value)?;
-                }
+                },
+                _ => None,
+            };
+            if let Some(value) = value {
+                identifier(&format!("emails[{i}].value"), value)?;
             }
         }
         self.check_document(doc)

@@ -221,15 +221,22 @@ pub fn apply_within(
     Ok(())
 }
 
+/// References the server renders into a document (a group's `members`, a user's `groups`):
+/// not bounded by the values bound (members are bounded by the changes a request makes; groups
+/// are read-only and never stored).
+const REFERENCES: &[&str] = &["members", "groups"];
+
 /// Refuses a document with an attribute holding more than `max` values: top-level arrays and
-/// arrays in top-level objects (extensions), except `members`.
+/// arrays in top-level objects (extensions), except [`REFERENCES`].
 fn check_counts(doc: &Value, max: usize) -> Result<()> {
     let Some(root) = doc.as_object() else {
         return Ok(());
     };
     for (key, value) in root {
         match value {
-            Value::Array(items) if items.len() > max && !eq_ci(key, "members") => {
+            Value::Array(items)
+                if items.len() > max && !REFERENCES.iter().any(|r| eq_ci(r, key)) =>
+            {
                 return Err(crate::limits::too_many_values(key, items.len(), max));
             }
             Value::Object(inner) => {
@@ -1186,7 +1193,7 @@ fn apply_add_run(
                     primaries.remove(&i);
                 }
             }
-            if values.len() > max_values && !eq_ci(&indexed.key, "members") {
+            if values.len() > max_values && !REFERENCES.iter().any(|r| eq_ci(r, &indexed.key)) {
                 let error = crate::limits::too_many_values(&indexed.key, values.len(), max_values);
                 return Err((at, error));
             }
@@ -2595,6 +2602,21 @@ mod tests {
         let mut doc = json!({"emails": [{"value": "a@x.io"}]});
         let e = apply_within(&mut doc, &operations[..1], 1).unwrap_err();
         assert!(e.detail.contains("`emails` has 2 values"), "{}", e.detail);
+        // A user's groups and a group's members are not values the bound counts.
+        let mut doc = json!({"groups": [{"value": "g1"}, {"value": "g2"}, {"value": "g3"}],
+                             "members": [{"value": "u1"}, {"value": "u2"}, {"value": "u3"}]});
+        let members = Operation {
+            op: Op::Add,
+            path: Some(path::parse("members").unwrap()),
+            value: Some(json!([{"value": "u4"}])),
+        };
+        let title = Operation {
+            op: Op::Replace,
+            path: Some(path::parse("title").unwrap()),
+            value: Some(json!("x")),
+        };
+        apply_within(&mut doc, &[members.clone(), members, title], 2).unwrap();
+        assert_eq!(doc["members"].as_array().unwrap().len(), 4);
     }
 
     /// 100,000 operations adding one email each (path or no path): one hashed index per

@@ -287,8 +287,13 @@ async fn group_attributes_and_member_changes_are_bounded() {
         users: (0..4)
             .map(|i| user(&format!("u{i}"), &format!("u{i}@example.com"), "U"))
             .collect(),
-        groups: vec![group("g", "G", pdp::ManagedBy::External)],
-        memberships: (0..3).map(|i| member("g", &format!("u{i}"))).collect(),
+        groups: ["g", "g2", "g3"]
+            .map(|id| group(id, id, pdp::ManagedBy::External))
+            .to_vec(),
+        memberships: (0..3)
+            .map(|i| member("g", &format!("u{i}")))
+            .chain(["g2", "g3"].map(|g| member(g, "u0")))
+            .collect(),
         ..Model::default()
     };
     let h = Harness::start_limited(model, limits).await;
@@ -301,6 +306,18 @@ async fn group_attributes_and_member_changes_are_bounded() {
         )
         .await;
     assert_eq!(reply.expect(200)["members"].as_array().unwrap().len(), 4);
+    // Nor do the groups of a user in more groups than the values bound.
+    let reply = h
+        .patch(
+            "/Users/u0",
+            patch_body(vec![
+                json!({"op": "replace", "path": "title", "value": "Chief"}),
+            ]),
+        )
+        .await;
+    let user = reply.expect(200);
+    assert_eq!(user["groups"].as_array().unwrap().len(), 3);
+    assert_eq!(user["title"], "Chief");
 }
 
 /// A large PATCH is worked out outside the store's write lock: other writes (an admin's lock)

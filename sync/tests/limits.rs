@@ -278,6 +278,19 @@ async fn group_attributes_and_member_changes_are_bounded() {
         )
         .await;
     assert_eq!(reply.expect(200)["members"].as_array().unwrap().len(), 6);
+    // A PUT keeping one of them removes five: refused.
+    let reply = h
+        .put(
+            &format!("/Groups/{id}"),
+            json!({"schemas": [GROUP], "displayName": "Eng", "members": members(&["u0"])}),
+        )
+        .await;
+    assert!(
+        reply
+            .expect_error(400, Some("invalidValue"))
+            .contains("removes 5")
+    );
+    assert_eq!(h.live.view().unwrap().members_of(&id).count(), 6);
     // The existing members do not count against the values bound of a PATCH.
     let limits = sync::Limits {
         scim_max_values: 2,

@@ -436,28 +436,56 @@ pub async fn patch(
     ))
 }
 
+/// Deletes a group. One with more members than a request may change loses them first, at most
+/// `scim-max-member-changes` per transaction (each audited as `group.remove_member`), so no
+/// write holds the store's write lock in proportion to the group's size. Meanwhile each member
+/// goes from member to not a member once, as the deletion makes them.
 pub async fn delete(
     State(scim): State<Scim>,
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    write(&scim, move |store, view| {
-        let (before, _, _, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let ctx = ctx.clone();
-        Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
-            tx.delete_group(&before.id)?;
-            let what = format!("displayName `{}`", before.display_name);
-            let detail = resource::forget_in_policies(tx, &ctx.caller, true, &before.id, what)?;
-            let mut event = ctx.caller.event("group.delete", "group", &before.id);
-            event.detail = detail;
-            event.before = resource::audit_json(&before);
-            tx.audit(event)?;
-            Ok(())
-        }) as Commit<()>)
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let chunk = scim.limits.scim_max_member_changes as usize;
+    // Checked on the first step only: the group's version moves as its members go.
+    let mut if_match = ctx.if_match.clone();
+    loop {
+        let (ctx, id, expected) = (ctx.clone(), id.clone(), if_match.take());
+        let deleted = write(&scim, move |store, view| {
+            let (before, _, members, current) = current(store, view, &id, &ctx.base)?;
+            http::check_if_match(expected.as_deref(), resource::version_of(&current))?;
+            let ctx = ctx.clone();
+            if members.len() > chunk {
+                let gone: Vec<String> = members.into_iter().take(chunk).map(|r| r.id).collect();
+                let mut event = ctx.caller.event("group.remove_member", "group", &before.id);
+                event.detail = format!(
+                    "displayName `{}`; removed {} member(s) before deleting the group: {}",
+                    before.display_name,
+                    gone.len(),
+                    resource::listed(&gone, 20)
+                );
+                return Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
+                    let ids: Vec<&str> = gone.iter().map(String::as_str).collect();
+                    tx.remove_members(&before.id, &ids)?;
+                    tx.audit(event)?;
+                    Ok(false)
+                }) as Commit<bool>);
+            }
+            Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
+                tx.delete_group(&before.id)?;
+                let what = format!("displayName `{}`", before.display_name);
+                let detail = resource::forget_in_policies(tx, &ctx.caller, true, &before.id, what)?;
+                let mut event = ctx.caller.event("group.delete", "group", &before.id);
+                event.detail = detail;
+                event.before = resource::audit_json(&before);
+                tx.audit(event)?;
+                Ok(true)
+            }) as Commit<bool>)
+        })
+        .await?;
+        if deleted {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
 }
 
 pub async fn list(State(scim): State<Scim>, ctx: Ctx) -> Result<Response> {

@@ -478,3 +478,54 @@ async fn patches_are_worked_out_outside_the_write_lock() {
     let reply = tokio::time::timeout(deadline, good).await.unwrap().unwrap();
     assert_eq!(reply.expect(200)["emails"].as_array().unwrap().len(), 1_000);
 }
+
+/// Deleting a group with more members than a request may change empties it in bounded steps
+/// first, each audited, then deletes it; `If-Match` is checked before the first.
+#[tokio::test]
+async fn deleting_a_large_group_removes_its_members_in_bounded_steps() {
+    let model = Model {
+        users: (0..5)
+            .map(|i| user(&format!("u{i}"), &format!("u{i}@example.com"), "U"))
+            .collect(),
+        groups: vec![group("g", "G", pdp::ManagedBy::External)],
+        memberships: (0..5).map(|i| member("g", &format!("u{i}"))).collect(),
+        ..Model::default()
+    };
+    let limits = sync::Limits {
+        scim_max_member_changes: 2,
+        ..sync::Limits::default()
+    };
+    let h = Harness::start_limited(model, limits).await;
+    let version = h.get("/Groups/g").await.expect(200)["meta"]["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {}", h.secret);
+    let stale = [
+        ("authorization", bearer.as_str()),
+        ("if-match", "W/\"0000000000000000\""),
+    ];
+    h.raw("DELETE", "/Groups/g", &stale, None)
+        .await
+        .expect_error(412, None);
+    assert_eq!(h.live.view().unwrap().members_of("g").count(), 5);
+    let current = [
+        ("authorization", bearer.as_str()),
+        ("if-match", version.as_str()),
+    ];
+    let reply = h.raw("DELETE", "/Groups/g", &current, None).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let view = h.live.view().unwrap();
+    assert!(view.group("g").is_none());
+    assert_eq!(view.members_of("g").count(), 0);
+    let actions: Vec<String> = h
+        .audit()
+        .into_iter()
+        .filter(|e| e.target_id == "g")
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["group.remove_member", "group.remove_member", "group.delete"]
+    );
+}

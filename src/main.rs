@@ -15,6 +15,7 @@ mod net;
 mod reload;
 mod scim_token_cmd;
 mod serve;
+mod shutdown;
 mod sidecar;
 mod telemetry;
 mod token_cmd;

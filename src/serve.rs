@@ -1,7 +1,7 @@
 //! `portcullis serve`: the control plane. Opens the store, builds the snapshot, starts the
 //! publisher that keeps it live with every write, and serves DecisionService and AdminService
-//! with health checking and reflection until SIGINT or SIGTERM; the HTTP port serves SCIM and
-//! Prometheus metrics.
+//! with health checking and reflection until SIGINT or SIGTERM (then finishes what is in flight
+//! for at most `--shutdown-grace`); the HTTP port serves SCIM and Prometheus metrics.
 
 use admin::{Activity, AdminService};
 use anyhow::Context;
@@ -60,6 +60,10 @@ pub struct Args {
     #[command(flatten)]
     audit_log: crate::audit_log::Args,
     #[command(flatten)]
+    scim_limits: sync::Limits,
+    #[command(flatten)]
+    shutdown: crate::shutdown::Args,
+    #[command(flatten)]
     pub telemetry: crate::telemetry::Args,
 }
 
@@ -74,6 +78,8 @@ struct Settings {
     http_tls: bool,
     decision_log: crate::decision_log::Args,
     audit_log: crate::audit_log::Args,
+    scim_limits: sync::Limits,
+    shutdown_grace: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -99,6 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         http_tls: args.http_tls,
         decision_log: args.decision_log,
         audit_log: args.audit_log,
+        scim_limits: args.scim_limits,
+        shutdown_grace: args.shutdown.shutdown_grace,
     };
     // A certificate or key that cannot be used stops us before the store is opened.
     if let Some(tls) = &settings.tls {
@@ -111,7 +119,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
-    super::runtime()?.block_on(serve(live, settings))?;
+    let runtime = super::runtime()?;
+    let served = runtime.block_on(serve(live, settings));
+    // Blocking work still running past the grace period (a store call) does not keep the
+    // process: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(crate::shutdown::RUNTIME_GRACE);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,6 +135,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let http_local = http_listener.local_addr()?;
 
     let stopped = net::stop_on_signal();
+    let stopping = stopped.clone();
     crate::reload::on_sighup()?;
     let control = crate::control::serve_control(live.clone(), stopped.clone())?;
     let engine = live.engine().clone();
@@ -133,7 +147,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (scim_requests, admin_calls) =
         metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
-    let scim = metrics::count_scim(sync::router(live.clone()), scim_requests);
+    let scim = metrics::count_scim(
+        sync::router_with(live.clone(), settings.scim_limits),
+        scim_requests,
+    );
     let routes = telemetry::scim(scim).merge(metrics.router());
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let http = if let Some(files) = http_tls {
@@ -220,10 +237,14 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         sidecars,
         "serving decisions"
     );
-    grpc.await?;
-    let drained = net::drained(http, probes).await;
-    decision_log.finish().await;
-    audit_log.finish().await;
-    let _ = control.await;
-    drained
+    // In-flight requests get the grace period to finish, then are dropped with the runtime.
+    crate::shutdown::within(settings.shutdown_grace, stopping, async move {
+        grpc.await?;
+        let drained = net::drained(http, probes).await;
+        decision_log.finish().await;
+        audit_log.finish().await;
+        let _ = control.await;
+        drained
+    })
+    .await
 }

@@ -1124,3 +1124,52 @@ async fn scim_errors_over_the_binary() {
     listed.sort();
     assert_eq!(listed, ids, "{all}");
 }
+
+/// The SCIM limits are `serve` settings: lowered here by flag and environment, they hold.
+#[test]
+fn serve_applies_the_scim_limits_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = crate::support::scim_token(dir.path(), "okta");
+    let server = Server::spawn_with_env(
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(dir.path()),
+            "--scim-max-operations",
+            "2",
+        ],
+        &[("PORTCULLIS_SCIM_MAX_VALUES", "3")],
+    );
+    let scim = Scim {
+        base: server.http.clone(),
+        token,
+    };
+    let user = scim
+        .post(
+            "/Users",
+            &json!({"schemas": [USER], "userName": "ada@example.com"}),
+        )
+        .expect(201);
+    let target = format!("/Users/{}", user["id"].as_str().unwrap());
+    let add = |i: usize| json!({"op": "add", "path": "emails", "value": [{"value": format!("{i}@x.io")}]});
+    let detail = scim
+        .patch(&target, json!([add(0), add(1), add(2)]))
+        .expect_error(400, Some("tooMany"));
+    assert!(detail.contains("the limit is 2"), "{detail}");
+    scim.patch(&target, json!([add(0), add(1)])).expect(200);
+    let four: Vec<Value> = (0..4)
+        .map(|i| json!({"value": format!("{i}@y.io")}))
+        .collect();
+    let detail = scim
+        .patch(
+            &target,
+            json!([{"op": "add", "path": "emails", "value": four}]),
+        )
+        .expect_error(400, Some("invalidValue"));
+    assert!(detail.contains("`emails` has 6 values"), "{detail}");
+    assert!(detail.contains("limit is 3"), "{detail}");
+}

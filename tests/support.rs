@@ -244,6 +244,23 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM and waits for the exit, for at most `deadline`: `None` if it is still
+    /// running then (it is killed on drop).
+    pub fn terminate_within(mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

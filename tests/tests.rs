@@ -16,6 +16,7 @@ mod identity;
 mod metrics;
 mod restart;
 mod scim;
+mod shutdown;
 mod support;
 mod tls;
 mod tracing;

@@ -11,8 +11,8 @@ use crate::http::{self, Ctx};
 use crate::patch;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
-use crate::write::{Turn, write};
-use crate::{Result, Scim, ScimError, clock, json, list};
+use crate::write::{self, Commit, write};
+use crate::{Limits, Result, Scim, ScimError, clock, json, list};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use pdp::{Group, ManagedBy, Membership, MembershipSource};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
-use store::{ScimKind, Tx, View};
+use store::{ScimKind, Store, View};
 
 /// The attributes of a SCIM group the model keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,44 +174,42 @@ fn check_users(view: &View, ids: &[String]) -> Result<()> {
     }
 }
 
-/// The group `id` as it is now, rendered, inside a transaction.
+/// The group `id` as `view` has it, its stored document, its members, and all of them
+/// rendered. Read outside the write lock: the commit makes sure nothing changed since `view`.
 fn current(
-    tx: &Tx<'_, '_>,
+    store: &Store,
     view: &View,
     id: &str,
     base: &str,
 ) -> Result<(Group, Option<Value>, Vec<Ref>, Value)> {
-    let group = external(tx.group(id)?, id)?;
-    let stored = tx.scim(ScimKind::Group, id)?;
+    let group = external(view.group(id).map(|e| Group::clone(&e.group)), id)?;
+    let stored = store.get_scim(ScimKind::Group, id)?;
     let members = resource::group_members(view, id);
     let rendered = render(&group, stored.as_ref(), &members, base);
     Ok((group, stored, members, rendered))
 }
 
-/// What a replace or patch asks for.
-struct Change<'a> {
-    action: &'a str,
-    before: &'a Group,
-    stored: Option<&'a Value>,
-    members_before: &'a [Ref],
-    doc: &'a Map<String, Value>,
-    mapped: &'a Mapped,
-    members_after: &'a [String],
-}
+/// A group as it is: the record, its stored document and its members.
+type Before = (Group, Option<Value>, Vec<Ref>);
 
-/// Writes a replaced or patched group: the group and its document if they changed, and only
-/// the memberships added and removed. Returns it rendered.
-fn commit(tx: &mut Tx<'_, '_>, view: &View, ctx: &Ctx, change: Change<'_>) -> Result<Value> {
-    let Change {
-        action,
-        before,
-        stored,
-        members_before,
-        doc,
-        mapped,
-        members_after,
-    } = change;
-    let id = before.id.as_str();
+/// Every create, replace and patch of a group passes here, outside the write lock: the
+/// document and the membership changes are checked against the limits, mapped, checked for
+/// uniqueness and existing members, and the write prepared: the group and its document if
+/// they changed, and only the memberships added and removed. `before`: `None` for a new
+/// group. Returns what the commit writes (nothing when nothing changed) and answers.
+fn prepare_write(
+    limits: &Limits,
+    view: &View,
+    ctx: &Ctx,
+    action: &'static str,
+    before: Option<Before>,
+    doc: Map<String, Value>,
+    members_after: Vec<String>,
+) -> Result<Commit<Value>> {
+    let (before, members_before) = match before {
+        Some((group, stored, members)) => (Some((group, stored)), members),
+        None => (None, Vec::new()),
+    };
     let was: BTreeSet<&str> = members_before.iter().map(|r| r.id.as_str()).collect();
     let now_set: BTreeSet<&str> = members_after.iter().map(String::as_str).collect();
     let added: Vec<String> = members_after
@@ -224,13 +222,10 @@ fn commit(tx: &mut Tx<'_, '_>, view: &View, ctx: &Ctx, change: Change<'_>) -> Re
         .filter(|r| !now_set.contains(r.id.as_str()))
         .map(|r| r.id.clone())
         .collect();
+    limits.check_group(&doc, added.len() + removed.len())?;
+    let doc = Value::Object(doc);
+    let mapped = Mapped::from_doc(&doc)?;
     let now = clock::now();
-    let mut after = mapped.to_group(id, Some(before), now);
-    let same_doc = stored.and_then(Value::as_object) == Some(doc);
-    let same_group = Group {
-        updated_at: before.updated_at,
-        ..after.clone()
-    } == *before;
     // The members as they will be: those kept, in id order, then those added.
     let mut members: Vec<Ref> = members_before
         .iter()
@@ -239,41 +234,95 @@ fn commit(tx: &mut Tx<'_, '_>, view: &View, ctx: &Ctx, change: Change<'_>) -> Re
         .collect();
     members.extend(resource::users_by_id(view, &added));
     members.sort_by(|a, b| a.id.cmp(&b.id));
+    let joined = |group_id: &str| -> Vec<Membership> {
+        added
+            .iter()
+            .map(|user_id| Membership {
+                group_id: group_id.to_owned(),
+                user_id: user_id.clone(),
+                joined_at: now,
+                source: MembershipSource::Idp,
+            })
+            .collect()
+    };
+    let Some((before, stored)) = before else {
+        unique(view, &mapped, None)?;
+        check_users(view, &added)?;
+        let mut id = random_hex(16)?;
+        // 128 random bits: a collision is all but impossible, but never overwrite (the view
+        // is exactly what the commit will see).
+        while view.group(&id).is_some() {
+            id = random_hex(16)?;
+        }
+        let group = mapped.to_group(&id, None, now);
+        let joined = joined(&id);
+        let rendered = render(&group, Some(&doc), &members, &ctx.base);
+        let mut event = ctx.caller.event(action, "group", &id);
+        event.detail = if added.is_empty() {
+            format!("displayName `{}`", group.display_name)
+        } else {
+            format!(
+                "displayName `{}`, {} member(s): {}",
+                group.display_name,
+                added.len(),
+                resource::listed(&added, 20)
+            )
+        };
+        event.after = resource::audit_json(&group);
+        // The group, its document and its members are one transaction: no decision ever
+        // sees the group without its members, and a bad member leaves nothing behind.
+        return Ok(Box::new(move |tx| {
+            tx.put_group(&group)?;
+            tx.put_scim(ScimKind::Group, &group.id, &doc)?;
+            tx.add_members(&group.id, &joined)?;
+            event.time = clock::now();
+            tx.audit(event)?;
+            Ok(rendered)
+        }));
+    };
+    let id = before.id.as_str();
+    let mut after = mapped.to_group(id, Some(&before), now);
+    let same_doc = stored.as_ref() == Some(&doc);
+    let same_group = Group {
+        updated_at: before.updated_at,
+        ..after.clone()
+    } == before;
     if same_doc && same_group && added.is_empty() && removed.is_empty() {
         // Nothing to change: nothing committed, nothing audited.
-        return Ok(render(before, stored, members_before, &ctx.base));
+        return Ok(write::nothing(render(
+            &before,
+            stored.as_ref(),
+            &members_before,
+            &ctx.base,
+        )));
     }
-    unique(view, mapped, Some(id))?;
+    unique(view, &mapped, Some(id))?;
     check_users(view, &added)?;
-    // Any change, memberships included, moves `lastModified`.
-    tx.put_group(&after)?;
-    let doc = Value::Object(doc.clone());
-    if !same_doc {
-        tx.put_scim(ScimKind::Group, id, &doc)?;
-    }
-    let joined: Vec<Membership> = added
-        .iter()
-        .map(|user_id| Membership {
-            group_id: id.to_owned(),
-            user_id: user_id.clone(),
-            joined_at: now,
-            source: MembershipSource::Idp,
-        })
-        .collect();
-    if !joined.is_empty() {
-        tx.add_members(id, &joined)?;
-    }
-    if !removed.is_empty() {
-        let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
-        tx.remove_members(id, &ids)?;
-    }
+    let joined = joined(id);
     let mut event = ctx.caller.event(action, "group", id);
     event.detail = membership_detail(&after.display_name, &added, &removed);
-    event.before = resource::audit_json(before);
+    event.before = resource::audit_json(&before);
     event.after = resource::audit_json(&after);
-    tx.audit(event)?;
     after.updated_at = now;
-    Ok(render(&after, Some(&doc), &members, &ctx.base))
+    let rendered = render(&after, Some(&doc), &members, &ctx.base);
+    Ok(Box::new(move |tx| {
+        let id = after.id.as_str();
+        // Any change, memberships included, moves `lastModified`.
+        tx.put_group(&after)?;
+        if !same_doc {
+            tx.put_scim(ScimKind::Group, id, &doc)?;
+        }
+        if !joined.is_empty() {
+            tx.add_members(id, &joined)?;
+        }
+        if !removed.is_empty() {
+            let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
+            tx.remove_members(id, &ids)?;
+        }
+        event.time = clock::now();
+        tx.audit(event)?;
+        Ok(rendered)
+    }))
 }
 
 fn membership_detail(name: &str, added: &[String], removed: &[String]) -> String {
@@ -299,57 +348,13 @@ pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Re
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::GROUP)?;
     let (doc, member_ids) = normalize(body)?;
-    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
     let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let doc = Value::Object(doc);
-    let mut turn = Turn::take(&scim).await;
-    // The group, its document and its members are one transaction: no decision ever sees
-    // the group without its members, and a bad member leaves nothing behind.
-    let group = {
-        let (ctx, doc, member_ids) = (ctx.clone(), doc.clone(), member_ids.clone());
-        turn.commit(move |tx, view| {
-            unique(view, &mapped, None)?;
-            check_users(view, &member_ids)?;
-            let mut id = random_hex(16)?;
-            // 128 random bits: a collision is all but impossible, but never overwrite.
-            while tx.group(&id)?.is_some() {
-                id = random_hex(16)?;
-            }
-            let group = mapped.to_group(&id, None, clock::now());
-            tx.put_group(&group)?;
-            tx.put_scim(ScimKind::Group, &id, &doc)?;
-            let joined: Vec<Membership> = member_ids
-                .iter()
-                .map(|user_id| Membership {
-                    group_id: id.clone(),
-                    user_id: user_id.clone(),
-                    joined_at: group.created_at,
-                    source: MembershipSource::Idp,
-                })
-                .collect();
-            tx.add_members(&id, &joined)?;
-            let mut event = ctx.caller.event("group.create", "group", &id);
-            event.detail = if member_ids.is_empty() {
-                format!("displayName `{}`", group.display_name)
-            } else {
-                format!(
-                    "displayName `{}`, {} member(s): {}",
-                    group.display_name,
-                    member_ids.len(),
-                    resource::listed(&member_ids, 20)
-                )
-            };
-            event.after = resource::audit_json(&group);
-            tx.audit(event)?;
-            Ok(group)
-        })
-        .await?
-    };
-    turn.publish().await?;
-    let view = scim.live.view()?;
-    let mut members = resource::users_by_id(&view, &member_ids);
-    members.sort_by(|a, b| a.id.cmp(&b.id));
-    let rendered = render(&group, Some(&doc), &members, &ctx.base);
+    let limits = scim.limits;
+    let rendered = write(&scim, move |_, view| {
+        let (doc, members) = (doc.clone(), member_ids.clone());
+        prepare_write(&limits, view, &ctx, "group.create", None, doc, members)
+    })
+    .await?;
     Ok(http::resource(
         StatusCode::CREATED,
         &rendered,
@@ -385,21 +390,14 @@ pub async fn replace(
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::GROUP)?;
     let (doc, member_ids) = normalize(body)?;
-    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
     let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let rendered = write(&scim, move |tx, view| {
-        let (before, stored, members_before, current) = current(tx, view, &id, &ctx.base)?;
+    let limits = scim.limits;
+    let rendered = write(&scim, move |store, view| {
+        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let change = Change {
-            action: "group.replace",
-            before: &before,
-            stored: stored.as_ref(),
-            members_before: &members_before,
-            doc: &doc,
-            mapped: &mapped,
-            members_after: &member_ids,
-        };
-        commit(tx, view, &ctx, change)
+        let before = Some((before, stored, members_before));
+        let (doc, members) = (doc.clone(), member_ids.clone());
+        prepare_write(&limits, view, &ctx, "group.replace", before, doc, members)
     })
     .await?;
     Ok(http::resource(
@@ -417,25 +415,18 @@ pub async fn patch(
 ) -> Result<Response> {
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::PATCH_OP)?;
+    scim.limits.check_operations(&body)?;
     let operations = patch::parse(&body)?;
     let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let rendered = write(&scim, move |tx, view| {
-        let (before, stored, members_before, current) = current(tx, view, &id, &ctx.base)?;
+    let limits = scim.limits;
+    let rendered = write(&scim, move |store, view| {
+        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
         let mut patched = current;
-        patch::apply(&mut patched, &operations)?;
-        let (doc, member_ids) = normalize(patched)?;
-        let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
-        let change = Change {
-            action: "group.patch",
-            before: &before,
-            stored: stored.as_ref(),
-            members_before: &members_before,
-            doc: &doc,
-            mapped: &mapped,
-            members_after: &member_ids,
-        };
-        commit(tx, view, &ctx, change)
+        patch::apply_within(&mut patched, &operations, limits.max_values())?;
+        let (doc, members) = normalize(patched)?;
+        let before = Some((before, stored, members_before));
+        prepare_write(&limits, view, &ctx, "group.patch", before, doc, members)
     })
     .await?;
     Ok(http::resource(
@@ -445,25 +436,56 @@ pub async fn patch(
     ))
 }
 
+/// Deletes a group. One with more members than a request may change loses them first, at most
+/// `scim-max-member-changes` per transaction (each audited as `group.remove_member`), so no
+/// write holds the store's write lock in proportion to the group's size. Meanwhile each member
+/// goes from member to not a member once, as the deletion makes them.
 pub async fn delete(
     State(scim): State<Scim>,
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    write(&scim, move |tx, view| {
-        let (before, _, _, current) = current(tx, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        tx.delete_group(&id)?;
-        let what = format!("displayName `{}`", before.display_name);
-        let detail = resource::forget_in_policies(tx, &ctx.caller, true, &id, what)?;
-        let mut event = ctx.caller.event("group.delete", "group", &id);
-        event.detail = detail;
-        event.before = resource::audit_json(&before);
-        tx.audit(event)?;
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let chunk = scim.limits.scim_max_member_changes as usize;
+    // Checked on the first step only: the group's version moves as its members go.
+    let mut if_match = ctx.if_match.clone();
+    loop {
+        let (ctx, id, expected) = (ctx.clone(), id.clone(), if_match.take());
+        let deleted = write(&scim, move |store, view| {
+            let (before, _, members, current) = current(store, view, &id, &ctx.base)?;
+            http::check_if_match(expected.as_deref(), resource::version_of(&current))?;
+            let ctx = ctx.clone();
+            if members.len() > chunk {
+                let gone: Vec<String> = members.into_iter().take(chunk).map(|r| r.id).collect();
+                let mut event = ctx.caller.event("group.remove_member", "group", &before.id);
+                event.detail = format!(
+                    "displayName `{}`; removed {} member(s) before deleting the group: {}",
+                    before.display_name,
+                    gone.len(),
+                    resource::listed(&gone, 20)
+                );
+                return Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
+                    let ids: Vec<&str> = gone.iter().map(String::as_str).collect();
+                    tx.remove_members(&before.id, &ids)?;
+                    tx.audit(event)?;
+                    Ok(false)
+                }) as Commit<bool>);
+            }
+            Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
+                tx.delete_group(&before.id)?;
+                let what = format!("displayName `{}`", before.display_name);
+                let detail = resource::forget_in_policies(tx, &ctx.caller, true, &before.id, what)?;
+                let mut event = ctx.caller.event("group.delete", "group", &before.id);
+                event.detail = detail;
+                event.before = resource::audit_json(&before);
+                tx.audit(event)?;
+                Ok(true)
+            }) as Commit<bool>)
+        })
+        .await?;
+        if deleted {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
 }
 
 pub async fn list(State(scim): State<Scim>, ctx: Ctx) -> Result<Response> {

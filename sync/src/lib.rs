@@ -11,10 +11,12 @@
 //!
 //! Modules: [`router`] and its endpoints (`users`, `groups`, `list`, `discovery`), the mapping
 //! of documents (`users`, `groups`, `resource`), `attributes` / `excludedAttributes` (`attrs`),
-//! authentication (`auth`, [`connection`]), the write path (`write`) and HTTP plumbing (`http`).
+//! authentication (`auth`, [`connection`]), the write path (`write`), the bounds of every write
+//! ([`limits`]) and HTTP plumbing (`http`).
 
 pub mod error;
 pub mod filter;
+pub mod limits;
 pub mod patch;
 pub mod path;
 
@@ -34,6 +36,7 @@ mod write;
 
 pub use connection::create_connection;
 pub use error::{Result, ScimError};
+pub use limits::Limits;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -48,6 +51,7 @@ pub(crate) struct Scim {
     live: Live,
     /// SCIM writes take turns to commit (see module `write`).
     writes: Arc<tokio::sync::Mutex<()>>,
+    limits: Limits,
 }
 
 /// The SCIM service provider, under `/scim/v2`: `/Users`, `/Groups`, `/ServiceProviderConfig`,
@@ -55,9 +59,15 @@ pub(crate) struct Scim {
 /// connection's bearer token ([`create_connection`]); every answer is
 /// `application/scim+json`, errors in the RFC 7644 form.
 pub fn router(live: Live) -> Router {
+    router_with(live, Limits::default())
+}
+
+/// [`router`] with these bounds on what a write may carry ([`Limits`]).
+pub fn router_with(live: Live, limits: Limits) -> Router {
     let scim = Scim {
         live,
         writes: Arc::new(tokio::sync::Mutex::new(())),
+        limits,
     };
     let api = Router::new()
         .route("/Users", get(users::list).post(users::create))

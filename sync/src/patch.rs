@@ -37,11 +37,13 @@
 //! - `id`, `meta`, `schemas` and `groups` are read-only: an operation that changes them fails
 //!   with `mutability` (one that leaves them as they are, like Okta's rename carrying the `id`,
 //!   passes). The caller sets `meta` and `schemas` itself after patching.
-//! - Runs of `members` operations (adds of value arrays; removes by value array or by
-//!   `members[value eq "…"]`) are applied together with hashed look-ups, so a request moving
-//!   10,000 members costs linear time, not quadratic.
+//! - Runs of adds to one multi-valued attribute (`emails`, `members`…, with a plain path) and
+//!   runs of `members` removals (by value array or by `members[value eq "…"]`) are applied
+//!   together with hashed look-ups, so a request adding 10,000 members or emails one operation
+//!   at a time costs linear time, not quadratic. [`apply_within`] also bounds the values an
+//!   attribute may reach after each operation, so no operation works on more than that.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -178,6 +180,18 @@ fn parse_operation(operation: &Value) -> Result<Operation> {
 /// Applies the operations in order to `resource`, all or nothing: on error `resource` is as it
 /// was, and the detail names the failing operation (`Operations[2] (replace …): …`).
 pub fn apply(resource: &mut Value, operations: &[Operation]) -> Result<()> {
+    apply_within(resource, operations, usize::MAX)
+}
+
+/// [`apply`], refusing (`invalidValue`) an operation after which an attribute holds more than
+/// `max_values` values (top-level arrays and arrays of top-level objects; a group's `members`
+/// are bounded by the changes a request makes instead). Checked after every operation, so no
+/// operation works on more than `max_values` values plus what it adds itself.
+pub fn apply_within(
+    resource: &mut Value,
+    operations: &[Operation],
+    max_values: usize,
+) -> Result<()> {
     if !resource.is_object() {
         return Err(ScimError::internal(
             "PATCH of a document that is not an object",
@@ -187,18 +201,57 @@ pub fn apply(resource: &mut Value, operations: &[Operation]) -> Result<()> {
     let mut i = 0;
     while i < operations.len() {
         let run = &operations[i..];
-        let n = members_run(run);
+        let n = run_len(run);
         let result = if n > 1 {
-            apply_members_run(&mut doc, &run[..n])
+            apply_run(&mut doc, &run[..n], max_values)
         } else {
             apply_operation(&mut doc, &run[0])
+                .and_then(|()| check_counts(&doc, max_values))
+                .map_err(|e| (0, e))
         };
         result
-            .and_then(|()| check_read_only(resource, &doc))
-            .map_err(|e| locate(e, i, &run[0]))?;
+            .and_then(|()| check_read_only(resource, &doc).map_err(|e| (0, e)))
+            .map_err(|(at, e)| {
+                let at = at.min(n.saturating_sub(1));
+                locate(e, i + at, &run[at])
+            })?;
         i += n.max(1);
     }
     *resource = doc;
+    Ok(())
+}
+
+/// References the server renders into a document (a group's `members`, a user's `groups`):
+/// not bounded by the values bound (members are bounded by the changes a request makes; groups
+/// are read-only and never stored).
+const REFERENCES: &[&str] = &["members", "groups"];
+
+/// Refuses a document with an attribute holding more than `max` values: top-level arrays and
+/// arrays in top-level objects (extensions), except [`REFERENCES`].
+fn check_counts(doc: &Value, max: usize) -> Result<()> {
+    let Some(root) = doc.as_object() else {
+        return Ok(());
+    };
+    for (key, value) in root {
+        match value {
+            Value::Array(items)
+                if items.len() > max && !REFERENCES.iter().any(|r| eq_ci(r, key)) =>
+            {
+                return Err(crate::limits::too_many_values(key, items.len(), max));
+            }
+            Value::Object(inner) => {
+                for (sub, value) in inner {
+                    if let Value::Array(items) = value
+                        && items.len() > max
+                    {
+                        let name = format!("{key}.{sub}");
+                        return Err(crate::limits::too_many_values(&name, items.len(), max));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -344,20 +397,37 @@ fn into_items(value: Value) -> Vec<Value> {
     }
 }
 
-/// Appends `items` to `values`; one equal to an existing value (or to an earlier item) is merged
-/// into it instead. Returns the indices of the values added or merged into.
-fn append(values: &mut Vec<Value>, items: Vec<Value>) -> Vec<usize> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(values.len() + items.len());
+/// Where each value of a multi-valued attribute is, by [`identity`].
+fn index_of(values: &[Value]) -> HashMap<String, usize> {
+    let mut index = HashMap::with_capacity(values.len());
     for (i, value) in values.iter().enumerate() {
         index.entry(identity(value)).or_insert(i);
     }
+    index
+}
+
+/// Appends `items` to `values`; one equal to an existing value (or to an earlier item) is merged
+/// into it instead. Returns the indices of the values added or merged into.
+fn append(values: &mut Vec<Value>, items: Vec<Value>) -> Vec<usize> {
+    let mut index = index_of(values);
+    append_indexed(values, &mut index, items)
+}
+
+/// [`append`] with `index` ([`index_of`] `values`) kept up to date, so a run of operations on
+/// one attribute hashes each value once: linear in the values, not quadratic.
+fn append_indexed(
+    values: &mut Vec<Value>,
+    index: &mut HashMap<String, usize>,
+    items: Vec<Value>,
+) -> Vec<usize> {
     let mut touched = Vec::new();
     for item in items {
         let item = normalize_value(item);
         if item.is_null() {
             continue;
         }
-        match index.get(&identity(&item)) {
+        let id = identity(&item);
+        match index.get(&id) {
             Some(&i) => {
                 if let (Some(Value::Object(existing)), Value::Object(new)) =
                     (values.get_mut(i), item)
@@ -370,7 +440,7 @@ fn append(values: &mut Vec<Value>, items: Vec<Value>) -> Vec<usize> {
                 touched.push(i);
             }
             None => {
-                index.insert(identity(&item), values.len());
+                index.insert(id, values.len());
                 touched.push(values.len());
                 values.push(item);
             }
@@ -379,14 +449,23 @@ fn append(values: &mut Vec<Value>, items: Vec<Value>) -> Vec<usize> {
     touched
 }
 
+fn is_primary(value: &Value) -> bool {
+    value
+        .as_object()
+        .and_then(|o| get_ci(o, "primary"))
+        .is_some_and(|p| *p == Value::Bool(true))
+}
+
+fn clear_primary(value: &mut Value) {
+    if let Value::Object(map) = value
+        && let Some(key) = find_key(map, "primary")
+    {
+        map.insert(key, Value::Bool(false));
+    }
+}
+
 /// When a touched value is now `primary`, no other value is.
 fn enforce_primary(values: &mut [Value], touched: &[usize]) {
-    let is_primary = |value: &Value| {
-        value
-            .as_object()
-            .and_then(|o| get_ci(o, "primary"))
-            .is_some_and(|p| *p == Value::Bool(true))
-    };
     if !touched
         .iter()
         .any(|&i| values.get(i).is_some_and(is_primary))
@@ -398,11 +477,7 @@ fn enforce_primary(values: &mut [Value], touched: &[usize]) {
         if touched.contains(&i) || !is_primary(value) {
             continue;
         }
-        if let Value::Object(map) = value
-            && let Some(key) = find_key(map, "primary")
-        {
-            map.insert(key, Value::Bool(false));
-        }
+        clear_primary(value);
     }
 }
 
@@ -911,21 +986,63 @@ fn apply_filtered(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Runs of `members` operations, applied together
+// Runs of operations on one multi-valued attribute, applied together
 
-/// Whether `operation` can join a run of member operations, and as which kind.
-fn members_kind(operation: &Operation) -> Option<Op> {
+/// What a run of operations does: add values to multi-valued attributes, or remove members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Add,
+    RemoveMembers,
+}
+
+/// Whether `name` is a multi-valued attribute at the top of the document that a PATCH may add
+/// to.
+fn addable(name: &str) -> bool {
+    is_multi_valued(Scope::Root, name) && !READ_ONLY.iter().any(|r| eq_ci(r, name))
+}
+
+/// What an `add` puts into multi-valued attributes, as (attribute, value) pairs, if that is all
+/// it does: `"path": "emails"`, or no path and a value whose every key is such an attribute.
+fn multi_valued_adds(operation: &Operation) -> Option<Vec<(&str, &Value)>> {
+    if operation.op != Op::Add {
+        return None;
+    }
+    let value = operation.value.as_ref().filter(|v| !v.is_null())?;
+    match &operation.path {
+        Some(path) => {
+            let plain = path.urn.is_none()
+                && path.filter.is_none()
+                && path.sub_attribute.is_none()
+                && path.extension().is_none();
+            (plain && addable(&path.attribute)).then(|| vec![(path.attribute.as_str(), value)])
+        }
+        None => {
+            let values = value.as_object().filter(|v| !v.is_empty())?;
+            values
+                .iter()
+                .map(|(k, v)| addable(k).then_some((k.as_str(), v)))
+                .collect()
+        }
+    }
+}
+
+/// Whether `operation` can join a run, and of which kind.
+fn run_kind(operation: &Operation) -> Option<RunKind> {
+    if multi_valued_adds(operation).is_some() {
+        return Some(RunKind::Add);
+    }
     let path = operation.path.as_ref()?;
     if path.extension().is_some()
-        || !path.attribute.eq_ignore_ascii_case("members")
         || path.sub_attribute.is_some()
+        || !path.attribute.eq_ignore_ascii_case("members")
     {
         return None;
     }
     match (operation.op, &path.filter, &operation.value) {
-        (Op::Add, None, Some(Value::Array(_))) => Some(Op::Add),
-        (Op::Remove, None, Some(value)) if !value.is_null() => Some(Op::Remove),
-        (Op::Remove, Some(filter), _) if value_equality(filter).is_some() => Some(Op::Remove),
+        (Op::Remove, None, Some(value)) if !value.is_null() => Some(RunKind::RemoveMembers),
+        (Op::Remove, Some(filter), _) if value_equality(filter).is_some() => {
+            Some(RunKind::RemoveMembers)
+        }
         _ => None,
     }
 }
@@ -947,19 +1064,153 @@ fn value_equality(filter: &Filter) -> Option<&str> {
     }
 }
 
-/// How many operations from the start of `operations` form a run of the same member operation
-/// (1 when the first cannot start one).
-fn members_run(operations: &[Operation]) -> usize {
-    let Some(kind) = operations.first().and_then(members_kind) else {
+/// How many operations from the start of `operations` form a run of the same kind (1 when the
+/// first cannot start one).
+fn run_len(operations: &[Operation]) -> usize {
+    let Some(kind) = operations.first().and_then(run_kind) else {
         return 1;
     };
     operations
         .iter()
-        .take_while(|operation| members_kind(operation) == Some(kind))
+        .take_while(|operation| run_kind(operation) == Some(kind))
         .count()
 }
 
-/// A run from [`members_run`]: the same result as one by one, in one pass over the members.
+/// A run from [`run_len`]: the same result as one by one. An error comes with the position in
+/// the run of the operation that failed.
+fn apply_run(
+    doc: &mut Value,
+    run: &[Operation],
+    max_values: usize,
+) -> std::result::Result<(), (usize, ScimError)> {
+    match run.first().and_then(run_kind) {
+        Some(RunKind::Add) => apply_add_run(doc, run, max_values),
+        _ => apply_members_run(doc, run).map_err(|e| (0, e)),
+    }
+}
+
+/// One attribute a run of adds works on: where each value is, and which are primary.
+struct Indexed {
+    key: String,
+    /// Made by this run: dropped again if it ends up empty.
+    created: bool,
+    index: HashMap<String, usize>,
+    primaries: BTreeSet<usize>,
+}
+
+/// A run of adds to multi-valued attributes: each value hashed once (an index per attribute
+/// kept across the run), `primary` kept unique from the set of primary values, so the run
+/// costs linear time in the values. IdPs send one operation per email or member; quadratic
+/// work on 60,000 of them held every write up for minutes.
+fn apply_add_run(
+    doc: &mut Value,
+    run: &[Operation],
+    max_values: usize,
+) -> std::result::Result<(), (usize, ScimError)> {
+    let Some(root) = doc.as_object_mut() else {
+        return Err((
+            0,
+            ScimError::internal("PATCH of a document that is not an object"),
+        ));
+    };
+    let adds: Vec<Vec<(&str, &Value)>> = run
+        .iter()
+        .map(|operation| multi_valued_adds(operation).unwrap_or_default())
+        .collect();
+    // An attribute stored as something else than an array (a stored document may hold
+    // anything) is left to the operations one by one.
+    let odd = adds.iter().flatten().any(|(name, _)| {
+        find_key(root, name)
+            .and_then(|key| root.get(&key))
+            .is_some_and(|v| !v.is_null() && !v.is_array())
+    });
+    if odd {
+        for (at, operation) in run.iter().enumerate() {
+            apply_operation(doc, operation)
+                .and_then(|()| check_counts(doc, max_values))
+                .map_err(|e| (at, e))?;
+        }
+        return Ok(());
+    }
+    let mut attributes: HashMap<String, Indexed> = HashMap::new();
+    for (at, pairs) in adds.into_iter().enumerate() {
+        for (name, value) in pairs {
+            let lower = to_lower(name);
+            if !attributes.contains_key(&lower) {
+                let (key, created) = match find_assigned(root, name) {
+                    Some(key) => (key, false),
+                    None => {
+                        root.insert(name.to_string(), Value::Array(Vec::new()));
+                        (name.to_string(), true)
+                    }
+                };
+                let values = match root.get(&key) {
+                    Some(Value::Array(values)) => values.as_slice(),
+                    _ => &[],
+                };
+                let primaries = values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| is_primary(v))
+                    .map(|(i, _)| i)
+                    .collect();
+                let index = index_of(values);
+                let indexed = Indexed {
+                    key,
+                    created,
+                    index,
+                    primaries,
+                };
+                attributes.insert(lower.clone(), indexed);
+            }
+            let Some(indexed) = attributes.get_mut(&lower) else {
+                continue;
+            };
+            let Some(Value::Array(values)) = root.get_mut(&indexed.key) else {
+                continue;
+            };
+            let touched = append_indexed(values, &mut indexed.index, into_items(value.clone()));
+            let primaries = &mut indexed.primaries;
+            for &i in &touched {
+                if values.get(i).is_some_and(is_primary) {
+                    primaries.insert(i);
+                } else {
+                    primaries.remove(&i);
+                }
+            }
+            // What `enforce_primary` does, from the primary values alone.
+            if touched.iter().any(|i| primaries.contains(i)) {
+                let keep: HashSet<usize> = touched.iter().copied().collect();
+                let cleared: Vec<usize> = primaries
+                    .iter()
+                    .copied()
+                    .filter(|i| !keep.contains(i))
+                    .collect();
+                for i in cleared {
+                    if let Some(value) = values.get_mut(i) {
+                        clear_primary(value);
+                    }
+                    primaries.remove(&i);
+                }
+            }
+            if values.len() > max_values && !REFERENCES.iter().any(|r| eq_ci(r, &indexed.key)) {
+                let error = crate::limits::too_many_values(&indexed.key, values.len(), max_values);
+                return Err((at, error));
+            }
+        }
+    }
+    for indexed in attributes.values().filter(|a| a.created) {
+        if root
+            .get(&indexed.key)
+            .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+        {
+            root.remove(&indexed.key);
+        }
+    }
+    Ok(())
+}
+
+/// A run of member removals: the same result as one by one, in one pass over the members.
 fn apply_members_run(doc: &mut Value, run: &[Operation]) -> Result<()> {
     let Some(root) = doc.as_object_mut() else {
         return Err(ScimError::internal(
@@ -975,17 +1226,6 @@ fn apply_members_run(doc: &mut Value, run: &[Operation]) -> Result<()> {
             apply_operation(doc, operation)?;
         }
         return Ok(());
-    }
-    let Some(first) = run.first() else {
-        return Ok(());
-    };
-    if first.op == Op::Add {
-        let items: Vec<Value> = run
-            .iter()
-            .filter_map(|operation| operation.value.clone())
-            .flat_map(into_items)
-            .collect();
-        return add_attr(root, Scope::Root, "members", Value::Array(items));
     }
     let Some(key) = key else {
         return Ok(());
@@ -2269,9 +2509,9 @@ mod tests {
             {"op": "replace", "path": "displayName", "value": "X"}
         ]));
         let operations = parse(&request).unwrap();
-        assert_eq!(members_run(&operations), 2);
-        assert_eq!(members_run(&operations[2..]), 4);
-        assert_eq!(members_run(&operations[7..]), 1);
+        assert_eq!(run_len(&operations), 2);
+        assert_eq!(run_len(&operations[2..]), 4);
+        assert_eq!(run_len(&operations[7..]), 1);
         let mut together = doc.clone();
         apply(&mut together, &operations).unwrap();
         assert_eq!(together, one_by_one(&doc, &operations));
@@ -2295,5 +2535,115 @@ mod tests {
         apply(&mut together, &operations).unwrap();
         assert_eq!(together, one_by_one(&group(2), &operations));
         assert_eq!(together["members"], json!([{"value": "z"}]));
+    }
+
+    #[test]
+    fn add_runs_match_one_by_one() {
+        let mut doc = user();
+        doc["phoneNumbers"] = json!([]);
+        let request = body(json!([
+            {"op": "add", "path": "emails", "value": [{"value": "a@x.io", "primary": true}]},
+            {"op": "add", "value": {"phoneNumbers": [{"value": "1", "primary": "True"}],
+                                    "Emails": {"value": "b@x.io", "type": "home"}}},
+            {"op": "add", "path": "emails", "value": {"value": "a@x.io", "type": "work", "display": null}},
+            {"op": "add", "path": "ims", "value": "ada@chat"},
+            {"op": "add", "path": "emails", "value": [{"value": "c@x.io", "primary": true},
+                                                      {"value": "d@x.io", "primary": true}]},
+            {"op": "add", "path": "phoneNumbers", "value": [null]},
+            {"op": "add", "path": "photos", "value": [null]},
+            {"op": "add", "path": "emails", "value": [{"value": "feifei.kay42@example.com", "primary": true}]},
+            {"op": "add", "path": "emails[type eq \"home\"].display", "value": "Home"},
+            {"op": "add", "path": "emails", "value": [{"value": "e@x.io"}]},
+            {"op": "add", "path": "groups", "value": [{"value": "g"}]}
+        ]));
+        let operations = parse(&request).unwrap();
+        assert_eq!(run_len(&operations), 8);
+        assert_eq!(run_len(&operations[8..]), 1);
+        assert_eq!(run_len(&operations[9..]), 1);
+        let ok_part = &operations[..10];
+        let mut together = doc.clone();
+        apply(&mut together, ok_part).unwrap();
+        assert_eq!(together, one_by_one(&doc, ok_part));
+        let primaries: Vec<&str> = together["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["primary"] == json!(true))
+            .map(|e| e["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(primaries, ["feifei.kay42@example.com"]);
+        assert_eq!(
+            together["phoneNumbers"],
+            json!([{"value": "1", "primary": true}])
+        );
+        assert!(together.get("photos").is_none());
+        // `groups` is read-only: it never joins a run, and fails on its own.
+        let e = apply(&mut together, &operations).unwrap_err();
+        assert_eq!(e.scim_type, Some("mutability"));
+        assert!(e.detail.starts_with("Operations[10]"), "{}", e.detail);
+    }
+
+    #[test]
+    fn add_runs_are_bounded_per_operation() {
+        let operations: Vec<Operation> = (0..5)
+            .map(|i| Operation {
+                op: Op::Add,
+                path: Some(path::parse("emails").unwrap()),
+                value: Some(json!([{"value": format!("{i}@x.io")}])),
+            })
+            .collect();
+        let mut doc = json!({"emails": [{"value": "a@x.io"}]});
+        let e = apply_within(&mut doc, &operations, 4).unwrap_err();
+        assert_eq!(e.scim_type, Some("invalidValue"));
+        assert!(e.detail.starts_with("Operations[3]"), "{}", e.detail);
+        assert!(e.detail.contains("`emails` has 5 values"), "{}", e.detail);
+        assert_eq!(doc, json!({"emails": [{"value": "a@x.io"}]}));
+        // Not in a run: the same bound.
+        let mut doc = json!({"emails": [{"value": "a@x.io"}]});
+        let e = apply_within(&mut doc, &operations[..1], 1).unwrap_err();
+        assert!(e.detail.contains("`emails` has 2 values"), "{}", e.detail);
+        // A user's groups and a group's members are not values the bound counts.
+        let mut doc = json!({"groups": [{"value": "g1"}, {"value": "g2"}, {"value": "g3"}],
+                             "members": [{"value": "u1"}, {"value": "u2"}, {"value": "u3"}]});
+        let members = Operation {
+            op: Op::Add,
+            path: Some(path::parse("members").unwrap()),
+            value: Some(json!([{"value": "u4"}])),
+        };
+        let title = Operation {
+            op: Op::Replace,
+            path: Some(path::parse("title").unwrap()),
+            value: Some(json!("x")),
+        };
+        apply_within(&mut doc, &[members.clone(), members, title], 2).unwrap();
+        assert_eq!(doc["members"].as_array().unwrap().len(), 4);
+    }
+
+    /// 100,000 operations adding one email each (path or no path): one hashed index per
+    /// attribute for the whole run, so this is linear (it took minutes when quadratic).
+    #[test]
+    fn hundred_thousand_single_value_adds() {
+        let with_path: Vec<Operation> = (0..100_000)
+            .map(|i| Operation {
+                op: Op::Add,
+                path: Some(path::parse("emails").unwrap()),
+                value: Some(json!([{"value": format!("{i}@x.io"), "type": "work"}])),
+            })
+            .collect();
+        assert_eq!(run_len(&with_path), 100_000);
+        let mut doc = user();
+        apply(&mut doc, &with_path).unwrap();
+        assert_eq!(doc["emails"].as_array().unwrap().len(), 100_002);
+        let without_path: Vec<Operation> = (0..100_000)
+            .map(|i| Operation {
+                op: Op::Add,
+                path: None,
+                value: Some(json!({"emails": [{"value": format!("{}@x.io", i % 50_000)}]})),
+            })
+            .collect();
+        assert_eq!(run_len(&without_path), 100_000);
+        let mut doc = user();
+        apply(&mut doc, &without_path).unwrap();
+        assert_eq!(doc["emails"].as_array().unwrap().len(), 50_002);
     }
 }

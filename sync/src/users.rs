@@ -12,15 +12,15 @@ use crate::http::{self, Ctx};
 use crate::patch;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
-use crate::write::write;
-use crate::{Result, Scim, ScimError, clock, json, list};
+use crate::write::{self, Commit, write};
+use crate::{Limits, Result, Scim, ScimError, clock, json, list};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pdp::{Mfa, Timestamp, User};
 use serde_json::{Map, Value, json};
-use store::{ScimKind, Tx, View};
+use store::{ScimKind, Store, View};
 
 /// The extensions of User the server knows.
 const EXTENSIONS: &[&str] = &[schema::ENTERPRISE_USER, schema::PORTCULLIS_USER];
@@ -73,9 +73,11 @@ impl Mapped {
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| ScimError::invalid_value("`userName` is required"))?;
         let external_id = resource::string(doc, "externalId", "externalId")?;
+        // Each once, ignoring ASCII case: a set, not a scan of those kept (quadratic).
+        let mut seen = std::collections::HashSet::new();
         let mut emails: Vec<String> = Vec::new();
         for email in values(doc, "emails")? {
-            if !emails.iter().any(|e| e.eq_ignore_ascii_case(&email)) {
+            if seen.insert(email.to_ascii_lowercase()) {
                 emails.push(email);
             }
         }
@@ -329,15 +331,19 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("user `{id}` not found"))
 }
 
-/// The user `id` as it is now, rendered, inside a transaction.
+/// The user `id` as `view` has it, its stored document, and both rendered. Read outside the
+/// write lock: the commit makes sure nothing changed since `view`.
 fn current(
-    tx: &Tx<'_, '_>,
+    store: &Store,
     view: &View,
     id: &str,
     base: &str,
 ) -> Result<(User, Option<Value>, Value)> {
-    let user = tx.user(id)?.ok_or_else(|| not_found(id))?;
-    let stored = tx.scim(ScimKind::User, id)?;
+    let user = view
+        .user(id)
+        .map(|u| User::clone(u))
+        .ok_or_else(|| not_found(id))?;
+    let stored = store.get_scim(ScimKind::User, id)?;
     let rendered = render(
         &user,
         stored.as_ref(),
@@ -347,79 +353,98 @@ fn current(
     Ok((user, stored, rendered))
 }
 
-/// Writes a replaced or patched user and its document, unless nothing changed; returns it
-/// rendered.
-#[allow(clippy::too_many_arguments)]
-fn commit(
-    tx: &mut Tx<'_, '_>,
+/// Every create, replace and patch of a user passes here, outside the write lock: the
+/// document is checked against the limits, mapped, checked for uniqueness, and the write
+/// prepared. `before` is the user as it is and its stored document (`None`: a new user).
+/// Returns what the commit writes (nothing when nothing changed) and answers.
+fn prepare_write(
+    limits: &Limits,
     view: &View,
     ctx: &Ctx,
-    action: &str,
-    before: &User,
-    stored: Option<&Value>,
-    doc: &Map<String, Value>,
-    mapped: &Mapped,
-) -> Result<Value> {
+    action: &'static str,
+    before: Option<(User, Option<Value>)>,
+    doc: Map<String, Value>,
+) -> Result<Commit<Value>> {
+    limits.check_user(&doc)?;
+    let doc = Value::Object(doc);
+    let mapped = Mapped::from_doc(&doc)?;
     let now = clock::now();
-    let mut after = mapped.to_user(&before.id, Some(before), now);
+    let Some((before, stored)) = before else {
+        unique(view, &mapped, None)?;
+        let mut id = random_hex(16)?;
+        // 128 random bits: a collision is all but impossible, but never overwrite (the view
+        // is exactly what the commit will see).
+        while view.user(&id).is_some() {
+            id = random_hex(16)?;
+        }
+        let user = mapped.to_user(&id, None, now);
+        let rendered = render(&user, Some(&doc), &[], &ctx.base);
+        let mut event = ctx.caller.event(action, "user", &id);
+        event.detail = format!("userName `{}`", user.user_name);
+        event.after = resource::audit_json(&user);
+        let mut kept_event = ctx.caller.event("user.lock.kept", "user", &id);
+        return Ok(Box::new(move |tx| {
+            let mut user = user;
+            // A person the identity provider deleted while locked, created again: still locked.
+            let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
+            if let Some(kept) = &kept {
+                user.lock = Some(kept.lock.clone());
+            }
+            tx.put_user(&user)?;
+            tx.put_scim(ScimKind::User, &user.id, &doc)?;
+            event.time = clock::now();
+            tx.audit(event)?;
+            if let Some(kept) = kept {
+                kept_event.time = clock::now();
+                kept_event.detail = format!(
+                    "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
+                    kept.user_id, kept.lock.by, kept.lock.reason
+                );
+                tx.audit(kept_event)?;
+            }
+            Ok(rendered)
+        }));
+    };
+    let mut after = mapped.to_user(&before.id, Some(&before), now);
     let groups = resource::user_groups(view, &before.id);
-    let same_doc = stored.and_then(Value::as_object) == Some(doc);
+    let same_doc = stored.as_ref() == Some(&doc);
     let same_user = User {
         updated_at: before.updated_at,
         ..after.clone()
-    } == *before;
+    } == before;
     if same_doc && same_user {
         // Nothing to change: nothing committed, nothing audited.
         after.updated_at = before.updated_at;
-        return Ok(render(&after, stored, &groups, &ctx.base));
+        return Ok(write::nothing(render(
+            &after,
+            stored.as_ref(),
+            &groups,
+            &ctx.base,
+        )));
     }
-    unique(view, mapped, Some(&before.id))?;
-    tx.put_user(&after)?;
-    let doc = Value::Object(doc.clone());
-    tx.put_scim(ScimKind::User, &after.id, &doc)?;
+    unique(view, &mapped, Some(&before.id))?;
+    let rendered = render(&after, Some(&doc), &groups, &ctx.base);
     let mut event = ctx.caller.event(action, "user", &after.id);
     event.detail = format!("userName `{}`", after.user_name);
-    event.before = resource::audit_json(before);
+    event.before = resource::audit_json(&before);
     event.after = resource::audit_json(&after);
-    tx.audit(event)?;
-    Ok(render(&after, Some(&doc), &groups, &ctx.base))
+    Ok(Box::new(move |tx| {
+        tx.put_user(&after)?;
+        tx.put_scim(ScimKind::User, &after.id, &doc)?;
+        event.time = clock::now();
+        tx.audit(event)?;
+        Ok(rendered)
+    }))
 }
 
 pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::USER)?;
     let doc = normalize(body)?;
-    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
     let projection = Projection::from_ctx(&ctx, Resource::User);
-    let rendered = write(&scim, move |tx, view| {
-        unique(view, &mapped, None)?;
-        let mut id = random_hex(16)?;
-        // 128 random bits: a collision is all but impossible, but never overwrite.
-        while tx.user(&id)?.is_some() {
-            id = random_hex(16)?;
-        }
-        let mut user = mapped.to_user(&id, None, clock::now());
-        // A person the identity provider deleted while locked, created again: still locked.
-        let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
-        if let Some(kept) = &kept {
-            user.lock = Some(kept.lock.clone());
-        }
-        let doc = Value::Object(doc.clone());
-        tx.put_user(&user)?;
-        tx.put_scim(ScimKind::User, &id, &doc)?;
-        let mut event = ctx.caller.event("user.create", "user", &id);
-        event.detail = format!("userName `{}`", user.user_name);
-        event.after = resource::audit_json(&user);
-        tx.audit(event)?;
-        if let Some(kept) = kept {
-            let mut event = ctx.caller.event("user.lock.kept", "user", &id);
-            event.detail = format!(
-                "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
-                kept.user_id, kept.lock.by, kept.lock.reason
-            );
-            tx.audit(event)?;
-        }
-        Ok(render(&user, Some(&doc), &[], &ctx.base))
+    let limits = scim.limits;
+    let rendered = write(&scim, move |_, view| {
+        prepare_write(&limits, view, &ctx, "user.create", None, doc.clone())
     })
     .await?;
     Ok(http::resource(
@@ -461,21 +486,13 @@ pub async fn replace(
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::USER)?;
     let doc = normalize(body)?;
-    let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
     let projection = Projection::from_ctx(&ctx, Resource::User);
-    let rendered = write(&scim, move |tx, view| {
-        let (before, stored, current) = current(tx, view, &id, &ctx.base)?;
+    let limits = scim.limits;
+    let rendered = write(&scim, move |store, view| {
+        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        commit(
-            tx,
-            view,
-            &ctx,
-            "user.replace",
-            &before,
-            stored.as_ref(),
-            &doc,
-            &mapped,
-        )
+        let before = Some((before, stored));
+        prepare_write(&limits, view, &ctx, "user.replace", before, doc.clone())
     })
     .await?;
     Ok(http::resource(
@@ -493,25 +510,18 @@ pub async fn patch(
 ) -> Result<Response> {
     let body = http::read_json(&ctx, body).await?;
     http::require_schema(&body, schema::PATCH_OP)?;
+    scim.limits.check_operations(&body)?;
     let operations = patch::parse(&body)?;
     let projection = Projection::from_ctx(&ctx, Resource::User);
-    let rendered = write(&scim, move |tx, view| {
-        let (before, stored, current) = current(tx, view, &id, &ctx.base)?;
+    let limits = scim.limits;
+    let rendered = write(&scim, move |store, view| {
+        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
         let mut patched = current;
-        patch::apply(&mut patched, &operations)?;
+        patch::apply_within(&mut patched, &operations, limits.max_values())?;
         let doc = normalize(patched)?;
-        let mapped = Mapped::from_doc(&Value::Object(doc.clone()))?;
-        commit(
-            tx,
-            view,
-            &ctx,
-            "user.patch",
-            &before,
-            stored.as_ref(),
-            &doc,
-            &mapped,
-        )
+        let before = Some((before, stored));
+        prepare_write(&limits, view, &ctx, "user.patch", before, doc)
     })
     .await?;
     Ok(http::resource(
@@ -526,17 +536,20 @@ pub async fn delete(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    write(&scim, move |tx, view| {
-        let (before, _, current) = current(tx, view, &id, &ctx.base)?;
+    write(&scim, move |store, view| {
+        let (before, _, current) = current(store, view, &id, &ctx.base)?;
         http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        tx.delete_user(&id)?;
-        let what = format!("userName `{}`", before.user_name);
-        let detail = resource::forget_in_policies(tx, &ctx.caller, false, &id, what)?;
-        let mut event = ctx.caller.event("user.delete", "user", &id);
-        event.detail = detail;
-        event.before = resource::audit_json(&before);
-        tx.audit(event)?;
-        Ok(())
+        let ctx = ctx.clone();
+        Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
+            tx.delete_user(&before.id)?;
+            let what = format!("userName `{}`", before.user_name);
+            let detail = resource::forget_in_policies(tx, &ctx.caller, false, &before.id, what)?;
+            let mut event = ctx.caller.event("user.delete", "user", &before.id);
+            event.detail = detail;
+            event.before = resource::audit_json(&before);
+            tx.audit(event)?;
+            Ok(())
+        }) as Commit<()>)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -250,14 +250,15 @@ async fn bodies_over_4_mib_are_refused_with_a_scim_body() {
     let reply = h.call_raw_body("POST", "/Users", big.into_bytes()).await;
     reply.expect_error(413, None);
     assert_eq!(h.live.view().unwrap().user_count(), 0);
-    // Just under the limit is fine.
+    // Just under the limit is read, then refused by the attribute's own bound (limits.rs).
     let fits = format!(
         "{{\"schemas\": [\"{USER}\"], \"userName\": \"fits@example.com\", \"title\": \"{}\"}}",
         "x".repeat(4 * 1024 * 1024 - 200)
     );
-    h.call_raw_body("POST", "/Users", fits.into_bytes())
-        .await
-        .expect(201);
+    let reply = h.call_raw_body("POST", "/Users", fits.into_bytes()).await;
+    let detail = reply.expect_error(400, Some("invalidValue"));
+    assert!(detail.contains("`title`"), "{detail}");
+    assert_eq!(h.live.view().unwrap().user_count(), 0);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ mod support;
 
 mod entra;
 mod groups;
+mod limits;
 mod lists;
 mod okta;
 mod protocol;

@@ -238,7 +238,7 @@ impl Listener {
 /// How an accept loop waits after a failure: the delay doubles up to [`BACKOFF_MAX`] while
 /// failures continue and starts over after a success; the log says so at most once per
 /// [`LOG_EVERY`], with the count (out of descriptors, every accept fails at once).
-struct Backoff {
+pub struct Backoff {
     name: &'static str,
     delay: Duration,
     failures: u64,
@@ -246,7 +246,7 @@ struct Backoff {
 }
 
 impl Backoff {
-    fn new(name: &'static str) -> Self {
+    pub fn new(name: &'static str) -> Self {
         Backoff {
             name,
             delay: BACKOFF_FIRST,
@@ -255,11 +255,11 @@ impl Backoff {
         }
     }
 
-    fn succeeded(&mut self) {
+    pub fn succeeded(&mut self) {
         self.delay = BACKOFF_FIRST;
     }
 
-    async fn failed(&mut self, error: &io::Error) {
+    pub async fn failed(&mut self, error: &io::Error) {
         self.failures += 1;
         let now = Instant::now();
         if self.logged.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {

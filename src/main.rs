@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod control;
 mod decision_log;
+mod file_modes;
 mod http;
 mod https;
 mod import;
@@ -97,6 +98,8 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: everything we create is private to our user.
+    file_modes::private_umask();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => {

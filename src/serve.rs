@@ -109,6 +109,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
+    // A data directory made before umask 077 (or copied in) is tightened now; what sled
+    // creates from here on is private already.
+    crate::file_modes::tighten(&args.data_dir).with_context(|| {
+        format!(
+            "cannot tighten the permissions of `{}`",
+            args.data_dir.display()
+        )
+    })?;
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.

@@ -11,6 +11,7 @@ mod decision_log;
 mod deploy;
 mod fleet;
 mod hammer;
+mod hardening_net;
 mod metrics;
 mod restart;
 mod scim;

@@ -206,7 +206,13 @@ impl Listener {
                 Ok((stream, peer)) => {
                     self.backoff.succeeded();
                     let _ = stream.set_nodelay(true);
-                    return (Capped { io: stream, _slot: slot }, peer);
+                    return (
+                        Capped {
+                            io: stream,
+                            _slot: slot,
+                        },
+                        peer,
+                    );
                 }
                 Err(e) => {
                     drop(slot);
@@ -230,7 +236,9 @@ impl Listener {
     pub fn drained(&self) -> impl Future<Output = ()> + Send + 'static {
         let (slots, cap) = (Arc::clone(&self.slots), self.cap);
         async move {
-            let _ = slots.acquire_many(u32::try_from(cap).unwrap_or(u32::MAX)).await;
+            let _ = slots
+                .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
+                .await;
         }
     }
 }
@@ -262,7 +270,10 @@ impl Backoff {
     pub async fn failed(&mut self, error: &io::Error) {
         self.failures += 1;
         let now = Instant::now();
-        if self.logged.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
+        {
             warn!(
                 listener = self.name,
                 error = %error,

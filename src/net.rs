@@ -1,14 +1,14 @@
 //! What `serve` and `sidecar` share about listening: secrets read from files, TLS, the health
 //! listener for probes, and stopping on a signal.
 
+use crate::listen::{Capped, Listener};
 use anyhow::Context;
 use pdp_service::{DecisionService, RequireToken};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use crate::listen::{Capped, Listener};
-use tonic::service::Routes;
 use tokio::net::TcpStream;
+use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 

@@ -3,8 +3,8 @@
 //! NOT_SERVING until the first snapshot arrives and while it fails closed; `/metrics` on the
 //! HTTP port reports the revision, the lag and the staleness, and decisions as `serve` does.
 
-use crate::metrics::Metrics;
 use crate::listen::{Caps, Listener};
+use crate::metrics::Metrics;
 use crate::{http, net, telemetry};
 use anyhow::Context;
 use fleet::Follower;

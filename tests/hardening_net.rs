@@ -18,7 +18,13 @@ fn host(url: &str) -> &str {
 }
 
 /// One HTTP/1.1 request on a fresh connection; the status and the body.
-fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+fn http(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(host(addr)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -165,7 +171,9 @@ async fn an_http_flood_past_the_descriptor_limit_leaves_grpc_serving() {
     // The header timeout (1s) closes them, one cap's worth at a time: none early, the first
     // wave within a second or so of the timeout, and waves keep coming.
     assert!(
-        closed.first().is_some_and(|&first| first >= Duration::from_millis(800)),
+        closed
+            .first()
+            .is_some_and(|&first| first >= Duration::from_millis(800)),
         "closed before the header timeout: {closed:?}"
     );
     let first_wave = closed
@@ -456,7 +464,11 @@ async fn invalid_utf8_in_a_string_field_is_invalid_argument_on_every_service() {
         } else {
             grpc.unary(request, path, Raw).await.unwrap_err()
         };
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{method}: {status:?}");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{method}: {status:?}"
+        );
         assert!(
             status.message().contains("UTF-8"),
             "{method}: {}",
@@ -472,7 +484,9 @@ async fn metrics_addr_serves_metrics_there_and_not_on_the_scim_port() {
     let server = Server::start_with(&data, &["--metrics-addr", "127.0.0.1:0"]);
     let metrics = format!(
         "http://{}",
-        server.logged("metrics_addr").expect("no metrics_addr logged")
+        server
+            .logged("metrics_addr")
+            .expect("no metrics_addr logged")
     );
     let (status, body) = http(&metrics, "GET", "/metrics", &[], "");
     assert_eq!(status, 200);

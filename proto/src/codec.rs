@@ -7,7 +7,7 @@
 use prost::Message;
 use std::marker::PhantomData;
 use tonic::Status;
-use tonic::codec::{BufferSettings, DecodeBuf, Decoder as _};
+use tonic::codec::{BufferSettings, DecodeBuf};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
 /// `tonic_prost::ProstCodec` with decode failures answered `INVALID_ARGUMENT`.

@@ -504,3 +504,50 @@ async fn metrics_addr_serves_metrics_there_and_not_on_the_scim_port() {
     assert_eq!(status, 200);
     assert!(body.contains("portcullis_"), "{body}");
 }
+
+/// How long until the server closes `stream` (EOF or reset), reading whatever it sends; `None`
+/// if still open after `within`.
+async fn closed_after(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let root = tempfile::tempdir().unwrap();
+    // A header timeout longer than the idle one, so the idle timeout is what closes.
+    let server = Server::start_with(
+        &root.path().join("data"),
+        &["--http-header-timeout", "30s", "--http-idle-timeout", "1s"],
+    );
+    // Connected, never a byte.
+    let mut silent = tokio::net::TcpStream::connect(host(&server.http))
+        .await
+        .unwrap();
+    let cut = closed_after(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        cut.is_some_and(|cut| cut >= Duration::from_millis(800)),
+        "a silent connection closed after {cut:?}"
+    );
+    // A kept-alive connection after its answer.
+    let mut kept = tokio::net::TcpStream::connect(host(&server.http))
+        .await
+        .unwrap();
+    kept.write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let cut = closed_after(&mut kept, Duration::from_secs(5)).await;
+    assert!(
+        cut.is_some_and(|cut| cut >= Duration::from_millis(800)),
+        "a kept-alive connection closed after {cut:?}"
+    );
+}

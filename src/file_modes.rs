@@ -29,7 +29,13 @@ pub fn tighten(dir: &Path) -> std::io::Result<usize> {
     let mut changed = 0;
     let mut pending = vec![dir.to_owned()];
     while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
+        // The data directory itself may be a link to where the data lives; links under it are
+        // not followed.
+        let meta = if path == dir {
+            std::fs::metadata(&path)?
+        } else {
+            std::fs::symlink_metadata(&path)?
+        };
         let mode = meta.permissions().mode() & 0o7777;
         let wanted = if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {

@@ -105,7 +105,11 @@ pub async fn serve_connection<IO>(
         Protocol::Http1 => builder.http1_only(),
         Protocol::Http2 => builder.http2_only(),
     };
-    let connection = builder.serve_connection(io, TowerToHyperService::new(router));
+    let service = Counted {
+        router,
+        activity: Arc::clone(&activity),
+    };
+    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let mut stop = std::pin::pin!(until(stopped));
     let mut closing: Option<Instant> = None;
@@ -123,8 +127,9 @@ pub async fn serve_connection<IO>(
                 closing = Some(Instant::now() + DRAIN);
             }
             _ = tokio::time::sleep_until(idle_at), if closing.is_none() => {
-                // Bytes may have moved while asleep: only a full idle period closes.
-                if activity.last() + timeouts.idle <= Instant::now() {
+                // Bytes may have moved while asleep, and a request being answered is not
+                // idle: only a full idle period with nothing in flight closes.
+                if activity.idle() && activity.last() + timeouts.idle <= Instant::now() {
                     debug!("closing an idle HTTP connection");
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + DRAIN);
@@ -138,10 +143,12 @@ pub async fn serve_connection<IO>(
     }
 }
 
-/// When a connection's I/O last moved, in milliseconds since it was accepted.
+/// When a connection's I/O last moved, in milliseconds since it was accepted, and how many of
+/// its requests are being answered.
 struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    in_flight: AtomicU64,
 }
 
 impl Activity {
@@ -149,7 +156,12 @@ impl Activity {
         Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
     }
 
     fn touch(&self) {
@@ -159,6 +171,59 @@ impl Activity {
 
     fn last(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The router, counting the requests in flight on one connection in its [`Activity`].
+#[derive(Clone)]
+struct Counted {
+    router: axum::Router,
+    activity: Arc<Activity>,
+}
+
+impl<B> tower_service::Service<axum::extract::Request<B>> for Counted
+where
+    axum::Router: tower_service::Service<
+            axum::extract::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+    <axum::Router as tower_service::Service<axum::extract::Request<B>>>::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.router.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request<B>) -> Self::Future {
+        let in_flight = InFlight::new(Arc::clone(&self.activity));
+        let answer = self.router.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(in_flight);
+            answered
+        })
+    }
+}
+
+/// One request being answered; the idle period starts over when it is.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

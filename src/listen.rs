@@ -268,12 +268,18 @@ impl Backoff {
     }
 
     pub async fn failed(&mut self, error: &io::Error) {
+        let (delay, _) = self.record(error, Instant::now());
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Counts a failure at `now`, logging it unless a line went out within [`LOG_EVERY`];
+    /// the delay to wait, and whether it logged.
+    fn record(&mut self, error: &io::Error, now: Instant) -> (Duration, bool) {
         self.failures += 1;
-        let now = Instant::now();
-        if self
+        let log = self
             .logged
-            .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
-        {
+            .is_none_or(|at| now.duration_since(at) >= LOG_EVERY);
+        if log {
             warn!(
                 listener = self.name,
                 error = %error,
@@ -284,8 +290,9 @@ impl Backoff {
             self.logged = Some(now);
             self.failures = 0;
         }
-        tokio::time::sleep(self.delay).await;
+        let delay = self.delay;
         self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        (delay, log)
     }
 }
 
@@ -354,6 +361,28 @@ mod tests {
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn accept_failures_back_off_and_log_once_per_period() {
+        let mut backoff = Backoff::new("test");
+        let error = io::Error::from_raw_os_error(24); // EMFILE
+        let start = Instant::now();
+        let mut at = start;
+        let mut delays = Vec::new();
+        let mut lines = 0;
+        // 30 s of failures, out of descriptors all along.
+        while at < start + Duration::from_secs(30) {
+            let (delay, logged) = backoff.record(&error, at);
+            delays.push(delay.as_millis());
+            lines += usize::from(logged);
+            at += delay;
+        }
+        assert_eq!(&delays[..9], &[5, 10, 20, 40, 80, 160, 320, 640, 1000]);
+        assert!(delays[9..].iter().all(|&d| d == 1000), "{delays:?}");
+        assert_eq!(lines, 3, "one line per 10 s");
+        backoff.succeeded();
+        assert_eq!(backoff.record(&error, at).0, BACKOFF_FIRST);
     }
 
     #[test]

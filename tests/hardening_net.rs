@@ -551,3 +551,34 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
         "a kept-alive connection closed after {cut:?}"
     );
 }
+
+#[tokio::test]
+async fn at_its_cap_the_grpc_port_waits_for_a_connection_to_close() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&root.path().join("data"), &["--grpc-max-connections", "2"]);
+    assert_eq!(cap(&server, "grpc"), 2);
+    let grpc = host(&server.addr).to_owned();
+    // Two connections that never speak hold both slots.
+    let first = tokio::net::TcpStream::connect(&grpc).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&grpc).await.unwrap();
+    let addr = server.addr.clone();
+    let mut check = tokio::spawn(async move {
+        let mut client = pb::decision_service_client::DecisionServiceClient::connect(addr)
+            .await
+            .unwrap();
+        client.check(check_request("nobody@example.com")).await
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut check)
+            .await
+            .is_err(),
+        "a third connection was served past the cap of 2"
+    );
+    // One closes: the waiting client gets its slot.
+    drop(first);
+    let answered = tokio::time::timeout(Duration::from_secs(5), check)
+        .await
+        .expect("the waiting client was not served once a slot freed")
+        .unwrap();
+    answered.unwrap();
+}

@@ -64,10 +64,12 @@ pub fn serve_control(
         let _remove = RemoveOnDrop(path);
         let stop = crate::net::until(stopped);
         tokio::pin!(stop);
+        let mut backoff = crate::listen::Backoff::new("control socket");
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        backoff.succeeded();
                         let (live, lock) = (live.clone(), Arc::clone(&one_at_a_time));
                         tokio::spawn(async move {
                             if let Err(e) = answer(stream, live, lock).await {
@@ -75,10 +77,7 @@ pub fn serve_control(
                             }
                         });
                     }
-                    Err(e) => {
-                        warn!(error = %e, "cannot accept on the control socket");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    Err(e) => backoff.failed(&e).await,
                 },
                 () = &mut stop => break,
             }

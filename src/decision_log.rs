@@ -118,15 +118,18 @@ impl DecisionLog {
         let log = store::DecisionLog::open(store, args.retention())
             .context("cannot open the decision log")?;
         let file = match &args.decision_log_file {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
+            Some(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let cannot = || format!("cannot open the decision log file `{}`", path.display());
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(crate::file_modes::FILE_MODE)
                     .open(path)
-                    .with_context(|| {
-                        format!("cannot open the decision log file `{}`", path.display())
-                    })?,
-            ),
+                    .with_context(cannot)?;
+                crate::file_modes::tighten_file(&file, path).with_context(cannot)?;
+                Some(file)
+            }
             None => None,
         };
         let sink = Arc::new(Sink {

@@ -2,11 +2,14 @@
 //!
 //! gRPC's TLS (tonic's) offers only `h2` in ALPN, which a client that speaks only HTTP/1.1 (most
 //! identity providers' SCIM clients) cannot agree to. Here TLS is terminated with rustls offering
-//! `h2` and `http/1.1`, and the decrypted connections go to one server that speaks both. Handshakes
+//! `h2` and `http/1.1`, and each decrypted connection is served in the protocol it agreed on
+//! (`crate::http`, with its timeouts). Handshakes
 //! run on tasks of their own, so a slow client never holds up the accept loop. SIGHUP reads the
 //! files again: connections accepted from then on get the new certificate (and client CA); open
 //! ones carry on. Files that do not load keep the old ones.
 
+use crate::http::{self, Timeouts};
+use crate::listen::Listener;
 use crate::net::{TlsFiles, until};
 use anyhow::Context;
 use std::sync::Arc;
@@ -15,8 +18,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::server::TlsStream;
-use tonic::service::Routes;
 use tracing::{debug, info, warn};
 
 /// A client that has not finished its handshake by then is dropped.
@@ -64,13 +65,13 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `routes` on `listener` over TLS from `files` until `stopped`, with `server`'s
-/// settings (which must accept HTTP/1.1). The files are read and SIGHUP is watched before this
-/// returns.
+/// Serves `router` on `listener` over TLS from `files` until `stopped`, HTTP/1.1 or HTTP/2 as
+/// ALPN agreed, with `timeouts`; then waits for the open connections to finish. The files are
+/// read and SIGHUP is watched before this returns.
 pub fn serve(
-    listener: tokio::net::TcpListener,
-    mut server: tonic::transport::Server,
-    routes: Routes,
+    mut listener: Listener,
+    router: axum::Router,
+    timeouts: Timeouts,
     files: TlsFiles,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
@@ -78,41 +79,24 @@ pub fn serve(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
     Ok(async move {
-        let (handshaken, connections) = tokio::sync::mpsc::channel::<TlsStream<_>>(64);
-        let connections = futures_util::stream::unfold(connections, |mut connections| async {
-            connections
-                .recv()
-                .await
-                .map(|c| (Ok::<_, std::io::Error>(c), connections))
-        });
-        let served = tokio::spawn(
-            server
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(Box::pin(connections), until(stopped.clone())),
-        );
-        let mut stop = std::pin::pin!(until(stopped));
+        let mut stop = std::pin::pin!(until(stopped.clone()));
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((connection, peer)) => {
-                        let _ = connection.set_nodelay(true);
-                        let (acceptor, handshaken) = (acceptor.clone(), handshaken.clone());
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await {
-                                Ok(Ok(tls)) => {
-                                    let _ = handshaken.send(tls).await;
-                                }
-                                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
-                                Err(_) => debug!(%peer, "TLS handshake timed out"),
+                (connection, peer) = listener.accept() => {
+                    let (acceptor, router, stopped) = (acceptor.clone(), router.clone(), stopped.clone());
+                    // The connection keeps its slot through the handshake.
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await {
+                            Ok(Ok(tls)) => {
+                                let protocol = http::negotiated(&tls);
+                                http::serve_connection(tls, protocol, router, timeouts, stopped).await;
                             }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(listener = "HTTP", error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                            Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                            Err(_) => debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
                 _ = hangup.recv() => match self::acceptor(&files) {
                     Ok(reloaded) => {
                         acceptor = reloaded;
@@ -126,10 +110,7 @@ pub fn serve(
                 },
             }
         }
-        drop(handshaken);
-        served
-            .await
-            .context("the HTTP server task failed")?
-            .context("the HTTP server failed")
+        listener.drained().await;
+        Ok(())
     })
 }

@@ -8,8 +8,11 @@ mod check;
 mod config;
 mod control;
 mod decision_log;
+mod file_modes;
+mod http;
 mod https;
 mod import;
+mod listen;
 mod metrics;
 mod net;
 mod reload;
@@ -97,6 +100,8 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: everything we create is private to our user.
+    file_modes::private_umask();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -1,13 +1,14 @@
 //! What `serve` and `sidecar` share about listening: secrets read from files, TLS, the health
 //! listener for probes, and stopping on a signal.
 
+use crate::listen::{Capped, Listener};
 use anyhow::Context;
 use pdp_service::{DecisionService, RequireToken};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tokio::net::TcpStream;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
@@ -66,7 +67,7 @@ impl TlsFiles {
 /// the new certificate (and client CA), while open ones (sidecar streams, say) carry on with
 /// the old one on the server that accepted them. Files that do not load keep the old ones.
 pub fn serve(
-    listener: tokio::net::TcpListener,
+    mut listener: Listener,
     server: tonic::transport::Server,
     routes: Routes,
     tls: Option<TlsFiles>,
@@ -88,14 +89,14 @@ pub fn serve(
             return server
                 .clone()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming(listener), until(stopped))
+                .serve_with_incoming_shutdown(listener.incoming(), until(stopped))
                 .await
                 .map_err(failed);
         };
         // Each certificate gets its own server, fed the connections accepted while it is
         // the newest.
         let start = |tls: ServerTlsConfig| -> anyhow::Result<_> {
-            let (accepted, connections) = tokio::sync::mpsc::channel::<tokio::net::TcpStream>(64);
+            let (accepted, connections) = tokio::sync::mpsc::channel::<Capped<TcpStream>>(64);
             let connections = futures_util::stream::unfold(connections, |mut connections| async {
                 connections
                     .recv()
@@ -127,16 +128,9 @@ pub fn serve(
             let reload = std::future::pending::<Option<()>>();
             tokio::select! {
                 _ = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((connection, _)) => {
-                        let _ = connection.set_nodelay(true);
-                        if newest.send(connection).await.is_err() {
-                            break; // that server stopped: its error is reported below
-                        }
-                    }
-                    Err(e) => {
-                        warn!(listener = name, error = %e, "cannot accept a connection");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                (connection, _) = listener.accept() => {
+                    if newest.send(connection).await.is_err() {
+                        break; // that server stopped: its error is reported below
                     }
                 },
                 _ = reload => match files.load().and_then(start) {
@@ -166,13 +160,6 @@ pub fn serve(
     })
 }
 
-/// Accepted connections of a gRPC listener, with Nagle off: with our own listener the
-/// builder's `tcp_nodelay` does not apply, and multi-frame responses would wait out delayed
-/// ACKs (about 40 ms each).
-pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -183,17 +170,18 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 /// do TLS nor reach a pod's loopback.
 pub async fn serve_health(
     addr: SocketAddr,
+    cap: usize,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let listener = bind(addr).await?;
+    let listener = Listener::bind(addr, cap, "health").await?;
     info!(health_addr = %listener.local_addr()?, "serving gRPC health for probes");
     Ok(tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(health)
-            .serve_with_incoming_shutdown(incoming(listener), until(stopped))
+            .serve_with_incoming_shutdown(listener.incoming(), until(stopped))
             .await
             .context("the health server failed")
     }))

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tracing::info;
 
-use crate::{metrics, net, telemetry};
+use crate::listen::{self, Listener};
+use crate::{http, metrics, net, telemetry};
 
 #[derive(Debug, clap::Args)]
 #[group(id = "serve_args")]
@@ -64,6 +65,8 @@ pub struct Args {
     #[command(flatten)]
     shutdown: crate::shutdown::Args,
     #[command(flatten)]
+    listen: crate::listen::ServeArgs,
+    #[command(flatten)]
     pub telemetry: crate::telemetry::Args,
 }
 
@@ -80,6 +83,7 @@ struct Settings {
     audit_log: crate::audit_log::Args,
     scim_limits: sync::Limits,
     shutdown_grace: Duration,
+    listen: crate::listen::ServeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -107,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         audit_log: args.audit_log,
         scim_limits: args.scim_limits,
         shutdown_grace: args.shutdown.shutdown_grace,
+        listen: args.listen,
     };
     // A certificate or key that cannot be used stops us before the store is opened.
     if let Some(tls) = &settings.tls {
@@ -116,6 +121,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // we never serve a partial directory.
     let store = store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
+    // A data directory made before umask 077 (or copied in) is tightened now; what sled
+    // creates from here on is private already.
+    crate::file_modes::tighten(&args.data_dir).with_context(|| {
+        format!(
+            "cannot tighten the permissions of `{}`",
+            args.data_dir.display()
+        )
+    })?;
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
@@ -129,10 +142,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
-    let listener = net::bind(settings.grpc_addr).await?;
+    let caps = listen::Caps::from_budget(&settings.listen.limits);
+    let timeouts = http::Timeouts::from(&settings.listen.limits);
+    let listener = Listener::bind(settings.grpc_addr, caps.grpc, "gRPC").await?;
     let local = listener.local_addr()?;
-    let http_listener = net::bind(settings.http_addr).await?;
+    let http_listener = Listener::bind(settings.http_addr, caps.http, "HTTP").await?;
     let http_local = http_listener.local_addr()?;
+    let metrics_listener = match settings.listen.metrics_addr {
+        Some(addr) => Some(Listener::bind(addr, caps.metrics, "metrics").await?),
+        None => None,
+    };
 
     let stopped = net::stop_on_signal();
     let stopping = stopped.clone();
@@ -151,25 +170,45 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         sync::router_with(live.clone(), settings.scim_limits),
         scim_requests,
     );
-    let routes = telemetry::scim(scim).merge(metrics.router());
+    let scim = telemetry::scim(scim);
+    // Metrics on their own address leave the SCIM port serving SCIM only (404 elsewhere).
+    let (routes, metrics_served) = match metrics_listener {
+        Some(listener) => {
+            let metrics_local = listener.local_addr()?;
+            let served = tokio::spawn(http::serve(
+                listener,
+                metrics.router(),
+                timeouts,
+                stopped.clone(),
+            ));
+            info!(metrics_addr = %metrics_local, "serving metrics at /metrics");
+            (scim, Some(served))
+        }
+        None => (scim.merge(metrics.router()), None),
+    };
+    let what = if metrics_served.is_some() {
+        "serving SCIM at /scim/v2"
+    } else {
+        "serving SCIM at /scim/v2 and metrics at /metrics"
+    };
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let http = if let Some(files) = http_tls {
         // HTTP/1.1 and HTTP/2 over TLS, as the client prefers (`https`).
-        let scim = crate::https::serve(
-            http_listener,
-            tonic::transport::Server::builder().accept_http1(true),
-            tonic::service::Routes::from(routes),
-            files,
-            stopped.clone(),
-        )?;
-        info!(http_addr = %http_local, tls = true, "serving SCIM at /scim/v2 and metrics at /metrics");
+        let scim = crate::https::serve(http_listener, routes, timeouts, files, stopped.clone())?;
+        info!(http_addr = %http_local, tls = true, "{what}");
         tokio::spawn(scim)
     } else {
-        let scim =
-            axum::serve(http_listener, routes).with_graceful_shutdown(net::until(stopped.clone()));
-        info!(http_addr = %http_local, tls = false, "serving SCIM at /scim/v2 and metrics at /metrics");
-        tokio::spawn(async move { scim.await.context("the HTTP server failed") })
+        let scim = http::serve(http_listener, routes, timeouts, stopped.clone());
+        info!(http_addr = %http_local, tls = false, "{what}");
+        tokio::spawn(scim)
     };
+    let http = tokio::spawn(async move {
+        let served = http.await.context("the HTTP server task failed")?;
+        if let Some(metrics) = metrics_served {
+            metrics.await.context("the metrics server task failed")??;
+        }
+        served
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -179,7 +218,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .set_serving::<pb::admin_service_server::AdminServiceServer<AdminService>>()
         .await;
     let probes = match settings.health_addr {
-        Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
+        Some(addr) => Some(
+            net::serve_health(addr, caps.health, health_service.clone(), stopped.clone()).await?,
+        ),
         None => None,
     };
     let activity = Activity::decision_log();

@@ -3,8 +3,9 @@
 //! NOT_SERVING until the first snapshot arrives and while it fails closed; `/metrics` on the
 //! HTTP port reports the revision, the lag and the staleness, and decisions as `serve` does.
 
+use crate::listen::{Caps, Listener};
 use crate::metrics::Metrics;
-use crate::{net, telemetry};
+use crate::{http, net, telemetry};
 use anyhow::Context;
 use fleet::Follower;
 use pdp_service::{DecisionService, RequireToken};
@@ -67,6 +68,8 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
     #[command(flatten)]
+    listen: crate::listen::Args,
+    #[command(flatten)]
     pub telemetry: crate::telemetry::Args,
 }
 
@@ -111,9 +114,10 @@ async fn serve(
     options: fleet::Options,
     decision_token: Option<RequireToken>,
 ) -> anyhow::Result<()> {
-    let listener = net::bind(args.grpc_addr).await?;
+    let caps = Caps::from_budget(&args.listen);
+    let listener = Listener::bind(args.grpc_addr, caps.grpc, "gRPC").await?;
     let local = listener.local_addr()?;
-    let http_listener = net::bind(args.http_addr).await?;
+    let http_listener = Listener::bind(args.http_addr, caps.http, "HTTP").await?;
     let http_local = http_listener.local_addr()?;
     let stopped = net::stop_on_signal();
     crate::reload::on_sighup()?;
@@ -124,15 +128,21 @@ async fn serve(
     let mut metrics = Metrics::new(follower.engine());
     metrics.follower(follower.clone());
     let decision_metrics = metrics.decisions();
-    let http = axum::serve(http_listener, metrics.router())
-        .with_graceful_shutdown(net::until(stopped.clone()));
+    let http = http::serve(
+        http_listener,
+        metrics.router(),
+        http::Timeouts::from(&args.listen),
+        stopped.clone(),
+    );
     info!(http_addr = %http_local, "serving metrics at /metrics");
-    let http = tokio::spawn(async move { http.await.context("the HTTP server failed") });
+    let http = tokio::spawn(http);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(follow_health(follower.clone(), health));
     let probes = match args.health_addr {
-        Some(addr) => Some(net::serve_health(addr, health_service.clone(), stopped.clone()).await?),
+        Some(addr) => Some(
+            net::serve_health(addr, caps.health, health_service.clone(), stopped.clone()).await?,
+        ),
         None => None,
     };
     let reflection = net::reflection()?;
@@ -147,7 +157,7 @@ async fn serve(
     routes.add_service(health_service).add_service(reflection);
     tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(net::incoming(listener), net::until(stopped))
+        .serve_with_incoming_shutdown(listener.incoming(), net::until(stopped))
         .await
         .context("the gRPC server failed")?;
     net::drained(http, probes).await

@@ -141,10 +141,31 @@ impl Server {
 
     /// [`Server::spawn`] with `env` set for it.
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = bin()
+        let mut command = bin();
+        command.args(args).envs(env.iter().copied());
+        Server::spawn_command(command)
+    }
+
+    /// The binary with `args`, through `sh -c` that first runs `setup` (`ulimit -n 256`, say:
+    /// limits a test cannot set on a child without unsafe code).
+    pub fn spawn_in_shell(setup: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{setup}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_portcullis"))
             .args(args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::spawn_command(command)
+    }
+
+    /// Runs `command` (the binary, or a shell that execs it), logging at `info` unless its
+    /// environment says otherwise.
+    fn spawn_command(mut command: Command) -> Server {
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

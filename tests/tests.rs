@@ -12,6 +12,7 @@ mod decision_log;
 mod deploy;
 mod fleet;
 mod hammer;
+mod hardening_net;
 mod identity;
 mod metrics;
 mod restart;

@@ -4,6 +4,8 @@
 //! This crate owns the wire format only. Conversions to and from the decision model live in the
 //! services that speak it (`pdp-service`, `admin`), never in `pdp`.
 
+pub mod codec;
+
 /// Package `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

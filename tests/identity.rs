@@ -194,11 +194,62 @@ async fn a_lock_outlives_the_idp_deleting_and_recreating_the_person() {
     admin
         .unlock_user(pb::UnlockUserRequest {
             user: again.clone(),
-            ..Default::default()
         })
         .await
         .unwrap();
     decide
         .expect("bob@example.com", Decision::Allow, Reason::Policy)
         .await;
+}
+
+/// A decision is recorded under the user the engine resolved when it decided, not under
+/// whoever the reference names when the log is written: a user created a moment later with the
+/// same email never inherits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_is_logged_under_the_user_it_was_decided_for() {
+    let setup = setup(
+        "okta",
+        &[
+            ("admin", "admin@example.com", "The Admin"),
+            ("alice", "alice@example.com", "Alice Liddell"),
+        ],
+    );
+    allow_github_to_everyone(&setup);
+    let mut decide = Decisions::connect(&setup.server).await;
+    decide
+        .expect("Alice@Example.com", Decision::Allow, Reason::Policy)
+        .await;
+    let mut doc = okta_user("mallory@example.com", "00u-mallory", "Mal", "Lory");
+    doc["emails"] = json!([{"value": "alice@example.com", "primary": true}]);
+    let mallory = setup.scim.post("/Users", &doc).expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut admin = setup.server.admin(&setup.admin_token).await;
+    let activity = |user: &str| pb::GetUserRequest {
+        user: user.into(),
+        activity_limit: 10,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alices = loop {
+        let decisions = admin
+            .get_user(activity("alice"))
+            .await
+            .unwrap()
+            .into_inner()
+            .decisions;
+        if !decisions.is_empty() || std::time::Instant::now() > deadline {
+            break decisions;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(alices.len(), 1, "{alices:?}");
+    assert_eq!(alices[0].decision(), pb::Decision::Allow);
+    let mallorys = admin
+        .get_user(activity(&mallory))
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert!(mallorys.is_empty(), "{mallorys:?}");
 }

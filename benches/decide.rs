@@ -82,6 +82,7 @@ fn prepare(preset: &'static str) -> Case {
 
 fn request(r: &(String, String, String, String)) -> Request<'_> {
     Request {
+        context: Default::default(),
         user: &r.0,
         agent: &r.1,
         connector: &r.2,
@@ -126,6 +127,7 @@ fn percentiles(case: &Case) {
 
 /// A model indexed as a snapshot asks about it (the server's store view plays this part).
 struct Indexed<'m> {
+    model: &'m Model,
     users: HashMap<&'m str, &'m User>,
     groups_of: HashMap<&'m str, Vec<&'m str>>,
     groups: HashSet<&'m str>,
@@ -137,6 +139,7 @@ struct Indexed<'m> {
 impl<'m> Indexed<'m> {
     fn new(model: &'m Model) -> Indexed<'m> {
         let mut index = Indexed {
+            model,
             users: HashMap::new(),
             groups_of: HashMap::new(),
             groups: model.groups.iter().map(|g| g.id.as_str()).collect(),
@@ -181,6 +184,12 @@ impl Directory for Indexed<'_> {
     }
     fn users_with_external_id(&self, key: &str) -> Matches<&str> {
         self.external.get(key).copied().unwrap_or(Matches::None)
+    }
+    fn agents(&self) -> Vec<&pdp::Agent> {
+        self.model.agents.iter().collect()
+    }
+    fn settings(&self) -> pdp::Settings {
+        self.model.settings
     }
     fn users_with_login(&self, key: &str) -> Matches<&str> {
         self.logins.get(key).copied().unwrap_or(Matches::None)

@@ -371,6 +371,8 @@ fn echo_server() {
             _: tonic::Request<pb::CheckRequest>,
         ) -> Result<tonic::Response<pb::CheckResponse>, tonic::Status> {
             Ok(tonic::Response::new(pb::CheckResponse {
+                step_up: None,
+                challenge: String::new(),
                 decision: pb::Decision::Allow.into(),
                 reason: pb::Reason::Policy.into(),
                 policy_id: "pol-000001".into(),

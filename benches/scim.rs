@@ -186,6 +186,7 @@ fn grants(live: &Live, n: usize) -> Vec<Grant> {
                     continue;
                 }
                 let decision = snapshot.decide(&pdp::Request {
+                    context: Default::default(),
                     user,
                     agent: "bench",
                     connector: &policy.connector,

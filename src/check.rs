@@ -118,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);
     let endpoint = endpoint(&addr, &args.tls)?;
     let request = pb::CheckRequest {
+        authentication: None,
+        arguments: None,
         user: args.user,
         agent: args.agent,
         connector: args.connector,

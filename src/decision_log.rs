@@ -269,6 +269,10 @@ fn reason_name(reason: Reason) -> &'static str {
         Reason::UserInactive => "USER_INACTIVE",
         Reason::UnknownUser => "UNKNOWN_USER",
         Reason::AmbiguousUser => "AMBIGUOUS_USER",
+        Reason::UnknownAgent => "UNKNOWN_AGENT",
+        Reason::AgentDisabled => "AGENT_DISABLED",
+        Reason::AgentNotAllowed => "AGENT_NOT_ALLOWED",
+        Reason::StepUpMet => "STEP_UP_MET",
     }
 }
 

@@ -263,6 +263,8 @@ impl World {
         let mut world = World {
             rng,
             model: Model {
+                agents: Vec::new(),
+                settings: Default::default(),
                 revision: 0,
                 users,
                 groups,
@@ -685,6 +687,8 @@ fn request(
     min_revision: u64,
 ) -> pb::CheckRequest {
     pb::CheckRequest {
+        authentication: None,
+        arguments: None,
         user: user.into(),
         agent: "claude".into(),
         connector: connector.into(),
@@ -730,6 +734,7 @@ fn expected(model: &Model, a: &Answer) -> (pb::Decision, pb::Reason, String) {
     let decision = pdp::decide_reference(
         model,
         &Request {
+            context: Default::default(),
             user: &a.user,
             agent: "claude",
             connector: a.connector,
@@ -750,6 +755,10 @@ fn expected(model: &Model, a: &Answer) -> (pb::Decision, pb::Reason, String) {
         Reason::UserInactive => pb::Reason::UserInactive,
         Reason::UnknownUser => pb::Reason::UnknownUser,
         Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
+        Reason::UnknownAgent => pb::Reason::UnknownAgent,
+        Reason::AgentDisabled => pb::Reason::AgentDisabled,
+        Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
+        Reason::StepUpMet => pb::Reason::StepUpMet,
     };
     (action, reason, decision.policy_id.unwrap_or("").to_owned())
 }

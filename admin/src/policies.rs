@@ -359,6 +359,9 @@ fn check(policy: &Policy) -> Result<()> {
         enabled: _,
         created_at: _,
         updated_at: _,
+        agents: _,
+        step_up: _,
+        expression: _,
     } = policy;
     text::required("policy.name", name)?;
     if name.chars().count() > MAX_NAME {

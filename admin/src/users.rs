@@ -189,6 +189,10 @@ fn reason(reason: pdp::Reason) -> pb::Reason {
         pdp::Reason::UserInactive => pb::Reason::UserInactive,
         pdp::Reason::UnknownUser => pb::Reason::UnknownUser,
         pdp::Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
+        pdp::Reason::UnknownAgent => pb::Reason::UnknownAgent,
+        pdp::Reason::AgentDisabled => pb::Reason::AgentDisabled,
+        pdp::Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
+        pdp::Reason::StepUpMet => pb::Reason::StepUpMet,
     }
 }
 

@@ -155,6 +155,8 @@ pub fn company() -> Model {
         ),
     ];
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users,
         groups,

@@ -66,6 +66,8 @@ fn model(users: usize) -> Model {
         .collect();
     memberships.extend((0..10.min(users)).map(|i| member("small", &format!("u{i}"))));
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users: (0..users).map(user).collect(),
         groups: vec![group("big"), group("small")],
@@ -197,6 +199,7 @@ async fn agrees(control: &Live, follower: &Follower, users: usize) {
         ] {
             for tool in ["merge", "read", "other"] {
                 let request = Request {
+                    context: Default::default(),
                     user: &key,
                     agent: "a",
                     connector: "github",
@@ -210,8 +213,8 @@ async fn agrees(control: &Live, follower: &Follower, users: usize) {
                 );
             }
             assert_eq!(
-                mine.allowed_tools(&key, None, &NoAttributes),
-                theirs.allowed_tools(&key, None, &NoAttributes)
+                mine.allowed_tools(&key, "a", None, &NoAttributes, Timestamp(0)),
+                theirs.allowed_tools(&key, "a", None, &NoAttributes, Timestamp(0))
             );
         }
     }

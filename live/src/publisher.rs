@@ -46,6 +46,8 @@ pub fn build(view: &View) -> Snapshot {
         groups: view.groups().map(|g| &*g.group).collect(),
         memberships: view.memberships().map(|(g, u)| (&**g, &**u)),
         policies: view.policies().map(|p| &**p).collect(),
+        agents: pdp::Directory::agents(view),
+        settings: pdp::Directory::settings(view),
     })
 }
 

@@ -10,6 +10,8 @@ use store::Store;
 
 fn model(users: usize) -> Model {
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users: (0..users)
             .map(|i| User {
@@ -39,6 +41,7 @@ fn model(users: usize) -> Model {
 fn decide(live: &Live, user: &str) -> (Action, Reason) {
     let snapshot = live.engine().snapshot();
     let d = snapshot.decide(&Request {
+        context: Default::default(),
         user,
         agent: "a",
         connector: "github",
@@ -207,6 +210,7 @@ async fn every_kind_of_change_is_applied_over_the_last_build() {
     assert_eq!(decide(&live, "NEW@example.com").1, Reason::Policy);
     assert_eq!(decide(&live, "u4").1, Reason::UnknownUser);
     let slack = snapshot.decide(&Request {
+        context: Default::default(),
         user: "new",
         agent: "a",
         connector: "slack",

@@ -449,6 +449,10 @@ fn reason_code(reason: Reason) -> u8 {
         Reason::UserInactive => 4,
         Reason::UnknownUser => 5,
         Reason::AmbiguousUser => 6,
+        Reason::UnknownAgent => 7,
+        Reason::AgentDisabled => 8,
+        Reason::AgentNotAllowed => 9,
+        Reason::StepUpMet => 10,
     }
 }
 
@@ -460,6 +464,10 @@ fn reason_of(code: u8) -> Option<Reason> {
         4 => Reason::UserInactive,
         5 => Reason::UnknownUser,
         6 => Reason::AmbiguousUser,
+        7 => Reason::UnknownAgent,
+        8 => Reason::AgentDisabled,
+        9 => Reason::AgentNotAllowed,
+        10 => Reason::StepUpMet,
         _ => return None,
     })
 }

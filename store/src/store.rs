@@ -527,6 +527,8 @@ impl Store {
             )));
         }
         Ok(Model {
+            agents: Vec::new(),
+            settings: Default::default(),
             revision,
             users,
             groups,

@@ -102,6 +102,8 @@ impl ViewChanges {
                 .collect(),
             groups: self.groups.iter().map(|id| &**id).collect(),
             policies: self.policies.iter().map(|id| &**id).collect(),
+            // The store keeps no agents yet.
+            agents: false,
         }
     }
 
@@ -140,6 +142,15 @@ impl pdp::Directory for View {
 
     fn users_with_login(&self, key: &str) -> Matches<&str> {
         matches(self.matching(&self.users_by_login, key.to_owned()))
+    }
+
+    // The store keeps no agents yet: none registered, the default settings.
+    fn agents(&self) -> Vec<&pdp::Agent> {
+        Vec::new()
+    }
+
+    fn settings(&self) -> pdp::Settings {
+        pdp::Settings::default()
     }
 }
 
@@ -318,6 +329,8 @@ impl View {
             groups,
             memberships,
             policies,
+            agents: _,
+            settings: _,
         } = model;
         // User ids are interned first, so both halves share each id's allocation.
         let mut ids: Vec<Id> = users.iter().map(|u| Arc::from(u.id.as_str())).collect();
@@ -573,6 +586,8 @@ impl View {
     /// The model this view holds, as [`crate::Store::load`] returns it (records by id).
     pub fn to_model(&self) -> Model {
         Model {
+            agents: Vec::new(),
+            settings: Default::default(),
             revision: self.revision,
             users: self.users.values().map(|u| User::clone(u)).collect(),
             groups: self
@@ -1090,6 +1105,8 @@ mod tests {
             })
             .collect();
         Model {
+            agents: Vec::new(),
+            settings: Default::default(),
             revision: 9,
             users,
             groups,
@@ -1197,7 +1214,7 @@ mod tests {
                 4 => "Shared@Example.com".to_string(),
                 _ => format!("ＵＳＥＲ{i}@example.com"),
             };
-            let decision = snapshot.decide(&pdp::Request {
+            let decision = snapshot.decide(&pdp::Request { context: Default::default(),
                 user: &key,
                 agent: "a",
                 connector: "c",

@@ -16,6 +16,8 @@ fn import_writes_nothing_when_anything_is_wrong() {
     let before = store.load().unwrap();
 
     let good = Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users: vec![user("bob"), user("carol")],
         groups: vec![group("eng"), group("ops")],
@@ -121,6 +123,8 @@ fn import_upserts_and_replaces_member_sets_of_imported_groups_only() {
     rejoined.joined_at = Timestamp(7);
     store
         .import(&Model {
+            agents: Vec::new(),
+            settings: Default::default(),
             revision: 999,
             users: vec![alice.clone(), user("carol")],
             groups: vec![eng.clone(), group("empty-me")],
@@ -170,6 +174,8 @@ fn import_upserts_and_replaces_member_sets_of_imported_groups_only() {
     // Importing the same model again changes nothing, so commits nothing.
     let revision = store.revision();
     let again = Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         users: model.users.clone(),
         groups: model.groups.clone(),
         memberships: model.memberships.clone(),

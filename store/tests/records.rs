@@ -48,6 +48,8 @@ fn every_record_type_round_trips_through_load() {
     store.put_policy(&deny).unwrap();
 
     let expected = sorted(Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 6,
         users: vec![alice.clone(), bob.clone()],
         groups: vec![group("eng"), local.clone()],

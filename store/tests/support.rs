@@ -226,6 +226,8 @@ pub fn big_import(prefix: &str, n: usize) -> Model {
         .map(|u| member(prefix, &u.id))
         .collect();
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users,
         groups: vec![group(prefix)],

@@ -73,6 +73,8 @@ pub fn company() -> Model {
         ..Policy::default()
     };
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 0,
         users: vec![
             user("u-alice", "alice@example.com", "Alice Example"),
@@ -301,6 +303,7 @@ impl Harness {
         let snapshot = self.live.engine().snapshot();
         snapshot
             .decide(&pdp::Request {
+                context: Default::default(),
                 user,
                 agent: "claude",
                 connector: "github",

@@ -127,17 +127,21 @@ pub fn parse_action(name: &str) -> Option<Action> {
     Action::ALL.into_iter().find(|&a| action_name(a) == name)
 }
 
-const REASONS: [Reason; 6] = [
+const REASONS: [Reason; 10] = [
     Reason::Policy,
     Reason::NoMatchingPolicy,
     Reason::UserLocked,
     Reason::UserInactive,
     Reason::UnknownUser,
     Reason::AmbiguousUser,
+    Reason::UnknownAgent,
+    Reason::AgentDisabled,
+    Reason::AgentNotAllowed,
+    Reason::StepUpMet,
 ];
 
-/// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE`, `UNKNOWN_USER` or
-/// `AMBIGUOUS_USER`.
+/// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE`, `UNKNOWN_USER`,
+/// `AMBIGUOUS_USER`, `UNKNOWN_AGENT`, `AGENT_DISABLED`, `AGENT_NOT_ALLOWED` or `STEP_UP_MET`.
 pub fn reason_name(reason: Reason) -> &'static str {
     match reason {
         Reason::Policy => "POLICY",
@@ -146,6 +150,10 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::UserInactive => "USER_INACTIVE",
         Reason::UnknownUser => "UNKNOWN_USER",
         Reason::AmbiguousUser => "AMBIGUOUS_USER",
+        Reason::UnknownAgent => "UNKNOWN_AGENT",
+        Reason::AgentDisabled => "AGENT_DISABLED",
+        Reason::AgentNotAllowed => "AGENT_NOT_ALLOWED",
+        Reason::StepUpMet => "STEP_UP_MET",
     }
 }
 
@@ -292,6 +300,9 @@ impl PolicyLine {
             Tools::Only(self.tools)
         };
         Policy {
+            agents: Default::default(),
+            step_up: None,
+            expression: None,
             id: self.id,
             name: self.name,
             description: String::new(),
@@ -321,6 +332,8 @@ impl Files {
     /// groups with one membership per member in file order, then policies.
     pub fn to_model(&self, now: Timestamp) -> Model {
         let mut model = Model {
+            agents: Vec::new(),
+            settings: Default::default(),
             revision: 0,
             users: self.users.iter().map(|u| u.to_user(now)).collect(),
             groups: Vec::with_capacity(self.groups.len()),

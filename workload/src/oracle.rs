@@ -186,6 +186,7 @@ impl<'a> Oracle<'a> {
 
 fn pdp_request(request: &RequestLine) -> pdp::Request<'_> {
     pdp::Request {
+        context: Default::default(),
         user: &request.user,
         agent: &request.agent,
         connector: &request.connector,

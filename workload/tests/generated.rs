@@ -10,6 +10,7 @@ const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
 fn request<'a>(r: &'a workload::RequestLine) -> Request<'a> {
     Request {
+        context: Default::default(),
         user: &r.user,
         agent: &r.agent,
         connector: &r.connector,

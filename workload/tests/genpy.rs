@@ -17,6 +17,7 @@ fn reads_gen_py_output_and_agrees_with_its_answers() {
     let mut wrong = 0;
     for r in &workload.requests {
         let request = Request {
+            context: Default::default(),
             user: &r.user,
             agent: &r.agent,
             connector: &r.connector,

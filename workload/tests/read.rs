@@ -118,6 +118,7 @@ fn a_hand_written_directory_maps_onto_the_model() {
     let snapshot = pdp::Snapshot::build(model);
     for r in &workload.requests {
         let request = pdp::Request {
+            context: Default::default(),
             user: &r.user,
             agent: &r.agent,
             connector: &r.connector,

@@ -11,7 +11,7 @@
 
 use crate::identity::Resolved;
 use crate::model::UserStatus;
-use crate::model::{Action, Attributes};
+use crate::model::{Action, Attributes, Authentication, StepUp, Timestamp};
 use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
 
 /// One question: may `agent` call `connector`/`tool` for `user`?
@@ -24,7 +24,23 @@ pub struct Request<'a> {
     pub connector: &'a str,
     pub tool: &'a str,
     pub attributes: &'a dyn Attributes,
+    /// The rest of what the gateway knows of the call.
+    pub context: Context<'a>,
 }
+
+/// What a request carries besides who and what: the user's authentication (for step-up), the
+/// tool call's arguments (for conditions) and the time (the server's clock, an input so that
+/// deciding stays deterministic).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub authentication: Option<&'a Authentication>,
+    /// The tool call's arguments, as JSON.
+    pub arguments: Option<&'a Arguments>,
+    pub now: Timestamp,
+}
+
+/// A tool call's arguments: a JSON object.
+pub type Arguments = serde_json::Map<String, serde_json::Value>;
 
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +65,16 @@ pub enum Reason {
     UnknownUser,
     /// The reference names several users (a shared email, say): only an id names one of them.
     AmbiguousUser,
+    /// No registered agent has this id or alias, and the organisation denies unregistered
+    /// agents.
+    UnknownAgent,
+    /// The agent is registered and disabled (the kill switch).
+    AgentDisabled,
+    /// The agent's scope does not cover the user.
+    AgentNotAllowed,
+    /// A Step up policy decided, and the request's authentication meets its requirement: the
+    /// answer is Allow. See [`Decision::policy_id`].
+    StepUpMet,
 }
 
 /// An answer. A deny is a value like any other.
@@ -61,6 +87,9 @@ pub struct Decision<'a> {
     /// The id of the user the request's reference resolved to, when it resolved to one: what
     /// a decision is recorded under.
     pub user_id: Option<&'a str>,
+    /// When the answer is Step up: what the deciding policy requires (`None` if it requires
+    /// nothing a request could meet).
+    pub step_up: Option<&'a StepUp>,
 }
 
 impl<'a> Decision<'a> {
@@ -70,6 +99,7 @@ impl<'a> Decision<'a> {
             reason,
             policy_id: None,
             user_id: None,
+            step_up: None,
         }
     }
 
@@ -88,6 +118,14 @@ pub enum Outcome {
     ConditionFailed,
     /// The user is unknown, locked or inactive: no policy is considered.
     UserDenied,
+    /// The request's agent is not one the policy lists.
+    AgentNotCovered,
+    /// A condition could not be evaluated (see [`PolicyMatch::detail`]): the policy does not
+    /// apply.
+    ConditionError,
+    /// A Step up policy that matched, whose requirement the request's authentication meets: it
+    /// counts as an Allow.
+    StepUpMet,
 }
 
 /// One policy of the request's connector, as an explained decision saw it.
@@ -98,6 +136,8 @@ pub struct PolicyMatch<'a> {
     pub action: Action,
     pub outcome: Outcome,
     pub deciding: bool,
+    /// Why, when the outcome needs more than its name (a condition's evaluation error).
+    pub detail: Option<String>,
 }
 
 /// A tool the user may use through some agent, with a decision other than Deny.
@@ -108,6 +148,9 @@ pub struct AllowedTool<'a> {
     pub tool: &'a str,
     pub action: Action,
     pub policy_id: &'a str,
+    /// The answer depends on a condition over the call's arguments, which a listing cannot
+    /// know: the tool may be allowed or not when called.
+    pub conditional: bool,
 }
 
 /// The user as the rule sees it once they passed the status checks.
@@ -165,6 +208,7 @@ impl Snapshot {
                     action: policy.action,
                     outcome,
                     deciding: decision.policy_id == Some(&*policy.id),
+                    detail: None,
                 }
             })
             .collect();
@@ -177,9 +221,12 @@ impl Snapshot {
     pub fn allowed_tools(
         &self,
         user: &str,
+        agent: &str,
         connector: Option<&str>,
         attributes: &dyn Attributes,
+        now: Timestamp,
     ) -> Vec<AllowedTool<'_>> {
+        let _ = (agent, now);
         let Ok(subject) = self.subject(user) else {
             return Vec::new();
         };
@@ -206,6 +253,7 @@ impl Snapshot {
                         tool,
                         action: decision.action,
                         policy_id,
+                        conditional: false,
                     });
                 }
             }
@@ -281,6 +329,7 @@ impl Snapshot {
                 reason: Reason::Policy,
                 policy_id: Some(&policy.id),
                 user_id: None,
+                step_up: None,
             },
             None => Decision::deny(Reason::NoMatchingPolicy),
         }

@@ -14,7 +14,7 @@
 //! reference rule over random change sequences).
 
 use crate::identity::Matches;
-use crate::model::{Policy, User};
+use crate::model::{Agent, Policy, Settings, User};
 use crate::snapshot::{
     ConnectorIndex, GroupIdx, Indexes, Key, Keyed, Map, PolicyEntry, PolicyIdx, Snapshot,
     UserEntry, UserIdx,
@@ -35,6 +35,9 @@ pub trait Directory {
     /// The id of the user with an email or user name whose normalized form
     /// ([`crate::identity::normalize`]) is `key`, or `Many` if several have one.
     fn users_with_login(&self, key: &str) -> Matches<&str>;
+    /// Every registered agent (a few dozen at most), in any order.
+    fn agents(&self) -> Vec<&Agent>;
+    fn settings(&self) -> Settings;
 }
 
 /// What changed between two revisions, by id. Listing something that did not change is
@@ -48,6 +51,8 @@ pub struct Changes<'c> {
     pub groups: Vec<&'c str>,
     /// Policies added, changed or removed.
     pub policies: Vec<&'c str>,
+    /// Whether any agent or the settings changed (the agents are indexed anew, whole).
+    pub agents: bool,
 }
 
 /// One changed user, with what they were at the earlier revision (`None`: they were not).

@@ -7,16 +7,20 @@
 
 pub mod decide;
 mod delta;
+pub mod expression;
 pub mod identity;
 pub mod model;
 mod reference;
 mod snapshot;
 
-pub use decide::{AllowedTool, Decision, Outcome, PolicyMatch, Reason, Request};
+pub use decide::{
+    AllowedTool, Arguments, Context, Decision, Outcome, PolicyMatch, Reason, Request,
+};
 pub use delta::{Changes, Directory, UserDelta};
 pub use model::{
-    Action, Attributes, Condition, Group, Lock, ManagedBy, Membership, MembershipSource, Mfa,
-    Model, NoAttributes, Operator, Policy, Role, Scope, Timestamp, Tools, User, UserStatus,
+    Action, Agent, Agents, Attributes, Authentication, Condition, Group, Lock, ManagedBy,
+    Membership, MembershipSource, Mfa, Model, NoAttributes, Operator, Policy, Role, Scope,
+    Settings, StepUp, Timestamp, Tools, Unregistered, User, UserStatus,
 };
 pub use reference::decide_reference;
 pub use snapshot::{Parts, Snapshot};

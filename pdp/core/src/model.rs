@@ -33,6 +33,67 @@ pub struct Model {
     pub groups: Vec<Group>,
     pub memberships: Vec<Membership>,
     pub policies: Vec<Policy>,
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// An AI agent that acts for users: what gateways name in a request's `agent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Agent {
+    /// The name gateways send (`claude`, `chatgpt`, an in-house agent's name); exact.
+    pub id: String,
+    pub display_name: String,
+    /// Free text: who makes it.
+    pub vendor: String,
+    /// Other names the same agent arrives under (OAuth client ids, name variants); exact, and
+    /// unique across agents' ids and aliases.
+    pub aliases: Vec<String>,
+    /// False: the org-wide kill switch is thrown, every request through it is denied.
+    pub enabled: bool,
+    /// Whom the agent may act for.
+    pub scope: Scope,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent {
+            id: String::new(),
+            display_name: String::new(),
+            vendor: String::new(),
+            aliases: Vec::new(),
+            enabled: true,
+            scope: Scope {
+                all_users: true,
+                ..Scope::default()
+            },
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+        }
+    }
+}
+
+/// Organisation-wide settings that decisions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub unregistered_agents: Unregistered,
+}
+
+/// What happens to a request from an agent no registered agent's id or alias names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unregistered {
+    /// It goes on to the policies, matching only those for all agents (the default, so that
+    /// deployments without a registry answer as before).
+    #[default]
+    Allow,
+    /// Denied with `UnknownAgent`.
+    Deny,
 }
 
 /// A person the identity provider knows; agents act on their behalf.
@@ -212,10 +273,18 @@ pub struct Policy {
     pub tools: Tools,
     pub scope: Scope,
     pub action: Action,
+    /// Which agents the policy applies to.
+    pub agents: Agents,
+    /// What a `StepUp` policy requires of the caller's authentication; met, it counts as an
+    /// Allow. `None` (or on other actions): never met.
+    pub step_up: Option<StepUp>,
     /// Which approval flow handles a `RequireApproval` answer.
     pub approval_flow_id: Option<String>,
     /// All must hold for the policy to apply.
     pub conditions: Vec<Condition>,
+    /// A condition in CEL over the request, the user and the time ([`crate::expression`]);
+    /// it must hold too. Checked when the policy is written.
+    pub expression: Option<String>,
     pub enabled: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -231,8 +300,11 @@ impl Default for Policy {
             tools: Tools::All,
             scope: Scope::default(),
             action: Action::Deny,
+            agents: Agents::All,
+            step_up: None,
             approval_flow_id: None,
             conditions: Vec::new(),
+            expression: None,
             enabled: true,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
@@ -257,6 +329,66 @@ impl Tools {
             Tools::Only(tools) => tools.iter().any(|t| t == tool),
         }
     }
+}
+
+/// The agents a policy applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agents {
+    /// Every agent, registered or not (what a policy without a selector means).
+    #[default]
+    All,
+    /// Exactly these registered agents, by id (a request naming one by an alias is covered).
+    Only(Vec<String>),
+}
+
+/// What a step-up asks of the user's authentication (the OpenID Connect claims a gateway reads
+/// from the user's token). At least one part is set; all set parts must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StepUp {
+    /// The authentication context class (`acr`) must be one of these.
+    pub acr_values: Vec<String>,
+    /// Every one of these authentication methods (`amr`) must have been used.
+    pub amr_values: Vec<String>,
+    /// The user authenticated at most this many seconds ago.
+    pub max_age: Option<u64>,
+}
+
+impl StepUp {
+    /// Whether `authentication`, at time `now`, meets this requirement. No authentication never
+    /// does; an authentication time in the future counts as now.
+    pub fn met_by(&self, authentication: Option<&Authentication>, now: Timestamp) -> bool {
+        let Some(auth) = authentication else {
+            return false;
+        };
+        let acr = self.acr_values.is_empty() || self.acr_values.iter().any(|a| *a == auth.acr);
+        let amr = self.amr_values.iter().all(|m| auth.amr.contains(m));
+        let age = match self.max_age {
+            None => true,
+            Some(max_age) => auth.auth_time.is_some_and(|at| {
+                let age_ms = now.0.saturating_sub(at.0).max(0);
+                age_ms / 1000 <= i64::try_from(max_age).unwrap_or(i64::MAX)
+            }),
+        };
+        acr && amr && age
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acr_values.is_empty() && self.amr_values.is_empty() && self.max_age.is_none()
+    }
+}
+
+/// How the user authenticated, as the gateway read it from their token.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Authentication {
+    /// The authentication context class reference (`acr`).
+    pub acr: String,
+    /// The authentication methods references (`amr`).
+    pub amr: Vec<String>,
+    /// When the user authenticated (`auth_time`).
+    pub auth_time: Option<Timestamp>,
 }
 
 /// Who a policy applies to: everyone, or the listed users plus the members of the listed groups.

@@ -42,6 +42,7 @@ pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision
         reason: Reason::Policy,
         policy_id: deciding,
         user_id: id,
+        step_up: None,
     }
 }
 

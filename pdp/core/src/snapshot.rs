@@ -10,7 +10,9 @@
 
 use crate::delta::Overlay;
 use crate::identity::{self, Matches, Resolved, UserKeys};
-use crate::model::{Action, Condition, Group, Model, Policy, Tools, User, UserStatus};
+use crate::model::{
+    Action, Agent, Condition, Group, Model, Policy, Settings, Tools, User, UserStatus,
+};
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct Parts<'m, M> {
     /// `(group id, user id)` of each membership.
     pub memberships: M,
     pub policies: Vec<&'m Policy>,
+    pub agents: Vec<&'m Agent>,
+    pub settings: Settings,
 }
 
 /// The indexed snapshot of one model revision: the indexes of a full build, shared with every
@@ -229,6 +233,8 @@ impl Snapshot {
                 .iter()
                 .map(|m| (m.group_id.as_str(), m.user_id.as_str())),
             policies: model.policies.iter().collect(),
+            agents: model.agents.iter().collect(),
+            settings: model.settings,
         })
     }
 
@@ -240,6 +246,8 @@ impl Snapshot {
             groups,
             memberships,
             policies,
+            agents: _,
+            settings: _,
         } = parts;
         let user_count = users.len();
         // Entries get their status and groups once those are known (below).

@@ -53,6 +53,7 @@ fn policy(id: &str, connector: &str, tools: &[&str], action: Action) -> Policy {
 
 fn request<'a>(user: &'a str, connector: &'a str, tool: &'a str) -> Request<'a> {
     Request {
+        context: Default::default(),
         user,
         agent: "claude",
         connector,
@@ -72,6 +73,8 @@ fn both(model: &Model, req: &Request<'_>) -> (Action, Reason, Option<String>) {
 
 fn base_model() -> Model {
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision: 7,
         users: vec![user("u1", "Ada@Example.com"), user("u2", "bob@example.com")],
         groups: vec![group("eng"), group("ops")],
@@ -397,7 +400,7 @@ fn allowed_tools_lists_every_non_deny_tool_and_the_wildcard() {
     ];
     let snapshot = Snapshot::build(&model);
     let got: Vec<(&str, &str, Action, &str)> = snapshot
-        .allowed_tools("u1", None, &NoAttributes)
+        .allowed_tools("u1", "a", None, &NoAttributes, Timestamp(0))
         .iter()
         .map(|t| (t.connector, t.tool, t.action, t.policy_id))
         .collect();
@@ -411,17 +414,17 @@ fn allowed_tools_lists_every_non_deny_tool_and_the_wildcard() {
     );
     assert_eq!(
         snapshot
-            .allowed_tools("u1", Some("slack"), &NoAttributes)
+            .allowed_tools("u1", "a", Some("slack"), &NoAttributes, Timestamp(0))
             .len(),
         2
     );
     assert!(
         snapshot
-            .allowed_tools("ghost", None, &NoAttributes)
+            .allowed_tools("ghost", "a", None, &NoAttributes, Timestamp(0))
             .is_empty()
     );
     // Every listed tool agrees with decide().
-    for t in snapshot.allowed_tools("u1", None, &NoAttributes) {
+    for t in snapshot.allowed_tools("u1", "a", None, &NoAttributes, Timestamp(0)) {
         let d = snapshot.decide(&request(
             "u1",
             t.connector,
@@ -503,6 +506,8 @@ fn arb_model() -> impl Strategy<Value = Model> {
                 })
                 .collect();
             Model {
+                agents: Vec::new(),
+                settings: Default::default(),
                 revision: 1,
                 users,
                 groups: (0..group_count).map(|g| group(&format!("g{g}"))).collect(),
@@ -584,7 +589,7 @@ proptest! {
         for (user, connector, tool, attrs) in &requests {
             let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
             let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-            let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
+            let req = Request { context: Default::default(),  user, agent: "a", connector, tool, attributes: &attrs };
             prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
         }
     }
@@ -658,12 +663,12 @@ proptest! {
             for (user, connector, tool, attrs) in &requests {
                 let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
                 let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-                let req = Request { user, agent: "a", connector, tool, attributes: &attrs };
+                let req = Request { context: Default::default(),  user, agent: "a", connector, tool, attributes: &attrs };
                 prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?} after {:?}", req, ops);
                 prop_assert_eq!(snapshot.explain(&req), rebuilt.explain(&req), "{:?}", req);
                 prop_assert_eq!(
-                    snapshot.allowed_tools(user, None, &attrs),
-                    rebuilt.allowed_tools(user, None, &attrs)
+                    snapshot.allowed_tools(user, "a", None, &attrs, Timestamp(0)),
+                    rebuilt.allowed_tools(user, "a", None, &attrs, Timestamp(0))
                 );
             }
         }
@@ -878,6 +883,14 @@ impl Directory for ModelDirectory<'_> {
         )
     }
 
+    fn agents(&self) -> Vec<&Agent> {
+        self.0.agents.iter().collect()
+    }
+
+    fn settings(&self) -> Settings {
+        self.0.settings
+    }
+
     fn users_with_login(&self, key: &str) -> Matches<&str> {
         matches(self.0.users.iter().filter(|u| {
             u.emails
@@ -901,6 +914,7 @@ struct OwnedChanges {
     users: Vec<(String, Option<User>)>,
     groups: Vec<String>,
     policies: Vec<String>,
+    agents: bool,
 }
 
 impl OwnedChanges {
@@ -916,6 +930,7 @@ impl OwnedChanges {
                 .collect(),
             groups: self.groups.iter().map(String::as_str).collect(),
             policies: self.policies.iter().map(String::as_str).collect(),
+            agents: self.agents,
         }
     }
 }
@@ -977,5 +992,6 @@ fn changes_between(before: &Model, after: &Model) -> OwnedChanges {
         users,
         groups,
         policies,
+        agents: before.agents != after.agents || before.settings != after.settings,
     }
 }

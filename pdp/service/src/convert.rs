@@ -7,9 +7,26 @@ use portcullis_proto::v1 as pb;
 /// The longest user, agent, connector or tool name accepted; anything longer is a client bug.
 const MAX_NAME_LEN: usize = pdp::identity::MAX_KEY_LEN;
 
-/// Checks a `CheckRequest` and borrows it as a `pdp::Request`. `path` prefixes field names in
-/// errors (`checks[3].`), so a caller knows which entry of a batch was wrong.
-pub(crate) fn request<'a>(check: &'a pb::CheckRequest, path: &str) -> Result<pdp::Request<'a>> {
+/// The most `amr` values a request's authentication may carry.
+const MAX_AMR: usize = 32;
+
+/// What a `CheckRequest` carries that `pdp` takes as its own types: converted once, then
+/// borrowed by the [`pdp::Request`].
+#[derive(Debug, Default)]
+pub(crate) struct Owned {
+    authentication: Option<pdp::Authentication>,
+    arguments: Option<pdp::Arguments>,
+}
+
+/// Checks a `CheckRequest` and borrows it (and what [`owned`] made of it) as a `pdp::Request`
+/// decided at `now`. `path` prefixes field names in errors (`checks[3].`), so a caller knows
+/// which entry of a batch was wrong.
+pub(crate) fn request<'a>(
+    check: &'a pb::CheckRequest,
+    owned: &'a Owned,
+    now: pdp::Timestamp,
+    path: &str,
+) -> Result<pdp::Request<'a>> {
     // Destructured whole, so a new field cannot be silently ignored.
     let pb::CheckRequest {
         user,
@@ -19,6 +36,8 @@ pub(crate) fn request<'a>(check: &'a pb::CheckRequest, path: &str) -> Result<pdp
         attributes,
         min_revision: _,
         explain: _,
+        authentication: _,
+        arguments: _,
     } = check;
     required(user, path, "user")?;
     bounded(agent, path, "agent")?;
@@ -30,7 +49,138 @@ pub(crate) fn request<'a>(check: &'a pb::CheckRequest, path: &str) -> Result<pdp
         connector,
         tool,
         attributes,
+        context: pdp::Context {
+            authentication: owned.authentication.as_ref(),
+            arguments: owned.arguments.as_ref(),
+            now,
+        },
     })
+}
+
+/// Converts a request's authentication and arguments (checked: bounded strings, a valid
+/// time).
+pub(crate) fn owned(check: &pb::CheckRequest, path: &str) -> Result<Owned> {
+    let authentication = match &check.authentication {
+        None => None,
+        Some(pb::Authentication {
+            acr,
+            amr,
+            auth_time,
+        }) => {
+            bounded(acr, path, "authentication.acr")?;
+            if amr.len() > MAX_AMR {
+                return Err(Error::invalid(
+                    format!("{path}authentication.amr"),
+                    format!("{} values, the limit is {MAX_AMR}", amr.len()),
+                ));
+            }
+            for (i, method) in amr.iter().enumerate() {
+                bounded(method, path, &format!("authentication.amr[{i}]"))?;
+            }
+            let auth_time = match auth_time {
+                None => None,
+                Some(t) => Some(timestamp(t).ok_or_else(|| {
+                    Error::invalid(
+                        format!("{path}authentication.auth_time"),
+                        "is not a valid time",
+                    )
+                })?),
+            };
+            Some(pdp::Authentication {
+                acr: acr.clone(),
+                amr: amr.clone(),
+                auth_time,
+            })
+        }
+    };
+    let arguments = check.arguments.as_ref().map(|s| object(&s.fields));
+    Ok(Owned {
+        authentication,
+        arguments,
+    })
+}
+
+/// A protobuf timestamp in milliseconds since the epoch, if it is a valid one.
+fn timestamp(t: &prost_types::Timestamp) -> Option<pdp::Timestamp> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return None;
+    }
+    let ms = t
+        .seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(t.nanos / 1_000_000))?;
+    Some(pdp::Timestamp(ms))
+}
+
+/// A protobuf `Struct`'s fields as a JSON object (prost bounds its nesting when decoding).
+fn object(
+    fields: &std::collections::BTreeMap<String, prost_types::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    fields.iter().map(|(k, v)| (k.clone(), json(v))).collect()
+}
+
+fn json(value: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::StructValue(s)) => serde_json::Value::Object(object(&s.fields)),
+        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(json).collect()),
+    }
+}
+
+/// What a Step up answer carries: the requirement and an RFC 9470 challenge for the gateway
+/// to return as `WWW-Authenticate`.
+pub(crate) fn step_up(requirement: &pdp::StepUp) -> (pb::StepUpRequirement, String) {
+    let mut challenge = String::from("Bearer error=\"insufficient_user_authentication\"");
+    let mut wanted = Vec::new();
+    if !requirement.acr_values.is_empty() {
+        wanted.push(format!("acr one of {}", requirement.acr_values.join(", ")));
+    }
+    if !requirement.amr_values.is_empty() {
+        wanted.push(format!("amr all of {}", requirement.amr_values.join(", ")));
+    }
+    if let Some(max_age) = requirement.max_age {
+        wanted.push(format!("authenticated within {max_age} s"));
+    }
+    let description = if wanted.is_empty() {
+        "a stronger authentication is required".to_owned()
+    } else {
+        format!(
+            "a stronger authentication is required: {}",
+            wanted.join("; ")
+        )
+    };
+    challenge.push_str(&format!(", error_description=\"{}\"", quoted(&description)));
+    if !requirement.acr_values.is_empty() {
+        let acr = requirement.acr_values.join(" ");
+        challenge.push_str(&format!(", acr_values=\"{}\"", quoted(&acr)));
+    }
+    if let Some(max_age) = requirement.max_age {
+        challenge.push_str(&format!(", max_age={max_age}"));
+    }
+    let wire = pb::StepUpRequirement {
+        acr_values: requirement.acr_values.clone(),
+        amr_values: requirement.amr_values.clone(),
+        max_age: requirement.max_age.unwrap_or(0),
+    };
+    (wire, challenge)
+}
+
+/// A value for a quoted-string of an HTTP auth parameter (RFC 9110): quotes and backslashes
+/// escaped, control characters left out.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub(crate) fn required(value: &str, path: &str, field: &str) -> Result<()> {
@@ -70,6 +220,10 @@ pub(crate) fn reason(reason: Reason) -> pb::Reason {
         Reason::UserInactive => pb::Reason::UserInactive,
         Reason::UnknownUser => pb::Reason::UnknownUser,
         Reason::AmbiguousUser => pb::Reason::AmbiguousUser,
+        Reason::UnknownAgent => pb::Reason::UnknownAgent,
+        Reason::AgentDisabled => pb::Reason::AgentDisabled,
+        Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
+        Reason::StepUpMet => pb::Reason::StepUpMet,
     }
 }
 
@@ -81,6 +235,9 @@ pub(crate) fn outcome(outcome: Outcome) -> pb::MatchOutcome {
         Outcome::ScopeNotCovered => pb::MatchOutcome::ScopeNotCovered,
         Outcome::ConditionFailed => pb::MatchOutcome::ConditionFailed,
         Outcome::UserDenied => pb::MatchOutcome::UserDenied,
+        Outcome::AgentNotCovered => pb::MatchOutcome::AgentNotCovered,
+        Outcome::ConditionError => pb::MatchOutcome::ConditionError,
+        Outcome::StepUpMet => pb::MatchOutcome::StepUpMet,
     }
 }
 
@@ -89,9 +246,10 @@ pub(crate) fn policy_match(m: &pdp::PolicyMatch<'_>) -> pb::PolicyMatch {
         policy_id: m.policy_id.to_owned(),
         policy_name: m.policy_name.to_owned(),
         action: action(m.action).into(),
-        matched: m.outcome == Outcome::Matched,
+        matched: matches!(m.outcome, Outcome::Matched | Outcome::StepUpMet),
         deciding: m.deciding,
         outcome: outcome(m.outcome).into(),
+        detail: m.detail.clone().unwrap_or_default(),
     }
 }
 
@@ -101,5 +259,6 @@ pub(crate) fn allowed_tool(t: &pdp::AllowedTool<'_>) -> pb::AllowedTool {
         tool: t.tool.to_owned(),
         decision: action(t.action).into(),
         policy_id: t.policy_id.to_owned(),
+        conditional: t.conditional,
     }
 }

@@ -77,14 +77,14 @@ impl DecisionService {
 
     /// The answer while stale: a deny that names the snapshot it would have come from.
     fn stale_answer(&self, check: &pb::CheckRequest, path: &str) -> Result<pb::CheckResponse> {
-        convert::request(check, path)?;
+        let owned = convert::owned(check, path)?;
+        convert::request(check, &owned, pdp::Timestamp::default(), path)?;
         Ok(pb::CheckResponse {
             decision: pb::Decision::Deny.into(),
             reason: pb::Reason::StaleSnapshot.into(),
-            policy_id: String::new(),
             revision: self.engine.revision(),
             decision_id: self.ids.next(),
-            explanation: Vec::new(),
+            ..Default::default()
         })
     }
 
@@ -105,7 +105,9 @@ impl DecisionService {
         check: &pb::CheckRequest,
         path: &str,
     ) -> Result<(pb::CheckResponse, Option<Record>)> {
-        let request = convert::request(check, path)?;
+        let owned = convert::owned(check, path)?;
+        let now = pdp::Timestamp::now();
+        let request = convert::request(check, &owned, now, path)?;
         let (decision, explanation) = if check.explain {
             let (decision, matches) = snapshot.explain(&request);
             (
@@ -118,7 +120,7 @@ impl DecisionService {
         let decision_id = self.ids.next();
         // Handed to the recorder by the handler once it knows the latency (`record`).
         let record = self.recorder.as_ref().map(|_| Record {
-            time_ms: now_ms(),
+            time_ms: now.0,
             decision_id: decision_id.clone(),
             user: check.user.clone(),
             user_id: decision.user_id.map(str::to_owned),
@@ -131,6 +133,17 @@ impl DecisionService {
             revision: snapshot.revision(),
             latency: Duration::ZERO,
         });
+        let (step_up, challenge) = match decision.step_up {
+            Some(requirement) if decision.action == pdp::Action::StepUp => {
+                let (wire, challenge) = convert::step_up(requirement);
+                (Some(wire), challenge)
+            }
+            _ if decision.action == pdp::Action::StepUp => {
+                let (_, challenge) = convert::step_up(&pdp::StepUp::default());
+                (None, challenge)
+            }
+            _ => (None, String::new()),
+        };
         let answer = pb::CheckResponse {
             decision: convert::action(decision.action).into(),
             reason: convert::reason(decision.reason).into(),
@@ -138,6 +151,8 @@ impl DecisionService {
             revision: snapshot.revision(),
             decision_id,
             explanation,
+            step_up,
+            challenge,
         };
         Ok((answer, record))
     }
@@ -237,7 +252,7 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         let snapshot = self.engine.snapshot_at_least(min_revision).await?;
         let connector = (!connector.is_empty()).then_some(connector.as_str());
         let tools = snapshot
-            .allowed_tools(&user, connector, &attributes)
+            .allowed_tools(&user, &agent, connector, &attributes, pdp::Timestamp::now())
             .iter()
             .map(convert::allowed_tool)
             .collect();
@@ -246,10 +261,6 @@ impl pb::decision_service_server::DecisionService for DecisionService {
             revision: snapshot.revision(),
         }))
     }
-}
-
-fn now_ms() -> i64 {
-    pdp::Timestamp::now().0
 }
 
 /// Decision ids: unique per process start (a random prefix) and per answer (a counter), and

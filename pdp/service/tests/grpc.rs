@@ -30,6 +30,8 @@ fn model(revision: u64) -> Model {
         ..Policy::default()
     };
     Model {
+        agents: Vec::new(),
+        settings: Default::default(),
         revision,
         users: vec![
             user("u1", "ada@example.com"),

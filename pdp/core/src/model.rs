@@ -362,7 +362,7 @@ impl StepUp {
         let Some(auth) = authentication else {
             return false;
         };
-        let acr = self.acr_values.is_empty() || self.acr_values.iter().any(|a| *a == auth.acr);
+        let acr = self.acr_values.is_empty() || self.acr_values.contains(&auth.acr);
         let amr = self.amr_values.iter().all(|m| auth.amr.contains(m));
         let age = match self.max_age {
             None => true,

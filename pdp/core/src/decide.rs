@@ -3,15 +3,23 @@
 //! 1. Unknown user → Deny (`UnknownUser`); a reference several users share → Deny
 //!    (`AmbiguousUser`). Users are resolved by [`crate::identity::resolve`], the one rule.
 //! 2. Locked user → Deny (`UserLocked`); inactive user → Deny (`UserInactive`).
-//! 3. Candidates: enabled policies of the request's connector that list its tool or cover all
-//!    tools, whose scope covers the user and whose conditions all hold.
-//! 4. No candidate → Deny (`NoMatchingPolicy`).
-//! 5. Otherwise the most restrictive action wins; the deciding policy is the lowest id among
-//!    those with that action.
+//! 3. The agent, by exact id or alias (empty is unregistered): unregistered while the
+//!    organisation denies unregistered agents → Deny (`UnknownAgent`); disabled → Deny
+//!    (`AgentDisabled`); the user outside its scope → Deny (`AgentNotAllowed`).
+//! 4. Candidates: enabled policies of the request's connector that list its tool or cover all
+//!    tools, whose scope covers the user, whose agent selector covers the agent (an
+//!    unregistered agent only "all agents"), whose conditions all hold and whose CEL condition
+//!    evaluates to true (an error or a non-boolean: the policy does not apply).
+//! 5. A Step up candidate whose requirement the request's authentication meets counts as an
+//!    Allow.
+//! 6. No candidate → Deny (`NoMatchingPolicy`). Otherwise the most restrictive action wins;
+//!    the deciding policy is the lowest id among those with that action; the reason is
+//!    `StepUpMet` when it is a met Step up policy, `Policy` otherwise.
 
+use crate::agents::Gate;
+use crate::expression::{Input, UserFacts};
 use crate::identity::Resolved;
-use crate::model::UserStatus;
-use crate::model::{Action, Attributes, Authentication, StepUp, Timestamp};
+use crate::model::{Action, Attributes, Authentication, Mfa, StepUp, Timestamp, UserStatus};
 use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
 
 /// One question: may `agent` call `connector`/`tool` for `user`?
@@ -153,18 +161,41 @@ pub struct AllowedTool<'a> {
     pub conditional: bool,
 }
 
-/// The user as the rule sees it once they passed the status checks.
+/// The user and agent as the rule sees them once they passed steps 1 to 3.
 #[derive(Clone, Copy)]
 struct Subject<'s> {
     idx: UserIdx,
     id: Option<&'s str>,
     groups: &'s [u32],
+    mfa: Mfa,
+    /// The agent's canonical id; `None` for an unregistered agent.
+    agent: Option<&'s str>,
+}
+
+/// How a listing of allowed tools treats conditions that read the call's arguments, which it
+/// cannot know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// Deciding a real call: nothing is unknown.
+    None,
+    /// Such a condition holds.
+    Holds,
+    /// Such a condition does not hold.
+    Fails,
+}
+
+/// Whether one candidate policy applies, and how.
+enum Applies {
+    No,
+    Yes,
+    /// A Step up policy whose requirement the request meets: an Allow.
+    StepUpMet,
 }
 
 impl Snapshot {
     /// Decides one request. Deterministic, allocation-free on the common path.
     pub fn decide(&self, request: &Request<'_>) -> Decision<'_> {
-        let subject = match self.subject(request.user) {
+        let subject = match self.subject(request.user, request.agent) {
             Ok(subject) => subject,
             Err(denied) => return denied,
         };
@@ -175,7 +206,7 @@ impl Snapshot {
             .by_tool
             .get(request.tool)
             .unwrap_or(&connector.all_tools);
-        self.first_applicable(candidates, subject, request.attributes)
+        self.first_applicable(candidates, subject, request, Unknown::None)
             .for_user(subject.id)
     }
 
@@ -186,21 +217,31 @@ impl Snapshot {
         let Some(connector) = self.connector(request.connector) else {
             return (decision, Vec::new());
         };
-        let subject = self.subject(request.user).ok();
+        let subject = self.subject(request.user, request.agent).ok();
         let matches = connector
             .policies
             .iter()
             .filter_map(|&p| self.policy(p))
             .map(|policy| {
+                let mut detail = None;
                 let outcome = match subject {
                     None => Outcome::UserDenied,
                     Some(_) if !policy.enabled => Outcome::Disabled,
                     Some(_) if !policy.tools.covers(request.tool) => Outcome::ToolNotCovered,
                     Some(s) if !policy.covers(s.idx, s.groups) => Outcome::ScopeNotCovered,
+                    Some(s) if !policy.covers_agent(s.agent) => Outcome::AgentNotCovered,
                     Some(_) if !conditions_hold(policy, request.attributes) => {
                         Outcome::ConditionFailed
                     }
-                    Some(_) => Outcome::Matched,
+                    Some(s) => match self.expression_holds(policy, s, request, Unknown::None) {
+                        Err(error) => {
+                            detail = Some(error);
+                            Outcome::ConditionError
+                        }
+                        Ok(false) => Outcome::ConditionFailed,
+                        Ok(true) if step_up_met(policy, request) => Outcome::StepUpMet,
+                        Ok(true) => Outcome::Matched,
+                    },
                 };
                 PolicyMatch {
                     policy_id: &policy.id,
@@ -208,16 +249,19 @@ impl Snapshot {
                     action: policy.action,
                     outcome,
                     deciding: decision.policy_id == Some(&*policy.id),
-                    detail: None,
+                    detail,
                 }
             })
             .collect();
         (decision, matches)
     }
 
-    /// Every (connector, tool) the user may use with a decision other than Deny, by connector
-    /// then tool name: what an MCP `tools/list` should show. Tools are those some policy names;
-    /// an all-tools grant appears as tool `*`. Empty for an unknown, locked or inactive user.
+    /// Every (connector, tool) the user may use through `agent` with a decision other than
+    /// Deny, by connector then tool name: what an MCP `tools/list` should show. Tools are those
+    /// some policy names; an all-tools grant appears as tool `*`. Empty for an unknown, locked
+    /// or inactive user, or an agent the gate refuses. A tool whose answer depends on a
+    /// condition over the call's arguments is listed as `conditional`, with the answer the
+    /// call may get that is not a Deny.
     pub fn allowed_tools(
         &self,
         user: &str,
@@ -226,9 +270,19 @@ impl Snapshot {
         attributes: &dyn Attributes,
         now: Timestamp,
     ) -> Vec<AllowedTool<'_>> {
-        let _ = (agent, now);
-        let Ok(subject) = self.subject(user) else {
+        let Ok(subject) = self.subject(user, agent) else {
             return Vec::new();
+        };
+        let request = Request {
+            user,
+            agent,
+            connector: connector.unwrap_or(""),
+            tool: "",
+            attributes,
+            context: Context {
+                now,
+                ..Context::default()
+            },
         };
         let mut allowed = Vec::new();
         for name in self.connector_names() {
@@ -244,16 +298,32 @@ impl Snapshot {
                 .filter_map(|tool| Some((&**tool, index.by_tool.get(tool)?)))
                 .chain(std::iter::once(("*", &index.all_tools)));
             for (tool, candidates) in tools {
-                let decision = self.first_applicable(candidates, subject, attributes);
-                if let (Some(policy_id), true) =
-                    (decision.policy_id, decision.action != Action::Deny)
+                let request = Request {
+                    connector: name,
+                    tool,
+                    ..request
+                };
+                let holds = self.first_applicable(candidates, subject, &request, Unknown::Holds);
+                let fails = self.first_applicable(candidates, subject, &request, Unknown::Fails);
+                let conditional = (holds.action, holds.policy_id, holds.reason)
+                    != (fails.action, fails.policy_id, fails.reason);
+                // The answer the call may get that is not a Deny, the less restrictive first.
+                let shown = [holds, fails]
+                    .into_iter()
+                    .filter(|d| d.action != Action::Deny && d.policy_id.is_some())
+                    .min_by_key(|d| d.action);
+                if let Some(Decision {
+                    action,
+                    policy_id: Some(policy_id),
+                    ..
+                }) = shown
                 {
                     allowed.push(AllowedTool {
                         connector: name,
                         tool,
-                        action: decision.action,
+                        action,
                         policy_id,
-                        conditional: false,
+                        conditional,
                     });
                 }
             }
@@ -261,8 +331,8 @@ impl Snapshot {
         allowed
     }
 
-    /// Resolves the user and applies the status checks (steps 1 and 2).
-    fn subject(&self, user: &str) -> Result<Subject<'_>, Decision<'_>> {
+    /// Resolves the user and applies the status checks and the agent gate (steps 1 to 3).
+    fn subject(&self, user: &str, agent: &str) -> Result<Subject<'_>, Decision<'_>> {
         let entry = match self.find_user(user) {
             Resolved::User(entry) => entry,
             Resolved::Ambiguous => return Err(Decision::deny(Reason::AmbiguousUser)),
@@ -270,41 +340,74 @@ impl Snapshot {
         };
         let id = self.user_id(entry.idx);
         match entry.status {
-            UserStatus::Locked => Err(Decision::deny(Reason::UserLocked).for_user(id)),
-            UserStatus::Inactive => Err(Decision::deny(Reason::UserInactive).for_user(id)),
-            UserStatus::Active => Ok(Subject {
-                idx: entry.idx,
-                id,
-                groups: self.groups_of(&entry),
-            }),
+            UserStatus::Locked => return Err(Decision::deny(Reason::UserLocked).for_user(id)),
+            UserStatus::Inactive => {
+                return Err(Decision::deny(Reason::UserInactive).for_user(id));
+            }
+            UserStatus::Active => {}
         }
+        let groups = self.groups_of(&entry);
+        let agent = match self.agent_index().gate(agent, entry.idx, groups) {
+            Gate::Registered(agent) => Some(agent),
+            Gate::Unregistered => None,
+            Gate::UnknownAgent => return Err(Decision::deny(Reason::UnknownAgent).for_user(id)),
+            Gate::Disabled => return Err(Decision::deny(Reason::AgentDisabled).for_user(id)),
+            Gate::NotAllowed => {
+                return Err(Decision::deny(Reason::AgentNotAllowed).for_user(id));
+            }
+        };
+        Ok(Subject {
+            idx: entry.idx,
+            id,
+            groups,
+            mfa: entry.mfa,
+            agent,
+        })
     }
 
-    /// Steps 3 to 5: the applicable candidate of lowest rank (most restrictive, then lowest id).
+    /// Steps 4 to 6: the applicable candidate of lowest rank (most restrictive, then lowest
+    /// id), with a met Step up counting as an Allow.
     ///
     /// Only the posting lists of this user, of the user's groups and of all-users policies can
-    /// hold a covering policy; each list's first rank whose conditions hold is its best, and the
-    /// answer is the least of those.
-    fn first_applicable(
-        &self,
+    /// hold a covering policy; each list's first rank that applies (and is not a met Step up)
+    /// is its best, and the answer is the least of those. Met Step up policies rank with the
+    /// Step up ones, above every Allow, so each list is read past them, remembering the lowest
+    /// id among them, which competes with the best Allow by id.
+    fn first_applicable<'s>(
+        &'s self,
         candidates: &Candidates,
         subject: Subject<'_>,
-        attributes: &dyn Attributes,
-    ) -> Decision<'_> {
+        request: &Request<'_>,
+        unknown: Unknown,
+    ) -> Decision<'s> {
         let mut best = u32::MAX;
+        let mut met: Option<&'s PolicyEntry> = None;
         let mut consider = |ranks: &[u32]| {
             for &rank in ranks {
                 if rank >= best {
                     return;
                 }
-                let policy = candidates.order[rank as usize];
-                if !candidates.conditional[rank as usize]
-                    || self
-                        .policy(policy)
-                        .is_some_and(|p| conditions_hold(p, attributes))
-                {
+                let Some(&idx) = candidates.order.get(rank as usize) else {
+                    return;
+                };
+                if !candidates.conditional[rank as usize] {
                     best = rank;
                     return;
+                }
+                let Some(policy) = self.policy(idx) else {
+                    continue;
+                };
+                match self.applies(policy, subject, request, unknown) {
+                    Applies::No => {}
+                    Applies::Yes => {
+                        best = rank;
+                        return;
+                    }
+                    Applies::StepUpMet => {
+                        if met.is_none_or(|m| policy.id < m.id) {
+                            met = Some(policy);
+                        }
+                    }
                 }
             }
         };
@@ -319,21 +422,95 @@ impl Snapshot {
                 }
             }
         }
-        match candidates
+        let best = candidates
             .order
             .get(best as usize)
-            .and_then(|&p| self.policy(p))
-        {
-            Some(policy) => Decision {
-                action: policy.action,
-                reason: Reason::Policy,
-                policy_id: Some(&policy.id),
-                user_id: None,
-                step_up: None,
+            .and_then(|&p| self.policy(p));
+        let decided = |policy: &'s PolicyEntry, reason| Decision {
+            action: if reason == Reason::StepUpMet {
+                Action::Allow
+            } else {
+                policy.action
             },
-            None => Decision::deny(Reason::NoMatchingPolicy),
+            reason,
+            policy_id: Some(&policy.id),
+            user_id: None,
+            step_up: policy.step_up.as_ref().filter(|_| reason == Reason::Policy),
+        };
+        match (best, met) {
+            (Some(best), _) if best.action > Action::Allow => decided(best, Reason::Policy),
+            (Some(best), Some(met)) if met.id < best.id => decided(met, Reason::StepUpMet),
+            (Some(best), _) => decided(best, Reason::Policy),
+            (None, Some(met)) => decided(met, Reason::StepUpMet),
+            (None, None) => Decision::deny(Reason::NoMatchingPolicy),
         }
     }
+
+    /// Whether a candidate (its tool and scope already matched) applies to the request.
+    fn applies(
+        &self,
+        policy: &PolicyEntry,
+        subject: Subject<'_>,
+        request: &Request<'_>,
+        unknown: Unknown,
+    ) -> Applies {
+        if !policy.covers_agent(subject.agent)
+            || !conditions_hold(policy, request.attributes)
+            || self.expression_holds(policy, subject, request, unknown) != Ok(true)
+        {
+            return Applies::No;
+        }
+        if step_up_met(policy, request) {
+            Applies::StepUpMet
+        } else {
+            Applies::Yes
+        }
+    }
+
+    /// Evaluates the policy's CEL condition (true without one).
+    fn expression_holds(
+        &self,
+        policy: &PolicyEntry,
+        subject: Subject<'_>,
+        request: &Request<'_>,
+        unknown: Unknown,
+    ) -> Result<bool, String> {
+        let expression = match &policy.expression {
+            None => return Ok(true),
+            Some(Err(error)) => return Err(format!("does not compile: {error}")),
+            Some(Ok(expression)) => expression,
+        };
+        match unknown {
+            Unknown::Holds if expression.reads_arguments() => return Ok(true),
+            Unknown::Fails if expression.reads_arguments() => return Ok(false),
+            _ => {}
+        }
+        let mut groups: Vec<&str> = subject
+            .groups
+            .iter()
+            .filter_map(|&g| self.group_id(g))
+            .collect();
+        groups.sort_unstable();
+        let input = Input {
+            request,
+            user: UserFacts {
+                id: subject.id.unwrap_or(""),
+                email: self.user_email(subject.idx),
+                groups: &groups,
+                mfa: subject.mfa,
+            },
+        };
+        expression.evaluate(&input)
+    }
+}
+
+/// Whether the policy is a Step up policy whose requirement the request's authentication
+/// meets at the request's time.
+fn step_up_met(policy: &PolicyEntry, request: &Request<'_>) -> bool {
+    policy.action == Action::StepUp
+        && policy.step_up.as_ref().is_some_and(|s| {
+            !s.is_empty() && s.met_by(request.context.authentication, request.context.now)
+        })
 }
 
 fn conditions_hold(policy: &PolicyEntry, attributes: &dyn Attributes) -> bool {

@@ -13,6 +13,7 @@
 //! one made by applying changes decide every request alike (the tests check this against the
 //! reference rule over random change sequences).
 
+use crate::agents::AgentIndex;
 use crate::identity::Matches;
 use crate::model::{Agent, Policy, Settings, User};
 use crate::snapshot::{
@@ -81,10 +82,15 @@ pub(crate) struct Overlay {
     user_ids: Map<Key, UserIdx>,
     /// The same, by index.
     ids_by_idx: Map<UserIdx, Key>,
+    /// Primary emails of users added or changed since the build.
+    pub(crate) emails: Map<UserIdx, Key>,
+    /// The agent registry, when any agent or the setting changed since the build.
+    pub(crate) agents: Option<Arc<AgentIndex>>,
     next_user: UserIdx,
     pub(crate) user_count: usize,
     /// Likewise for groups.
     group_ids: Map<Box<str>, GroupIdx>,
+    group_ids_by_idx: Map<GroupIdx, Box<str>>,
     next_group: GroupIdx,
     /// Groups whose existence differs from the indexes'.
     group_exists: Map<Box<str>, bool>,
@@ -117,9 +123,12 @@ impl Overlay {
             by_email: Map::default(),
             user_ids: Map::default(),
             ids_by_idx: Map::default(),
+            emails: Map::default(),
+            agents: None,
             next_user: (indexes.user_count + indexes.reserved_users.len()) as UserIdx,
             user_count: indexes.user_count,
             group_ids: Map::default(),
+            group_ids_by_idx: Map::default(),
             next_group: (indexes.group_index.len() + indexes.reserved_groups.len()) as GroupIdx,
             group_exists: Map::default(),
             policies: Vec::new(),
@@ -173,7 +182,13 @@ impl Overlay {
         let idx = self.next_group;
         self.next_group += 1;
         self.group_ids.insert(id.into(), idx);
+        self.group_ids_by_idx.insert(idx, id.into());
         idx
+    }
+
+    /// The id of a group given an index since the build.
+    pub(crate) fn group_id(&self, idx: GroupIdx) -> Option<&str> {
+        self.group_ids_by_idx.get(&idx).map(|id| &**id)
     }
 
     fn group_exists(&self, indexes: &Indexes, id: &str) -> bool {
@@ -239,7 +254,11 @@ impl Snapshot {
         changes: &Changes<'_>,
         directory: &impl Directory,
     ) -> Snapshot {
-        if changes.users.is_empty() && changes.groups.is_empty() && changes.policies.is_empty() {
+        if changes.users.is_empty()
+            && changes.groups.is_empty()
+            && changes.policies.is_empty()
+            && !changes.agents
+        {
             return Snapshot {
                 revision,
                 ..self.clone()
@@ -336,6 +355,27 @@ impl Snapshot {
         if !changes.policies.is_empty() {
             self.apply_policies(&mut o, &changes.policies, directory);
         }
+        if changes.agents {
+            let agents = directory.agents();
+            // Indexes for the ids the scopes name first (handing out new ones as needed).
+            let mut users: Map<Key, UserIdx> = Map::default();
+            let mut groups: Map<Box<str>, GroupIdx> = Map::default();
+            for agent in &agents {
+                for id in &agent.scope.users {
+                    users.insert(id.as_str().into(), o.user_idx(indexes, id));
+                }
+                for id in &agent.scope.groups {
+                    groups.insert(id.as_str().into(), o.group_idx(indexes, id));
+                }
+            }
+            let index = AgentIndex::build(
+                &agents,
+                directory.settings(),
+                |id| users.get(id).copied().unwrap_or(UserIdx::MAX),
+                |id| groups.get(id).copied().unwrap_or(GroupIdx::MAX),
+            );
+            o.agents = Some(Arc::new(index));
+        }
 
         Snapshot {
             revision,
@@ -387,9 +427,16 @@ impl Snapshot {
         }
         groups.sort_unstable();
         groups.dedup();
+        let email = user.email();
+        if indexes.emails.get(idx as usize).is_some_and(|e| e == email) {
+            o.emails.remove(&idx);
+        } else {
+            o.emails.insert(idx, email.into());
+        }
         let mut entry = UserEntry {
             idx,
             status: user.status(),
+            mfa: user.mfa,
             groups_start: 0,
             groups_len: 0,
         };

@@ -5,6 +5,7 @@
 //! async runtime, no RPC, no storage, no logging. The rule lives in [`decide`] alone;
 //! [`decide_reference`] restates it by brute force so the two can be tested against each other.
 
+mod agents;
 pub mod decide;
 mod delta;
 pub mod expression;

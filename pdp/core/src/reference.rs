@@ -3,46 +3,89 @@
 //! workload generator computes expected answers with. Never used to serve.
 
 use crate::decide::{Decision, Reason, Request};
+use crate::expression::{Expression, Input, UserFacts};
 use crate::identity::normalize;
-use crate::model::{Model, Policy, User};
+use crate::model::{Action, Agent, Agents, Model, Policy, Scope, Unregistered, User};
 
 /// Decides `request` against `model` by brute force, following DESIGN.md's rule literally.
 pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision<'m> {
+    // 1. The user.
     let user = match find_user(model, request.user) {
         Found::One(user) => user,
         Found::Several => return Decision::deny(Reason::AmbiguousUser),
         Found::None => return Decision::deny(Reason::UnknownUser),
     };
     let id = Some(user.id.as_str());
+    // 2. Their status.
     if user.lock.is_some() {
         return Decision::deny(Reason::UserLocked).for_user(id);
     }
     if !user.active {
         return Decision::deny(Reason::UserInactive).for_user(id);
     }
+    // 3. The agent.
+    let agent = find_agent(model, request.agent);
+    match agent {
+        None if model.settings.unregistered_agents == Unregistered::Deny => {
+            return Decision::deny(Reason::UnknownAgent).for_user(id);
+        }
+        Some(agent) if !agent.enabled => {
+            return Decision::deny(Reason::AgentDisabled).for_user(id);
+        }
+        Some(agent) if !scope_covers(model, &agent.scope, user) => {
+            return Decision::deny(Reason::AgentNotAllowed).for_user(id);
+        }
+        _ => {}
+    }
+    // 4. The candidates.
     let candidates: Vec<&Policy> = model
         .policies
         .iter()
         .filter(|p| p.enabled)
         .filter(|p| p.connector == request.connector)
         .filter(|p| p.tools.covers(request.tool))
-        .filter(|p| scope_covers(model, p, user))
+        .filter(|p| scope_covers(model, &p.scope, user))
+        .filter(|p| match (&p.agents, agent) {
+            (Agents::All, _) => true,
+            (Agents::Only(_), None) => false,
+            (Agents::Only(ids), Some(agent)) => ids.contains(&agent.id),
+        })
         .filter(|p| p.conditions.iter().all(|c| c.holds(request.attributes)))
+        .filter(|p| expression_holds(model, p, user, request))
         .collect();
-    let Some(strictest) = candidates.iter().map(|p| p.action).max() else {
+    // 5. A met Step up counts as an Allow.
+    let met = |p: &Policy| {
+        p.action == Action::StepUp
+            && p.step_up.as_ref().is_some_and(|s| {
+                !s.is_empty() && s.met_by(request.context.authentication, request.context.now)
+            })
+    };
+    let effective = |p: &Policy| if met(p) { Action::Allow } else { p.action };
+    // 6. The most restrictive wins, the lowest id among those.
+    let Some(strictest) = candidates.iter().map(|p| effective(p)).max() else {
         return Decision::deny(Reason::NoMatchingPolicy).for_user(id);
     };
-    let deciding = candidates
+    let Some(deciding) = candidates
         .iter()
-        .filter(|p| p.action == strictest)
-        .map(|p| p.id.as_str())
-        .min();
+        .filter(|p| effective(p) == strictest)
+        .min_by(|a, b| a.id.cmp(&b.id))
+    else {
+        return Decision::deny(Reason::NoMatchingPolicy).for_user(id);
+    };
+    let reason = if met(deciding) {
+        Reason::StepUpMet
+    } else {
+        Reason::Policy
+    };
     Decision {
         action: strictest,
-        reason: Reason::Policy,
-        policy_id: deciding,
+        reason,
+        policy_id: Some(deciding.id.as_str()),
         user_id: id,
-        step_up: None,
+        step_up: deciding
+            .step_up
+            .as_ref()
+            .filter(|_| strictest == Action::StepUp),
     }
 }
 
@@ -74,13 +117,52 @@ fn find_user<'m>(model: &'m Model, key: &str) -> Found<'m> {
     }
 }
 
-fn scope_covers(model: &Model, policy: &Policy, user: &User) -> bool {
+/// The agent whose id or one of whose aliases is exactly `name` (the empty name is never
+/// registered).
+fn find_agent<'m>(model: &'m Model, name: &str) -> Option<&'m Agent> {
+    if name.is_empty() {
+        return None;
+    }
+    model
+        .agents
+        .iter()
+        .find(|a| a.id == name || a.aliases.iter().any(|alias| alias == name))
+}
+
+fn scope_covers(model: &Model, scope: &Scope, user: &User) -> bool {
     let group_exists = |id: &str| model.groups.iter().any(|g| g.id == id);
-    policy.scope.all_users
-        || policy.scope.users.contains(&user.id)
+    scope.all_users
+        || scope.users.contains(&user.id)
         || model.memberships.iter().any(|m| {
-            m.user_id == user.id
-                && policy.scope.groups.contains(&m.group_id)
-                && group_exists(&m.group_id)
+            m.user_id == user.id && scope.groups.contains(&m.group_id) && group_exists(&m.group_id)
         })
+}
+
+/// Whether the policy's CEL condition holds (true without one; an expression that does not
+/// compile or evaluate, or gives no boolean, does not hold).
+fn expression_holds(model: &Model, policy: &Policy, user: &User, request: &Request<'_>) -> bool {
+    let Some(source) = &policy.expression else {
+        return true;
+    };
+    let Ok(expression) = Expression::compile(source) else {
+        return false;
+    };
+    let mut groups: Vec<&str> = model
+        .memberships
+        .iter()
+        .filter(|m| m.user_id == user.id && model.groups.iter().any(|g| g.id == m.group_id))
+        .map(|m| m.group_id.as_str())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let input = Input {
+        request,
+        user: UserFacts {
+            id: &user.id,
+            email: user.email(),
+            groups: &groups,
+            mfa: user.mfa,
+        },
+    };
+    expression.evaluate(&input) == Ok(true)
 }

@@ -8,10 +8,13 @@
 //! Later revisions are published as an [`Overlay`](crate::delta) over these indexes (see
 //! [`Snapshot::apply`]), so a change costs in proportion to itself, not to the directory.
 
+use crate::agents::AgentIndex;
 use crate::delta::Overlay;
+use crate::expression::Expression;
 use crate::identity::{self, Matches, Resolved, UserKeys};
 use crate::model::{
-    Action, Agent, Condition, Group, Model, Policy, Settings, Tools, User, UserStatus,
+    Action, Agent, Agents, Condition, Group, Mfa, Model, Policy, Settings, StepUp, Tools, User,
+    UserStatus,
 };
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
@@ -92,6 +95,12 @@ pub struct Indexes {
     /// User index → id, for the users of the build (`user_count` of them) and then the
     /// reserved ones, in index order.
     pub(crate) ids: Vec<Key>,
+    /// User index → primary email (what conditions see as `user.email`), for the users of the
+    /// build.
+    pub(crate) emails: Vec<Key>,
+    /// Group index → id, for the groups of the build and then the reserved ones.
+    pub(crate) group_ids: Vec<Box<str>>,
+    pub(crate) agents: Arc<AgentIndex>,
     /// Invariant: sorted by policy id.
     pub(crate) policies: Vec<PolicyEntry>,
     pub(crate) connectors: Map<Box<str>, ConnectorIndex>,
@@ -135,6 +144,7 @@ fn file(map: &mut Map<Key, Keyed>, key: Key, entry: UserEntry) {
 pub(crate) struct UserEntry {
     pub(crate) idx: UserIdx,
     pub(crate) status: UserStatus,
+    pub(crate) mfa: Mfa,
     pub(crate) groups_start: u32,
     pub(crate) groups_len: u32,
 }
@@ -155,6 +165,12 @@ pub(crate) struct PolicyEntry {
     /// user's groups include.
     pub(crate) groups: Box<[GroupIdx]>,
     pub(crate) conditions: Box<[Condition]>,
+    /// The agent ids the policy is for, sorted; `None`: every agent.
+    pub(crate) agents: Option<Box<[Box<str>]>>,
+    /// A Step up policy's requirement.
+    pub(crate) step_up: Option<StepUp>,
+    /// The CEL condition, compiled (or why it does not compile: then the policy never applies).
+    pub(crate) expression: Option<Result<Arc<Expression>, Box<str>>>,
 }
 
 /// The policies of one connector.
@@ -186,7 +202,8 @@ pub(crate) struct Candidates {
     pub(crate) by_user: Map<UserIdx, Box<[u32]>>,
     /// Group → ranks of the policies naming the group (all-users policies left out).
     pub(crate) by_group: Map<GroupIdx, Box<[u32]>>,
-    /// By rank: whether the policy has conditions, so the common case never loads the policy.
+    /// By rank: whether deciding must look at the policy itself (conditions, agents, step-up),
+    /// so the common case never loads it.
     pub(crate) conditional: Box<[bool]>,
 }
 
@@ -199,7 +216,7 @@ impl Candidates {
         let mut conditional = Vec::with_capacity(order.len());
         for (rank, &(_, policy)) in order.iter().enumerate() {
             let rank = rank as u32;
-            conditional.push(!policy.conditions.is_empty());
+            conditional.push(policy.needs_a_look());
             if policy.all_users {
                 all_users.push(rank);
                 continue;
@@ -246,14 +263,15 @@ impl Snapshot {
             groups,
             memberships,
             policies,
-            agents: _,
-            settings: _,
+            agents,
+            settings,
         } = parts;
         let user_count = users.len();
         // Entries get their status and groups once those are known (below).
         let placeholder = |idx: usize| UserEntry {
             idx: idx as UserIdx,
             status: UserStatus::Active,
+            mfa: Mfa::Unknown,
             groups_start: 0,
             groups_len: 0,
         };
@@ -268,8 +286,10 @@ impl Snapshot {
         let mut by_email: Map<Key, Keyed> = Map::default();
         by_email.reserve(user_count);
         let mut ids: Vec<Key> = Vec::with_capacity(user_count);
+        let mut emails: Vec<Key> = Vec::with_capacity(user_count);
         for (idx, user) in users.iter().copied().enumerate() {
             ids.push(user.id.as_str().into());
+            emails.push(user.email().into());
             if let Some(external_id) = &user.external_id {
                 file(
                     &mut by_external_id,
@@ -305,6 +325,7 @@ impl Snapshot {
             entries.push(UserEntry {
                 idx: idx as UserIdx,
                 status: user.status(),
+                mfa: user.mfa,
                 groups_start: user_groups.len() as u32,
                 groups_len: groups.len() as u32,
             });
@@ -354,6 +375,32 @@ impl Snapshot {
             })
             .collect();
 
+        let agents = AgentIndex::build(
+            &agents,
+            settings,
+            |id| match by_id.get(id) {
+                Some(entry) => entry.idx,
+                None => {
+                    let next = (user_count + reserved_users.len()) as UserIdx;
+                    *reserved_users.entry(id.into()).or_insert(next)
+                }
+            },
+            |id| match group_index.get(id) {
+                Some(&idx) => idx,
+                None => {
+                    let next = (group_index.len() + reserved_groups.len()) as GroupIdx;
+                    *reserved_groups.entry(id.into()).or_insert(next)
+                }
+            },
+        );
+        let mut group_ids: Vec<Box<str>> = vec![Box::from(""); group_index.len()];
+        for (&id, &idx) in &group_index {
+            group_ids[idx as usize] = id.into();
+        }
+        let mut reserved_g: Vec<(&Box<str>, &GroupIdx)> = reserved_groups.iter().collect();
+        reserved_g.sort_unstable_by_key(|(_, idx)| **idx);
+        group_ids.extend(reserved_g.into_iter().map(|(id, _)| id.clone()));
+
         let mut reserved: Vec<(&Key, &UserIdx)> = reserved_users.iter().collect();
         reserved.sort_unstable_by_key(|(_, idx)| **idx);
         ids.extend(reserved.into_iter().map(|(id, _)| id.clone()));
@@ -377,6 +424,9 @@ impl Snapshot {
                 by_external_id,
                 by_email,
                 ids,
+                emails,
+                group_ids,
+                agents: Arc::new(agents),
                 policies,
                 connectors,
                 connector_names,
@@ -417,6 +467,33 @@ impl Snapshot {
                 None => entry,
             }
         })
+    }
+
+    /// The agent registry and the setting for unregistered agents.
+    pub(crate) fn agent_index(&self) -> &AgentIndex {
+        match self.overlay.as_deref().and_then(|o| o.agents.as_deref()) {
+            Some(agents) => agents,
+            None => &self.indexes.agents,
+        }
+    }
+
+    /// The primary email of the user with this index.
+    pub(crate) fn user_email(&self, idx: UserIdx) -> &str {
+        if let Some(email) = self.overlay.as_deref().and_then(|o| o.emails.get(&idx)) {
+            return email;
+        }
+        self.indexes
+            .emails
+            .get(idx as usize)
+            .map_or("", |e| e.as_str())
+    }
+
+    /// The id of the group with this index.
+    pub(crate) fn group_id(&self, idx: GroupIdx) -> Option<&str> {
+        match self.indexes.group_ids.get(idx as usize) {
+            Some(id) => Some(id),
+            None => self.overlay.as_deref()?.group_id(idx),
+        }
     }
 
     /// The id of the user with this index.
@@ -560,6 +637,42 @@ impl PolicyEntry {
             users: users.into(),
             groups: groups.into(),
             conditions: policy.conditions.clone().into(),
+            agents: match &policy.agents {
+                Agents::All => None,
+                Agents::Only(ids) => {
+                    let mut ids: Vec<Box<str>> = ids.iter().map(|id| id.as_str().into()).collect();
+                    ids.sort();
+                    ids.dedup();
+                    Some(ids.into())
+                }
+            },
+            step_up: policy
+                .step_up
+                .clone()
+                .filter(|_| policy.action == Action::StepUp),
+            expression: policy.expression.as_deref().map(|source| {
+                Expression::compile(source)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string().into())
+            }),
+        }
+    }
+
+    /// Whether deciding must look at the policy itself, beyond its scope: it has conditions,
+    /// an agent selector, or a step-up requirement a request may meet.
+    pub(crate) fn needs_a_look(&self) -> bool {
+        !self.conditions.is_empty()
+            || self.agents.is_some()
+            || self.expression.is_some()
+            || self.step_up.is_some()
+    }
+
+    /// Whether the policy is for this agent (`None`: an unregistered one).
+    pub(crate) fn covers_agent(&self, agent: Option<&str>) -> bool {
+        match (&self.agents, agent) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(ids), Some(agent)) => ids.binary_search_by(|id| (**id).cmp(agent)).is_ok(),
         }
     }
 
@@ -573,7 +686,7 @@ impl PolicyEntry {
 
 /// Whether two sorted slices share an element. Both are short in practice (a user is in a few
 /// groups; a policy names a few), so a merge beats hashing.
-fn sorted_intersect(a: &[u32], b: &[u32]) -> bool {
+pub(crate) fn sorted_intersect(a: &[u32], b: &[u32]) -> bool {
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {

@@ -444,7 +444,15 @@ fn arb_action() -> impl Strategy<Value = Action> {
 }
 
 fn arb_model() -> impl Strategy<Value = Model> {
-    let users = prop::collection::vec((any::<bool>(), any::<bool>(), 0..4usize, 0..4usize), 0..8);
+    let users = prop::collection::vec(
+        (
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.15),
+            0..4usize,
+            0..4usize,
+        ),
+        3..8,
+    );
     let groups = 0..5usize;
     let memberships = prop::collection::vec((0..6usize, 0..9usize), 0..16);
     let condition = (
@@ -473,8 +481,61 @@ fn arb_model() -> impl Strategy<Value = Model> {
         prop::collection::vec(condition, 0..2),
     );
     let policies = prop::collection::vec(arb_policy, 0..12);
-    (users, groups, memberships, policies).prop_map(
-        |(users, group_count, memberships, policies)| {
+    // Per policy: its agent selector and, for a Step up one, its requirement.
+    let selectors = prop::collection::vec(
+        (
+            prop::option::weighted(
+                0.3,
+                prop::sample::subsequence(vec!["chatgpt", "claude", "ghost-agent"], 0..3),
+            ),
+            prop::option::weighted(0.8, arb_step_up()),
+        ),
+        12,
+    );
+    let agents = (
+        prop::sample::subsequence(vec!["chatgpt", "claude", "copilot", "inhouse"], 0..5),
+        prop::collection::vec(
+            (
+                prop::bool::weighted(0.8),
+                prop::bool::weighted(0.6),
+                prop::collection::vec(0..9usize, 0..3),
+                prop::collection::vec(0..6usize, 0..3),
+            ),
+            4,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(|(ids, shapes, deny)| {
+            let agents = ids
+                .into_iter()
+                .zip(shapes)
+                .map(|(id, (enabled, all_users, users, groups))| Agent {
+                    id: id.into(),
+                    aliases: if id == "claude" {
+                        vec!["claude-alias".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    enabled,
+                    scope: Scope {
+                        all_users,
+                        users: users.into_iter().map(|u| format!("u{u}")).collect(),
+                        groups: groups.into_iter().map(|g| format!("g{g}")).collect(),
+                    },
+                    ..Agent::default()
+                })
+                .collect::<Vec<_>>();
+            let settings = Settings {
+                unregistered_agents: if deny {
+                    Unregistered::Deny
+                } else {
+                    Unregistered::Allow
+                },
+            };
+            (agents, settings)
+        });
+    (users, groups, memberships, policies, (selectors, agents)).prop_map(
+        |(users, group_count, memberships, policies, (selectors, (agents, settings)))| {
             let users: Vec<User> = users
                 .into_iter()
                 .enumerate()
@@ -506,8 +567,8 @@ fn arb_model() -> impl Strategy<Value = Model> {
                 })
                 .collect();
             Model {
-                agents: Vec::new(),
-                settings: Default::default(),
+                agents,
+                settings,
                 revision: 1,
                 users,
                 groups: (0..group_count).map(|g| group(&format!("g{g}"))).collect(),
@@ -518,19 +579,30 @@ fn arb_model() -> impl Strategy<Value = Model> {
                     .collect(),
                 policies: policies
                     .into_iter()
+                    .zip(selectors)
                     .enumerate()
                     .map(
                         |(
                             i,
                             (
-                                connector,
-                                tools,
-                                (all_users, users, groups),
-                                action,
-                                enabled,
-                                conditions,
+                                (
+                                    connector,
+                                    tools,
+                                    (all_users, users, groups),
+                                    action,
+                                    enabled,
+                                    conditions,
+                                ),
+                                (selector, step_up),
                             ),
                         )| Policy {
+                            agents: match selector {
+                                None => Agents::All,
+                                Some(ids) => {
+                                    Agents::Only(ids.into_iter().map(String::from).collect())
+                                }
+                            },
+                            step_up: step_up.filter(|_| action == Action::StepUp),
                             id: format!("p{:02}", (i * 7) % 12),
                             connector: CONNECTORS[connector].into(),
                             tools: match tools {
@@ -555,15 +627,85 @@ fn arb_model() -> impl Strategy<Value = Model> {
     )
 }
 
+/// The agents a generated request may name: registered ids, an alias, unregistered names
+/// (the empty string, a wrong case, a stranger).
+const REQUEST_AGENTS: [&str; 8] = [
+    "claude",
+    "chatgpt",
+    "copilot",
+    "inhouse",
+    "claude-alias",
+    "",
+    "CLAUDE",
+    "shadow",
+];
+
+/// "Now" in generated requests; authentication times are before it.
+const NOW: Timestamp = Timestamp(10_000_000_000);
+
+/// What a generated request carries besides the user, connector, tool and attributes.
+#[derive(Debug, Clone)]
+struct Extra {
+    agent: usize,
+    authentication: Option<Authentication>,
+}
+
+fn arb_extra() -> impl Strategy<Value = Extra> {
+    let authentication = prop::option::of((
+        prop::sample::select(vec!["mfa", "phr", "pwd"]),
+        prop::sample::subsequence(vec!["hwk", "otp", "pwd"], 0..3),
+        prop::sample::select(vec![30i64, 600, 7200]),
+    ))
+    .prop_map(|auth| {
+        auth.map(|(acr, amr, age_s)| Authentication {
+            acr: acr.into(),
+            amr: amr.into_iter().map(String::from).collect(),
+            auth_time: Some(Timestamp(NOW.0 - age_s * 1000)),
+        })
+    });
+    (0..REQUEST_AGENTS.len(), authentication).prop_map(|(agent, authentication)| Extra {
+        agent,
+        authentication,
+    })
+}
+
+impl Extra {
+    fn context(&self) -> Context<'_> {
+        Context {
+            authentication: self.authentication.as_ref(),
+            arguments: None,
+            now: NOW,
+        }
+    }
+
+    fn agent(&self) -> &'static str {
+        REQUEST_AGENTS[self.agent]
+    }
+}
+
+fn arb_step_up() -> impl Strategy<Value = StepUp> {
+    (
+        prop::sample::subsequence(vec!["mfa", "phr"], 0..3),
+        prop::sample::subsequence(vec!["hwk", "otp"], 0..3),
+        prop::option::of(prop::sample::select(vec![300u64, 3600])),
+    )
+        .prop_map(|(acr, amr, max_age)| StepUp {
+            acr_values: acr.into_iter().map(String::from).collect(),
+            amr_values: amr.into_iter().map(String::from).collect(),
+            max_age,
+        })
+}
+
 fn arb_request() -> impl Strategy<Value = (String, usize, String, Vec<(String, String)>)> {
     let user = prop_oneof![
-        (0..9usize).prop_map(|i| format!("u{i}")),
-        (0..9usize).prop_map(|i| format!("ext-{i}")),
-        (0..9usize).prop_map(|i| format!("USER{i}@EXAMPLE.COM")),
-        Just("shared@Example.com".to_string()),
-        (0..9usize).prop_map(|i| format!("ＵＳＥＲ{i}@example.com")),
-        (0..9usize).prop_map(|i| format!("user{i}@example.com")),
-        Just("U1".to_string()),
+        4 => (0..4usize).prop_map(|i| format!("u{i}")),
+        1 => (0..9usize).prop_map(|i| format!("u{i}")),
+        1 => (0..9usize).prop_map(|i| format!("ext-{i}")),
+        1 => (0..9usize).prop_map(|i| format!("USER{i}@EXAMPLE.COM")),
+        1 => Just("shared@Example.com".to_string()),
+        1 => (0..9usize).prop_map(|i| format!("ＵＳＥＲ{i}@example.com")),
+        1 => (0..9usize).prop_map(|i| format!("user{i}@example.com")),
+        1 => Just("U1".to_string()),
     ];
     let tool = prop_oneof![
         prop::sample::select(TOOLS.to_vec()).prop_map(String::from),
@@ -577,19 +719,24 @@ fn arb_request() -> impl Strategy<Value = (String, usize, String, Vec<(String, S
             .prop_map(|(k, v)| (k.to_string(), v.to_string())),
         0..3,
     );
-    (user, 0..4usize, tool, attrs)
+    (
+        user,
+        prop::sample::select(vec![0usize, 0, 1, 1, 2, 3]),
+        tool,
+        attrs,
+    )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn snapshot_agrees_with_reference(model in arb_model(), requests in prop::collection::vec(arb_request(), 1..24)) {
+    fn snapshot_agrees_with_reference(model in arb_model(), requests in prop::collection::vec((arb_request(), arb_extra()), 1..24)) {
         let snapshot = Snapshot::build(&model);
-        for (user, connector, tool, attrs) in &requests {
+        for ((user, connector, tool, attrs), extra) in &requests {
             let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
             let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-            let req = Request { context: Default::default(),  user, agent: "a", connector, tool, attributes: &attrs };
+            let req = Request { context: extra.context(), user, agent: extra.agent(), connector, tool, attributes: &attrs };
             prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
         }
     }
@@ -643,7 +790,7 @@ proptest! {
     fn applied_changes_agree_with_reference(
         model in arb_model(),
         rounds in prop::collection::vec(prop::collection::vec(arb_change(), 1..8), 1..5),
-        requests in prop::collection::vec(arb_request(), 1..16),
+        requests in prop::collection::vec((arb_request(), arb_extra()), 1..16),
     ) {
         let base = Snapshot::build(&model);
         let mut snapshot = base.clone();
@@ -660,15 +807,15 @@ proptest! {
             let rebuilt = Snapshot::build(&model);
             prop_assert_eq!(snapshot.user_count(), rebuilt.user_count());
             prop_assert_eq!(snapshot.policy_count(), rebuilt.policy_count());
-            for (user, connector, tool, attrs) in &requests {
+            for ((user, connector, tool, attrs), extra) in &requests {
                 let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
                 let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-                let req = Request { context: Default::default(),  user, agent: "a", connector, tool, attributes: &attrs };
+                let req = Request { context: extra.context(), user, agent: extra.agent(), connector, tool, attributes: &attrs };
                 prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?} after {:?}", req, ops);
                 prop_assert_eq!(snapshot.explain(&req), rebuilt.explain(&req), "{:?}", req);
                 prop_assert_eq!(
-                    snapshot.allowed_tools(user, "a", None, &attrs, Timestamp(0)),
-                    rebuilt.allowed_tools(user, "a", None, &attrs, Timestamp(0))
+                    snapshot.allowed_tools(user, extra.agent(), None, &attrs, NOW),
+                    rebuilt.allowed_tools(user, extra.agent(), None, &attrs, NOW)
                 );
             }
         }
@@ -709,6 +856,15 @@ enum Change {
     },
     PutPolicy(usize, Box<Policy>),
     RemovePolicy(usize),
+    /// The kill switch of the agent at this position, thrown or reset.
+    ToggleAgent(usize),
+    /// A new agent, its scope naming a user and a group (which may not exist).
+    AddAgent {
+        user: usize,
+        group: usize,
+    },
+    /// The setting for unregistered agents flipped.
+    FlipSetting,
 }
 
 fn arb_change() -> impl Strategy<Value = Change> {
@@ -726,6 +882,9 @@ fn arb_change() -> impl Strategy<Value = Change> {
         1 => (0..7usize, any::<bool>()).prop_map(|(group, drop_members)| Change::RemoveGroup { group, drop_members }),
         2 => (0..14usize, policy).prop_map(|(n, p)| Change::PutPolicy(n, Box::new(p))),
         1 => (0..14usize).prop_map(Change::RemovePolicy),
+        1 => (0..4usize).prop_map(Change::ToggleAgent),
+        1 => (0..12usize, 0..7usize).prop_map(|(user, group)| Change::AddAgent { user, group }),
+        1 => Just(Change::FlipSetting),
     ]
 }
 
@@ -844,6 +1003,30 @@ impl Change {
             Change::RemovePolicy(n) => {
                 let id = format!("p{n:02}");
                 model.policies.retain(|p| p.id != id);
+            }
+            Change::ToggleAgent(i) => {
+                if let Some(agent) = model.agents.get_mut(i) {
+                    agent.enabled = !agent.enabled;
+                }
+            }
+            Change::AddAgent { user, group } => {
+                if model.agents.iter().all(|a| a.id != "copilot") {
+                    model.agents.push(Agent {
+                        id: "copilot".into(),
+                        scope: Scope {
+                            all_users: false,
+                            users: vec![format!("u{user}")],
+                            groups: vec![format!("g{group}")],
+                        },
+                        ..Agent::default()
+                    });
+                }
+            }
+            Change::FlipSetting => {
+                model.settings.unregistered_agents = match model.settings.unregistered_agents {
+                    Unregistered::Allow => Unregistered::Deny,
+                    Unregistered::Deny => Unregistered::Allow,
+                };
             }
         }
     }
@@ -994,4 +1177,166 @@ fn changes_between(before: &Model, after: &Model) -> OwnedChanges {
         policies,
         agents: before.agents != after.agents || before.settings != after.settings,
     }
+}
+
+/// Decides with both implementations, as `agent`, with `authentication` at [`NOW`].
+fn as_agent(
+    model: &Model,
+    user: &str,
+    agent: &str,
+    authentication: Option<&Authentication>,
+) -> (Action, Reason, Option<String>) {
+    let req = Request {
+        user,
+        agent,
+        connector: "github",
+        tool: "x",
+        attributes: &NoAttributes,
+        context: Context {
+            authentication,
+            arguments: None,
+            now: NOW,
+        },
+    };
+    let snapshot = Snapshot::build(model);
+    let fast = snapshot.decide(&req);
+    assert_eq!(fast, decide_reference(model, &req), "{req:?}");
+    (fast.action, fast.reason, fast.policy_id.map(str::to_owned))
+}
+
+#[test]
+fn the_agent_gate_and_agent_selectors() {
+    let mut model = base_model();
+    let agent = |id: &str, enabled: bool, users: &[&str]| Agent {
+        id: id.into(),
+        aliases: if id == "claude" {
+            vec!["oauth-client-c093".into()]
+        } else {
+            Vec::new()
+        },
+        enabled,
+        scope: Scope {
+            all_users: users.is_empty(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+            groups: Vec::new(),
+        },
+        ..Agent::default()
+    };
+    model.agents = vec![
+        agent("claude", true, &[]),
+        agent("copilot", false, &[]),
+        agent("inhouse", true, &["u2"]),
+    ];
+    model.policies = vec![
+        Policy {
+            agents: Agents::Only(vec!["claude".into()]),
+            ..policy("p1", "github", &["*"], Action::Allow)
+        },
+        policy("p2", "github", &["*"], Action::StepUp),
+    ];
+    let allow = |p: &str| (Action::Allow, Reason::Policy, Some(p.to_string()));
+    let deny = |r| (Action::Deny, r, None);
+    let step_up = (Action::StepUp, Reason::Policy, Some("p2".to_string()));
+    // Claude, by id or alias, gets the policy for it; an allow ranks below the step-up for
+    // everyone, so the step-up wins; without it, claude's own allow.
+    assert_eq!(as_agent(&model, "u1", "claude", None), step_up);
+    assert_eq!(as_agent(&model, "u1", "oauth-client-c093", None), step_up);
+    model.policies.truncate(1);
+    assert_eq!(as_agent(&model, "u1", "claude", None), allow("p1"));
+    assert_eq!(
+        as_agent(&model, "u1", "oauth-client-c093", None),
+        allow("p1")
+    );
+    // Unregistered agents (a stranger, another case, the empty string) match only policies
+    // for all agents; with the setting at deny they are refused.
+    for stranger in ["chatgpt", "CLAUDE", ""] {
+        assert_eq!(
+            as_agent(&model, "u1", stranger, None),
+            deny(Reason::NoMatchingPolicy)
+        );
+    }
+    model.settings.unregistered_agents = Unregistered::Deny;
+    assert_eq!(
+        as_agent(&model, "u1", "chatgpt", None),
+        deny(Reason::UnknownAgent)
+    );
+    assert_eq!(as_agent(&model, "u1", "", None), deny(Reason::UnknownAgent));
+    // The kill switch, and an agent's scope.
+    assert_eq!(
+        as_agent(&model, "u1", "copilot", None),
+        deny(Reason::AgentDisabled)
+    );
+    assert_eq!(
+        as_agent(&model, "u1", "inhouse", None),
+        deny(Reason::AgentNotAllowed)
+    );
+    assert_eq!(
+        as_agent(&model, "u2", "inhouse", None),
+        deny(Reason::NoMatchingPolicy)
+    );
+    // User checks come first.
+    model.users[0].lock = Some(Lock {
+        at: Timestamp(1),
+        by: "a".into(),
+        reason: "r".into(),
+    });
+    assert_eq!(
+        as_agent(&model, "u1", "copilot", None),
+        deny(Reason::UserLocked)
+    );
+}
+
+#[test]
+fn a_met_step_up_counts_as_an_allow() {
+    let mut model = base_model();
+    let requirement = StepUp {
+        acr_values: vec!["phrh".into()],
+        amr_values: vec!["hwk".into()],
+        max_age: Some(300),
+    };
+    model.policies = vec![
+        Policy {
+            step_up: Some(requirement.clone()),
+            ..policy("p1", "github", &["*"], Action::StepUp)
+        },
+        policy("p2", "github", &["*"], Action::Allow),
+    ];
+    let auth = |acr: &str, amr: &[&str], age_s: i64| Authentication {
+        acr: acr.into(),
+        amr: amr.iter().map(|m| m.to_string()).collect(),
+        auth_time: Some(Timestamp(NOW.0 - age_s * 1000)),
+    };
+    let step_up = (Action::StepUp, Reason::Policy, Some("p1".to_string()));
+    let met = (Action::Allow, Reason::StepUpMet, Some("p1".to_string()));
+    // Met: an Allow, and the lower id among the Allows (p1 < p2) decides.
+    assert_eq!(
+        as_agent(&model, "u1", "a", Some(&auth("phrh", &["hwk", "pwd"], 30))),
+        met
+    );
+    // Not met: another acr, a missing amr, too old, no authentication at all.
+    for not_met in [
+        auth("mfa", &["hwk"], 30),
+        auth("phrh", &["pwd"], 30),
+        auth("phrh", &["hwk"], 7200),
+    ] {
+        assert_eq!(as_agent(&model, "u1", "a", Some(&not_met)), step_up);
+    }
+    assert_eq!(as_agent(&model, "u1", "a", None), step_up);
+    // The answer carries what the deciding policy requires.
+    let snapshot = Snapshot::build(&model);
+    let decision = snapshot.decide(&request("u1", "github", "x"));
+    assert_eq!(decision.step_up, Some(&requirement));
+    // An Allow of lower id wins the tie at Allow.
+    model.policies[1].id = "p0".into();
+    assert_eq!(
+        as_agent(&model, "u1", "a", Some(&auth("phrh", &["hwk"], 30))),
+        (Action::Allow, Reason::Policy, Some("p0".to_string()))
+    );
+    // A Step up policy without a requirement is never met.
+    model.policies[0].step_up = None;
+    model.policies.truncate(1);
+    assert_eq!(
+        as_agent(&model, "u1", "a", Some(&auth("phrh", &["hwk"], 30))),
+        step_up
+    );
 }

@@ -489,6 +489,20 @@ fn arb_model() -> impl Strategy<Value = Model> {
                 prop::sample::subsequence(vec!["chatgpt", "claude", "ghost-agent"], 0..3),
             ),
             prop::option::weighted(0.8, arb_step_up()),
+            prop::option::weighted(
+                0.15,
+                prop::sample::select(vec![
+                    "request.attributes.env == 'a'",
+                    "user.mfa || request.agent == 'claude'",
+                    "size(user.groups) > 0 && user.email.endsWith('example.com')",
+                    "request.tool.startsWith('w') && now.getHours() < 23",
+                    // Evaluation errors: a missing key, a non-boolean.
+                    "request.attributes.missing == 'x'",
+                    "1 + 1",
+                    // Does not compile.
+                    "request.(",
+                ]),
+            ),
         ),
         12,
     );
@@ -593,9 +607,10 @@ fn arb_model() -> impl Strategy<Value = Model> {
                                     enabled,
                                     conditions,
                                 ),
-                                (selector, step_up),
+                                (selector, step_up, expression),
                             ),
                         )| Policy {
+                            expression: expression.map(String::from),
                             agents: match selector {
                                 None => Agents::All,
                                 Some(ids) => {

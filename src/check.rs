@@ -95,6 +95,20 @@ pub struct Args {
     /// A request attribute for policy conditions, as KEY=VALUE (repeatable).
     #[arg(long = "attr", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
+    /// The user's authentication context class (`acr` of their token), for step-up.
+    #[arg(long)]
+    acr: Option<String>,
+    /// An authentication method the user used (`amr` of their token; repeatable).
+    #[arg(long)]
+    amr: Vec<String>,
+    /// When the user authenticated: RFC 3339 (`2026-01-05T12:34:56Z`) or a duration ago
+    /// (`10m`, `2h`).
+    #[arg(long, value_parser = parse_auth_time)]
+    auth_time: Option<std::time::SystemTime>,
+    /// A tool-call argument for conditions, as KEY=JSON (repeatable); a value that is not JSON
+    /// is taken as a string.
+    #[arg(long = "arg", value_parser = parse_argument)]
+    arguments: Vec<(String, serde_json::Value)>,
     /// Answer only from this store revision or newer.
     #[arg(long, default_value_t = 0)]
     min_revision: u64,
@@ -114,12 +128,84 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
+/// RFC 3339, or a duration before now (`10m`).
+fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(s) {
+        return Ok(at);
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{s}` ago is before the epoch")),
+        Err(_) => Err(format!(
+            "`{s}` is neither an RFC 3339 time nor a duration ago such as `10m`"
+        )),
+    }
+}
+
+fn parse_argument(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=JSON"))?;
+    if key.is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    let value = serde_json::from_str(value)
+        .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// The authentication a request carries: present when any of its parts is given.
+pub fn authentication(
+    acr: Option<String>,
+    amr: Vec<String>,
+    auth_time: Option<std::time::SystemTime>,
+) -> Option<pb::Authentication> {
+    if acr.is_none() && amr.is_empty() && auth_time.is_none() {
+        return None;
+    }
+    Some(pb::Authentication {
+        acr: acr.unwrap_or_default(),
+        amr,
+        auth_time: auth_time.map(prost_types::Timestamp::from),
+    })
+}
+
+/// A JSON object as a protobuf `Struct`.
+pub fn to_struct(object: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .iter()
+            .map(|(k, v)| (k.clone(), to_value(v)))
+            .collect(),
+    }
+}
+
+fn to_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        // Protobuf numbers are doubles: large integers lose precision, as in any JSON mapping.
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(to_value).collect(),
+        }),
+        Value::Object(object) => Kind::StructValue(to_struct(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);
     let endpoint = endpoint(&addr, &args.tls)?;
+    let arguments: serde_json::Map<String, serde_json::Value> =
+        args.arguments.into_iter().collect();
     let request = pb::CheckRequest {
-        authentication: None,
-        arguments: None,
+        authentication: authentication(args.acr, args.amr, args.auth_time),
+        arguments: (!arguments.is_empty()).then(|| to_struct(&arguments)),
         user: args.user,
         agent: args.agent,
         connector: args.connector,
@@ -183,6 +269,12 @@ fn render(answer: &pb::CheckResponse) -> String {
         "  revision {}  decision {}\n",
         answer.revision, answer.decision_id
     ));
+    if let Some(step_up) = &answer.step_up {
+        out.push_str(&format!("step-up requires {}\n", requirement(step_up)));
+    }
+    if !answer.challenge.is_empty() {
+        out.push_str(&format!("challenge: {}\n", answer.challenge));
+    }
     for m in &answer.explanation {
         let marker = if m.deciding { "*" } else { " " };
         out.push_str(&format!(
@@ -198,8 +290,33 @@ fn render(answer: &pb::CheckResponse) -> String {
     out
 }
 
+/// `acr one of [..], amr all of [..], max_age 300s`, the parts that are set.
+fn requirement(step_up: &pb::StepUpRequirement) -> String {
+    let mut parts = Vec::new();
+    if !step_up.acr_values.is_empty() {
+        parts.push(format!("acr one of [{}]", step_up.acr_values.join(", ")));
+    }
+    if !step_up.amr_values.is_empty() {
+        parts.push(format!("amr all of [{}]", step_up.amr_values.join(", ")));
+    }
+    if step_up.max_age > 0 {
+        parts.push(format!("max_age {}s", step_up.max_age));
+    }
+    if parts.is_empty() {
+        "nothing a token can show".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn to_json(answer: &pb::CheckResponse) -> serde_json::Value {
     serde_json::json!({
+        "step_up": answer.step_up.as_ref().map(|s| serde_json::json!({
+            "acr_values": s.acr_values,
+            "amr_values": s.amr_values,
+            "max_age": (s.max_age > 0).then_some(s.max_age),
+        })),
+        "challenge": (!answer.challenge.is_empty()).then_some(&answer.challenge),
         "decision": decision_name(answer.decision()),
         "reason": reason_name(answer.reason()),
         "policy_id": (!answer.policy_id.is_empty()).then_some(&answer.policy_id),

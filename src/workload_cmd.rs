@@ -156,8 +156,22 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The request as a gateway sends it now: `auth_time = now − auth_age_s` (gen.py keeps every
+/// age over a minute away from any `max_age`, so clock skew changes no answer).
 fn check_request(request: &workload::RequestLine) -> pb::CheckRequest {
+    let now = std::time::SystemTime::now();
     pb::CheckRequest {
+        authentication: request.authentication.as_ref().map(|a| pb::Authentication {
+            acr: a.acr.clone(),
+            amr: a.amr.clone(),
+            auth_time: a.auth_age_s.map(|age| {
+                prost_types::Timestamp::from(
+                    now.checked_sub(std::time::Duration::from_secs(age))
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                )
+            }),
+        }),
+        arguments: request.arguments.as_ref().map(crate::check::to_struct),
         user: request.user.clone(),
         agent: request.agent.clone(),
         connector: request.connector.clone(),

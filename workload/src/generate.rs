@@ -216,6 +216,8 @@ pub fn generate(params: &Params) -> Result<Generated> {
     let manifest = manifest(params, &catalog, &users, &groups, &policies, &requests);
     Ok(Generated {
         files: Files {
+            agents: Vec::new(),
+            settings: None,
             users: users.lines,
             groups: groups.lines,
             policies: policies.lines,
@@ -835,7 +837,10 @@ impl Policies {
                     users: user_ids,
                     groups: group_ids,
                 },
+                agents: None,
                 action,
+                step_up: None,
+                expression: None,
                 enabled,
             });
             specs.push(Spec {
@@ -1008,6 +1013,8 @@ fn generate_requests(
             agent: format!("agent-{agent:0agent_width$}"),
             connector,
             tool,
+            authentication: None,
+            arguments: None,
             kind: kind.as_str().to_owned(),
             expected: placeholder.clone(),
         });

@@ -130,8 +130,10 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
 
 /// RFC 3339, or a duration before now (`10m`).
 fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
-    if let Ok(at) = humantime::parse_rfc3339_weak(s) {
-        return Ok(at);
+    if let Ok(at) =
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok(at.into());
     }
     match humantime::parse_duration(s) {
         Ok(ago) => std::time::SystemTime::now()
@@ -331,4 +333,92 @@ fn to_json(answer: &pb::CheckResponse) -> serde_json::Value {
             "deciding": m.deciding,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_up_answers_show_the_requirement_and_the_challenge() {
+        let challenge = r#"Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="phrh", max_age=300"#;
+        let answer = pb::CheckResponse {
+            decision: pb::Decision::StepUp as i32,
+            reason: pb::Reason::Policy as i32,
+            policy_id: "pol-1".into(),
+            revision: 3,
+            decision_id: "d1".into(),
+            step_up: Some(pb::StepUpRequirement {
+                acr_values: vec!["phrh".into(), "phr".into()],
+                amr_values: vec!["hwk".into()],
+                max_age: 300,
+            }),
+            challenge: challenge.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&answer),
+            format!(
+                "STEP_UP  reason POLICY  policy pol-1  revision 3  decision d1\n\
+                 step-up requires acr one of [phrh, phr], amr all of [hwk], max_age 300s\n\
+                 challenge: {challenge}\n"
+            )
+        );
+        let json = to_json(&answer);
+        assert_eq!(json["challenge"], challenge);
+        assert_eq!(
+            json["step_up"],
+            serde_json::json!({"acr_values": ["phrh", "phr"], "amr_values": ["hwk"], "max_age": 300})
+        );
+        let only_age = pb::StepUpRequirement {
+            max_age: 60,
+            ..Default::default()
+        };
+        assert_eq!(requirement(&only_age), "max_age 60s");
+        assert_eq!(
+            requirement(&pb::StepUpRequirement::default()),
+            "nothing a token can show"
+        );
+    }
+
+    #[test]
+    fn arguments_and_authentication_become_protobuf() {
+        assert_eq!(
+            parse_argument(r#"to=["a","b"]"#).unwrap(),
+            ("to".into(), serde_json::json!(["a", "b"]))
+        );
+        assert_eq!(
+            parse_argument("repo=acme/x").unwrap(),
+            ("repo".into(), serde_json::json!("acme/x"))
+        );
+        // Only the first `=` splits.
+        assert_eq!(
+            parse_argument("q=a=b").unwrap(),
+            ("q".into(), serde_json::json!("a=b"))
+        );
+        let object = serde_json::json!({"n": 3, "ok": true, "none": null, "o": {"l": ["x"]}});
+        let s = to_struct(object.as_object().unwrap());
+        use prost_types::value::Kind;
+        assert_eq!(s.fields["n"].kind, Some(Kind::NumberValue(3.0)));
+        assert_eq!(s.fields["ok"].kind, Some(Kind::BoolValue(true)));
+        assert_eq!(s.fields["none"].kind, Some(Kind::NullValue(0)));
+        let Some(Kind::StructValue(inner)) = &s.fields["o"].kind else {
+            panic!("{s:?}");
+        };
+        let Some(Kind::ListValue(list)) = &inner.fields["l"].kind else {
+            panic!("{inner:?}");
+        };
+        assert_eq!(list.values[0].kind, Some(Kind::StringValue("x".into())));
+
+        assert_eq!(authentication(None, Vec::new(), None), None);
+        let at = parse_auth_time("2026-01-05T12:34:56Z").unwrap();
+        let auth = authentication(None, vec!["pwd".into()], Some(at)).unwrap();
+        assert_eq!(auth.acr, "");
+        assert_eq!(auth.auth_time.unwrap().seconds, 1_767_616_496);
+        let ago = parse_auth_time("10m").unwrap();
+        let age = std::time::SystemTime::now().duration_since(ago).unwrap();
+        assert!((599..=605).contains(&age.as_secs()), "{age:?}");
+        assert!(parse_auth_time("soon").is_err());
+        assert_eq!(parse_auth_time("2026-01-05T14:34:56+02:00").unwrap(), at);
+    }
 }

@@ -37,6 +37,13 @@ pub struct GenerateArgs {
     connectors: Option<usize>,
     #[arg(long)]
     tools_per_connector: Option<usize>,
+    /// Also write agents (agents.jsonl), the setting (settings.json), agent selectors, step-up
+    /// requirements and requests with authentication contexts.
+    #[arg(long)]
+    agents: bool,
+    /// Also give a few policies a CEL condition over arguments, and requests arguments.
+    #[arg(long)]
+    conditions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +80,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut params = workload::Params::preset(&args.preset)?;
     params.seed = args.seed;
+    params.agents = args.agents;
+    params.conditions = args.conditions;
     let overrides = [
         (&mut params.users, args.users),
         (&mut params.groups, args.groups),

@@ -130,9 +130,7 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
 
 /// RFC 3339, or a duration before now (`10m`).
 fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
-    if let Ok(at) =
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-    {
+    if let Ok(at) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok(at.into());
     }
     match humantime::parse_duration(s) {
@@ -152,8 +150,8 @@ fn parse_argument(s: &str) -> Result<(String, serde_json::Value), String> {
     if key.is_empty() {
         return Err(format!("`{s}` has an empty key"));
     }
-    let value = serde_json::from_str(value)
-        .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
     Ok((key.to_owned(), value))
 }
 

@@ -156,7 +156,11 @@ fn check_takes_authentication_and_arguments() {
 
     // Bad values are refused before anything is sent, naming the flag.
     for (flag, value, says) in [
-        ("--auth-time", "yesterday", "neither an RFC 3339 time nor a duration ago"),
+        (
+            "--auth-time",
+            "yesterday",
+            "neither an RFC 3339 time nor a duration ago",
+        ),
         ("--arg", "repo", "`repo` is not KEY=JSON"),
         ("--arg", "=1", "`=1` has an empty key"),
     ] {

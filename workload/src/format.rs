@@ -617,11 +617,10 @@ impl Files {
             })
             .collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
-        let settings = (!agents.is_empty() || model.settings != Settings::default()).then_some(
-            SettingsFile {
+        let settings =
+            (!agents.is_empty() || model.settings != Settings::default()).then_some(SettingsFile {
                 unregistered_agents: model.settings.unregistered_agents,
-            },
-        );
+            });
 
         Ok(Files {
             agents,

@@ -1224,6 +1224,7 @@ mod tests {
             connectors: 42,
             tools_per_connector: 602,
             seed: 3,
+            ..Params::SMALL
         };
         let generated = generate(&params).unwrap();
         let tools = &generated.manifest.connectors["connector-042"];

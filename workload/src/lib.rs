@@ -20,9 +20,8 @@ pub mod read;
 pub mod write;
 
 pub use format::{
-    AgentLine, AuthenticationLine, Expected, Files, GroupLine, PolicyLine, RequestLine,
-    ScopeLine, SettingsFile, StepUpLine, UserLine, action_name, parse_action, parse_reason,
-    reason_name,
+    AgentLine, AuthenticationLine, Expected, Files, GroupLine, PolicyLine, RequestLine, ScopeLine,
+    SettingsFile, StepUpLine, UserLine, action_name, parse_action, parse_reason, reason_name,
 };
 pub use generate::{Counts, Generated, Kind, Manifest, Params, generate};
 pub use oracle::Oracle;

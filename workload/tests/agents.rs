@@ -56,7 +56,11 @@ fn agents_settings_and_policy_fields_map_onto_the_model() {
     assert_eq!(model.agents.len(), 2);
     let claude = &model.agents[1];
     assert_eq!(
-        (claude.id.as_str(), claude.display_name.as_str(), claude.vendor.as_str()),
+        (
+            claude.id.as_str(),
+            claude.display_name.as_str(),
+            claude.vendor.as_str()
+        ),
         ("claude", "Claude", "Anthropic")
     );
     assert_eq!(claude.aliases, ["claude-ai", "oauth-client-c093"]);
@@ -68,7 +72,10 @@ fn agents_settings_and_policy_fields_map_onto_the_model() {
     assert_eq!(model.policies[0].agents, Agents::All);
     assert_eq!(model.policies[0].step_up, None);
     let p2 = &model.policies[1];
-    assert_eq!(p2.agents, Agents::Only(vec!["chatgpt".into(), "claude".into()]));
+    assert_eq!(
+        p2.agents,
+        Agents::Only(vec!["chatgpt".into(), "claude".into()])
+    );
     assert_eq!(p2.action, Action::StepUp);
     assert_eq!(
         p2.step_up,
@@ -222,7 +229,11 @@ fn agent_errors() {
         ),
     ];
     for (fields, want) in cases {
-        assert_eq!(error_with("agents.jsonl", 3, &agent(fields)), want, "{fields}");
+        assert_eq!(
+            error_with("agents.jsonl", 3, &agent(fields)),
+            want,
+            "{fields}"
+        );
     }
 }
 
@@ -342,9 +353,16 @@ fn settings_errors() {
     }
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    std::fs::write(dir.path().join("settings.json"), "{\n  \"unregistered_agents\": ").unwrap();
+    std::fs::write(
+        dir.path().join("settings.json"),
+        "{\n  \"unregistered_agents\": ",
+    )
+    .unwrap();
     let err = read_dir(dir.path(), NOW, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("settings.json:2: malformed JSON: "), "{err}");
+    assert!(
+        err.starts_with("settings.json:2: malformed JSON: "),
+        "{err}"
+    );
 }

@@ -224,7 +224,10 @@ fn agents_add_to_the_workload_and_change_nothing_else() {
         "targeted",
         "unknown_user",
     ] {
-        assert!(kinds.get(kind).is_some_and(|&n| n > 50), "{kind}: {kinds:?}");
+        assert!(
+            kinds.get(kind).is_some_and(|&n| n > 50),
+            "{kind}: {kinds:?}"
+        );
     }
     assert!(files.requests.iter().any(|r| r.agent.is_empty()));
     assert!(

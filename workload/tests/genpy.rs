@@ -83,7 +83,10 @@ fn agents_were_read(dir: &Path, workload: &workload::Workload) {
     for (agent, line) in model.agents.iter().zip(&agents) {
         assert_eq!(agent.id, line["id"].as_str().unwrap());
         assert_eq!(agent.enabled, line["enabled"].as_bool().unwrap());
-        assert_eq!(agent.aliases.len(), line["aliases"].as_array().unwrap().len());
+        assert_eq!(
+            agent.aliases.len(),
+            line["aliases"].as_array().unwrap().len()
+        );
         assert_eq!(
             agent.scope.all_users,
             line["scope"]["all_users"].as_bool().unwrap()

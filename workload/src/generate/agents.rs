@@ -287,8 +287,15 @@ fn meeting(step_up: &StepUpLine, rng: &mut ChaCha8Rng) -> AuthenticationLine {
     amr.sort();
     amr.dedup();
     let age = match step_up.max_age {
-        Some(max) => *choose(rng, &AGES.iter().copied().filter(|&a| a <= max).collect::<Vec<_>>())
-            .unwrap_or(&AGES[0]),
+        Some(max) => *choose(
+            rng,
+            &AGES
+                .iter()
+                .copied()
+                .filter(|&a| a <= max)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or(&AGES[0]),
         None => AGES[below(rng, AGES.len())],
     };
     AuthenticationLine {
@@ -308,7 +315,10 @@ fn missing(step_up: &StepUpLine, rng: &mut ChaCha8Rng) -> Option<AuthenticationL
     if !step_up.amr_values.is_empty() {
         ways.push(2);
     }
-    if step_up.max_age.is_some_and(|max| max < AGES[AGES.len() - 1]) {
+    if step_up
+        .max_age
+        .is_some_and(|max| max < AGES[AGES.len() - 1])
+    {
         ways.push(3);
     }
     match ways[below(rng, ways.len())] {
@@ -426,8 +436,7 @@ pub(super) fn requests(
         let user = index.get(request.user.as_str()).copied();
         let popular = |rng: &mut ChaCha8Rng| pick(rng, &registry.popularity);
         let fitting = |a: usize| {
-            registry.lines[a].enabled
-                && user.is_none_or(|u| registry.covers(a, u, &user_groups))
+            registry.lines[a].enabled && user.is_none_or(|u| registry.covers(a, u, &user_groups))
         };
         let x = below(rng, 100);
         let (agent, agent_kind) = if x < 75 {
@@ -437,14 +446,12 @@ pub(super) fn requests(
                 .and_then(|ids| choose(rng, ids))
                 .and_then(|id| registry.lines.iter().position(|l| &l.id == id))
                 .filter(|&a| fitting(a));
-            let a = from_list.or_else(|| {
-                (0..20)
-                    .map(|_| popular(rng))
-                    .find(|&a| fitting(a))
-            });
+            let a = from_list.or_else(|| (0..20).map(|_| popular(rng)).find(|&a| fitting(a)));
             match a {
                 Some(a) if x >= 65 && !registry.lines[a].aliases.is_empty() => (
-                    choose(rng, &registry.lines[a].aliases).cloned().unwrap_or_default(),
+                    choose(rng, &registry.lines[a].aliases)
+                        .cloned()
+                        .unwrap_or_default(),
                     None,
                 ),
                 Some(a) => (registry.lines[a].id.clone(), None),
@@ -485,10 +492,8 @@ pub(super) fn requests(
             (String::new(), Some("unknown_agent"))
         };
         request.agent = agent;
-        if !kept {
-            if let Some(kind) = agent_kind.or(step_up_kind) {
-                request.kind = kind.to_owned();
-            }
+        if !kept && let Some(kind) = agent_kind.or(step_up_kind) {
+            request.kind = kind.to_owned();
         }
     }
 }
@@ -548,12 +553,25 @@ pub(super) fn summary(
                 .filter(|p| p.agents.as_ref().is_some_and(|a| a != &["*"]))
                 .count(),
         ),
-        policies_with_step_up: count(policies.lines.iter().filter(|p| p.step_up.is_some()).count()),
+        policies_with_step_up: count(
+            policies
+                .lines
+                .iter()
+                .filter(|p| p.step_up.is_some())
+                .count(),
+        ),
         policies_with_expression: count(
-            policies.lines.iter().filter(|p| p.expression.is_some()).count(),
+            policies
+                .lines
+                .iter()
+                .filter(|p| p.expression.is_some())
+                .count(),
         ),
         requests_with_authentication: count(
-            requests.iter().filter(|r| r.authentication.is_some()).count(),
+            requests
+                .iter()
+                .filter(|r| r.authentication.is_some())
+                .count(),
         ),
         requests_with_arguments: count(requests.iter().filter(|r| r.arguments.is_some()).count()),
     }

@@ -503,7 +503,8 @@ impl Files {
     /// approval flows and all timestamps but `created`. Memberships naming a user or group the
     /// model lacks are dropped, since the reader rejects them. Fails on what would change a
     /// decision if dropped (policy conditions) or that the reader would reject (an empty tool
-    /// list, a creation time outside the years 0000 to 9999).
+    /// or agent list, an empty step-up requirement, a creation time outside the years 0000 to
+    /// 9999). A step-up requirement on a policy that is not STEP_UP is never read: dropped.
     pub fn from_model(model: &Model) -> Result<Files> {
         let mut users = Vec::with_capacity(model.users.len());
         for user in &model.users {
@@ -578,6 +579,30 @@ impl Files {
                 }
                 Tools::Only(tools) => tools.clone(),
             };
+            if policy.agents == Agents::Only(Vec::new()) {
+                return Err(export_error(
+                    "policy",
+                    &policy.id,
+                    "an empty agent list cannot be expressed in the workload format".to_owned(),
+                ));
+            }
+            // A requirement on another action is never read (dropped); an empty one on a
+            // STEP_UP policy would be met by any authentication, which the format cannot say.
+            let step_up = match &policy.step_up {
+                Some(step_up) if policy.action == Action::StepUp => {
+                    if step_up.is_empty() {
+                        return Err(export_error(
+                            "policy",
+                            &policy.id,
+                            "an empty step-up requirement cannot be expressed in the workload \
+                             format"
+                                .to_owned(),
+                        ));
+                    }
+                    Some(StepUpLine::from(step_up))
+                }
+                _ => None,
+            };
             policies.push(PolicyLine {
                 id: policy.id.clone(),
                 name: policy.name.clone(),
@@ -593,7 +618,7 @@ impl Files {
                     Agents::Only(ids) => Some(ids.clone()),
                 },
                 action: policy.action,
-                step_up: policy.step_up.as_ref().map(StepUpLine::from),
+                step_up,
                 expression: policy.expression.clone(),
                 enabled: policy.enabled,
             });

@@ -462,4 +462,22 @@ fn export_refuses_what_the_format_cannot_say() {
         workload::Files::from_model(&model).unwrap_err().to_string(),
         "cannot export policy `p1`: conditions cannot be expressed in the workload format"
     );
+    model.policies[0].conditions.clear();
+
+    model.policies[0].agents = pdp::Agents::Only(Vec::new());
+    assert_eq!(
+        workload::Files::from_model(&model).unwrap_err().to_string(),
+        "cannot export policy `p1`: an empty agent list cannot be expressed in the workload format"
+    );
+    model.policies[0].agents = pdp::Agents::All;
+
+    // p2 requires approval: a requirement on it is never read, and is dropped.
+    model.policies[1].step_up = Some(pdp::StepUp::default());
+    let files = workload::Files::from_model(&model).unwrap();
+    assert_eq!(files.policies[1].step_up, None);
+    model.policies[1].action = Action::StepUp;
+    assert_eq!(
+        workload::Files::from_model(&model).unwrap_err().to_string(),
+        "cannot export policy `p2`: an empty step-up requirement cannot be expressed in the workload format"
+    );
 }

@@ -101,6 +101,48 @@ fn check_prints_the_answer_for_people_and_as_json() {
 }
 
 #[test]
+fn import_reads_agents_and_stops_at_a_bad_agent_line() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, _data) = generated_and_imported(
+        root.path(),
+        &[
+            "--preset",
+            "small",
+            "--seed",
+            "5",
+            "--agents",
+            "--requests",
+            "100",
+        ],
+    );
+    for file in ["agents.jsonl", "settings.json"] {
+        assert!(workload_dir.join(file).exists(), "{file}");
+    }
+    let workload = workload::read_dir(&workload_dir, pdp::Timestamp(0), &mut |_| {}).unwrap();
+    assert!(!workload.model.agents.is_empty());
+    assert!(workload.requests.iter().any(|r| r.authentication.is_some()));
+
+    // An alias equal to another agent's id: the import stops at that line.
+    let agents = fs::read_to_string(workload_dir.join("agents.jsonl")).unwrap();
+    let mut lines: Vec<String> = agents.lines().map(str::to_owned).collect();
+    let first_id = workload.model.agents[0].id.clone();
+    let mut second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    second["aliases"] = serde_json::json!([first_id]);
+    lines[1] = second.to_string();
+    fs::write(workload_dir.join("agents.jsonl"), lines.join("\n") + "\n").unwrap();
+    let fresh = root.path().join("fresh");
+    let output = run(&["import", "--data-dir", path(&fresh), path(&workload_dir)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "agents.jsonl:2: aliases[0]: `{first_id}` is already an agent's id or alias, on line 1"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_takes_authentication_and_arguments() {
     let root = tempfile::tempdir().unwrap();
     let (workload_dir, data) =

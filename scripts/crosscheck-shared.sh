@@ -5,6 +5,8 @@
 #
 #   scripts/crosscheck-shared.sh                       # small and medium, release build
 #   PRESETS=small PROFILE=debug scripts/crosscheck-shared.sh
+#   AGENTS=1 PRESETS=small SEEDS="1 2" scripts/crosscheck-shared.sh   # gen.py --agents: agents,
+#                                  # the setting, selectors, step-up, authentication contexts
 #
 # Skips, saying so, when ../shared is absent (people clone only this repository).
 set -euo pipefail
@@ -20,7 +22,10 @@ presets=${PRESETS:-small medium}
 seeds=${SEEDS:-1 2}
 profile=${PROFILE:-release}
 if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
-bin=target/$profile/portcullis
+bin=${CARGO_TARGET_DIR:-target}/$profile/portcullis
+agents=()
+label=
+if [ "${AGENTS:-0}" = 1 ]; then agents=(--agents); label=" --agents"; fi
 
 tmp=$(mktemp -d)
 pid=
@@ -31,8 +36,8 @@ for preset in $presets; do
   for seed in $seeds; do
     wl=$tmp/wl-$preset-$seed
     data=$tmp/data-$preset-$seed
-    echo "== $preset seed $seed"
-    python3 "$gen" --preset "$preset" --seed "$seed" --out "$wl" >/dev/null
+    echo "== $preset seed $seed$label"
+    python3 "$gen" --preset "$preset" --seed "$seed" "${agents[@]}" --out "$wl" >/dev/null
     "$bin" import --data-dir "$data" "$wl"
     RUST_LOG=info "$bin" serve --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 2>"$tmp/serve.log" &
     pid=$!

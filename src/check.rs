@@ -95,6 +95,20 @@ pub struct Args {
     /// A request attribute for policy conditions, as KEY=VALUE (repeatable).
     #[arg(long = "attr", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
+    /// The user's authentication context class (`acr` of their token), for step-up.
+    #[arg(long)]
+    acr: Option<String>,
+    /// An authentication method the user used (`amr` of their token; repeatable).
+    #[arg(long)]
+    amr: Vec<String>,
+    /// When the user authenticated: RFC 3339 (`2026-01-05T12:34:56Z`) or a duration ago
+    /// (`10m`, `2h`).
+    #[arg(long, value_parser = parse_auth_time)]
+    auth_time: Option<std::time::SystemTime>,
+    /// A tool-call argument for conditions, as KEY=JSON (repeatable); a value that is not JSON
+    /// is taken as a string.
+    #[arg(long = "arg", value_parser = parse_argument)]
+    arguments: Vec<(String, serde_json::Value)>,
     /// Answer only from this store revision or newer.
     #[arg(long, default_value_t = 0)]
     min_revision: u64,
@@ -114,12 +128,84 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
+/// RFC 3339, or a duration before now (`10m`).
+fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(at) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(at.into());
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{s}` ago is before the epoch")),
+        Err(_) => Err(format!(
+            "`{s}` is neither an RFC 3339 time nor a duration ago such as `10m`"
+        )),
+    }
+}
+
+fn parse_argument(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=JSON"))?;
+    if key.is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// The authentication a request carries: present when any of its parts is given.
+pub fn authentication(
+    acr: Option<String>,
+    amr: Vec<String>,
+    auth_time: Option<std::time::SystemTime>,
+) -> Option<pb::Authentication> {
+    if acr.is_none() && amr.is_empty() && auth_time.is_none() {
+        return None;
+    }
+    Some(pb::Authentication {
+        acr: acr.unwrap_or_default(),
+        amr,
+        auth_time: auth_time.map(prost_types::Timestamp::from),
+    })
+}
+
+/// A JSON object as a protobuf `Struct`.
+pub fn to_struct(object: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .iter()
+            .map(|(k, v)| (k.clone(), to_value(v)))
+            .collect(),
+    }
+}
+
+fn to_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        // Protobuf numbers are doubles: large integers lose precision, as in any JSON mapping.
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(to_value).collect(),
+        }),
+        Value::Object(object) => Kind::StructValue(to_struct(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);
     let endpoint = endpoint(&addr, &args.tls)?;
+    let arguments: serde_json::Map<String, serde_json::Value> =
+        args.arguments.into_iter().collect();
     let request = pb::CheckRequest {
-        authentication: None,
-        arguments: None,
+        authentication: authentication(args.acr, args.amr, args.auth_time),
+        arguments: (!arguments.is_empty()).then(|| to_struct(&arguments)),
         user: args.user,
         agent: args.agent,
         connector: args.connector,
@@ -183,6 +269,12 @@ fn render(answer: &pb::CheckResponse) -> String {
         "  revision {}  decision {}\n",
         answer.revision, answer.decision_id
     ));
+    if let Some(step_up) = &answer.step_up {
+        out.push_str(&format!("step-up requires {}\n", requirement(step_up)));
+    }
+    if !answer.challenge.is_empty() {
+        out.push_str(&format!("challenge: {}\n", answer.challenge));
+    }
     for m in &answer.explanation {
         let marker = if m.deciding { "*" } else { " " };
         out.push_str(&format!(
@@ -198,8 +290,33 @@ fn render(answer: &pb::CheckResponse) -> String {
     out
 }
 
+/// `acr one of [..], amr all of [..], max_age 300s`, the parts that are set.
+fn requirement(step_up: &pb::StepUpRequirement) -> String {
+    let mut parts = Vec::new();
+    if !step_up.acr_values.is_empty() {
+        parts.push(format!("acr one of [{}]", step_up.acr_values.join(", ")));
+    }
+    if !step_up.amr_values.is_empty() {
+        parts.push(format!("amr all of [{}]", step_up.amr_values.join(", ")));
+    }
+    if step_up.max_age > 0 {
+        parts.push(format!("max_age {}s", step_up.max_age));
+    }
+    if parts.is_empty() {
+        "nothing a token can show".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn to_json(answer: &pb::CheckResponse) -> serde_json::Value {
     serde_json::json!({
+        "step_up": answer.step_up.as_ref().map(|s| serde_json::json!({
+            "acr_values": s.acr_values,
+            "amr_values": s.amr_values,
+            "max_age": (s.max_age > 0).then_some(s.max_age),
+        })),
+        "challenge": (!answer.challenge.is_empty()).then_some(&answer.challenge),
         "decision": decision_name(answer.decision()),
         "reason": reason_name(answer.reason()),
         "policy_id": (!answer.policy_id.is_empty()).then_some(&answer.policy_id),
@@ -214,4 +331,92 @@ fn to_json(answer: &pb::CheckResponse) -> serde_json::Value {
             "deciding": m.deciding,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_up_answers_show_the_requirement_and_the_challenge() {
+        let challenge = r#"Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="phrh", max_age=300"#;
+        let answer = pb::CheckResponse {
+            decision: pb::Decision::StepUp as i32,
+            reason: pb::Reason::Policy as i32,
+            policy_id: "pol-1".into(),
+            revision: 3,
+            decision_id: "d1".into(),
+            step_up: Some(pb::StepUpRequirement {
+                acr_values: vec!["phrh".into(), "phr".into()],
+                amr_values: vec!["hwk".into()],
+                max_age: 300,
+            }),
+            challenge: challenge.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&answer),
+            format!(
+                "STEP_UP  reason POLICY  policy pol-1  revision 3  decision d1\n\
+                 step-up requires acr one of [phrh, phr], amr all of [hwk], max_age 300s\n\
+                 challenge: {challenge}\n"
+            )
+        );
+        let json = to_json(&answer);
+        assert_eq!(json["challenge"], challenge);
+        assert_eq!(
+            json["step_up"],
+            serde_json::json!({"acr_values": ["phrh", "phr"], "amr_values": ["hwk"], "max_age": 300})
+        );
+        let only_age = pb::StepUpRequirement {
+            max_age: 60,
+            ..Default::default()
+        };
+        assert_eq!(requirement(&only_age), "max_age 60s");
+        assert_eq!(
+            requirement(&pb::StepUpRequirement::default()),
+            "nothing a token can show"
+        );
+    }
+
+    #[test]
+    fn arguments_and_authentication_become_protobuf() {
+        assert_eq!(
+            parse_argument(r#"to=["a","b"]"#).unwrap(),
+            ("to".into(), serde_json::json!(["a", "b"]))
+        );
+        assert_eq!(
+            parse_argument("repo=acme/x").unwrap(),
+            ("repo".into(), serde_json::json!("acme/x"))
+        );
+        // Only the first `=` splits.
+        assert_eq!(
+            parse_argument("q=a=b").unwrap(),
+            ("q".into(), serde_json::json!("a=b"))
+        );
+        let object = serde_json::json!({"n": 3, "ok": true, "none": null, "o": {"l": ["x"]}});
+        let s = to_struct(object.as_object().unwrap());
+        use prost_types::value::Kind;
+        assert_eq!(s.fields["n"].kind, Some(Kind::NumberValue(3.0)));
+        assert_eq!(s.fields["ok"].kind, Some(Kind::BoolValue(true)));
+        assert_eq!(s.fields["none"].kind, Some(Kind::NullValue(0)));
+        let Some(Kind::StructValue(inner)) = &s.fields["o"].kind else {
+            panic!("{s:?}");
+        };
+        let Some(Kind::ListValue(list)) = &inner.fields["l"].kind else {
+            panic!("{inner:?}");
+        };
+        assert_eq!(list.values[0].kind, Some(Kind::StringValue("x".into())));
+
+        assert_eq!(authentication(None, Vec::new(), None), None);
+        let at = parse_auth_time("2026-01-05T12:34:56Z").unwrap();
+        let auth = authentication(None, vec!["pwd".into()], Some(at)).unwrap();
+        assert_eq!(auth.acr, "");
+        assert_eq!(auth.auth_time.unwrap().seconds, 1_767_616_496);
+        let ago = parse_auth_time("10m").unwrap();
+        let age = std::time::SystemTime::now().duration_since(ago).unwrap();
+        assert!((599..=605).contains(&age.as_secs()), "{age:?}");
+        assert!(parse_auth_time("soon").is_err());
+        assert_eq!(parse_auth_time("2026-01-05T14:34:56+02:00").unwrap(), at);
+    }
 }

@@ -37,6 +37,13 @@ pub struct GenerateArgs {
     connectors: Option<usize>,
     #[arg(long)]
     tools_per_connector: Option<usize>,
+    /// Also write agents (agents.jsonl), the setting (settings.json), agent selectors, step-up
+    /// requirements and requests with authentication contexts.
+    #[arg(long)]
+    agents: bool,
+    /// Also give a few policies a CEL condition over arguments, and requests arguments.
+    #[arg(long)]
+    conditions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +80,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut params = workload::Params::preset(&args.preset)?;
     params.seed = args.seed;
+    params.agents = args.agents;
+    params.conditions = args.conditions;
     let overrides = [
         (&mut params.users, args.users),
         (&mut params.groups, args.groups),
@@ -156,8 +165,22 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The request as a gateway sends it now: `auth_time = now − auth_age_s` (gen.py keeps every
+/// age over a minute away from any `max_age`, so clock skew changes no answer).
 fn check_request(request: &workload::RequestLine) -> pb::CheckRequest {
+    let now = std::time::SystemTime::now();
     pb::CheckRequest {
+        authentication: request.authentication.as_ref().map(|a| pb::Authentication {
+            acr: a.acr.clone(),
+            amr: a.amr.clone(),
+            auth_time: a.auth_age_s.map(|age| {
+                prost_types::Timestamp::from(
+                    now.checked_sub(std::time::Duration::from_secs(age))
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                )
+            }),
+        }),
+        arguments: request.arguments.as_ref().map(crate::check::to_struct),
         user: request.user.clone(),
         agent: request.agent.clone(),
         connector: request.connector.clone(),

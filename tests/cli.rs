@@ -100,6 +100,121 @@ fn check_prints_the_answer_for_people_and_as_json() {
     );
 }
 
+#[test]
+fn import_reads_agents_and_stops_at_a_bad_agent_line() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, _data) = generated_and_imported(
+        root.path(),
+        &[
+            "--preset",
+            "small",
+            "--seed",
+            "5",
+            "--agents",
+            "--requests",
+            "100",
+        ],
+    );
+    for file in ["agents.jsonl", "settings.json"] {
+        assert!(workload_dir.join(file).exists(), "{file}");
+    }
+    let workload = workload::read_dir(&workload_dir, pdp::Timestamp(0), &mut |_| {}).unwrap();
+    assert!(!workload.model.agents.is_empty());
+    assert!(workload.requests.iter().any(|r| r.authentication.is_some()));
+
+    // An alias equal to another agent's id: the import stops at that line.
+    let agents = fs::read_to_string(workload_dir.join("agents.jsonl")).unwrap();
+    let mut lines: Vec<String> = agents.lines().map(str::to_owned).collect();
+    let first_id = workload.model.agents[0].id.clone();
+    let mut second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    second["aliases"] = serde_json::json!([first_id]);
+    lines[1] = second.to_string();
+    fs::write(workload_dir.join("agents.jsonl"), lines.join("\n") + "\n").unwrap();
+    let fresh = root.path().join("fresh");
+    let output = run(&["import", "--data-dir", path(&fresh), path(&workload_dir)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "agents.jsonl:2: aliases[0]: `{first_id}` is already an agent's id or alias, on line 1"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_takes_authentication_and_arguments() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) =
+        generated_and_imported(root.path(), &["--preset", "small", "--seed", "4"]);
+    let requests = workload::read_requests(&workload_dir.join("requests.jsonl")).unwrap();
+    let request = requests
+        .iter()
+        .find(|r| r.expected.decision == pdp::Action::Allow)
+        .unwrap();
+    let server = Server::start(&data);
+    let base = [
+        "check",
+        "--addr",
+        &server.addr,
+        "--user",
+        &request.user,
+        "--agent",
+        &request.agent,
+        "--connector",
+        &request.connector,
+        "--tool",
+        &request.tool,
+    ];
+
+    // Every flag is accepted, in each form, and the answer (no policy here has a requirement
+    // or a condition) is the expected one.
+    for auth_time in ["10m", "2026-01-05T12:34:56Z", "2026-01-05T14:34:56+02:00"] {
+        let mut args = base.to_vec();
+        args.extend([
+            "--acr",
+            "phrh",
+            "--amr",
+            "hwk",
+            "--amr",
+            "pwd",
+            "--auth-time",
+            auth_time,
+            "--arg",
+            r#"repo="acme/x""#,
+            "--arg",
+            "n=3",
+            "--arg",
+            r#"to=["a@example.com"]"#,
+            "--arg",
+            "plain=not json",
+            "--json",
+        ]);
+        let json: serde_json::Value = serde_json::from_str(&run_ok(&args)).unwrap();
+        assert_eq!(json["decision"], "ALLOW", "{json}");
+        assert_eq!(json["challenge"], serde_json::Value::Null, "{json}");
+        assert_eq!(json["step_up"], serde_json::Value::Null, "{json}");
+    }
+
+    // Bad values are refused before anything is sent, naming the flag.
+    for (flag, value, says) in [
+        (
+            "--auth-time",
+            "yesterday",
+            "neither an RFC 3339 time nor a duration ago",
+        ),
+        ("--arg", "repo", "`repo` is not KEY=JSON"),
+        ("--arg", "=1", "`=1` has an empty key"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let output = run(&args);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag) && stderr.contains(says), "{stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_health_checks_and_reflection() {
     use tokio_stream::StreamExt;

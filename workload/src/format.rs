@@ -6,8 +6,9 @@
 
 use crate::{Error, Result};
 use pdp::{
-    Action, Group, Lock, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Reason, Role,
-    Scope, Timestamp, Tools, User,
+    Action, Agent, Agents, Authentication, Group, Lock, ManagedBy, Membership, MembershipSource,
+    Mfa, Model, Policy, Reason, Role, Scope, Settings, StepUp, Timestamp, Tools, Unregistered,
+    User,
 };
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
@@ -51,9 +52,93 @@ pub struct PolicyLine {
     /// Tool names, or `["*"]` for every tool of the connector.
     pub tools: Vec<String>,
     pub scope: ScopeLine,
+    /// Agent ids, or `["*"]` for every agent; `None` (not written) means every agent too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
     #[serde(serialize_with = "ser_action")]
     pub action: Action,
+    /// What a STEP_UP policy requires for the step-up to count as met.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUpLine>,
+    /// A CEL condition (Portcullis's extension of the format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
     pub enabled: bool,
+}
+
+/// The `step_up` object of a policy line; absent parts are not written.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct StepUpLine {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acr_values: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub amr_values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+}
+
+impl From<&StepUp> for StepUpLine {
+    fn from(step_up: &StepUp) -> Self {
+        StepUpLine {
+            acr_values: step_up.acr_values.clone(),
+            amr_values: step_up.amr_values.clone(),
+            max_age: step_up.max_age,
+        }
+    }
+}
+
+impl From<StepUpLine> for StepUp {
+    fn from(line: StepUpLine) -> Self {
+        StepUp {
+            acr_values: line.acr_values,
+            amr_values: line.amr_values,
+            max_age: line.max_age,
+        }
+    }
+}
+
+/// One line of `agents.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentLine {
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    pub vendor: String,
+    pub aliases: Vec<String>,
+    pub enabled: bool,
+    /// Whom the agent may act for, like a policy's scope.
+    pub scope: ScopeLine,
+}
+
+/// `settings.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SettingsFile {
+    #[serde(serialize_with = "ser_unregistered")]
+    pub unregistered_agents: Unregistered,
+}
+
+/// The `authentication` object of a request line: what a gateway read from the user's token.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AuthenticationLine {
+    pub acr: String,
+    pub amr: Vec<String>,
+    /// Seconds since the user authenticated; a replayer sends `auth_time = now - auth_age_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_age_s: Option<u64>,
+}
+
+impl AuthenticationLine {
+    /// The authentication as a decision at `now` sees it.
+    pub fn at(&self, now: Timestamp) -> Authentication {
+        Authentication {
+            acr: self.acr.clone(),
+            amr: self.amr.clone(),
+            auth_time: self.auth_age_s.map(|age| {
+                let age_ms = i64::try_from(age).unwrap_or(i64::MAX).saturating_mul(1000);
+                Timestamp(now.0.saturating_sub(age_ms))
+            }),
+        }
+    }
 }
 
 /// The `scope` object of a policy line.
@@ -73,6 +158,11 @@ pub struct RequestLine {
     pub agent: String,
     pub connector: String,
     pub tool: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationLine>,
+    /// The tool call's arguments (Portcullis's extension of the format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<pdp::Arguments>,
     /// How the generator built the request (see [`crate::generate::Kind`]); never affects the
     /// decision.
     pub kind: String,
@@ -86,7 +176,7 @@ pub struct Expected {
     pub decision: Action,
     #[serde(serialize_with = "ser_reason")]
     pub reason: Reason,
-    /// Set exactly when `reason` is [`Reason::Policy`].
+    /// Set exactly when `reason` is [`Reason::Policy`] or [`Reason::StepUpMet`].
     pub policy_id: Option<String>,
 }
 
@@ -100,10 +190,13 @@ impl From<pdp::Decision<'_>> for Expected {
     }
 }
 
-/// The four data files of a workload directory, in file order (`manifest.json` is separate:
-/// see [`crate::Manifest`]).
+/// The data files of a workload directory, in file order (`manifest.json` is separate:
+/// see [`crate::Manifest`]). `agents.jsonl` is written when there are agents, `settings.json`
+/// when `settings` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Files {
+    pub agents: Vec<AgentLine>,
+    pub settings: Option<SettingsFile>,
     pub users: Vec<UserLine>,
     pub groups: Vec<GroupLine>,
     pub policies: Vec<PolicyLine>,
@@ -218,6 +311,25 @@ fn ser_action<S: Serializer>(action: &Action, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(action_name(*action))
 }
 
+/// `ALLOW` or `DENY`.
+pub fn unregistered_name(value: Unregistered) -> &'static str {
+    match value {
+        Unregistered::Allow => "ALLOW",
+        Unregistered::Deny => "DENY",
+    }
+}
+
+/// The inverse of [`unregistered_name`]; exact and case-sensitive.
+pub fn parse_unregistered(name: &str) -> Option<Unregistered> {
+    [Unregistered::Allow, Unregistered::Deny]
+        .into_iter()
+        .find(|&u| unregistered_name(u) == name)
+}
+
+fn ser_unregistered<S: Serializer>(value: &Unregistered, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(unregistered_name(*value))
+}
+
 fn ser_reason<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(reason_name(*reason))
 }
@@ -299,10 +411,14 @@ impl PolicyLine {
         } else {
             Tools::Only(self.tools)
         };
+        let agents = match self.agents {
+            Some(ids) if !ids.iter().any(|a| a == "*") => Agents::Only(ids),
+            _ => Agents::All,
+        };
         Policy {
-            agents: Default::default(),
-            step_up: None,
-            expression: None,
+            agents,
+            step_up: self.step_up.map(StepUp::from),
+            expression: self.expression,
             id: self.id,
             name: self.name,
             description: String::new(),
@@ -327,13 +443,39 @@ impl PolicyLine {
     }
 }
 
+impl AgentLine {
+    /// The agent as the model holds it, stamped `now`.
+    pub fn to_agent(&self, now: Timestamp) -> Agent {
+        Agent {
+            id: self.id.clone(),
+            display_name: self.name.clone(),
+            vendor: self.vendor.clone(),
+            aliases: self.aliases.clone(),
+            enabled: self.enabled,
+            scope: Scope {
+                all_users: self.scope.all_users,
+                users: self.scope.users.clone(),
+                groups: self.scope.groups.clone(),
+            },
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl Files {
-    /// The model these files describe, exactly as [`crate::read_dir`] builds it: users, then
-    /// groups with one membership per member in file order, then policies.
+    /// The model these files describe, exactly as [`crate::read_dir`] builds it: agents and
+    /// the setting, users, then groups with one membership per member in file order, then
+    /// policies.
     pub fn to_model(&self, now: Timestamp) -> Model {
         let mut model = Model {
-            agents: Vec::new(),
-            settings: Default::default(),
+            agents: self.agents.iter().map(|a| a.to_agent(now)).collect(),
+            settings: Settings {
+                unregistered_agents: self
+                    .settings
+                    .map(|s| s.unregistered_agents)
+                    .unwrap_or_default(),
+            },
             revision: 0,
             users: self.users.iter().map(|u| u.to_user(now)).collect(),
             groups: Vec::with_capacity(self.groups.len()),
@@ -352,14 +494,17 @@ impl Files {
         model
     }
 
-    /// Exports a model, each file sorted by id, with no requests.
+    /// Exports a model, each file sorted by id, with no requests. `settings.json` is written
+    /// when the model has agents or a non-default setting; a policy's agent selector only when
+    /// it lists agents.
     ///
     /// Lossy where the format has no field: external ids, given and family names, avatars,
     /// secondary emails, lock details, group descriptions and ownership, policy descriptions,
     /// approval flows and all timestamps but `created`. Memberships naming a user or group the
     /// model lacks are dropped, since the reader rejects them. Fails on what would change a
     /// decision if dropped (policy conditions) or that the reader would reject (an empty tool
-    /// list, a creation time outside the years 0000 to 9999).
+    /// or agent list, an empty step-up requirement, a creation time outside the years 0000 to
+    /// 9999). A step-up requirement on a policy that is not STEP_UP is never read: dropped.
     pub fn from_model(model: &Model) -> Result<Files> {
         let mut users = Vec::with_capacity(model.users.len());
         for user in &model.users {
@@ -434,6 +579,30 @@ impl Files {
                 }
                 Tools::Only(tools) => tools.clone(),
             };
+            if policy.agents == Agents::Only(Vec::new()) {
+                return Err(export_error(
+                    "policy",
+                    &policy.id,
+                    "an empty agent list cannot be expressed in the workload format".to_owned(),
+                ));
+            }
+            // A requirement on another action is never read (dropped); an empty one on a
+            // STEP_UP policy would be met by any authentication, which the format cannot say.
+            let step_up = match &policy.step_up {
+                Some(step_up) if policy.action == Action::StepUp => {
+                    if step_up.is_empty() {
+                        return Err(export_error(
+                            "policy",
+                            &policy.id,
+                            "an empty step-up requirement cannot be expressed in the workload \
+                             format"
+                                .to_owned(),
+                        ));
+                    }
+                    Some(StepUpLine::from(step_up))
+                }
+                _ => None,
+            };
             policies.push(PolicyLine {
                 id: policy.id.clone(),
                 name: policy.name.clone(),
@@ -444,13 +613,43 @@ impl Files {
                     users: policy.scope.users.clone(),
                     groups: policy.scope.groups.clone(),
                 },
+                agents: match &policy.agents {
+                    Agents::All => None,
+                    Agents::Only(ids) => Some(ids.clone()),
+                },
                 action: policy.action,
+                step_up,
+                expression: policy.expression.clone(),
                 enabled: policy.enabled,
             });
         }
         policies.sort_by(|a, b| a.id.cmp(&b.id));
 
+        let mut agents: Vec<AgentLine> = model
+            .agents
+            .iter()
+            .map(|agent| AgentLine {
+                id: agent.id.clone(),
+                name: agent.display_name.clone(),
+                vendor: agent.vendor.clone(),
+                aliases: agent.aliases.clone(),
+                enabled: agent.enabled,
+                scope: ScopeLine {
+                    all_users: agent.scope.all_users,
+                    users: agent.scope.users.clone(),
+                    groups: agent.scope.groups.clone(),
+                },
+            })
+            .collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        let settings =
+            (!agents.is_empty() || model.settings != Settings::default()).then_some(SettingsFile {
+                unregistered_agents: model.settings.unregistered_agents,
+            });
+
         Ok(Files {
+            agents,
+            settings,
             users,
             groups,
             policies,
@@ -542,7 +741,10 @@ mod tests {
                 users: vec!["u0000042".into()],
                 groups: vec!["g00017".into()],
             },
+            agents: None,
             action: Action::StepUp,
+            step_up: None,
+            expression: None,
             enabled: true,
         };
         assert_eq!(
@@ -555,6 +757,8 @@ mod tests {
             agent: "agent-00003".into(),
             connector: "github".into(),
             tool: "create_issue".into(),
+            authentication: None,
+            arguments: None,
             kind: "targeted".into(),
             expected: Expected {
                 decision: Action::StepUp,
@@ -576,7 +780,10 @@ mod tests {
             connector: "c".into(),
             tools: vec!["a".into(), "*".into()],
             scope: ScopeLine::default(),
+            agents: None,
             action: Action::Allow,
+            step_up: None,
+            expression: None,
             enabled: true,
         };
         assert_eq!(line.into_policy(Timestamp(0)).tools, Tools::All);

@@ -22,6 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+mod agents;
+pub use agents::AgentsSummary;
+
 /// How big a workload to generate, and from which seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Params {
@@ -32,6 +35,18 @@ pub struct Params {
     pub connectors: usize,
     pub tools_per_connector: usize,
     pub seed: u64,
+    /// Agents, the setting, agent selectors, step-up requirements and authentication contexts
+    /// (`--agents`); written to the manifest only when set, so output without it is unchanged.
+    #[serde(skip_serializing_if = "is_false")]
+    pub agents: bool,
+    /// CEL conditions over arguments on a few policies, and requests with arguments
+    /// (`--conditions`; separate because a condition only counts once `pdp::expression` does).
+    #[serde(skip_serializing_if = "is_false")]
+    pub conditions: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl Params {
@@ -43,6 +58,8 @@ impl Params {
         connectors: 10,
         tools_per_connector: 15,
         seed: 1,
+        agents: false,
+        conditions: false,
     };
     pub const MEDIUM: Params = Params {
         users: 100_000,
@@ -52,6 +69,8 @@ impl Params {
         connectors: 25,
         tools_per_connector: 30,
         seed: 1,
+        agents: false,
+        conditions: false,
     };
     pub const LARGE: Params = Params {
         users: 1_000_000,
@@ -61,6 +80,8 @@ impl Params {
         connectors: 40,
         tools_per_connector: 40,
         seed: 1,
+        agents: false,
+        conditions: false,
     };
 
     /// `small`, `medium` or `large`, as in the README's table, with seed 1.
@@ -164,6 +185,9 @@ pub struct Manifest {
     /// `DECISION/REASON` → number of requests, such as `DENY/USER_LOCKED`.
     pub requests_by_outcome: BTreeMap<String, u64>,
     pub requests_by_kind: BTreeMap<String, u64>,
+    /// With `agents` or `conditions`: what they added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentsSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -203,6 +227,7 @@ pub fn generate(params: &Params) -> Result<Generated> {
         &groups,
         &mut stream(params.seed, Phase::Policies),
     );
+    let mut policies = policies;
     let mut requests = generate_requests(
         params,
         &catalog,
@@ -211,11 +236,57 @@ pub fn generate(params: &Params) -> Result<Generated> {
         &policies,
         &mut stream(params.seed, Phase::Requests),
     );
-    Oracle::new(&users.lines, &groups.lines, &policies.lines).fill_expected(&mut requests);
+    let registry = params.agents.then(|| {
+        let registry =
+            agents::Registry::generate(&users, &groups, &mut stream(params.seed, Phase::Agents));
+        agents::policies(
+            &registry,
+            &mut policies,
+            &mut stream(params.seed, Phase::PolicyAgents),
+        );
+        agents::requests(
+            &registry,
+            &users,
+            &groups,
+            &policies,
+            &mut requests,
+            &mut stream(params.seed, Phase::RequestAgents),
+        );
+        registry
+    });
+    if params.conditions {
+        agents::expressions(&mut policies, &mut stream(params.seed, Phase::Conditions));
+        agents::arguments(
+            &policies,
+            &mut requests,
+            &mut stream(params.seed, Phase::Arguments),
+        );
+    }
+    let mut oracle = Oracle::new(&users.lines, &groups.lines, &policies.lines);
+    if let Some(registry) = &registry {
+        oracle = oracle.with_agents(
+            &registry.lines,
+            pdp::Settings {
+                unregistered_agents: registry.settings.unregistered_agents,
+            },
+        );
+    }
+    oracle.fill_expected(&mut requests);
 
-    let manifest = manifest(params, &catalog, &users, &groups, &policies, &requests);
+    let mut manifest = manifest(params, &catalog, &users, &groups, &policies, &requests);
+    if params.agents || params.conditions {
+        let empty = agents::Registry::empty();
+        let registry_ref = registry.as_ref().unwrap_or(&empty);
+        manifest.agents = Some(agents::summary(registry_ref, &policies, &requests));
+    }
+    let (agent_lines, settings) = match registry {
+        Some(registry) => (registry.lines, Some(registry.settings)),
+        None => (Vec::new(), None),
+    };
     Ok(Generated {
         files: Files {
+            agents: agent_lines,
+            settings,
             users: users.lines,
             groups: groups.lines,
             policies: policies.lines,
@@ -234,6 +305,11 @@ enum Phase {
     Groups = 3,
     Policies = 4,
     Requests = 5,
+    Agents = 6,
+    PolicyAgents = 7,
+    RequestAgents = 8,
+    Conditions = 9,
+    Arguments = 10,
 }
 
 /// The phase's own stream: the same key, a different ChaCha stream number.
@@ -835,7 +911,10 @@ impl Policies {
                     users: user_ids,
                     groups: group_ids,
                 },
+                agents: None,
                 action,
+                step_up: None,
+                expression: None,
                 enabled,
             });
             specs.push(Spec {
@@ -1008,6 +1087,8 @@ fn generate_requests(
             agent: format!("agent-{agent:0agent_width$}"),
             connector,
             tool,
+            authentication: None,
+            arguments: None,
             kind: kind.as_str().to_owned(),
             expected: placeholder.clone(),
         });
@@ -1087,6 +1168,7 @@ fn manifest(
         },
         requests_by_outcome: by_outcome,
         requests_by_kind: by_kind,
+        agents: None,
     }
 }
 
@@ -1142,6 +1224,7 @@ mod tests {
             connectors: 42,
             tools_per_connector: 602,
             seed: 3,
+            ..Params::SMALL
         };
         let generated = generate(&params).unwrap();
         let tools = &generated.manifest.connectors["connector-042"];

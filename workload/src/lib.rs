@@ -1,6 +1,7 @@
-//! The workload directory format — `users.jsonl`, `groups.jsonl`, `policies.jsonl`,
-//! `requests.jsonl` and `manifest.json` — which is both Portcullis's bulk-import format (a
-//! directory exported from an identity provider) and its test and benchmark workload.
+//! The workload directory format — `agents.jsonl` and `settings.json` (both optional),
+//! `users.jsonl`, `groups.jsonl`, `policies.jsonl`, `requests.jsonl` and `manifest.json` — which
+//! is both Portcullis's bulk-import format (a directory exported from an identity provider) and
+//! its test and benchmark workload.
 //!
 //! This crate owns the format and its mapping onto [`pdp::Model`]:
 //! - [`format`](mod@format): one type per line, serialized in the format's key order, and the
@@ -20,8 +21,8 @@ pub mod read;
 pub mod write;
 
 pub use format::{
-    Expected, Files, GroupLine, PolicyLine, RequestLine, ScopeLine, UserLine, action_name,
-    parse_action, parse_reason, reason_name,
+    AgentLine, AuthenticationLine, Expected, Files, GroupLine, PolicyLine, RequestLine, ScopeLine,
+    SettingsFile, StepUpLine, UserLine, action_name, parse_action, parse_reason, reason_name,
 };
 pub use generate::{Counts, Generated, Kind, Manifest, Params, generate};
 pub use oracle::Oracle;

@@ -17,13 +17,21 @@
 //! - **policies** of the request's connector, in file order: the rule keeps only policies whose
 //!   connector equals the request's, so the others cannot be candidates, and the deciding id is
 //!   the minimum over candidates, which does not depend on order.
+//! - **agents** and the **setting**, all of them in every sub-model (there are few): the agent
+//!   gate and the policies' selectors read them. An agent's scope looks at the found user's
+//!   memberships and groups, which are there.
+//!
+//! Requests are decided at [`DECIDE_AT`], with `auth_time = DECIDE_AT − auth_age_s`, the way a
+//! replayer sends them at its own clock.
 //!
 //! The sub-model's users, groups, memberships and policies are mapped from the lines by the same
 //! functions the reader uses ([`crate::format`]), so the answers are those of the model that
 //! [`crate::read_dir`] builds from the written files.
 
-use crate::format::{Expected, GroupLine, PolicyLine, RequestLine, UserLine, membership};
-use pdp::{Model, NoAttributes, Timestamp};
+use crate::format::{
+    AgentLine, Expected, GroupLine, PolicyLine, RequestLine, UserLine, membership,
+};
+use pdp::{Model, NoAttributes, Settings, Timestamp};
 use std::collections::HashMap;
 
 /// Indexes over a workload's lines for assembling per-request sub-models. Immutable; each
@@ -54,8 +62,13 @@ pub struct Scratch {
     models: Vec<Model>,
 }
 
-/// Decisions never look at timestamps, so the sub-models are stamped with the epoch.
+/// Decisions never look at the model's timestamps, so the sub-models are stamped with the
+/// epoch.
 const NOW: Timestamp = Timestamp(0);
+
+/// The clock the oracle decides at (2026-01-01T00:00:00Z): answers depend on the time only
+/// through `auth_age_s`, which is relative to it.
+pub const DECIDE_AT: Timestamp = Timestamp(1_767_225_600_000);
 
 impl<'a> Oracle<'a> {
     pub fn new(users: &'a [UserLine], groups: &'a [GroupLine], policies: &'a [PolicyLine]) -> Self {
@@ -115,6 +128,16 @@ impl<'a> Oracle<'a> {
         }
     }
 
+    /// Adds an agent registry and the organisation setting to every sub-model.
+    pub fn with_agents(mut self, agents: &[AgentLine], settings: Settings) -> Self {
+        let agents: Vec<pdp::Agent> = agents.iter().map(|a| a.to_agent(NOW)).collect();
+        for template in &mut self.templates {
+            template.agents.clone_from(&agents);
+            template.settings = settings;
+        }
+        self
+    }
+
     /// Working space for [`Oracle::expected`].
     pub fn scratch(&self) -> Scratch {
         Scratch {
@@ -129,10 +152,11 @@ impl<'a> Oracle<'a> {
             .get(request.connector.as_str())
             .copied()
             .unwrap_or(self.templates.len() - 1);
+        let authentication = authentication(request);
         let Some(model) = scratch.models.get_mut(connector) else {
             return Expected::from(pdp::decide_reference(
                 &Model::default(),
-                &pdp_request(request),
+                &pdp_request(request, authentication.as_ref(), DECIDE_AT),
             ));
         };
 
@@ -157,7 +181,10 @@ impl<'a> Oracle<'a> {
             }
         }
 
-        let expected = Expected::from(pdp::decide_reference(model, &pdp_request(request)));
+        let expected = Expected::from(pdp::decide_reference(
+            model,
+            &pdp_request(request, authentication.as_ref(), DECIDE_AT),
+        ));
         model.users.clear();
         model.groups.clear();
         model.memberships.clear();
@@ -184,9 +211,24 @@ impl<'a> Oracle<'a> {
     }
 }
 
-fn pdp_request(request: &RequestLine) -> pdp::Request<'_> {
+/// The request's authentication as a decision at [`DECIDE_AT`] sees it.
+pub fn authentication(request: &RequestLine) -> Option<pdp::Authentication> {
+    request.authentication.as_ref().map(|a| a.at(DECIDE_AT))
+}
+
+/// The request as `pdp` takes it, decided at `now`; `authentication` is
+/// [`authentication`]'s (at the same `now`).
+pub fn pdp_request<'a>(
+    request: &'a RequestLine,
+    authentication: Option<&'a pdp::Authentication>,
+    now: Timestamp,
+) -> pdp::Request<'a> {
     pdp::Request {
-        context: Default::default(),
+        context: pdp::Context {
+            authentication,
+            arguments: request.arguments.as_ref(),
+            now,
+        },
         user: &request.user,
         agent: &request.agent,
         connector: &request.connector,

@@ -8,20 +8,27 @@
 //! What is checked: every line is a JSON object; required fields are present (a `null` counts
 //! as missing) and well-typed; ids are non-empty and unique within their file; `created` is
 //! RFC 3339; roles, actions and reasons are known names; a policy names a connector and at
-//! least one tool; every group member is a user of `users.jsonl`, listed once. Policy scopes
-//! may name users and groups that do not exist: such a reference matches nobody.
+//! least one tool; every group member is a user of `users.jsonl`, listed once. Policy and
+//! agent scopes may name users and groups that do not exist: such a reference matches nobody.
+//!
+//! Agents (the optional `agents.jsonl`) and the setting (the optional `settings.json`) are
+//! checked as the admin API checks them: agent ids non-empty and unique, aliases non-empty and
+//! unique across every agent's id and aliases; a policy's `agents` names registered agents (or
+//! is `["*"]`); a `step_up` only on a STEP_UP policy, with at least one requirement; an
+//! `expression` that compiles ([`pdp::expression`]).
 
 use crate::format::{
-    Expected, GroupLine, PolicyLine, RequestLine, ScopeLine, UserLine, parse_action, parse_reason,
-    parse_role, parse_timestamp, reason_name,
+    AgentLine, AuthenticationLine, Expected, GroupLine, PolicyLine, RequestLine, ScopeLine,
+    StepUpLine, UserLine, parse_action, parse_reason, parse_role, parse_timestamp,
+    parse_unregistered, reason_name,
 };
 use crate::{Error, Result};
 use pdp::{Model, Reason, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -63,6 +70,16 @@ pub fn read_dir(
 ) -> Result<Workload> {
     let mut model = Model::default();
 
+    // Agents come first: policies name them.
+    let agent_ids = match Lines::open(dir, "agents.jsonl") {
+        Ok(mut lines) => read_agents(&mut lines, now, &mut model, progress)?,
+        Err(err) if not_found(&err) => HashSet::new(),
+        Err(err) => return Err(err),
+    };
+    if let Some(unregistered) = read_settings(dir)? {
+        model.settings.unregistered_agents = unregistered;
+    }
+
     let mut users = Lines::open(dir, "users.jsonl")?;
     let index = read_users(&mut users, now, &mut model, progress)?;
 
@@ -71,16 +88,83 @@ pub fn read_dir(
     drop(index);
 
     let mut policies = Lines::open(dir, "policies.jsonl")?;
-    read_policies(&mut policies, now, &mut model, progress)?;
+    read_policies(&mut policies, now, &agent_ids, &mut model, progress)?;
 
     let requests = match Lines::open(dir, "requests.jsonl") {
         Ok(mut lines) => parse_requests(&mut lines, progress)?,
-        Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Vec::new()
-        }
+        Err(err) if not_found(&err) => Vec::new(),
         Err(err) => return Err(err),
     };
     Ok(Workload { model, requests })
+}
+
+fn not_found(err: &Error) -> bool {
+    matches!(err, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// The largest `settings.json` read: it holds one small object.
+pub const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
+
+/// `settings.json`'s `unregistered_agents`, or `None` without the file (or the key).
+fn read_settings(dir: &Path) -> Result<Option<pdp::Unregistered>> {
+    use std::io::Read;
+    const FILE: &str = "settings.json";
+    let path = dir.join(FILE);
+    let read_error = |source| Error::Read {
+        path: path.clone(),
+        source,
+    };
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read_error(source)),
+    };
+    let mut text = Vec::new();
+    file.take(MAX_SETTINGS_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(read_error)?;
+    let field = |line: u64, field: &str, problem: String| Error::Field {
+        file: FILE.to_owned(),
+        line,
+        field: field.to_owned(),
+        problem,
+    };
+    if text.len() as u64 > MAX_SETTINGS_BYTES {
+        return Err(Error::Json {
+            file: FILE.to_owned(),
+            line: 1,
+            problem: format!("larger than {MAX_SETTINGS_BYTES} bytes"),
+        });
+    }
+    let text = text.strip_prefix(UTF8_BOM).unwrap_or(&text);
+    let value: Value = serde_json::from_slice(text).map_err(|err| Error::Json {
+        file: FILE.to_owned(),
+        line: err.line() as u64,
+        problem: err.to_string(),
+    })?;
+    let Value::Object(object) = &value else {
+        return Err(Error::Json {
+            file: FILE.to_owned(),
+            line: 1,
+            problem: format!("expected an object, found {}", describe(&value)),
+        });
+    };
+    match object.get("unregistered_agents") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => match parse_unregistered(name) {
+            Some(value) => Ok(Some(value)),
+            None => Err(field(
+                1,
+                "unregistered_agents",
+                format!("unknown value `{name}`, expected ALLOW or DENY"),
+            )),
+        },
+        Some(other) => Err(field(
+            1,
+            "unregistered_agents",
+            format!("expected a string, found {}", describe(other)),
+        )),
+    }
 }
 
 /// Reads a `requests.jsonl` file on its own. Errors name the file by its file name.
@@ -252,9 +336,32 @@ impl<'a> Ctx<'a> {
 enum Ty {
     Str,
     Bool,
+    /// A non-negative integer.
+    UInt,
     StrList,
     Object(&'static [(&'static str, Ty)]),
+    /// Any JSON object.
+    AnyObject,
 }
+
+const AGENT: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("name", Ty::Str),
+    ("vendor", Ty::Str),
+    ("aliases", Ty::StrList),
+    ("enabled", Ty::Bool),
+    ("scope", Ty::Object(SCOPE)),
+];
+const STEP_UP: &[(&str, Ty)] = &[
+    ("acr_values", Ty::StrList),
+    ("amr_values", Ty::StrList),
+    ("max_age", Ty::UInt),
+];
+const AUTHENTICATION: &[(&str, Ty)] = &[
+    ("acr", Ty::Str),
+    ("amr", Ty::StrList),
+    ("auth_age_s", Ty::UInt),
+];
 
 const USER: &[(&str, Ty)] = &[
     ("id", Ty::Str),
@@ -282,7 +389,10 @@ const POLICY: &[(&str, Ty)] = &[
     ("connector", Ty::Str),
     ("tools", Ty::StrList),
     ("scope", Ty::Object(SCOPE)),
+    ("agents", Ty::StrList),
     ("action", Ty::Str),
+    ("step_up", Ty::Object(STEP_UP)),
+    ("expression", Ty::Str),
     ("enabled", Ty::Bool),
 ];
 const EXPECTED: &[(&str, Ty)] = &[
@@ -296,6 +406,8 @@ const REQUEST: &[(&str, Ty)] = &[
     ("agent", Ty::Str),
     ("connector", Ty::Str),
     ("tool", Ty::Str),
+    ("authentication", Ty::Object(AUTHENTICATION)),
+    ("arguments", Ty::AnyObject),
     ("kind", Ty::Str),
     ("expected", Ty::Object(EXPECTED)),
 ];
@@ -311,6 +423,12 @@ fn diagnose(value: &Value, schema: &[(&str, Ty)], prefix: &str) -> Option<(Strin
         let problem = match ty {
             Ty::Str if !v.is_string() => format!("expected a string, found {}", describe(v)),
             Ty::Bool if !v.is_boolean() => format!("expected a boolean, found {}", describe(v)),
+            Ty::UInt if !v.is_u64() => {
+                format!("expected a non-negative integer, found {}", describe(v))
+            }
+            Ty::AnyObject if !v.is_object() => {
+                format!("expected an object, found {}", describe(v))
+            }
             Ty::StrList => match v.as_array() {
                 None => format!("expected an array of strings, found {}", describe(v)),
                 Some(items) => match items.iter().position(|i| !i.is_string()) {
@@ -367,6 +485,78 @@ fn duplicate(ctx: &Ctx<'_>, id: &str, first_line: u64) -> Error {
         "id",
         format!("duplicate id `{id}`, first on line {first_line}"),
     )
+}
+
+// ---- agents ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawAgent {
+    id: Option<String>,
+    name: Option<String>,
+    vendor: Option<String>,
+    aliases: Option<Vec<String>>,
+    enabled: Option<bool>,
+    scope: Option<RawScope>,
+}
+
+/// Reads `agents.jsonl` into the model; returns the agent ids, which policies may name.
+fn read_agents(
+    lines: &mut Lines,
+    now: Timestamp,
+    model: &mut Model,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<HashSet<String>> {
+    // Every id and alias → the line that has it: a request's agent names one agent.
+    let mut names: HashMap<String, u64> = HashMap::new();
+    let mut ids = HashSet::new();
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawAgent = ctx.parse(AGENT)?;
+        let id = required_id(&ctx, raw.id)?;
+        if let Some(&first) = names.get(&id) {
+            return Err(ctx.error(
+                "id",
+                format!("`{id}` is already an agent's id or alias, on line {first}"),
+            ));
+        }
+        names.insert(id.clone(), ctx.line);
+        let aliases = raw.aliases.unwrap_or_default();
+        for (at, alias) in aliases.iter().enumerate() {
+            let field = format!("aliases[{at}]");
+            if alias.is_empty() {
+                return Err(ctx.error(&field, "empty"));
+            }
+            if let Some(&first) = names.get(alias) {
+                return Err(ctx.error(
+                    &field,
+                    format!("`{alias}` is already an agent's id or alias, on line {first}"),
+                ));
+            }
+            names.insert(alias.clone(), ctx.line);
+        }
+        let scope = match raw.scope {
+            // Like the model's default: an agent without a scope acts for everyone.
+            None => ScopeLine {
+                all_users: true,
+                ..ScopeLine::default()
+            },
+            Some(scope) => ScopeLine {
+                all_users: scope.all_users.unwrap_or(false),
+                users: scope.users.unwrap_or_default(),
+                groups: scope.groups.unwrap_or_default(),
+            },
+        };
+        let line = AgentLine {
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            id,
+            vendor: raw.vendor.unwrap_or_default(),
+            aliases,
+            enabled: raw.enabled.unwrap_or(true),
+            scope,
+        };
+        ids.insert(line.id.clone());
+        model.agents.push(line.to_agent(now));
+    }
+    Ok(ids)
 }
 
 // ---- users ----------------------------------------------------------------------------------
@@ -535,13 +725,24 @@ struct RawPolicy {
     connector: Option<String>,
     tools: Option<Vec<String>>,
     scope: Option<RawScope>,
+    agents: Option<Vec<String>>,
     action: Option<String>,
+    step_up: Option<RawStepUp>,
+    expression: Option<String>,
     enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawStepUp {
+    acr_values: Option<Vec<String>>,
+    amr_values: Option<Vec<String>>,
+    max_age: Option<u64>,
 }
 
 fn read_policies(
     lines: &mut Lines,
     now: Timestamp,
+    agent_ids: &HashSet<String>,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
@@ -570,7 +771,49 @@ fn read_policies(
             users: required(&ctx, scope.users, "scope.users")?,
             groups: required(&ctx, scope.groups, "scope.groups")?,
         };
+        if let Some(agents) = &raw.agents {
+            policy_agents(&ctx, agents, agent_ids)?;
+        }
         let action = action(&ctx, raw.action, "action")?;
+        let step_up = match raw.step_up {
+            None => None,
+            Some(_) if action != pdp::Action::StepUp => {
+                return Err(ctx.error(
+                    "step_up",
+                    format!(
+                        "only a STEP_UP policy has a step-up requirement, this one is {}",
+                        crate::format::action_name(action)
+                    ),
+                ));
+            }
+            Some(raw) => {
+                let step_up = StepUpLine {
+                    acr_values: raw.acr_values.unwrap_or_default(),
+                    amr_values: raw.amr_values.unwrap_or_default(),
+                    max_age: raw.max_age,
+                };
+                if pdp::StepUp::from(step_up.clone()).is_empty() {
+                    return Err(ctx.error(
+                        "step_up",
+                        "empty, expected at least one of acr_values, amr_values and max_age",
+                    ));
+                }
+                for (name, values) in [
+                    ("acr_values", &step_up.acr_values),
+                    ("amr_values", &step_up.amr_values),
+                ] {
+                    if let Some(at) = values.iter().position(String::is_empty) {
+                        return Err(ctx.error(&format!("step_up.{name}[{at}]"), "empty"));
+                    }
+                }
+                Some(step_up)
+            }
+        };
+        if let Some(source) = &raw.expression
+            && let Err(err) = pdp::expression::Expression::compile(source)
+        {
+            return Err(ctx.error("expression", err.to_string()));
+        }
         let enabled = required(&ctx, raw.enabled, "enabled")?;
         seen.insert(id.clone(), ctx.line);
         let line = PolicyLine {
@@ -579,10 +822,39 @@ fn read_policies(
             connector,
             tools,
             scope,
+            agents: raw.agents,
             action,
+            step_up,
+            expression: raw.expression,
             enabled,
         };
         model.policies.push(line.into_policy(now));
+    }
+    Ok(())
+}
+
+/// A policy's `agents`: `["*"]` alone, or registered agent ids, each once.
+fn policy_agents(ctx: &Ctx<'_>, agents: &[String], agent_ids: &HashSet<String>) -> Result<()> {
+    if agents.is_empty() {
+        return Err(ctx.error("agents", "empty, expected agent ids or `*`"));
+    }
+    if agents.iter().any(|a| a == "*") {
+        if agents.len() > 1 {
+            return Err(ctx.error("agents", "`*` stands for every agent and must be alone"));
+        }
+        return Ok(());
+    }
+    for (at, agent) in agents.iter().enumerate() {
+        let field = format!("agents[{at}]");
+        if !agent_ids.contains(agent) {
+            return Err(ctx.error(
+                &field,
+                format!("unknown agent `{agent}`, not an id in agents.jsonl"),
+            ));
+        }
+        if agents[..at].contains(agent) {
+            return Err(ctx.error(&field, format!("duplicate agent `{agent}`")));
+        }
     }
     Ok(())
 }
@@ -613,8 +885,17 @@ struct RawRequest {
     agent: Option<String>,
     connector: Option<String>,
     tool: Option<String>,
+    authentication: Option<RawAuthentication>,
+    arguments: Option<pdp::Arguments>,
     kind: Option<String>,
     expected: Option<RawExpected>,
+}
+
+#[derive(Deserialize)]
+struct RawAuthentication {
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
+    auth_age_s: Option<u64>,
 }
 
 fn parse_requests(
@@ -633,6 +914,12 @@ fn parse_requests(
         let agent = required(&ctx, raw.agent, "agent")?;
         let connector = required(&ctx, raw.connector, "connector")?;
         let tool = required(&ctx, raw.tool, "tool")?;
+        // A token may lack any of the claims: each part is optional.
+        let authentication = raw.authentication.map(|a| AuthenticationLine {
+            acr: a.acr.unwrap_or_default(),
+            amr: a.amr.unwrap_or_default(),
+            auth_age_s: a.auth_age_s,
+        });
         let kind = required(&ctx, raw.kind, "kind")?;
         let expected = required(&ctx, raw.expected, "expected")?;
         let decision = action(&ctx, expected.decision, "expected.decision")?;
@@ -641,15 +928,26 @@ fn parse_requests(
             return Err(ctx.error(
                 "expected.reason",
                 format!(
-                    "unknown reason `{reason}`, expected POLICY, NO_MATCHING_POLICY, \
-                     USER_LOCKED, USER_INACTIVE or UNKNOWN_USER"
+                    "unknown reason `{reason}`, expected POLICY, STEP_UP_MET, \
+                     NO_MATCHING_POLICY, USER_LOCKED, USER_INACTIVE, UNKNOWN_USER, \
+                     AMBIGUOUS_USER, UNKNOWN_AGENT, AGENT_DISABLED or AGENT_NOT_ALLOWED"
                 ),
             ));
         };
         let policy_id = expected.policy_id;
-        if reason == Reason::Policy {
+        if matches!(reason, Reason::Policy | Reason::StepUpMet) {
+            let name = reason_name(reason);
             if policy_id.is_none() {
-                return Err(ctx.error("expected.policy_id", "missing, reason POLICY needs it"));
+                return Err(ctx.error(
+                    "expected.policy_id",
+                    format!("missing, reason {name} needs it"),
+                ));
+            }
+            if reason == Reason::StepUpMet && decision != pdp::Action::Allow {
+                return Err(ctx.error(
+                    "expected.decision",
+                    "must be ALLOW when the reason is `STEP_UP_MET`",
+                ));
             }
         } else {
             let reason = reason_name(reason);
@@ -673,6 +971,8 @@ fn parse_requests(
             agent,
             connector,
             tool,
+            authentication,
+            arguments: raw.arguments,
             kind,
             expected: Expected {
                 decision,

@@ -33,15 +33,28 @@ impl Contents for Generated {
 }
 
 /// Writes `users.jsonl`, `groups.jsonl`, `policies.jsonl` and `requests.jsonl` (even when
-/// there are no requests, so no stale file is left behind), and `manifest.json` when `contents`
-/// has one, into `dir`, creating it if needed. Lines are written in the order given; other
-/// files in `dir` are left alone.
+/// there are no requests, so no stale file is left behind), `agents.jsonl` when there are
+/// agents and `settings.json` when there is a setting (each removed otherwise, for the same
+/// reason), and `manifest.json` when `contents` has one, into `dir`, creating it if needed.
+/// Lines are written in the order given; other files in `dir` are left alone.
 pub fn write_dir(dir: &Path, contents: &impl Contents) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Write {
         path: dir.to_owned(),
         source,
     })?;
     let files = contents.files();
+    if files.agents.is_empty() {
+        remove_stale(&dir.join("agents.jsonl"))?;
+    } else {
+        write_lines(&dir.join("agents.jsonl"), &files.agents)?;
+    }
+    match &files.settings {
+        None => remove_stale(&dir.join("settings.json"))?,
+        Some(settings) => write_file(&dir.join("settings.json"), |out| {
+            serde_json::to_writer(&mut *out, settings)?;
+            out.write_all(b"\n")
+        })?,
+    }
     write_lines(&dir.join("users.jsonl"), &files.users)?;
     write_lines(&dir.join("groups.jsonl"), &files.groups)?;
     write_lines(&dir.join("policies.jsonl"), &files.policies)?;
@@ -54,6 +67,16 @@ pub fn write_dir(dir: &Path, contents: &impl Contents) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(Error::Write {
+            path: path.to_owned(),
+            source,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn write_lines<T: Serialize>(path: &Path, lines: &[T]) -> Result<()> {

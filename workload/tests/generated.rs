@@ -155,3 +155,158 @@ fn output_is_pinned() {
 
 const PINNED_USER: &str = r#"{"id":"u0000000","email":"hedy.hoare0@example.com","name":"Hedy Hoare","created":"2025-02-28T07:10:11Z","active":true,"locked":false,"mfa":true}"#;
 const PINNED_REQUEST: &str = r#"{"id":"r0000000","user":"u0000198","agent":"agent-00000","connector":"zendesk","tool":"sync_user","kind":"targeted","expected":{"decision":"REQUIRE_APPROVAL","reason":"POLICY","policy_id":"pol-000096"}}"#;
+
+/// The decision request of a line at the oracle's clock, with its authentication and arguments.
+fn with_context<'a>(
+    r: &'a workload::RequestLine,
+    authentication: Option<&'a pdp::Authentication>,
+) -> Request<'a> {
+    workload::oracle::pdp_request(r, authentication, workload::oracle::DECIDE_AT)
+}
+
+fn small_with(agents: bool, conditions: bool) -> workload::Generated {
+    workload::generate(&Params {
+        agents,
+        conditions,
+        ..Params::SMALL
+    })
+    .unwrap()
+}
+
+#[test]
+fn agents_add_to_the_workload_and_change_nothing_else() {
+    let plain = small(1);
+    let generated = small_with(true, false);
+    let files = &generated.files;
+    // Users and groups are those without agents; policies keep every other field.
+    assert_eq!(files.users, plain.files.users);
+    assert_eq!(files.groups, plain.files.groups);
+    assert_eq!(files.policies.len(), plain.files.policies.len());
+    for (with, without) in files.policies.iter().zip(&plain.files.policies) {
+        let stripped = workload::PolicyLine {
+            agents: None,
+            step_up: None,
+            ..with.clone()
+        };
+        assert_eq!(&stripped, without);
+        assert!(with.agents.is_some());
+        assert!(with.step_up.is_none() || with.action == pdp::Action::StepUp);
+    }
+
+    assert_eq!(files.agents.len(), 8);
+    assert!(files.agents.windows(2).all(|w| w[0].id < w[1].id));
+    let disabled = files.agents.iter().filter(|a| !a.enabled).count();
+    assert!((1..=2).contains(&disabled), "{disabled}");
+    assert!(files.settings.is_some());
+    let listing = files
+        .policies
+        .iter()
+        .filter(|p| p.agents.as_ref().is_some_and(|a| a != &["*"]))
+        .count();
+    assert!((15..=45).contains(&listing), "{listing} of 100 list agents");
+    assert!(files.policies.iter().any(|p| p.step_up.is_some()));
+    let with_auth = files
+        .requests
+        .iter()
+        .filter(|r| r.authentication.is_some())
+        .count();
+    assert!(
+        (3_000..=7_000).contains(&with_auth),
+        "{with_auth} with authentication"
+    );
+    let kinds = &generated.manifest.requests_by_kind;
+    for kind in [
+        "unknown_agent",
+        "disabled_agent",
+        "agent_out_of_scope",
+        "step_up_met",
+        "step_up_not_met",
+        "targeted",
+        "unknown_user",
+    ] {
+        assert!(
+            kinds.get(kind).is_some_and(|&n| n > 50),
+            "{kind}: {kinds:?}"
+        );
+    }
+    assert!(files.requests.iter().any(|r| r.agent.is_empty()));
+    assert!(
+        files
+            .requests
+            .iter()
+            .any(|r| files.agents.iter().any(|a| a.aliases.contains(&r.agent)))
+    );
+    let summary = generated.manifest.agents.as_ref().unwrap();
+    assert_eq!(summary.count, 8);
+    assert_eq!(summary.requests_with_authentication, with_auth as u64);
+
+    // Deterministic, to the byte, and read back exactly.
+    let again = small_with(true, false);
+    assert_eq!(again, generated);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_dir(a.path(), &generated).unwrap();
+    write_dir(b.path(), &again).unwrap();
+    let (bytes_a, bytes_b) = (read_all(a.path()), read_all(b.path()));
+    assert_eq!(bytes_a.len(), 7);
+    assert!(bytes_a == bytes_b, "same seed, different bytes");
+    let workload = read_dir(a.path(), NOW, &mut |_| {}).unwrap();
+    assert_eq!(workload.model, files.to_model(NOW));
+    assert_eq!(workload.requests, files.requests);
+    let exported = Files::from_model(&workload.model).unwrap();
+    assert_eq!(exported.agents, files.agents);
+    assert_eq!(exported.settings, files.settings);
+}
+
+/// With agents, the oracle's sub-models (which carry the registry and setting) agree with the
+/// reference on the whole model, at the same clock and with the same authentication.
+#[test]
+fn sub_models_with_agents_agree_with_the_whole_model() {
+    let generated = small_with(true, false);
+    let model = generated.files.to_model(NOW);
+    for r in generated.files.requests.iter().step_by(20) {
+        let authentication = workload::oracle::authentication(r);
+        let got = Expected::from(pdp::decide_reference(
+            &model,
+            &with_context(r, authentication.as_ref()),
+        ));
+        assert_eq!(got, r.expected, "request {r:?}");
+    }
+}
+
+/// Conditions are their own option: a few policies get a CEL condition over arguments and
+/// requests to what they cover get arguments. The files cannot be read back until
+/// `pdp::expression` compiles CEL, so this checks the shape and determinism only.
+#[test]
+fn conditions_add_expressions_and_arguments() {
+    let generated = small_with(true, true);
+    let files = &generated.files;
+    let plain = small_with(true, false);
+    assert_eq!(files.agents, plain.files.agents);
+    let conditional = files
+        .policies
+        .iter()
+        .filter(|p| p.expression.is_some())
+        .count();
+    assert!((3..=20).contains(&conditional), "{conditional}");
+    assert!(
+        files
+            .policies
+            .iter()
+            .all(|p| p.expression.is_none() || p.action != pdp::Action::StepUp)
+    );
+    let with_arguments: Vec<_> = files
+        .requests
+        .iter()
+        .filter(|r| r.arguments.is_some())
+        .collect();
+    assert!(with_arguments.len() > 100, "{}", with_arguments.len());
+    assert!(
+        with_arguments
+            .iter()
+            .all(|r| r.arguments.as_ref().unwrap().contains_key("repo"))
+    );
+    assert_eq!(small_with(true, true), generated);
+    // Without `conditions`, no policy has one and no request has arguments.
+    assert!(plain.files.policies.iter().all(|p| p.expression.is_none()));
+    assert!(plain.files.requests.iter().all(|r| r.arguments.is_none()));
+}

@@ -401,7 +401,17 @@ const R: &str = r#""user":"u1","agent":"a","connector":"github","tool":"x","kind
 fn request_errors() {
     let cases = [
         (format!(r#"{{"id":"r3",{R},"expected":{{"decision":"ALLOW","reason":"MAYBE"}}}}"#),
-            "requests.jsonl:3: expected.reason: unknown reason `MAYBE`, expected POLICY, NO_MATCHING_POLICY, USER_LOCKED, USER_INACTIVE or UNKNOWN_USER"),
+            "requests.jsonl:3: expected.reason: unknown reason `MAYBE`, expected POLICY, STEP_UP_MET, NO_MATCHING_POLICY, USER_LOCKED, USER_INACTIVE, UNKNOWN_USER, AMBIGUOUS_USER, UNKNOWN_AGENT, AGENT_DISABLED or AGENT_NOT_ALLOWED"),
+        (format!(r#"{{"id":"r3",{R},"expected":{{"decision":"STEP_UP","reason":"STEP_UP_MET","policy_id":"p1"}}}}"#),
+            "requests.jsonl:3: expected.decision: must be ALLOW when the reason is `STEP_UP_MET`"),
+        (format!(r#"{{"id":"r3",{R},"expected":{{"decision":"ALLOW","reason":"STEP_UP_MET"}}}}"#),
+            "requests.jsonl:3: expected.policy_id: missing, reason STEP_UP_MET needs it"),
+        (format!(r#"{{"id":"r3",{R},"authentication":{{"acr":"mfa","amr":[],"auth_age_s":-5}},"expected":{{"decision":"DENY","reason":"UNKNOWN_USER"}}}}"#),
+            "requests.jsonl:3: authentication.auth_age_s: expected a non-negative integer, found a number"),
+        (format!(r#"{{"id":"r3",{R},"authentication":{{"acr":"mfa","amr":"pwd"}},"expected":{{"decision":"DENY","reason":"UNKNOWN_USER"}}}}"#),
+            "requests.jsonl:3: authentication.amr: expected an array of strings, found a string"),
+        (format!(r#"{{"id":"r3",{R},"arguments":[1],"expected":{{"decision":"DENY","reason":"UNKNOWN_USER"}}}}"#),
+            "requests.jsonl:3: arguments: expected an object, found an array"),
         (format!(r#"{{"id":"r3",{R},"expected":{{"decision":"NO","reason":"POLICY","policy_id":"p1"}}}}"#),
             "requests.jsonl:3: expected.decision: unknown action `NO`, expected ALLOW, STEP_UP, REQUIRE_APPROVAL or DENY"),
         (format!(r#"{{"id":"r3",{R},"expected":{{"decision":"ALLOW","reason":"POLICY"}}}}"#),
@@ -451,5 +461,23 @@ fn export_refuses_what_the_format_cannot_say() {
     assert_eq!(
         workload::Files::from_model(&model).unwrap_err().to_string(),
         "cannot export policy `p1`: conditions cannot be expressed in the workload format"
+    );
+    model.policies[0].conditions.clear();
+
+    model.policies[0].agents = pdp::Agents::Only(Vec::new());
+    assert_eq!(
+        workload::Files::from_model(&model).unwrap_err().to_string(),
+        "cannot export policy `p1`: an empty agent list cannot be expressed in the workload format"
+    );
+    model.policies[0].agents = pdp::Agents::All;
+
+    // p2 requires approval: a requirement on it is never read, and is dropped.
+    model.policies[1].step_up = Some(pdp::StepUp::default());
+    let files = workload::Files::from_model(&model).unwrap();
+    assert_eq!(files.policies[1].step_up, None);
+    model.policies[1].action = Action::StepUp;
+    assert_eq!(
+        workload::Files::from_model(&model).unwrap_err().to_string(),
+        "cannot export policy `p2`: an empty step-up requirement cannot be expressed in the workload format"
     );
 }

@@ -95,6 +95,7 @@ fn many_policies() -> Generated {
         connectors: 12,
         tools_per_connector: 20,
         seed: 5,
+        ..Params::SMALL
     })
     .unwrap()
 }

@@ -50,9 +50,7 @@ impl From<store::Error> for Error {
             | S::Dangling { .. }
             | S::WrongGroup { .. }
             | S::AgentNameTaken { .. }
-            | S::UnknownAgent { .. } => {
-                Error::FailedPrecondition(error.to_string())
-            }
+            | S::UnknownAgent { .. } => Error::FailedPrecondition(error.to_string()),
             S::Locked { .. } | S::Sync { .. } | S::Storage(_) | S::Failed => {
                 Error::Unavailable(error.to_string())
             }

@@ -173,7 +173,7 @@ impl Counts {
             self.agents,
         ]
         .into_iter()
-            .enumerate()
+        .enumerate()
         {
             out[1 + i * 8..9 + i * 8].copy_from_slice(&n.to_be_bytes());
         }

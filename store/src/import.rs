@@ -42,7 +42,11 @@ impl Store {
             "policy id",
             model.policies.iter().map(|p| p.id.as_str()),
         )?;
-        unique("agent", "agent id", model.agents.iter().map(|a| a.id.as_str()))?;
+        unique(
+            "agent",
+            "agent id",
+            model.agents.iter().map(|a| a.id.as_str()),
+        )?;
         // Sorted, so an import writes, and reports a bad membership, in the same order every time.
         let mut by_group: BTreeMap<&str, Vec<&Membership>> = BTreeMap::new();
         for m in &model.memberships {

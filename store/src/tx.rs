@@ -351,7 +351,10 @@ impl Tx<'_, '_> {
         for item in self.change.scan(keys::AGENT) {
             let (key, value) = item?;
             let id = keys::id_of(keys::AGENT, &key)?;
-            agents.insert(id.to_owned(), codec::from_json::<Agent>("agent", id, &value)?);
+            agents.insert(
+                id.to_owned(),
+                codec::from_json::<Agent>("agent", id, &value)?,
+            );
         }
         for (id, written) in &self.agents_written {
             match written {
@@ -380,11 +383,7 @@ impl Tx<'_, '_> {
     /// policies `updated_at = now`; returns each such policy before and after. A policy left
     /// selecting no agent keeps `Agents::Only([])`: it covers no agent (widening it to every
     /// agent would grant what its author restricted).
-    pub fn delete_agent(
-        &mut self,
-        id: &str,
-        now: pdp::Timestamp,
-    ) -> Result<Vec<(Policy, Policy)>> {
+    pub fn delete_agent(&mut self, id: &str, now: pdp::Timestamp) -> Result<Vec<(Policy, Policy)>> {
         keys::check_id("agent id", id)?;
         if self.agent(id)?.is_none() {
             return Err(not_found("agent", id));
@@ -526,8 +525,8 @@ pub(crate) fn check_agent<'a>(
         }
     }
     for other in others {
-        for (field, name) in std::iter::once(("id", &agent.id))
-            .chain(agent.aliases.iter().map(|a| ("alias", a)))
+        for (field, name) in
+            std::iter::once(("id", &agent.id)).chain(agent.aliases.iter().map(|a| ("alias", a)))
         {
             let taken_as = if other.id == *name {
                 "the id"

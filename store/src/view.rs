@@ -300,8 +300,8 @@ impl Update {
             keys::POLICY,
             keys::AGENT,
         ]
-            .into_iter()
-            .find(|p| key.starts_with(p))?;
+        .into_iter()
+        .find(|p| key.starts_with(p))?;
         Some((|| {
             if prefix == keys::MEMBER {
                 let (group_id, user_id) = keys::ids_of(prefix, key)?;
@@ -494,7 +494,11 @@ impl View {
         if let Some(old) = self.agents.remove(id) {
             for alias in &old.aliases {
                 // Only if still this agent's: a change may move an alias between agents.
-                if self.agent_aliases.get(alias.as_str()).is_some_and(|a| **a == *id) {
+                if self
+                    .agent_aliases
+                    .get(alias.as_str())
+                    .is_some_and(|a| **a == *id)
+                {
                     self.agent_aliases.remove(alias.as_str());
                 }
             }

@@ -189,7 +189,10 @@ pub(crate) fn agent(a: &Agent) -> pb::Agent {
     }
 }
 
-pub(crate) async fn list(live: &Live, request: pb::ListAgentsRequest) -> Result<pb::ListAgentsResponse> {
+pub(crate) async fn list(
+    live: &Live,
+    request: pb::ListAgentsRequest,
+) -> Result<pb::ListAgentsResponse> {
     let pb::ListAgentsRequest {} = request;
     let view = live.view()?;
     Ok(pb::ListAgentsResponse {
@@ -335,7 +338,9 @@ pub(crate) async fn update(
     let detail = paths.join(",");
     let (revision, updated) = live
         .write(move |tx| -> Result<Agent> {
-            let before = tx.agent(&id)?.ok_or_else(|| Error::not_found("agent", &id))?;
+            let before = tx
+                .agent(&id)?
+                .ok_or_else(|| Error::not_found("agent", &id))?;
             let mut after = before.clone();
             if let Some(display_name) = display_name {
                 after.display_name = display_name;
@@ -381,7 +386,9 @@ pub(crate) async fn delete(
     check_name("id", &id)?;
     let (revision, cleaned) = live
         .write(move |tx| -> Result<Vec<Policy>> {
-            let before = tx.agent(&id)?.ok_or_else(|| Error::not_found("agent", &id))?;
+            let before = tx
+                .agent(&id)?
+                .ok_or_else(|| Error::not_found("agent", &id))?;
             let now = clock::now();
             let mut cleaned = Vec::new();
             for (policy, after) in tx.delete_agent(&id, now)? {
@@ -432,7 +439,9 @@ pub(crate) async fn set_enabled(
     }
     let (revision, updated) = live
         .write(move |tx| -> Result<Agent> {
-            let before = tx.agent(&id)?.ok_or_else(|| Error::not_found("agent", &id))?;
+            let before = tx
+                .agent(&id)?
+                .ok_or_else(|| Error::not_found("agent", &id))?;
             if before.enabled == enabled {
                 return Ok(before);
             }

@@ -291,7 +291,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::CreateAgentResponse>, Status> {
         let caller = self.authorize(&request, "CreateAgent", WRITE)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::create(&self.live, caller, request).await?))
+        Ok(Response::new(
+            agents::create(&self.live, caller, request).await?,
+        ))
     }
 
     async fn update_agent(
@@ -300,7 +302,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
         let caller = self.authorize(&request, "UpdateAgent", WRITE)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::update(&self.live, caller, request).await?))
+        Ok(Response::new(
+            agents::update(&self.live, caller, request).await?,
+        ))
     }
 
     async fn delete_agent(
@@ -309,7 +313,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
         let caller = self.authorize(&request, "DeleteAgent", WRITE)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::delete(&self.live, caller, request).await?))
+        Ok(Response::new(
+            agents::delete(&self.live, caller, request).await?,
+        ))
     }
 
     async fn set_agent_enabled(
@@ -318,7 +324,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::SetAgentEnabledResponse>, Status> {
         let caller = self.authorize(&request, "SetAgentEnabled", WRITE)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::set_enabled(&self.live, caller, request).await?))
+        Ok(Response::new(
+            agents::set_enabled(&self.live, caller, request).await?,
+        ))
     }
 
     async fn get_settings(
@@ -327,7 +335,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::GetSettingsResponse>, Status> {
         let _caller = self.authorize(&request, "GetSettings", READ)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::get_settings(&self.live, request).await?))
+        Ok(Response::new(
+            agents::get_settings(&self.live, request).await?,
+        ))
     }
 
     async fn update_settings(
@@ -336,7 +346,9 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
         let caller = self.authorize(&request, "UpdateSettings", WRITE)?;
         let request = request.into_inner();
-        Ok(Response::new(agents::update_settings(&self.live, caller, request).await?))
+        Ok(Response::new(
+            agents::update_settings(&self.live, caller, request).await?,
+        ))
     }
 
     async fn list_audit_events(

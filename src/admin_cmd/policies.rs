@@ -118,6 +118,46 @@ pub struct CreateArgs {
     /// Create it disabled: it matches nothing until enabled.
     #[arg(long)]
     disabled: bool,
+    #[command(flatten)]
+    issue16: PolicyExtras,
+}
+
+/// The agent selector, step-up requirement and CEL condition of a policy.
+#[derive(Debug, clap::Args)]
+pub struct PolicyExtras {
+    /// A registered agent id the policy applies to (repeatable); none: every agent.
+    #[arg(long = "agent")]
+    agents: Vec<String>,
+    /// With `--action step-up`: an acceptable `acr` (repeatable; any one of them).
+    #[arg(long = "acr")]
+    acr_values: Vec<String>,
+    /// With `--action step-up`: an `amr` that must be present (repeatable; all of them).
+    #[arg(long = "amr")]
+    amr_values: Vec<String>,
+    /// With `--action step-up`: the user authenticated at most this many seconds ago.
+    #[arg(long)]
+    max_age: Option<u64>,
+    /// A condition in CEL that must hold, e.g. `request.arguments.repo.startsWith("acme/")`.
+    #[arg(long)]
+    expression: Option<String>,
+}
+
+impl PolicyExtras {
+    fn agents(&self) -> Option<pb::PolicyAgents> {
+        (!self.agents.is_empty()).then(|| pb::PolicyAgents {
+            agent_ids: self.agents.clone(),
+        })
+    }
+
+    fn step_up(&self) -> Option<pb::StepUpRequirement> {
+        let set =
+            !self.acr_values.is_empty() || !self.amr_values.is_empty() || self.max_age.is_some();
+        set.then(|| pb::StepUpRequirement {
+            acr_values: self.acr_values.clone(),
+            amr_values: self.amr_values.clone(),
+            max_age: self.max_age.unwrap_or(0),
+        })
+    }
 }
 
 pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
@@ -197,6 +237,9 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         action: args.action.proto() as i32,
         approval_flow_id: args.approval_flow.unwrap_or_default(),
         enabled: !args.disabled,
+        agents: args.issue16.agents(),
+        step_up: args.issue16.step_up(),
+        expression: args.issue16.expression.clone().unwrap_or_default(),
         ..Default::default()
     };
     let answer = client
@@ -213,6 +256,31 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         p.id, p.name, answer.revision
     );
     Ok(Report::new(json, text))
+}
+
+fn agents_text(agents: Option<&pb::PolicyAgents>) -> String {
+    match agents {
+        None => "all".to_owned(),
+        Some(a) if a.agent_ids.is_empty() => "none".to_owned(),
+        Some(a) => a.agent_ids.join(", "),
+    }
+}
+
+fn step_up_text(step_up: Option<&pb::StepUpRequirement>) -> String {
+    let Some(s) = step_up else {
+        return "-".to_owned();
+    };
+    let mut parts = Vec::new();
+    if !s.acr_values.is_empty() {
+        parts.push(format!("acr one of {}", s.acr_values.join(", ")));
+    }
+    if !s.amr_values.is_empty() {
+        parts.push(format!("amr all of {}", s.amr_values.join(", ")));
+    }
+    if s.max_age > 0 {
+        parts.push(format!("max age {}s", s.max_age));
+    }
+    or_dash(&parts.join("; "))
 }
 
 fn details(p: &pb::Policy, revision: u64) -> String {
@@ -248,6 +316,9 @@ fn details(p: &pb::Policy, revision: u64) -> String {
         ("action", show::action(p.action())),
         ("approval flow", or_dash(&p.approval_flow_id)),
         ("conditions", or_dash(&conditions)),
+        ("agents", agents_text(p.agents.as_ref())),
+        ("step-up", step_up_text(p.step_up.as_ref())),
+        ("expression", or_dash(&p.expression)),
         ("enabled", p.enabled.to_string()),
         ("created", time_cell(p.created_at.as_ref())),
         ("updated", time_cell(p.updated_at.as_ref())),

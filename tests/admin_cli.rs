@@ -780,6 +780,28 @@ fn admin_cli_manages_agents_settings_and_agent_scoped_policies() {
     ]);
     assert!(err.contains("not found: agent `copilot`"), "{err}");
 
+    // Updating: another agent, no requirement, then back.
+    let updated = admin.json(&[
+        "policies",
+        "update",
+        &id,
+        "--agent",
+        "chatgpt",
+        "--no-step-up",
+    ]);
+    assert_eq!(updated["policy"]["agents"], serde_json::json!(["chatgpt"]));
+    assert!(updated["policy"]["step_up"].is_null());
+    let updated = admin.json(&[
+        "policies", "update", &id, "--agent", "claude", "--amr", "mfa",
+    ]);
+    assert_eq!(updated["policy"]["agents"], serde_json::json!(["claude"]));
+    assert_eq!(
+        updated["policy"]["step_up"]["amr_values"],
+        serde_json::json!(["mfa"])
+    );
+    let err = admin.fails(&["policies", "update", &id]);
+    assert!(err.contains("nothing to change"), "{err}");
+
     // Deleting the agent takes it out of the policy, which then covers no agent.
     let out = admin.ok(&["agents", "delete", "claude"]);
     assert!(

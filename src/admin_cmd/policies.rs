@@ -16,6 +16,8 @@ pub enum Command {
     },
     /// Create a policy: a connector, some or all of its tools, a scope and an action.
     Create(CreateArgs),
+    /// Change a policy's agents, step-up requirement or condition (only what is given).
+    Update(UpdateArgs),
     /// Delete a policy.
     Delete {
         /// The policy's id.
@@ -122,6 +124,23 @@ pub struct CreateArgs {
     issue16: PolicyExtras,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The policy's id.
+    id: String,
+    #[command(flatten)]
+    issue16: PolicyExtras,
+    /// Apply the policy to every agent again.
+    #[arg(long, conflicts_with = "agents")]
+    all_agents: bool,
+    /// Remove the step-up requirement.
+    #[arg(long, conflicts_with_all = ["acr_values", "amr_values", "max_age"])]
+    no_step_up: bool,
+    /// Remove the condition.
+    #[arg(long, conflicts_with = "expression")]
+    no_expression: bool,
+}
+
 /// The agent selector, step-up requirement and CEL condition of a policy.
 #[derive(Debug, clap::Args)]
 pub struct PolicyExtras {
@@ -174,6 +193,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, details(&p, answer.revision)))
         }
         Command::Create(args) => create(client, args).await,
+        Command::Update(args) => update(client, args).await,
         Command::Delete { id } => {
             let answer = client
                 .delete_policy(pb::DeletePolicyRequest { id: id.clone() })
@@ -200,6 +220,48 @@ async fn set_enabled(client: &mut Client, id: String, enabled: bool) -> anyhow::
     let verb = if enabled { "enabled" } else { "disabled" };
     let text = format!(
         "{verb} policy {} ({}) at revision {}\n",
+        p.id, p.name, answer.revision
+    );
+    Ok(Report::new(json, text))
+}
+
+async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {
+    let extras = &args.issue16;
+    let mut paths = Vec::new();
+    if !extras.agents.is_empty() || args.all_agents {
+        paths.push("agents".to_owned());
+    }
+    if extras.step_up().is_some() || args.no_step_up {
+        paths.push("step_up".to_owned());
+    }
+    if extras.expression.is_some() || args.no_expression {
+        paths.push("expression".to_owned());
+    }
+    if paths.is_empty() {
+        anyhow::bail!(
+            "nothing to change: pass --agent, --all-agents, --acr, --amr, --max-age, \
+             --no-step-up, --expression or --no-expression"
+        );
+    }
+    let policy = pb::Policy {
+        id: args.id.clone(),
+        agents: extras.agents(),
+        step_up: extras.step_up(),
+        expression: extras.expression.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let answer = client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let p = answer.policy.unwrap_or_default();
+    let json = json!({"policy": show::policy(&p), "revision": answer.revision});
+    let text = format!(
+        "updated policy {} ({}) at revision {}\n",
         p.id, p.name, answer.revision
     );
     Ok(Report::new(json, text))

@@ -62,7 +62,7 @@ enum Command {
     /// List, show, create and delete groups; list, add and remove members.
     #[command(subcommand)]
     Groups(groups::Command),
-    /// List, show, create, delete, enable and disable policies.
+    /// List, show, create, update, delete, enable and disable policies.
     #[command(subcommand)]
     Policies(policies::Command),
     /// List, show, register, update and delete agents; the kill switch (enable, disable).

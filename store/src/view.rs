@@ -1244,6 +1244,33 @@ mod tests {
         assert!(bulk.groups.values().any(|g| g.members > 0));
     }
 
+    /// An alias moved from one agent to another in one change names the new agent, whichever
+    /// of the two writes the change applies first; a deleted agent's aliases name nobody.
+    #[test]
+    fn agent_aliases_follow_their_agent() {
+        let agent = |id: &str, aliases: &[&str]| Agent {
+            id: id.into(),
+            aliases: aliases.iter().map(|&a| a.to_owned()).collect(),
+            ..Agent::default()
+        };
+        for b_first in [false, true] {
+            let mut view = View::default();
+            view.apply(1, vec![Update::Agent("a".into(), Some(agent("a", &["x"])))]);
+            let mut moves = vec![
+                Update::Agent("a".into(), Some(agent("a", &[]))),
+                Update::Agent("b".into(), Some(agent("b", &["x"]))),
+            ];
+            if b_first {
+                moves.reverse();
+            }
+            view.apply(2, moves);
+            assert_eq!(view.agent_named("x").unwrap().id, "b", "b first: {b_first}");
+            view.apply(3, vec![Update::Agent("b".into(), None)]);
+            assert!(view.agent_named("x").is_none());
+            assert_eq!(view.agent_named("a").unwrap().id, "a");
+        }
+    }
+
     proptest::proptest! {
         /// The admin API, the SCIM service provider and the console resolve a reference
         /// through the view; decisions through the snapshot. Both follow the one rule, so on

@@ -215,3 +215,30 @@ fn imports_take_agents_and_settings_and_check_them_first() {
         Unregistered::Deny
     );
 }
+
+#[test]
+fn a_change_may_register_an_agent_and_select_it_at_once() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .transact(|tx| {
+            tx.put_agent(&agent("claude", &[]))?;
+            tx.put_policy(&selecting("p1", &["claude"]))
+        })
+        .unwrap();
+    assert_eq!(
+        store.get_policy("p1").unwrap().unwrap().agents,
+        Agents::Only(vec!["claude".into()])
+    );
+    // Deleting it and selecting it in one change is refused as a whole.
+    let revision = store.revision();
+    let error = store
+        .transact(|tx| {
+            tx.delete_agent("claude", Timestamp(1))?;
+            tx.put_policy(&selecting("p2", &["claude"]))
+        })
+        .unwrap_err();
+    assert!(matches!(error, Error::UnknownAgent { .. }), "{error}");
+    assert_eq!(store.revision(), revision);
+    assert!(store.get_agent("claude").unwrap().is_some());
+}

@@ -3,6 +3,7 @@
 //!
 //! Every call carries `authorization: Bearer <token>`; the token is never printed or logged.
 
+mod agents;
 mod groups;
 mod policies;
 mod show;
@@ -61,9 +62,15 @@ enum Command {
     /// List, show, create and delete groups; list, add and remove members.
     #[command(subcommand)]
     Groups(groups::Command),
-    /// List, show, create, delete, enable and disable policies.
+    /// List, show, create, update, delete, enable and disable policies.
     #[command(subcommand)]
     Policies(policies::Command),
+    /// List, show, register, update and delete agents; the kill switch (enable, disable).
+    #[command(subcommand)]
+    Agents(agents::Command),
+    /// The organisation's settings (what happens to unregistered agents).
+    #[command(subcommand)]
+    Settings(agents::SettingsCommand),
     /// List, create and revoke admin API tokens (Admin only).
     #[command(subcommand)]
     Tokens(tokens::Command),
@@ -163,6 +170,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Groups(command) => groups::run(&mut client, command).await,
             Command::Policies(command) => policies::run(&mut client, command).await,
             Command::Tokens(command) => tokens::run(&mut client, command).await,
+            Command::Agents(command) => agents::run(&mut client, command).await,
+            Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
         }
     })?;

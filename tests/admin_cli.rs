@@ -658,3 +658,158 @@ fn admin_cli_manages_policies_and_api_tokens() {
     let listed = admin.json(&["tokens", "list", "--user", "u6"]);
     assert!(listed["tokens"][0]["revoked_at"].is_string(), "{listed}");
 }
+
+#[test]
+fn admin_cli_manages_agents_settings_and_agent_scoped_policies() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let secret = bootstrap_token(&data, "alice@example.com", "admin");
+    let server = Server::start(&data);
+    let admin = Admin {
+        server: &server,
+        token: secret,
+    };
+
+    let out = admin.ok(&[
+        "agents",
+        "create",
+        "claude",
+        "--name",
+        "Claude",
+        "--vendor",
+        "Anthropic",
+        "--alias",
+        "claude-oauth",
+        "--all-users",
+    ]);
+    assert!(
+        out.starts_with("created agent claude at revision "),
+        "{out}"
+    );
+    admin.ok(&[
+        "agents", "create", "chatgpt", "--name", "ChatGPT", "--group", "g-eng",
+    ]);
+    let table = admin.ok(&["agents", "list"]);
+    assert_eq!(
+        header(&table),
+        ["ID", "NAME", "VENDOR", "ALIASES", "SCOPE", "ENABLED"]
+    );
+    assert!(table.contains("claude-oauth"), "{table}");
+    assert!(table.contains("groups g-eng"), "{table}");
+    // Looked up by alias.
+    let got = admin.json(&["agents", "get", "claude-oauth"]);
+    assert_eq!(got["agent"]["id"], "claude");
+    assert_eq!(got["agent"]["enabled"], true);
+
+    // A duplicate alias is refused, naming the field.
+    let err = admin.fails(&[
+        "agents",
+        "create",
+        "copilot",
+        "--name",
+        "Copilot",
+        "--alias",
+        "claude-oauth",
+        "--all-users",
+    ]);
+    assert!(
+        err.contains("failed precondition: agent.aliases[0]"),
+        "{err}"
+    );
+
+    let updated = admin.json(&["agents", "update", "chatgpt", "--vendor", "OpenAI"]);
+    assert_eq!(updated["agent"]["vendor"], "OpenAI");
+
+    // The kill switch needs a reason; it is audited with it.
+    let err = admin.fails(&["agents", "disable", "claude"]);
+    assert!(err.contains("--reason"), "{err}");
+    admin.ok(&["agents", "disable", "claude", "--reason", "vendor incident"]);
+    assert_eq!(
+        admin.json(&["agents", "get", "claude"])["agent"]["enabled"],
+        false
+    );
+    let audit = admin.ok(&["audit"]);
+    assert!(audit.contains("agent.disable"), "{audit}");
+    admin.ok(&["agents", "enable", "claude"]);
+
+    // Settings.
+    let settings = admin.json(&["settings", "get"]);
+    assert_eq!(settings["settings"]["unregistered_agents"], "allow");
+    let out = admin.ok(&["settings", "set", "--unregistered-agents", "deny"]);
+    assert!(out.contains("unregistered agents  deny"), "{out}");
+
+    // A policy for one agent with a step-up requirement.
+    let created = admin.json(&[
+        "policies",
+        "create",
+        "--name",
+        "Claude steps up",
+        "--connector",
+        "github",
+        "--all-tools",
+        "--all-users",
+        "--action",
+        "step-up",
+        "--agent",
+        "claude",
+        "--acr",
+        "phr",
+        "--max-age",
+        "300",
+    ]);
+    let policy = &created["policy"];
+    assert_eq!(policy["agents"], serde_json::json!(["claude"]));
+    assert_eq!(policy["step_up"]["acr_values"], serde_json::json!(["phr"]));
+    assert_eq!(policy["step_up"]["max_age"], 300);
+    let id = policy["id"].as_str().unwrap().to_owned();
+    let shown = admin.ok(&["policies", "get", &id]);
+    assert!(shown.contains("acr one of phr; max age 300s"), "{shown}");
+    let err = admin.fails(&[
+        "policies",
+        "create",
+        "--name",
+        "x",
+        "--connector",
+        "github",
+        "--all-tools",
+        "--all-users",
+        "--action",
+        "allow",
+        "--agent",
+        "copilot",
+    ]);
+    assert!(err.contains("not found: agent `copilot`"), "{err}");
+
+    // Updating: another agent, no requirement, then back.
+    let updated = admin.json(&[
+        "policies",
+        "update",
+        &id,
+        "--agent",
+        "chatgpt",
+        "--no-step-up",
+    ]);
+    assert_eq!(updated["policy"]["agents"], serde_json::json!(["chatgpt"]));
+    assert!(updated["policy"]["step_up"].is_null());
+    let updated = admin.json(&[
+        "policies", "update", &id, "--agent", "claude", "--amr", "mfa",
+    ]);
+    assert_eq!(updated["policy"]["agents"], serde_json::json!(["claude"]));
+    assert_eq!(
+        updated["policy"]["step_up"]["amr_values"],
+        serde_json::json!(["mfa"])
+    );
+    let err = admin.fails(&["policies", "update", &id]);
+    assert!(err.contains("nothing to change"), "{err}");
+
+    // Deleting the agent takes it out of the policy, which then covers no agent.
+    let out = admin.ok(&["agents", "delete", "claude"]);
+    assert!(
+        out.contains(&format!("removed from policies {id}")),
+        "{out}"
+    );
+    let after = admin.json(&["policies", "get", &id]);
+    assert_eq!(after["policy"]["agents"], serde_json::json!([]));
+    let listed = admin.json(&["agents", "list"]);
+    assert_eq!(listed["agents"].as_array().unwrap().len(), 1);
+}

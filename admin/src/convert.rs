@@ -224,6 +224,18 @@ pub(crate) fn policy(p: &Policy) -> pb::Policy {
         enabled: p.enabled,
         created_at: Some(timestamp(p.created_at)),
         updated_at: Some(timestamp(p.updated_at)),
+        agents: match &p.agents {
+            pdp::Agents::All => None,
+            pdp::Agents::Only(ids) => Some(pb::PolicyAgents {
+                agent_ids: ids.clone(),
+            }),
+        },
+        step_up: p.step_up.as_ref().map(|s| pb::StepUpRequirement {
+            acr_values: s.acr_values.clone(),
+            amr_values: s.amr_values.clone(),
+            max_age: s.max_age.unwrap_or(0),
+        }),
+        expression: p.expression.clone().unwrap_or_default(),
     }
 }
 

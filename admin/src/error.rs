@@ -46,9 +46,11 @@ impl From<store::Error> for Error {
         match error {
             S::NotFound { kind, id } => Error::NotFound { kind, id },
             S::InvalidId { field, .. } => Error::invalid(field, error.to_string()),
-            S::Duplicate { .. } | S::Dangling { .. } | S::WrongGroup { .. } => {
-                Error::FailedPrecondition(error.to_string())
-            }
+            S::Duplicate { .. }
+            | S::Dangling { .. }
+            | S::WrongGroup { .. }
+            | S::AgentNameTaken { .. }
+            | S::UnknownAgent { .. } => Error::FailedPrecondition(error.to_string()),
             S::Locked { .. } | S::Sync { .. } | S::Storage(_) | S::Failed => {
                 Error::Unavailable(error.to_string())
             }

@@ -9,6 +9,7 @@
 //! It must not decide (that is `pdp`) or touch sled (that is `store`), and never calls sync.
 
 pub mod activity;
+mod agents;
 mod audit;
 pub mod auth;
 mod clock;

@@ -9,7 +9,7 @@
 use crate::auth::Caller;
 use crate::{Error, Result, audit, clock, convert, page, text};
 use live::Live;
-use pdp::{Action, Condition, Operator, Policy, Scope, Tools};
+use pdp::{Action, Agents, Condition, Operator, Policy, Scope, StepUp, Tools};
 use portcullis_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -24,7 +24,7 @@ const MAX_CONNECTOR: usize = 128;
 const MAX_ID: usize = 256;
 
 /// The update mask paths UpdatePolicy accepts.
-const PATHS: [&str; 10] = [
+const PATHS: [&str; 13] = [
     "name",
     "description",
     "connector",
@@ -35,7 +35,13 @@ const PATHS: [&str; 10] = [
     "approval_flow_id",
     "conditions",
     "enabled",
+    "agents",
+    "step_up",
+    "expression",
 ];
+
+/// Most agents one policy may select, and most values in each part of a step-up requirement.
+const MAX_LISTED: usize = 64;
 
 /// Checks a record id a request names: present, not too long, no NUL.
 fn check_id(field: &str, id: &str) -> Result<()> {
@@ -186,6 +192,9 @@ struct Patch {
     approval_flow_id: Option<Option<String>>,
     conditions: Option<Vec<Condition>>,
     enabled: Option<bool>,
+    agents: Option<Agents>,
+    step_up: Option<Option<StepUp>>,
+    expression: Option<Option<String>>,
 }
 
 impl Patch {
@@ -206,6 +215,9 @@ impl Patch {
             enabled,
             created_at: _,
             updated_at: _,
+            agents,
+            step_up,
+            expression,
         } = policy;
         let wants = |path: &str| wanted.is_none_or(|w| w.contains(path));
         Ok(Patch {
@@ -239,6 +251,9 @@ impl Patch {
                 None
             },
             enabled: wants("enabled").then_some(enabled),
+            agents: wants("agents").then(|| agents_from(agents)),
+            step_up: wants("step_up").then(|| step_up.map(step_up_from)),
+            expression: wants("expression").then(|| Some(expression).filter(|e| !e.is_empty())),
         })
     }
 
@@ -254,6 +269,9 @@ impl Patch {
             approval_flow_id,
             conditions,
             enabled,
+            agents,
+            step_up,
+            expression,
         } = self;
         if let Some(name) = name {
             policy.name = name;
@@ -282,6 +300,15 @@ impl Patch {
         if let Some(enabled) = enabled {
             policy.enabled = enabled;
         }
+        if let Some(agents) = agents {
+            policy.agents = agents;
+        }
+        if let Some(step_up) = step_up {
+            policy.step_up = step_up;
+        }
+        if let Some(expression) = expression {
+            policy.expression = expression;
+        }
         policy
     }
 }
@@ -299,6 +326,27 @@ fn tools_from(all_tools: bool, tools: Vec<String>) -> Result<Tools> {
             "policy.tools",
             "list at least one tool, or set `all_tools`",
         )),
+    }
+}
+
+/// Absent: every agent; present: exactly the listed ones.
+fn agents_from(agents: Option<pb::PolicyAgents>) -> Agents {
+    match agents {
+        None => Agents::All,
+        Some(pb::PolicyAgents { agent_ids }) => Agents::Only(agent_ids),
+    }
+}
+
+fn step_up_from(step_up: pb::StepUpRequirement) -> StepUp {
+    let pb::StepUpRequirement {
+        acr_values,
+        amr_values,
+        max_age,
+    } = step_up;
+    StepUp {
+        acr_values,
+        amr_values,
+        max_age: (max_age > 0).then_some(max_age),
     }
 }
 
@@ -359,9 +407,9 @@ fn check(policy: &Policy) -> Result<()> {
         enabled: _,
         created_at: _,
         updated_at: _,
-        agents: _,
-        step_up: _,
-        expression: _,
+        agents,
+        step_up,
+        expression,
     } = policy;
     text::required("policy.name", name)?;
     if name.chars().count() > MAX_NAME {
@@ -437,6 +485,97 @@ fn check(policy: &Policy) -> Result<()> {
             text::bounded(&format!("policy.conditions[{i}].values[{j}]"), value)?;
         }
     }
+    if let Agents::Only(ids) = agents {
+        check_agents(ids)?;
+    }
+    if let Some(step_up) = step_up {
+        check_step_up(*action, step_up)?;
+    }
+    if let Some(source) = expression {
+        check_expression(source)?;
+    }
+    Ok(())
+}
+
+/// A selector lists at least one agent (none would cover no agent: absent means all), each
+/// once, each a valid agent id. Whether they are registered is checked in the transaction.
+fn check_agents(ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "policy.agents.agent_ids",
+            "list at least one agent, or leave `agents` out for every agent",
+        ));
+    }
+    if ids.len() > MAX_LISTED {
+        return Err(Error::invalid(
+            "policy.agents.agent_ids",
+            format!("{} agents, the limit is {MAX_LISTED}", ids.len()),
+        ));
+    }
+    unique("policy.agents.agent_ids", ids, crate::agents::check_name)
+}
+
+fn check_step_up(action: Action, step_up: &StepUp) -> Result<()> {
+    if action != Action::StepUp {
+        return Err(Error::invalid(
+            "policy.step_up",
+            "only a step-up policy has a step-up requirement (clear it when changing the action)",
+        ));
+    }
+    if step_up.is_empty() {
+        return Err(Error::invalid(
+            "policy.step_up",
+            "set at least one of `acr_values`, `amr_values` and `max_age`, or leave it out",
+        ));
+    }
+    for (part, values) in [
+        ("acr_values", &step_up.acr_values),
+        ("amr_values", &step_up.amr_values),
+    ] {
+        let field = format!("policy.step_up.{part}");
+        if values.len() > MAX_LISTED {
+            return Err(Error::invalid(
+                field,
+                format!("{} values, the limit is {MAX_LISTED}", values.len()),
+            ));
+        }
+        unique(&field, values, |field, value| {
+            text::required(field, value)?;
+            if value.len() > MAX_ID {
+                return Err(Error::invalid(
+                    field,
+                    format!("{} bytes, the limit is {MAX_ID}", value.len()),
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// A condition in CEL: bounded, and it must compile (the compiler's message names where).
+fn check_expression(source: &str) -> Result<()> {
+    use pdp::expression::{Expression, MAX_SOURCE_LEN};
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(Error::invalid(
+            "policy.expression",
+            format!("{} bytes, the limit is {MAX_SOURCE_LEN}", source.len()),
+        ));
+    }
+    Expression::compile(source)
+        .map(drop)
+        .map_err(|e| Error::invalid("policy.expression", e.message))
+}
+
+/// Checks, in the transaction, that the agents a selector names are registered.
+fn check_selected(tx: &Tx<'_, '_>, agents: &Agents) -> Result<()> {
+    if let Agents::Only(ids) = agents {
+        for id in ids {
+            if tx.agent(id)?.is_none() {
+                return Err(Error::not_found("agent", id));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -497,6 +636,7 @@ pub(crate) async fn create(
     let (revision, policy) = live
         .write(move |tx| -> Result<Policy> {
             check_scope(tx, &policy.scope)?;
+            check_selected(tx, &policy.agents)?;
             if tx.policy(&policy.id)?.is_some() {
                 return Err(Error::Unavailable(format!(
                     "the new policy id `{}` is taken; try again",
@@ -549,6 +689,7 @@ pub(crate) async fn update(
         wanted.insert(*known);
     }
     let scope_changes = wanted.contains("scope");
+    let agents_change = wanted.contains("agents");
     let patch = Patch::from_wire(policy, Some(&wanted))?;
     let detail = paths.join(",");
     let (revision, policy) = live
@@ -564,6 +705,9 @@ pub(crate) async fn update(
             check(&after)?;
             if scope_changes {
                 check_scope(tx, &after.scope)?;
+            }
+            if agents_change {
+                check_selected(tx, &after.agents)?;
             }
             tx.put_policy(&after)?;
             let mut event = caller.event("policy.update", "policy", &id);

@@ -3,7 +3,7 @@
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
 use crate::search::UserSearch;
-use crate::{Result, audit, convert, groups, policies, tokens, users};
+use crate::{Result, agents, audit, convert, groups, policies, tokens, users};
 use live::Live;
 use pb::admin_service_server::AdminServiceServer;
 use portcullis_proto::v1 as pb;
@@ -264,6 +264,90 @@ impl pb::admin_service_server::AdminService for AdminService {
         let request = request.into_inner();
         Ok(Response::new(
             policies::set_enabled(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let _caller = self.authorize(&request, "ListAgents", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(agents::list(&self.live, request).await?))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
+        let _caller = self.authorize(&request, "GetAgent", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(agents::get(&self.live, request).await?))
+    }
+
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let caller = self.authorize(&request, "CreateAgent", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
+        let caller = self.authorize(&request, "UpdateAgent", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::update(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn delete_agent(
+        &self,
+        request: Request<pb::DeleteAgentRequest>,
+    ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
+        let caller = self.authorize(&request, "DeleteAgent", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::delete(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn set_agent_enabled(
+        &self,
+        request: Request<pb::SetAgentEnabledRequest>,
+    ) -> Result<Response<pb::SetAgentEnabledResponse>, Status> {
+        let caller = self.authorize(&request, "SetAgentEnabled", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::set_enabled(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn get_settings(
+        &self,
+        request: Request<pb::GetSettingsRequest>,
+    ) -> Result<Response<pb::GetSettingsResponse>, Status> {
+        let _caller = self.authorize(&request, "GetSettings", READ)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::get_settings(&self.live, request).await?,
+        ))
+    }
+
+    async fn update_settings(
+        &self,
+        request: Request<pb::UpdateSettingsRequest>,
+    ) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
+        let caller = self.authorize(&request, "UpdateSettings", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            agents::update_settings(&self.live, caller, request).await?,
         ))
     }
 

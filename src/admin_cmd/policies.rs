@@ -16,6 +16,8 @@ pub enum Command {
     },
     /// Create a policy: a connector, some or all of its tools, a scope and an action.
     Create(CreateArgs),
+    /// Change a policy's agents, step-up requirement or condition (only what is given).
+    Update(UpdateArgs),
     /// Delete a policy.
     Delete {
         /// The policy's id.
@@ -118,6 +120,63 @@ pub struct CreateArgs {
     /// Create it disabled: it matches nothing until enabled.
     #[arg(long)]
     disabled: bool,
+    #[command(flatten)]
+    issue16: PolicyExtras,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The policy's id.
+    id: String,
+    #[command(flatten)]
+    issue16: PolicyExtras,
+    /// Apply the policy to every agent again.
+    #[arg(long, conflicts_with = "agents")]
+    all_agents: bool,
+    /// Remove the step-up requirement.
+    #[arg(long, conflicts_with_all = ["acr_values", "amr_values", "max_age"])]
+    no_step_up: bool,
+    /// Remove the condition.
+    #[arg(long, conflicts_with = "expression")]
+    no_expression: bool,
+}
+
+/// The agent selector, step-up requirement and CEL condition of a policy.
+#[derive(Debug, clap::Args)]
+pub struct PolicyExtras {
+    /// A registered agent id the policy applies to (repeatable); none: every agent.
+    #[arg(long = "agent")]
+    agents: Vec<String>,
+    /// With `--action step-up`: an acceptable `acr` (repeatable; any one of them).
+    #[arg(long = "acr")]
+    acr_values: Vec<String>,
+    /// With `--action step-up`: an `amr` that must be present (repeatable; all of them).
+    #[arg(long = "amr")]
+    amr_values: Vec<String>,
+    /// With `--action step-up`: the user authenticated at most this many seconds ago.
+    #[arg(long)]
+    max_age: Option<u64>,
+    /// A condition in CEL that must hold, e.g. `request.arguments.repo.startsWith("acme/")`.
+    #[arg(long)]
+    expression: Option<String>,
+}
+
+impl PolicyExtras {
+    fn agents(&self) -> Option<pb::PolicyAgents> {
+        (!self.agents.is_empty()).then(|| pb::PolicyAgents {
+            agent_ids: self.agents.clone(),
+        })
+    }
+
+    fn step_up(&self) -> Option<pb::StepUpRequirement> {
+        let set =
+            !self.acr_values.is_empty() || !self.amr_values.is_empty() || self.max_age.is_some();
+        set.then(|| pb::StepUpRequirement {
+            acr_values: self.acr_values.clone(),
+            amr_values: self.amr_values.clone(),
+            max_age: self.max_age.unwrap_or(0),
+        })
+    }
 }
 
 pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
@@ -134,6 +193,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, details(&p, answer.revision)))
         }
         Command::Create(args) => create(client, args).await,
+        Command::Update(args) => update(client, args).await,
         Command::Delete { id } => {
             let answer = client
                 .delete_policy(pb::DeletePolicyRequest { id: id.clone() })
@@ -160,6 +220,48 @@ async fn set_enabled(client: &mut Client, id: String, enabled: bool) -> anyhow::
     let verb = if enabled { "enabled" } else { "disabled" };
     let text = format!(
         "{verb} policy {} ({}) at revision {}\n",
+        p.id, p.name, answer.revision
+    );
+    Ok(Report::new(json, text))
+}
+
+async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {
+    let extras = &args.issue16;
+    let mut paths = Vec::new();
+    if !extras.agents.is_empty() || args.all_agents {
+        paths.push("agents".to_owned());
+    }
+    if extras.step_up().is_some() || args.no_step_up {
+        paths.push("step_up".to_owned());
+    }
+    if extras.expression.is_some() || args.no_expression {
+        paths.push("expression".to_owned());
+    }
+    if paths.is_empty() {
+        anyhow::bail!(
+            "nothing to change: pass --agent, --all-agents, --acr, --amr, --max-age, \
+             --no-step-up, --expression or --no-expression"
+        );
+    }
+    let policy = pb::Policy {
+        id: args.id.clone(),
+        agents: extras.agents(),
+        step_up: extras.step_up(),
+        expression: extras.expression.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let answer = client
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let p = answer.policy.unwrap_or_default();
+    let json = json!({"policy": show::policy(&p), "revision": answer.revision});
+    let text = format!(
+        "updated policy {} ({}) at revision {}\n",
         p.id, p.name, answer.revision
     );
     Ok(Report::new(json, text))
@@ -197,6 +299,9 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         action: args.action.proto() as i32,
         approval_flow_id: args.approval_flow.unwrap_or_default(),
         enabled: !args.disabled,
+        agents: args.issue16.agents(),
+        step_up: args.issue16.step_up(),
+        expression: args.issue16.expression.clone().unwrap_or_default(),
         ..Default::default()
     };
     let answer = client
@@ -213,6 +318,31 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         p.id, p.name, answer.revision
     );
     Ok(Report::new(json, text))
+}
+
+fn agents_text(agents: Option<&pb::PolicyAgents>) -> String {
+    match agents {
+        None => "all".to_owned(),
+        Some(a) if a.agent_ids.is_empty() => "none".to_owned(),
+        Some(a) => a.agent_ids.join(", "),
+    }
+}
+
+fn step_up_text(step_up: Option<&pb::StepUpRequirement>) -> String {
+    let Some(s) = step_up else {
+        return "-".to_owned();
+    };
+    let mut parts = Vec::new();
+    if !s.acr_values.is_empty() {
+        parts.push(format!("acr one of {}", s.acr_values.join(", ")));
+    }
+    if !s.amr_values.is_empty() {
+        parts.push(format!("amr all of {}", s.amr_values.join(", ")));
+    }
+    if s.max_age > 0 {
+        parts.push(format!("max age {}s", s.max_age));
+    }
+    or_dash(&parts.join("; "))
 }
 
 fn details(p: &pb::Policy, revision: u64) -> String {
@@ -248,6 +378,9 @@ fn details(p: &pb::Policy, revision: u64) -> String {
         ("action", show::action(p.action())),
         ("approval flow", or_dash(&p.approval_flow_id)),
         ("conditions", or_dash(&conditions)),
+        ("agents", agents_text(p.agents.as_ref())),
+        ("step-up", step_up_text(p.step_up.as_ref())),
+        ("expression", or_dash(&p.expression)),
         ("enabled", p.enabled.to_string()),
         ("created", time_cell(p.created_at.as_ref())),
         ("updated", time_cell(p.updated_at.as_ref())),

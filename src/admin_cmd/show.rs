@@ -313,6 +313,14 @@ pub fn policy(p: &pb::Policy) -> Value {
         "enabled": p.enabled,
         "created_at": time_json(p.created_at.as_ref()),
         "updated_at": time_json(p.updated_at.as_ref()),
+        // Absent: every agent.
+        "agents": p.agents.as_ref().map(|a| &a.agent_ids),
+        "step_up": p.step_up.as_ref().map(|s| json!({
+            "acr_values": s.acr_values,
+            "amr_values": s.amr_values,
+            "max_age": (s.max_age > 0).then_some(s.max_age),
+        })),
+        "expression": (!p.expression.is_empty()).then_some(&p.expression),
     })
 }
 

@@ -109,6 +109,9 @@ pub struct BackupManifest {
     pub groups: u64,
     pub memberships: u64,
     pub policies: u64,
+    /// Absent in backups taken before agents.
+    #[serde(default)]
+    pub agents: u64,
     /// The size of `records`.
     pub bytes: u64,
     /// A checksum of every key and value (16 hex digits): it finds damage, not tampering.
@@ -202,6 +205,7 @@ impl Store {
             groups: counts.groups,
             memberships: counts.memberships,
             policies: counts.policies,
+            agents: counts.agents,
             bytes,
             checksum: format!("{checksum:016x}"),
         };

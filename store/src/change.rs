@@ -21,6 +21,7 @@ pub(crate) enum Kind {
     Group,
     Policy,
     Membership,
+    Agent,
 }
 
 impl Kind {
@@ -30,6 +31,7 @@ impl Kind {
             Kind::Group => "group",
             Kind::Policy => "policy",
             Kind::Membership => "membership",
+            Kind::Agent => "agent",
         }
     }
 }
@@ -352,6 +354,7 @@ impl<'s> Change<'s> {
             Kind::Group => &mut self.counts.groups,
             Kind::Policy => &mut self.counts.policies,
             Kind::Membership => &mut self.counts.memberships,
+            Kind::Agent => &mut self.counts.agents,
         }
     }
 }

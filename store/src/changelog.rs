@@ -15,8 +15,9 @@
 //! field names would double its size), in one of two forms:
 //!
 //! - `[1]` then, per id touched, `[kind][length: LEB128 varint][id: UTF-8]`, kind being `u`
-//!   (user), `g` (group) or `p` (policy); each id once, users first, then groups, then
-//!   policies, each in id order;
+//!   (user), `g` (group), `p` (policy), `n` (agent) or `c` (the settings, with an empty id);
+//!   each id once, users first, then groups, policies and agents, each in id order, then the
+//!   settings;
 //! - `[2]`: the revision touched too many records to list ([`MAX_LOGGED_IDS`], or a change too
 //!   large to list at all, such as a bulk import): a follower must resync.
 //!
@@ -43,6 +44,8 @@ const TOO_LARGE: u8 = 2;
 const USER: u8 = b'u';
 const GROUP: u8 = b'g';
 const POLICY: u8 = b'p';
+const AGENT: u8 = b'n';
+const SETTINGS: u8 = b'c';
 
 /// The model records some revisions touched, by id ([`Store::touched_between`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +55,10 @@ pub struct Touched {
     /// Groups put or deleted.
     pub groups: BTreeSet<String>,
     pub policies: BTreeSet<String>,
+    /// Agents put or deleted.
+    pub agents: BTreeSet<String>,
+    /// Whether the settings were written.
+    pub settings: bool,
 }
 
 impl Store {
@@ -132,11 +139,22 @@ pub(crate) fn prune(db: &sled::Db, revision: u64, keep: u64) -> Result<()> {
 
 /// The record of a change that made `updates` (`None`: too large to list).
 fn encode(updates: Option<&[Update]>) -> Vec<u8> {
-    let Some([users, groups, policies]) = updates.and_then(touched_by) else {
+    let Some(([users, groups, policies, agents], settings)) = updates.and_then(touched_by) else {
         return vec![TOO_LARGE];
     };
     let mut out = vec![LISTED];
-    for (kind, ids) in [(USER, users), (GROUP, groups), (POLICY, policies)] {
+    let settings = if settings {
+        BTreeSet::from([""])
+    } else {
+        BTreeSet::new()
+    };
+    for (kind, ids) in [
+        (USER, users),
+        (GROUP, groups),
+        (POLICY, policies),
+        (AGENT, agents),
+        (SETTINGS, settings),
+    ] {
         for id in ids {
             out.push(kind);
             put_varint(&mut out, id.len());
@@ -146,16 +164,23 @@ fn encode(updates: Option<&[Update]>) -> Vec<u8> {
     out
 }
 
-/// The user, group and policy ids `updates` touch, or `None` past [`MAX_LOGGED_IDS`] (checked
-/// as they are collected, so a huge change never builds a huge set).
-fn touched_by(updates: &[Update]) -> Option<[BTreeSet<&str>; 3]> {
-    let mut sets: [BTreeSet<&str>; 3] = Default::default();
+/// The user, group, policy and agent ids `updates` touch and whether they wrote the settings,
+/// or `None` past [`MAX_LOGGED_IDS`] (checked as they are collected, so a huge change never
+/// builds a huge set).
+fn touched_by(updates: &[Update]) -> Option<([BTreeSet<&str>; 4], bool)> {
+    let mut sets: [BTreeSet<&str>; 4] = Default::default();
+    let mut settings = false;
     let mut total = 0;
     for update in updates {
         let (set, id) = match update {
             Update::User(id, _) | Update::Member(_, id, _) => (0, id),
             Update::Group(id, _) => (1, id),
             Update::Policy(id, _) => (2, id),
+            Update::Agent(id, _) => (3, id),
+            Update::Settings(_) => {
+                settings = true;
+                continue;
+            }
         };
         if sets[set].insert(id.as_str()) {
             total += 1;
@@ -164,7 +189,7 @@ fn touched_by(updates: &[Update]) -> Option<[BTreeSet<&str>; 3]> {
             }
         }
     }
-    Some(sets)
+    Some((sets, settings))
 }
 
 /// Adds the ids in the record of `revision` to `into`; `false` if it is the too-large marker.
@@ -189,6 +214,11 @@ fn merge(revision: u64, bytes: &[u8], into: &mut Touched) -> Result<bool> {
             USER => &mut into.users,
             GROUP => &mut into.groups,
             POLICY => &mut into.policies,
+            AGENT => &mut into.agents,
+            SETTINGS => {
+                into.settings = true;
+                continue;
+            }
             _ => return Err(bad()),
         };
         set.insert(id);
@@ -241,6 +271,8 @@ mod tests {
             Update::User("alice".into(), None),
             Update::Group("eng".into(), None),
             Update::Policy(long.clone(), None),
+            Update::Agent("claude".into(), None),
+            Update::Settings(pdp::Settings::default()),
         ];
         let encoded = encode(Some(&updates));
         assert_eq!(encoded[..5], [LISTED, USER, 5, b'a', b'l']);
@@ -248,6 +280,8 @@ mod tests {
         assert_eq!(touched.users, set(&["alice", "bob"]));
         assert_eq!(touched.groups, set(&["eng"]));
         assert_eq!(touched.policies, set(&[&long]));
+        assert_eq!(touched.agents, set(&["claude"]));
+        assert!(touched.settings);
         assert_eq!(
             listed(&encode(Some(&[]))).unwrap(),
             Some(Touched::default())

@@ -152,18 +152,28 @@ pub(crate) struct Counts {
     pub groups: u64,
     pub memberships: u64,
     pub policies: u64,
+    pub agents: u64,
 }
 
+/// Users, groups, memberships and policies: stores written before agents; read as no agents.
 const COUNTS_V1: u8 = 1;
-const COUNTS_LEN: usize = 1 + 4 * 8;
+/// The four of version 1, then agents.
+const COUNTS_V2: u8 = 2;
+const COUNTS_LEN: usize = 1 + 5 * 8;
 
 impl Counts {
     pub(crate) fn encode(&self) -> [u8; COUNTS_LEN] {
         let mut out = [0; COUNTS_LEN];
-        out[0] = COUNTS_V1;
-        for (i, n) in [self.users, self.groups, self.memberships, self.policies]
-            .into_iter()
-            .enumerate()
+        out[0] = COUNTS_V2;
+        for (i, n) in [
+            self.users,
+            self.groups,
+            self.memberships,
+            self.policies,
+            self.agents,
+        ]
+        .into_iter()
+        .enumerate()
         {
             out[1 + i * 8..9 + i * 8].copy_from_slice(&n.to_be_bytes());
         }
@@ -172,10 +182,12 @@ impl Counts {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Counts> {
         let bad = || Error::Corrupt("cannot decode `meta/counts`".to_owned());
-        let [COUNTS_V1, rest @ ..] = bytes else {
-            return Err(bad());
+        let (fields, rest) = match bytes {
+            [COUNTS_V1, rest @ ..] => (4, rest),
+            [COUNTS_V2, rest @ ..] => (5, rest),
+            _ => return Err(bad()),
         };
-        if rest.len() != 4 * 8 {
+        if rest.len() != fields * 8 {
             return Err(bad());
         }
         let n = |i: usize| decode_u64("meta/counts", &rest[i * 8..(i + 1) * 8]);
@@ -184,6 +196,7 @@ impl Counts {
             groups: n(1)?,
             memberships: n(2)?,
             policies: n(3)?,
+            agents: if fields == 5 { n(4)? } else { 0 },
         })
     }
 }
@@ -226,8 +239,13 @@ mod tests {
             groups: 2,
             memberships: u64::MAX,
             policies: 4,
+            agents: 5,
         };
         assert_eq!(Counts::decode(&c.encode()).unwrap(), c);
+        // A version 1 record (before agents) reads as no agents.
+        let mut v1 = c.encode()[..33].to_vec();
+        v1[0] = 1;
+        assert_eq!(Counts::decode(&v1).unwrap(), Counts { agents: 0, ..c });
         assert!(Counts::decode(&c.encode()[..10]).is_err());
     }
 }

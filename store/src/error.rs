@@ -77,6 +77,21 @@ pub enum Error {
     #[error("a membership of group `{found}` was given for group `{expected}`")]
     WrongGroup { expected: String, found: String },
 
+    /// An agent's id or alias is already another agent's id or alias (or repeats in its own).
+    #[error("agent {field} `{name}` is already {taken_as} of agent `{by}`")]
+    AgentNameTaken {
+        /// `id` or `alias`.
+        field: &'static str,
+        name: String,
+        /// `the id` or `an alias`.
+        taken_as: &'static str,
+        by: String,
+    },
+
+    /// A policy's agent selector names an agent that is not registered.
+    #[error("policy `{policy_id}` names agent `{agent_id}`, which is not registered")]
+    UnknownAgent { policy_id: String, agent_id: String },
+
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
 }

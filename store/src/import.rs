@@ -14,17 +14,21 @@ pub struct ImportSummary {
     pub groups: usize,
     pub memberships: usize,
     pub policies: usize,
+    pub agents: usize,
 }
 
 impl Store {
-    /// Upserts a model in one change: users, groups and policies replace those with the same
+    /// Upserts a model in one change: users, groups, policies and agents replace those with the same
     /// id; each group in the model gets exactly the model's memberships of it; memberships of
     /// groups not in the model are added (or replace the same user's) and others of those groups
-    /// stay. Nothing is deleted otherwise. `model.revision` is ignored.
+    /// stay. Nothing is deleted otherwise. The model's settings replace the stored ones (a
+    /// model without settings has the defaults). `model.revision` is ignored.
     ///
     /// Everything is checked first and on any error nothing is written: ids valid and unique
-    /// within the model, every membership naming a user and a group in the model or the store.
-    /// Policies may name users and groups that exist nowhere.
+    /// within the model, every membership naming a user and a group in the model or the store,
+    /// agents' ids and aliases unique across the agents of the model and the store, every
+    /// agent a policy selects registered in the model or the store. Policies may name users and
+    /// groups that exist nowhere.
     pub fn import(&self, model: &Model) -> Result<ImportSummary> {
         // What needs only the model is checked before taking the write lock.
         let users = unique("user", "user id", model.users.iter().map(|u| u.id.as_str()))?;
@@ -38,6 +42,11 @@ impl Store {
             "policy id",
             model.policies.iter().map(|p| p.id.as_str()),
         )?;
+        unique(
+            "agent",
+            "agent id",
+            model.agents.iter().map(|a| a.id.as_str()),
+        )?;
         // Sorted, so an import writes, and reports a bad membership, in the same order every time.
         let mut by_group: BTreeMap<&str, Vec<&Membership>> = BTreeMap::new();
         for m in &model.memberships {
@@ -46,6 +55,24 @@ impl Store {
         }
 
         let revision = self.commit(|change| {
+            // The registry as the import leaves it: the store's agents, replaced by the model's.
+            let mut agents: BTreeMap<String, pdp::Agent> = BTreeMap::new();
+            for item in change.scan(keys::AGENT) {
+                let (key, value) = item?;
+                let id = keys::id_of(keys::AGENT, &key)?;
+                agents.insert(id.to_owned(), codec::from_json("agent", id, &value)?);
+            }
+            for agent in &model.agents {
+                agents.insert(agent.id.clone(), agent.clone());
+            }
+            for agent in &model.agents {
+                crate::tx::check_agent(agent, agents.values().filter(|a| a.id != agent.id))?;
+            }
+            for policy in &model.policies {
+                if let pdp::Agents::Only(ids) = &policy.agents {
+                    crate::tx::check_selector(policy, ids, |id| agents.contains_key(id))?;
+                }
+            }
             let known_user = |id: &str| users.contains(id);
             // Checked in full before the first record is staged, so a bad membership fails fast.
             let mut checked = Vec::with_capacity(by_group.len());
@@ -85,10 +112,16 @@ impl Store {
                     }
                 }
             }
+            for agent in &model.agents {
+                let value = codec::to_json("agent", agent)?;
+                change.put(Kind::Agent, keys::agent(&agent.id), &value)?;
+            }
             for policy in &model.policies {
                 let value = codec::to_json("policy", policy)?;
                 change.put(Kind::Policy, keys::policy(&policy.id), &value)?;
             }
+            let settings = codec::to_json("settings", &model.settings)?;
+            change.put_record(keys::SETTINGS.to_vec(), &settings)?;
             Ok(())
         })?;
         Ok(ImportSummary {
@@ -97,6 +130,7 @@ impl Store {
             groups: model.groups.len(),
             memberships: model.memberships.len(),
             policies: model.policies.len(),
+            agents: model.agents.len(),
         })
     }
 }

@@ -7,13 +7,15 @@
 //! | --- | --- |
 //! | `meta/format` | format version, u32 big-endian |
 //! | `meta/revision` | the last committed revision, u64 big-endian |
-//! | `meta/counts` | users, groups, memberships, policies ([`crate::codec::Counts`]) |
+//! | `meta/counts` | users, groups, memberships, policies, agents ([`crate::codec::Counts`]) |
 //! | `meta/id` | the store's id: 32 lowercase hex characters, random ([`crate::Store::id`]) |
 //! | `u/<user id>` | JSON of `pdp::User` |
 //! | `g/<group id>` | JSON of `pdp::Group` |
 //! | `m/<group id>\0<user id>` | the membership ([`crate::codec::encode_membership`]) |
 //! | `r/<user id>\0<group id>` | empty: the reverse index, a user's groups |
 //! | `p/<policy id>` | JSON of `pdp::Policy` |
+//! | `n/<agent id>` | JSON of `pdp::Agent` |
+//! | `c/settings` | JSON of `pdp::Settings` (absent: the defaults); part of the model, not counted |
 //! | `t/<token id>` | JSON of [`crate::ApiToken`] |
 //! | `a/<seq: u64 big-endian>` | JSON of [`crate::AuditEvent`] |
 //! | `k/<connection id>` | JSON of [`crate::ScimConnection`] |
@@ -46,6 +48,9 @@ pub(crate) const GROUP: &[u8] = b"g/";
 pub(crate) const MEMBER: &[u8] = b"m/";
 pub(crate) const REVERSE: &[u8] = b"r/";
 pub(crate) const POLICY: &[u8] = b"p/";
+pub(crate) const AGENT: &[u8] = b"n/";
+/// The organisation's settings: one record.
+pub(crate) const SETTINGS: &[u8] = b"c/settings";
 pub(crate) const UNDO: &[u8] = b"x/";
 pub(crate) const TOKEN: &[u8] = b"t/";
 pub(crate) const AUDIT: &[u8] = b"a/";
@@ -123,6 +128,10 @@ pub(crate) fn group(id: &str) -> Vec<u8> {
 
 pub(crate) fn policy(id: &str) -> Vec<u8> {
     key(POLICY, id)
+}
+
+pub(crate) fn agent(id: &str) -> Vec<u8> {
+    key(AGENT, id)
 }
 
 pub(crate) fn member(group_id: &str, user_id: &str) -> Vec<u8> {

@@ -8,7 +8,7 @@ use crate::records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 use crate::undo::{self, InFlight};
 use crate::view::{Update, View};
 use crate::{Error, Result, keys, lock};
-use pdp::{Group, Membership, Model, Policy, User};
+use pdp::{Agent, Group, Membership, Model, Policy, Settings, User};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -366,6 +366,16 @@ impl Store {
         self.get_record("policy", &keys::policy(id), id)
     }
 
+    pub fn get_agent(&self, id: &str) -> Result<Option<Agent>> {
+        keys::check_id("agent id", id)?;
+        self.get_record("agent", &keys::agent(id), id)
+    }
+
+    /// The organisation's settings (the defaults until some are written).
+    pub fn settings(&self) -> Result<Settings> {
+        read_settings(&self.inner.db)
+    }
+
     /// The members of a group, by user id; [`Error::NotFound`] if there is no such group.
     pub fn group_members(&self, group_id: &str) -> Result<Vec<Membership>> {
         keys::check_id("group id", group_id)?;
@@ -505,30 +515,35 @@ impl Store {
         });
         let users = users?;
         let (groups, memberships, policies) = rest?;
+        let agents = read_records::<Agent>(db, keys::AGENT, "agent", counts.agents, |a| &a.id)?;
+        let settings = read_settings(db)?;
 
         let read = Counts {
             users: users.len() as u64,
             groups: groups.len() as u64,
             memberships: memberships.len() as u64,
             policies: policies.len() as u64,
+            agents: agents.len() as u64,
         };
         if read != counts {
             return Err(Error::Corrupt(format!(
-                "`meta/counts` at revision {revision} records {} users, {} groups, {} memberships \
-                 and {} policies, but the store holds {}, {}, {} and {}",
+                "`meta/counts` at revision {revision} records {} users, {} groups, {} memberships, \
+                 {} policies and {} agents, but the store holds {}, {}, {}, {} and {}",
                 counts.users,
                 counts.groups,
                 counts.memberships,
                 counts.policies,
+                counts.agents,
                 read.users,
                 read.groups,
                 read.memberships,
                 read.policies,
+                read.agents,
             )));
         }
         Ok(Model {
-            agents: Vec::new(),
-            settings: Default::default(),
+            agents,
+            settings,
             revision,
             users,
             groups,
@@ -565,6 +580,14 @@ fn read_records<T: serde::de::DeserializeOwned>(
         records.push(record);
     }
     Ok(records)
+}
+
+/// The organisation's settings; the defaults if none were ever written.
+pub(crate) fn read_settings(db: &sled::Db) -> Result<Settings> {
+    match db.get(keys::SETTINGS).map_err(engine)? {
+        Some(value) => codec::from_json("settings", "settings", &value),
+        None => Ok(Settings::default()),
+    }
 }
 
 fn read_memberships(db: &sled::Db, count: u64) -> Result<Vec<Membership>> {

@@ -9,8 +9,8 @@ use crate::change::{Change, Kind};
 use crate::records::{ApiToken, AuditEvent, KeptLock, ScimConnection, ScimKind};
 use crate::store::{Store, not_found};
 use crate::{Error, Result, codec, keys};
-use pdp::{Group, Membership, Policy, User};
-use std::collections::HashSet;
+use pdp::{Agent, Agents, Group, Membership, Policy, Settings, User};
+use std::collections::{BTreeMap, HashSet};
 
 /// One change under construction; see [`Store::transact`].
 ///
@@ -20,6 +20,9 @@ pub struct Tx<'c, 's> {
     change: &'c mut Change<'s>,
     store: &'c Store,
     written: HashSet<Vec<u8>>,
+    /// Agents this change put (`Some`) or deleted (`None`), by id: the agent invariants are
+    /// checked against the registry as this change leaves it.
+    agents_written: BTreeMap<String, Option<Agent>>,
 }
 
 impl std::fmt::Debug for Tx<'_, '_> {
@@ -57,6 +60,7 @@ impl Store {
                 change,
                 store: self,
                 written: HashSet::new(),
+                agents_written: BTreeMap::new(),
             };
             out = Some(build(&mut tx)?);
             Ok::<(), E>(())
@@ -274,9 +278,15 @@ impl Tx<'_, '_> {
         Ok(removed)
     }
 
-    /// Creates or replaces a policy. The caller checks what its scope names.
+    /// Creates or replaces a policy. The caller checks what its scope names; the agents its
+    /// selector names must be registered (as this change leaves the registry: put agents
+    /// before the policies naming them).
     pub fn put_policy(&mut self, policy: &Policy) -> Result<()> {
         keys::check_id("policy id", &policy.id)?;
+        if let Agents::Only(ids) = &policy.agents {
+            let agents = self.agents()?;
+            check_selector(policy, ids, |id| agents.iter().any(|a| a.id == id))?;
+        }
         let key = keys::policy(&policy.id);
         self.claim(&key)?;
         let value = codec::to_json("policy", policy)?;
@@ -325,6 +335,93 @@ impl Tx<'_, '_> {
             changed.push((policy, after));
         }
         Ok(changed)
+    }
+
+    pub fn agent(&self, id: &str) -> Result<Option<Agent>> {
+        keys::check_id("agent id", id)?;
+        if let Some(written) = self.agents_written.get(id) {
+            return Ok(written.clone());
+        }
+        self.get("agent", &keys::agent(id), id)
+    }
+
+    /// Every registered agent, by id, as this change leaves them.
+    pub fn agents(&self) -> Result<Vec<Agent>> {
+        let mut agents = BTreeMap::new();
+        for item in self.change.scan(keys::AGENT) {
+            let (key, value) = item?;
+            let id = keys::id_of(keys::AGENT, &key)?;
+            agents.insert(
+                id.to_owned(),
+                codec::from_json::<Agent>("agent", id, &value)?,
+            );
+        }
+        for (id, written) in &self.agents_written {
+            match written {
+                Some(agent) => agents.insert(id.clone(), agent.clone()),
+                None => agents.remove(id),
+            };
+        }
+        Ok(agents.into_values().collect())
+    }
+
+    /// Creates or replaces an agent. Its id and aliases must be valid ids, and none may be
+    /// another agent's id or alias ([`Error::AgentNameTaken`]), nor repeat within it.
+    pub fn put_agent(&mut self, agent: &Agent) -> Result<()> {
+        let others = self.agents()?;
+        check_agent(agent, others.iter().filter(|a| a.id != agent.id))?;
+        let key = keys::agent(&agent.id);
+        self.claim(&key)?;
+        let value = codec::to_json("agent", agent)?;
+        self.change.put(Kind::Agent, key, &value)?;
+        self.agents_written
+            .insert(agent.id.clone(), Some(agent.clone()));
+        Ok(())
+    }
+
+    /// Deletes an agent and removes it from every policy's agent selector, stamping those
+    /// policies `updated_at = now`; returns each such policy before and after. A policy left
+    /// selecting no agent keeps `Agents::Only([])`: it covers no agent (widening it to every
+    /// agent would grant what its author restricted).
+    pub fn delete_agent(&mut self, id: &str, now: pdp::Timestamp) -> Result<Vec<(Policy, Policy)>> {
+        keys::check_id("agent id", id)?;
+        if self.agent(id)?.is_none() {
+            return Err(not_found("agent", id));
+        }
+        let key = keys::agent(id);
+        self.claim(&key)?;
+        self.change.remove(Kind::Agent, key)?;
+        self.agents_written.insert(id.to_owned(), None);
+        let mut changed = Vec::new();
+        for policy in self.policies()? {
+            let Agents::Only(ids) = &policy.agents else {
+                continue;
+            };
+            if !ids.iter().any(|a| a == id) {
+                continue;
+            }
+            let mut after = policy.clone();
+            after.agents = Agents::Only(ids.iter().filter(|a| *a != id).cloned().collect());
+            after.updated_at = now;
+            self.put_policy(&after)?;
+            changed.push((policy, after));
+        }
+        Ok(changed)
+    }
+
+    /// The organisation's settings as they stand before this change.
+    pub fn settings(&self) -> Result<Settings> {
+        match self.change.get(keys::SETTINGS)? {
+            Some(value) => codec::from_json("settings", "settings", &value),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Writes the organisation's settings.
+    pub fn put_settings(&mut self, settings: &Settings) -> Result<()> {
+        self.claim(keys::SETTINGS)?;
+        let value = codec::to_json("settings", settings)?;
+        self.change.put_record(keys::SETTINGS.to_vec(), &value)
     }
 
     /// Creates or replaces an API token.
@@ -402,4 +499,74 @@ fn kept_lock_keys(user_name: &str, external_id: Option<&str>) -> Vec<Vec<u8>> {
         keys.push(keys::kept_lock("x", external_id));
     }
     keys
+}
+
+/// Checks an agent's id and aliases: valid ids, none repeated within it, none another agent's
+/// id or alias.
+pub(crate) fn check_agent<'a>(
+    agent: &Agent,
+    others: impl Iterator<Item = &'a Agent> + Clone,
+) -> Result<()> {
+    keys::check_id("agent id", &agent.id)?;
+    let mut own = HashSet::from([agent.id.as_str()]);
+    for alias in &agent.aliases {
+        keys::check_id("agent alias", alias)?;
+        if !own.insert(alias.as_str()) {
+            return Err(Error::AgentNameTaken {
+                field: "alias",
+                name: alias.clone(),
+                taken_as: if *alias == agent.id {
+                    "the id"
+                } else {
+                    "an alias"
+                },
+                by: agent.id.clone(),
+            });
+        }
+    }
+    for other in others {
+        for (field, name) in
+            std::iter::once(("id", &agent.id)).chain(agent.aliases.iter().map(|a| ("alias", a)))
+        {
+            let taken_as = if other.id == *name {
+                "the id"
+            } else if other.aliases.contains(name) {
+                "an alias"
+            } else {
+                continue;
+            };
+            return Err(Error::AgentNameTaken {
+                field,
+                name: name.clone(),
+                taken_as,
+                by: other.id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a policy's agent selector: valid ids, each once, each registered.
+pub(crate) fn check_selector(
+    policy: &Policy,
+    ids: &[String],
+    registered: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    for id in ids {
+        keys::check_id("policy agent id", id)?;
+        if !seen.insert(id.as_str()) {
+            return Err(Error::Duplicate {
+                kind: "agent in the selector of a policy",
+                id: id.clone(),
+            });
+        }
+        if !registered(id) {
+            return Err(Error::UnknownAgent {
+                policy_id: policy.id.clone(),
+                agent_id: id.clone(),
+            });
+        }
+    }
+    Ok(())
 }

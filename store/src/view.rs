@@ -10,7 +10,9 @@
 use crate::{Result, codec, keys};
 use imbl::{OrdMap, OrdSet};
 use pdp::identity::{Matches, Resolved, UserKeys};
-use pdp::{Group, Membership, MembershipSource, Mfa, Model, Policy, Timestamp, User};
+use pdp::{
+    Agent, Group, Membership, MembershipSource, Mfa, Model, Policy, Settings, Timestamp, User,
+};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -50,6 +52,11 @@ pub struct View {
     /// Invariant: exactly the keys of `members`, reversed: `(user id, group id)`.
     user_groups: OrdSet<(Id, Id)>,
     policies: OrdMap<Id, Arc<Policy>>,
+    agents: OrdMap<Id, Arc<Agent>>,
+    /// Invariant: one entry per alias of each agent, alias → agent id (the store keeps aliases
+    /// unique across agents' ids and aliases).
+    agent_aliases: OrdMap<Arc<str>, Id>,
+    settings: Settings,
 }
 
 impl std::fmt::Debug for View {
@@ -60,6 +67,7 @@ impl std::fmt::Debug for View {
             .field("groups", &self.groups.len())
             .field("memberships", &self.members.len())
             .field("policies", &self.policies.len())
+            .field("agents", &self.agents.len())
             .finish()
     }
 }
@@ -86,6 +94,8 @@ pub struct ViewChanges {
     pub groups: Vec<Id>,
     /// Policies added, changed or removed.
     pub policies: Vec<Id>,
+    /// Whether any agent or the settings differ.
+    pub agents: bool,
 }
 
 impl ViewChanges {
@@ -102,14 +112,13 @@ impl ViewChanges {
                 .collect(),
             groups: self.groups.iter().map(|id| &**id).collect(),
             policies: self.policies.iter().map(|id| &**id).collect(),
-            // The store keeps no agents yet.
-            agents: false,
+            agents: self.agents,
         }
     }
 
     /// How many records changed.
     pub fn len(&self) -> usize {
-        self.users.len() + self.groups.len() + self.policies.len()
+        self.users.len() + self.groups.len() + self.policies.len() + usize::from(self.agents)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -144,13 +153,12 @@ impl pdp::Directory for View {
         matches(self.matching(&self.users_by_login, key.to_owned()))
     }
 
-    // The store keeps no agents yet: none registered, the default settings.
     fn agents(&self) -> Vec<&pdp::Agent> {
-        Vec::new()
+        self.agents.values().map(|a| &**a).collect()
     }
 
     fn settings(&self) -> pdp::Settings {
-        pdp::Settings::default()
+        self.settings
     }
 }
 
@@ -270,14 +278,30 @@ pub enum Update {
     Group(String, Option<Group>),
     Member(String, String, Option<Membership>),
     Policy(String, Option<Policy>),
+    Agent(String, Option<Agent>),
+    /// The organisation's settings, written whole.
+    Settings(Settings),
 }
 
 impl Update {
     /// The update a write of `value` at `key` makes, if the key holds a model record.
     pub(crate) fn decode(key: &[u8], value: Option<&[u8]>) -> Option<Result<Update>> {
-        let prefix = [keys::USER, keys::GROUP, keys::MEMBER, keys::POLICY]
-            .into_iter()
-            .find(|p| key.starts_with(p))?;
+        if key == keys::SETTINGS {
+            // Settings are only ever put; a missing record reads as the defaults.
+            let settings = value
+                .map(|v| codec::from_json("settings", "settings", v))
+                .transpose();
+            return Some(settings.map(|s| Update::Settings(s.unwrap_or_default())));
+        }
+        let prefix = [
+            keys::USER,
+            keys::GROUP,
+            keys::MEMBER,
+            keys::POLICY,
+            keys::AGENT,
+        ]
+        .into_iter()
+        .find(|p| key.starts_with(p))?;
         Some((|| {
             if prefix == keys::MEMBER {
                 let (group_id, user_id) = keys::ids_of(prefix, key)?;
@@ -304,6 +328,12 @@ impl Update {
                         .transpose()?;
                     Update::Group(id, group)
                 }
+                keys::AGENT => {
+                    let agent = value
+                        .map(|v| codec::from_json("agent", &id, v))
+                        .transpose()?;
+                    Update::Agent(id, agent)
+                }
                 _ => {
                     let policy = value
                         .map(|v| codec::from_json("policy", &id, v))
@@ -329,8 +359,8 @@ impl View {
             groups,
             memberships,
             policies,
-            agents: _,
-            settings: _,
+            agents,
+            settings,
         } = model;
         // User ids are interned first, so both halves share each id's allocation.
         let mut ids: Vec<Id> = users.iter().map(|u| Arc::from(u.id.as_str())).collect();
@@ -393,6 +423,10 @@ impl View {
             .into_iter()
             .map(|p| (Arc::from(p.id.as_str()), Arc::new(p)))
             .collect();
+        for agent in agents {
+            view.put_agent(agent);
+        }
+        view.settings = settings;
         view
     }
 
@@ -418,6 +452,9 @@ impl View {
                 Update::Policy(id, None) => {
                     self.policies.remove(id.as_str());
                 }
+                Update::Agent(_, Some(agent)) => self.put_agent(agent),
+                Update::Agent(id, None) => self.remove_agent(&id),
+                Update::Settings(settings) => self.settings = settings,
                 Update::Member(group_id, user_id, m) => members.push((group_id, user_id, m)),
             }
         }
@@ -441,6 +478,31 @@ impl View {
         self.groups
             .get_key_value(id)
             .map_or_else(|| Arc::from(id), |(k, _)| Arc::clone(k))
+    }
+
+    fn put_agent(&mut self, agent: Agent) {
+        self.remove_agent(&agent.id);
+        let id: Id = Arc::from(agent.id.as_str());
+        for alias in &agent.aliases {
+            self.agent_aliases
+                .insert(Arc::from(alias.as_str()), Arc::clone(&id));
+        }
+        self.agents.insert(id, Arc::new(agent));
+    }
+
+    fn remove_agent(&mut self, id: &str) {
+        if let Some(old) = self.agents.remove(id) {
+            for alias in &old.aliases {
+                // Only if still this agent's: a change may move an alias between agents.
+                if self
+                    .agent_aliases
+                    .get(alias.as_str())
+                    .is_some_and(|a| **a == *id)
+                {
+                    self.agent_aliases.remove(alias.as_str());
+                }
+            }
+        }
     }
 
     fn put_user(&mut self, user: User) {
@@ -586,8 +648,8 @@ impl View {
     /// The model this view holds, as [`crate::Store::load`] returns it (records by id).
     pub fn to_model(&self) -> Model {
         Model {
-            agents: Vec::new(),
-            settings: Default::default(),
+            agents: self.agents.values().map(|a| Agent::clone(a)).collect(),
+            settings: self.settings,
             revision: self.revision,
             users: self.users.values().map(|u| User::clone(u)).collect(),
             groups: self
@@ -800,10 +862,14 @@ impl View {
                 | DiffItem::Update { new: (id, _), .. } => Arc::clone(id),
             })
             .collect();
+        // A few dozen agents at most: the diff is cheap, and shared nodes are skipped anyway.
+        let agents =
+            earlier.settings != self.settings || earlier.agents.diff(&self.agents).next().is_some();
         Some(ViewChanges {
             users: users.into_iter().collect(),
             groups,
             policies,
+            agents,
         })
     }
 
@@ -820,6 +886,29 @@ impl View {
                 | imbl::ordmap::DiffItem::Update { new: (id, _), .. } => Arc::clone(id),
             })
             .collect()
+    }
+
+    /// Every registered agent, by id.
+    pub fn agents(&self) -> impl ExactSizeIterator<Item = &Arc<Agent>> + '_ {
+        self.agents.values()
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&Arc<Agent>> {
+        self.agents.get(id)
+    }
+
+    /// The agent `name` names, exactly: by id, else by alias.
+    pub fn agent_named(&self, name: &str) -> Option<&Arc<Agent>> {
+        self.agents.get(name).or_else(|| {
+            self.agent_aliases
+                .get(name)
+                .and_then(|id| self.agents.get(id))
+        })
+    }
+
+    /// The organisation's settings.
+    pub fn settings(&self) -> Settings {
+        self.settings
     }
 
     pub fn user_count(&self) -> usize {
@@ -1153,6 +1242,33 @@ mod tests {
         assert_eq!(bulk.members, one_by_one.members);
         assert_eq!(bulk.user_groups, one_by_one.user_groups);
         assert!(bulk.groups.values().any(|g| g.members > 0));
+    }
+
+    /// An alias moved from one agent to another in one change names the new agent, whichever
+    /// of the two writes the change applies first; a deleted agent's aliases name nobody.
+    #[test]
+    fn agent_aliases_follow_their_agent() {
+        let agent = |id: &str, aliases: &[&str]| Agent {
+            id: id.into(),
+            aliases: aliases.iter().map(|&a| a.to_owned()).collect(),
+            ..Agent::default()
+        };
+        for b_first in [false, true] {
+            let mut view = View::default();
+            view.apply(1, vec![Update::Agent("a".into(), Some(agent("a", &["x"])))]);
+            let mut moves = vec![
+                Update::Agent("a".into(), Some(agent("a", &[]))),
+                Update::Agent("b".into(), Some(agent("b", &["x"]))),
+            ];
+            if b_first {
+                moves.reverse();
+            }
+            view.apply(2, moves);
+            assert_eq!(view.agent_named("x").unwrap().id, "b", "b first: {b_first}");
+            view.apply(3, vec![Update::Agent("b".into(), None)]);
+            assert!(view.agent_named("x").is_none());
+            assert_eq!(view.agent_named("a").unwrap().id, "a");
+        }
     }
 
     proptest::proptest! {

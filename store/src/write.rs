@@ -85,11 +85,28 @@ impl Store {
         })
     }
 
-    /// Creates or replaces a policy. Users and groups in its scope need not exist.
+    /// Creates or replaces a policy. Users and groups in its scope need not exist; agents its
+    /// selector names must be registered.
     pub fn put_policy(&self, policy: &Policy) -> Result<u64> {
-        keys::check_id("policy id", &policy.id)?;
-        let value = codec::to_json("policy", policy)?;
-        self.commit(|change| change.put(Kind::Policy, keys::policy(&policy.id), &value))
+        Ok(self.transact(|tx| tx.put_policy(policy))?.0)
+    }
+
+    /// Creates or replaces an agent ([`crate::Tx::put_agent`] says what is checked).
+    pub fn put_agent(&self, agent: &pdp::Agent) -> Result<u64> {
+        Ok(self.transact(|tx| tx.put_agent(agent))?.0)
+    }
+
+    /// Deletes an agent and removes it from every policy's selector, in one change
+    /// ([`crate::Tx::delete_agent`]).
+    pub fn delete_agent(&self, id: &str) -> Result<u64> {
+        Ok(self
+            .transact(|tx| tx.delete_agent(id, pdp::Timestamp::now()))?
+            .0)
+    }
+
+    /// Writes the organisation's settings.
+    pub fn put_settings(&self, settings: &pdp::Settings) -> Result<u64> {
+        Ok(self.transact(|tx| tx.put_settings(settings))?.0)
     }
 
     pub fn delete_policy(&self, id: &str) -> Result<u64> {

@@ -19,6 +19,10 @@ fn full_store(dir: &std::path::Path) -> Store {
     store.put_policy(&policy("p1")).unwrap();
     store
         .transact(|tx| {
+            tx.put_agent(&agent("claude", &["claude-oauth"]))?;
+            tx.put_settings(&pdp::Settings {
+                unregistered_agents: pdp::Unregistered::Deny,
+            })?;
             tx.put_token(&ApiToken {
                 id: "tok1".into(),
                 name: "ci".into(),
@@ -135,9 +139,15 @@ fn a_backup_restores_everything_at_its_revision_under_a_new_id() {
             manifest.users,
             manifest.groups,
             manifest.memberships,
-            manifest.policies
+            manifest.policies,
+            manifest.agents
         ),
-        (2, 2, 3, 1)
+        (2, 2, 3, 1, 1)
+    );
+    assert_eq!(before.model.agents, [agent("claude", &["claude-oauth"])]);
+    assert_eq!(
+        before.model.settings.unregistered_agents,
+        pdp::Unregistered::Deny
     );
     assert!(manifest.decision_entries >= 1);
     assert_eq!(store::read_manifest(&out).unwrap(), *manifest);

@@ -12,6 +12,7 @@ fn touched(users: &[&str], groups: &[&str], policies: &[&str]) -> Touched {
         users: set(users),
         groups: set(groups),
         policies: set(policies),
+        ..Touched::default()
     }
 }
 

@@ -24,7 +24,7 @@ fn load_refuses_a_directory_whose_counts_do_not_match() {
     assert_eq!(
         error.to_string(),
         "the store is corrupt: `meta/counts` at revision 1 records 1 users, 0 groups, \
-         0 memberships and 0 policies, but the store holds 2, 0, 0 and 0"
+         0 memberships, 0 policies and 0 agents, but the store holds 2, 0, 0, 0 and 0"
     );
 }
 

@@ -55,6 +55,18 @@ pub fn member(group_id: &str, user_id: &str) -> Membership {
     }
 }
 
+pub fn agent(id: &str, aliases: &[&str]) -> pdp::Agent {
+    pdp::Agent {
+        id: id.into(),
+        display_name: format!("Agent {id}"),
+        vendor: "Example".into(),
+        aliases: aliases.iter().map(|&a| a.to_owned()).collect(),
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+        ..pdp::Agent::default()
+    }
+}
+
 pub fn policy(id: &str) -> Policy {
     Policy {
         id: id.into(),

@@ -1140,6 +1140,88 @@ mod tests {
         );
     }
 
+    const TOKENS: &[&str] = &[
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ".",
+        ",",
+        ":",
+        "?",
+        "!",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        "==",
+        "<",
+        "&&",
+        "||",
+        " in ",
+        "request",
+        "arguments",
+        "attributes",
+        "agent",
+        "tool",
+        "repo",
+        "ip",
+        "recipients",
+        "user",
+        "groups",
+        "mfa",
+        "now",
+        "x",
+        "1",
+        "0",
+        "2.5",
+        "\"a\"",
+        "'",
+        "\"",
+        "r\"",
+        "\\",
+        "\"\"\"",
+        "\n",
+        " ",
+        "size",
+        "has",
+        "all",
+        "exists",
+        "map",
+        "filter",
+        "inCidr",
+        "startsWith",
+        "matches",
+        "getHours",
+        "\"Europe/Berlin\"",
+        "\"10.0.0.0/8\"",
+        "timestamp",
+        "int",
+        "string",
+        "null",
+        "true",
+        "false",
+    ];
+
+    proptest::proptest! {
+        /// Whatever the text, compiling answers (no panic, no overflow), and what compiles
+        /// evaluates to an answer.
+        #[test]
+        fn any_text_compiles_or_is_refused(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..40),
+            text in ".{0,40}",
+        ) {
+            for source in [tokens.concat(), text] {
+                if Expression::compile(&source).is_ok() {
+                    let _ = eval(&source);
+                }
+            }
+        }
+    }
+
     #[test]
     fn expressions_are_shared_across_threads() {
         fn shared<T: Send + Sync + std::fmt::Debug>() {}

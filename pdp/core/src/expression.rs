@@ -70,10 +70,14 @@ pub struct Expression {
     /// The argument keys the expression reads, or `None` when it reads the arguments as a whole
     /// (`size(request.arguments)`, a computed key): then every argument is converted.
     argument_keys: Option<Box<[Box<str>]>>,
-    reads_request: bool,
+    /// The fields of `request` it reads (bits by index in [`REQUEST_FIELDS`]): only those are
+    /// built for an evaluation.
+    request_fields: u8,
     reads_arguments: bool,
     reads_user: bool,
     reads_now: bool,
+    /// Whether it calls `inCidr`: registering it costs every evaluation an allocation.
+    calls_in_cidr: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -203,10 +207,11 @@ impl Expression {
             comprehensions: 0,
             attribute_keys: Vec::new(),
             argument_keys: Some(Vec::new()),
-            reads_request: false,
+            request_fields: 0,
             reads_arguments: false,
             reads_user: false,
             reads_now: false,
+            calls_in_cidr: false,
         };
         walk.expr(program.expression(), 0)?;
         let boxed = |keys: Vec<String>| keys.into_iter().map(String::into_boxed_str).collect();
@@ -214,10 +219,11 @@ impl Expression {
             source: source.into(),
             attribute_keys: boxed(walk.attribute_keys),
             argument_keys: walk.argument_keys.map(boxed),
-            reads_request: walk.reads_request,
+            request_fields: walk.request_fields,
             reads_arguments: walk.reads_arguments,
             reads_user: walk.reads_user,
             reads_now: walk.reads_now,
+            calls_in_cidr: walk.calls_in_cidr,
             program: Arc::new(program),
         })
     }
@@ -230,10 +236,12 @@ impl Expression {
     /// says why it could not be decided, and the policy then does not apply.
     pub fn evaluate(&self, input: &Input<'_>) -> Result<bool, String> {
         let mut context = Context::with_env(Arc::clone(&ENV));
-        context
-            .add_function("inCidr", in_cidr)
-            .map_err(|e| e.to_string())?;
-        if self.reads_request {
+        if self.calls_in_cidr {
+            context
+                .add_function("inCidr", in_cidr)
+                .map_err(|e| e.to_string())?;
+        }
+        if self.request_fields != 0 {
             context.add_variable_from_value("request", self.request_value(input.request)?);
         }
         if self.reads_user {
@@ -297,14 +305,22 @@ impl Expression {
             }
             _ => std::collections::HashMap::new(),
         };
-        let fields: std::collections::HashMap<&str, Value> = [
-            ("attributes", Value::from(attributes)),
-            ("arguments", Value::from(arguments)),
-            ("agent", Value::from(request.agent)),
-            ("connector", Value::from(request.connector)),
-            ("tool", Value::from(request.tool)),
-        ]
-        .into();
+        let mut fields: std::collections::HashMap<&str, Value> = std::collections::HashMap::new();
+        let mut attributes = Some(attributes);
+        let mut arguments = Some(arguments);
+        for (i, field) in REQUEST_FIELDS.iter().enumerate() {
+            if self.request_fields & (1 << i) == 0 {
+                continue;
+            }
+            let value = match *field {
+                "attributes" => Value::from(attributes.take().unwrap_or_default()),
+                "arguments" => Value::from(arguments.take().unwrap_or_default()),
+                "agent" => Value::from(request.agent),
+                "connector" => Value::from(request.connector),
+                _ => Value::from(request.tool),
+            };
+            fields.insert(field, value);
+        }
         Ok(Value::from(fields))
     }
 }
@@ -550,13 +566,21 @@ struct Walk<'a> {
     comprehensions: usize,
     attribute_keys: Vec<String>,
     argument_keys: Option<Vec<String>>,
-    reads_request: bool,
+    request_fields: u8,
     reads_arguments: bool,
     reads_user: bool,
     reads_now: bool,
+    calls_in_cidr: bool,
 }
 
 impl<'a> Walk<'a> {
+    /// Records that `request.<field>` is read.
+    fn read(&mut self, field: &str) {
+        if let Some(i) = REQUEST_FIELDS.iter().position(|f| *f == field) {
+            self.request_fields |= 1 << i;
+        }
+    }
+
     fn error(&self, at: &IdedExpr, message: String) -> CompileError {
         let (line, column) = self
             .program
@@ -596,7 +620,7 @@ impl<'a> Walk<'a> {
                     && let (Some(field), Expr::Literal(LiteralValue::String(key_text))) =
                         (self.request_field(map), &key.expr)
                 {
-                    self.reads_request = true;
+                    self.read(field);
                     let key_text = key_text.inner().to_string();
                     match field {
                         "attributes" => self.attribute_keys.push(key_text),
@@ -609,6 +633,9 @@ impl<'a> Walk<'a> {
                         _ => {}
                     }
                     return Ok(());
+                }
+                if call.func_name == "inCidr" {
+                    self.calls_in_cidr = true;
                 }
                 if let Some(target) = &call.target {
                     self.expr(target, depth)?;
@@ -671,7 +698,7 @@ impl<'a> Walk<'a> {
             "user" => self.reads_user = true,
             "request" => {
                 // The whole request: every argument (attributes still only by literal key).
-                self.reads_request = true;
+                self.request_fields = u8::MAX;
                 self.reads_arguments = true;
                 self.argument_keys = None;
             }
@@ -704,7 +731,7 @@ impl<'a> Walk<'a> {
                         ),
                     ));
                 }
-                self.reads_request = true;
+                self.read(field);
                 match field {
                     "attributes" => Err(self.error(
                         e,
@@ -743,7 +770,7 @@ impl<'a> Walk<'a> {
                     if !REQUEST_FIELDS.contains(&inner.field.as_str()) {
                         return self.select(operand, &inner.operand, &inner.field, depth);
                     }
-                    self.reads_request = true;
+                    self.read(&inner.field);
                     match inner.field.as_str() {
                         "attributes" => {
                             self.attribute_keys.push(field.to_string());

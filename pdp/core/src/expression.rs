@@ -59,7 +59,8 @@ pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 /// evaluation.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
-/// A compiled condition.
+/// A compiled condition. Cloning it shares the compiled program.
+#[derive(Clone)]
 pub struct Expression {
     source: Box<str>,
     /// Shared so that cloning a snapshot's policies does not re-parse them.
@@ -1041,6 +1042,12 @@ mod tests {
         assert!(Expression::compile("[1, 2].all(x, x > 0)").is_ok());
         assert!(Expression::compile("[1, 2].all(x, x > 0) && x > 0").is_err());
         assert!(Expression::compile("type(request.tool) == string").is_ok());
+        // A comprehension variable shadows a name: `request` here is a list element.
+        assert_eq!(eval("[1, 2].all(request, request > 0)"), Ok(true));
+        assert_eq!(
+            eval(r#"["a"].exists(user, user == "a") && user.mfa"#),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -1251,7 +1258,7 @@ mod tests {
 
     #[test]
     fn expressions_are_shared_across_threads() {
-        fn shared<T: Send + Sync + std::fmt::Debug>() {}
+        fn shared<T: Send + Sync + Clone + std::fmt::Debug>() {}
         shared::<Expression>();
     }
 }

@@ -59,7 +59,8 @@ pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 /// evaluation.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
-/// A compiled condition.
+/// A compiled condition. Cloning it shares the compiled program.
+#[derive(Clone)]
 pub struct Expression {
     source: Box<str>,
     /// Shared so that cloning a snapshot's policies does not re-parse them.
@@ -70,10 +71,14 @@ pub struct Expression {
     /// The argument keys the expression reads, or `None` when it reads the arguments as a whole
     /// (`size(request.arguments)`, a computed key): then every argument is converted.
     argument_keys: Option<Box<[Box<str>]>>,
-    reads_request: bool,
+    /// The fields of `request` it reads (bits by index in [`REQUEST_FIELDS`]): only those are
+    /// built for an evaluation.
+    request_fields: u8,
     reads_arguments: bool,
     reads_user: bool,
     reads_now: bool,
+    /// Whether it calls `inCidr`: registering it costs every evaluation an allocation.
+    calls_in_cidr: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -203,10 +208,11 @@ impl Expression {
             comprehensions: 0,
             attribute_keys: Vec::new(),
             argument_keys: Some(Vec::new()),
-            reads_request: false,
+            request_fields: 0,
             reads_arguments: false,
             reads_user: false,
             reads_now: false,
+            calls_in_cidr: false,
         };
         walk.expr(program.expression(), 0)?;
         let boxed = |keys: Vec<String>| keys.into_iter().map(String::into_boxed_str).collect();
@@ -214,10 +220,11 @@ impl Expression {
             source: source.into(),
             attribute_keys: boxed(walk.attribute_keys),
             argument_keys: walk.argument_keys.map(boxed),
-            reads_request: walk.reads_request,
+            request_fields: walk.request_fields,
             reads_arguments: walk.reads_arguments,
             reads_user: walk.reads_user,
             reads_now: walk.reads_now,
+            calls_in_cidr: walk.calls_in_cidr,
             program: Arc::new(program),
         })
     }
@@ -230,10 +237,12 @@ impl Expression {
     /// says why it could not be decided, and the policy then does not apply.
     pub fn evaluate(&self, input: &Input<'_>) -> Result<bool, String> {
         let mut context = Context::with_env(Arc::clone(&ENV));
-        context
-            .add_function("inCidr", in_cidr)
-            .map_err(|e| e.to_string())?;
-        if self.reads_request {
+        if self.calls_in_cidr {
+            context
+                .add_function("inCidr", in_cidr)
+                .map_err(|e| e.to_string())?;
+        }
+        if self.request_fields != 0 {
             context.add_variable_from_value("request", self.request_value(input.request)?);
         }
         if self.reads_user {
@@ -297,14 +306,22 @@ impl Expression {
             }
             _ => std::collections::HashMap::new(),
         };
-        let fields: std::collections::HashMap<&str, Value> = [
-            ("attributes", Value::from(attributes)),
-            ("arguments", Value::from(arguments)),
-            ("agent", Value::from(request.agent)),
-            ("connector", Value::from(request.connector)),
-            ("tool", Value::from(request.tool)),
-        ]
-        .into();
+        let mut fields: std::collections::HashMap<&str, Value> = std::collections::HashMap::new();
+        let mut attributes = Some(attributes);
+        let mut arguments = Some(arguments);
+        for (i, field) in REQUEST_FIELDS.iter().enumerate() {
+            if self.request_fields & (1 << i) == 0 {
+                continue;
+            }
+            let value = match *field {
+                "attributes" => Value::from(attributes.take().unwrap_or_default()),
+                "arguments" => Value::from(arguments.take().unwrap_or_default()),
+                "agent" => Value::from(request.agent),
+                "connector" => Value::from(request.connector),
+                _ => Value::from(request.tool),
+            };
+            fields.insert(field, value);
+        }
         Ok(Value::from(fields))
     }
 }
@@ -550,13 +567,21 @@ struct Walk<'a> {
     comprehensions: usize,
     attribute_keys: Vec<String>,
     argument_keys: Option<Vec<String>>,
-    reads_request: bool,
+    request_fields: u8,
     reads_arguments: bool,
     reads_user: bool,
     reads_now: bool,
+    calls_in_cidr: bool,
 }
 
 impl<'a> Walk<'a> {
+    /// Records that `request.<field>` is read.
+    fn read(&mut self, field: &str) {
+        if let Some(i) = REQUEST_FIELDS.iter().position(|f| *f == field) {
+            self.request_fields |= 1 << i;
+        }
+    }
+
     fn error(&self, at: &IdedExpr, message: String) -> CompileError {
         let (line, column) = self
             .program
@@ -596,7 +621,7 @@ impl<'a> Walk<'a> {
                     && let (Some(field), Expr::Literal(LiteralValue::String(key_text))) =
                         (self.request_field(map), &key.expr)
                 {
-                    self.reads_request = true;
+                    self.read(field);
                     let key_text = key_text.inner().to_string();
                     match field {
                         "attributes" => self.attribute_keys.push(key_text),
@@ -609,6 +634,9 @@ impl<'a> Walk<'a> {
                         _ => {}
                     }
                     return Ok(());
+                }
+                if call.func_name == "inCidr" {
+                    self.calls_in_cidr = true;
                 }
                 if let Some(target) = &call.target {
                     self.expr(target, depth)?;
@@ -671,7 +699,7 @@ impl<'a> Walk<'a> {
             "user" => self.reads_user = true,
             "request" => {
                 // The whole request: every argument (attributes still only by literal key).
-                self.reads_request = true;
+                self.request_fields = u8::MAX;
                 self.reads_arguments = true;
                 self.argument_keys = None;
             }
@@ -704,7 +732,7 @@ impl<'a> Walk<'a> {
                         ),
                     ));
                 }
-                self.reads_request = true;
+                self.read(field);
                 match field {
                     "attributes" => Err(self.error(
                         e,
@@ -743,7 +771,7 @@ impl<'a> Walk<'a> {
                     if !REQUEST_FIELDS.contains(&inner.field.as_str()) {
                         return self.select(operand, &inner.operand, &inner.field, depth);
                     }
-                    self.reads_request = true;
+                    self.read(&inner.field);
                     match inner.field.as_str() {
                         "attributes" => {
                             self.attribute_keys.push(field.to_string());
@@ -1014,6 +1042,12 @@ mod tests {
         assert!(Expression::compile("[1, 2].all(x, x > 0)").is_ok());
         assert!(Expression::compile("[1, 2].all(x, x > 0) && x > 0").is_err());
         assert!(Expression::compile("type(request.tool) == string").is_ok());
+        // A comprehension variable shadows a name: `request` here is a list element.
+        assert_eq!(eval("[1, 2].all(request, request > 0)"), Ok(true));
+        assert_eq!(
+            eval(r#"["a"].exists(user, user == "a") && user.mfa"#),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -1140,9 +1174,91 @@ mod tests {
         );
     }
 
+    const TOKENS: &[&str] = &[
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ".",
+        ",",
+        ":",
+        "?",
+        "!",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        "==",
+        "<",
+        "&&",
+        "||",
+        " in ",
+        "request",
+        "arguments",
+        "attributes",
+        "agent",
+        "tool",
+        "repo",
+        "ip",
+        "recipients",
+        "user",
+        "groups",
+        "mfa",
+        "now",
+        "x",
+        "1",
+        "0",
+        "2.5",
+        "\"a\"",
+        "'",
+        "\"",
+        "r\"",
+        "\\",
+        "\"\"\"",
+        "\n",
+        " ",
+        "size",
+        "has",
+        "all",
+        "exists",
+        "map",
+        "filter",
+        "inCidr",
+        "startsWith",
+        "matches",
+        "getHours",
+        "\"Europe/Berlin\"",
+        "\"10.0.0.0/8\"",
+        "timestamp",
+        "int",
+        "string",
+        "null",
+        "true",
+        "false",
+    ];
+
+    proptest::proptest! {
+        /// Whatever the text, compiling answers (no panic, no overflow), and what compiles
+        /// evaluates to an answer.
+        #[test]
+        fn any_text_compiles_or_is_refused(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..40),
+            text in ".{0,40}",
+        ) {
+            for source in [tokens.concat(), text] {
+                if Expression::compile(&source).is_ok() {
+                    let _ = eval(&source);
+                }
+            }
+        }
+    }
+
     #[test]
     fn expressions_are_shared_across_threads() {
-        fn shared<T: Send + Sync + std::fmt::Debug>() {}
+        fn shared<T: Send + Sync + Clone + std::fmt::Debug>() {}
         shared::<Expression>();
     }
 }

@@ -130,6 +130,7 @@ impl Feed {
                     changes.users.iter().map(|(id, _)| &**id),
                     changes.groups.iter().map(|id| &**id),
                     changes.policies.iter().map(|id| &**id),
+                    changes.agents,
                 )
                 .into(),
             },
@@ -329,6 +330,7 @@ impl Feed {
             touched.users.iter().map(String::as_str),
             touched.groups.iter().map(String::as_str),
             touched.policies.iter().map(String::as_str),
+            !touched.agents.is_empty() || touched.settings,
         ))
     }
 
@@ -418,6 +420,10 @@ fn full_snapshot(view: &View, store_id: &str) -> Vec<Vec<u8>> {
         groups: view.group_count() as u64,
         policies: view.policies().len() as u64,
         memberships: view.membership_count() as u64,
+        registry: Some(wire::registry(
+            view.agents().map(|a| &**a),
+            &view.settings(),
+        )),
     }));
     let group_ids: Vec<&str> = view.groups().map(|g| g.group.id.as_str()).collect();
     let index: HashMap<&str, u32> = group_ids
@@ -468,10 +474,12 @@ fn change_events<'a>(
     users: impl Iterator<Item = &'a str>,
     groups: impl Iterator<Item = &'a str>,
     policies: impl Iterator<Item = &'a str>,
+    agents: bool,
 ) -> Vec<pb::WatchEvent> {
     let mut first = pb::DirectoryChange {
         from_revision: from,
         revision: view.revision(),
+        registry: agents.then(|| wire::registry(view.agents().map(|a| &**a), &view.settings())),
         ..Default::default()
     };
     for id in groups.collect::<BTreeSet<_>>() {

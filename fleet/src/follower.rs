@@ -348,6 +348,8 @@ struct Delta {
     removed_groups: Vec<String>,
     policies: Vec<Policy>,
     removed_policies: Vec<String>,
+    /// The whole agent registry and settings, when they changed.
+    registry: Option<(Vec<pdp::Agent>, pdp::Settings)>,
 }
 
 impl Delta {
@@ -364,6 +366,9 @@ impl Delta {
             self.policies.push(wire::policy_from(bytes)?);
         }
         self.removed_policies.extend(part.removed_policies);
+        if let Some(registry) = &part.registry {
+            self.registry = Some(wire::registry_from(registry)?);
+        }
         Ok(())
     }
 
@@ -422,6 +427,16 @@ impl Delta {
         }
         for id in self.removed_policies {
             updates.push(Update::Policy(id, None));
+        }
+        if let Some((agents, settings)) = self.registry {
+            let kept: BTreeSet<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+            for gone in view.agents().filter(|a| !kept.contains(a.id.as_str())) {
+                updates.push(Update::Agent(gone.id.clone(), None));
+            }
+            for agent in agents {
+                updates.push(Update::Agent(agent.id.clone(), Some(agent)));
+            }
+            updates.push(Update::Settings(settings));
         }
         updates
     }
@@ -555,9 +570,15 @@ impl Partial {
                 begin.format
             )));
         }
+        let (agents, settings) = match &begin.registry {
+            Some(registry) => wire::registry_from(registry)?,
+            None => (Vec::new(), pdp::Settings::default()),
+        };
         Ok(Partial {
             model: Model {
                 revision: begin.revision,
+                agents,
+                settings,
                 ..Model::default()
             },
             begin,
@@ -578,6 +599,7 @@ impl Partial {
         for bytes in &chunk.policies {
             self.model.policies.push(wire::policy_from(bytes)?);
         }
+
         for record in &chunk.users {
             let user = wire::user_from(record)?;
             for &index in &record.group_indexes {

@@ -2,7 +2,7 @@
 //! the store's own JSON.
 
 use crate::{Error, Result};
-use pdp::{Lock, Policy, Timestamp, User};
+use pdp::{Agent, Lock, Mfa, Policy, Settings, Timestamp, User};
 use portcullis_proto::v1 as pb;
 
 /// A user as the stream carries them: what decisions read, without groups (the caller adds
@@ -23,6 +23,11 @@ pub(crate) fn user(user: &User) -> pb::DirectoryUser {
         locked: user.lock.is_some(),
         group_indexes: Vec::new(),
         group_ids: Vec::new(),
+        mfa: match user.mfa {
+            Mfa::Unknown => 0,
+            Mfa::Enabled => 1,
+            Mfa::Disabled => 2,
+        },
     }
 }
 
@@ -43,6 +48,11 @@ pub(crate) fn user_from(record: &pb::DirectoryUser) -> Result<User> {
         user_name: record.user_name.clone(),
         emails,
         active: !record.inactive,
+        mfa: match record.mfa {
+            1 => Mfa::Enabled,
+            2 => Mfa::Disabled,
+            _ => Mfa::Unknown,
+        },
         // Only whether: who locked them, when and why stay with the control plane.
         lock: record.locked.then(|| Lock {
             at: Timestamp(0),
@@ -57,6 +67,39 @@ pub(crate) fn user_from(record: &pb::DirectoryUser) -> Result<User> {
 pub(crate) fn policy(policy: &Policy) -> Vec<u8> {
     // A policy is plain data: serializing it to JSON cannot fail.
     serde_json::to_vec(policy).unwrap_or_default()
+}
+
+/// The agent registry and the settings, whole, as the store encodes them.
+pub(crate) fn registry<'a>(
+    agents: impl Iterator<Item = &'a Agent>,
+    settings: &Settings,
+) -> pb::Registry {
+    pb::Registry {
+        // Plain data: serializing cannot fail.
+        agents: agents
+            .map(|a| serde_json::to_vec(a).unwrap_or_default())
+            .collect(),
+        settings: serde_json::to_vec(settings).unwrap_or_default(),
+    }
+}
+
+pub(crate) fn registry_from(record: &pb::Registry) -> Result<(Vec<Agent>, Settings)> {
+    let mut agents = Vec::with_capacity(record.agents.len());
+    for bytes in &record.agents {
+        let agent: Agent = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Stream(format!("an agent record does not decode: {e}")))?;
+        if agent.id.is_empty() {
+            return Err(Error::Stream("an agent record without an id".into()));
+        }
+        agents.push(agent);
+    }
+    let settings = if record.settings.is_empty() {
+        Settings::default()
+    } else {
+        serde_json::from_slice(&record.settings)
+            .map_err(|e| Error::Stream(format!("the settings do not decode: {e}")))?
+    };
+    Ok((agents, settings))
 }
 
 pub(crate) fn policy_from(bytes: &[u8]) -> Result<Policy> {
@@ -101,8 +144,9 @@ mod tests {
         );
         assert_eq!((back.active, back.lock.is_some()), (false, true));
         assert_eq!(back.logins(), full.logins());
-        // Nothing else travels.
-        assert!(back.display_name.is_empty() && back.mfa == Mfa::Unknown);
+        // Nothing else travels but MFA, which conditions read.
+        assert!(back.display_name.is_empty());
+        assert_eq!(back.mfa, Mfa::Enabled);
 
         let several = User {
             emails: vec!["b@x.com".into(), "c@x.com".into()],

@@ -66,7 +66,21 @@ fn model(users: usize) -> Model {
         .collect();
     memberships.extend((0..10.min(users)).map(|i| member("small", &format!("u{i}"))));
     Model {
-        agents: Vec::new(),
+        agents: vec![
+            pdp::Agent {
+                id: "claude".into(),
+                aliases: vec!["oauth-claude".into()],
+                ..pdp::Agent::default()
+            },
+            pdp::Agent {
+                id: "inhouse".into(),
+                scope: Scope {
+                    groups: vec!["small".into()],
+                    ..Scope::default()
+                },
+                ..pdp::Agent::default()
+            },
+        ],
         settings: Default::default(),
         revision: 0,
         users: (0..users).map(user).collect(),
@@ -109,6 +123,22 @@ fn model(users: usize) -> Model {
                 },
                 Action::Deny,
             ),
+            Policy {
+                agents: pdp::Agents::Only(vec!["claude".into()]),
+                step_up: Some(pdp::StepUp {
+                    acr_values: vec!["phrh".into()],
+                    ..pdp::StepUp::default()
+                }),
+                ..policy(
+                    "p-claude",
+                    Tools::Only(vec!["merge".into()]),
+                    Scope {
+                        all_users: true,
+                        ..Scope::default()
+                    },
+                    Action::StepUp,
+                )
+            },
         ],
     }
 }
@@ -197,25 +227,36 @@ async fn agrees(control: &Live, follower: &Follower, users: usize) {
             format!("USER{i}@example.com"),
             format!("ext{i}"),
         ] {
-            for tool in ["merge", "read", "other"] {
-                let request = Request {
-                    context: Default::default(),
-                    user: &key,
-                    agent: "a",
-                    connector: "github",
-                    tool,
-                    attributes: &NoAttributes,
-                };
+            let met = pdp::Authentication {
+                acr: "phrh".into(),
+                ..pdp::Authentication::default()
+            };
+            for agent in ["a", "claude", "oauth-claude", "inhouse", ""] {
+                for tool in ["merge", "read", "other"] {
+                    for authentication in [None, Some(&met)] {
+                        let request = Request {
+                            context: pdp::Context {
+                                authentication,
+                                ..Default::default()
+                            },
+                            user: &key,
+                            agent,
+                            connector: "github",
+                            tool,
+                            attributes: &NoAttributes,
+                        };
+                        assert_eq!(
+                            mine.decide(&request),
+                            theirs.decide(&request),
+                            "{key} {agent} {tool} at revision {revision}"
+                        );
+                    }
+                }
                 assert_eq!(
-                    mine.decide(&request),
-                    theirs.decide(&request),
-                    "{key} {tool} at revision {revision}"
+                    mine.allowed_tools(&key, agent, None, &NoAttributes, Timestamp(0)),
+                    theirs.allowed_tools(&key, agent, None, &NoAttributes, Timestamp(0))
                 );
             }
-            assert_eq!(
-                mine.allowed_tools(&key, "a", None, &NoAttributes, Timestamp(0)),
-                theirs.allowed_tools(&key, "a", None, &NoAttributes, Timestamp(0))
-            );
         }
     }
 }
@@ -300,13 +341,30 @@ async fn followers_decide_like_the_control_plane_through_every_kind_of_change() 
             tx.delete_group("small")?;
             Ok(())
         }),
+        // The kill switch, a new agent, the setting for unregistered agents.
+        Box::new(|tx| {
+            let mut claude = tx.agent("claude")?.unwrap();
+            claude.enabled = false;
+            tx.put_agent(&claude)?;
+            Ok(())
+        }),
+        Box::new(|tx| {
+            tx.put_agent(&pdp::Agent {
+                id: "copilot".into(),
+                ..pdp::Agent::default()
+            })?;
+            tx.put_settings(&pdp::Settings {
+                unregistered_agents: pdp::Unregistered::Deny,
+            })?;
+            Ok(())
+        }),
     ];
     for write in writes {
         control.live.write(write).await.unwrap();
         agrees(&control.live, &follower, 51).await;
     }
     let status = follower.status();
-    assert_eq!((status.full_snapshots, status.changes), (1, 9));
+    assert_eq!((status.full_snapshots, status.changes), (1, 11));
     assert_eq!(status.lag(), 0);
     // A late follower starts from the whole directory and agrees too.
     let late = follow(&control.url);

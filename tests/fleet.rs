@@ -22,7 +22,7 @@ const STALENESS: &str = "3s";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `portcullis sidecar` following `upstream`, on ephemeral ports.
-fn sidecar(upstream: &str, extra: &[&str]) -> Server {
+pub(crate) fn sidecar(upstream: &str, extra: &[&str]) -> Server {
     let mut args = vec![
         "sidecar",
         "--upstream",
@@ -78,7 +78,7 @@ async fn health(sidecar: &Server) -> ServingStatus {
 }
 
 /// Polls `probe` until it holds, or fails naming `what`.
-async fn eventually<F: std::future::Future<Output = bool>>(
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) {
@@ -147,7 +147,7 @@ async fn answers_like(
     }
 }
 
-fn token_file(root: &Path, name: &str, secret: &str) -> String {
+pub(crate) fn token_file(root: &Path, name: &str, secret: &str) -> String {
     let file = root.join(name);
     std::fs::write(&file, format!("{secret}\n")).unwrap();
     path(&file).to_owned()

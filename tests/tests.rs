@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_cli;
+mod agents;
 mod audit_log;
 mod backup;
 mod cli;

@@ -159,9 +159,13 @@ impl Collector for Decisions {
                 MetricType::Counter,
             )?;
             for (decision, reason, count) in self.0.decisions() {
-                // The pairs decide can give are always there, at zero until they happen
-                // (a policy's action, or a deny for any reason); others only if they ever do.
-                let possible = reason == pb::Reason::Policy || decision == pb::Decision::Deny;
+                // The pairs decide can give are always there, at zero until they happen (a
+                // policy's action, a deny for any other reason, an allow by a met step-up);
+                // others only if they ever do.
+                let step_up_met = reason == pb::Reason::StepUpMet;
+                let possible = reason == pb::Reason::Policy
+                    || (decision == pb::Decision::Deny && !step_up_met)
+                    || (decision == pb::Decision::Allow && step_up_met);
                 if count == 0 && !possible {
                     continue;
                 }

@@ -268,7 +268,7 @@ fn decisions(scrape: &Scrape) -> BTreeMap<(String, String), u64> {
         .collect()
 }
 
-/// The nine series decisions can produce, at `counted` or zero.
+/// The fourteen series decisions can produce, at `counted` or zero.
 fn expected_decisions(counted: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
     let mut all: BTreeMap<(String, String), u64> = [
         ("ALLOW", "POLICY"),
@@ -280,6 +280,11 @@ fn expected_decisions(counted: &[(&str, &str, u64)]) -> BTreeMap<(String, String
         ("DENY", "USER_INACTIVE"),
         ("DENY", "UNKNOWN_USER"),
         ("DENY", "STALE_SNAPSHOT"),
+        ("DENY", "AMBIGUOUS_USER"),
+        ("DENY", "UNKNOWN_AGENT"),
+        ("DENY", "AGENT_DISABLED"),
+        ("DENY", "AGENT_NOT_ALLOWED"),
+        ("ALLOW", "STEP_UP_MET"),
     ]
     .into_iter()
     .map(|(d, r)| ((d.to_owned(), r.to_owned()), 0))

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 /// `pb::Decision` values, `DECISION_UNSPECIFIED` (0) to `DECISION_DENY` (4).
 const DECISIONS: usize = 5;
-/// `pb::Reason` values, `REASON_UNSPECIFIED` (0) to `REASON_STALE_SNAPSHOT` (6).
-const REASONS: usize = 7;
+/// `pb::Reason` values, `REASON_UNSPECIFIED` (0) to `REASON_STEP_UP_MET` (11); a test checks
+/// that it covers every one.
+const REASONS: usize = 12;
 
 /// Upper bounds of the Check latency buckets, from a microsecond (an answer from memory) to
 /// 100 ms (a `min_revision` wait gives up at [`crate::MAX_REVISION_WAIT`], so those land in
@@ -280,19 +281,26 @@ mod tests {
         metrics.count(allow, pb::Reason::Policy as i32);
         metrics.count(deny, pb::Reason::UnknownUser as i32);
         metrics.count(deny, pb::Reason::StaleSnapshot as i32);
+        metrics.count(deny, pb::Reason::AmbiguousUser as i32);
+        metrics.count(allow, pb::Reason::StepUpMet as i32);
         metrics.count(99, 1);
         metrics.count(-1, 1);
-        metrics.count(deny, 7);
+        metrics.count(deny, REASONS as i32);
         let counted: Vec<_> = metrics.decisions().filter(|(_, _, n)| *n > 0).collect();
         assert_eq!(
             counted,
             [
                 (pb::Decision::Allow, pb::Reason::Policy, 2),
+                (pb::Decision::Allow, pb::Reason::StepUpMet, 1),
                 (pb::Decision::Deny, pb::Reason::UnknownUser, 1),
                 (pb::Decision::Deny, pb::Reason::StaleSnapshot, 1),
+                (pb::Decision::Deny, pb::Reason::AmbiguousUser, 1),
             ]
         );
-        assert_eq!(metrics.decisions().count(), 4 * 6);
+        assert_eq!(metrics.decisions().count(), 4 * (REASONS - 1));
+        // Every reason on the wire has a counter.
+        assert!(pb::Reason::try_from(REASONS as i32 - 1).is_ok());
+        assert!(pb::Reason::try_from(REASONS as i32).is_err());
     }
 
     #[test]

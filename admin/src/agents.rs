@@ -7,7 +7,7 @@
 
 use crate::auth::Caller;
 use crate::convert::timestamp;
-use crate::{Error, Result, audit, clock, convert, text};
+use crate::{Error, Result, audit, clock, convert, mask, text};
 use live::Live;
 use pdp::{Agent, Policy, Scope, Settings, Unregistered};
 use portcullis_proto::v1 as pb;
@@ -293,26 +293,7 @@ pub(crate) async fn update(
         updated_at: _,
     } = wire.ok_or_else(|| Error::invalid("agent", "an agent is required"))?;
     check_name("agent.id", &id)?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            "list the fields to change, for example `display_name`",
-        ));
-    }
-    let mut wanted = HashSet::new();
-    for path in &paths {
-        let Some(known) = PATHS.iter().find(|p| **p == path.as_str()) else {
-            return Err(Error::invalid(
-                "update_mask",
-                format!(
-                    "`{path}` is not a field UpdateAgent changes (one of {})",
-                    PATHS.join(", ")
-                ),
-            ));
-        };
-        wanted.insert(*known);
-    }
+    let (wanted, paths) = mask::fields(update_mask, &PATHS, "UpdateAgent", "display_name")?;
     let display_name = if wanted.contains("display_name") {
         bounded_name("agent.display_name", &display_name, true)?;
         Some(display_name.trim().to_owned())

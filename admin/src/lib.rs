@@ -16,6 +16,7 @@ mod clock;
 mod convert;
 mod error;
 mod groups;
+mod mask;
 mod page;
 mod policies;
 mod search;

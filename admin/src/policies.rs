@@ -7,7 +7,7 @@
 //! writes it.
 
 use crate::auth::Caller;
-use crate::{Error, Result, audit, clock, convert, page, text};
+use crate::{Error, Result, audit, clock, convert, mask, page, text};
 use live::Live;
 use pdp::{Action, Agents, Condition, Operator, Policy, Scope, StepUp, Tools};
 use portcullis_proto::v1 as pb;
@@ -668,26 +668,7 @@ pub(crate) async fn update(
     let policy = policy.ok_or_else(|| Error::invalid("policy", "a policy is required"))?;
     let id = policy.id.clone();
     check_id("policy.id", &id)?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            "list the fields to change, for example `name`",
-        ));
-    }
-    let mut wanted = HashSet::new();
-    for path in &paths {
-        let Some(known) = PATHS.iter().find(|p| **p == path.as_str()) else {
-            return Err(Error::invalid(
-                "update_mask",
-                format!(
-                    "`{path}` is not a field UpdatePolicy changes (one of {})",
-                    PATHS.join(", ")
-                ),
-            ));
-        };
-        wanted.insert(*known);
-    }
+    let (wanted, paths) = mask::fields(update_mask, &PATHS, "UpdatePolicy", "name")?;
     let scope_changes = wanted.contains("scope");
     let agents_change = wanted.contains("agents");
     let patch = Patch::from_wire(policy, Some(&wanted))?;

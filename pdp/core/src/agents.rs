@@ -89,7 +89,8 @@ impl AgentIndex {
     /// Step 3 of the rule for the request's `agent` (exact id or alias; empty is never
     /// registered) and the user (index and sorted groups).
     pub(crate) fn gate(&self, agent: &str, user: UserIdx, groups: &[GroupIdx]) -> Gate<'_> {
-        let entry = (!agent.is_empty())
+        // No registry (or no name): no lookup, not even the agent's hash.
+        let entry = (!agent.is_empty() && !self.by_name.is_empty())
             .then(|| self.by_name.get(agent))
             .flatten()
             .and_then(|&i| self.entries.get(i as usize));

@@ -18,7 +18,7 @@
 
 use crate::agents::Gate;
 use crate::expression::{Input, UserFacts};
-use crate::identity::Resolved;
+use crate::identity::{By, Resolved};
 use crate::model::{Action, Attributes, Authentication, Mfa, StepUp, Timestamp, UserStatus};
 use crate::snapshot::{Candidates, PolicyEntry, Snapshot, UserIdx};
 
@@ -194,7 +194,7 @@ enum Applies {
 
 impl Snapshot {
     /// Decides one request. Deterministic, allocation-free on the common path.
-    pub fn decide(&self, request: &Request<'_>) -> Decision<'_> {
+    pub fn decide<'a>(&'a self, request: &Request<'a>) -> Decision<'a> {
         let subject = match self.subject(request.user, request.agent) {
             Ok(subject) => subject,
             Err(denied) => return denied,
@@ -212,7 +212,7 @@ impl Snapshot {
 
     /// Decides a request and explains it: every policy of the request's connector, in id order,
     /// with whether it applied and why not. Off the hot path: it scans the connector's policies.
-    pub fn explain(&self, request: &Request<'_>) -> (Decision<'_>, Vec<PolicyMatch<'_>>) {
+    pub fn explain<'a>(&'a self, request: &Request<'a>) -> (Decision<'a>, Vec<PolicyMatch<'a>>) {
         let decision = self.decide(request);
         let Some(connector) = self.connector(request.connector) else {
             return (decision, Vec::new());
@@ -332,13 +332,17 @@ impl Snapshot {
     }
 
     /// Resolves the user and applies the status checks and the agent gate (steps 1 to 3).
-    fn subject(&self, user: &str, agent: &str) -> Result<Subject<'_>, Decision<'_>> {
-        let entry = match self.find_user(user) {
-            Resolved::User(entry) => entry,
+    fn subject<'a>(&'a self, user: &'a str, agent: &str) -> Result<Subject<'a>, Decision<'a>> {
+        let (entry, by) = match self.find_user(user) {
+            Resolved::User(found) => found,
             Resolved::Ambiguous => return Err(Decision::deny(Reason::AmbiguousUser)),
             Resolved::Unknown => return Err(Decision::deny(Reason::UnknownUser)),
         };
-        let id = self.user_id(entry.idx);
+        // A reference that is the id is the id: no lookup (a likely cache miss) on the hot path.
+        let id = match by {
+            By::Id => Some(user),
+            By::Key => self.user_id(entry.idx),
+        };
         match entry.status {
             UserStatus::Locked => return Err(Decision::deny(Reason::UserLocked).for_user(id)),
             UserStatus::Inactive => {

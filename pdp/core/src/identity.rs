@@ -174,9 +174,29 @@ pub trait UserKeys {
 
 /// The user `reference` names in `keys`, by the rule in the module docs.
 pub fn resolve<K: UserKeys + ?Sized>(keys: &K, reference: &str) -> Resolved<K::User> {
+    resolve_by(keys, reference).map(|(user, _)| user)
+}
+
+/// How a reference named its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The reference is the user's id.
+    Id,
+    /// An external id, email or user name.
+    Key,
+}
+
+/// [`resolve`], saying whether the reference was the user's id (so a caller that needs the id
+/// has it without another lookup).
+pub fn resolve_by<K: UserKeys + ?Sized>(keys: &K, reference: &str) -> Resolved<(K::User, By)> {
     if let Some(user) = keys.with_id(reference) {
-        return Resolved::User(user);
+        return Resolved::User((user, By::Id));
     }
+    resolve_key(keys, reference).map(|user| (user, By::Key))
+}
+
+/// Step 2 of the rule: the users a non-id reference names.
+fn resolve_key<K: UserKeys + ?Sized>(keys: &K, reference: &str) -> Resolved<K::User> {
     let external = keys.with_external_id(reference);
     if matches!(external, Matches::Many) {
         return Resolved::Ambiguous;

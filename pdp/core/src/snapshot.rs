@@ -455,9 +455,10 @@ impl Snapshot {
     }
 
     /// Resolves a user reference by the one rule ([`identity::resolve`]), with the user's
-    /// current status and groups.
-    pub(crate) fn find_user(&self, key: &str) -> Resolved<UserEntry> {
-        identity::resolve(&Keys(self), key).map(|entry| {
+    /// current status and groups, and whether the reference was their id.
+    pub(crate) fn find_user(&self, key: &str) -> Resolved<(UserEntry, identity::By)> {
+        identity::resolve_by(&Keys(self), key).map(|(entry, by)| {
+            let entry = 
             match self
                 .overlay
                 .as_deref()
@@ -465,7 +466,8 @@ impl Snapshot {
             {
                 Some(&changed) => changed,
                 None => entry,
-            }
+            };
+            (entry, by)
         })
     }
 

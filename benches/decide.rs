@@ -14,6 +14,14 @@
 //! with 0, 1,000 and 8,000 changes pending over their full build, and `decide` over those
 //! snapshots: what a publish costs, and what the overlay costs a decision.
 //!
+//! `decide/medium-agents` decides the medium workload generated with agents (`Params.agents`):
+//! a registry with aliases and the unregistered-agent setting, agent selectors and step-up
+//! requirements on policies, and requests carrying real agents (by id, alias or unknown name)
+//! and authentication contexts, decided at the generator's time; every answer is first checked
+//! against the generator's expected one. `decide/medium-condition` decides those requests of
+//! the medium workload generated with agents and conditions (`Params.conditions`) whose
+//! deciding policy has a CEL condition over arguments: the condition is evaluated on each call.
+//!
 //! `expression/evaluate` times one CEL condition over the call's arguments
 //! (`request.arguments.repo.startsWith("acme/")`, target: median ≤ 2 µs): what a policy with a
 //! condition adds to a decision.
@@ -325,6 +333,126 @@ fn bench_expression(c: &mut Criterion) {
     group.finish();
 }
 
+/// The medium workload generated with agents (and conditions, if `conditions`): requests as
+/// the generator's oracle asks them, every answer checked against the expected one.
+struct Rich {
+    snapshot: Snapshot,
+    lines: Vec<workload::RequestLine>,
+    authentications: Vec<Option<pdp::Authentication>>,
+    /// The ids of the policies with a condition.
+    conditioned: HashSet<String>,
+}
+
+impl Rich {
+    fn prepare(conditions: bool) -> Rich {
+        let params = workload::Params {
+            agents: true,
+            conditions,
+            ..workload::Params::MEDIUM
+        };
+        let generated = workload::generate(&params).unwrap();
+        let model = generated.files.to_model(pdp::Timestamp(0));
+        let started = Instant::now();
+        let snapshot = Snapshot::build(&model);
+        let build = started.elapsed();
+        let lines = generated.files.requests;
+        let authentications = lines.iter().map(workload::oracle::authentication).collect();
+        let conditioned = model
+            .policies
+            .iter()
+            .filter(|p| p.expression.is_some())
+            .map(|p| p.id.clone())
+            .collect();
+        let rich = Rich {
+            snapshot,
+            lines,
+            authentications,
+            conditioned,
+        };
+        let (mut with_authentication, mut with_arguments) = (0, 0);
+        let mut actions: HashMap<String, usize> = HashMap::new();
+        for i in 0..rich.lines.len() {
+            let decision = rich.snapshot.decide(&rich.request(i));
+            *actions.entry(format!("{:?}", decision.action)).or_default() += 1;
+            assert_eq!(
+                workload::Expected::from(decision),
+                rich.lines[i].expected,
+                "request {} decided unlike the generator expects",
+                rich.lines[i].id
+            );
+            with_authentication += usize::from(rich.authentications[i].is_some());
+            with_arguments += usize::from(rich.lines[i].arguments.is_some());
+        }
+        let mut actions: Vec<_> = actions.into_iter().collect();
+        actions.sort();
+        println!(
+            "medium with agents{}: {} agents, {} policies ({} with a condition); snapshot build {:.0} ms; {} requests, {} with an authentication context, {} with arguments, answers {:?} (all as expected)",
+            if conditions { " and conditions" } else { "" },
+            model.agents.len(),
+            model.policies.len(),
+            rich.conditioned.len(),
+            build.as_secs_f64() * 1000.0,
+            rich.lines.len(),
+            with_authentication,
+            with_arguments,
+            actions
+        );
+        rich
+    }
+
+    fn request(&self, i: usize) -> Request<'_> {
+        workload::oracle::pdp_request(
+            &self.lines[i],
+            self.authentications[i].as_ref(),
+            workload::oracle::DECIDE_AT,
+        )
+    }
+
+    /// The requests whose deciding policy has a condition.
+    fn conditioned(&self) -> Vec<usize> {
+        (0..self.lines.len())
+            .filter(|&i| {
+                self.snapshot
+                    .decide(&self.request(i))
+                    .policy_id
+                    .is_some_and(|id| self.conditioned.contains(id))
+            })
+            .collect()
+    }
+}
+
+fn bench_rich(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide");
+    group.throughput(Throughput::Elements(1));
+    let agents = Rich::prepare(false);
+    group.bench_function("medium-agents", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let r = agents.request(i);
+            i = (i + 1) % agents.lines.len();
+            black_box(agents.snapshot.decide(black_box(&r)))
+        })
+    });
+    drop(agents);
+    let conditions = Rich::prepare(true);
+    let conditioned = conditions.conditioned();
+    println!(
+        "medium with agents and conditions: {} requests decided by a policy with a condition",
+        conditioned.len()
+    );
+    if !conditioned.is_empty() {
+        group.bench_function("medium-condition", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let r = conditions.request(conditioned[i]);
+                i = (i + 1) % conditioned.len();
+                black_box(conditions.snapshot.decide(black_box(&r)))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut presets = vec!["small", "medium"];
     if std::env::var_os("PORTCULLIS_BENCH_LARGE").is_some() {
@@ -350,5 +478,6 @@ fn main() {
             bench_apply(&mut c, &case);
         }
     }
+    bench_rich(&mut c);
     c.final_summary();
 }

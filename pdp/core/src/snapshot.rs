@@ -458,8 +458,7 @@ impl Snapshot {
     /// current status and groups, and whether the reference was their id.
     pub(crate) fn find_user(&self, key: &str) -> Resolved<(UserEntry, identity::By)> {
         identity::resolve_by(&Keys(self), key).map(|(entry, by)| {
-            let entry = 
-            match self
+            let entry = match self
                 .overlay
                 .as_deref()
                 .and_then(|overlay| overlay.users.get(&entry.idx))

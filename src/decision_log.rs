@@ -12,7 +12,6 @@
 //! backlog (a retention just shortened) is removed a little at a time beside the appends.
 
 use anyhow::Context;
-use pdp::{Action, Reason};
 use pdp_service::Record;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -243,8 +242,8 @@ pub fn json(d: &LoggedDecision) -> serde_json::Value {
         "agent": d.agent,
         "connector": d.connector,
         "tool": d.tool,
-        "decision": action_name(d.action),
-        "reason": reason_name(d.reason),
+        "decision": workload::action_name(d.action),
+        "reason": workload::reason_name(d.reason),
         "policy_id": d.policy_id,
         "revision": d.revision,
         "latency_ns": d.latency_ns,
@@ -252,30 +251,6 @@ pub fn json(d: &LoggedDecision) -> serde_json::Value {
 }
 
 /// The wire names without their prefix, as metrics label them.
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Allow => "ALLOW",
-        Action::StepUp => "STEP_UP",
-        Action::RequireApproval => "REQUIRE_APPROVAL",
-        Action::Deny => "DENY",
-    }
-}
-
-fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Policy => "POLICY",
-        Reason::NoMatchingPolicy => "NO_MATCHING_POLICY",
-        Reason::UserLocked => "USER_LOCKED",
-        Reason::UserInactive => "USER_INACTIVE",
-        Reason::UnknownUser => "UNKNOWN_USER",
-        Reason::AmbiguousUser => "AMBIGUOUS_USER",
-        Reason::UnknownAgent => "UNKNOWN_AGENT",
-        Reason::AgentDisabled => "AGENT_DISABLED",
-        Reason::AgentNotAllowed => "AGENT_NOT_ALLOWED",
-        Reason::StepUpMet => "STEP_UP_MET",
-    }
-}
-
 /// Takes records off the channel in batches and writes each on a blocking thread, gathering the
 /// next meanwhile. Once told to stop it closes the channel, writes what was queued, and ends.
 async fn drain(
@@ -369,6 +344,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pdp::{Action, Reason};
 
     #[test]
     fn a_line_names_every_field() {

@@ -22,8 +22,6 @@ pub(crate) const MAX_ALIASES: usize = 64;
 pub(crate) const MAX_AGENTS: usize = 1000;
 /// Longest display name or vendor, in characters.
 const MAX_NAME: usize = 256;
-/// Longest kill-switch reason, in bytes.
-const MAX_REASON: usize = 1024;
 
 /// The update mask paths UpdateAgent accepts.
 const PATHS: [&str; 4] = ["display_name", "vendor", "aliases", "scope"];
@@ -412,12 +410,7 @@ pub(crate) async fn set_enabled(
     if !enabled {
         text::required("reason", &reason)?;
     }
-    if reason.len() > MAX_REASON {
-        return Err(Error::invalid(
-            "reason",
-            format!("{} bytes, the limit is {MAX_REASON}", reason.len()),
-        ));
-    }
+    text::bounded("reason", &reason)?;
     let (revision, updated) = live
         .write(move |tx| -> Result<Agent> {
             let before = tx

@@ -312,6 +312,7 @@ fn bench_expression(c: &mut Criterion) {
             authentication: None,
             arguments: Some(&arguments),
             now: pdp::Timestamp(1_796_661_000_000),
+            grant: None,
         },
     };
     let groups = ["eng"];

@@ -379,6 +379,7 @@ fn echo_server() {
                 revision: 1,
                 decision_id: "00000000000000000000000000000000".into(),
                 explanation: Vec::new(),
+                ..Default::default()
             }))
         }
         async fn batch_check(

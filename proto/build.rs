@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "portcullis/v1/decision.proto",
         "portcullis/v1/admin.proto",
         "portcullis/v1/snapshot.proto",
+        "portcullis/v1/approval.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

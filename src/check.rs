@@ -109,6 +109,10 @@ pub struct Args {
     /// is taken as a string.
     #[arg(long = "arg", value_parser = parse_argument)]
     arguments: Vec<(String, serde_json::Value)>,
+    /// An approved approval request for this exact call (`portcullis admin approvals`): a
+    /// Require approval answer becomes Allow once (or within the flow's window).
+    #[arg(long, default_value = "")]
+    approval: String,
     /// Answer only from this store revision or newer.
     #[arg(long, default_value_t = 0)]
     min_revision: u64,
@@ -213,6 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         attributes: args.attributes.into_iter().collect(),
         min_revision: args.min_revision,
         explain: args.explain,
+        approval_id: args.approval,
     };
     let answer = super::runtime()?.block_on(async {
         let channel = endpoint

@@ -141,6 +141,7 @@ fn seed_user(i: usize) -> User {
         active: !i.is_multiple_of(19),
         lock: (i.is_multiple_of(23)).then(|| lock(0)),
         mfa: Mfa::Enabled,
+        manager: None,
         created_at: at(0),
         updated_at: at(0),
         ..User::default()
@@ -481,6 +482,7 @@ impl World {
             active: self.rng.chance(85),
             id,
             mfa: Mfa::Unknown,
+            manager: None,
             created_at: at(step),
             updated_at: at(step),
             ..User::default()
@@ -698,6 +700,7 @@ fn request(
             .unwrap_or_default(),
         min_revision,
         explain: false,
+        approval_id: String::new(),
     }
 }
 
@@ -759,6 +762,7 @@ fn expected(model: &Model, a: &Answer) -> (pb::Decision, pb::Reason, String) {
         Reason::AgentDisabled => pb::Reason::AgentDisabled,
         Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
         Reason::StepUpMet => pb::Reason::StepUpMet,
+        Reason::Approved => pb::Reason::Approved,
     };
     (action, reason, decision.policy_id.unwrap_or("").to_owned())
 }

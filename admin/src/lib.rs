@@ -10,6 +10,7 @@
 
 pub mod activity;
 mod agents;
+pub mod approvals;
 mod audit;
 pub mod auth;
 mod clock;

@@ -193,6 +193,7 @@ fn reason(reason: pdp::Reason) -> pb::Reason {
         pdp::Reason::AgentDisabled => pb::Reason::AgentDisabled,
         pdp::Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
         pdp::Reason::StepUpMet => pb::Reason::StepUpMet,
+        pdp::Reason::Approved => pb::Reason::Approved,
     }
 }
 

@@ -453,6 +453,7 @@ fn reason_code(reason: Reason) -> u8 {
         Reason::AgentDisabled => 8,
         Reason::AgentNotAllowed => 9,
         Reason::StepUpMet => 10,
+        Reason::Approved => 11,
     }
 }
 
@@ -468,6 +469,7 @@ fn reason_of(code: u8) -> Option<Reason> {
         8 => Reason::AgentDisabled,
         9 => Reason::AgentNotAllowed,
         10 => Reason::StepUpMet,
+        11 => Reason::Approved,
         _ => return None,
     })
 }

@@ -19,6 +19,9 @@
 //! | `t/<token id>` | JSON of [`crate::ApiToken`] |
 //! | `a/<seq: u64 big-endian>` | JSON of [`crate::AuditEvent`] |
 //! | `k/<connection id>` | JSON of [`crate::ScimConnection`] |
+//! | `f/<flow id>` | JSON of `pdp::ApprovalFlow` |
+//! | `c/approval-flow` | the default approval flow's id (UTF-8); absent: the built-in flow |
+//! | `q/<request id>` | JSON of `pdp::ApprovalRequest` |
 //! | `s/u/<user id>`, `s/g/<group id>` | the SCIM document of a user or group synced over SCIM (JSON) |
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
@@ -27,7 +30,7 @@
 //! | `e/i/<user id>\0<seq>` | empty: block `seq` holds decisions whose user resolved to this id |
 //! | `e/k/<user key, lower-cased>\0<seq>` | empty: block `seq` holds decisions whose user did not resolve, named by this key |
 //!
-//! `a/`, `t/`, `k/`, `s/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
+//! `a/`, `t/`, `k/`, `s/`, `f/`, `q/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
 //! the model. `d/` and `e/` are written outside the revision too (the decision log is appended
 //! without the write lock, bumping nothing).
 //!
@@ -61,6 +64,10 @@ pub(crate) const LOG: &[u8] = b"l/";
 pub(crate) const DECISION: &[u8] = b"d/";
 pub(crate) const DECISION_BY_USER: &[u8] = b"e/i/";
 pub(crate) const DECISION_BY_KEY: &[u8] = b"e/k/";
+pub(crate) const FLOW: &[u8] = b"f/";
+/// The organisation's default approval flow: one record.
+pub(crate) const DEFAULT_FLOW: &[u8] = b"c/approval-flow";
+pub(crate) const APPROVAL: &[u8] = b"q/";
 /// Locks kept after their user was deleted, by the identity provider's identifiers.
 pub(crate) const KEPT_LOCK: &[u8] = b"o/";
 
@@ -140,6 +147,14 @@ pub(crate) fn member(group_id: &str, user_id: &str) -> Vec<u8> {
 
 pub(crate) fn reverse(user_id: &str, group_id: &str) -> Vec<u8> {
     pair(REVERSE, user_id, group_id)
+}
+
+pub(crate) fn flow(id: &str) -> Vec<u8> {
+    key(FLOW, id)
+}
+
+pub(crate) fn approval(id: &str) -> Vec<u8> {
+    key(APPROVAL, id)
 }
 
 pub(crate) fn token(id: &str) -> Vec<u8> {

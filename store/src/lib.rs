@@ -27,6 +27,7 @@
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
 //! transaction ([`Store::transact`]).
 
+mod approvals;
 mod audit;
 mod backup;
 mod change;

@@ -421,7 +421,7 @@ impl Store {
         })
     }
 
-    fn get_record<T: serde::de::DeserializeOwned>(
+    pub(crate) fn get_record<T: serde::de::DeserializeOwned>(
         &self,
         what: &'static str,
         key: &[u8],
@@ -436,7 +436,7 @@ impl Store {
     /// The committed value at `key`. A single `get` never sees half a batch, but it could see
     /// part of a large change, whose chunks are batches of their own: so while one is in flight
     /// (or starts meanwhile), wait for the writer.
-    fn get_committed(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+    pub(crate) fn get_committed(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
         let in_flight = &self.inner.in_flight;
         let epoch = in_flight.epoch();
         if !InFlight::active(epoch) {
@@ -447,6 +447,12 @@ impl Store {
         }
         let _writer = lock(&self.inner.writer)?;
         self.inner.db.get(key).map_err(engine)
+    }
+
+    /// The sled tree, for reads of records outside the model (an approval request never
+    /// spans a chunked change).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
     }
 
     /// Only inside [`Store::consistent`], which makes raw reads see committed state.

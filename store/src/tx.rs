@@ -79,6 +79,34 @@ impl Tx<'_, '_> {
         self.change.next_revision
     }
 
+    /// The value of a record outside the model before this change.
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        self.change.get(key)
+    }
+
+    /// The records under `prefix` before this change, in key order.
+    pub(crate) fn scan_raw(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        self.change.scan(prefix)
+    }
+
+    /// Writes a record outside the model: a change of its own (it bumps the revision).
+    pub(crate) fn put_raw(&mut self, key: Vec<u8>, value: &[u8]) -> Result<()> {
+        self.claim(&key)?;
+        self.change.put_record(key, value)
+    }
+
+    /// Removes a record outside the model, if it exists.
+    pub(crate) fn remove_raw(&mut self, key: Vec<u8>) -> Result<()> {
+        if self.change.exists(&key)? {
+            self.claim(&key)?;
+            self.change.remove_record(key)?;
+        }
+        Ok(())
+    }
+
     /// Claims `key` for this change, refusing a second write of it.
     fn claim(&mut self, key: &[u8]) -> Result<()> {
         if self.written.insert(key.to_vec()) {

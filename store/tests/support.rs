@@ -28,6 +28,7 @@ pub fn user(id: &str) -> User {
         active: true,
         lock: None,
         mfa: Mfa::Enabled,
+        manager: None,
         created_at: Timestamp(1_700_000_000_000),
         updated_at: Timestamp(1_700_000_000_001),
     }

@@ -163,6 +163,7 @@ impl Mapped {
             active: self.active,
             lock: existing.and_then(|u| u.lock.clone()),
             mfa: self.mfa,
+            manager: existing.and_then(|u| u.manager.clone()),
             created_at: existing.map_or(now, |u| u.created_at),
             updated_at: now,
         }

@@ -34,6 +34,7 @@ pub fn user(id: &str, email: &str, name: &str) -> User {
         display_name: name.into(),
         active: true,
         mfa: Mfa::Enabled,
+        manager: None,
         created_at: Timestamp(1_700_000_000_000),
         updated_at: Timestamp(1_700_000_000_000),
         ..User::default()

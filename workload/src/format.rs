@@ -220,7 +220,7 @@ pub fn parse_action(name: &str) -> Option<Action> {
     Action::ALL.into_iter().find(|&a| action_name(a) == name)
 }
 
-const REASONS: [Reason; 10] = [
+const REASONS: [Reason; 11] = [
     Reason::Policy,
     Reason::NoMatchingPolicy,
     Reason::UserLocked,
@@ -231,10 +231,11 @@ const REASONS: [Reason; 10] = [
     Reason::AgentDisabled,
     Reason::AgentNotAllowed,
     Reason::StepUpMet,
+    Reason::Approved,
 ];
 
 /// `POLICY`, `NO_MATCHING_POLICY`, `USER_LOCKED`, `USER_INACTIVE`, `UNKNOWN_USER`,
-/// `AMBIGUOUS_USER`, `UNKNOWN_AGENT`, `AGENT_DISABLED`, `AGENT_NOT_ALLOWED` or `STEP_UP_MET`.
+/// `AMBIGUOUS_USER`, `UNKNOWN_AGENT`, `AGENT_DISABLED`, `AGENT_NOT_ALLOWED`, `STEP_UP_MET` or `APPROVED`.
 pub fn reason_name(reason: Reason) -> &'static str {
     match reason {
         Reason::Policy => "POLICY",
@@ -247,6 +248,7 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::AgentDisabled => "AGENT_DISABLED",
         Reason::AgentNotAllowed => "AGENT_NOT_ALLOWED",
         Reason::StepUpMet => "STEP_UP_MET",
+        Reason::Approved => "APPROVED",
     }
 }
 
@@ -360,6 +362,7 @@ impl UserLine {
                 reason: IMPORT_LOCK_REASON.to_owned(),
             }),
             mfa: Mfa::from(self.mfa),
+            manager: None,
             created_at: self.created,
             updated_at: self.created,
         }

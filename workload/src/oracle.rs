@@ -228,6 +228,7 @@ pub fn pdp_request<'a>(
             authentication,
             arguments: request.arguments.as_ref(),
             now,
+            grant: None,
         },
         user: &request.user,
         agent: &request.agent,

@@ -34,6 +34,7 @@ fn reads_gen_py_output_and_agrees_with_its_answers() {
                 authentication: authentication.as_ref(),
                 arguments: r.arguments.as_ref(),
                 now: NOW,
+                grant: None,
             },
             user: &r.user,
             agent: &r.agent,

@@ -86,6 +86,12 @@ impl AgentIndex {
         }
     }
 
+    /// The canonical id of the registered agent with this id or alias.
+    pub(crate) fn canonical(&self, agent: &str) -> Option<&str> {
+        let &i = self.by_name.get(agent)?;
+        self.entries.get(i as usize).map(|e| &*e.id)
+    }
+
     /// Step 3 of the rule for the request's `agent` (exact id or alias; empty is never
     /// registered) and the user (index and sorted groups).
     pub(crate) fn gate(&self, agent: &str, user: UserIdx, groups: &[GroupIdx]) -> Gate<'_> {

@@ -15,8 +15,14 @@
 //! 6. No candidate → Deny (`NoMatchingPolicy`). Otherwise the most restrictive action wins;
 //!    the deciding policy is the lowest id among those with that action; the reason is
 //!    `StepUpMet` when it is a met Step up policy, `Policy` otherwise.
+//! 7. A `RequireApproval` answer becomes Allow (`Approved`, same deciding policy) when the
+//!    request carries a usable [`Grant`] for exactly this call: the same user (by id), agent
+//!    (a registered agent's id, whatever alias it arrived under), connector and tool, and
+//!    unless the grant covers any arguments, the same [`arguments_digest`]. Anything more
+//!    restrictive found above (a lock, a disabled agent, a Deny policy) still wins.
 
 use crate::agents::Gate;
+use crate::approval::{Grant, arguments_digest};
 use crate::expression::{Input, UserFacts};
 use crate::identity::{By, Resolved};
 use crate::model::{Action, Attributes, Authentication, Mfa, StepUp, Timestamp, UserStatus};
@@ -45,6 +51,9 @@ pub struct Context<'a> {
     /// The tool call's arguments, as JSON.
     pub arguments: Option<&'a Arguments>,
     pub now: Timestamp,
+    /// An approved request the caller found usable (approved, within its window, not used):
+    /// what may turn a Require approval answer into an Allow.
+    pub grant: Option<Grant<'a>>,
 }
 
 /// A tool call's arguments: a JSON object.
@@ -83,6 +92,9 @@ pub enum Reason {
     /// A Step up policy decided, and the request's authentication meets its requirement: the
     /// answer is Allow. See [`Decision::policy_id`].
     StepUpMet,
+    /// A Require approval policy decided, and the request carries an approved request's grant
+    /// for exactly this call: the answer is Allow. See [`Decision::policy_id`].
+    Approved,
 }
 
 /// An answer. A deny is a value like any other.
@@ -98,6 +110,9 @@ pub struct Decision<'a> {
     /// When the answer is Step up: what the deciding policy requires (`None` if it requires
     /// nothing a request could meet).
     pub step_up: Option<&'a StepUp>,
+    /// When the deciding policy requires approval: the flow it names (`None`: the
+    /// organisation's default flow).
+    pub approval_flow: Option<&'a str>,
 }
 
 impl<'a> Decision<'a> {
@@ -108,6 +123,7 @@ impl<'a> Decision<'a> {
             policy_id: None,
             user_id: None,
             step_up: None,
+            approval_flow: None,
         }
     }
 
@@ -206,8 +222,14 @@ impl Snapshot {
             .by_tool
             .get(request.tool)
             .unwrap_or(&connector.all_tools);
-        self.first_applicable(candidates, subject, request, Unknown::None)
-            .for_user(subject.id)
+        let decision = self.first_applicable(candidates, subject, request, Unknown::None);
+        let decision = match request.context.grant {
+            Some(grant) if decision.action == Action::RequireApproval => {
+                approve(decision, grant, subject, request)
+            }
+            _ => decision,
+        };
+        decision.for_user(subject.id)
     }
 
     /// Decides a request and explains it: every policy of the request's connector, in id order,
@@ -440,6 +462,7 @@ impl Snapshot {
             policy_id: Some(&policy.id),
             user_id: None,
             step_up: policy.step_up.as_ref().filter(|_| reason == Reason::Policy),
+            approval_flow: policy.approval_flow.as_deref(),
         };
         match (best, met) {
             (Some(best), _) if best.action > Action::Allow => decided(best, Reason::Policy),
@@ -505,6 +528,32 @@ impl Snapshot {
             },
         };
         expression.evaluate(&input)
+    }
+}
+
+/// Step 7: a Require approval answer with a grant for exactly this call is an Allow.
+fn approve<'s>(
+    decision: Decision<'s>,
+    grant: Grant<'_>,
+    subject: Subject<'_>,
+    request: &Request<'_>,
+) -> Decision<'s> {
+    let agent = subject.agent.unwrap_or(request.agent);
+    let covers = subject.id == Some(grant.user_id)
+        && agent == grant.agent
+        && request.connector == grant.connector
+        && request.tool == grant.tool
+        && grant
+            .arguments_digest
+            .is_none_or(|digest| digest == arguments_digest(request.context.arguments));
+    if covers {
+        Decision {
+            action: Action::Allow,
+            reason: Reason::Approved,
+            ..decision
+        }
+    } else {
+        decision
     }
 }
 

@@ -881,6 +881,7 @@ mod tests {
                 authentication: None,
                 arguments,
                 now: Timestamp(NOW),
+                grant: None,
             },
         };
         let groups = ["eng", "oncall"];

@@ -6,6 +6,7 @@
 //! [`decide_reference`] restates it by brute force so the two can be tested against each other.
 
 mod agents;
+pub mod approval;
 pub mod decide;
 mod delta;
 pub mod expression;
@@ -14,6 +15,10 @@ pub mod model;
 mod reference;
 mod snapshot;
 
+pub use approval::{
+    Approval, ApprovalFlow, ApprovalRequest, ApprovalStep, Approver, Grant, GrantMode,
+    RequestState, arguments_digest,
+};
 pub use decide::{
     AllowedTool, Arguments, Context, Decision, Outcome, PolicyMatch, Reason, Request,
 };

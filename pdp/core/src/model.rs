@@ -117,6 +117,10 @@ pub struct User {
     /// Set by an administrator; the identity provider never clears it.
     pub lock: Option<Lock>,
     pub mfa: Mfa,
+    /// The user's manager, as a user reference (the SCIM enterprise extension's
+    /// `manager.value`, or the import's `manager`): who approves for them where a flow asks
+    /// for "the requester's manager".
+    pub manager: Option<String>,
     /// When the user was provisioned.
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -136,6 +140,7 @@ impl Default for User {
             active: true,
             lock: None,
             mfa: Mfa::Unknown,
+            manager: None,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
         }

@@ -77,6 +77,28 @@ pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision
     } else {
         Reason::Policy
     };
+    // 7. An approval for exactly this call lets a Require approval answer through.
+    if strictest == Action::RequireApproval
+        && let Some(grant) = request.context.grant
+    {
+        let agent_name = agent.map_or(request.agent, |a| a.id.as_str());
+        let digest = crate::approval::arguments_digest(request.context.arguments);
+        if grant.user_id == user.id
+            && grant.agent == agent_name
+            && grant.connector == request.connector
+            && grant.tool == request.tool
+            && grant.arguments_digest.is_none_or(|d| d == digest)
+        {
+            return Decision {
+                action: Action::Allow,
+                reason: Reason::Approved,
+                policy_id: Some(deciding.id.as_str()),
+                user_id: id,
+                step_up: None,
+                approval_flow: deciding.approval_flow_id.as_deref(),
+            };
+        }
+    }
     Decision {
         action: strictest,
         reason,
@@ -86,6 +108,10 @@ pub fn decide_reference<'m>(model: &'m Model, request: &Request<'_>) -> Decision
             .step_up
             .as_ref()
             .filter(|_| strictest == Action::StepUp),
+        approval_flow: deciding
+            .approval_flow_id
+            .as_deref()
+            .filter(|_| strictest == Action::RequireApproval),
     }
 }
 

@@ -169,6 +169,8 @@ pub(crate) struct PolicyEntry {
     pub(crate) agents: Option<Box<[Box<str>]>>,
     /// A Step up policy's requirement.
     pub(crate) step_up: Option<StepUp>,
+    /// A Require approval policy's flow, if it names one.
+    pub(crate) approval_flow: Option<Box<str>>,
     /// The CEL condition, compiled (or why it does not compile: then the policy never applies).
     pub(crate) expression: Option<Result<Arc<Expression>, Box<str>>>,
 }
@@ -440,6 +442,15 @@ impl Snapshot {
         self.revision
     }
 
+    /// The agent a request's `agent` names as decisions see it: a registered agent's id
+    /// (whichever of its id or aliases `agent` is), else `agent` itself (unregistered).
+    pub fn agent_name<'a>(&'a self, agent: &'a str) -> &'a str {
+        if agent.is_empty() {
+            return agent;
+        }
+        self.agent_index().canonical(agent).unwrap_or(agent)
+    }
+
     pub fn user_count(&self) -> usize {
         match &self.overlay {
             Some(overlay) => overlay.user_count,
@@ -651,6 +662,11 @@ impl PolicyEntry {
                 .step_up
                 .clone()
                 .filter(|_| policy.action == Action::StepUp),
+            approval_flow: policy
+                .approval_flow_id
+                .as_deref()
+                .filter(|_| policy.action == Action::RequireApproval)
+                .map(Into::into),
             expression: policy.expression.as_deref().map(|source| {
                 Expression::compile(source)
                     .map(Arc::new)

@@ -690,6 +690,7 @@ impl Extra {
             authentication: self.authentication.as_ref(),
             arguments: None,
             now: NOW,
+            grant: None,
         }
     }
 
@@ -1211,6 +1212,7 @@ fn as_agent(
             authentication,
             arguments: None,
             now: NOW,
+            grant: None,
         },
     };
     let snapshot = Snapshot::build(model);

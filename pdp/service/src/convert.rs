@@ -38,7 +38,9 @@ pub(crate) fn request<'a>(
         explain: _,
         authentication: _,
         arguments: _,
+        approval_id,
     } = check;
+    bounded(approval_id, path, "approval_id")?;
     required(user, path, "user")?;
     bounded(agent, path, "agent")?;
     required(connector, path, "connector")?;
@@ -53,8 +55,16 @@ pub(crate) fn request<'a>(
             authentication: owned.authentication.as_ref(),
             arguments: owned.arguments.as_ref(),
             now,
+            grant: None,
         },
     })
+}
+
+impl Owned {
+    /// The request's arguments, as JSON.
+    pub(crate) fn arguments(&self) -> Option<&pdp::Arguments> {
+        self.arguments.as_ref()
+    }
 }
 
 /// Converts a request's authentication and arguments (checked: bounded strings, a valid
@@ -110,6 +120,33 @@ fn timestamp(t: &prost_types::Timestamp) -> Option<pdp::Timestamp> {
         .checked_mul(1000)?
         .checked_add(i64::from(t.nanos / 1_000_000))?;
     Some(pdp::Timestamp(ms))
+}
+
+/// A protobuf `Struct` as a JSON object: a tool call's arguments as `pdp` takes them. A number
+/// that is not finite becomes `null` (JSON has none).
+pub fn struct_to_json(value: &prost_types::Struct) -> pdp::Arguments {
+    object(&value.fields)
+}
+
+/// A JSON value as a protobuf `Value` (for showing a request's arguments).
+pub fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        serde_json::Value::Object(map) => Kind::StructValue(prost_types::Struct {
+            fields: map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 /// A protobuf `Struct`'s fields as a JSON object (prost bounds its nesting when decoding).
@@ -224,6 +261,7 @@ pub(crate) fn reason(reason: Reason) -> pb::Reason {
         Reason::AgentDisabled => pb::Reason::AgentDisabled,
         Reason::AgentNotAllowed => pb::Reason::AgentNotAllowed,
         Reason::StepUpMet => pb::Reason::StepUpMet,
+        Reason::Approved => pb::Reason::Approved,
     }
 }
 

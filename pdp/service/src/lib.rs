@@ -5,6 +5,7 @@
 //! sidecar's follower of its snapshot stream) builds snapshots and calls [`Engine::publish`]. It converts between the wire
 //! types and `pdp` at the edge and builds `tonic::Status` only through [`Error`].
 
+mod approvals;
 mod convert;
 mod engine;
 mod error;
@@ -15,6 +16,8 @@ mod service;
 mod token;
 mod trace;
 
+pub use approvals::{Approvals, Call};
+pub use convert::{json_to_value, struct_to_json};
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
 pub use freshness::Freshness;

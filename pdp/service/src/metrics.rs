@@ -15,7 +15,7 @@ use std::time::Duration;
 const DECISIONS: usize = 5;
 /// `pb::Reason` values, `REASON_UNSPECIFIED` (0) to `REASON_STEP_UP_MET` (11); a test checks
 /// that it covers every one.
-const REASONS: usize = 12;
+const REASONS: usize = 13;
 
 /// Upper bounds of the Check latency buckets, from a microsecond (an answer from memory) to
 /// 100 ms (a `min_revision` wait gives up at [`crate::MAX_REVISION_WAIT`], so those land in

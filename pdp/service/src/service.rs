@@ -1,7 +1,7 @@
 //! The gRPC `DecisionService`.
 
 use crate::record::{Record, Recorder};
-use crate::{DecisionMetrics, Engine, Error, Freshness, Result, convert, trace};
+use crate::{Approvals, Call, DecisionMetrics, Engine, Error, Freshness, Result, convert, trace};
 use pb::decision_service_server::DecisionServiceServer;
 use pdp::Snapshot;
 use portcullis_proto::v1 as pb;
@@ -21,6 +21,24 @@ pub struct DecisionService {
     recorder: Option<Recorder>,
     freshness: Option<Freshness>,
     metrics: Option<Arc<DecisionMetrics>>,
+    approvals: Option<Arc<dyn Approvals>>,
+}
+
+/// One check's answer, and what it still needs before it stands.
+struct Answered {
+    answer: pb::CheckResponse,
+    record: Option<Record>,
+    /// The answer is an Allow by a `once` grant, which this approval request must first give
+    /// up ([`Approvals::use_once`]); if it cannot, the check is answered again without it.
+    use_once: Option<String>,
+}
+
+/// Whether a check may use the grant its `approval_id` names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grants {
+    Use,
+    /// Its `once` grant was used meanwhile: decide as if the check carried none.
+    Ignore,
 }
 
 impl DecisionService {
@@ -31,7 +49,15 @@ impl DecisionService {
             recorder: None,
             freshness: None,
             metrics: None,
+            approvals: None,
         }
+    }
+
+    /// Honours `approval_id` on checks with these approval requests, and points Require
+    /// approval answers at their flow and pending request. Without, `approval_id` is ignored.
+    pub fn with_approvals(mut self, approvals: Arc<dyn Approvals>) -> DecisionService {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Counts every answered check (each of a batch too) in `metrics` by decision and reason,
@@ -61,7 +87,34 @@ impl DecisionService {
             return Ok((self.stale_answer(&check, "")?, None));
         }
         let snapshot = self.engine.snapshot_at_least(check.min_revision).await?;
-        self.answer(&snapshot, &check, "")
+        let answered = self.answer(&snapshot, &check, "", Grants::Use)?;
+        self.settle(&snapshot, &check, "", answered).await
+    }
+
+    /// Uses the `once` grant an answer relies on; if it was used meanwhile (or the approvals
+    /// are out of reach), answers again without it.
+    async fn settle(
+        &self,
+        snapshot: &Snapshot,
+        check: &pb::CheckRequest,
+        path: &str,
+        answered: Answered,
+    ) -> Result<(pb::CheckResponse, Option<Record>)> {
+        let (Some(id), Some(approvals)) = (&answered.use_once, &self.approvals) else {
+            return Ok((answered.answer, answered.record));
+        };
+        match approvals.use_once(id, &answered.answer.decision_id).await {
+            Ok(true) => Ok((answered.answer, answered.record)),
+            Ok(false) => {
+                let again = self.answer(snapshot, check, path, Grants::Ignore)?;
+                Ok((again.answer, again.record))
+            }
+            Err(status) => {
+                tracing::warn!(approval_id = %id, error = %status.message(), "cannot use an approval's once grant: answering without it");
+                let again = self.answer(snapshot, check, path, Grants::Ignore)?;
+                Ok((again.answer, again.record))
+            }
+        }
     }
 
     /// Fails closed while `freshness` says the snapshot is stale: every check is denied with
@@ -104,10 +157,18 @@ impl DecisionService {
         snapshot: &Snapshot,
         check: &pb::CheckRequest,
         path: &str,
-    ) -> Result<(pb::CheckResponse, Option<Record>)> {
+        grants: Grants,
+    ) -> Result<Answered> {
         let owned = convert::owned(check, path)?;
         let now = pdp::Timestamp::now();
-        let request = convert::request(check, &owned, now, path)?;
+        let mut request = convert::request(check, &owned, now, path)?;
+        let approval = match (&self.approvals, grants) {
+            (Some(approvals), Grants::Use) if !check.approval_id.is_empty() => {
+                approvals.request(&check.approval_id)
+            }
+            _ => None,
+        };
+        request.context.grant = approval.as_deref().and_then(|a| a.grant(now));
         let (decision, explanation) = if check.explain {
             let (decision, matches) = snapshot.explain(&request);
             (
@@ -144,6 +205,34 @@ impl DecisionService {
             }
             _ => (None, String::new()),
         };
+        let use_once = approval
+            .as_deref()
+            .filter(|a| {
+                decision.reason == pdp::Reason::Approved && a.flow.grant == pdp::GrantMode::Once
+            })
+            .map(|a| a.id.clone());
+        let (approval_flow_id, arguments_digest, pending_approval_id) =
+            if decision.action == pdp::Action::RequireApproval {
+                let digest = pdp::arguments_digest(owned.arguments());
+                let flow = match (decision.approval_flow, &self.approvals) {
+                    (Some(flow), _) => flow.to_owned(),
+                    (None, Some(approvals)) => approvals.default_flow(),
+                    (None, None) => pdp::approval::BUILTIN_FLOW_ID.to_owned(),
+                };
+                let pending = match (&self.approvals, decision.user_id) {
+                    (Some(approvals), Some(user_id)) => approvals.pending(&Call {
+                        user_id,
+                        agent: snapshot.agent_name(&check.agent),
+                        connector: &check.connector,
+                        tool: &check.tool,
+                        arguments_digest: &digest,
+                    }),
+                    _ => None,
+                };
+                (flow, digest, pending.unwrap_or_default())
+            } else {
+                Default::default()
+            };
         let answer = pb::CheckResponse {
             decision: convert::action(decision.action).into(),
             reason: convert::reason(decision.reason).into(),
@@ -153,8 +242,15 @@ impl DecisionService {
             explanation,
             step_up,
             challenge,
+            approval_flow_id,
+            arguments_digest,
+            pending_approval_id,
         };
-        Ok((answer, record))
+        Ok(Answered {
+            answer,
+            record,
+            use_once,
+        })
     }
 
     /// Hands `record` to the recorder (without ever waiting for it), timed at `latency`.
@@ -214,13 +310,22 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         // One snapshot answers the whole batch, so its answers are mutually consistent.
         let min_revision = checks.iter().map(|c| c.min_revision).max().unwrap_or(0);
         let snapshot = self.engine.snapshot_at_least(min_revision).await?;
-        let (results, records): (Vec<_>, Vec<_>) = checks
+        let answered = checks
             .iter()
             .enumerate()
-            .map(|(i, check)| self.answer(&snapshot, check, &format!("checks[{i}].")))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .unzip();
+            .map(|(i, check)| self.answer(&snapshot, check, &format!("checks[{i}]."), Grants::Use))
+            .collect::<Result<Vec<_>>>()?;
+        // `once` grants are used in the batch's order: of two checks with the same one, the
+        // first is allowed.
+        let mut results = Vec::with_capacity(answered.len());
+        let mut records = Vec::with_capacity(answered.len());
+        for (i, (check, answered)) in checks.iter().zip(answered).enumerate() {
+            let (answer, record) = self
+                .settle(&snapshot, check, &format!("checks[{i}]."), answered)
+                .await?;
+            results.push(answer);
+            records.push(record);
+        }
         let elapsed = started.map(|started| started.elapsed());
         for record in records {
             self.record(record, elapsed);

@@ -1,0 +1,1 @@
+//! Approval flows over the admin API: the `ApprovalFlowService`.

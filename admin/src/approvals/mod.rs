@@ -1,0 +1,8 @@
+//! Approval flows and approval requests: what a Require approval answer turns into.
+//!
+//! - [`flows`]: the `ApprovalFlowService` (flows and the default flow) and the checks a flow
+//!   must pass.
+//! - [`events`]: the events every transition of a request produces, for webhooks.
+
+pub mod events;
+pub mod flows;

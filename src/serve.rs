@@ -226,9 +226,14 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let activity = Activity::decision_log();
     let reflection = net::reflection()?;
 
+    // Approval requests: pending ones are loaded, deadlines that passed while down applied.
+    let approvals = admin::approvals::Approvals::start(live.clone(), None)?;
+    let approval_service =
+        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
     let decisions = DecisionService::new(engine.clone())
         .with_recorder(recorder)
-        .with_metrics(decision_metrics);
+        .with_metrics(decision_metrics)
+        .with_approvals(std::sync::Arc::new(approvals));
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
     let feed = settings
         .sidecar_token
@@ -255,6 +260,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     }
     let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
     telemetry::add(&mut routes, Some(admin));
+    let approval_calls = admin_calls.wrap(approval_service.into_server());
+    telemetry::add(&mut routes, Some(approval_calls));
     routes.add_service(health_service).add_service(reflection);
     let tls = settings.tls.is_some();
     let client_certificates = settings

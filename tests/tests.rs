@@ -5,6 +5,7 @@
 
 mod admin_cli;
 mod agents;
+mod approvals;
 mod audit_log;
 mod backup;
 mod cli;

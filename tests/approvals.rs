@@ -399,3 +399,224 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
     assert_eq!(late.code(), tonic::Code::FailedPrecondition);
     assert!(late.message().contains("not pending"), "{}", late.message());
 }
+
+/// Puts approval flows, the default flow, a policy and ada's manager straight into the stopped
+/// store (the flows API is exercised in its own tests).
+fn with_flows(data: &std::path::Path) {
+    use pdp::{ApprovalFlow, ApprovalStep, Approver, GrantMode};
+    let store = store::Store::open(data).unwrap();
+    let two_steps = ApprovalFlow {
+        id: "flow-two-steps".into(),
+        name: "The manager, then two admins".into(),
+        steps: vec![
+            ApprovalStep {
+                approvers: vec![Approver::Manager],
+                min_approvals: 1,
+                timeout_secs: Some(2),
+            },
+            ApprovalStep {
+                approvers: vec![Approver::Group("admins".into())],
+                min_approvals: 2,
+                timeout_secs: None,
+            },
+        ],
+        request_ttl_secs: 3600,
+        grant: GrantMode::Once,
+        ..ApprovalFlow::default()
+    };
+    let short = ApprovalFlow {
+        id: "flow-short".into(),
+        name: "Two seconds to decide".into(),
+        steps: vec![ApprovalStep {
+            approvers: vec![Approver::Admins],
+            min_approvals: 1,
+            timeout_secs: None,
+        }],
+        request_ttl_secs: 2,
+        ..ApprovalFlow::default()
+    };
+    store
+        .transact(|tx| {
+            tx.put_flow(&two_steps)?;
+            tx.put_flow(&short)?;
+            tx.put_default_flow(Some("flow-two-steps"))?;
+            let mut ada = tx.user("ada")?.unwrap();
+            ada.manager = Some("bob@example.com".into());
+            tx.put_user(&ada)?;
+            tx.put_policy(&pdp::Policy {
+                id: "pol-short".into(),
+                name: "transfers are decided quickly".into(),
+                connector: "github".into(),
+                tools: pdp::Tools::Only(vec!["transfer_repo".into()]),
+                scope: pdp::Scope {
+                    all_users: true,
+                    ..Default::default()
+                },
+                action: pdp::Action::RequireApproval,
+                approval_flow_id: Some("flow-short".into()),
+                ..Default::default()
+            })?;
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+}
+
+async fn get(gateway: &mut Approvals, id: &str) -> pb::ApprovalRequest {
+    gateway
+        .get_approval_request(pb::GetApprovalRequestRequest {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_escalate_and_expire_across_a_restart() {
+    let (_root, data) = company();
+    with_flows(&data);
+    let admin = admin_token(&data, "admin");
+    let bob = person_token(&data, "bob");
+    let carl = person_token(&data, "carl");
+    let server = Server::start(&data);
+    let mut gateway = approvals(&server, None).await;
+
+    // Step 1 is the manager's: bob approves; then two admins are needed.
+    let first = gateway
+        .create_approval_request(create("acme/one"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(first.flow.as_ref().unwrap().id, "flow-two-steps");
+    assert_eq!(first.awaiting, vec!["bob".to_owned()]);
+    let carl_early = approvals(&server, Some(&carl))
+        .await
+        .approve(pb::ApproveRequest {
+            id: first.id.clone(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(carl_early.code(), tonic::Code::PermissionDenied);
+    let after_manager = approvals(&server, Some(&bob))
+        .await
+        .approve(pb::ApproveRequest {
+            id: first.id.clone(),
+            comment: "my report".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(after_manager.state(), pb::ApprovalState::Pending);
+    assert_eq!(after_manager.step, 1);
+    assert_eq!(after_manager.approvals_needed, 2);
+    // Bob approved once: approvals count distinct people, so he cannot be one of the two.
+    let bob_again = approvals(&server, Some(&bob))
+        .await
+        .approve(pb::ApproveRequest {
+            id: first.id.clone(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bob_again.code(), tonic::Code::PermissionDenied);
+    for token in [&admin, &carl] {
+        approvals(&server, Some(token))
+            .await
+            .approve(pb::ApproveRequest {
+                id: first.id.clone(),
+                comment: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        get(&mut gateway, &first.id).await.state(),
+        pb::ApprovalState::Approved
+    );
+
+    // Nobody answers the manager's step: after its timeout the request escalates.
+    let second = gateway
+        .create_approval_request(create("acme/two"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let escalated = gateway
+        .get_approval_request(pb::GetApprovalRequestRequest {
+            id: second.id.clone(),
+            wait: Some(prost_types::Duration {
+                seconds: 20,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(escalated.step, 1, "{escalated:?}");
+    assert_eq!(escalated.state(), pb::ApprovalState::Pending);
+
+    // Killed with a request at the manager's step and one about to expire; their deadlines
+    // pass while the server is down and are applied when it starts.
+    let third = gateway
+        .create_approval_request(create("acme/three"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let mut transfer = create("acme/four");
+    transfer.tool = "transfer_repo".into();
+    let fourth = gateway
+        .create_approval_request(transfer)
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(fourth.flow.as_ref().unwrap().id, "flow-short");
+    drop(gateway);
+    drop(server);
+    std::thread::sleep(Duration::from_secs(3));
+    let server = Server::start(&data);
+    let mut gateway = approvals(&server, None).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (third, fourth) = (
+            get(&mut gateway, &third.id).await,
+            get(&mut gateway, &fourth.id).await,
+        );
+        if third.step == 1 && fourth.state() == pb::ApprovalState::Expired {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deadlines passed while down are not applied: {third:?} {fourth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What was decided before the restart stands.
+    let first = get(&mut gateway, &first.id).await;
+    assert_eq!(first.state(), pb::ApprovalState::Approved);
+    assert_eq!(first.approvals.len(), 3);
+    let expired = approvals(&server, Some(&carl))
+        .await
+        .approve(pb::ApproveRequest {
+            id: fourth.id.clone(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(expired.code(), tonic::Code::FailedPrecondition);
+}

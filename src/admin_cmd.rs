@@ -4,6 +4,7 @@
 //! Every call carries `authorization: Bearer <token>`; the token is never printed or logged.
 
 mod agents;
+mod approvals;
 mod groups;
 mod policies;
 mod show;
@@ -71,6 +72,9 @@ enum Command {
     /// The organisation's settings (what happens to unregistered agents).
     #[command(subcommand)]
     Settings(agents::SettingsCommand),
+    /// Approval requests: your inbox, show, approve, deny, cancel.
+    #[command(subcommand)]
+    Approvals(approvals::Command),
     /// List, create and revoke admin API tokens (Admin only).
     #[command(subcommand)]
     Tokens(tokens::Command),
@@ -163,7 +167,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
-        let mut client = AdminServiceClient::with_interceptor(channel, Bearer(bearer));
+        let mut client =
+            AdminServiceClient::with_interceptor(channel.clone(), Bearer(bearer.clone()));
         match args.command {
             Command::Whoami => users::whoami(&mut client).await,
             Command::Users(command) => users::run(&mut client, command).await,
@@ -173,6 +178,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
+            Command::Approvals(command) => {
+                let mut client =
+                    pb::approval_service_client::ApprovalServiceClient::with_interceptor(
+                        channel,
+                        Bearer(bearer),
+                    );
+                approvals::run(&mut client, command).await
+            }
         }
     })?;
     if json {

@@ -4,6 +4,7 @@
 //! still denies; of concurrent Checks with a `once` grant exactly one is allowed.
 
 use crate::support::{Server, admin_token, path, run_ok, write_users};
+
 use pb::approval_service_client::ApprovalServiceClient;
 use portcullis_proto::v1 as pb;
 use std::fs;
@@ -349,14 +350,33 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         .into_inner()
         .request
         .unwrap();
-    approvals(&server, Some(&bob))
-        .await
-        .approve(pb::ApproveRequest {
-            id: third.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap();
+    // Through the CLI: bob's inbox lists it, and he approves it there.
+    let cli = |token: &str, rest: &[&str]| {
+        let mut args = vec!["admin", "--server", &server.addr, "--token", token];
+        args.extend_from_slice(rest);
+        run_ok(&args)
+    };
+    let inbox = cli(&bob, &["approvals", "list"]);
+    assert!(inbox.contains(&third.id), "{inbox}");
+    assert!(inbox.contains("github/delete_repo"), "{inbox}");
+    let shown = cli(
+        &bob,
+        &["approvals", "approve", &third.id, "--comment", "fine"],
+    );
+    assert!(shown.contains("approved"), "{shown}");
+    let every = cli(
+        &admin,
+        &[
+            "--json",
+            "approvals",
+            "list",
+            "--all",
+            "--state",
+            "approved",
+        ],
+    );
+    let every: serde_json::Value = serde_json::from_str(&every).unwrap();
+    assert_eq!(every["requests"].as_array().unwrap().len(), 3, "{every}");
     admin_api
         .lock_user(pb::LockUserRequest {
             user: "ada".into(),

@@ -166,6 +166,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (scim_requests, admin_calls) =
         metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
+    // Approval requests: pending ones are loaded, deadlines that passed while down applied.
+    let approvals = admin::approvals::Approvals::start(live.clone(), None)?;
+    metrics.approvals(approvals.clone());
     let scim = metrics::count_scim(
         sync::router_with(live.clone(), settings.scim_limits),
         scim_requests,
@@ -226,8 +229,6 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let activity = Activity::decision_log();
     let reflection = net::reflection()?;
 
-    // Approval requests: pending ones are loaded, deadlines that passed while down applied.
-    let approvals = admin::approvals::Approvals::start(live.clone(), None)?;
     let approval_service =
         admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
     let decisions = DecisionService::new(engine.clone())

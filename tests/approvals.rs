@@ -394,6 +394,32 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         (pb::Decision::Deny, pb::Reason::UserLocked)
     );
 
+    // Metrics: what the requests came to.
+    let scrape = crate::metrics::scraped(&server).await;
+    assert_eq!(
+        scrape.get(
+            "portcullis_approval_requests_total",
+            &[("outcome", "created")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        scrape.get(
+            "portcullis_approval_requests_total",
+            &[("outcome", "approved")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        scrape.get("portcullis_approval_requests_total", &[("outcome", "used")]),
+        2.0
+    );
+    assert_eq!(scrape.get("portcullis_approval_requests_pending", &[]), 0.0);
+    assert_eq!(
+        scrape.get("portcullis_approval_decide_duration_seconds_count", &[]),
+        3.0
+    );
+
     // Bad input: unknown ids, malformed keys, approving what is no longer pending.
     let missing = gateway
         .get_approval_request(pb::GetApprovalRequestRequest {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod flows;
 mod requests;
 mod service;
+pub mod stats;
 
 pub use requests::{Approvals, Filter, NewRequest, Verdict};
 pub use service::{ApprovalService, MAX_WAIT};

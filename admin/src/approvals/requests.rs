@@ -13,6 +13,7 @@
 
 use super::eligible;
 use super::events::{Event, EventType, Outbox};
+use super::stats::{Outcome, Stats};
 use crate::auth::Caller;
 use crate::{Error, Result, clock};
 use live::Live;
@@ -58,6 +59,7 @@ struct Inner {
     outbox: Option<Arc<dyn Outbox>>,
     /// Creating is serialized, so two identical creates cannot both find no pending request.
     creating: tokio::sync::Mutex<()>,
+    stats: Stats,
 }
 
 /// The exact call a request is for, as pending requests are deduplicated.
@@ -229,6 +231,7 @@ impl Approvals {
                 deadlines: Arc::new(Notify::new()),
                 outbox,
                 creating: tokio::sync::Mutex::new(()),
+                stats: Stats::default(),
             }),
         };
         let weak = Arc::downgrade(&approvals.inner);
@@ -244,6 +247,11 @@ impl Approvals {
             .index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What requests came to, for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
     }
 
     pub fn live(&self) -> &Live {
@@ -398,6 +406,7 @@ impl Approvals {
             })
             .await?;
         self.applied(revision, request.clone());
+        self.inner.stats.count(Outcome::Created);
         Ok((Arc::new(request), true))
     }
 
@@ -593,6 +602,7 @@ impl Approvals {
         match outcome {
             (revision, Some(request)) => {
                 self.applied(revision, request);
+                self.inner.stats.count(Outcome::Used);
                 Ok(true)
             }
             (_, None) => Ok(false),
@@ -733,11 +743,25 @@ impl Approvals {
         Ok(revision)
     }
 
-    /// Puts a committed request in the index and tells waiters.
+    /// Puts a committed request in the index, counts its transition and tells waiters.
     fn applied(&self, revision: u64, request: ApprovalRequest) -> Arc<ApprovalRequest> {
         let id = request.id.clone();
         let newer = {
             let mut index = self.index();
+            let before = index.get(&id).map(|r| (r.state, r.step));
+            if before.is_some_and(|b| b != (request.state, request.step)) {
+                let stats = &self.inner.stats;
+                match request.state {
+                    RequestState::Pending => stats.count(Outcome::Escalated),
+                    RequestState::Approved => stats.count(Outcome::Approved),
+                    RequestState::Denied => stats.count(Outcome::Denied),
+                    RequestState::Expired => stats.count(Outcome::Expired),
+                    RequestState::Cancelled => stats.count(Outcome::Cancelled),
+                }
+                if matches!(request.state, RequestState::Approved | RequestState::Denied) {
+                    stats.decided_after(request.updated_at.0 - request.created_at.0);
+                }
+            }
             index.apply(revision, request);
             index.get(&id)
         };

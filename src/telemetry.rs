@@ -270,6 +270,7 @@ where
             reason = Empty,
             revision = Empty,
             decision_id = Empty,
+            approval_id = Empty,
         );
         let _ = span.set_parent(parent(request.headers()));
         let answer = self.0.call(request).instrument(span.clone());

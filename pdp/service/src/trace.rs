@@ -1,5 +1,6 @@
-//! What a decision adds to its trace span: the connector and tool asked about and the answer
-//! (decision, reason, revision, decision id), never the user, the agent or the attributes.
+//! What a decision adds to its trace span: the connector and tool asked about, the approval
+//! request it carried, and the answer (decision, reason, revision, decision id), never the
+//! user, the agent or the attributes.
 //!
 //! The span itself is the RPC's, opened around the call by whoever serves it (the binary's
 //! tracing layer, only when traces are exported); these functions record into the current
@@ -27,6 +28,9 @@ pub(crate) fn check(request: &pb::CheckRequest) {
     let span = Span::current();
     span.record("connector", request.connector.as_str());
     span.record("tool", request.tool.as_str());
+    if !request.approval_id.is_empty() {
+        span.record("approval_id", request.approval_id.as_str());
+    }
 }
 
 /// A BatchCheck's size, and its connector and tool when all its checks share them.

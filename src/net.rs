@@ -188,17 +188,22 @@ pub async fn serve_health(
 }
 
 /// gRPC server reflection over every `portcullis.v1` service and health, so `grpcurl` works
-/// without the .proto files.
-pub fn reflection() -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+/// without the .proto files: `grpc.reflection.v1` and, for clients that still ask it (Python's
+/// grpcio-reflection, older grpcurl and Postman builds), `grpc.reflection.v1alpha`.
+pub fn reflection(routes: &mut tonic::service::RoutesBuilder) -> anyhow::Result<()> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
         .build_v1()
-        .context("cannot build the reflection service")
+        .context("cannot build the reflection service")?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("cannot build the reflection service (v1alpha)")?;
+    routes.add_service(v1).add_service(v1alpha);
+    Ok(())
 }
 
 type Decisions = pb::decision_service_server::DecisionServiceServer<DecisionService>;

@@ -227,7 +227,6 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let activity = Activity::decision_log();
-    let reflection = net::reflection()?;
 
     let approval_service =
         admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
@@ -263,7 +262,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());
     telemetry::add(&mut routes, Some(approval_calls));
-    routes.add_service(health_service).add_service(reflection);
+    routes.add_service(health_service);
+    net::reflection(&mut routes)?;
     let tls = settings.tls.is_some();
     let client_certificates = settings
         .tls

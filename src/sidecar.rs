@@ -145,7 +145,6 @@ async fn serve(
         ),
         None => None,
     };
-    let reflection = net::reflection()?;
     let decisions = DecisionService::new(follower.engine().clone())
         .with_freshness(follower.freshness().clone())
         .with_metrics(decision_metrics);
@@ -154,7 +153,8 @@ async fn serve(
     let mut routes = tonic::service::Routes::builder();
     telemetry::add(&mut routes, open);
     telemetry::add(&mut routes, guarded);
-    routes.add_service(health_service).add_service(reflection);
+    routes.add_service(health_service);
+    net::reflection(&mut routes)?;
     tonic::transport::Server::builder()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(listener.incoming(), net::until(stopped))

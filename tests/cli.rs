@@ -263,6 +263,43 @@ async fn serve_answers_health_checks_and_reflection() {
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     assert!(names.contains(&"portcullis.v1.AdminService"), "{names:?}");
+    assert!(
+        names.contains(&"portcullis.v1.ApprovalService"),
+        "{names:?}"
+    );
+
+    // Clients that still speak v1alpha get the same answer.
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(Ok(response)) = responses.next().await else {
+            panic!("no v1alpha reflection answer")
+        };
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected v1alpha reflection answer")
+        };
+        let alpha: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(
+            alpha.contains(&"portcullis.v1.DecisionService"),
+            "{alpha:?}"
+        );
+    }
 
     // An empty store serves, and denies everyone as unknown.
     let mut client = server.client().await;

@@ -4,6 +4,7 @@
 //! Every call carries `authorization: Bearer <token>`; the token is never printed or logged.
 
 mod agents;
+mod approval_flows;
 mod groups;
 mod policies;
 mod show;
@@ -68,6 +69,9 @@ enum Command {
     /// List, show, register, update and delete agents; the kill switch (enable, disable).
     #[command(subcommand)]
     Agents(agents::Command),
+    /// List, show, create, update and delete approval flows; show or set the default flow.
+    #[command(subcommand, name = "approval-flows")]
+    ApprovalFlows(approval_flows::Command),
     /// The organisation's settings (what happens to unregistered agents).
     #[command(subcommand)]
     Settings(agents::SettingsCommand),
@@ -163,6 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
+        // Channels are cheap to clone: one connection, a client per service.
+        let mut flows =
+            pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+                channel.clone(),
+                Bearer(bearer.clone()),
+            );
         let mut client = AdminServiceClient::with_interceptor(channel, Bearer(bearer));
         match args.command {
             Command::Whoami => users::whoami(&mut client).await,
@@ -173,6 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
+            Command::ApprovalFlows(command) => approval_flows::run(&mut flows, command).await,
         }
     })?;
     if json {

@@ -5,6 +5,7 @@
 
 mod admin_cli;
 mod agents;
+mod approval_flows;
 mod audit_log;
 mod backup;
 mod cli;

@@ -81,9 +81,7 @@ impl From<Error> for tonic::Status {
         let message = error.to_string();
         match error {
             Error::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
-            Error::NotFound { .. } | Error::NotFoundAt { .. } => {
-                tonic::Status::not_found(message)
-            }
+            Error::NotFound { .. } | Error::NotFoundAt { .. } => tonic::Status::not_found(message),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(message),

@@ -165,7 +165,10 @@ async fn create_list_get_update_delete_and_audit() {
     assert_eq!(updated.grant_mode, pb::GrantMode::Once as i32);
     assert_eq!(updated.window, None);
     assert_eq!(updated.request_ttl, secs(7200));
-    assert_eq!(h.live.store().get_flow(&created.id).unwrap().unwrap().name, "Deploys, renamed");
+    assert_eq!(
+        h.live.store().get_flow(&created.id).unwrap().unwrap().name,
+        "Deploys, renamed"
+    );
 
     // The default flow: set, read, refused to delete, cleared.
     flows
@@ -378,7 +381,10 @@ async fn bad_flows_are_refused_naming_the_field_and_write_nothing() {
             "flow.steps[0].approvers[0].group_id",
         ),
         (
-            with_steps(vec![step(vec![user("u-carol"), user("carol@example.com")], 1)]),
+            with_steps(vec![step(
+                vec![user("u-carol"), user("carol@example.com")],
+                1,
+            )]),
             Code::InvalidArgument,
             "flow.steps[0].approvers[1]",
         ),

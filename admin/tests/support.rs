@@ -283,7 +283,10 @@ impl Harness {
     /// An `ApprovalFlowService` client sending `secret`.
     pub async fn flows(&self, secret: &str) -> Flows {
         let value = format!("Bearer {secret}").parse().ok();
-        pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(self.channel().await, Bearer(value))
+        pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+            self.channel().await,
+            Bearer(value),
+        )
     }
 
     pub async fn admin(&self) -> Admin {

@@ -10,8 +10,8 @@ use crate::convert::timestamp;
 use crate::{Error, Result, audit, clock, users};
 use live::Live;
 use pb::approval_flow_service_server::ApprovalFlowServiceServer;
-use pdp::identity::Resolved;
 use pdp::approval::BUILTIN_FLOW_ID;
+use pdp::identity::Resolved;
 use pdp::{ApprovalFlow, ApprovalStep, Approver, GrantMode, Role};
 use portcullis_proto::v1 as pb;
 use std::collections::HashSet;
@@ -70,7 +70,10 @@ pub fn check_flow(view: &View, flow: &ApprovalFlow) -> Result<ApprovalFlow> {
         ));
     }
     if steps.is_empty() {
-        return Err(Error::invalid("flow.steps", "a flow needs at least one step"));
+        return Err(Error::invalid(
+            "flow.steps",
+            "a flow needs at least one step",
+        ));
     }
     if steps.len() > MAX_STEPS {
         return Err(Error::invalid(
@@ -119,7 +122,10 @@ fn check_step(view: &View, i: usize, step: &ApprovalStep) -> Result<ApprovalStep
     if approvers.len() > MAX_APPROVERS {
         return Err(Error::invalid(
             format!("{field}.approvers"),
-            format!("{} approvers, the limit is {MAX_APPROVERS}", approvers.len()),
+            format!(
+                "{} approvers, the limit is {MAX_APPROVERS}",
+                approvers.len()
+            ),
         ));
     }
     if let Some(timeout) = timeout_secs {
@@ -264,8 +270,8 @@ fn duration(secs: u64) -> prost_types::Duration {
 
 /// A wire duration in whole seconds (ranges are [`check_flow`]'s to check).
 fn secs_from(field: &str, d: prost_types::Duration) -> Result<u64> {
-    let d = std::time::Duration::try_from(d)
-        .map_err(|_| Error::invalid(field, "must be positive"))?;
+    let d =
+        std::time::Duration::try_from(d).map_err(|_| Error::invalid(field, "must be positive"))?;
     if d.subsec_nanos() != 0 {
         return Err(Error::invalid(field, "must be whole seconds"));
     }
@@ -369,7 +375,10 @@ pub fn flow_from(wire: pb::ApprovalFlow) -> Result<ApprovalFlow> {
         if approvers.len() > MAX_APPROVERS {
             return Err(Error::invalid(
                 format!("flow.steps[{i}].approvers"),
-                format!("{} approvers, the limit is {MAX_APPROVERS}", approvers.len()),
+                format!(
+                    "{} approvers, the limit is {MAX_APPROVERS}",
+                    approvers.len()
+                ),
             ));
         }
         let approvers = approvers
@@ -482,7 +491,8 @@ async fn get(live: &Live, id: String) -> Result<pb::GetApprovalFlowResponse> {
         Some(ApprovalFlow::builtin())
     } else {
         let wanted = id.clone();
-        live.blocking(move |store| store.get_flow(&wanted)).await??
+        live.blocking(move |store| store.get_flow(&wanted))
+            .await??
     };
     let found = found.ok_or_else(|| Error::not_found("approval flow", &id))?;
     Ok(pb::GetApprovalFlowResponse {

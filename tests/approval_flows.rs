@@ -112,3 +112,47 @@ fn admin_cli_creates_lists_and_defaults_approval_flows() {
     let listed: Value = serde_json::from_str(&ok(&["--json", "approval-flows", "list"])).unwrap();
     assert_eq!(listed["flows"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn generated_flows_are_imported_and_bad_ones_refused_writing_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload, data) =
+        crate::support::generated_and_imported(root.path(), &["--preset", "small", "--seed", "3"]);
+    // A flow whose step cannot get its approvals: refused, naming it, the store unchanged.
+    let bad = r#"{"id":"flow-bad","name":"Impossible","steps":[{"approvers":["user:u0000001"],"min_approvals":2}],"grant":"once","any_arguments":false}"#;
+    let flows = fs::read_to_string(workload.join("approval_flows.jsonl")).unwrap();
+    fs::write(
+        workload.join("approval_flows.jsonl"),
+        format!("{flows}{bad}\n"),
+    )
+    .unwrap();
+    let refused = run(&["import", "--data-dir", path(&data), path(&workload)]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("flow `flow-bad`") && stderr.contains("flow.steps[0].min_approvals"),
+        "{stderr}"
+    );
+
+    let token = admin_token(&data, "u0000000");
+    let server = Server::start(&data);
+    let listed = run_ok(&[
+        "admin",
+        "--server",
+        &server.addr,
+        "--token",
+        &token,
+        "--json",
+        "approval-flows",
+        "list",
+    ]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<&str> = listed["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["builtin-admins", "flow-admins", "flow-two-step"]);
+    assert_eq!(listed["flows"][2]["grant"], "window");
+}

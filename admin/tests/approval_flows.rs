@@ -646,3 +646,20 @@ async fn policies_name_flows_that_exist_and_deletes_wait_for_them() {
         .unwrap();
     assert_eq!(h.live.store().flows().unwrap(), []);
 }
+
+#[tokio::test]
+async fn get_user_shows_the_manager() {
+    let mut model = crate::support::company();
+    let carol = model.users.iter_mut().find(|u| u.id == "u-carol").unwrap();
+    carol.manager = Some("u-alice".into());
+    let h = Harness::start_with(model).await;
+    let mut admin = h.admin().await;
+    let user = |id: &str| pb::GetUserRequest {
+        user: id.into(),
+        ..Default::default()
+    };
+    let carol = admin.get_user(user("u-carol")).await.unwrap().into_inner();
+    assert_eq!(carol.user.unwrap().manager_id, "u-alice");
+    let dave = admin.get_user(user("u-dave")).await.unwrap().into_inner();
+    assert_eq!(dave.user.unwrap().manager_id, "");
+}

@@ -543,7 +543,7 @@ fn approval_flows_and_the_default_flow_survive_a_backup_and_restore() {
     let restored_dir = dir.path().join("restored");
     Store::restore(&out, &restored_dir).unwrap();
     let copy = Store::open(&restored_dir).unwrap();
-    assert_eq!(copy.flows().unwrap(), [flow.clone()]);
+    assert_eq!(copy.flows().unwrap(), std::slice::from_ref(&flow));
     assert_eq!(copy.get_flow("flw_1").unwrap(), Some(flow));
     assert_eq!(copy.default_flow().unwrap().as_deref(), Some("flw_1"));
 }

@@ -263,6 +263,10 @@ async fn serve_answers_health_checks_and_reflection() {
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     assert!(names.contains(&"portcullis.v1.AdminService"), "{names:?}");
+    assert!(
+        names.contains(&"portcullis.v1.ApprovalFlowService"),
+        "{names:?}"
+    );
 
     // An empty store serves, and denies everyone as unknown.
     let mut client = server.client().await;

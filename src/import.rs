@@ -63,6 +63,13 @@ fn checked_flows(loaded: &workload::Workload) -> anyhow::Result<Vec<pdp::Approva
     if loaded.flows.is_empty() {
         return Ok(Vec::new());
     }
+    let limit = admin::approvals::flows::MAX_FLOWS;
+    if loaded.flows.len() > limit {
+        anyhow::bail!(
+            "approval_flows.jsonl: {} flows, the limit is {limit}",
+            loaded.flows.len()
+        );
+    }
     let view = store::View::from_model(loaded.model.clone());
     loaded
         .flows

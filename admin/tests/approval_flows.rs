@@ -663,3 +663,34 @@ async fn get_user_shows_the_manager() {
     let dave = admin.get_user(user("u-dave")).await.unwrap().into_inner();
     assert_eq!(dave.user.unwrap().manager_id, "");
 }
+
+#[tokio::test]
+async fn the_store_holds_at_most_a_thousand_flows() {
+    let h = Harness::start().await;
+    let mut flows = h.flows(&h.admin_secret).await;
+    let one = create(&mut flows, two_steps()).await;
+    let stored = h.live.store().get_flow(&one.id).unwrap().unwrap();
+    h.live
+        .store()
+        .transact(|tx| {
+            for i in 1..1000 {
+                tx.put_flow(&pdp::ApprovalFlow {
+                    id: format!("flw_seeded{i:04}"),
+                    ..stored.clone()
+                })?;
+            }
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+    assert_status(
+        flows
+            .create_approval_flow(pb::CreateApprovalFlowRequest {
+                flow: Some(two_steps()),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "the limit is 1000",
+    );
+    assert_eq!(h.live.store().flows().unwrap().len(), 1000);
+    assert_eq!(list(&mut flows).await.flows.len(), 1001);
+}

@@ -28,6 +28,8 @@ pub const MAX_STEPS: usize = 10;
 pub const MAX_APPROVERS: usize = 100;
 /// Longest request TTL, step timeout or grant window: 30 days, in seconds.
 pub const MAX_DURATION_SECS: u64 = 30 * 24 * 60 * 60;
+/// Most flows the store holds: every list reads them all.
+pub const MAX_FLOWS: usize = 1000;
 /// Most policies a refused delete names.
 const NAMED_POLICIES: usize = 10;
 
@@ -515,6 +517,12 @@ async fn create(
     let (_, created) = live
         .write(move |tx| -> Result<ApprovalFlow> {
             check_named(tx, &new)?;
+            let stored = tx.flows()?.len();
+            if stored >= MAX_FLOWS {
+                return Err(Error::FailedPrecondition(format!(
+                    "{stored} approval flows are stored, the limit is {MAX_FLOWS}"
+                )));
+            }
             // 64 random bits: a collision is all but impossible, but never overwrite.
             if tx.flow(&new.id)?.is_some() {
                 return Err(Error::Unavailable(format!(

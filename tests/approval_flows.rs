@@ -23,6 +23,15 @@ fn admin_cli_creates_lists_and_defaults_approval_flows() {
         r#"{"id":"g-eng","name":"engineering","roles":[],"members":["u2","u3"]}"#.to_owned() + "\n",
     )
     .unwrap();
+    // Bob's manager is Alice, named by her email (the import stores her id).
+    let users = fs::read_to_string(export.join("users.jsonl"))
+        .unwrap()
+        .replacen(
+            r#""id":"u2","#,
+            r#""id":"u2","manager":"ALICE@example.com","#,
+            1,
+        );
+    fs::write(export.join("users.jsonl"), users).unwrap();
     fs::write(export.join("policies.jsonl"), "").unwrap();
     let data = root.path().join("data");
     run_ok(&["import", "--data-dir", path(&data), path(&export)]);
@@ -38,6 +47,11 @@ fn admin_cli_creates_lists_and_defaults_approval_flows() {
         assert!(output.status.success(), "{args:?}: {output:?}");
         String::from_utf8(output.stdout).unwrap()
     };
+
+    let bob: Value =
+        serde_json::from_str(&ok(&["--json", "users", "get", "bob@example.com"])).unwrap();
+    assert_eq!(bob["user"]["manager_id"], "u1");
+    assert!(ok(&["users", "get", "bob@example.com"]).contains("manager      u1"));
 
     let created: Value = serde_json::from_str(&ok(&[
         "--json",

@@ -77,7 +77,7 @@ impl Metrics {
         let admin = AdminCalls::default();
         self.registry.register(
             "portcullis_admin_calls",
-            "AdminService calls answered, by method and gRPC status code",
+            "Admin API calls (AdminService, ApprovalFlowService) answered, by method and gRPC status code",
             admin.0.clone(),
         );
         (scim, admin)

@@ -256,10 +256,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     if let Some(snapshots) = snapshots {
         routes.add_service(snapshots);
     }
-    telemetry::add(
-        &mut routes,
-        Some(ApprovalFlowService::new(live.clone()).into_server()),
-    );
+    // Counted with AdminService's calls: the same port, tokens and callers.
+    let flows = admin_calls.wrap(ApprovalFlowService::new(live.clone()).into_server());
+    telemetry::add(&mut routes, Some(flows));
     let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
     telemetry::add(&mut routes, Some(admin));
     routes.add_service(health_service).add_service(reflection);

@@ -5,6 +5,7 @@
 
 mod agents;
 mod approval_flows;
+mod approvals;
 mod groups;
 mod policies;
 mod show;
@@ -75,6 +76,9 @@ enum Command {
     /// The organisation's settings (what happens to unregistered agents).
     #[command(subcommand)]
     Settings(agents::SettingsCommand),
+    /// Approval requests: your inbox, show, approve, deny, cancel.
+    #[command(subcommand)]
+    Approvals(approvals::Command),
     /// List, create and revoke admin API tokens (Admin only).
     #[command(subcommand)]
     Tokens(tokens::Command),
@@ -167,13 +171,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
-        // Channels are cheap to clone: one connection, a client per service.
-        let mut flows =
-            pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
-                channel.clone(),
-                Bearer(bearer.clone()),
-            );
-        let mut client = AdminServiceClient::with_interceptor(channel, Bearer(bearer));
+        let mut client =
+            AdminServiceClient::with_interceptor(channel.clone(), Bearer(bearer.clone()));
         match args.command {
             Command::Whoami => users::whoami(&mut client).await,
             Command::Users(command) => users::run(&mut client, command).await,
@@ -183,7 +182,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
-            Command::ApprovalFlows(command) => approval_flows::run(&mut flows, command).await,
+            Command::ApprovalFlows(command) => {
+                let mut client =
+                    pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+                        channel,
+                        Bearer(bearer),
+                    );
+                approval_flows::run(&mut client, command).await
+            }
+            Command::Approvals(command) => {
+                let mut client =
+                    pb::approval_service_client::ApprovalServiceClient::with_interceptor(
+                        channel,
+                        Bearer(bearer),
+                    );
+                approvals::run(&mut client, command).await
+            }
         }
     })?;
     if json {

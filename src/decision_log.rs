@@ -245,6 +245,7 @@ pub fn json(d: &LoggedDecision) -> serde_json::Value {
         "decision": workload::action_name(d.action),
         "reason": workload::reason_name(d.reason),
         "policy_id": d.policy_id,
+        "approval_id": d.approval_id,
         "revision": d.revision,
         "latency_ns": d.latency_ns,
     })
@@ -362,6 +363,7 @@ mod tests {
             policy_id: Some("p1".into()),
             revision: 7,
             latency_ns: 12_500,
+            approval_id: Some("apr_1".into()),
         };
         let mut out = Vec::new();
         append_lines(&mut out, std::slice::from_ref(&decision)).unwrap();
@@ -373,7 +375,7 @@ mod tests {
                 "user": "Alice@Example.com", "user_id": "u1", "agent": "claude",
                 "connector": "github", "tool": "create_issue",
                 "decision": "REQUIRE_APPROVAL", "reason": "POLICY", "policy_id": "p1",
-                "revision": 7, "latency_ns": 12_500,
+                "approval_id": "apr_1", "revision": 7, "latency_ns": 12_500,
             })
         );
         assert!(out.ends_with(b"}\n"));

@@ -83,6 +83,12 @@ impl Metrics {
         (scim, admin)
     }
 
+    /// Approval requests: pending, outcomes, and how long people took to decide.
+    pub fn approvals(&mut self, approvals: admin::approvals::Approvals) {
+        self.registry
+            .register_collector(Box::new(ApprovalMetrics(approvals)));
+    }
+
     /// A sidecar's: the follower's revision, lag, staleness and stream counters.
     pub fn follower(&mut self, follower: Follower) {
         self.registry
@@ -559,5 +565,53 @@ mod tests {
         assert_eq!(count("unknown", "UNIMPLEMENTED"), 1);
         assert_eq!(count("unknown", "INVALID_ARGUMENT"), 1);
         assert_eq!(count("NoSuchThing", "UNIMPLEMENTED"), 0);
+    }
+}
+
+#[derive(Debug)]
+struct ApprovalMetrics(admin::approvals::Approvals);
+
+impl Collector for ApprovalMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        use admin::approvals::stats::{DECIDE_BUCKETS, Outcome};
+        gauge(
+            &mut encoder,
+            "portcullis_approval_requests_pending",
+            "Approval requests awaiting approvers.",
+            i64::try_from(self.0.pending_count()).unwrap_or(i64::MAX),
+        )?;
+        let stats = self.0.stats();
+        {
+            let mut family = encoder.encode_descriptor(
+                "portcullis_approval_requests",
+                "Approval request transitions since start, by what happened: created, \
+                 escalated (to the next step), approved, denied, expired, cancelled, used (a \
+                 once grant allowed a Check).",
+                None,
+                MetricType::Counter,
+            )?;
+            for outcome in Outcome::ALL {
+                family
+                    .encode_family(&[("outcome", outcome.name())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&stats.get(outcome), None)?;
+            }
+        }
+        let (counts, sum) = stats.decide_times();
+        let total = counts.iter().sum();
+        // Per-bucket counts: the encoder accumulates them.
+        let buckets: Vec<(f64, u64)> = DECIDE_BUCKETS
+            .iter()
+            .map(|&b| b as f64)
+            .chain([f64::MAX])
+            .zip(counts)
+            .collect();
+        encoder
+            .encode_descriptor(
+                "portcullis_approval_decide_duration",
+                "How long after it was made a request was approved or denied.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
     }
 }

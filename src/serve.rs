@@ -166,6 +166,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (scim_requests, admin_calls) =
         metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
+    // Approval requests: pending ones are loaded, deadlines that passed while down applied.
+    let approvals = admin::approvals::Approvals::start(live.clone(), None)?;
+    metrics.approvals(approvals.clone());
     let scim = metrics::count_scim(
         sync::router_with(live.clone(), settings.scim_limits),
         scim_requests,
@@ -229,9 +232,12 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let activity = Activity::decision_log();
     let reflection = net::reflection()?;
 
+    let approval_service =
+        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
     let decisions = DecisionService::new(engine.clone())
         .with_recorder(recorder)
-        .with_metrics(decision_metrics);
+        .with_metrics(decision_metrics)
+        .with_approvals(std::sync::Arc::new(approvals));
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
     let feed = settings
         .sidecar_token
@@ -261,6 +267,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     telemetry::add(&mut routes, Some(flows));
     let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
     telemetry::add(&mut routes, Some(admin));
+    let approval_calls = admin_calls.wrap(approval_service.into_server());
+    telemetry::add(&mut routes, Some(approval_calls));
     routes.add_service(health_service).add_service(reflection);
     let tls = settings.tls.is_some();
     let client_certificates = settings

@@ -292,6 +292,7 @@ async fn the_jsonl_file_has_one_object_per_decision_with_every_field() {
         "decision",
         "reason",
         "policy_id",
+        "approval_id",
         "revision",
         "latency_ns",
     ]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// One scrape: each family's type, and every sample in order.
 #[derive(Debug)]
-struct Scrape {
+pub(crate) struct Scrape {
     types: HashMap<String, String>,
     samples: Vec<Sample>,
 }
@@ -85,7 +85,7 @@ impl Scrape {
 
     /// The one sample named `name` with exactly `labels`.
     #[track_caller]
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let labels: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -182,7 +182,7 @@ impl Sample {
 }
 
 /// `GET /metrics` on `server`'s HTTP port, parsed; asserts the OpenMetrics content type.
-async fn scraped(server: &Server) -> Scrape {
+pub(crate) async fn scraped(server: &Server) -> Scrape {
     let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .get(format!("{}/metrics", server.http).parse().unwrap())

@@ -98,6 +98,7 @@ pub fn logged(record: Record) -> LoggedDecision {
         action,
         reason,
         policy_id,
+        approval_id,
         revision,
         latency,
     } = record;
@@ -115,6 +116,7 @@ pub fn logged(record: Record) -> LoggedDecision {
         policy_id,
         revision,
         latency_ns: u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
+        approval_id,
     }
 }
 

@@ -53,29 +53,62 @@ pub(crate) fn authorize(
     method: &str,
     write: bool,
 ) -> Result<Caller> {
+    let caller = authenticate(live, metadata, method)?;
+    let refuse =
+        |error: Error| refused(live, &caller.user_id, Some(&caller.token_id), method, error);
+    if caller.roles.is_empty() {
+        let error = Error::PermissionDenied(format!(
+            "user `{}` holds no admin role (Admin or Read Only)",
+            caller.user_id
+        ));
+        return Err(refuse(error));
+    }
+    if write && !caller.is_admin() {
+        let error = Error::PermissionDenied(format!(
+            "{method} changes data and needs the Admin role; user `{}` is Read Only",
+            caller.user_id
+        ));
+        return Err(refuse(error));
+    }
+    Ok(caller)
+}
+
+/// Audits a refusal of a caller whose token is valid, and returns `error`.
+pub(crate) fn refused(
+    live: &Live,
+    actor: &str,
+    via: Option<&str>,
+    method: &str,
+    error: Error,
+) -> Error {
+    let event = AuditEvent {
+        time: clock::now(),
+        actor: actor.to_owned(),
+        via: via.map(str::to_owned),
+        action: "auth.denied".into(),
+        target_kind: "api".into(),
+        target_id: method.to_owned(),
+        outcome: "denied".into(),
+        detail: error.to_string(),
+        ..AuditEvent::default()
+    };
+    if let Err(e) = live.store().append_audit(event) {
+        tracing::warn!(error = %e, "cannot audit a refused admin call");
+    }
+    error
+}
+
+/// Authenticates a call to `method`: a valid, unrevoked, unexpired token whose user exists
+/// and is active. Holding no role is no refusal here: approvers need not administer anything.
+pub(crate) fn authenticate(live: &Live, metadata: &MetadataMap, method: &str) -> Result<Caller> {
     // A caller we cannot name is counted and logged at a bounded rate, not audited (see
     // `live::refusals`); a caller whose token is valid is audited below.
     let unknown = |reason: Reason, error: Error| {
         live.refusals().refuse(Port::Admin, reason, method);
         error
     };
-    let refuse = |actor: &str, via: Option<&str>, error: Error| {
-        let event = AuditEvent {
-            time: clock::now(),
-            actor: actor.to_owned(),
-            via: via.map(str::to_owned),
-            action: "auth.denied".into(),
-            target_kind: "api".into(),
-            target_id: method.to_owned(),
-            outcome: "denied".into(),
-            detail: error.to_string(),
-            ..AuditEvent::default()
-        };
-        if let Err(e) = live.store().append_audit(event) {
-            tracing::warn!(error = %e, "cannot audit a refused admin call");
-        }
-        error
-    };
+    let refuse =
+        |actor: &str, via: Option<&str>, error: Error| refused(live, actor, via, method, error);
     let Some(secret) = bearer(metadata) else {
         return Err(unknown(
             Reason::Missing,
@@ -126,28 +159,13 @@ pub(crate) fn authorize(
     if let Some(role) = stored.role {
         roles.entry(role).or_default().push("token".into());
     }
-    let caller = Caller {
+    Ok(Caller {
         user_id: user.id.clone(),
         email: user.email().to_owned(),
         display_name: user.display_name.clone(),
         token_id: stored.id.clone(),
         roles,
-    };
-    if caller.roles.is_empty() {
-        let error = Error::PermissionDenied(format!(
-            "user `{}` holds no admin role (Admin or Read Only)",
-            user.id
-        ));
-        return Err(refuse(actor, Some(token_id), error));
-    }
-    if write && !caller.is_admin() {
-        let error = Error::PermissionDenied(format!(
-            "{method} changes data and needs the Admin role; user `{}` is Read Only",
-            user.id
-        ));
-        return Err(refuse(actor, Some(token_id), error));
-    }
-    Ok(caller)
+    })
 }
 
 /// A user's roles with the groups each comes from.
@@ -167,7 +185,7 @@ pub(crate) fn roles_of(view: &View, user_id: &str) -> BTreeMap<Role, Vec<String>
 }
 
 /// The secret in `authorization: Bearer <secret>` (the scheme is case-insensitive).
-fn bearer(metadata: &MetadataMap) -> Option<&str> {
+pub(crate) fn bearer(metadata: &MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?.trim();
     let (scheme, secret) = value.split_once(' ')?;
     scheme

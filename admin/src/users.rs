@@ -181,7 +181,7 @@ fn decision(action: pdp::Action) -> pb::Decision {
     }
 }
 
-fn reason(reason: pdp::Reason) -> pb::Reason {
+pub(crate) fn reason(reason: pdp::Reason) -> pb::Reason {
     match reason {
         pdp::Reason::Policy => pb::Reason::Policy,
         pdp::Reason::NoMatchingPolicy => pb::Reason::NoMatchingPolicy,

@@ -423,6 +423,7 @@ fn logged(user: &str, minutes: i64, tool: &str, reason: pdp::Reason) -> store::L
         policy_id: None,
         revision: 1,
         latency_ns: 1_000,
+        approval_id: None,
     }
 }
 

@@ -50,7 +50,10 @@ pub const DECISION_LOG_MAX_RECORDS: u64 = 10_000_000;
 /// read a block at a time (a few kilobytes).
 pub const BLOCK: usize = 64;
 
-const VERSION: u8 = 1;
+/// Blocks are written in version 2 (each decision ends with the approval it used, if any);
+/// version 1 blocks (without) are still read.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 
 /// One logged decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +78,8 @@ pub struct LoggedDecision {
     pub revision: u64,
     /// Time in the server, from the call's arrival to its answer, in nanoseconds.
     pub latency_ns: u64,
+    /// The approval request whose grant the Check carried (`approval_id`), if it carried one.
+    pub approval_id: Option<String>,
 }
 
 /// How much of the log to keep: whatever is older than `max_age` or beyond the newest
@@ -489,7 +494,7 @@ fn encode_block(decisions: &[LoggedDecision], out: &mut Vec<u8>) {
             put_varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
-        for s in [&d.user_id, &d.policy_id] {
+        for s in [&d.user_id, &d.policy_id, &d.approval_id] {
             match s {
                 Some(s) => {
                     put_varint(out, s.len() as u64 + 1);
@@ -511,7 +516,7 @@ fn corrupt(first: u64) -> Error {
 fn block_len(first: u64, bytes: &[u8]) -> Result<u64> {
     let mut rest = bytes;
     match rest.split_first() {
-        Some((&VERSION, tail)) => rest = tail,
+        Some((&(VERSION | VERSION_1), tail)) => rest = tail,
         _ => return Err(corrupt(first)),
     }
     match take_varint(&mut rest) {
@@ -541,6 +546,7 @@ struct Raw<'b> {
     tool: &'b str,
     user_id: Option<&'b str>,
     policy_id: Option<&'b str>,
+    approval_id: Option<&'b str>,
 }
 
 impl Raw<'_> {
@@ -559,6 +565,7 @@ impl Raw<'_> {
             policy_id: self.policy_id.map(str::to_owned),
             revision: self.revision,
             latency_ns: self.latency_ns,
+            approval_id: self.approval_id.map(str::to_owned),
         }
     }
 }
@@ -566,11 +573,13 @@ impl Raw<'_> {
 /// The decisions of a block, in order, checked whole.
 fn raw_block(first: u64, bytes: &[u8]) -> Result<Vec<Raw<'_>>> {
     let len = block_len(first, bytes)?;
+    let version = bytes.first().copied();
     let mut rest = &bytes[1..];
     take_varint(&mut rest);
     let mut decisions = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(BLOCK));
     for _ in 0..len {
-        decisions.push(raw(&mut rest).ok_or_else(|| corrupt(first))?);
+        let decision = raw(&mut rest, version == Some(VERSION)).ok_or_else(|| corrupt(first))?;
+        decisions.push(decision);
     }
     if !rest.is_empty() {
         return Err(corrupt(first));
@@ -578,7 +587,8 @@ fn raw_block(first: u64, bytes: &[u8]) -> Result<Vec<Raw<'_>>> {
     Ok(decisions)
 }
 
-fn raw<'b>(rest: &mut &'b [u8]) -> Option<Raw<'b>> {
+/// One decision; `approval` when the block's version has the approval id.
+fn raw<'b>(rest: &mut &'b [u8], approval: bool) -> Option<Raw<'b>> {
     let (time, tail) = rest.split_first_chunk::<8>()?;
     *rest = tail;
     let revision = take_varint(rest)?;
@@ -613,6 +623,7 @@ fn raw<'b>(rest: &mut &'b [u8]) -> Option<Raw<'b>> {
         tool: string(rest)?,
         user_id: optional(rest)?,
         policy_id: optional(rest)?,
+        approval_id: if approval { optional(rest)? } else { None },
     })
 }
 
@@ -657,7 +668,24 @@ mod tests {
             policy_id: Some("p-1".into()),
             revision: 1 << 40,
             latency_ns: 12_345,
+            approval_id: Some("apr_0001".into()),
         }
+    }
+
+    #[test]
+    fn version_1_blocks_still_decode() {
+        // A version 1 block: the same layout without the approval id.
+        let mut old = sample(3);
+        old.approval_id = None;
+        let mut bytes = Vec::new();
+        encode_block(std::slice::from_ref(&old), &mut bytes);
+        bytes[0] = VERSION_1;
+        assert_eq!(
+            bytes.pop(),
+            Some(0),
+            "the absent approval id is the last byte"
+        );
+        assert_eq!(decode_block(3, &bytes).unwrap(), vec![old]);
     }
 
     #[test]
@@ -671,6 +699,7 @@ mod tests {
             revision: 0,
             latency_ns: u64::MAX,
             agent: String::new(),
+            approval_id: None,
             ..sample(8)
         };
         let block = [sample(7), bare];

@@ -85,6 +85,7 @@ fn full_store(dir: &std::path::Path) -> Store {
             policy_id: None,
             revision: 3,
             latency_ns: 1,
+            approval_id: None,
         })
         .collect();
     log.append(&mut decisions).unwrap();
@@ -483,6 +484,7 @@ fn the_decision_log_copied_while_appended_and_swept_has_no_gap() {
                         policy_id: None,
                         revision: 1,
                         latency_ns: 1,
+                        approval_id: None,
                     })
                     .collect();
                 log.append(&mut batch).unwrap();

@@ -42,6 +42,7 @@ fn decision(user: &str, time_ms: i64, tool: &str) -> LoggedDecision {
         policy_id: Some("p1".into()),
         revision: 3,
         latency_ns: 4_200,
+        approval_id: None,
     }
 }
 

@@ -4,5 +4,12 @@
 //!   must pass.
 //! - [`events`]: the events every transition of a request produces, for webhooks.
 
+mod eligible;
 pub mod events;
 pub mod flows;
+mod requests;
+mod service;
+pub mod stats;
+
+pub use requests::{Approvals, Filter, NewRequest, Verdict};
+pub use service::{ApprovalService, MAX_WAIT};

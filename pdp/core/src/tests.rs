@@ -663,6 +663,33 @@ const NOW: Timestamp = Timestamp(10_000_000_000);
 struct Extra {
     agent: usize,
     authentication: Option<Authentication>,
+    arguments: Option<Arguments>,
+    /// A grant for the request's own call, with the fields flagged here changed (user, agent,
+    /// connector, tool, arguments): some cover the call, most do not.
+    grant: Option<[bool; 5]>,
+    any_arguments: bool,
+}
+
+/// A grant as a test owns it.
+#[derive(Debug, Clone)]
+struct OwnedGrant {
+    user_id: String,
+    agent: String,
+    connector: String,
+    tool: String,
+    digest: Option<String>,
+}
+
+impl OwnedGrant {
+    fn borrowed(&self) -> Grant<'_> {
+        Grant {
+            user_id: &self.user_id,
+            agent: &self.agent,
+            connector: &self.connector,
+            tool: &self.tool,
+            arguments_digest: self.digest.as_deref(),
+        }
+    }
 }
 
 fn arb_extra() -> impl Strategy<Value = Extra> {
@@ -678,20 +705,70 @@ fn arb_extra() -> impl Strategy<Value = Extra> {
             auth_time: Some(Timestamp(NOW.0 - age_s * 1000)),
         })
     });
-    (0..REQUEST_AGENTS.len(), authentication).prop_map(|(agent, authentication)| Extra {
-        agent,
+    let arguments = prop::option::of(prop::sample::select(vec!["a", "b"])).prop_map(|repo| {
+        repo.map(|repo| {
+            let mut args = Arguments::new();
+            args.insert("repo".into(), serde_json::Value::String(repo.into()));
+            args
+        })
+    });
+    let grant = prop::option::of(prop::array::uniform5(prop::bool::weighted(0.15)));
+    (
+        0..REQUEST_AGENTS.len(),
         authentication,
-    })
+        arguments,
+        grant,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(agent, authentication, arguments, grant, any_arguments)| Extra {
+                agent,
+                authentication,
+                arguments,
+                grant,
+                any_arguments,
+            },
+        )
 }
 
 impl Extra {
-    fn context(&self) -> Context<'_> {
+    fn context<'a>(&'a self, grant: Option<&'a OwnedGrant>) -> Context<'a> {
         Context {
             authentication: self.authentication.as_ref(),
-            arguments: None,
+            arguments: self.arguments.as_ref(),
             now: NOW,
-            grant: None,
+            grant: grant.map(OwnedGrant::borrowed),
         }
+    }
+
+    /// The grant for `user`'s call of `connector`/`tool`, changed where the flags say.
+    fn grant(&self, user: &str, connector: &str, tool: &str) -> Option<OwnedGrant> {
+        let [
+            user_changed,
+            agent_changed,
+            connector_changed,
+            tool_changed,
+            args_changed,
+        ] = self.grant?;
+        let other = |changed: bool, value: &str| {
+            if changed {
+                format!("{value}-other")
+            } else {
+                value.to_owned()
+            }
+        };
+        let digest = if args_changed {
+            arguments_digest(None).replace('4', "5")
+        } else {
+            arguments_digest(self.arguments.as_ref())
+        };
+        Some(OwnedGrant {
+            user_id: other(user_changed, user),
+            agent: other(agent_changed, self.agent()),
+            connector: other(connector_changed, connector),
+            tool: other(tool_changed, tool),
+            digest: (!self.any_arguments).then_some(digest),
+        })
     }
 
     fn agent(&self) -> &'static str {
@@ -752,8 +829,9 @@ proptest! {
         for ((user, connector, tool, attrs), extra) in &requests {
             let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
             let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-            let req = Request { context: extra.context(), user, agent: extra.agent(), connector, tool, attributes: &attrs };
-            prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?}", req);
+            let grant = extra.grant(user, connector, tool);
+            let req = Request { context: extra.context(grant.as_ref()), user, agent: extra.agent(), connector, tool, attributes: &attrs };
+            prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?} {:?}", req, grant);
         }
     }
 
@@ -826,7 +904,8 @@ proptest! {
             for ((user, connector, tool, attrs), extra) in &requests {
                 let attrs: BTreeMap<String, String> = attrs.iter().cloned().collect();
                 let connector = CONNECTORS.get(*connector).copied().unwrap_or("unknown");
-                let req = Request { context: extra.context(), user, agent: extra.agent(), connector, tool, attributes: &attrs };
+                let grant = extra.grant(user, connector, tool);
+                let req = Request { context: extra.context(grant.as_ref()), user, agent: extra.agent(), connector, tool, attributes: &attrs };
                 prop_assert_eq!(snapshot.decide(&req), decide_reference(&model, &req), "{:?} after {:?}", req, ops);
                 prop_assert_eq!(snapshot.explain(&req), rebuilt.explain(&req), "{:?}", req);
                 prop_assert_eq!(
@@ -1355,5 +1434,82 @@ fn a_met_step_up_counts_as_an_allow() {
     assert_eq!(
         as_agent(&model, "u1", "a", Some(&auth("phrh", &["hwk"], 30))),
         step_up
+    );
+}
+
+#[test]
+fn a_grant_for_exactly_the_call_turns_require_approval_into_allow() {
+    let mut model = base_model();
+    let mut approval = policy("p1", "github", &["delete_repo"], Action::RequireApproval);
+    approval.approval_flow_id = Some("flow-1".into());
+    model.policies = vec![approval, policy("p2", "github", &["archive"], Action::Deny)];
+    let mut arguments = Arguments::new();
+    arguments.insert("repo".into(), serde_json::json!("acme/old"));
+    let digest = arguments_digest(Some(&arguments));
+    let exact = OwnedGrant {
+        user_id: "u1".into(),
+        agent: "claude".into(),
+        connector: "github".into(),
+        tool: "delete_repo".into(),
+        digest: Some(digest.clone()),
+    };
+    let decide_in =
+        |model: &Model, user: &str, tool: &str, grant: &OwnedGrant, args: Option<&Arguments>| {
+            let mut req = request(user, "github", tool);
+            req.context.arguments = args;
+            req.context.grant = Some(grant.borrowed());
+            both(model, &req)
+        };
+    let decide = |user: &str, tool: &str, grant: &OwnedGrant, args: Option<&Arguments>| {
+        decide_in(&model, user, tool, grant, args)
+    };
+    let approved = (Action::Allow, Reason::Approved, Some("p1".to_owned()));
+    let held = (
+        Action::RequireApproval,
+        Reason::Policy,
+        Some("p1".to_owned()),
+    );
+    assert_eq!(
+        decide("u1", "delete_repo", &exact, Some(&arguments)),
+        approved
+    );
+    // The user by any key, as long as it resolves to the grant's user.
+    assert_eq!(
+        decide("ada@example.com", "delete_repo", &exact, Some(&arguments)),
+        approved
+    );
+    // Any difference in the call: still held.
+    assert_eq!(decide("u1", "delete_repo", &exact, None), held);
+    assert_eq!(decide("u2", "delete_repo", &exact, Some(&arguments)), held);
+    let mut other_agent = exact.clone();
+    other_agent.agent = "chatgpt".into();
+    assert_eq!(
+        decide("u1", "delete_repo", &other_agent, Some(&arguments)),
+        held
+    );
+    // A grant for any arguments covers other arguments, never another tool; a Deny stays one.
+    let mut any = exact.clone();
+    any.digest = None;
+    assert_eq!(decide("u1", "delete_repo", &any, None), approved);
+    let mut archive = any.clone();
+    archive.tool = "archive".into();
+    assert_eq!(
+        decide("u1", "archive", &archive, None),
+        (Action::Deny, Reason::Policy, Some("p2".to_owned()))
+    );
+    // The answer names the policy's flow.
+    let snapshot = Snapshot::build(&model);
+    let plain = snapshot.decide(&request("u1", "github", "delete_repo"));
+    assert_eq!(plain.approval_flow, Some("flow-1"));
+    // A locked user is denied whatever the grant.
+    let mut locked = model.clone();
+    locked.users[0].lock = Some(Lock {
+        at: Timestamp(1),
+        by: "admin".into(),
+        reason: "test".into(),
+    });
+    assert_eq!(
+        decide_in(&locked, "u1", "delete_repo", &exact, Some(&arguments)),
+        (Action::Deny, Reason::UserLocked, None)
     );
 }

@@ -27,6 +27,8 @@ pub struct Record {
     pub action: Action,
     pub reason: Reason,
     pub policy_id: Option<String>,
+    /// The approval request the Check carried (`approval_id`), if any.
+    pub approval_id: Option<String>,
     pub revision: u64,
     /// Time in the server from the call's arrival to its answer (any `min_revision` wait
     /// included): the very interval `portcullis_check_duration_seconds` observes for a Check. The

@@ -191,6 +191,7 @@ impl DecisionService {
             action: decision.action,
             reason: decision.reason,
             policy_id: decision.policy_id.map(str::to_owned),
+            approval_id: (!check.approval_id.is_empty()).then(|| check.approval_id.clone()),
             revision: snapshot.revision(),
             latency: Duration::ZERO,
         });

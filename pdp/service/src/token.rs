@@ -25,6 +25,13 @@ impl RequireToken {
     }
 }
 
+impl RequireToken {
+    /// Whether `presented` is the secret (compared in constant time).
+    pub fn matches(&self, presented: &str) -> bool {
+        bool::from(presented.trim().as_bytes().ct_eq(&self.expected))
+    }
+}
+
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let presented = request

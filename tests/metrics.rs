@@ -285,6 +285,7 @@ fn expected_decisions(counted: &[(&str, &str, u64)]) -> BTreeMap<(String, String
         ("DENY", "AGENT_DISABLED"),
         ("DENY", "AGENT_NOT_ALLOWED"),
         ("ALLOW", "STEP_UP_MET"),
+        ("ALLOW", "APPROVED"),
     ]
     .into_iter()
     .map(|(d, r)| ((d.to_owned(), r.to_owned()), 0))

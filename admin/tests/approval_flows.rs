@@ -694,3 +694,41 @@ async fn the_store_holds_at_most_a_thousand_flows() {
     assert_eq!(h.live.store().flows().unwrap().len(), 1000);
     assert_eq!(list(&mut flows).await.flows.len(), 1001);
 }
+
+#[tokio::test]
+async fn an_ambiguous_user_reference_is_refused_naming_the_field() {
+    let mut model = crate::support::company();
+    for user in model
+        .users
+        .iter_mut()
+        .filter(|u| u.id == "u-carol" || u.id == "u-dave")
+    {
+        user.emails.push("eng@example.com".into());
+    }
+    let h = Harness::start_with(model).await;
+    let mut flows = h.flows(&h.admin_secret).await;
+    let revision = h.live.store().revision();
+    let result = flows
+        .create_approval_flow(pb::CreateApprovalFlowRequest {
+            flow: Some(pb::ApprovalFlow {
+                steps: vec![pb::ApprovalStep {
+                    approvers: vec![user("eng@example.com")],
+                    min_approvals: 1,
+                    timeout: None,
+                }],
+                ..two_steps()
+            }),
+        })
+        .await;
+    let message = result.as_ref().unwrap_err().message().to_owned();
+    assert_status(
+        result,
+        Code::FailedPrecondition,
+        "flow.steps[0].approvers[0].user_id",
+    );
+    assert!(
+        message.contains("u-carol") && message.contains("u-dave"),
+        "{message}"
+    );
+    assert_eq!(h.live.store().revision(), revision, "nothing written");
+}

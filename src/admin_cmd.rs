@@ -4,6 +4,7 @@
 //! Every call carries `authorization: Bearer <token>`; the token is never printed or logged.
 
 mod agents;
+mod approval_flows;
 mod approvals;
 mod groups;
 mod policies;
@@ -69,6 +70,9 @@ enum Command {
     /// List, show, register, update and delete agents; the kill switch (enable, disable).
     #[command(subcommand)]
     Agents(agents::Command),
+    /// List, show, create, update and delete approval flows; show or set the default flow.
+    #[command(subcommand, name = "approval-flows")]
+    ApprovalFlows(approval_flows::Command),
     /// The organisation's settings (what happens to unregistered agents).
     #[command(subcommand)]
     Settings(agents::SettingsCommand),
@@ -178,6 +182,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
+            Command::ApprovalFlows(command) => {
+                let mut client =
+                    pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+                        channel,
+                        Bearer(bearer),
+                    );
+                approval_flows::run(&mut client, command).await
+            }
             Command::Approvals(command) => {
                 let mut client =
                     pb::approval_service_client::ApprovalServiceClient::with_interceptor(

@@ -12,7 +12,8 @@ pub struct Args {
     /// The store's directory (created if missing).
     #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
     data_dir: PathBuf,
-    /// A directory with users.jsonl, groups.jsonl and policies.jsonl.
+    /// A directory with users.jsonl, groups.jsonl and policies.jsonl (and optionally
+    /// agents.jsonl, settings.json and approval_flows.jsonl).
     dir: PathBuf,
 }
 
@@ -36,20 +37,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bar.set_position(p.bytes_read);
     })
     .with_context(|| format!("cannot import `{}`", args.dir.display()))?;
+    let flows = checked_flows(&loaded)?;
     bar.set_message("writing");
     let summary = store
-        .import(&loaded.model)
+        .import_with_flows(&loaded.model, &flows)
         .context("cannot write the import to the store")?;
     bar.finish_and_clear();
     println!(
-        "imported {} users, {} groups, {} memberships and {} policies from `{}` in {:.1}s; store revision {}",
+        "imported {} users, {} groups, {} memberships, {} policies and {} approval flows from `{}` in {:.1}s; store revision {}",
         summary.users,
         summary.groups,
         summary.memberships,
         summary.policies,
+        summary.flows,
         args.dir.display(),
         started.elapsed().as_secs_f64(),
         summary.revision
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The workload's approval flows checked as the admin API checks them (bounds, and whether
+/// each step's approvers can give its `min_approvals`), against the imported directory.
+fn checked_flows(loaded: &workload::Workload) -> anyhow::Result<Vec<pdp::ApprovalFlow>> {
+    if loaded.flows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limit = admin::approvals::flows::MAX_FLOWS;
+    if loaded.flows.len() > limit {
+        anyhow::bail!(
+            "approval_flows.jsonl: {} flows, the limit is {limit}",
+            loaded.flows.len()
+        );
+    }
+    let view = store::View::from_model(loaded.model.clone());
+    loaded
+        .flows
+        .iter()
+        .map(|flow| {
+            admin::approvals::flows::check_flow(&view, flow)
+                .map_err(|e| anyhow::anyhow!("approval_flows.jsonl: flow `{}`: {e}", flow.id))
+        })
+        .collect()
 }

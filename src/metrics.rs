@@ -77,7 +77,7 @@ impl Metrics {
         let admin = AdminCalls::default();
         self.registry.register(
             "portcullis_admin_calls",
-            "AdminService calls answered, by method and gRPC status code",
+            "Admin API calls (AdminService, ApprovalFlowService) answered, by method and gRPC status code",
             admin.0.clone(),
         );
         (scim, admin)
@@ -166,12 +166,12 @@ impl Collector for Decisions {
             )?;
             for (decision, reason, count) in self.0.decisions() {
                 // The pairs decide can give are always there, at zero until they happen (a
-                // policy's action, a deny for any other reason, an allow by a met step-up);
-                // others only if they ever do.
-                let step_up_met = reason == pb::Reason::StepUpMet;
+                // policy's action, a deny for any other reason, an allow by a met step-up or
+                // an approval); others only if they ever do.
+                let allows = matches!(reason, pb::Reason::StepUpMet | pb::Reason::Approved);
                 let possible = reason == pb::Reason::Policy
-                    || (decision == pb::Decision::Deny && !step_up_met)
-                    || (decision == pb::Decision::Allow && step_up_met);
+                    || (decision == pb::Decision::Deny && !allows)
+                    || (decision == pb::Decision::Allow && allows);
                 if count == 0 && !possible {
                     continue;
                 }

@@ -3,7 +3,7 @@
 //! with health checking and reflection until SIGINT or SIGTERM (then finishes what is in flight
 //! for at most `--shutdown-grace`); the HTTP port serves SCIM and Prometheus metrics.
 
-use admin::{Activity, AdminService};
+use admin::{Activity, AdminService, ApprovalFlowService};
 use anyhow::Context;
 use live::Live;
 use pdp_service::{DecisionService, Recorder, RequireToken};
@@ -220,6 +220,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     health
         .set_serving::<pb::admin_service_server::AdminServiceServer<AdminService>>()
         .await;
+    health
+        .set_serving::<pb::approval_flow_service_server::ApprovalFlowServiceServer<ApprovalFlowService>>()
+        .await;
     let probes = match settings.health_addr {
         Some(addr) => Some(
             net::serve_health(addr, caps.health, health_service.clone(), stopped.clone()).await?,
@@ -258,6 +261,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     if let Some(snapshots) = snapshots {
         routes.add_service(snapshots);
     }
+    // Counted with AdminService's calls: the same port, tokens and callers.
+    let flows = admin_calls.wrap(ApprovalFlowService::new(live.clone()).into_server());
+    telemetry::add(&mut routes, Some(flows));
     let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());

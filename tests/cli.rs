@@ -267,6 +267,10 @@ async fn serve_answers_health_checks_and_reflection() {
         names.contains(&"portcullis.v1.ApprovalService"),
         "{names:?}"
     );
+    assert!(
+        names.contains(&"portcullis.v1.ApprovalFlowService"),
+        "{names:?}"
+    );
 
     // Clients that still speak v1alpha get the same answer.
     {

@@ -285,6 +285,7 @@ fn expected_decisions(counted: &[(&str, &str, u64)]) -> BTreeMap<(String, String
         ("DENY", "AGENT_DISABLED"),
         ("DENY", "AGENT_NOT_ALLOWED"),
         ("ALLOW", "STEP_UP_MET"),
+        ("ALLOW", "APPROVED"),
     ]
     .into_iter()
     .map(|(d, r)| ((d.to_owned(), r.to_owned()), 0))
@@ -449,6 +450,13 @@ async fn the_control_plane_counts_what_it_answers() {
         .await
         .unwrap()
         .into_inner();
+    // ApprovalFlowService's calls are counted with AdminService's.
+    server
+        .flows(&admin_token)
+        .await
+        .list_approval_flows(pb::ListApprovalFlowsRequest {})
+        .await
+        .unwrap();
     let mut stranger = server.admin("pc_not-a-token").await;
     let unauthenticated = stranger.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
     assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
@@ -493,6 +501,7 @@ async fn the_control_plane_counts_what_it_answers() {
         scrape.by_label("portcullis_admin_calls_total"),
         by(&[
             (&["NOT_FOUND", "LockUser"], 1.0),
+            (&["OK", "ListApprovalFlows"], 1.0),
             (&["OK", "LockUser"], 1.0),
             (&["OK", "WhoAmI"], 1.0),
             (&["UNAUTHENTICATED", "WhoAmI"], 1.0),

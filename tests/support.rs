@@ -227,6 +227,30 @@ impl Server {
         )
     }
 
+    /// An `ApprovalFlowService` client of this server, sending `token`.
+    pub async fn flows(
+        &self,
+        token: &str,
+    ) -> portcullis_proto::v1::approval_flow_service_client::ApprovalFlowServiceClient<
+        InterceptedService<Channel, Bearer>,
+    > {
+        let channel = Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        });
+        portcullis_proto::v1::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+            channel, bearer,
+        )
+    }
+
     pub async fn client(
         &self,
     ) -> portcullis_proto::v1::decision_service_client::DecisionServiceClient<

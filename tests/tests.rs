@@ -5,6 +5,7 @@
 
 mod admin_cli;
 mod agents;
+mod approval_flows;
 mod approvals;
 mod audit_log;
 mod backup;

@@ -174,6 +174,7 @@ pub(crate) fn user(user: &User) -> pb::User {
         }),
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
+        manager_id: user.manager.clone().unwrap_or_default(),
     }
 }
 

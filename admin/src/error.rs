@@ -8,6 +8,13 @@ pub enum Error {
     InvalidArgument { field: String, problem: String },
     #[error("{kind} `{id}` not found")]
     NotFound { kind: &'static str, id: String },
+    /// A record a request field names does not exist; `field` is its path in the request.
+    #[error("{field}: {kind} `{id}` not found")]
+    NotFoundAt {
+        field: String,
+        kind: &'static str,
+        id: String,
+    },
     /// The request is valid but the state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -74,7 +81,7 @@ impl From<Error> for tonic::Status {
         let message = error.to_string();
         match error {
             Error::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
-            Error::NotFound { .. } => tonic::Status::not_found(message),
+            Error::NotFound { .. } | Error::NotFoundAt { .. } => tonic::Status::not_found(message),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(message),

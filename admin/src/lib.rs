@@ -28,6 +28,7 @@ mod tokens;
 mod users;
 
 pub use activity::Activity;
+pub use approvals::flows::ApprovalFlowService;
 pub use audit::{ABOUT_SCAN, LIST_SCAN};
 pub use error::{Error, Result};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -567,6 +567,20 @@ fn check_expression(source: &str) -> Result<()> {
         .map_err(|e| Error::invalid("policy.expression", e.message))
 }
 
+/// Checks, in the transaction, that the approval flow a policy names exists.
+fn check_flow_named(tx: &Tx<'_, '_>, policy: &Policy) -> Result<()> {
+    if let Some(id) = &policy.approval_flow_id
+        && !crate::approvals::flows::exists(tx, id)?
+    {
+        return Err(Error::NotFoundAt {
+            field: "policy.approval_flow_id".into(),
+            kind: "approval flow",
+            id: id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks, in the transaction, that the agents a selector names are registered.
 fn check_selected(tx: &Tx<'_, '_>, agents: &Agents) -> Result<()> {
     if let Agents::Only(ids) = agents {
@@ -637,6 +651,7 @@ pub(crate) async fn create(
         .write(move |tx| -> Result<Policy> {
             check_scope(tx, &policy.scope)?;
             check_selected(tx, &policy.agents)?;
+            check_flow_named(tx, &policy)?;
             if tx.policy(&policy.id)?.is_some() {
                 return Err(Error::Unavailable(format!(
                     "the new policy id `{}` is taken; try again",
@@ -689,6 +704,9 @@ pub(crate) async fn update(
             }
             if agents_change {
                 check_selected(tx, &after.agents)?;
+            }
+            if after.approval_flow_id != before.approval_flow_id {
+                check_flow_named(tx, &after)?;
             }
             tx.put_policy(&after)?;
             let mut event = caller.event("policy.update", "policy", &id);

@@ -130,7 +130,7 @@ async fn create_applies_at_once_and_is_audited() {
                 ..Default::default()
             }),
             action: pb::PolicyAction::RequireApproval as i32,
-            approval_flow_id: "flow-1".into(),
+            approval_flow_id: "builtin-admins".into(),
             conditions: vec![pb::PolicyCondition {
                 attribute: "env".into(),
                 operator: "not_in".into(),
@@ -145,7 +145,7 @@ async fn create_applies_at_once_and_is_audited() {
     let got = get(&mut admin, &approval.id).await;
     assert_eq!(got, approval);
     assert_eq!(got.tools, ["prod", "canary"]);
-    assert_eq!(got.approval_flow_id, "flow-1");
+    assert_eq!(got.approval_flow_id, "builtin-admins");
     assert_eq!(got.conditions[0].operator, "not_in");
 
     let events = h.audit("policy.create").await;
@@ -376,7 +376,7 @@ async fn list_searches_filters_sorts_and_pages() {
             description: "Prod needs a second pair of eyes".into(),
             connector: "deploy".into(),
             action: pb::PolicyAction::RequireApproval as i32,
-            approval_flow_id: "flow-1".into(),
+            approval_flow_id: "builtin-admins".into(),
             ..frank_github()
         },
     )
@@ -890,7 +890,7 @@ async fn update_delete_and_enable_reject_bad_input_and_change_nothing() {
         pb::Policy {
             name: "Approve".into(),
             action: pb::PolicyAction::RequireApproval as i32,
-            approval_flow_id: "flow-1".into(),
+            approval_flow_id: "builtin-admins".into(),
             ..frank_github()
         },
     )

@@ -2,7 +2,7 @@
 //! serving AdminService and DecisionService on an ephemeral loopback port. Decisions go to the
 //! store's decision log, as in `serve` (or to the in-memory activity, for its own test).
 
-use admin::{Activity, AdminService};
+use admin::{Activity, AdminService, ApprovalFlowService};
 use live::Live;
 use pb::admin_service_client::AdminServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
@@ -40,6 +40,9 @@ impl Interceptor for Bearer {
 }
 
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Flows = pb::approval_flow_service_client::ApprovalFlowServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
 
 pub fn user(id: &str, email: &str, name: &str) -> User {
     User {
@@ -238,7 +241,8 @@ impl Harness {
                     .with_recorder(recorder)
                     .into_server(),
             )
-            .add_service(AdminService::new(live.clone(), activity).into_server());
+            .add_service(AdminService::new(live.clone(), activity).into_server())
+            .add_service(ApprovalFlowService::new(live.clone()).into_server());
         tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(
@@ -274,6 +278,15 @@ impl Harness {
     pub async fn client(&self, secret: Option<&str>) -> Admin {
         let value = secret.map(|s| format!("Bearer {s}").parse().unwrap());
         AdminServiceClient::with_interceptor(self.channel().await, Bearer(value))
+    }
+
+    /// An `ApprovalFlowService` client sending `secret`.
+    pub async fn flows(&self, secret: &str) -> Flows {
+        let value = format!("Bearer {secret}").parse().ok();
+        pb::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
+            self.channel().await,
+            Bearer(value),
+        )
     }
 
     pub async fn admin(&self) -> Admin {

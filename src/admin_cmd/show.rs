@@ -191,6 +191,7 @@ pub fn user(u: &pb::User) -> Value {
         })),
         "created_at": time_json(u.created_at.as_ref()),
         "updated_at": time_json(u.updated_at.as_ref()),
+        "manager_id": (!u.manager_id.is_empty()).then_some(&u.manager_id),
     })
 }
 

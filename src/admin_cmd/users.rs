@@ -260,6 +260,7 @@ async fn get(client: &mut Client, user: String, activity: u32) -> anyhow::Result
         ("status", status_line),
         ("mfa", show::mfa(u.mfa())),
         ("roles", or_dash(&roles)),
+        ("manager", or_dash(&u.manager_id)),
         ("created", time_cell(u.created_at.as_ref())),
         ("updated", time_cell(u.updated_at.as_ref())),
         ("revision", answer.revision.to_string()),

@@ -3,7 +3,7 @@
 use crate::change::Kind;
 use crate::store::Store;
 use crate::{Error, Result, codec, keys};
-use pdp::{Membership, Model};
+use pdp::{ApprovalFlow, Membership, Model};
 use std::collections::{BTreeMap, HashSet};
 
 /// What an import wrote: the model's records, all committed at `revision`.
@@ -15,6 +15,7 @@ pub struct ImportSummary {
     pub memberships: usize,
     pub policies: usize,
     pub agents: usize,
+    pub flows: usize,
 }
 
 impl Store {
@@ -30,6 +31,21 @@ impl Store {
     /// agent a policy selects registered in the model or the store. Policies may name users and
     /// groups that exist nowhere.
     pub fn import(&self, model: &Model) -> Result<ImportSummary> {
+        self.import_with_flows(model, &[])
+    }
+
+    /// [`Store::import`], with approval flows (checked by the caller) written in the same
+    /// change: each replaces the stored flow with its id.
+    pub fn import_with_flows(
+        &self,
+        model: &Model,
+        flows: &[ApprovalFlow],
+    ) -> Result<ImportSummary> {
+        unique(
+            "approval flow",
+            "approval flow id",
+            flows.iter().map(|f| f.id.as_str()),
+        )?;
         // What needs only the model is checked before taking the write lock.
         let users = unique("user", "user id", model.users.iter().map(|u| u.id.as_str()))?;
         let groups = unique(
@@ -122,6 +138,10 @@ impl Store {
             }
             let settings = codec::to_json("settings", &model.settings)?;
             change.put_record(keys::SETTINGS.to_vec(), &settings)?;
+            for flow in flows {
+                let value = codec::to_json("approval flow", flow)?;
+                change.put_record(keys::flow(&flow.id), &value)?;
+            }
             Ok(())
         })?;
         Ok(ImportSummary {
@@ -131,6 +151,7 @@ impl Store {
             memberships: model.memberships.len(),
             policies: model.policies.len(),
             agents: model.agents.len(),
+            flows: flows.len(),
         })
     }
 }

@@ -518,3 +518,34 @@ fn the_decision_log_copied_while_appended_and_swept_has_no_gap() {
         );
     }
 }
+
+#[test]
+fn approval_flows_and_the_default_flow_survive_a_backup_and_restore() {
+    let dir = TempDir::new().unwrap();
+    let store = full_store(&dir.path().join("data"));
+    let flow = pdp::ApprovalFlow {
+        id: "flw_1".into(),
+        name: "Deploys".into(),
+        steps: vec![pdp::ApprovalStep {
+            approvers: vec![pdp::Approver::Manager, pdp::Approver::Group("eng".into())],
+            min_approvals: 2,
+            timeout_secs: Some(1800),
+        }],
+        grant: pdp::GrantMode::Window { seconds: 3600 },
+        ..pdp::ApprovalFlow::default()
+    };
+    store
+        .transact(|tx| {
+            tx.put_flow(&flow)?;
+            tx.put_default_flow(Some("flw_1"))
+        })
+        .unwrap();
+    let out = dir.path().join("backup");
+    store.backup_to(&out).unwrap();
+    let restored_dir = dir.path().join("restored");
+    Store::restore(&out, &restored_dir).unwrap();
+    let copy = Store::open(&restored_dir).unwrap();
+    assert_eq!(copy.flows().unwrap(), std::slice::from_ref(&flow));
+    assert_eq!(copy.get_flow("flw_1").unwrap(), Some(flow));
+    assert_eq!(copy.default_flow().unwrap().as_deref(), Some("flw_1"));
+}

@@ -273,3 +273,39 @@ fn a_large_change_that_fails_midway_is_rolled_back() {
     assert!(raw_keys(dir.path(), b"meta/pending").is_empty());
     assert_eq!(raw_keys(dir.path(), b"u/").len(), 2);
 }
+
+#[test]
+fn import_writes_approval_flows_in_the_same_change() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let model = Model {
+        users: vec![user("alice")],
+        ..Model::default()
+    };
+    let flow = |id: &str| pdp::ApprovalFlow {
+        id: id.into(),
+        name: id.into(),
+        steps: vec![pdp::ApprovalStep {
+            approvers: vec![pdp::Approver::User("alice".into())],
+            min_approvals: 1,
+            timeout_secs: None,
+        }],
+        ..pdp::ApprovalFlow::default()
+    };
+    let revision = store.revision();
+    // A repeated id: nothing written.
+    assert!(matches!(
+        store.import_with_flows(&model, &[flow("f1"), flow("f1")]),
+        Err(Error::Duplicate { .. })
+    ));
+    assert_eq!(store.revision(), revision);
+    assert_eq!(store.flows().unwrap(), []);
+
+    let summary = store
+        .import_with_flows(&model, &[flow("f1"), flow("f2")])
+        .unwrap();
+    assert_eq!(summary.flows, 2);
+    assert_eq!(store.revision(), summary.revision);
+    assert_eq!(store.flows().unwrap(), [flow("f1"), flow("f2")]);
+    assert!(store.load().unwrap().users.iter().any(|u| u.id == "alice"));
+}

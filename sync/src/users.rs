@@ -38,6 +38,47 @@ pub struct Mapped {
     pub avatar_url: Option<String>,
     pub active: bool,
     pub mfa: Mfa,
+    /// The enterprise extension's `manager.value`: the manager's id.
+    pub manager: Option<String>,
+}
+
+/// Longest manager reference kept, in bytes (a user id is far shorter).
+const MAX_MANAGER: usize = 1024;
+
+/// The enterprise extension's `manager`: `{"value": id}` (or a bare id, as some IdPs send
+/// it); absent, null or an empty id is none.
+fn manager(doc: &Value) -> Result<Option<String>> {
+    let urn = schema::ENTERPRISE_USER;
+    let extension = match json::get(doc, urn).filter(|e| !e.is_null()) {
+        None => return Ok(None),
+        Some(extension) if extension.is_object() => extension,
+        Some(_) => {
+            return Err(ScimError::invalid_value(format!(
+                "`{urn}` must be an object"
+            )));
+        }
+    };
+    let field = format!("{urn}:manager");
+    let manager = match json::get(extension, "manager") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()).filter(|id| !id.is_empty()),
+        Some(manager @ Value::Object(_)) => {
+            resource::string(manager, "value", &format!("{field}.value"))?
+        }
+        Some(_) => {
+            return Err(ScimError::invalid_value(format!(
+                "`{field}` must be an object with a `value`"
+            )));
+        }
+    };
+    if let Some(id) = &manager
+        && (id.len() > MAX_MANAGER || id.contains('\0'))
+    {
+        return Err(ScimError::invalid_value(format!(
+            "`{field}.value` is not a user id"
+        )));
+    }
+    Ok(manager)
 }
 
 /// The `value`s of a multi-valued attribute, the primary one first.
@@ -131,6 +172,7 @@ impl Mapped {
             avatar_url,
             active,
             mfa,
+            manager: manager(doc)?,
         })
     }
 
@@ -145,11 +187,12 @@ impl Mapped {
             avatar_url: user.avatar_url.clone(),
             active: user.active,
             mfa: user.mfa,
+            manager: user.manager.clone(),
         }
     }
 
-    /// The model user: these attributes, with what SCIM never sets (the lock, the creation
-    /// time) kept from `existing`.
+    /// The model user: these attributes (the manager too: a document without one clears it),
+    /// with what SCIM never sets (the lock, the creation time) kept from `existing`.
     pub fn to_user(&self, id: &str, existing: Option<&User>, now: Timestamp) -> User {
         User {
             id: id.to_owned(),
@@ -163,7 +206,7 @@ impl Mapped {
             active: self.active,
             lock: existing.and_then(|u| u.lock.clone()),
             mfa: self.mfa,
-            manager: existing.and_then(|u| u.manager.clone()),
+            manager: self.manager.clone(),
             created_at: existing.map_or(now, |u| u.created_at),
             updated_at: now,
         }
@@ -266,6 +309,9 @@ fn write_mapped(doc: &mut Map<String, Value>, user: &User, known: Option<&Mapped
             );
         }
     }
+    if !same(&|m| m.manager == want.manager) {
+        write_manager(doc, want.manager.as_deref());
+    }
     if !same(&|m| m.mfa == want.mfa) {
         let urn = schema::PORTCULLIS_USER;
         let enabled = match want.mfa {
@@ -280,6 +326,21 @@ fn write_mapped(doc: &mut Map<String, Value>, user: &User, known: Option<&Mapped
             }
         });
     }
+}
+
+/// Writes the model's manager over the document's enterprise `manager` (its other
+/// sub-attributes, such as `displayName`, stay while the id does).
+fn write_manager(doc: &mut Map<String, Value>, manager: Option<&str>) {
+    let urn = schema::ENTERPRISE_USER;
+    if manager.is_none() && json::field(doc, urn).is_none() {
+        return;
+    }
+    json::with_object(doc, urn, |extension| match manager {
+        Some(id) => json::set(extension, "manager", json!({"value": id})),
+        None => {
+            json::remove(extension, "manager");
+        }
+    });
 }
 
 /// The user as SCIM shows it, with `meta` and its version.

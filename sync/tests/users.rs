@@ -476,3 +476,67 @@ async fn concurrent_creates_of_one_name_make_one_user() {
     assert_eq!(view.user_count(), 7);
     assert_eq!(view.users_named("same@example.com").count(), 1);
 }
+
+#[tokio::test]
+async fn the_enterprise_manager_sets_replaces_patches_and_clears_the_users_manager() {
+    let h = Harness::start().await;
+    let manager_of = |id: &str| h.live.view().unwrap().user(id).unwrap().manager.clone();
+    let created = h.post("/Users", ada()).await.expect(201).clone();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(manager_of(&id).as_deref(), Some("u-charles"));
+    assert_eq!(created[ENTERPRISE]["manager"]["value"], json!("u-charles"));
+
+    // A replace naming another manager sets it; its other attributes stay.
+    let mut replaced = ada();
+    replaced[ENTERPRISE] = json!({"department": "Engines", "manager": {"value": "u-babbage"}});
+    let got = h
+        .put(&format!("/Users/{id}"), replaced)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(manager_of(&id).as_deref(), Some("u-babbage"));
+    assert_eq!(got[ENTERPRISE]["department"], json!("Engines"));
+
+    // PATCH: by URN path (a bare id, as Entra sends it), then removed.
+    let patch = |ops: serde_json::Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    h.patch(
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "replace", "path": format!("{ENTERPRISE}:manager"), "value": "u-menabrea"}])),
+    )
+    .await
+    .expect(200);
+    assert_eq!(manager_of(&id).as_deref(), Some("u-menabrea"));
+    h.patch(
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "remove", "path": format!("{ENTERPRISE}:manager")}])),
+    )
+    .await
+    .expect(200);
+    assert_eq!(manager_of(&id), None);
+
+    // Set again, then a replace without the extension clears it.
+    h.patch(
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "add", "path": format!("{ENTERPRISE}:manager"), "value": {"value": "u-charles"}}])),
+    )
+    .await
+    .expect(200);
+    assert_eq!(manager_of(&id).as_deref(), Some("u-charles"));
+    let mut without = ada();
+    without.as_object_mut().unwrap().remove(ENTERPRISE);
+    let got = h
+        .put(&format!("/Users/{id}"), without)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(manager_of(&id), None);
+    assert!(got[ENTERPRISE].get("manager").is_none(), "{got}");
+
+    // A manager of the wrong shape is refused, and the user is unchanged.
+    let mut bad = ada();
+    bad[ENTERPRISE] = json!({"manager": 42});
+    h.put(&format!("/Users/{id}"), bad)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    assert_eq!(manager_of(&id), None);
+}

@@ -6,9 +6,9 @@
 
 use crate::{Error, Result};
 use pdp::{
-    Action, Agent, Agents, Authentication, Group, Lock, ManagedBy, Membership, MembershipSource,
-    Mfa, Model, Policy, Reason, Role, Scope, Settings, StepUp, Timestamp, Tools, Unregistered,
-    User,
+    Action, Agent, Agents, ApprovalFlow, ApprovalStep, Approver, Authentication, GrantMode, Group,
+    Lock, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Reason, Role, Scope,
+    Settings, StepUp, Timestamp, Tools, Unregistered, User,
 };
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
@@ -30,6 +30,10 @@ pub struct UserLine {
     pub locked: bool,
     /// `None` when the identity provider does not say (written as `null`).
     pub mfa: Option<bool>,
+    /// The user's manager, by user id (read as an id or an email of `users.jsonl`); not
+    /// written when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
 }
 
 /// One line of `groups.jsonl`.
@@ -60,6 +64,10 @@ pub struct PolicyLine {
     /// What a STEP_UP policy requires for the step-up to count as met.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_up: Option<StepUpLine>,
+    /// The approval flow of a REQUIRE_APPROVAL policy: an id of `approval_flows.jsonl` or
+    /// `builtin-admins`; none: the organisation's default flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_flow: Option<String>,
     /// A CEL condition (Portcullis's extension of the format).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
@@ -94,6 +102,94 @@ impl From<StepUpLine> for StepUp {
             amr_values: line.amr_values,
             max_age: line.max_age,
         }
+    }
+}
+
+/// One line of `approval_flows.jsonl`: who approves what a REQUIRE_APPROVAL policy holds back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowLine {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub steps: Vec<FlowStepLine>,
+    /// How long a request may stay pending, in seconds; not written: 24 hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_ttl_s: Option<u64>,
+    /// `once` or `window`.
+    pub grant: String,
+    /// With `window`: how long after the approval calls are allowed, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<u64>,
+    pub any_arguments: bool,
+}
+
+/// One step of a flow line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowStepLine {
+    /// `user:<id or email>`, `group:<id>`, `manager` or `admins`.
+    pub approvers: Vec<String>,
+    pub min_approvals: u32,
+    /// Seconds at this step before the request escalates; not written: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+}
+
+/// An approver as the format writes it: `user:<ref>`, `group:<id>`, `manager`, `admins`.
+pub fn parse_approver(text: &str) -> Option<Approver> {
+    match text.split_once(':') {
+        Some(("user", user)) if !user.is_empty() => Some(Approver::User(user.to_owned())),
+        Some(("group", group)) if !group.is_empty() => Some(Approver::Group(group.to_owned())),
+        None if text == "manager" => Some(Approver::Manager),
+        None if text == "admins" => Some(Approver::Admins),
+        _ => None,
+    }
+}
+
+/// The inverse of [`parse_approver`].
+pub fn approver_name(approver: &Approver) -> String {
+    match approver {
+        Approver::User(id) => format!("user:{id}"),
+        Approver::Group(id) => format!("group:{id}"),
+        Approver::Manager => "manager".to_owned(),
+        Approver::Admins => "admins".to_owned(),
+    }
+}
+
+impl FlowLine {
+    /// The flow as the model holds it, stamped `now`; `None` if an approver or the grant does
+    /// not parse (the reader refuses such lines).
+    pub fn to_flow(&self, now: Timestamp) -> Option<ApprovalFlow> {
+        let grant = match (self.grant.as_str(), self.window_s) {
+            ("once", None) => GrantMode::Once,
+            ("window", Some(seconds)) => GrantMode::Window { seconds },
+            _ => return None,
+        };
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            steps.push(ApprovalStep {
+                approvers: step
+                    .approvers
+                    .iter()
+                    .map(|a| parse_approver(a))
+                    .collect::<Option<Vec<_>>>()?,
+                min_approvals: step.min_approvals,
+                timeout_secs: step.timeout_s,
+            });
+        }
+        Some(ApprovalFlow {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            steps,
+            request_ttl_secs: self
+                .request_ttl_s
+                .unwrap_or(pdp::approval::DEFAULT_REQUEST_TTL_SECS),
+            grant,
+            any_arguments: self.any_arguments,
+            created_at: now,
+            updated_at: now,
+        })
     }
 }
 
@@ -201,6 +297,8 @@ pub struct Files {
     pub groups: Vec<GroupLine>,
     pub policies: Vec<PolicyLine>,
     pub requests: Vec<RequestLine>,
+    /// `approval_flows.jsonl`, written when there are flows.
+    pub flows: Vec<FlowLine>,
 }
 
 // ---- names ---------------------------------------------------------------------------------
@@ -362,7 +460,7 @@ impl UserLine {
                 reason: IMPORT_LOCK_REASON.to_owned(),
             }),
             mfa: Mfa::from(self.mfa),
-            manager: None,
+            manager: self.manager,
             created_at: self.created,
             updated_at: self.created,
         }
@@ -433,7 +531,7 @@ impl PolicyLine {
                 groups: self.scope.groups,
             },
             action: self.action,
-            approval_flow_id: None,
+            approval_flow_id: self.approval_flow,
             conditions: Vec::new(),
             enabled: self.enabled,
             created_at: now,
@@ -497,13 +595,18 @@ impl Files {
         model
     }
 
+    /// The approval flows these files describe, stamped `now`, in file order.
+    pub fn to_flows(&self, now: Timestamp) -> Vec<ApprovalFlow> {
+        self.flows.iter().filter_map(|f| f.to_flow(now)).collect()
+    }
+
     /// Exports a model, each file sorted by id, with no requests. `settings.json` is written
     /// when the model has agents or a non-default setting; a policy's agent selector only when
     /// it lists agents.
     ///
     /// Lossy where the format has no field: external ids, given and family names, avatars,
     /// secondary emails, lock details, group descriptions and ownership, policy descriptions,
-    /// approval flows and all timestamps but `created`. Memberships naming a user or group the
+    /// approval flows (and the flows policies name) and all timestamps but `created`. Memberships naming a user or group the
     /// model lacks are dropped, since the reader rejects them. Fails on what would change a
     /// decision if dropped (policy conditions) or that the reader would reject (an empty tool
     /// or agent list, an empty step-up requirement, a creation time outside the years 0000 to
@@ -533,6 +636,7 @@ impl Files {
                     Mfa::Disabled => Some(false),
                     Mfa::Unknown => None,
                 },
+                manager: user.manager.clone(),
             });
         }
         users.sort_by(|a, b| a.id.cmp(&b.id));
@@ -622,6 +726,8 @@ impl Files {
                 },
                 action: policy.action,
                 step_up,
+                // Flows are not in the model, so neither is what a policy's id would name.
+                approval_flow: None,
                 expression: policy.expression.clone(),
                 enabled: policy.enabled,
             });
@@ -657,6 +763,7 @@ impl Files {
             groups,
             policies,
             requests: Vec::new(),
+            flows: Vec::new(),
         })
     }
 }
@@ -719,6 +826,7 @@ mod tests {
             active: true,
             locked: false,
             mfa: Some(true),
+            manager: None,
         };
         assert_eq!(
             serde_json::to_string(&user).unwrap(),
@@ -747,6 +855,7 @@ mod tests {
             agents: None,
             action: Action::StepUp,
             step_up: None,
+            approval_flow: None,
             expression: None,
             enabled: true,
         };
@@ -776,6 +885,57 @@ mod tests {
     }
 
     #[test]
+    fn flow_lines_serialize_in_format_order_and_become_flows() {
+        let flow = FlowLine {
+            id: "flow-deploys".into(),
+            name: "Deploys".into(),
+            description: String::new(),
+            steps: vec![
+                FlowStepLine {
+                    approvers: vec!["manager".into()],
+                    min_approvals: 1,
+                    timeout_s: Some(1800),
+                },
+                FlowStepLine {
+                    approvers: vec!["group:g00017".into(), "user:u0000042".into()],
+                    min_approvals: 2,
+                    timeout_s: None,
+                },
+            ],
+            request_ttl_s: None,
+            grant: "window".into(),
+            window_s: Some(3600),
+            any_arguments: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&flow).unwrap(),
+            r#"{"id":"flow-deploys","name":"Deploys","steps":[{"approvers":["manager"],"min_approvals":1,"timeout_s":1800},{"approvers":["group:g00017","user:u0000042"],"min_approvals":2}],"grant":"window","window_s":3600,"any_arguments":false}"#
+        );
+        let model = flow.to_flow(Timestamp(5)).unwrap();
+        assert_eq!(model.grant, GrantMode::Window { seconds: 3600 });
+        assert_eq!(
+            model.request_ttl_secs,
+            pdp::approval::DEFAULT_REQUEST_TTL_SECS
+        );
+        assert_eq!(
+            model.steps[1].approvers,
+            [
+                Approver::Group("g00017".into()),
+                Approver::User("u0000042".into())
+            ]
+        );
+        for approver in &model.steps[1].approvers {
+            assert_eq!(
+                parse_approver(&approver_name(approver)).as_ref(),
+                Some(approver)
+            );
+        }
+        for bad in ["boss", "user:", "group", "Manager", "team:x"] {
+            assert_eq!(parse_approver(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn wildcard_anywhere_covers_all_tools() {
         let line = PolicyLine {
             id: "p".into(),
@@ -786,6 +946,7 @@ mod tests {
             agents: None,
             action: Action::Allow,
             step_up: None,
+            approval_flow: None,
             expression: None,
             enabled: true,
         };

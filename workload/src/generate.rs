@@ -11,8 +11,8 @@
 //! Expected answers come from [`pdp::decide_reference`] through [`Oracle`].
 
 use crate::format::{
-    Expected, Files, GroupLine, PolicyLine, RequestLine, ScopeLine, UserLine, action_name,
-    reason_name,
+    Expected, Files, FlowLine, FlowStepLine, GroupLine, PolicyLine, RequestLine, ScopeLine,
+    UserLine, action_name, reason_name,
 };
 use crate::oracle::Oracle;
 use crate::{Error, Result};
@@ -283,6 +283,8 @@ pub fn generate(params: &Params) -> Result<Generated> {
         Some(registry) => (registry.lines, Some(registry.settings)),
         None => (Vec::new(), None),
     };
+    let flows = approval_flows(&groups.lines);
+    name_flows(&flows, &mut policies.lines);
     Ok(Generated {
         files: Files {
             agents: agent_lines,
@@ -291,9 +293,69 @@ pub fn generate(params: &Params) -> Result<Generated> {
             groups: groups.lines,
             policies: policies.lines,
             requests,
+            flows,
         },
         manifest,
     })
+}
+
+// ---- approval flows -------------------------------------------------------------------------
+
+/// The generated flows, without randomness (so every other file stays as it was): one any
+/// administrator or the requester's manager approves; and, when a group has two members, the
+/// manager (escalating after 30 minutes) then two of that group, granting a one-hour window.
+fn approval_flows(groups: &[GroupLine]) -> Vec<FlowLine> {
+    let mut flows = vec![FlowLine {
+        id: "flow-admins".to_owned(),
+        name: "Administrators or the manager".to_owned(),
+        description: "One approval by an administrator or the requester's manager".to_owned(),
+        steps: vec![FlowStepLine {
+            approvers: vec!["admins".to_owned(), "manager".to_owned()],
+            min_approvals: 1,
+            timeout_s: None,
+        }],
+        request_ttl_s: Some(3600),
+        grant: "once".to_owned(),
+        window_s: None,
+        any_arguments: false,
+    }];
+    if let Some(group) = groups.iter().find(|g| g.members.len() >= 2) {
+        flows.push(FlowLine {
+            id: "flow-two-step".to_owned(),
+            name: format!("Manager, then two of {}", group.name),
+            description: String::new(),
+            steps: vec![
+                FlowStepLine {
+                    approvers: vec!["manager".to_owned()],
+                    min_approvals: 1,
+                    timeout_s: Some(1800),
+                },
+                FlowStepLine {
+                    approvers: vec![format!("group:{}", group.id)],
+                    min_approvals: 2,
+                    timeout_s: None,
+                },
+            ],
+            request_ttl_s: None,
+            grant: "window".to_owned(),
+            window_s: Some(3600),
+            any_arguments: false,
+        });
+    }
+    flows
+}
+
+/// Gives REQUIRE_APPROVAL policies the flows in turn, every third one none (the default flow).
+fn name_flows(flows: &[FlowLine], policies: &mut [PolicyLine]) {
+    let approval = policies
+        .iter_mut()
+        .filter(|p| p.action == Action::RequireApproval);
+    for (i, policy) in approval.enumerate() {
+        policy.approval_flow = match i % 3 {
+            2 => None,
+            k => flows.get(k % flows.len().max(1)).map(|f| f.id.clone()),
+        };
+    }
 }
 
 // ---- randomness -----------------------------------------------------------------------------
@@ -642,6 +704,7 @@ impl Users {
                 active,
                 locked,
                 mfa: Some(mfa),
+                manager: None,
             });
         }
         Users {
@@ -914,6 +977,7 @@ impl Policies {
                 agents: None,
                 action,
                 step_up: None,
+                approval_flow: None,
                 expression: None,
                 enabled,
             });

@@ -1,4 +1,5 @@
-//! The workload directory format — `agents.jsonl` and `settings.json` (both optional),
+//! The workload directory format — `agents.jsonl`, `settings.json` and `approval_flows.jsonl`
+//! (all optional),
 //! `users.jsonl`, `groups.jsonl`, `policies.jsonl`, `requests.jsonl` and `manifest.json` — which
 //! is both Portcullis's bulk-import format (a directory exported from an identity provider) and
 //! its test and benchmark workload.
@@ -21,8 +22,9 @@ pub mod read;
 pub mod write;
 
 pub use format::{
-    AgentLine, AuthenticationLine, Expected, Files, GroupLine, PolicyLine, RequestLine, ScopeLine,
-    SettingsFile, StepUpLine, UserLine, action_name, parse_action, parse_reason, reason_name,
+    AgentLine, AuthenticationLine, Expected, Files, FlowLine, FlowStepLine, GroupLine, PolicyLine,
+    RequestLine, ScopeLine, SettingsFile, StepUpLine, UserLine, action_name, approver_name,
+    parse_action, parse_approver, parse_reason, reason_name,
 };
 pub use generate::{Counts, Generated, Kind, Manifest, Params, generate};
 pub use oracle::Oracle;

@@ -39,6 +39,9 @@ pub struct Workload {
     pub model: Model,
     /// Empty when the directory has no `requests.jsonl`, as in an identity-provider export.
     pub requests: Vec<RequestLine>,
+    /// The optional `approval_flows.jsonl`, user approvers resolved to user ids. Flows are
+    /// outside the model: the importer writes them beside it.
+    pub flows: Vec<pdp::ApprovalFlow>,
 }
 
 /// How far reading one file has got, for a progress bar. Reported when a file is opened, about
@@ -84,18 +87,38 @@ pub fn read_dir(
     let index = read_users(&mut users, now, &mut model, progress)?;
 
     let mut groups = Lines::open(dir, "groups.jsonl")?;
-    read_groups(&mut groups, now, &index, &mut model, progress)?;
+    read_groups(&mut groups, now, &index.ids, &mut model, progress)?;
+
+    // Flows name users and groups; policies name flows.
+    let flows = match Lines::open(dir, FLOWS) {
+        Ok(mut lines) => read_flows(&mut lines, now, &index, &model, progress)?,
+        Err(err) if not_found(&err) => Vec::new(),
+        Err(err) => return Err(err),
+    };
     drop(index);
+    let flow_ids: HashSet<&str> = flows.iter().map(|f| f.id.as_str()).collect();
 
     let mut policies = Lines::open(dir, "policies.jsonl")?;
-    read_policies(&mut policies, now, &agent_ids, &mut model, progress)?;
+    read_policies(
+        &mut policies,
+        now,
+        &agent_ids,
+        &flow_ids,
+        &mut model,
+        progress,
+    )?;
+    drop(flow_ids);
 
     let requests = match Lines::open(dir, "requests.jsonl") {
         Ok(mut lines) => parse_requests(&mut lines, progress)?,
         Err(err) if not_found(&err) => Vec::new(),
         Err(err) => return Err(err),
     };
-    Ok(Workload { model, requests })
+    Ok(Workload {
+        model,
+        requests,
+        flows,
+    })
 }
 
 fn not_found(err: &Error) -> bool {
@@ -371,6 +394,16 @@ const USER: &[(&str, Ty)] = &[
     ("active", Ty::Bool),
     ("locked", Ty::Bool),
     ("mfa", Ty::Bool),
+    ("manager", Ty::Str),
+];
+const FLOW: &[(&str, Ty)] = &[
+    ("id", Ty::Str),
+    ("name", Ty::Str),
+    ("description", Ty::Str),
+    ("request_ttl_s", Ty::UInt),
+    ("grant", Ty::Str),
+    ("window_s", Ty::UInt),
+    ("any_arguments", Ty::Bool),
 ];
 const GROUP: &[(&str, Ty)] = &[
     ("id", Ty::Str),
@@ -392,6 +425,7 @@ const POLICY: &[(&str, Ty)] = &[
     ("agents", Ty::StrList),
     ("action", Ty::Str),
     ("step_up", Ty::Object(STEP_UP)),
+    ("approval_flow", Ty::Str),
     ("expression", Ty::Str),
     ("enabled", Ty::Bool),
 ];
@@ -572,21 +606,47 @@ struct RawUser<'a> {
     active: Option<bool>,
     locked: Option<bool>,
     mfa: Option<bool>,
+    manager: Option<String>,
 }
 
 /// User id → (index in the model, line), for duplicate checks and group members.
 type UserIndex = HashMap<String, (u32, u64)>;
+
+/// The users read, by id and by normalized email: what managers and flows name.
+struct Users {
+    ids: UserIndex,
+    /// Normalized email → (line, index in the model).
+    emails: HashMap<String, (u64, u32)>,
+}
+
+impl Users {
+    /// The id of the user a reference names: an id, else an email (ignoring case).
+    fn resolve<'m>(&self, model: &'m Model, reference: &str) -> Option<&'m str> {
+        let idx = match self.ids.get(reference) {
+            Some(&(idx, _)) => idx,
+            None => {
+                self.emails
+                    .get(pdp::identity::normalize(reference).as_ref())?
+                    .1
+            }
+        };
+        model.users.get(idx as usize).map(|u| u.id.as_str())
+    }
+}
 
 fn read_users(
     lines: &mut Lines,
     now: Timestamp,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
-) -> Result<UserIndex> {
+) -> Result<Users> {
     let mut index = UserIndex::new();
     // Normalized email → the line that has it: an email is the imported user's user name, so
     // it must name one user (see `pdp::identity`).
-    let mut emails: HashMap<String, u64> = HashMap::new();
+    let mut emails: HashMap<String, (u64, u32)> = HashMap::new();
+    // Managers may be later in the file: (index in the model, line, reference), resolved at
+    // the end.
+    let mut managers: Vec<(u32, u64, String)> = Vec::new();
     while let Some(ctx) = lines.next(progress)? {
         let raw: RawUser = ctx.parse(USER)?;
         let id = required_id(&ctx, raw.id)?;
@@ -609,13 +669,19 @@ fn read_users(
                     "email",
                     format!(
                         "`{email}` is already the email of the user on line {}",
-                        first.get()
+                        first.get().0
                     ),
                 ));
             }
             Entry::Vacant(slot) => {
-                slot.insert(ctx.line);
+                slot.insert((ctx.line, idx));
             }
+        }
+        if let Some(manager) = raw.manager {
+            if manager.is_empty() {
+                return Err(ctx.error("manager", "empty"));
+            }
+            managers.push((idx, ctx.line, manager));
         }
         let name = required(&ctx, raw.name, "name")?;
         let created = required(&ctx, raw.created, "created")?;
@@ -632,10 +698,173 @@ fn read_users(
             active,
             locked,
             mfa: raw.mfa,
+            manager: None,
         };
         model.users.push(line.into_user(now));
     }
-    Ok(index)
+    let users = Users { ids: index, emails };
+    for (idx, line, reference) in managers {
+        let error = |problem: String| Error::Field {
+            file: lines.label.clone(),
+            line,
+            field: "manager".to_owned(),
+            problem,
+        };
+        let Some(id) = users.resolve(model, &reference) else {
+            return Err(error(format!(
+                "unknown user `{reference}`, not an id or email in users.jsonl"
+            )));
+        };
+        let id = id.to_owned();
+        let user = &mut model.users[idx as usize];
+        if user.id == id {
+            return Err(error("a user cannot be their own manager".to_owned()));
+        }
+        user.manager = Some(id);
+    }
+    Ok(users)
+}
+
+// ---- approval flows -------------------------------------------------------------------------
+
+/// The optional file of approval flows.
+const FLOWS: &str = "approval_flows.jsonl";
+
+#[derive(Deserialize)]
+struct RawFlow {
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    steps: Option<Vec<RawFlowStep>>,
+    request_ttl_s: Option<u64>,
+    grant: Option<String>,
+    window_s: Option<u64>,
+    any_arguments: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawFlowStep {
+    approvers: Option<Vec<String>>,
+    min_approvals: Option<u32>,
+    timeout_s: Option<u64>,
+}
+
+/// Reads `approval_flows.jsonl`: ids unique (and not the built-in flow's), a name, at least
+/// one step, each with approvers that parse, users of `users.jsonl` (by id or email, kept as
+/// the id) and groups of `groups.jsonl`, and `min_approvals`; `grant` `once` (the default) or
+/// `window` with `window_s`. Bounds (lengths, counts, durations, whether a step's approvers
+/// can give `min_approvals`) are the importer's to check, as the admin API checks them.
+fn read_flows(
+    lines: &mut Lines,
+    now: Timestamp,
+    users: &Users,
+    model: &Model,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<pdp::ApprovalFlow>> {
+    let groups: HashSet<&str> = model.groups.iter().map(|g| g.id.as_str()).collect();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut flows = Vec::new();
+    while let Some(ctx) = lines.next(progress)? {
+        let raw: RawFlow = ctx.parse(FLOW)?;
+        let id = required_id(&ctx, raw.id)?;
+        if id == pdp::approval::BUILTIN_FLOW_ID {
+            return Err(ctx.error("id", format!("`{id}` is the built-in flow's id")));
+        }
+        if let Some(&first) = seen.get(&id) {
+            return Err(duplicate(&ctx, &id, first));
+        }
+        let name = required(&ctx, raw.name, "name")?;
+        let raw_steps = required(&ctx, raw.steps, "steps")?;
+        if raw_steps.is_empty() {
+            return Err(ctx.error("steps", "empty, expected at least one step"));
+        }
+        let mut steps = Vec::with_capacity(raw_steps.len());
+        for (i, step) in raw_steps.into_iter().enumerate() {
+            let field = format!("steps[{i}]");
+            let approvers = required(&ctx, step.approvers, &format!("{field}.approvers"))?;
+            if approvers.is_empty() {
+                return Err(ctx.error(
+                    &format!("{field}.approvers"),
+                    "empty, expected at least one approver",
+                ));
+            }
+            let mut parsed = Vec::with_capacity(approvers.len());
+            for (j, text) in approvers.iter().enumerate() {
+                let at = format!("{field}.approvers[{j}]");
+                let approver = match crate::format::parse_approver(text) {
+                    Some(pdp::Approver::User(reference)) => {
+                        match users.resolve(model, &reference) {
+                            Some(id) => pdp::Approver::User(id.to_owned()),
+                            None => {
+                                return Err(ctx.error(
+                                    &at,
+                                    format!(
+                                        "unknown user `{reference}`, not an id or email in \
+                                         users.jsonl"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    Some(pdp::Approver::Group(group)) if !groups.contains(group.as_str()) => {
+                        return Err(ctx.error(
+                            &at,
+                            format!("unknown group `{group}`, not an id in groups.jsonl"),
+                        ));
+                    }
+                    Some(approver) => approver,
+                    None => {
+                        return Err(ctx.error(
+                            &at,
+                            format!(
+                                "`{text}` is not user:<id or email>, group:<id>, manager or \
+                                 admins"
+                            ),
+                        ));
+                    }
+                };
+                parsed.push(approver);
+            }
+            steps.push(pdp::ApprovalStep {
+                approvers: parsed,
+                min_approvals: required(
+                    &ctx,
+                    step.min_approvals,
+                    &format!("{field}.min_approvals"),
+                )?,
+                timeout_secs: step.timeout_s,
+            });
+        }
+        let grant = match (raw.grant.as_deref().unwrap_or("once"), raw.window_s) {
+            ("once", None) => pdp::GrantMode::Once,
+            ("window", Some(seconds)) => pdp::GrantMode::Window { seconds },
+            ("window", None) => return Err(ctx.error("window_s", "missing, `window` needs it")),
+            ("once", Some(_)) => {
+                return Err(ctx.error("window_s", "only a `window` grant has a window"));
+            }
+            (other, _) => {
+                return Err(ctx.error(
+                    "grant",
+                    format!("unknown grant `{other}`, expected once or window"),
+                ));
+            }
+        };
+        seen.insert(id.clone(), ctx.line);
+        flows.push(pdp::ApprovalFlow {
+            id,
+            name,
+            description: raw.description.unwrap_or_default(),
+            steps,
+            request_ttl_secs: raw
+                .request_ttl_s
+                .unwrap_or(pdp::approval::DEFAULT_REQUEST_TTL_SECS),
+            grant,
+            any_arguments: raw.any_arguments.unwrap_or(false),
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    Ok(flows)
 }
 
 // ---- groups ---------------------------------------------------------------------------------
@@ -728,6 +957,7 @@ struct RawPolicy {
     agents: Option<Vec<String>>,
     action: Option<String>,
     step_up: Option<RawStepUp>,
+    approval_flow: Option<String>,
     expression: Option<String>,
     enabled: Option<bool>,
 }
@@ -743,6 +973,7 @@ fn read_policies(
     lines: &mut Lines,
     now: Timestamp,
     agent_ids: &HashSet<String>,
+    flow_ids: &HashSet<&str>,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
@@ -814,6 +1045,23 @@ fn read_policies(
         {
             return Err(ctx.error("expression", err.to_string()));
         }
+        if let Some(flow) = &raw.approval_flow {
+            if action != pdp::Action::RequireApproval {
+                return Err(ctx.error(
+                    "approval_flow",
+                    format!(
+                        "only a REQUIRE_APPROVAL policy names an approval flow, this one is {}",
+                        crate::format::action_name(action)
+                    ),
+                ));
+            }
+            if flow != pdp::approval::BUILTIN_FLOW_ID && !flow_ids.contains(flow.as_str()) {
+                return Err(ctx.error(
+                    "approval_flow",
+                    format!("unknown flow `{flow}`, not an id in {FLOWS} (nor builtin-admins)"),
+                ));
+            }
+        }
         let enabled = required(&ctx, raw.enabled, "enabled")?;
         seen.insert(id.clone(), ctx.line);
         let line = PolicyLine {
@@ -825,6 +1073,7 @@ fn read_policies(
             agents: raw.agents,
             action,
             step_up,
+            approval_flow: raw.approval_flow,
             expression: raw.expression,
             enabled,
         };

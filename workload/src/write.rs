@@ -34,8 +34,8 @@ impl Contents for Generated {
 
 /// Writes `users.jsonl`, `groups.jsonl`, `policies.jsonl` and `requests.jsonl` (even when
 /// there are no requests, so no stale file is left behind), `agents.jsonl` when there are
-/// agents and `settings.json` when there is a setting (each removed otherwise, for the same
-/// reason), and `manifest.json` when `contents` has one, into `dir`, creating it if needed.
+/// agents, `approval_flows.jsonl` when there are flows and `settings.json` when there is a
+/// setting (each removed otherwise, for the same reason), and `manifest.json` when `contents` has one, into `dir`, creating it if needed.
 /// Lines are written in the order given; other files in `dir` are left alone.
 pub fn write_dir(dir: &Path, contents: &impl Contents) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Write {
@@ -57,6 +57,11 @@ pub fn write_dir(dir: &Path, contents: &impl Contents) -> Result<()> {
     }
     write_lines(&dir.join("users.jsonl"), &files.users)?;
     write_lines(&dir.join("groups.jsonl"), &files.groups)?;
+    if files.flows.is_empty() {
+        remove_stale(&dir.join("approval_flows.jsonl"))?;
+    } else {
+        write_lines(&dir.join("approval_flows.jsonl"), &files.flows)?;
+    }
     write_lines(&dir.join("policies.jsonl"), &files.policies)?;
     write_lines(&dir.join("requests.jsonl"), &files.requests)?;
     if let Some(manifest) = contents.manifest() {

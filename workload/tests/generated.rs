@@ -30,13 +30,20 @@ fn files_round_trip_through_a_directory() {
         let workload = read_dir(dir.path(), NOW, &mut |p| reports.push(p)).unwrap();
         assert_eq!(workload.model, generated.files.to_model(NOW));
         assert_eq!(workload.requests, generated.files.requests);
+        assert_eq!(workload.flows, generated.files.to_flows(NOW));
+        assert_eq!(workload.flows.len(), 2);
 
-        // Exporting the model gives back the files (it has no requests).
+        // Exporting the model gives back the files (it has no requests, nor flows: those are
+        // outside the model).
         let exported = Files::from_model(&workload.model).unwrap();
-        let without_requests = Files {
+        let mut without_requests = Files {
             requests: Vec::new(),
+            flows: Vec::new(),
             ..generated.files.clone()
         };
+        for policy in &mut without_requests.policies {
+            policy.approval_flow = None;
+        }
         assert_eq!(exported, without_requests);
 
         // Progress: each file in order, ending with everything read.
@@ -53,6 +60,7 @@ fn files_round_trip_through_a_directory() {
             [
                 "users.jsonl",
                 "groups.jsonl",
+                "approval_flows.jsonl",
                 "policies.jsonl",
                 "requests.jsonl"
             ]
@@ -120,7 +128,7 @@ fn generation_is_deterministic() {
     write_dir(a.path(), small(1)).unwrap();
     write_dir(b.path(), &again).unwrap();
     let (a, b) = (read_all(a.path()), read_all(b.path()));
-    assert_eq!(a.len(), 5);
+    assert_eq!(a.len(), 6);
     assert!(a == b, "same seed, different bytes");
 
     // Another seed gives another workload.
@@ -247,7 +255,7 @@ fn agents_add_to_the_workload_and_change_nothing_else() {
     write_dir(a.path(), &generated).unwrap();
     write_dir(b.path(), &again).unwrap();
     let (bytes_a, bytes_b) = (read_all(a.path()), read_all(b.path()));
-    assert_eq!(bytes_a.len(), 7);
+    assert_eq!(bytes_a.len(), 8);
     assert!(bytes_a == bytes_b, "same seed, different bytes");
     let workload = read_dir(a.path(), NOW, &mut |_| {}).unwrap();
     assert_eq!(workload.model, files.to_model(NOW));
@@ -309,4 +317,37 @@ fn conditions_add_expressions_and_arguments() {
     // Without `conditions`, no policy has one and no request has arguments.
     assert!(plain.files.policies.iter().all(|p| p.expression.is_none()));
     assert!(plain.files.requests.iter().all(|r| r.arguments.is_none()));
+}
+
+#[test]
+fn require_approval_policies_name_the_generated_flows() {
+    let files = &small(1).files;
+    let ids: Vec<&str> = files.flows.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["flow-admins", "flow-two-step"]);
+    let approval: Vec<&workload::PolicyLine> = files
+        .policies
+        .iter()
+        .filter(|p| p.action == pdp::Action::RequireApproval)
+        .collect();
+    assert!(approval.len() >= 3, "{}", approval.len());
+    for (i, policy) in approval.iter().enumerate() {
+        let expected = match i % 3 {
+            0 => Some("flow-admins"),
+            1 => Some("flow-two-step"),
+            _ => None,
+        };
+        assert_eq!(policy.approval_flow.as_deref(), expected, "{}", policy.id);
+    }
+    assert!(
+        files
+            .policies
+            .iter()
+            .all(|p| p.approval_flow.is_none() || p.action == pdp::Action::RequireApproval)
+    );
+    // The two-step flow's group can give its two approvals.
+    let group = files.flows[1].steps[1].approvers[0]
+        .strip_prefix("group:")
+        .unwrap();
+    let members = &files.groups.iter().find(|g| g.id == group).unwrap().members;
+    assert!(members.len() >= 2);
 }

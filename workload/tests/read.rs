@@ -481,3 +481,165 @@ fn export_refuses_what_the_format_cannot_say() {
         "cannot export policy `p2`: an empty step-up requirement cannot be expressed in the workload format"
     );
 }
+
+const FLOWS: &str = concat!(
+    r#"{"id":"f1","name":"Deploys","steps":[{"approvers":["manager"],"min_approvals":1,"timeout_s":1800},{"approvers":["group:g1","user:ANN@example.com","admins"],"min_approvals":2}],"grant":"window","window_s":3600,"any_arguments":true}"#,
+    "\n",
+    r#"{"id":"f2","name":"Once","description":"d","steps":[{"approvers":["user:u3"],"min_approvals":1}],"request_ttl_s":600}"#,
+    "\n",
+);
+
+#[test]
+fn managers_and_approval_flows_map_onto_the_model_and_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    // Managers by id or email, a later line too.
+    let users = USERS
+        .replacen(
+            r#""mfa":true,"#,
+            r#""mfa":true,"manager":"CY@example.com","#,
+            1,
+        )
+        .replacen(r#""locked":true}"#, r#""locked":true,"manager":"u1"}"#, 1);
+    std::fs::write(dir.path().join("users.jsonl"), users).unwrap();
+    std::fs::write(dir.path().join("approval_flows.jsonl"), FLOWS).unwrap();
+    let policies = POLICIES.replacen(
+        r#""action":"REQUIRE_APPROVAL","#,
+        r#""action":"REQUIRE_APPROVAL","approval_flow":"f1","#,
+        1,
+    );
+    std::fs::write(dir.path().join("policies.jsonl"), policies).unwrap();
+    let workload = read_dir(dir.path(), NOW, &mut |_| {}).unwrap();
+    let manager = |id: &str| {
+        workload
+            .model
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .unwrap()
+            .manager
+            .clone()
+    };
+    assert_eq!(manager("u1").as_deref(), Some("u3"));
+    assert_eq!(manager("u2").as_deref(), Some("u1"));
+    assert_eq!(manager("u3"), None);
+    assert_eq!(
+        workload.model.policies[1].approval_flow_id.as_deref(),
+        Some("f1")
+    );
+    let f1 = &workload.flows[0];
+    assert_eq!(f1.id, "f1");
+    assert_eq!(f1.steps[0].timeout_secs, Some(1800));
+    assert_eq!(
+        f1.steps[1].approvers,
+        [
+            pdp::Approver::Group("g1".into()),
+            pdp::Approver::User("u1".into()),
+            pdp::Approver::Admins
+        ]
+    );
+    assert_eq!(f1.grant, pdp::GrantMode::Window { seconds: 3600 });
+    assert!(f1.any_arguments);
+    assert_eq!(f1.created_at, NOW);
+    let f2 = &workload.flows[1];
+    assert_eq!(f2.grant, pdp::GrantMode::Once);
+    assert_eq!(f2.request_ttl_secs, 600);
+    assert_eq!(f2.description, "d");
+}
+
+#[test]
+fn manager_and_flow_errors() {
+    let cases = [
+        (
+            2,
+            format!(r#"{{"id":"u2","email":"x",{U},"manager":"nobody"}}"#),
+            "users.jsonl:2: manager: unknown user `nobody`, not an id or email in users.jsonl",
+        ),
+        (
+            2,
+            format!(r#"{{"id":"u2","email":"x",{U},"manager":"u2"}}"#),
+            "users.jsonl:2: manager: a user cannot be their own manager",
+        ),
+        (
+            2,
+            format!(r#"{{"id":"u2","email":"x",{U},"manager":""}}"#),
+            "users.jsonl:2: manager: empty",
+        ),
+        (
+            2,
+            format!(r#"{{"id":"u2","email":"x",{U},"manager":7}}"#),
+            "users.jsonl:2: manager: expected a string, found a number",
+        ),
+    ];
+    for (line, text, want) in cases {
+        assert_eq!(error_with("users.jsonl", line, &text), want, "{text}");
+    }
+    let step = r#"{"approvers":["manager"],"min_approvals":1}"#;
+    let flow_cases = [
+        (r#"{"id":"f1","name":"n","steps":[]}"#.to_owned(), "approval_flows.jsonl:1: steps: empty, expected at least one step"),
+        (r#"{"id":"f1","name":"n"}"#.to_owned(), "approval_flows.jsonl:1: steps: missing"),
+        (format!(r#"{{"id":"builtin-admins","name":"n","steps":[{step}]}}"#), "approval_flows.jsonl:1: id: `builtin-admins` is the built-in flow's id"),
+        (format!(r#"{{"id":"f1","steps":[{step}]}}"#), "approval_flows.jsonl:1: name: missing"),
+        (r#"{"id":"f1","name":"n","steps":[{"approvers":[],"min_approvals":1}]}"#.to_owned(),
+            "approval_flows.jsonl:1: steps[0].approvers: empty, expected at least one approver"),
+        (r#"{"id":"f1","name":"n","steps":[{"approvers":["manager"]}]}"#.to_owned(),
+            "approval_flows.jsonl:1: steps[0].min_approvals: missing"),
+        (format!(r#"{{"id":"f1","name":"n","steps":[{step},{{"approvers":["manager","boss"],"min_approvals":1}}]}}"#),
+            "approval_flows.jsonl:1: steps[1].approvers[1]: `boss` is not user:<id or email>, group:<id>, manager or admins"),
+        (r#"{"id":"f1","name":"n","steps":[{"approvers":["user:nobody@example.com"],"min_approvals":1}]}"#.to_owned(),
+            "approval_flows.jsonl:1: steps[0].approvers[0]: unknown user `nobody@example.com`, not an id or email in users.jsonl"),
+        (r#"{"id":"f1","name":"n","steps":[{"approvers":["group:g9"],"min_approvals":1}]}"#.to_owned(),
+            "approval_flows.jsonl:1: steps[0].approvers[0]: unknown group `g9`, not an id in groups.jsonl"),
+        (format!(r#"{{"id":"f1","name":"n","steps":[{step}],"grant":"window"}}"#), "approval_flows.jsonl:1: window_s: missing, `window` needs it"),
+        (format!(r#"{{"id":"f1","name":"n","steps":[{step}],"window_s":5}}"#), "approval_flows.jsonl:1: window_s: only a `window` grant has a window"),
+        (format!(r#"{{"id":"f1","name":"n","steps":[{step}],"grant":"forever"}}"#), "approval_flows.jsonl:1: grant: unknown grant `forever`, expected once or window"),
+        (format!(r#"{{"id":"f1","name":"n","steps":[{step}],"request_ttl_s":-1}}"#), "approval_flows.jsonl:1: request_ttl_s: expected a non-negative integer, found a number"),
+        (format!(r#"{{"id":"f2","name":"n","steps":[{step}]}}"#), "approval_flows.jsonl:2: id: duplicate id `f2`, first on line 1"),
+    ];
+    for (text, want) in flow_cases {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        let lines = if want.contains(":2:") {
+            format!("{text}\n{text}\n")
+        } else {
+            format!("{text}\n")
+        };
+        std::fs::write(dir.path().join("approval_flows.jsonl"), lines).unwrap();
+        match read_dir(dir.path(), NOW, &mut |_| {}) {
+            Ok(_) => panic!("`{text}` was accepted"),
+            Err(err) => assert_eq!(err.to_string(), want, "{text}"),
+        }
+    }
+    // Policies name flows of the file (or the built-in one), on REQUIRE_APPROVAL only.
+    let policy_cases = [
+        (
+            r#""action":"REQUIRE_APPROVAL","approval_flow":"f9""#,
+            "policies.jsonl:2: approval_flow: unknown flow `f9`, not an id in approval_flows.jsonl (nor builtin-admins)",
+        ),
+        (
+            r#""action":"ALLOW","approval_flow":"builtin-admins""#,
+            "policies.jsonl:2: approval_flow: only a REQUIRE_APPROVAL policy names an approval flow, this one is ALLOW",
+        ),
+    ];
+    for (fields, want) in policy_cases {
+        let text = POLICIES
+            .lines()
+            .nth(1)
+            .unwrap()
+            .replace(r#""action":"REQUIRE_APPROVAL""#, fields);
+        assert_eq!(error_with("policies.jsonl", 2, &text), want, "{fields}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let builtin = POLICIES.replacen(
+        r#""action":"REQUIRE_APPROVAL","#,
+        r#""action":"REQUIRE_APPROVAL","approval_flow":"builtin-admins","#,
+        1,
+    );
+    std::fs::write(dir.path().join("policies.jsonl"), builtin).unwrap();
+    let workload = read_dir(dir.path(), NOW, &mut |_| {}).unwrap();
+    assert_eq!(
+        workload.model.policies[1].approval_flow_id.as_deref(),
+        Some("builtin-admins")
+    );
+}

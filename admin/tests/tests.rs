@@ -8,3 +8,4 @@ mod policies;
 mod support;
 mod tokens;
 mod users;
+mod webhooks;

@@ -314,7 +314,9 @@ mod tests {
             0
         );
         assert_eq!(
-            store.prune_deliveries(retention, Timestamp(20_000)).unwrap(),
+            store
+                .prune_deliveries(retention, Timestamp(20_000))
+                .unwrap(),
             1,
             "the delivered one is old; the pending one stays"
         );

@@ -100,9 +100,10 @@ impl Default for Limits {
 impl Limits {
     /// The wait after `attempts` failed attempts: random in `[0, min(max, base × 2^(attempts-1))]`.
     fn backoff(&self, attempts: u32) -> Duration {
-        let doubled = self
-            .retry_base
-            .saturating_mul(1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX));
+        let doubled = self.retry_base.saturating_mul(
+            1u32.checked_shl(attempts.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
         let ceiling = doubled.min(self.retry_max);
         let mut random = [0; 8];
         match getrandom::fill(&mut random) {
@@ -371,9 +372,7 @@ impl Client {
             .with_safe_default_protocol_versions()
         {
             Ok(builder) => {
-                let mut config = builder
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                let mut config = builder.with_root_certificates(roots).with_no_client_auth();
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
             }
@@ -408,7 +407,12 @@ impl Client {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
             .await
-            .map_err(|_| format!("no connection within {}", humantime::format_duration(timeout)))?
+            .map_err(|_| {
+                format!(
+                    "no connection within {}",
+                    humantime::format_duration(timeout)
+                )
+            })?
             .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let timestamp = Timestamp::now().0.div_euclid(1000);
@@ -437,12 +441,9 @@ impl Client {
                 exchange(tcp, request).await
             }
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
-            format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )
-        })?
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
     }
 }
 

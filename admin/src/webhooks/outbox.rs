@@ -106,8 +106,7 @@ impl Outbox for WebhookOutbox {
         let stats = &self.shared.stats;
         let mut bodies: [Option<String>; 2] = [None, None];
         for hook in tx.webhooks()? {
-            if !hook.enabled || !(hook.events.is_empty() || hook.events.iter().any(|e| e == kind))
-            {
+            if !hook.enabled || !(hook.events.is_empty() || hook.events.iter().any(|e| e == kind)) {
                 continue;
             }
             if stats.pending.load(Ordering::Relaxed) >= MAX_PENDING {

@@ -136,10 +136,7 @@ async fn create(
     let pb::CreateWebhookRequest { webhook } = request;
     let (_, fields) = fields(webhook, true)?;
     let (key, secret) = sign::new_secret().map_err(Error::Unavailable)?;
-    let id = format!(
-        "wh_{}",
-        sign::random_hex(8).map_err(Error::Unavailable)?
-    );
+    let id = format!("wh_{}", sign::random_hex(8).map_err(Error::Unavailable)?);
     let now = clock::now();
     let webhook = Webhook {
         id,

@@ -41,7 +41,9 @@ pub(crate) fn url(field: &str, url: &str) -> Result<()> {
         Some("http") if loopback(host) => Ok(()),
         Some("http") => Err(Error::invalid(
             field,
-            format!("`http` only to a loopback host (localhost, 127.0.0.1, ::1), not `{host}`: use https"),
+            format!(
+                "`http` only to a loopback host (localhost, 127.0.0.1, ::1), not `{host}`: use https"
+            ),
         )),
         _ => Err(Error::invalid(
             field,
@@ -112,11 +114,23 @@ mod tests {
     #[test]
     fn event_names() {
         assert!(events("events", &[]).is_ok());
-        assert!(events("events", &["approval.created".into(), "approval.denied".into()]).is_ok());
-        let error = events("webhook.events", &["approval.created".into(), "nope".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(error.starts_with("webhook.events[1]: unknown event type `nope`"), "{error}");
+        assert!(
+            events(
+                "events",
+                &["approval.created".into(), "approval.denied".into()]
+            )
+            .is_ok()
+        );
+        let error = events(
+            "webhook.events",
+            &["approval.created".into(), "nope".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("webhook.events[1]: unknown event type `nope`"),
+            "{error}"
+        );
         assert!(events("e", &["approval.created".into(), "approval.created".into()]).is_err());
     }
 }

@@ -9,6 +9,7 @@ mod policies;
 mod show;
 mod tokens;
 mod users;
+mod webhooks;
 
 use anyhow::Context;
 use pb::admin_service_client::AdminServiceClient;
@@ -76,6 +77,10 @@ enum Command {
     Tokens(tokens::Command),
     /// The audit log, newest first.
     Audit(users::AuditArgs),
+    /// List, show, create, update and delete webhook endpoints (approval notifications); their
+    /// deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// The token's secret: kept out of `Debug` output so it cannot end up in a log line.
@@ -163,7 +168,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
-        let mut client = AdminServiceClient::with_interceptor(channel, Bearer(bearer));
+        let mut client =
+            AdminServiceClient::with_interceptor(channel.clone(), Bearer(bearer.clone()));
         match args.command {
             Command::Whoami => users::whoami(&mut client).await,
             Command::Users(command) => users::run(&mut client, command).await,
@@ -173,6 +179,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,
+            Command::Webhooks(command) => {
+                let mut client = pb::webhook_service_client::WebhookServiceClient::with_interceptor(
+                    channel,
+                    Bearer(bearer),
+                );
+                webhooks::run(&mut client, command).await
+            }
         }
     })?;
     if json {

@@ -85,8 +85,7 @@ impl Metrics {
 
     /// Webhook deliveries by outcome and the outbox's pending deliveries.
     pub fn webhooks(&mut self, stats: Arc<admin::webhooks::Stats>) {
-        self.registry
-            .register_collector(Box::new(Webhooks(stats)));
+        self.registry.register_collector(Box::new(Webhooks(stats)));
     }
 
     /// A sidecar's: the follower's revision, lag, staleness and stream counters.

@@ -22,4 +22,5 @@ mod shutdown;
 mod support;
 mod tls;
 mod tracing;
+mod webhooks;
 mod workload_replay;

@@ -158,3 +158,95 @@ impl Outbox for WebhookOutbox {
         self.shared.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::events::EventType;
+    use pdp::{ApprovalRequest, Timestamp};
+    use store::Webhook;
+
+    fn hook(id: &str, events: &[&str], enabled: bool) -> Webhook {
+        Webhook {
+            id: id.into(),
+            url: "https://example.com/hook".into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            enabled,
+            secret: vec![1; 32],
+            ..Webhook::default()
+        }
+    }
+
+    fn publish(store: &Store, outbox: &WebhookOutbox, kind: EventType) {
+        let request = ApprovalRequest {
+            id: "r1".into(),
+            ..ApprovalRequest::default()
+        };
+        let event = Event {
+            kind,
+            request: &request,
+            actor: "system",
+            at: Timestamp(0),
+        };
+        store
+            .transact(|tx| -> store::Result<()> {
+                tx.put_approval(&request)?;
+                outbox.enqueue(tx, &event)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn one_delivery_per_enabled_subscribed_endpoint_and_none_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .transact(|tx| -> store::Result<()> {
+                tx.put_webhook(&hook("all", &[], true))?;
+                tx.put_webhook(&hook("expired", &["approval.expired"], true))?;
+                tx.put_webhook(&hook("off", &[], false))
+            })
+            .unwrap();
+        let outbox = WebhookOutbox::open(&store).unwrap();
+        publish(&store, &outbox, EventType::Created);
+        publish(&store, &outbox, EventType::Expired);
+        let queued: Vec<(String, String)> = store
+            .pending_deliveries()
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| (d.webhook_id, d.event_type))
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                ("all".into(), "approval.created".into()),
+                ("all".into(), "approval.expired".into()),
+                ("expired".into(), "approval.expired".into()),
+            ]
+        );
+        let ids: std::collections::HashSet<String> = store
+            .pending_deliveries()
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d.id)
+            .collect();
+        assert_eq!(ids.len(), 3, "every delivery has its own webhook-id");
+
+        // Full: the transition commits, nothing is queued, the drop is counted.
+        outbox.stats().set_pending(MAX_PENDING);
+        publish(&store, &outbox, EventType::Cancelled);
+        assert_eq!(store.pending_deliveries().unwrap().len(), 3);
+        assert_eq!(
+            outbox.stats().dropped(),
+            1,
+            "`all` only: `expired` does not take it"
+        );
+        assert!(store.get_approval("r1").unwrap().is_some());
+
+        // Numbering goes on from the store's last delivery after a reopen.
+        drop(outbox);
+        let outbox = WebhookOutbox::open(&store).unwrap();
+        publish(&store, &outbox, EventType::Denied);
+        assert_eq!(store.last_delivery_seq().unwrap(), 4);
+    }
+}

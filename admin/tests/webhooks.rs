@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_rustls::rustls;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -86,6 +87,28 @@ impl Drop for Receiver {
 
 impl Receiver {
     async fn start(failures: usize) -> Receiver {
+        Receiver::serve(failures, None).await
+    }
+
+    /// Over TLS with `cert` (for `localhost`) and its key.
+    async fn start_tls(
+        failures: usize,
+        cert: rustls::pki_types::CertificateDer<'static>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Receiver {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Receiver::serve(failures, Some(acceptor)).await
+    }
+
+    async fn serve(failures: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let secret = Arc::new(Mutex::new(String::new()));
@@ -98,14 +121,23 @@ impl Receiver {
                     return;
                 };
                 let (s, f, r) = (s.clone(), f.clone(), r.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let (s, f, r) = (s.clone(), f.clone(), r.clone());
                         async move { Ok::<_, hyper::Error>(receive(request, s, f, r).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -119,6 +151,13 @@ impl Receiver {
 
     fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    fn https_url(&self) -> String {
+        format!(
+            "https://localhost:{}/hook?from=portcullis",
+            self.addr.port()
+        )
     }
 
     fn received(&self) -> Vec<Received> {
@@ -200,10 +239,17 @@ impl Webhooks {
     }
 
     async fn start_with(limits: Limits) -> Webhooks {
+        Webhooks::start_trusting(limits, Vec::new()).await
+    }
+
+    async fn start_trusting(
+        limits: Limits,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Webhooks {
         let harness = Harness::start().await;
         let store = harness.live.store().clone();
         let outbox = WebhookOutbox::open(&store).unwrap();
-        let deliverer = Deliverer::start(store, &outbox, limits);
+        let deliverer = Deliverer::start_trusting(store, &outbox, limits, roots);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -433,6 +479,63 @@ async fn deliveries_are_signed_retried_and_visible() {
     let updated = webhooks.harness.audit("webhook.updated").await;
     assert_eq!(updated[0].detail, "secret rotated");
     assert!(!updated[0].after_json.contains(&created.secret));
+}
+
+#[tokio::test]
+async fn https_receivers_get_signed_deliveries_over_tls() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let der = cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+    let receiver = Receiver::start_tls(1, der.clone(), key).await;
+    let webhooks = Webhooks::start_trusting(fast(), vec![der]).await;
+    let mut admin = webhooks.admin().await;
+    let created = admin
+        .create_webhook(new_webhook(&receiver.https_url(), &[], false))
+        .await
+        .unwrap()
+        .into_inner();
+    *receiver.secret.lock().unwrap() = created.secret;
+    webhooks.publish(EventType::Created, &request(RequestState::Pending));
+    let hook = created.webhook.unwrap();
+    let done = eventually("the https delivery", || {
+        let mut admin = admin.clone();
+        let id = hook.id.clone();
+        async move {
+            let found = deliveries(&mut admin, &id).await;
+            found.into_iter().find(|d| d.delivered)
+        }
+    })
+    .await;
+    assert_eq!(done.attempts, 2);
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|r| r.verified), "{received:?}");
+
+    // A receiver whose certificate nothing trusts is never delivered to: the TLS error is the
+    // last error.
+    let untrusted = Webhooks::start().await;
+    let mut admin = untrusted.admin().await;
+    let hook = admin
+        .create_webhook(new_webhook(&receiver.https_url(), &[], false))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhook
+        .unwrap();
+    untrusted.publish(EventType::Created, &request(RequestState::Pending));
+    let tried = eventually("a refused TLS attempt", || {
+        let mut admin = admin.clone();
+        let id = hook.id.clone();
+        async move {
+            let found = deliveries(&mut admin, &id).await;
+            found.into_iter().find(|d| d.attempts >= 1)
+        }
+    })
+    .await;
+    assert!(tried.last_error.starts_with("TLS: "), "{tried:?}");
+    assert!(!tried.delivered);
+    assert_eq!(receiver.received().len(), 2);
 }
 
 #[tokio::test]

@@ -126,8 +126,19 @@ impl Deliverer {
     /// Starts delivering `outbox`'s deliveries (those already in `store` first). Needs a tokio
     /// runtime.
     pub fn start(store: Store, outbox: &WebhookOutbox, limits: Limits) -> Deliverer {
+        Deliverer::start_trusting(store, outbox, limits, Vec::new())
+    }
+
+    /// [`Deliverer::start`], also trusting `roots` for `https` receivers (beside the webpki
+    /// roots): a private CA's, or a test's.
+    pub fn start_trusting(
+        store: Store,
+        outbox: &WebhookOutbox,
+        limits: Limits,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Deliverer {
         let shared = Arc::clone(outbox.shared());
-        let client = Arc::new(Client::new());
+        let client = Arc::new(Client::new(roots));
         Deliverer {
             task: tokio::spawn(run(store, shared, limits, client)),
         }
@@ -363,10 +374,15 @@ struct Client {
 }
 
 impl Client {
-    fn new() -> Client {
-        let roots = rustls::RootCertStore {
+    fn new(extra: Vec<rustls::pki_types::CertificateDer<'static>>) -> Client {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for root in extra {
+            if let Err(error) = roots.add(root) {
+                tracing::warn!(%error, "a webhook root certificate was refused");
+            }
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = match rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

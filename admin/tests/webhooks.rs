@@ -539,6 +539,103 @@ async fn https_receivers_get_signed_deliveries_over_tls() {
 }
 
 #[tokio::test]
+async fn a_silent_receiver_delays_neither_writes_nor_other_endpoints() {
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            connections.push(stream);
+        }
+    });
+    // Two slots, so one endpoint may hold only one of them.
+    let webhooks = Webhooks::start_with(Limits {
+        concurrency: 2,
+        timeout: Duration::from_millis(500),
+        retry_base: Duration::from_secs(60),
+        ..Limits::default()
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    let mut admin = webhooks.admin().await;
+    let hung = admin
+        .create_webhook(new_webhook(&silent_url, &[], false))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhook
+        .unwrap();
+    let created = admin
+        .create_webhook(new_webhook(&receiver.url(), &[], false))
+        .await
+        .unwrap()
+        .into_inner();
+    *receiver.secret.lock().unwrap() = created.secret;
+
+    // Transitions commit at once, whatever the receivers do.
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        webhooks.publish(EventType::Created, &request(RequestState::Pending));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The healthy endpoint gets all five while the silent one's attempts hang, one at a time
+    // (half a second each).
+    eventually("the healthy endpoint's deliveries", || {
+        let count = receiver.received().len();
+        async move { (count == 5).then_some(()) }
+    })
+    .await;
+    let store = webhooks.harness.live.store().clone();
+    let hung_tried = store
+        .deliveries_of(&hung.id, 10)
+        .unwrap()
+        .iter()
+        .filter(|d| d.attempts > 0)
+        .count();
+    assert!(
+        hung_tried < 5,
+        "the healthy endpoint waited for the silent one"
+    );
+    // An admin write is not held up either.
+    let started = std::time::Instant::now();
+    admin
+        .update_webhook(pb::UpdateWebhookRequest {
+            webhook: Some(pb::Webhook {
+                description: "still answering".into(),
+                ..hung.clone()
+            }),
+            rotate_secret: false,
+        })
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The silent endpoint's attempts end at the timeout, to be retried.
+    let timed_out = eventually("the silent endpoint's timeouts", || {
+        let mut admin = admin.clone();
+        let id = hung.id.clone();
+        async move {
+            let found = deliveries(&mut admin, &id).await;
+            (found.len() == 5 && found.iter().all(|d| d.attempts == 1)).then_some(found)
+        }
+    })
+    .await;
+    for d in timed_out {
+        assert_eq!(d.last_error, "no answer within 500ms");
+        assert!(!d.delivered && !d.failed && d.next_attempt_at.is_some());
+    }
+    held.abort();
+}
+
+#[tokio::test]
 async fn slack_bodies_leave_the_arguments_out() {
     let webhooks = Webhooks::start().await;
     let receiver = Receiver::start(0).await;

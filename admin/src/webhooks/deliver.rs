@@ -2,6 +2,9 @@
 //! each attempt. It runs apart from every write (writes only queue), so a slow or dead receiver
 //! delays nothing but its own deliveries.
 //!
+//! One endpoint's deliveries take at most half the slots ([`Limits::concurrency`]), so a
+//! receiver that only times out slows its own deliveries, not other endpoints'.
+//!
 //! Each delivery is a POST on a connection of its own (HTTP/1.1, TLS for `https`), signed with
 //! the endpoint's current key. A 2xx answer delivers it; anything else (another status, a
 //! refused connection, a timeout) is retried after an exponential backoff with full jitter,
@@ -15,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use pdp::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DeliveryRetention, Store, Webhook};
@@ -42,7 +45,7 @@ const STORE_RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "webhook_limits")]
 pub struct Limits {
-    /// Webhook deliveries in flight at once.
+    /// Webhook deliveries in flight at once (one endpoint's at most half of them).
     #[arg(
         long = "webhook-concurrency",
         env = "PORTCULLIS_WEBHOOK_CONCURRENCY",
@@ -164,21 +167,23 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn run(store: Store, shared: Arc<Shared>, limits: Limits, client: Arc<Client>) {
-    // What is due, by (when, seq); the deliveries in flight are out of it until they finish.
-    let mut schedule: BTreeSet<(i64, u64)> = BTreeSet::new();
+    let mut schedule = Schedule::default();
     let mut seen = 0;
     let mut running: JoinSet<(u64, Option<i64>)> = JoinSet::new();
+    // Which delivery each task attempts, so a task that panicked still frees its slot.
+    let mut tasks: HashMap<tokio::task::Id, u64> = HashMap::new();
     let mut next_prune = tokio::time::Instant::now();
     let concurrency = usize::from(limits.concurrency.max(1));
+    // One endpoint's deliveries take at most half the slots: a receiver that only times out
+    // slows its own deliveries, not everyone's.
+    let per_endpoint = (concurrency / 2).max(1);
     loop {
         let mut wait = PRUNE_EVERY;
         if let Err(error) = discover(&store, &mut seen, &mut schedule).await {
             tracing::warn!(%error, "cannot read the webhook outbox");
             wait = STORE_RETRY;
         }
-        shared
-            .stats
-            .set_pending((schedule.len() + running.len()) as u64);
+        shared.stats.set_pending(schedule.len() as u64);
         if tokio::time::Instant::now() >= next_prune {
             next_prune += PRUNE_EVERY;
             let retention = DeliveryRetention {
@@ -196,46 +201,137 @@ async fn run(store: Store, shared: Arc<Shared>, limits: Limits, client: Arc<Clie
             }
         }
         let now = Timestamp::now().0;
-        while running.len() < concurrency {
-            let Some(&(due, seq)) = schedule.first() else {
-                break;
-            };
-            if due > now {
-                wait = wait.min(Duration::from_millis(u64::try_from(due - now).unwrap_or(0)));
-                break;
-            }
-            schedule.pop_first();
-            running.spawn(attempt(
+        let free = concurrency.saturating_sub(running.len());
+        let (picked, next_due) = schedule.take_due(now, free, per_endpoint);
+        for seq in picked {
+            let task = running.spawn(attempt(
                 store.clone(),
                 Arc::clone(&shared.stats),
                 limits.clone(),
                 Arc::clone(&client),
                 seq,
             ));
+            tasks.insert(task.id(), seq);
+        }
+        if let Some(due) = next_due {
+            wait = wait.min(Duration::from_millis(
+                u64::try_from(due.saturating_sub(now)).unwrap_or(0),
+            ));
         }
         let prune_in = next_prune.saturating_duration_since(tokio::time::Instant::now());
         wait = wait.min(prune_in);
         tokio::select! {
             () = shared.wake.notified() => {}
-            Some(done) = running.join_next(), if !running.is_empty() => match done {
-                Ok((seq, Some(due))) => {
-                    schedule.insert((due, seq));
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => match done {
+                Ok((task, (seq, retry))) => {
+                    tasks.remove(&task);
+                    schedule.attempted(seq, retry);
                 }
-                Ok((_, None)) => {}
-                // Its delivery stays pending in the store: the next start sends it.
-                Err(error) => tracing::error!(%error, "a webhook delivery task failed"),
+                Err(error) => {
+                    // Its delivery stays pending in the store: the next start sends it.
+                    tracing::error!(%error, "a webhook delivery task failed");
+                    if let Some(seq) = tasks.remove(&error.id()) {
+                        schedule.attempted(seq, None);
+                    }
+                }
             },
             () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
+/// The most due deliveries [`Schedule::take_due`] passes over (their endpoint busy) before it
+/// stops looking: a dead endpoint's backlog costs a bounded scan per round.
+const MAX_SKIPPED: usize = 1024;
+
+/// The pending deliveries the deliverer knows: when each is due, whose it is, and how many of
+/// each endpoint's are in flight (those are out of `due` until their attempt ends).
+#[derive(Debug, Default)]
+struct Schedule {
+    due: BTreeSet<(i64, u64)>,
+    endpoint: HashMap<u64, Arc<str>>,
+    /// Endpoints with deliveries in flight (none at zero).
+    in_flight: HashMap<Arc<str>, usize>,
+    /// Endpoint ids, each allocated once (bounded by the endpoints there ever were).
+    names: HashSet<Arc<str>>,
+}
+
+impl Schedule {
+    /// Pending deliveries, in flight included.
+    fn len(&self) -> usize {
+        self.endpoint.len()
+    }
+
+    fn add(&mut self, seq: u64, due: i64, endpoint: &str) {
+        let endpoint = match self.names.get(endpoint) {
+            Some(name) => Arc::clone(name),
+            None => {
+                let name: Arc<str> = Arc::from(endpoint);
+                self.names.insert(Arc::clone(&name));
+                name
+            }
+        };
+        self.endpoint.insert(seq, endpoint);
+        self.due.insert((due, seq));
+    }
+
+    /// Up to `free` deliveries due at `now`, at most `per_endpoint` of an endpoint in flight;
+    /// and when the next one not yet due is, if that is why it stopped.
+    fn take_due(&mut self, now: i64, free: usize, per_endpoint: usize) -> (Vec<u64>, Option<i64>) {
+        let mut picked = Vec::new();
+        let mut next_due = None;
+        let mut skipped = 0;
+        for &(due, seq) in &self.due {
+            if picked.len() >= free {
+                break;
+            }
+            if due > now {
+                next_due = Some(due);
+                break;
+            }
+            let Some(endpoint) = self.endpoint.get(&seq) else {
+                continue;
+            };
+            let busy = self.in_flight.entry(Arc::clone(endpoint)).or_insert(0);
+            if *busy >= per_endpoint {
+                skipped += 1;
+                if skipped >= MAX_SKIPPED {
+                    break;
+                }
+                continue;
+            }
+            *busy += 1;
+            picked.push((due, seq));
+        }
+        for key in &picked {
+            self.due.remove(key);
+        }
+        (picked.into_iter().map(|(_, seq)| seq).collect(), next_due)
+    }
+
+    /// The attempt at `seq` ended: due again at `retry`, or done with.
+    fn attempted(&mut self, seq: u64, retry: Option<i64>) {
+        if let Some(endpoint) = self.endpoint.get(&seq)
+            && let Some(busy) = self.in_flight.get_mut(endpoint)
+        {
+            *busy = busy.saturating_sub(1);
+            if *busy == 0 {
+                self.in_flight.remove(endpoint);
+            }
+        }
+        match retry {
+            Some(due) => {
+                self.due.insert((due, seq));
+            }
+            None => {
+                self.endpoint.remove(&seq);
+            }
+        }
+    }
+}
+
 /// Adds the deliveries queued since `seen` to `schedule`.
-async fn discover(
-    store: &Store,
-    seen: &mut u64,
-    schedule: &mut BTreeSet<(i64, u64)>,
-) -> Result<(), String> {
+async fn discover(store: &Store, seen: &mut u64, schedule: &mut Schedule) -> Result<(), String> {
     loop {
         let after = *seen;
         let batch = blocking(store, move |s| s.deliveries_after(after, DISCOVER_BATCH)).await?;
@@ -244,7 +340,7 @@ async fn discover(
             *seen = seq;
             if delivery.pending() {
                 let due = delivery.next_attempt_at.unwrap_or(delivery.created_at);
-                schedule.insert((due.0, seq));
+                schedule.add(seq, due.0, &delivery.webhook_id);
             }
         }
         if !full {
@@ -525,6 +621,31 @@ mod tests {
             let wait = limits.backoff(attempts);
             assert!(wait <= ceiling, "{attempts}: {wait:?} > {ceiling:?}");
         }
+    }
+
+    #[test]
+    fn one_endpoint_takes_at_most_its_share_of_the_slots() {
+        let mut schedule = Schedule::default();
+        for seq in 1..=4 {
+            schedule.add(seq, 100, "dead");
+        }
+        schedule.add(5, 100, "alive");
+        schedule.add(6, 500, "alive");
+        // Four slots, two per endpoint: two of `dead`'s, then `alive`'s due one.
+        let (picked, next) = schedule.take_due(200, 4, 2);
+        assert_eq!(picked, [1, 2, 5]);
+        assert_eq!(next, Some(500));
+        assert_eq!(schedule.len(), 6);
+        // `dead` is still busy: nothing of it until an attempt ends.
+        assert_eq!(schedule.take_due(200, 4, 2).0, Vec::<u64>::new());
+        schedule.attempted(1, Some(300));
+        schedule.attempted(5, None);
+        assert_eq!(schedule.len(), 5);
+        assert_eq!(schedule.take_due(200, 4, 2).0, [3]);
+        assert_eq!(schedule.take_due(600, 4, 2).0, [6]);
+        assert!(schedule.in_flight.get("alive").is_some());
+        schedule.attempted(6, None);
+        assert!(schedule.in_flight.get("alive").is_none());
     }
 
     #[test]

@@ -643,9 +643,9 @@ mod tests {
         assert_eq!(schedule.len(), 5);
         assert_eq!(schedule.take_due(200, 4, 2).0, [3]);
         assert_eq!(schedule.take_due(600, 4, 2).0, [6]);
-        assert!(schedule.in_flight.get("alive").is_some());
+        assert!(schedule.in_flight.contains_key("alive"));
         schedule.attempted(6, None);
-        assert!(schedule.in_flight.get("alive").is_none());
+        assert!(!schedule.in_flight.contains_key("alive"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod policies;
 mod show;
 mod tokens;
 mod users;
+mod webhooks;
 
 use anyhow::Context;
 use pb::admin_service_client::AdminServiceClient;
@@ -84,6 +85,10 @@ enum Command {
     Tokens(tokens::Command),
     /// The audit log, newest first.
     Audit(users::AuditArgs),
+    /// List, show, create, update and delete webhook endpoints (approval notifications); their
+    /// deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// The token's secret: kept out of `Debug` output so it cannot end up in a log line.
@@ -197,6 +202,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         Bearer(bearer),
                     );
                 approvals::run(&mut client, command).await
+            }
+            Command::Webhooks(command) => {
+                let mut client = pb::webhook_service_client::WebhookServiceClient::with_interceptor(
+                    channel,
+                    Bearer(bearer),
+                );
+                webhooks::run(&mut client, command).await
             }
         }
     })?;

@@ -89,6 +89,11 @@ impl Metrics {
             .register_collector(Box::new(ApprovalMetrics(approvals)));
     }
 
+    /// Webhook deliveries by outcome and the outbox's pending deliveries.
+    pub fn webhooks(&mut self, stats: Arc<admin::webhooks::Stats>) {
+        self.registry.register_collector(Box::new(Webhooks(stats)));
+    }
+
     /// A sidecar's: the follower's revision, lag, staleness and stream counters.
     pub fn follower(&mut self, follower: Follower) {
         self.registry
@@ -296,6 +301,49 @@ impl Collector for ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+/// Webhook deliveries, read from the deliverer's atomics.
+#[derive(Debug)]
+struct Webhooks(Arc<admin::webhooks::Stats>);
+
+impl Collector for Webhooks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let stats = &self.0;
+        {
+            // Every outcome, zeros included, so a rate can be taken from the first scrape.
+            let mut family = encoder.encode_descriptor(
+                "portcullis_webhook_deliveries",
+                "Webhook delivery outcomes: delivered (a 2xx answer), retried (an attempt failed, \
+                 another is scheduled), failed (out of attempts, or the endpoint deleted or \
+                 disabled), dropped (not queued: the outbox was full).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, count) in [
+                ("delivered", stats.delivered()),
+                ("retried", stats.retried()),
+                ("failed", stats.failed()),
+                ("dropped", stats.dropped()),
+            ] {
+                family
+                    .encode_family(&[("outcome", outcome)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
+        }
+        counter(
+            &mut encoder,
+            "portcullis_webhook_failures",
+            "Webhook deliveries given up on (outcome=failed of portcullis_webhook_deliveries).",
+            stats.failed(),
+        )?;
+        gauge(
+            &mut encoder,
+            "portcullis_webhook_pending",
+            "Webhook deliveries waiting in the outbox (at most 100,000).",
+            i64::try_from(stats.pending()).unwrap_or(i64::MAX),
+        )
     }
 }
 

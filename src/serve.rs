@@ -3,6 +3,7 @@
 //! with health checking and reflection until SIGINT or SIGTERM (then finishes what is in flight
 //! for at most `--shutdown-grace`); the HTTP port serves SCIM and Prometheus metrics.
 
+use admin::webhooks::WebhookService;
 use admin::{Activity, AdminService, ApprovalFlowService};
 use anyhow::Context;
 use live::Live;
@@ -11,6 +12,7 @@ use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
@@ -63,6 +65,8 @@ pub struct Args {
     #[command(flatten)]
     scim_limits: sync::Limits,
     #[command(flatten)]
+    webhooks: admin::webhooks::Limits,
+    #[command(flatten)]
     shutdown: crate::shutdown::Args,
     #[command(flatten)]
     listen: crate::listen::ServeArgs,
@@ -82,6 +86,7 @@ struct Settings {
     decision_log: crate::decision_log::Args,
     audit_log: crate::audit_log::Args,
     scim_limits: sync::Limits,
+    webhooks: admin::webhooks::Limits,
     shutdown_grace: Duration,
     listen: crate::listen::ServeArgs,
 }
@@ -110,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         decision_log: args.decision_log,
         audit_log: args.audit_log,
         scim_limits: args.scim_limits,
+        webhooks: args.webhooks,
         shutdown_grace: args.shutdown.shutdown_grace,
         listen: args.listen,
     };
@@ -166,8 +172,23 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let (scim_requests, admin_calls) =
         metrics.control_plane(&engine, recorder.clone(), live.refusals().clone());
     let decision_metrics = metrics.decisions();
+    // Webhooks: the outbox approval transitions queue their notifications in (read on start,
+    // so deliveries a restart interrupted resume), and the task that delivers them, apart from
+    // every write.
+    let webhook_outbox = admin::webhooks::WebhookOutbox::open(live.store())
+        .context("cannot read the webhook outbox")?;
+    metrics.webhooks(webhook_outbox.stats());
+    let webhook_deliverer = admin::webhooks::Deliverer::start(
+        live.store().clone(),
+        &webhook_outbox,
+        settings.webhooks.clone(),
+    );
+    // The approvals core's `Outbox`: give it to the approval requests service, which calls
+    // `enqueue` in each transition's transaction and `committed` after it.
+    let approval_outbox: Arc<dyn admin::approvals::events::Outbox> =
+        Arc::new(webhook_outbox.clone());
     // Approval requests: pending ones are loaded, deadlines that passed while down applied.
-    let approvals = admin::approvals::Approvals::start(live.clone(), None)?;
+    let approvals = admin::approvals::Approvals::start(live.clone(), Some(approval_outbox))?;
     metrics.approvals(approvals.clone());
     let scim = metrics::count_scim(
         sync::router_with(live.clone(), settings.scim_limits),
@@ -223,6 +244,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     health
         .set_serving::<pb::approval_flow_service_server::ApprovalFlowServiceServer<ApprovalFlowService>>()
         .await;
+    health
+        .set_serving::<pb::webhook_service_server::WebhookServiceServer<WebhookService>>()
+        .await;
     let probes = match settings.health_addr {
         Some(addr) => Some(
             net::serve_health(addr, caps.health, health_service.clone(), stopped.clone()).await?,
@@ -264,6 +288,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     // Counted with AdminService's calls: the same port, tokens and callers.
     let flows = admin_calls.wrap(ApprovalFlowService::new(live.clone()).into_server());
     telemetry::add(&mut routes, Some(flows));
+    let webhooks =
+        admin_calls.wrap(WebhookService::new(live.clone(), webhook_outbox).into_server());
+    telemetry::add(&mut routes, Some(webhooks));
     let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());
@@ -298,6 +325,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         let drained = net::drained(http, probes).await;
         decision_log.finish().await;
         audit_log.finish().await;
+        // Attempts in flight are abandoned: their deliveries stay pending for the next start.
+        webhook_deliverer.stop().await;
         let _ = control.await;
         drained
     })

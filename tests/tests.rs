@@ -24,4 +24,5 @@ mod shutdown;
 mod support;
 mod tls;
 mod tracing;
+mod webhooks;
 mod workload_replay;

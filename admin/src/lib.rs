@@ -26,6 +26,7 @@ mod text;
 pub mod token;
 mod tokens;
 mod users;
+pub mod webhooks;
 
 pub use activity::Activity;
 pub use approvals::flows::ApprovalFlowService;

@@ -9,3 +9,4 @@ mod policies;
 mod support;
 mod tokens;
 mod users;
+mod webhooks;

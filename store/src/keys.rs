@@ -22,6 +22,8 @@
 //! | `f/<flow id>` | JSON of `pdp::ApprovalFlow` |
 //! | `c/approval-flow` | the default approval flow's id (UTF-8); absent: the built-in flow |
 //! | `q/<request id>` | JSON of `pdp::ApprovalRequest` |
+//! | `w/<webhook id>` | JSON of [`crate::Webhook`]: an endpoint, with its signing key |
+//! | `h/<seq: u64 big-endian>` | JSON of [`crate::Delivery`]: the webhook outbox, in the order deliveries were queued ([`crate::webhooks`]); attempts are written outside the revision |
 //! | `s/u/<user id>`, `s/g/<group id>` | the SCIM document of a user or group synced over SCIM (JSON) |
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
@@ -30,7 +32,7 @@
 //! | `e/i/<user id>\0<seq>` | empty: block `seq` holds decisions whose user resolved to this id |
 //! | `e/k/<user key, lower-cased>\0<seq>` | empty: block `seq` holds decisions whose user did not resolve, named by this key |
 //!
-//! `a/`, `t/`, `k/`, `s/`, `f/`, `q/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
+//! `a/`, `t/`, `k/`, `s/`, `f/`, `q/`, `w/`, `h/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
 //! the model. `d/` and `e/` are written outside the revision too (the decision log is appended
 //! without the write lock, bumping nothing).
 //!
@@ -68,6 +70,9 @@ pub(crate) const FLOW: &[u8] = b"f/";
 /// The organisation's default approval flow: one record.
 pub(crate) const DEFAULT_FLOW: &[u8] = b"c/approval-flow";
 pub(crate) const APPROVAL: &[u8] = b"q/";
+pub(crate) const WEBHOOK: &[u8] = b"w/";
+/// The webhook outbox.
+pub(crate) const DELIVERY: &[u8] = b"h/";
 /// Locks kept after their user was deleted, by the identity provider's identifiers.
 pub(crate) const KEPT_LOCK: &[u8] = b"o/";
 
@@ -155,6 +160,19 @@ pub(crate) fn flow(id: &str) -> Vec<u8> {
 
 pub(crate) fn approval(id: &str) -> Vec<u8> {
     key(APPROVAL, id)
+}
+
+pub(crate) fn webhook(id: &str) -> Vec<u8> {
+    key(WEBHOOK, id)
+}
+
+pub(crate) fn delivery(seq: u64) -> Vec<u8> {
+    numbered(DELIVERY, seq)
+}
+
+/// The `seq` in a delivery's key.
+pub(crate) fn delivery_seq(key: &[u8]) -> Result<u64> {
+    number_of(DELIVERY, key)
 }
 
 pub(crate) fn token(id: &str) -> Vec<u8> {

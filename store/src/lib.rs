@@ -43,6 +43,7 @@ mod store;
 mod tx;
 mod undo;
 pub mod view;
+mod webhooks;
 mod write;
 
 pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan};
@@ -60,6 +61,7 @@ pub use records::{ApiToken, AuditEvent, KeptLock, ScimConnection, ScimKind};
 pub use store::{Options, Store};
 pub use tx::Tx;
 pub use view::{View, ViewChanges};
+pub use webhooks::{Delivery, DeliveryRetention, Webhook};
 
 /// Locks a mutex, or fails if a thread panicked holding it: it may have left a change or a sync
 /// half done, which only reopening the store sorts out (see [`Error::Failed`]).

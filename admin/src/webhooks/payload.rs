@@ -1,0 +1,133 @@
+//! What a delivery's body says: the Standard Webhooks event JSON, or a Slack message.
+
+use crate::approvals::events::Event;
+use pdp::{Approval, ApprovalRequest, Timestamp};
+use serde_json::{Value, json};
+
+/// RFC 3339 in UTC, to the millisecond (`2026-01-02T03:04:05.678Z`).
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    let nanos = i128::from(t.0) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        // Out of the representable range (years beyond 9999): the milliseconds themselves.
+        .unwrap_or_else(|| t.0.to_string())
+}
+
+fn approval(a: &Approval) -> Value {
+    json!({
+        "user_id": a.user_id,
+        "step": a.step,
+        "comment": a.comment,
+        "at": rfc3339(a.at),
+    })
+}
+
+/// The request as the payload's `data` shows it.
+fn request(r: &ApprovalRequest, actor: &str) -> Value {
+    json!({
+        "id": r.id,
+        "state": r.state.name(),
+        "user_id": r.user_id,
+        "agent": r.agent,
+        "connector": r.connector,
+        "tool": r.tool,
+        "arguments": r.arguments,
+        "arguments_digest": r.arguments_digest,
+        "attributes": r.attributes,
+        "justification": r.justification,
+        "policy_id": r.policy_id,
+        "flow_id": r.flow.id,
+        "step": r.step,
+        "steps": r.flow.steps.len(),
+        "approvals": r.approvals.iter().map(approval).collect::<Vec<_>>(),
+        "denial": r.denial.as_ref().map(approval),
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "step_started_at": rfc3339(r.step_started_at),
+        "expires_at": rfc3339(r.expires_at),
+        "approved_until": r.approved_until.map(rfc3339),
+        "ended_by": r.ended_by,
+        "actor": actor,
+    })
+}
+
+/// `{"type": "approval.approved", "timestamp": …, "data": {…the request…}}`.
+pub(crate) fn event(event: &Event<'_>) -> String {
+    json!({
+        "type": event.kind.name(),
+        "timestamp": rfc3339(event.at),
+        "data": request(event.request, event.actor),
+    })
+    .to_string()
+}
+
+/// Slack's `{"text": …}`: who, which call, what happened, and never the call's arguments (a
+/// Slack channel is no place for them).
+pub(crate) fn slack(event: &Event<'_>) -> String {
+    let r = event.request;
+    let text = format!(
+        "*{}*: approval request `{}` for user `{}`, agent `{}`, tool `{}` of `{}`: {} (by `{}`)",
+        event.kind.name(),
+        escape(&r.id),
+        escape(&r.user_id),
+        escape(&r.agent),
+        escape(&r.tool),
+        escape(&r.connector),
+        r.state.name(),
+        escape(event.actor),
+    );
+    json!({ "text": text }).to_string()
+}
+
+/// Slack's message escaping: `&`, `<` and `>` (so user input cannot form a link or mention),
+/// and backticks, which would end the code span.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::events::EventType;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Timestamp(1_500)), "1970-01-01T00:00:01.5Z");
+    }
+
+    #[test]
+    fn slack_leaves_the_arguments_out() {
+        let mut request = ApprovalRequest {
+            id: "r1".into(),
+            user_id: "alice".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "<!channel>".into(),
+            ..ApprovalRequest::default()
+        };
+        request
+            .arguments
+            .insert("token".into(), json!("secret-argument"));
+        let event = Event {
+            kind: EventType::Created,
+            request: &request,
+            actor: "gateway",
+            at: Timestamp(0),
+        };
+        let body = slack(&event);
+        assert!(!body.contains("secret-argument"), "{body}");
+        assert!(body.contains("&lt;!channel&gt;"), "{body}");
+        let full: Value = serde_json::from_str(&super::event(&event)).unwrap();
+        assert_eq!(full["type"], "approval.created");
+        assert_eq!(full["data"]["arguments"]["token"], "secret-argument");
+        assert_eq!(full["data"]["state"], "pending");
+    }
+}

@@ -161,6 +161,20 @@ async fn allowed_once(side: &Server, request: pb::CheckRequest) -> pb::CheckResp
     allowed.into_inner().unwrap().unwrap()
 }
 
+/// One sample of the sidecar's `/metrics`.
+fn metric(sidecar: &Server, name: &str) -> f64 {
+    let reply = crate::scim::http(&sidecar.http, "GET", "/metrics", &[], b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn decided(r: &pb::CheckResponse) -> (pb::Decision, pb::Reason) {
     (r.decision(), r.reason())
 }
@@ -230,6 +244,10 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
         .request
         .unwrap();
     assert_eq!(used.used_by_decision, allowed.decision_id);
+    assert_eq!(
+        metric(&side, "portcullis_sidecar_once_grants_used_total"),
+        1.0
+    );
     // Used on the sidecar, so used on the control plane too.
     let on_control = decide(&control, check("delete_repo", "acme/old", &once.id)).await;
     assert_eq!(decided(&on_control), REQUIRED);
@@ -296,6 +314,9 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
             .is_empty()
     })
     .await;
+    // The window and the spare (the used one is gone).
+    assert_eq!(metric(&side, "portcullis_sidecar_approval_grants"), 2.0);
+    assert_eq!(metric(&side, "portcullis_sidecar_pending_approvals"), 0.0);
 
     // The control plane dies. The once grant cannot be used: Require approval, at once.
     drop(control);
@@ -307,6 +328,7 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
         asked.elapsed() < Duration::from_secs(5),
         "answered within the use timeout"
     );
+    assert!(metric(&side, "portcullis_sidecar_once_grant_failures_total") >= 1.0);
     // The window grant is the sidecar's to decide: allowed until the window ends.
     let now_ms = || {
         std::time::SystemTime::now()
@@ -365,10 +387,9 @@ async fn use_grant_needs_the_token_and_bounded_ids() {
             decision_id: decision_id.into(),
         });
         if let Some(token) = token {
-            request.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {token}").parse().unwrap(),
-            );
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         let mut client = SnapshotServiceClient::new(channel.clone());
         async move { client.use_grant(request).await }
@@ -379,11 +400,13 @@ async fn use_grant_needs_the_token_and_bounded_ids() {
     let wrong = use_grant("apr_x", "d1", Some("wrong")).await.unwrap_err();
     assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
 
-    let empty = use_grant("", "d1", Some("fleet-secret"))
-        .await
-        .unwrap_err();
+    let empty = use_grant("", "d1", Some("fleet-secret")).await.unwrap_err();
     assert_eq!(empty.code(), tonic::Code::InvalidArgument);
-    assert!(empty.message().contains("approval_id"), "{}", empty.message());
+    assert!(
+        empty.message().contains("approval_id"),
+        "{}",
+        empty.message()
+    );
     let long = "d".repeat(fleet::MAX_GRANT_ID + 1);
     let too_long = use_grant("apr_x", &long, Some("fleet-secret"))
         .await

@@ -333,7 +333,8 @@ impl Feed {
         approvals: &mut Option<(Subscription, bool)>,
         tx: &Events,
     ) -> Result<(), Gone> {
-        let (Some((subscription, _)), Some(feed)) = (approvals.as_mut(), self.inner.approvals.get())
+        let (Some((subscription, _)), Some(feed)) =
+            (approvals.as_mut(), self.inner.approvals.get())
         else {
             return Ok(());
         };

@@ -17,6 +17,7 @@ use pdp::ApprovalRequest;
 use pdp_service::Call;
 use portcullis_proto::v1 as pb;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -35,6 +36,9 @@ pub struct Grants {
 
 struct Inner {
     held: RwLock<Held>,
+    /// `once` grants used through the control plane, and uses it did not answer.
+    used: AtomicU64,
+    failed: AtomicU64,
     /// Connected on first use, and again after the control plane comes back.
     channel: Channel,
     authorization: Option<MetadataValue<Ascii>>,
@@ -50,6 +54,20 @@ impl std::fmt::Debug for Grants {
             .field("default_flow", &held.default_flow)
             .finish()
     }
+}
+
+/// A sidecar's approval state and its uses of `once` grants, at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantStats {
+    /// Usable grants held.
+    pub grants: usize,
+    /// Pending requests' calls held.
+    pub pending: usize,
+    /// `once` grants used through the control plane (Checks allowed by them).
+    pub once_used: u64,
+    /// Uses the control plane did not answer in time or refused with an error: each such Check
+    /// was answered Require approval.
+    pub once_failed: u64,
 }
 
 /// A pending request's call, as Require approval answers look it up.
@@ -106,6 +124,8 @@ impl Grants {
         Grants {
             inner: Arc::new(Inner {
                 held: RwLock::new(Held::default()),
+                used: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 channel,
                 authorization,
             }),
@@ -132,6 +152,17 @@ impl Grants {
     pub fn counts(&self) -> (usize, usize) {
         let held = self.held();
         (held.grants.len(), held.pending.len())
+    }
+
+    /// What the metrics read.
+    pub fn stats(&self) -> GrantStats {
+        let (grants, pending) = self.counts();
+        GrantStats {
+            grants,
+            pending,
+            once_used: self.inner.used.load(Ordering::Relaxed),
+            once_failed: self.inner.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Applies one update, given as all its parts; checked whole before anything changes.
@@ -227,7 +258,16 @@ impl pdp_service::Approvals for Grants {
     }
 
     async fn use_once(&self, id: &str, decision_id: &str) -> Result<bool, tonic::Status> {
-        let used = self.use_upstream(id, decision_id).await?;
+        let used = match self.use_upstream(id, decision_id).await {
+            Ok(used) => used,
+            Err(status) => {
+                self.inner.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(status);
+            }
+        };
+        if used {
+            self.inner.used.fetch_add(1, Ordering::Relaxed);
+        }
         // Used now, or unusable: either way no later Check here can have it, and the stream's
         // removal may take a moment.
         self.held_mut().grants.remove(id);
@@ -372,5 +412,10 @@ mod tests {
         assert!(started.elapsed() <= USE_TIMEOUT + Duration::from_millis(500));
         // Still held: the control plane may be back for the next Check.
         assert!(g.request("o").is_some());
+        let stats = g.stats();
+        assert_eq!(
+            (stats.grants, stats.once_used, stats.once_failed),
+            (1, 0, 1)
+        );
     }
 }

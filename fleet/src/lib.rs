@@ -23,7 +23,7 @@ mod wire;
 pub use approval_feed::ApprovalSource;
 pub use feed::{Feed, HEARTBEAT, MAX_GRANT_ID};
 pub use follower::{Follower, Options, Status, Upstream};
-pub use grants::{Grants, USE_TIMEOUT};
+pub use grants::{GrantStats, Grants, USE_TIMEOUT};
 
 /// The stream format this build reads and writes (`WatchRequest.format`, `SnapshotBegin.format`).
 pub const FORMAT: u32 = 1;

@@ -406,7 +406,7 @@ mod tests {
 
         // The pending request is approved with a window that is already over by the next
         // look at the clock; the grant is used meanwhile.
-        let soon = Timestamp::now().0 + 1;
+        let soon = Timestamp::now().0 + 500;
         *source.requests.lock().unwrap() = vec![
             request("p", RequestState::Approved, Some(soon)),
             request("a", RequestState::Cancelled, None),

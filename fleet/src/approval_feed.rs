@@ -26,7 +26,7 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 const MIN_REREAD: Duration = Duration::from_millis(50);
 
 /// Updates a follower may fall behind by before it gets the whole state again.
-const BROADCAST: usize = 1024;
+pub(crate) const BROADCAST: usize = 1024;
 
 /// Grants, pending calls and removed ids per message: a part stays well under a megabyte.
 const ITEMS_PER_MESSAGE: usize = 4096;
@@ -185,7 +185,7 @@ impl ApprovalFeed {
     }
 
     /// Reads every request and broadcasts what changed.
-    fn reread(&self) {
+    pub(crate) fn reread(&self) {
         let now = Timestamp::now();
         let requests = self.source.requests();
         let default_flow = self.source.default_flow();
@@ -322,14 +322,46 @@ fn events(diff: Diff, reset: bool, default_flow: &str) -> Vec<pb::WatchEvent> {
         .collect()
 }
 
+/// A source of requests the test sets, for the feed's unit tests.
 #[cfg(test)]
-mod tests {
+#[derive(Debug)]
+pub(crate) struct Fixed {
+    pub(crate) requests: Mutex<Vec<Arc<ApprovalRequest>>>,
+    pub(crate) changed: watch::Sender<u64>,
+}
+
+#[cfg(test)]
+#[tonic::async_trait]
+impl ApprovalSource for Fixed {
+    fn requests(&self) -> Vec<Arc<ApprovalRequest>> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    fn default_flow(&self) -> String {
+        "flow-1".into()
+    }
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+    async fn use_once(&self, _: &str, _: &str) -> Result<bool, Status> {
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
     use pdp::{ApprovalFlow, GrantMode};
 
-    fn request(id: &str, state: RequestState, until: Option<i64>) -> Arc<ApprovalRequest> {
+    pub(crate) fn request(
+        id: &str,
+        state: RequestState,
+        until: Option<i64>,
+    ) -> Arc<ApprovalRequest> {
         Arc::new(ApprovalRequest {
             id: id.into(),
             user_id: "u1".into(),
@@ -347,29 +379,7 @@ mod tests {
         })
     }
 
-    #[derive(Debug)]
-    struct Fixed {
-        requests: Mutex<Vec<Arc<ApprovalRequest>>>,
-        changed: watch::Sender<u64>,
-    }
-
-    #[tonic::async_trait]
-    impl ApprovalSource for Fixed {
-        fn requests(&self) -> Vec<Arc<ApprovalRequest>> {
-            self.requests.lock().unwrap().clone()
-        }
-        fn default_flow(&self) -> String {
-            "flow-1".into()
-        }
-        fn changes(&self) -> watch::Receiver<u64> {
-            self.changed.subscribe()
-        }
-        async fn use_once(&self, _: &str, _: &str) -> Result<bool, Status> {
-            Ok(false)
-        }
-    }
-
-    fn updates(events: &[pb::WatchEvent]) -> Vec<pb::ApprovalUpdate> {
+    pub(crate) fn updates(events: &[pb::WatchEvent]) -> Vec<pb::ApprovalUpdate> {
         events
             .iter()
             .filter_map(|e| match &e.event {

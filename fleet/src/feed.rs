@@ -638,3 +638,80 @@ fn change_events<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::approval_feed::Fixed;
+    use crate::approval_feed::tests::{request, updates};
+    use pdp::RequestState;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_behind_the_approval_updates_gets_them_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Live::start(Store::open(dir.path()).unwrap()).unwrap();
+        let source = Arc::new(Fixed {
+            requests: Mutex::new(Vec::new()),
+            changed: tokio::sync::watch::channel(0).0,
+        });
+        let feed = Feed::start(&live).with_approvals(source.clone());
+        let approvals = Arc::clone(feed.inner.approvals.get().unwrap());
+        let mut subscription = Some((approvals.subscribe(), false));
+
+        // One update the follower takes in order, then more than the broadcast holds.
+        let pending = |n: usize| {
+            (0..n)
+                .map(|i| request(&format!("p{i}"), RequestState::Pending, None))
+                .collect::<Vec<_>>()
+        };
+        *source.requests.lock().unwrap() = pending(1);
+        approvals.reread();
+        let (tx, mut rx) = mpsc::channel(4 * QUEUED);
+        let update = next_approvals(&mut subscription).await;
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let first = updates(std::slice::from_ref(&event));
+        assert!(!first[0].reset);
+        assert_eq!(first[0].pending.len(), 1);
+
+        let many = crate::approval_feed::BROADCAST + 10;
+        for n in 2..=many {
+            *source.requests.lock().unwrap() = pending(n);
+            approvals.reread();
+        }
+        let update = next_approvals(&mut subscription).await;
+        assert!(matches!(
+            update,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let whole = updates(std::slice::from_ref(&event));
+        assert!(whole[0].reset && !whole[0].continued);
+        assert_eq!(whole[0].pending.len(), many);
+        // Then the updates after it, in order, and nothing twice.
+        *source.requests.lock().unwrap() = pending(many + 1);
+        approvals.reread();
+        let update = next_approvals(&mut subscription).await;
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let next = updates(std::slice::from_ref(&event));
+        assert!(!next[0].reset);
+        assert_eq!(next[0].pending.len(), 1);
+        assert!(rx.try_recv().is_err());
+    }
+}

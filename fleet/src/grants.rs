@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// How long using a `once` grant may take on the control plane before the Check is answered
 /// without it.
@@ -181,7 +181,14 @@ impl Grants {
         let mut pending = Vec::new();
         for part in &parts {
             for record in &part.grants {
-                grants.push(Arc::new(wire::grant_from(record)?));
+                match wire::grant_from(record)? {
+                    Some(grant) => grants.push(Arc::new(grant)),
+                    None => warn!(
+                        approval_id = %record.id,
+                        grant_mode = record.grant_mode,
+                        "an approval grant of a mode this sidecar does not know: not honoured"
+                    ),
+                }
             }
             for call in &part.pending {
                 if call.id.is_empty() {

@@ -127,8 +127,10 @@ pub(crate) fn grant(request: &ApprovalRequest) -> pb::ApprovalGrant {
 }
 
 /// The approved request a grant record describes, with what decisions read filled in (its
-/// flow holds only the grant mode and `any_arguments`) and the rest left at defaults.
-pub(crate) fn grant_from(record: &pb::ApprovalGrant) -> Result<ApprovalRequest> {
+/// flow holds only the grant mode and `any_arguments`) and the rest left at defaults. `None`
+/// for a grant mode this build does not know (from a newer control plane): such a grant is not
+/// honoured here, which fails closed, and the rest of the stream still applies.
+pub(crate) fn grant_from(record: &pb::ApprovalGrant) -> Result<Option<ApprovalRequest>> {
     if record.id.is_empty() {
         return Err(Error::Stream("an approval grant without an id".into()));
     }
@@ -143,14 +145,9 @@ pub(crate) fn grant_from(record: &pb::ApprovalGrant) -> Result<ApprovalRequest> 
             seconds: record.window_seconds,
         },
         Ok(pb::GrantMode::Once | pb::GrantMode::Unspecified) => GrantMode::Once,
-        Err(_) => {
-            return Err(Error::Stream(format!(
-                "approval grant `{}` has grant mode {}, which this sidecar does not know",
-                record.id, record.grant_mode
-            )));
-        }
+        Err(_) => return Ok(None),
     };
-    Ok(ApprovalRequest {
+    Ok(Some(ApprovalRequest {
         id: record.id.clone(),
         user_id: record.user_id.clone(),
         agent: record.agent.clone(),
@@ -165,7 +162,7 @@ pub(crate) fn grant_from(record: &pb::ApprovalGrant) -> Result<ApprovalRequest> 
         state: RequestState::Approved,
         approved_until: Some(Timestamp(record.approved_until_ms)),
         ..ApprovalRequest::default()
-    })
+    }))
 }
 
 /// A pending request's call.
@@ -273,7 +270,7 @@ mod tests {
             approved_until: Some(Timestamp(5_000)),
             ..ApprovalRequest::default()
         };
-        let back = grant_from(&grant(&approved)).unwrap();
+        let back = grant_from(&grant(&approved)).unwrap().unwrap();
         // The same grant, at every moment.
         for now in [0, 4_999, 5_000] {
             assert_eq!(back.grant(Timestamp(now)), approved.grant(Timestamp(now)));
@@ -286,13 +283,13 @@ mod tests {
             flow: ApprovalFlow::builtin(),
             ..approved.clone()
         };
-        let back = grant_from(&grant(&once)).unwrap();
+        let back = grant_from(&grant(&once)).unwrap().unwrap();
         assert_eq!(back.flow.grant, GrantMode::Once);
         assert!(!back.flow.any_arguments);
 
         let mut unknown = grant(&once);
         unknown.grant_mode = 99;
-        assert!(grant_from(&unknown).is_err());
+        assert_eq!(grant_from(&unknown).unwrap(), None);
         let endless = pb::ApprovalGrant {
             approved_until_ms: 0,
             ..grant(&once)

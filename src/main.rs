@@ -20,6 +20,7 @@ mod scim_token_cmd;
 mod serve;
 mod shutdown;
 mod sidecar;
+mod sidecar_approvals;
 mod telemetry;
 mod token_cmd;
 mod workload_cmd;

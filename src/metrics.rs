@@ -571,6 +571,31 @@ impl Collector for FollowerMetrics {
         for (name, help, value) in counters {
             counter(&mut encoder, name, help, value)?;
         }
+        let g = self.0.approvals().stats();
+        gauge(
+            &mut encoder,
+            "portcullis_sidecar_approval_grants",
+            "Usable approval grants held, as the control plane streams them.",
+            g.grants as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "portcullis_sidecar_pending_approvals",
+            "Pending approval requests' calls held, as the control plane streams them.",
+            g.pending as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "portcullis_sidecar_once_grants_used",
+            "Once grants used through the control plane (checks allowed by them).",
+            g.once_used,
+        )?;
+        counter(
+            &mut encoder,
+            "portcullis_sidecar_once_grant_failures",
+            "Once grant uses the control plane did not answer: each check answered Require approval.",
+            g.once_failed,
+        )?;
         Ok(())
     }
 }

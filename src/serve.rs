@@ -260,11 +260,13 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let decisions = DecisionService::new(engine.clone())
         .with_recorder(recorder)
         .with_metrics(decision_metrics)
-        .with_approvals(std::sync::Arc::new(approvals));
+        .with_approvals(std::sync::Arc::new(approvals.clone()));
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
-    let feed = settings
-        .sidecar_token
-        .map(|token| (fleet::Feed::start(&live), token));
+    // Sidecars get the approval state along with the directory, and use once grants here.
+    let feed = settings.sidecar_token.map(|token| {
+        let source = std::sync::Arc::new(crate::sidecar_approvals::Source(approvals));
+        (fleet::Feed::start(&live).with_approvals(source), token)
+    });
     if let Some((feed, _)) = &feed {
         // Streams never finish on their own: end them when the server starts draining.
         let (feed, stopped) = (feed.clone(), stopped.clone());

@@ -2,6 +2,8 @@
 //! plane's snapshot stream and serves DecisionService from memory, with no store; health says
 //! NOT_SERVING until the first snapshot arrives and while it fails closed; `/metrics` on the
 //! HTTP port reports the revision, the lag and the staleness, and decisions as `serve` does.
+//! Checks naming an approval are decided with the grants the control plane streams
+//! (`docs/approvals.md`, Sidecars).
 
 use crate::listen::{Caps, Listener};
 use crate::metrics::Metrics;
@@ -145,9 +147,12 @@ async fn serve(
         ),
         None => None,
     };
+    // Approval ids are honoured from the grants the control plane streams; once grants are
+    // used on the control plane (Require approval when it cannot be reached).
     let decisions = DecisionService::new(follower.engine().clone())
         .with_freshness(follower.freshness().clone())
-        .with_metrics(decision_metrics);
+        .with_metrics(decision_metrics)
+        .with_approvals(std::sync::Arc::new(follower.approvals().clone()));
     let (open, guarded) = net::decisions(decisions, decision_token);
     info!(grpc_addr = %local, "serving decisions");
     let mut routes = tonic::service::Routes::builder();

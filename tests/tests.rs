@@ -21,6 +21,7 @@ mod metrics;
 mod restart;
 mod scim;
 mod shutdown;
+mod sidecar_approvals;
 mod support;
 mod tls;
 mod tracing;

@@ -8,7 +8,12 @@
 //! store's change log, or a full snapshot; then it forwards the broadcast changes. A follower
 //! that falls behind the broadcast (or a view the feed cannot diff, after a bulk import)
 //! catches up the same way again, from where it is.
+//!
+//! With an approval source ([`Feed::with_approvals`]), each stream also carries the approval
+//! state ([`crate::approval_feed`]) after its first catch-up, and `UseGrant` uses `once` grants
+//! for the sidecars' Checks.
 
+use crate::approval_feed::{ApprovalFeed, ApprovalSource, Subscription};
 use crate::{FORMAT, wire};
 use live::Live;
 use pb::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
@@ -16,7 +21,7 @@ use pdp_service::RequireToken;
 use portcullis_proto::v1 as pb;
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use store::{Store, View};
 use tokio::sync::{broadcast, mpsc};
@@ -43,6 +48,9 @@ const GROUPS_PER_MESSAGE: usize = 16_384;
 /// Messages queued for one follower before the producer waits for it to read.
 const QUEUED: usize = 16;
 
+/// The longest approval id or decision id `UseGrant` takes.
+pub const MAX_GRANT_ID: usize = 128;
+
 /// The published changes, for any number of followers. Cheap to clone.
 #[derive(Clone)]
 pub struct Feed {
@@ -68,6 +76,8 @@ struct Inner {
     /// Turns true when the server shuts down: every stream then ends, so a graceful shutdown
     /// does not wait on streams that never finish.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The approval state streamed along, once a source is given.
+    approvals: OnceLock<Arc<ApprovalFeed>>,
 }
 
 struct State {
@@ -105,6 +115,7 @@ impl Feed {
             }),
             full: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
+            approvals: OnceLock::new(),
         });
         let feed = Feed { inner };
         let follower = feed.clone();
@@ -142,6 +153,16 @@ impl Feed {
             let _ = state.changes.send(item);
         }
         view
+    }
+
+    /// Also streams the approval state of `source` (usable grants, pending requests' calls, the
+    /// default flow) and serves `UseGrant` from it. Call before serving: streams that started
+    /// earlier carry no approvals. A second source is ignored. Must run within a tokio runtime.
+    pub fn with_approvals(self, source: Arc<dyn ApprovalSource>) -> Feed {
+        if self.inner.approvals.get().is_none() {
+            let _ = self.inner.approvals.set(ApprovalFeed::start(source));
+        }
+        self
     }
 
     /// Ends every stream, now and from now on; followers reconnect (to the next control plane
@@ -203,6 +224,37 @@ impl SnapshotService for Feed {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn use_grant(
+        &self,
+        request: Request<pb::UseGrantRequest>,
+    ) -> Result<Response<pb::UseGrantResponse>, Status> {
+        let request = request.into_inner();
+        for (field, value) in [
+            ("approval_id", &request.approval_id),
+            ("decision_id", &request.decision_id),
+        ] {
+            if value.is_empty() {
+                return Err(Status::invalid_argument(format!("{field}: required")));
+            }
+            if value.len() > MAX_GRANT_ID {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: at most {MAX_GRANT_ID} bytes"
+                )));
+            }
+        }
+        let Some(approvals) = self.inner.approvals.get() else {
+            return Err(Status::failed_precondition(
+                "this control plane streams no approvals: its sidecars cannot use grants",
+            ));
+        };
+        let used = approvals
+            .source
+            .use_once(&request.approval_id, &request.decision_id)
+            .await?;
+        debug!(approval_id = %request.approval_id, used, "a sidecar used a grant");
+        Ok(Response::new(pb::UseGrantResponse { used }))
+    }
 }
 
 /// The follower hung up.
@@ -225,6 +277,8 @@ impl Feed {
         }
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The approval state, whole once the directory is caught up, then each update.
+        let mut approvals = self.inner.approvals.get().map(|a| (a.subscribe(), true));
         loop {
             let Some((view, mut changes)) = self.subscribe() else {
                 return Ok(());
@@ -233,6 +287,10 @@ impl Feed {
             store_id.clone_from(&self.inner.store_id);
             at = view.revision();
             drop(view);
+            if let Some((subscription, unsent @ true)) = &mut approvals {
+                send_all(tx, &subscription.reset).await?;
+                *unsent = false;
+            }
             // Forward changes until the follower falls behind or the feed resets.
             loop {
                 tokio::select! {
@@ -255,11 +313,46 @@ impl Feed {
                         Ok(Item::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => return Ok(()),
                     },
+                    update = next_approvals(&mut approvals) => {
+                        self.forward_approvals(update, &mut approvals, tx).await?;
+                    }
                     _ = heartbeat.tick() => {
                         let beat = pb::Heartbeat { revision: self.revision() };
                         send(tx, event(pb::watch_event::Event::Heartbeat(beat))).await?;
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends a follower the approval update that came, or the whole state again if it fell
+    /// behind.
+    async fn forward_approvals(
+        &self,
+        update: Result<crate::approval_feed::Update, broadcast::error::RecvError>,
+        approvals: &mut Option<(Subscription, bool)>,
+        tx: &Events,
+    ) -> Result<(), Gone> {
+        let (Some((subscription, _)), Some(feed)) =
+            (approvals.as_mut(), self.inner.approvals.get())
+        else {
+            return Ok(());
+        };
+        match update {
+            Ok(update) if update.to <= subscription.at => Ok(()),
+            Ok(update) if update.from == subscription.at => {
+                send_all(tx, &update.events).await?;
+                subscription.at = update.to;
+                Ok(())
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                debug!("a follower fell behind the approval updates; sending them whole");
+                *subscription = feed.subscribe();
+                send_all(tx, &subscription.reset).await
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                *approvals = None;
+                Ok(())
             }
         }
     }
@@ -401,6 +494,23 @@ impl Encoded {
     }
 }
 
+async fn send_all(tx: &Events, events: &[pb::WatchEvent]) -> Result<(), Gone> {
+    for e in events {
+        send(tx, e.clone()).await?;
+    }
+    Ok(())
+}
+
+/// The next approval update once the whole state went out; never without approvals.
+async fn next_approvals(
+    approvals: &mut Option<(Subscription, bool)>,
+) -> Result<crate::approval_feed::Update, broadcast::error::RecvError> {
+    match approvals {
+        Some((subscription, false)) => subscription.updates.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
 fn event(event: pb::watch_event::Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(event) }
 }
@@ -527,4 +637,81 @@ fn change_events<'a>(
             event(pb::watch_event::Event::Change(part))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::approval_feed::Fixed;
+    use crate::approval_feed::tests::{request, updates};
+    use pdp::RequestState;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_behind_the_approval_updates_gets_them_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Live::start(Store::open(dir.path()).unwrap()).unwrap();
+        let source = Arc::new(Fixed {
+            requests: Mutex::new(Vec::new()),
+            changed: tokio::sync::watch::channel(0).0,
+        });
+        let feed = Feed::start(&live).with_approvals(source.clone());
+        let approvals = Arc::clone(feed.inner.approvals.get().unwrap());
+        let mut subscription = Some((approvals.subscribe(), false));
+
+        // One update the follower takes in order, then more than the broadcast holds.
+        let pending = |n: usize| {
+            (0..n)
+                .map(|i| request(&format!("p{i}"), RequestState::Pending, None))
+                .collect::<Vec<_>>()
+        };
+        *source.requests.lock().unwrap() = pending(1);
+        approvals.reread();
+        let (tx, mut rx) = mpsc::channel(4 * QUEUED);
+        let update = next_approvals(&mut subscription).await;
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let first = updates(std::slice::from_ref(&event));
+        assert!(!first[0].reset);
+        assert_eq!(first[0].pending.len(), 1);
+
+        let many = crate::approval_feed::BROADCAST + 10;
+        for n in 2..=many {
+            *source.requests.lock().unwrap() = pending(n);
+            approvals.reread();
+        }
+        let update = next_approvals(&mut subscription).await;
+        assert!(matches!(
+            update,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let whole = updates(std::slice::from_ref(&event));
+        assert!(whole[0].reset && !whole[0].continued);
+        assert_eq!(whole[0].pending.len(), many);
+        // Then the updates after it, in order, and nothing twice.
+        *source.requests.lock().unwrap() = pending(many + 1);
+        approvals.reread();
+        let update = next_approvals(&mut subscription).await;
+        assert!(
+            feed.forward_approvals(update, &mut subscription, &tx)
+                .await
+                .is_ok()
+        );
+        let event = rx.recv().await.unwrap().unwrap();
+        let next = updates(std::slice::from_ref(&event));
+        assert!(!next[0].reset);
+        assert_eq!(next[0].pending.len(), 1);
+        assert!(rx.try_recv().is_err());
+    }
 }

@@ -6,9 +6,10 @@
 //! directory as a [`View`] (the same in-memory model the control plane keeps), replays each
 //! change into it and publishes through a [`Publisher`], exactly as the control plane does:
 //! changes applied in proportion to their size, folded into a full build in the background.
-//! A watchdog marks the snapshot stale once the control plane has been silent too long.
+//! A watchdog marks the snapshot stale once the control plane has been silent too long. The
+//! approval state the stream carries goes straight to [`Grants`], independent of revisions.
 
-use crate::{Error, FORMAT, Result, wire};
+use crate::{Error, FORMAT, Grants, Result, wire};
 use live::{Publisher, Settings, Wake};
 use pb::snapshot_service_client::SnapshotServiceClient;
 use pdp::{Group, Membership, MembershipSource, Model, Policy, Snapshot, Timestamp, User};
@@ -212,6 +213,7 @@ pub struct Follower {
     engine: Engine,
     freshness: Freshness,
     counters: Arc<Counters>,
+    grants: Grants,
 }
 
 impl std::fmt::Debug for Follower {
@@ -257,13 +259,29 @@ impl Follower {
                 .spawn(move || apply_loop(&applied, &engine, &counters, &fresh, settings, &wake))
                 .map_err(|e| Error::Config(format!("cannot start the apply thread: {e}")))?;
         }
-        tokio::spawn(stream_loop(upstream, apply, Arc::clone(&counters)));
+        let grants = Grants::new(
+            upstream.endpoint.connect_lazy(),
+            upstream.authorization.clone(),
+        );
+        tokio::spawn(stream_loop(
+            upstream,
+            apply,
+            Arc::clone(&counters),
+            grants.clone(),
+        ));
         tokio::spawn(watchdog(freshness.clone(), Arc::clone(&counters), options));
         Ok(Follower {
             engine,
             freshness,
             counters,
+            grants,
         })
+    }
+
+    /// The approval state the control plane streams; hand it to the DecisionService
+    /// (`with_approvals`).
+    pub fn approvals(&self) -> &Grants {
+        &self.grants
     }
 
     /// The engine decisions read.
@@ -522,12 +540,17 @@ struct Received {
 
 /// Follows the control plane for good: each connection until it fails, then again after a
 /// backoff that grows while connections make no progress.
-async fn stream_loop(upstream: Upstream, apply: mpsc::Sender<Apply>, counters: Arc<Counters>) {
+async fn stream_loop(
+    upstream: Upstream,
+    apply: mpsc::Sender<Apply>,
+    counters: Arc<Counters>,
+    grants: Grants,
+) {
     let mut received = Received::default();
     let mut backoff = BACKOFF_MIN;
     loop {
         let before = counters.contact_ms.load(Ordering::Relaxed);
-        match follow_once(&upstream, &mut received, &apply, &counters).await {
+        match follow_once(&upstream, &mut received, &apply, &counters, &grants).await {
             Ok(()) => info!(upstream = %upstream.url, "the control plane ended the stream"),
             Err(Error::Closed) => return,
             Err(e) => {
@@ -650,6 +673,7 @@ async fn follow_once(
     received: &mut Received,
     apply: &mpsc::Sender<Apply>,
     counters: &Counters,
+    grants: &Grants,
 ) -> Result<()> {
     use pb::watch_event::Event;
     use prost::Message;
@@ -681,6 +705,8 @@ async fn follow_once(
     counters.contact();
     let mut full: Option<Partial> = None;
     let mut change: Option<Delta> = None;
+    // The parts of an approval update so far.
+    let mut approvals: Vec<pb::ApprovalUpdate> = Vec::new();
     while let Some(message) = stream.message().await? {
         counters.contact();
         let size = message.encoded_len() as u64;
@@ -753,6 +779,13 @@ async fn follow_once(
                 counters
                     .upstream_revision
                     .store(beat.revision, Ordering::Relaxed);
+            }
+            Event::Approvals(part) => {
+                let continued = part.continued;
+                approvals.push(part);
+                if !continued {
+                    grants.apply(std::mem::take(&mut approvals))?;
+                }
             }
         }
     }

@@ -7,15 +7,23 @@
 //! control plane keeps and publishes with the same [`live::Publisher`], so a sidecar's snapshot
 //! at a revision decides exactly like the control plane's. It never opens a store.
 //!
+//! Alongside, the stream carries the control plane's approval state (usable grants, pending
+//! requests' calls, the default flow): the sidecar decides `window` grants on its own and asks
+//! the control plane to use a `once` grant ([`Grants`]), failing closed when it cannot.
+//!
 //! It owns the stream's protocol at both ends; serving Check from the result is `pdp-service`'s
 //! job and wiring the processes is the binary's.
 
+mod approval_feed;
 mod feed;
 mod follower;
+mod grants;
 mod wire;
 
-pub use feed::{Feed, HEARTBEAT};
+pub use approval_feed::ApprovalSource;
+pub use feed::{Feed, HEARTBEAT, MAX_GRANT_ID};
 pub use follower::{Follower, Options, Status, Upstream};
+pub use grants::{GrantStats, Grants, USE_TIMEOUT};
 
 /// The stream format this build reads and writes (`WatchRequest.format`, `SnapshotBegin.format`).
 pub const FORMAT: u32 = 1;

@@ -2,7 +2,10 @@
 //! the store's own JSON.
 
 use crate::{Error, Result};
-use pdp::{Agent, Lock, Mfa, Policy, Settings, Timestamp, User};
+use pdp::{
+    Agent, ApprovalFlow, ApprovalRequest, GrantMode, Lock, Mfa, Policy, RequestState, Settings,
+    Timestamp, User,
+};
 use portcullis_proto::v1 as pb;
 
 /// A user as the stream carries them: what decisions read, without groups (the caller adds
@@ -102,6 +105,78 @@ pub(crate) fn registry_from(record: &pb::Registry) -> Result<(Vec<Agent>, Settin
     Ok((agents, settings))
 }
 
+/// An approved request's grant as the stream carries it: what a decision compares and how long
+/// it lasts. Only usable grants travel, so it is never used yet.
+pub(crate) fn grant(request: &ApprovalRequest) -> pb::ApprovalGrant {
+    let (grant_mode, window_seconds) = match request.flow.grant {
+        GrantMode::Once => (pb::GrantMode::Once, 0),
+        GrantMode::Window { seconds } => (pb::GrantMode::Window, seconds),
+    };
+    pb::ApprovalGrant {
+        id: request.id.clone(),
+        user_id: request.user_id.clone(),
+        agent: request.agent.clone(),
+        connector: request.connector.clone(),
+        tool: request.tool.clone(),
+        arguments_digest: request.arguments_digest.clone(),
+        grant_mode: grant_mode.into(),
+        window_seconds,
+        any_arguments: request.flow.any_arguments,
+        approved_until_ms: request.approved_until.map_or(0, |t| t.0),
+    }
+}
+
+/// The approved request a grant record describes, with what decisions read filled in (its
+/// flow holds only the grant mode and `any_arguments`) and the rest left at defaults. `None`
+/// for a grant mode this build does not know (from a newer control plane): such a grant is not
+/// honoured here, which fails closed, and the rest of the stream still applies.
+pub(crate) fn grant_from(record: &pb::ApprovalGrant) -> Result<Option<ApprovalRequest>> {
+    if record.id.is_empty() {
+        return Err(Error::Stream("an approval grant without an id".into()));
+    }
+    if record.approved_until_ms <= 0 {
+        return Err(Error::Stream(format!(
+            "approval grant `{}` has no end",
+            record.id
+        )));
+    }
+    let grant = match pb::GrantMode::try_from(record.grant_mode) {
+        Ok(pb::GrantMode::Window) => GrantMode::Window {
+            seconds: record.window_seconds,
+        },
+        Ok(pb::GrantMode::Once | pb::GrantMode::Unspecified) => GrantMode::Once,
+        Err(_) => return Ok(None),
+    };
+    Ok(Some(ApprovalRequest {
+        id: record.id.clone(),
+        user_id: record.user_id.clone(),
+        agent: record.agent.clone(),
+        connector: record.connector.clone(),
+        tool: record.tool.clone(),
+        arguments_digest: record.arguments_digest.clone(),
+        flow: ApprovalFlow {
+            grant,
+            any_arguments: record.any_arguments,
+            ..ApprovalFlow::default()
+        },
+        state: RequestState::Approved,
+        approved_until: Some(Timestamp(record.approved_until_ms)),
+        ..ApprovalRequest::default()
+    }))
+}
+
+/// A pending request's call.
+pub(crate) fn pending(request: &ApprovalRequest) -> pb::PendingApproval {
+    pb::PendingApproval {
+        id: request.id.clone(),
+        user_id: request.user_id.clone(),
+        agent: request.agent.clone(),
+        connector: request.connector.clone(),
+        tool: request.tool.clone(),
+        arguments_digest: request.arguments_digest.clone(),
+    }
+}
+
 pub(crate) fn policy_from(bytes: &[u8]) -> Result<Policy> {
     let policy: Policy = serde_json::from_slice(bytes)
         .map_err(|e| Error::Stream(format!("a policy record does not decode: {e}")))?;
@@ -174,5 +249,51 @@ mod tests {
         };
         assert_eq!(policy_from(&policy(&p)).unwrap(), p);
         assert!(policy_from(b"{").is_err());
+    }
+
+    #[test]
+    fn a_grant_keeps_what_decisions_read() {
+        let approved = ApprovalRequest {
+            id: "apr_1".into(),
+            user_id: "u1".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "deploy".into(),
+            arguments_digest: "d".into(),
+            justification: "ship it".into(),
+            flow: ApprovalFlow {
+                grant: GrantMode::Window { seconds: 600 },
+                any_arguments: true,
+                ..ApprovalFlow::builtin()
+            },
+            state: RequestState::Approved,
+            approved_until: Some(Timestamp(5_000)),
+            ..ApprovalRequest::default()
+        };
+        let back = grant_from(&grant(&approved)).unwrap().unwrap();
+        // The same grant, at every moment.
+        for now in [0, 4_999, 5_000] {
+            assert_eq!(back.grant(Timestamp(now)), approved.grant(Timestamp(now)));
+        }
+        assert_eq!(back.flow.grant, approved.flow.grant);
+        // Nothing else travels.
+        assert!(back.justification.is_empty() && back.flow.steps.is_empty());
+
+        let once = ApprovalRequest {
+            flow: ApprovalFlow::builtin(),
+            ..approved.clone()
+        };
+        let back = grant_from(&grant(&once)).unwrap().unwrap();
+        assert_eq!(back.flow.grant, GrantMode::Once);
+        assert!(!back.flow.any_arguments);
+
+        let mut unknown = grant(&once);
+        unknown.grant_mode = 99;
+        assert_eq!(grant_from(&unknown).unwrap(), None);
+        let endless = pb::ApprovalGrant {
+            approved_until_ms: 0,
+            ..grant(&once)
+        };
+        assert!(grant_from(&endless).is_err());
     }
 }

@@ -1003,3 +1003,89 @@ async fn deliveries_survive_a_restart() {
     .await;
     deliverer.stop().await;
 }
+
+/// The whole path: the approvals core's own transitions (a request made, then approved by an
+/// admin) reach a real receiver, signed, after it failed the first two deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_transitions_reach_the_receiver() {
+    use admin::approvals::{Approvals, NewRequest, Verdict};
+    let webhooks = Webhooks::start().await;
+    let live = webhooks.harness.live.clone();
+    let (revision, ()) = live
+        .store()
+        .transact(|tx| {
+            tx.put_policy(&pdp::Policy {
+                id: "p-approve-merge".into(),
+                name: "merges need approval".into(),
+                connector: "github".into(),
+                tools: pdp::Tools::Only(vec!["merge".into()]),
+                scope: pdp::Scope {
+                    all_users: true,
+                    ..pdp::Scope::default()
+                },
+                action: pdp::Action::RequireApproval,
+                ..pdp::Policy::default()
+            })
+        })
+        .unwrap();
+    live.published(revision).await.unwrap();
+    let receiver = Receiver::start(2).await;
+    let mut admin = webhooks.admin().await;
+    let created = admin
+        .create_webhook(new_webhook(&receiver.url(), &[], false))
+        .await
+        .unwrap()
+        .into_inner();
+    *receiver.secret.lock().unwrap() = created.secret.clone();
+    let outbox: Arc<dyn Outbox> = Arc::new(webhooks.outbox.clone());
+    let approvals = Approvals::start(live.clone(), Some(outbox)).unwrap();
+
+    let mut arguments = pdp::Arguments::new();
+    arguments.insert("pr".into(), serde_json::json!(42));
+    let (request, _) = approvals
+        .create(NewRequest {
+            user: "carol@example.com".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "merge".into(),
+            arguments,
+            justification: "release".into(),
+            ..NewRequest::default()
+        })
+        .await
+        .unwrap();
+    let alice = admin::auth::Caller {
+        user_id: "u-alice".into(),
+        email: "alice@example.com".into(),
+        display_name: "Alice Admin".into(),
+        token_id: "t-alice".into(),
+        roles: Default::default(),
+    };
+    approvals
+        .decide(&request.id, &alice, Verdict::Approve, "ok".into())
+        .await
+        .unwrap();
+
+    let received = eventually("both events, signed", || {
+        let received = receiver.received();
+        async move {
+            let verified: Vec<Received> = received.into_iter().filter(|r| r.verified).collect();
+            let types: Vec<String> = verified
+                .iter()
+                .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+                .filter_map(|b| b["type"].as_str().map(str::to_owned))
+                .collect();
+            (types.contains(&"approval.created".to_owned())
+                && types.contains(&"approval.approved".to_owned()))
+            .then_some(verified)
+        }
+    })
+    .await;
+    let approved = received
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+        .find(|b| b["type"] == "approval.approved")
+        .unwrap();
+    assert_eq!(approved["data"]["id"], request.id.as_str(), "{approved}");
+    assert!(receiver.received().iter().all(|r| r.verified));
+}

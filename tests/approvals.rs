@@ -313,6 +313,20 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         .into_inner()
         .request
         .unwrap();
+    // A gateway watching it sees it pending, then approved, and the stream ends there.
+    let mut watch = gateway
+        .watch_approval_request(pb::WatchApprovalRequestRequest {
+            id: second.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first_seen = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_seen.state(), pb::ApprovalState::Pending);
     approvals(&server, Some(&bob))
         .await
         .approve(pb::ApproveRequest {
@@ -321,6 +335,17 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         })
         .await
         .unwrap();
+    let then = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(then.state(), pb::ApprovalState::Approved);
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.is_none(), "the stream ends once approved: {end:?}");
     let mut racers = Vec::new();
     for _ in 0..8 {
         let mut client = server.client().await;

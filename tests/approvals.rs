@@ -691,3 +691,53 @@ async fn flows_escalate_and_expire_across_a_restart() {
         .unwrap_err();
     assert_eq!(expired.code(), tonic::Code::FailedPrecondition);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_need_the_decision_token_when_decisions_do() {
+    let (root, data) = company();
+    let secret_file = root.path().join("decision-token");
+    fs::write(&secret_file, "s3cret-decisions\n").unwrap();
+    let ada = person_token(&data, "ada");
+    let server = Server::start_with(&data, &["--decision-token-file", path(&secret_file)]);
+
+    let missing = approvals(&server, None)
+        .await
+        .create_approval_request(create("acme/old"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+    let wrong = approvals(&server, Some("not-the-token"))
+        .await
+        .create_approval_request(create("acme/old"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+    let made = approvals(&server, Some("s3cret-decisions"))
+        .await
+        .create_approval_request(create("acme/old"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(made.created);
+    // A person's own token works for the gateway's calls too, but approving needs a person:
+    // the decision token names nobody.
+    let id = made.request.unwrap().id;
+    let seen = approvals(&server, Some(&ada))
+        .await
+        .get_approval_request(pb::GetApprovalRequestRequest {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.into_inner().request.unwrap().id, id);
+    let nobody = approvals(&server, Some("s3cret-decisions"))
+        .await
+        .approve(pb::ApproveRequest {
+            id,
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), tonic::Code::Unauthenticated);
+}

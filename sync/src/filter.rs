@@ -10,8 +10,10 @@
 //! ```
 //!
 //! `not` binds tighter than `and`, which binds tighter than `or`; parentheses group. Keywords
-//! (operators, `and`, `or`, `not`, `true`, `false`, `null`) are case-insensitive. A sub-attribute
-//! after a value filter (`emails[type eq "work"].value`) is a PATCH path, not a filter. A filter
+//! (operators, `and`, `or`, `not`, `true`, `false`, `null`) are case-insensitive. Beyond the RFC,
+//! a value filter followed by a test of a sub-attribute, as Microsoft Entra ID sends it
+//! (`emails[type eq "work"].value eq "x"`), is read as one value passing both
+//! (`emails[type eq "work" and value eq "x"]`). A filter
 //! is at most [`MAX_FILTER_LEN`] bytes and [`MAX_DEPTH`] levels of parentheses / `not` / `[ ]`.
 //!
 //! Evaluation, where the RFC is silent or leaves a choice:
@@ -603,20 +605,47 @@ impl<'a> Parser<'a> {
                         ));
                     }
                 }
+                // Microsoft Entra ID sends `emails[type eq "work"].value eq "x"`: a value filter,
+                // then a test of a sub-attribute of the same value. It means one value passing
+                // both, which is what `emails[type eq "work" and value eq "x"]` says.
                 if let Tok::Word(w) = &self.tok
-                    && w.starts_with('.')
+                    && let Some(sub) = w.strip_prefix('.')
                 {
-                    return Err(format!(
-                        "`{attr}[…]{w}` at position {}: a sub-attribute after a value filter is \
-                         only valid in PATCH paths; filter with `{attr}[…]` instead",
-                        self.position()
-                    ));
+                    let sub_at = self.position();
+                    let sub = path::parse_attr_path(sub)
+                        .ok()
+                        .filter(|s| s.sub_attribute.is_none() && s.urn.is_none())
+                        .ok_or_else(|| {
+                            format!(
+                                "`{attr}[…]{w}` at position {sub_at}: expected a sub-attribute \
+                                 name after the value filter"
+                            )
+                        })?;
+                    self.bump()?;
+                    let test = self.parse_condition(sub)?;
+                    return Ok(Expr::ValuePath {
+                        attr,
+                        filter: Box::new(match inner {
+                            Expr::And(mut items) => {
+                                items.push(test);
+                                Expr::And(items)
+                            }
+                            inner => Expr::And(vec![inner, test]),
+                        }),
+                    });
                 }
                 Ok(Expr::ValuePath {
                     attr,
                     filter: Box::new(inner),
                 })
             }
+            _ => self.parse_condition(attr),
+        }
+    }
+
+    /// `pr`, or an operator and its value, after the attribute path `attr`.
+    fn parse_condition(&mut self, attr: AttrPath) -> std::result::Result<Expr, String> {
+        match &self.tok {
             Tok::Word(op) if op.eq_ignore_ascii_case("pr") => {
                 self.bump()?;
                 Ok(Expr::Present(attr))
@@ -1041,6 +1070,25 @@ mod tests {
     }
 
     #[test]
+    fn entra_sub_attribute_tests_after_a_value_filter_need_one_value_to_pass_both() {
+        yes(r#"emails[type eq "work"].value eq "feifei.kay42@example.com""#);
+        yes(r#"emails[type eq "home"].value eq "FK@home.example.org""#);
+        // The work email is not the home address, and no value is both.
+        no(r#"emails[type eq "work"].value eq "fk@home.example.org""#);
+        no(r#"emails[type eq "home"].value eq "feifei.kay42@example.com""#);
+        yes(r#"emails[type eq "work" and primary eq true].value pr"#);
+        // The same tree as the RFC's form, so it prints (and indexes) like it.
+        assert_eq!(
+            f(r#"emails[type eq "work"].value eq "x""#),
+            f(r#"emails[type eq "work" and value eq "x"]"#)
+        );
+        assert_eq!(
+            f(r#"emails[type eq "work"].value eq "x""#).to_string(),
+            f(r#"emails[type eq "work" and value eq "x"]"#).to_string()
+        );
+    }
+
+    #[test]
     fn eq_is_case_insensitive_on_values_and_names() {
         yes(r#"userName eq "feifei.kay42@example.com""#);
         yes(r#"USERNAME EQ "FEIFEI.KAY42@EXAMPLE.COM""#);
@@ -1408,8 +1456,12 @@ mod tests {
             (r#"userName pr "x""#, "unexpected string"),
             (r#"not userName pr"#, "expected `(` after `not`"),
             (
-                r#"emails[type eq "work"].value eq "x""#,
-                "only valid in PATCH paths",
+                r#"emails[type eq "work"].value.x eq "x""#,
+                "expected a sub-attribute name",
+            ),
+            (
+                r#"emails[type eq "work"].value"#,
+                "missing operator after `value`",
             ),
             (
                 r#"emails[type eq "work""#,

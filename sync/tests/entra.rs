@@ -53,6 +53,15 @@ async fn entra_provisions_users_and_groups() {
         .get("/Users?filter=externalId%20eq%20%220a21f0f2-8d2a-4f8e-bf98-7b2a8c2f2f2a%22")
         .await;
     assert_eq!(by_external.expect(200)["Resources"][0]["id"], json!(id));
+    // And by work email, a sub-attribute tested after a value filter (not in RFC 7644's grammar).
+    let by_email = h
+        .get("/Users?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq%20%22grace.hopper%40contoso.com%22")
+        .await;
+    assert_eq!(by_email.expect(200)["Resources"][0]["id"], json!(id));
+    let not_home = h
+        .get("/Users?filter=emails%5Btype%20eq%20%22home%22%5D.value%20eq%20%22grace.hopper%40contoso.com%22")
+        .await;
+    assert_eq!(not_home.expect(200)["totalResults"], json!(0));
 
     // Put grace in Engineering so a policy allows her.
     h.patch(

@@ -31,6 +31,7 @@ mod json;
 mod list;
 mod resource;
 mod schema;
+mod search;
 mod users;
 mod write;
 
@@ -41,7 +42,7 @@ pub use limits::Limits;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use live::Live;
 use std::sync::Arc;
 
@@ -70,6 +71,9 @@ pub fn router_with(live: Live, limits: Limits) -> Router {
         limits,
     };
     let api = Router::new()
+        .route("/.search", post(search::root))
+        .route("/Users/.search", post(search::users))
+        .route("/Groups/.search", post(search::groups))
         .route("/Users", get(users::list).post(users::create))
         .route(
             "/Users/{id}",

@@ -344,3 +344,49 @@ async fn attributes_and_excluded_attributes() {
         json!([{"display": "Alice Example"}])
     );
 }
+
+/// RFC 7644 §3.4.3: the query in a POSTed SearchRequest, answered as the GET would be.
+#[tokio::test]
+async fn post_search_answers_like_the_query_it_carries() {
+    let h = Harness::start_with(company()).await;
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let filter = "userName sw \"a\" or userName sw \"b\"";
+    let by_get = h
+        .get(&format!(
+            "/Users?filter={}&attributes=userName&count=1&startIndex=2",
+            encode(filter)
+        ))
+        .await;
+    let by_post = h
+        .post(
+            "/Users/.search",
+            json!({"schemas": [SEARCH], "filter": filter, "attributes": ["userName"],
+                   "count": 1, "startIndex": 2}),
+        )
+        .await;
+    assert_eq!(by_post.expect(200), by_get.expect(200));
+    assert_eq!(by_post.expect(200)["itemsPerPage"], json!(1));
+    let groups = h
+        .post(
+            "/Groups/.search",
+            json!({"schemas": [SEARCH], "filter": "displayName eq \"engineering\""}),
+        )
+        .await;
+    assert_eq!(ids(groups.expect(200)), vec!["g-eng".to_owned()]);
+    // Bad requests: no SearchRequest schema, a filter of the wrong type, a bad filter.
+    h.post("/Users/.search", json!({"filter": filter}))
+        .await
+        .expect_error(400, Some("invalidSyntax"));
+    h.post("/Users/.search", json!({"schemas": [SEARCH], "filter": 3}))
+        .await
+        .expect_error(400, Some("invalidSyntax"));
+    h.post(
+        "/Users/.search",
+        json!({"schemas": [SEARCH], "filter": "userName eq"}),
+    )
+    .await
+    .expect_error(400, Some("invalidFilter"));
+    // Across resource types: not supported, and said so.
+    let root = h.post("/.search", json!({"schemas": [SEARCH]})).await;
+    assert!(root.expect_error(501, None).contains("/Users/.search"));
+}

@@ -73,7 +73,13 @@ enum Command {
     },
     /// Run the decision cases of FILE against the server (Check); exit code 1 when any fails,
     /// with what was expected and what came back.
-    Test { file: PathBuf },
+    Test {
+        /// The cases, YAML or JSON (docs/policies-as-code.md).
+        file: PathBuf,
+        /// The secret a server started with `--decision-token-file` wants on Check.
+        #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
+        decision_token_file: Option<PathBuf>,
+    },
 }
 
 type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
@@ -101,9 +107,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Export { dir } => export(&mut admin(token)?, &dir).await,
             Command::Diff { dir } => diff(&mut admin(token)?, &dir).await,
             Command::Apply { dir, dry_run } => apply(&mut admin(token)?, &dir, dry_run).await,
-            Command::Test { file } => {
+            Command::Test {
+                file,
+                decision_token_file,
+            } => {
                 let admin = token.map(|t| admin(Some(t))).transpose()?;
-                cases::run(channel.clone(), admin, &file).await
+                cases::run(
+                    channel.clone(),
+                    admin,
+                    &file,
+                    decision_token_file.as_deref(),
+                )
+                .await
             }
         }
     })

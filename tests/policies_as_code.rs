@@ -223,15 +223,27 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("2 passed, 0 failed"), "{shown}");
-    write(
+    // YAML too, as CI files usually are.
+    let cases = root.path().join("cases.yaml");
+    fs::write(
         &cases,
-        &json!({"cases": [
-            {"name": "alice still on github", "user": "u1", "connector": "github",
-             "tool": "create_issue", "expect": {"decision": "allow", "policy": "pol-1"}},
-            {"name": "alice reads confluence", "user": "u1", "connector": "confluence",
-             "tool": "search", "expect": {"decision": "allow"}},
-        ]}),
-    );
+        r#"cases:
+  - name: alice still on github
+    user: u1
+    connector: github
+    tool: create_issue
+    expect:
+      decision: allow
+      policy: pol-1
+  - name: alice reads confluence
+    user: u1
+    connector: confluence
+    tool: search
+    authentication: {acr: phr, amr: [pwd], auth_time: 5m}
+    expect: {decision: allow}
+"#,
+    )
+    .unwrap();
     let out = policies(&server, &token, &["test", path(&cases)]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");

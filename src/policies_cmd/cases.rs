@@ -2,7 +2,7 @@
 //! request and what it should get; a failure prints what was expected and what came back.
 
 use super::Admin;
-use super::files::read_json;
+use super::files::read_yaml;
 use anyhow::Context;
 use portcullis_proto::v1 as pb;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 /// Most cases one file may hold.
@@ -71,8 +72,13 @@ fn normal(s: &str) -> String {
     s.trim().to_ascii_lowercase().replace('_', "-")
 }
 
-pub async fn run(channel: Channel, admin: Option<Admin>, file: &Path) -> anyhow::Result<ExitCode> {
-    let cases: CasesFile = read_json(file)?;
+pub async fn run(
+    channel: Channel,
+    admin: Option<Admin>,
+    file: &Path,
+    decision_token: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let cases: CasesFile = read_yaml(file)?;
     if cases.cases.len() > MAX_CASES {
         anyhow::bail!(
             "{}: {} cases, the limit is {MAX_CASES}",
@@ -88,7 +94,28 @@ pub async fn run(channel: Channel, admin: Option<Admin>, file: &Path) -> anyhow:
         let (_, policies) = super::read_server(&mut admin).await?;
         names = policies.into_iter().map(|p| (p.id, p.name)).collect();
     }
-    let mut client = pb::decision_service_client::DecisionServiceClient::new(channel);
+    // A server started with `--decision-token-file` wants its secret on every Check.
+    let bearer: Option<MetadataValue<Ascii>> = match decision_token {
+        None => None,
+        Some(path) => {
+            let secret = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value = MetadataValue::try_from(format!("Bearer {}", secret.trim()))
+                .map_err(|_| anyhow::anyhow!("{}: not printable ASCII", path.display()))?;
+            Some(value)
+        }
+    };
+    let mut client = pb::decision_service_client::DecisionServiceClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            if let Some(value) = &bearer {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        },
+    );
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut report = String::new();
     for (i, case) in cases.cases.into_iter().enumerate() {

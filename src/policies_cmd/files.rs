@@ -232,6 +232,75 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<
     serde_json::from_slice(&bytes).with_context(|| format!("{} does not parse", path.display()))
 }
 
+/// Reads a YAML file (JSON is YAML too) of at most [`MAX_FILE`] bytes, through JSON values so
+/// one set of serde types reads both.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {} (UTF-8 text)", path.display()))?;
+    if text.len() as u64 > MAX_FILE {
+        anyhow::bail!("{} is larger than {MAX_FILE} bytes", path.display());
+    }
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
+    let [doc] = docs.as_slice() else {
+        anyhow::bail!("{} must hold exactly one YAML document", path.display());
+    };
+    let value =
+        yaml_to_json(doc, 0).with_context(|| format!("{} does not parse", path.display()))?;
+    serde_json::from_value(value).with_context(|| format!("{} does not parse", path.display()))
+}
+
+/// Deepest nesting a YAML file may have.
+const MAX_DEPTH: usize = 64;
+
+fn yaml_to_json(yaml: &yaml_rust2::Yaml, depth: usize) -> anyhow::Result<serde_json::Value> {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    if depth > MAX_DEPTH {
+        anyhow::bail!("nested deeper than {MAX_DEPTH} levels");
+    }
+    Ok(match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => {
+            let f: f64 = r
+                .parse()
+                .with_context(|| format!("`{r}` is not a number"))?;
+            serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .with_context(|| format!("`{r}` is not a finite number"))?
+        }
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| yaml_to_json(item, depth + 1))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        Yaml::Hash(hash) => {
+            let mut object = serde_json::Map::new();
+            for (key, value) in hash {
+                let key = match key {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    other => anyhow::bail!("a key must be a string, not {other:?}"),
+                };
+                object.insert(key, yaml_to_json(value, depth + 1)?);
+            }
+            Value::Object(object)
+        }
+        Yaml::Alias(_) => anyhow::bail!("aliases are not supported"),
+        Yaml::BadValue => anyhow::bail!("a value does not parse"),
+    })
+}
+
 /// Writes pretty JSON with a final newline, through a temporary file renamed into place so a
 /// crash never leaves half a file.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

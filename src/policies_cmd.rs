@@ -281,3 +281,83 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        <Args as clap::Args>::augment_args(clap::Command::new("policies")).debug_assert();
+    }
+
+    #[test]
+    fn a_policy_survives_the_file_both_ways() {
+        let wire = pb::Policy {
+            id: "pol-1".into(),
+            name: "approve deletes".into(),
+            connector: "github".into(),
+            tools: vec!["delete_repo".into()],
+            scope: Some(pb::PolicyScope {
+                group_ids: vec!["g-eng".into()],
+                ..Default::default()
+            }),
+            action: pb::PolicyAction::RequireApproval.into(),
+            approval_flow_id: "f-sec".into(),
+            conditions: vec![pb::PolicyCondition {
+                attribute: "repo".into(),
+                operator: "in".into(),
+                values: vec!["infra".into()],
+            }],
+            enabled: true,
+            agents: Some(pb::PolicyAgents {
+                agent_ids: vec!["claude".into()],
+            }),
+            expression: "true".into(),
+            ..Default::default()
+        };
+        let doc = PolicyDoc::from_wire(&wire);
+        assert_eq!(doc.action, "require-approval");
+        assert_eq!(doc.to_wire(0).unwrap(), wire);
+        let text = serde_json::to_string(&doc).unwrap();
+        assert!(
+            !text.contains("all_tools") && !text.contains("step_up"),
+            "{text}"
+        );
+        let back: PolicyDoc = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let doc: PolicyDoc = serde_json::from_value(serde_json::json!({
+            "name": "x", "connector": "github", "all_tools": true,
+            "scope": {"all_users": true}, "action": "permit"
+        }))
+        .unwrap();
+        assert!(doc.enabled, "enabled defaults to true");
+        let error = doc.to_wire(4).unwrap_err().to_string();
+        assert!(error.contains("policies[4].action: `permit`"), "{error}");
+        let error = serde_json::from_value::<PolicyDoc>(serde_json::json!({
+            "name": "x", "connector": "github", "scope": {}, "action": "allow", "colour": "red"
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `colour`"), "{error}");
+    }
+
+    #[test]
+    fn yaml_reads_as_json_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cases.yaml");
+        std::fs::write(&path, "a: [1, 2.5, true, null, x]\nb: {c: 'd'}\n").unwrap();
+        let value: serde_json::Value = files::read_yaml(&path).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a": [1, 2.5, true, null, "x"], "b": {"c": "d"}})
+        );
+        std::fs::write(&path, "a: &x 1\nb: *x\n").unwrap();
+        let error = files::read_yaml::<serde_json::Value>(&path).unwrap_err();
+        assert!(format!("{error:#}").contains("aliases"), "{error:#}");
+    }
+}

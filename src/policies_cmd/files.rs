@@ -245,6 +245,7 @@ pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<
     if text.len() as u64 > MAX_FILE {
         anyhow::bail!("{} is larger than {MAX_FILE} bytes", path.display());
     }
+    refuse_aliases(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let docs = yaml_rust2::YamlLoader::load_from_str(&text)
         .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
     let [doc] = docs.as_slice() else {
@@ -253,6 +254,28 @@ pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<
     let value =
         yaml_to_json(doc, 0).with_context(|| format!("{} does not parse", path.display()))?;
     serde_json::from_value(value).with_context(|| format!("{} does not parse", path.display()))
+}
+
+/// The loader copies what an alias names, so a few lines of nested aliases can expand into
+/// billions of nodes: a case file has no need of them, and one that uses them is refused before
+/// it is loaded.
+fn refuse_aliases(text: &str) -> anyhow::Result<()> {
+    struct Aliases(bool);
+    impl yaml_rust2::parser::EventReceiver for Aliases {
+        fn on_event(&mut self, event: yaml_rust2::parser::Event) {
+            if matches!(event, yaml_rust2::parser::Event::Alias(_)) {
+                self.0 = true;
+            }
+        }
+    }
+    let mut aliases = Aliases(false);
+    yaml_rust2::parser::Parser::new_from_str(text)
+        .load(&mut aliases, true)
+        .map_err(|e| anyhow::anyhow!("does not parse: {e}"))?;
+    if aliases.0 {
+        anyhow::bail!("YAML aliases (`*name`) are not supported: write the value out");
+    }
+    Ok(())
 }
 
 /// Deepest nesting a YAML file may have.

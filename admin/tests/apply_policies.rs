@@ -66,8 +66,8 @@ async fn apply_replaces_the_set_in_one_audited_change() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(dry.updated, [kept.id.clone()]);
-    assert_eq!(dry.deleted, [deleted.id.clone()]);
+    assert_eq!(dry.updated, [kept.id.as_str()]);
+    assert_eq!(dry.deleted, [deleted.id.as_str()]);
     assert_eq!(dry.created.len(), 1);
     assert_eq!(export(&mut admin).await, base);
     assert!(h.audit("policies.apply").await.is_empty());
@@ -80,8 +80,8 @@ async fn apply_replaces_the_set_in_one_audited_change() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(applied.updated, [kept.id.clone()]);
-    assert_eq!(applied.deleted, [deleted.id.clone()]);
+    assert_eq!(applied.updated, [kept.id.as_str()]);
+    assert_eq!(applied.deleted, [deleted.id.as_str()]);
     let created = &applied.created[0];
     assert!(created.starts_with("pol_"), "{created}");
     assert_eq!(

@@ -71,14 +71,22 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run the decision cases of FILE against the server (Check); exit code 1 when any fails,
-    /// with what was expected and what came back.
+    /// Run the decision cases of FILE against the server (Check), or offline; exit code 1 when
+    /// any fails, with what was expected and what came back.
     Test {
         /// The cases, YAML or JSON (docs/policies-as-code.md).
         file: PathBuf,
         /// The secret a server started with `--decision-token-file` wants on Check.
         #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
         decision_token_file: Option<PathBuf>,
+        /// Decide offline, with no server: users, groups, agents and policies from this
+        /// workload directory (docs/import-format.md).
+        #[arg(long, value_name = "DIR")]
+        offline: Option<PathBuf>,
+        /// With `--offline`: the policies of this export directory (`policies.json`) instead of
+        /// the workload's: test edits before applying them.
+        #[arg(long, value_name = "EXPORT_DIR", requires = "offline")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -88,6 +96,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = super::check::with_scheme(&args.server);
     let endpoint = super::check::endpoint(&addr, &args.tls)?;
     let token = args.token;
+    // Offline needs no connection at all.
+    if let Command::Test {
+        file,
+        offline: Some(dir),
+        policies,
+        ..
+    } = &args.command
+    {
+        let decider = cases::Decider::Offline {
+            dir: dir.clone(),
+            policies: policies.clone(),
+        };
+        return super::runtime()?.block_on(cases::run(decider, file));
+    }
     super::runtime()?.block_on(async move {
         let channel = endpoint
             .connect()
@@ -110,15 +132,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Test {
                 file,
                 decision_token_file,
+                ..
             } => {
                 let admin = token.map(|t| admin(Some(t))).transpose()?;
-                cases::run(
-                    channel.clone(),
+                let decider = cases::Decider::Server {
+                    channel: channel.clone(),
                     admin,
-                    &file,
-                    decision_token_file.as_deref(),
-                )
-                .await
+                    decision_token: decision_token_file,
+                };
+                cases::run(decider, &file).await
             }
         }
     })

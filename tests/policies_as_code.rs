@@ -154,6 +154,58 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
         "{shown}"
     );
 
+    // The edits tested offline before applying: the workload directory's users and groups with
+    // the edited policies; then with the workload's own policies, where github is still allowed.
+    let offline = root.path().join("offline.yaml");
+    fs::write(
+        &offline,
+        r#"cases:
+  - name: github is frozen
+    user: bob@example.com
+    connector: github
+    tool: create_issue
+    expect: {decision: deny, reason: policy, policy: github for everyone}
+  - name: engineering reads confluence
+    user: u2
+    connector: confluence
+    tool: search
+    expect: {decision: allow, policy: confluence for engineering}
+"#,
+    )
+    .unwrap();
+    let workload = root.path().join("export");
+    let out = run(&[
+        "policies",
+        "test",
+        path(&offline),
+        "--offline",
+        path(&workload),
+        "--policies",
+        path(&dir),
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("2 passed, 0 failed"), "{shown}");
+    let out = run(&[
+        "policies",
+        "test",
+        path(&offline),
+        "--offline",
+        path(&workload),
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("FAIL github is frozen"), "{shown}");
+    assert!(
+        shown.contains("    decision: expected deny, got allow"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("    policy: expected confluence for engineering, got none"),
+        "{shown}"
+    );
+    assert!(shown.contains("0 passed, 2 failed"), "{shown}");
+
     // A dry run validates and reports, and writes nothing (nor the directory).
     let before = server_policies(&server, &token).await;
     let edited = fs::read_to_string(dir.join("policies.json")).unwrap();

@@ -72,12 +72,56 @@ fn normal(s: &str) -> String {
     s.trim().to_ascii_lowercase().replace('_', "-")
 }
 
-pub async fn run(
-    channel: Channel,
-    admin: Option<Admin>,
-    file: &Path,
-    decision_token: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
+/// Where cases are decided.
+pub enum Decider {
+    /// A running server's Check; the admin client, when there is a token, names policies.
+    Server {
+        channel: Channel,
+        admin: Option<Admin>,
+        decision_token: Option<std::path::PathBuf>,
+    },
+    /// Offline with the decision engine: a workload directory (docs/import-format.md), its
+    /// policies replaced by an export directory's when one is given.
+    Offline {
+        dir: std::path::PathBuf,
+        policies: Option<std::path::PathBuf>,
+    },
+}
+
+/// What came back for one case, names normalised.
+struct Got {
+    decision: String,
+    reason: String,
+    policy_id: String,
+}
+
+/// The engine over a workload directory, and its policies' names by id.
+fn offline(
+    dir: &Path,
+    policies: Option<&Path>,
+) -> anyhow::Result<(pdp::Snapshot, HashMap<String, String>)> {
+    let mut workload = workload::read_dir(dir, pdp::Timestamp::now(), &mut |_| {})
+        .with_context(|| format!("cannot read the workload directory `{}`", dir.display()))?;
+    if let Some(export) = policies {
+        let file: super::files::PoliciesFile =
+            super::files::read_json(&export.join(super::files::POLICIES))?;
+        workload.model.policies = file
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_model(i))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    let names = workload
+        .model
+        .policies
+        .iter()
+        .map(|p| (p.id.clone(), p.name.clone()))
+        .collect();
+    Ok((pdp::Snapshot::build(&workload.model), names))
+}
+
+pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
     let cases: CasesFile = read_yaml(file)?;
     if cases.cases.len() > MAX_CASES {
         anyhow::bail!(
@@ -86,36 +130,31 @@ pub async fn run(
             cases.cases.len()
         );
     }
+    let wants_names = cases.cases.iter().any(|c| c.expect.policy.is_some());
     // Policy names, so a case may name its policy rather than an id that differs per server.
     let mut names: HashMap<String, String> = HashMap::new();
-    if let Some(mut admin) = admin
-        && cases.cases.iter().any(|c| c.expect.policy.is_some())
-    {
-        let (_, policies) = super::read_server(&mut admin).await?;
-        names = policies.into_iter().map(|p| (p.id, p.name)).collect();
-    }
-    // A server started with `--decision-token-file` wants its secret on every Check.
-    let bearer: Option<MetadataValue<Ascii>> = match decision_token {
-        None => None,
-        Some(path) => {
-            let secret = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let value = MetadataValue::try_from(format!("Bearer {}", secret.trim()))
-                .map_err(|_| anyhow::anyhow!("{}: not printable ASCII", path.display()))?;
-            Some(value)
+    let mut engine = None;
+    let mut client = None;
+    match decider {
+        Decider::Offline { dir, policies } => {
+            let (snapshot, offline_names) = offline(&dir, policies.as_deref())?;
+            names = offline_names;
+            engine = Some(snapshot);
         }
-    };
-    let mut client = pb::decision_service_client::DecisionServiceClient::with_interceptor(
-        channel,
-        move |mut request: tonic::Request<()>| {
-            if let Some(value) = &bearer {
-                request
-                    .metadata_mut()
-                    .insert("authorization", value.clone());
+        Decider::Server {
+            channel,
+            admin,
+            decision_token,
+        } => {
+            if let Some(mut admin) = admin
+                && wants_names
+            {
+                let (_, policies) = super::read_server(&mut admin).await?;
+                names = policies.into_iter().map(|p| (p.id, p.name)).collect();
             }
-            Ok(request)
-        },
-    );
+            client = Some(decisions(channel, decision_token)?);
+        }
+    }
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut report = String::new();
     for (i, case) in cases.cases.into_iter().enumerate() {
@@ -136,43 +175,83 @@ pub async fn run(
                 crate::check::authentication(a.acr, a.amr, auth_time)
             }
         };
-        let request = pb::CheckRequest {
-            user: case.user,
-            agent: case.agent,
-            connector: case.connector,
-            tool: case.tool,
-            attributes: case.attributes,
-            arguments: (!case.arguments.is_empty())
-                .then(|| crate::check::to_struct(&case.arguments)),
-            authentication,
-            ..Default::default()
+        let got = match (&engine, &mut client) {
+            (Some(snapshot), _) => {
+                let authentication = authentication.map(|a| pdp::Authentication {
+                    acr: a.acr,
+                    amr: a.amr,
+                    auth_time: a.auth_time.map(|t| {
+                        pdp::Timestamp(
+                            t.seconds
+                                .saturating_mul(1000)
+                                .saturating_add(i64::from(t.nanos / 1_000_000)),
+                        )
+                    }),
+                });
+                let arguments = (!case.arguments.is_empty()).then_some(&case.arguments);
+                let decision = snapshot.decide(&pdp::Request {
+                    user: &case.user,
+                    agent: &case.agent,
+                    connector: &case.connector,
+                    tool: &case.tool,
+                    attributes: &case.attributes,
+                    context: pdp::Context {
+                        authentication: authentication.as_ref(),
+                        arguments,
+                        now: pdp::Timestamp::now(),
+                        grant: None,
+                    },
+                });
+                Got {
+                    decision: normal(workload::format::action_name(decision.action)),
+                    reason: normal(workload::format::reason_name(decision.reason)),
+                    policy_id: decision.policy_id.unwrap_or_default().to_owned(),
+                }
+            }
+            (None, Some(client)) => {
+                let request = pb::CheckRequest {
+                    user: case.user,
+                    agent: case.agent,
+                    connector: case.connector,
+                    tool: case.tool,
+                    attributes: case.attributes,
+                    arguments: (!case.arguments.is_empty())
+                        .then(|| crate::check::to_struct(&case.arguments)),
+                    authentication,
+                    ..Default::default()
+                };
+                let answer = client
+                    .check(request)
+                    .await
+                    .map_err(crate::admin_cmd::status)
+                    .with_context(|| format!("{label}: Check failed"))?
+                    .into_inner();
+                Got {
+                    decision: normal(crate::check::decision_name(answer.decision())),
+                    reason: normal(crate::check::reason_name(answer.reason())),
+                    policy_id: answer.policy_id,
+                }
+            }
+            (None, None) => anyhow::bail!("no decider"),
         };
-        let answer = client
-            .check(request)
-            .await
-            .map_err(crate::admin_cmd::status)
-            .with_context(|| format!("{label}: Check failed"))?
-            .into_inner();
-        let got_decision = normal(crate::check::decision_name(answer.decision()));
-        let got_reason = normal(crate::check::reason_name(answer.reason()));
         let mut diffs = Vec::new();
-        if normal(&case.expect.decision) != got_decision {
-            diffs.push(("decision", normal(&case.expect.decision), got_decision));
+        if normal(&case.expect.decision) != got.decision {
+            diffs.push(("decision", normal(&case.expect.decision), got.decision));
         }
         if let Some(reason) = &case.expect.reason
-            && normal(reason) != got_reason
+            && normal(reason) != got.reason
         {
-            diffs.push(("reason", normal(reason), got_reason));
+            diffs.push(("reason", normal(reason), got.reason));
         }
         if let Some(policy) = &case.expect.policy {
-            let name = names.get(&answer.policy_id);
-            if *policy != answer.policy_id && name != Some(policy) {
-                let got = match name {
-                    Some(name) => format!("{} ({name})", answer.policy_id),
-                    None if answer.policy_id.is_empty() => "none".to_owned(),
-                    None => answer.policy_id.clone(),
+            let name = names.get(&got.policy_id);
+            if *policy != got.policy_id && name != Some(policy) {
+                let shown = match name {
+                    Some(name) => format!("{} ({name})", got.policy_id),
+                    None if got.policy_id.is_empty() => "none".to_owned(),
+                    None => got.policy_id.clone(),
                 };
-                diffs.push(("policy", policy.clone(), got));
+                diffs.push(("policy", policy.clone(), shown));
             }
         }
         if diffs.is_empty() {
@@ -193,4 +272,42 @@ pub async fn run(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A DecisionService client; a server started with `--decision-token-file` wants its secret on
+/// every Check.
+fn decisions(
+    channel: Channel,
+    decision_token: Option<std::path::PathBuf>,
+) -> anyhow::Result<
+    pb::decision_service_client::DecisionServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            Channel,
+            impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+        >,
+    >,
+> {
+    let bearer: Option<MetadataValue<Ascii>> = match decision_token {
+        None => None,
+        Some(path) => {
+            let secret = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value = MetadataValue::try_from(format!("Bearer {}", secret.trim()))
+                .map_err(|_| anyhow::anyhow!("{}: not printable ASCII", path.display()))?;
+            Some(value)
+        }
+    };
+    Ok(
+        pb::decision_service_client::DecisionServiceClient::with_interceptor(
+            channel,
+            move |mut request: tonic::Request<()>| {
+                if let Some(value) = &bearer {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                Ok(request)
+            },
+        ),
+    )
 }

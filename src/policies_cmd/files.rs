@@ -212,6 +212,74 @@ impl PolicyDoc {
     }
 }
 
+impl PolicyDoc {
+    /// The policy as the decision engine holds it, for deciding offline (`policies test
+    /// --offline`). A policy without an id (one to create) is named `new-<index>`. Not
+    /// validated: `apply` is where the server's rules hold.
+    pub fn to_model(&self, index: usize) -> anyhow::Result<pdp::Policy> {
+        use pdp::{Action, Agents, Condition, Operator, Scope, StepUp, Tools};
+        let wire = self.to_wire(index)?;
+        let action = match wire.action() {
+            pb::PolicyAction::Allow => Action::Allow,
+            pb::PolicyAction::StepUp => Action::StepUp,
+            pb::PolicyAction::RequireApproval => Action::RequireApproval,
+            pb::PolicyAction::Deny | pb::PolicyAction::Unspecified => Action::Deny,
+        };
+        let conditions = self
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let operator = match c.operator.as_str() {
+                    "in" => Operator::In,
+                    "not_in" => Operator::NotIn,
+                    other => anyhow::bail!(
+                        "{POLICIES}: policies[{index}].conditions[{j}].operator: `{other}` is \
+                         not `in` or `not_in`"
+                    ),
+                };
+                Ok(Condition {
+                    attribute: c.attribute.clone(),
+                    operator,
+                    values: c.values.clone(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(pdp::Policy {
+            id: if self.id.is_empty() {
+                format!("new-{index}")
+            } else {
+                self.id.clone()
+            },
+            name: self.name.clone(),
+            description: self.description.clone(),
+            connector: self.connector.clone(),
+            tools: if self.all_tools {
+                Tools::All
+            } else {
+                Tools::Only(self.tools.clone())
+            },
+            scope: Scope {
+                all_users: self.scope.all_users,
+                users: self.scope.user_ids.clone(),
+                groups: self.scope.group_ids.clone(),
+            },
+            action,
+            agents: self.agents.clone().map_or(Agents::All, Agents::Only),
+            step_up: self.step_up.as_ref().map(|s| StepUp {
+                acr_values: s.acr_values.clone(),
+                amr_values: s.amr_values.clone(),
+                max_age: s.max_age,
+            }),
+            approval_flow_id: self.approval_flow_id.clone(),
+            conditions,
+            expression: self.expression.clone(),
+            enabled: self.enabled,
+            ..pdp::Policy::default()
+        })
+    }
+}
+
 /// Sorts for a stable file: by name ignoring case, then id.
 pub fn sort(policies: &mut [PolicyDoc]) {
     policies.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)));

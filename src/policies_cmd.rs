@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 decision_token_file,
                 ..
             } => {
-                let admin = token.map(|t| admin(Some(t))).transpose()?;
+                let admin = token.map(|t| admin(Some(t)).map(Box::new)).transpose()?;
                 let decider = cases::Decider::Server {
                     channel: channel.clone(),
                     admin,

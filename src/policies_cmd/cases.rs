@@ -77,7 +77,7 @@ pub enum Decider {
     /// A running server's Check; the admin client, when there is a token, names policies.
     Server {
         channel: Channel,
-        admin: Option<Admin>,
+        admin: Option<Box<Admin>>,
         decision_token: Option<std::path::PathBuf>,
     },
     /// Offline with the decision engine: a workload directory (docs/import-format.md), its
@@ -274,19 +274,34 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Adds `authorization: Bearer <secret>` to every Check when there is a decision token.
+#[derive(Clone)]
+struct DecisionBearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for DecisionBearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Decisions = pb::decision_service_client::DecisionServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, DecisionBearer>,
+>;
+
 /// A DecisionService client; a server started with `--decision-token-file` wants its secret on
 /// every Check.
 fn decisions(
     channel: Channel,
     decision_token: Option<std::path::PathBuf>,
-) -> anyhow::Result<
-    pb::decision_service_client::DecisionServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            Channel,
-            impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-        >,
-    >,
-> {
+) -> anyhow::Result<Decisions> {
     let bearer: Option<MetadataValue<Ascii>> = match decision_token {
         None => None,
         Some(path) => {
@@ -300,14 +315,7 @@ fn decisions(
     Ok(
         pb::decision_service_client::DecisionServiceClient::with_interceptor(
             channel,
-            move |mut request: tonic::Request<()>| {
-                if let Some(value) = &bearer {
-                    request
-                        .metadata_mut()
-                        .insert("authorization", value.clone());
-                }
-                Ok(request)
-            },
+            DecisionBearer(bearer),
         ),
     )
 }

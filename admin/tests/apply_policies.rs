@@ -187,3 +187,45 @@ async fn read_only_may_export_but_not_apply() {
         "ApplyPolicies changes data and needs the Admin role",
     );
 }
+
+#[tokio::test]
+async fn a_large_apply_audits_its_ids_only() {
+    let h = Harness::start().await;
+    let mut admin = h.admin().await;
+    let base = export(&mut admin).await;
+    let mut policies = base.policies.clone();
+    for i in 0..600 {
+        policies.push(pb::Policy {
+            name: format!("bulk {i}"),
+            description: "x".repeat(1000),
+            ..frank_github()
+        });
+    }
+    let applied = admin
+        .apply_policies(pb::ApplyPoliciesRequest {
+            policies,
+            expected: versions(&base),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(applied.created.len(), 600);
+    let events = h.audit("policies.apply").await;
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0].before_json.is_empty(),
+        "{}",
+        events[0].before_json
+    );
+    let after: serde_json::Value = serde_json::from_str(&events[0].after_json).unwrap();
+    assert!(
+        after["omitted"]
+            .as_str()
+            .unwrap()
+            .contains("over the 524288 kept"),
+        "{after}"
+    );
+    assert_eq!(after["created"].as_array().unwrap().len(), 600);
+    assert_eq!(after["created"][0], applied.created[0].as_str());
+}

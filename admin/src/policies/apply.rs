@@ -11,6 +11,10 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Most policies one apply may list (and most `expected` versions).
 pub(crate) const MAX_APPLY: usize = 5_000;
+/// Largest `before` plus `after` one audit event keeps, in bytes of JSON: past it the event keeps
+/// only the ids changed, so that one large apply cannot make an audit page too large for a
+/// gRPC answer (4 MiB).
+const MAX_AUDIT_BYTES: usize = 512 << 10;
 /// Most conflicts a refusal names; the rest are counted.
 const MAX_NAMED: usize = 10;
 
@@ -224,8 +228,20 @@ pub(crate) async fn apply(
                 outcome.updated.len(),
                 outcome.deleted.len()
             );
-            event.before = Some(before.into());
-            event.after = Some(after.into());
+            let before = serde_json::Value::from(before);
+            let after = serde_json::Value::from(after);
+            let size = before.to_string().len() + after.to_string().len();
+            if size <= MAX_AUDIT_BYTES {
+                event.before = Some(before);
+                event.after = Some(after);
+            } else {
+                event.after = Some(serde_json::json!({
+                    "omitted": format!("{size} bytes of policies, over the {MAX_AUDIT_BYTES} kept"),
+                    "created": outcome.created,
+                    "updated": outcome.updated,
+                    "deleted": outcome.deleted,
+                }));
+            }
             tx.audit(event)?;
             Ok(outcome)
         })

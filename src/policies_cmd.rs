@@ -206,7 +206,8 @@ struct Local {
 }
 
 fn read_dir(dir: &Path) -> anyhow::Result<Local> {
-    let file: PoliciesFile = files::read_json(&dir.join(files::POLICIES))?;
+    let mut file: PoliciesFile = files::read_json(&dir.join(files::POLICIES))?;
+    file.policies.iter_mut().for_each(PolicyDoc::normalize);
     let base: ExportFile = files::read_json(&dir.join(files::EXPORT)).with_context(|| {
         format!(
             "{} is written by `portcullis policies export`",
@@ -340,6 +341,19 @@ mod tests {
         };
         let doc = PolicyDoc::from_wire(&wire);
         assert_eq!(doc.action, "require-approval");
+        let mut spelled_out = doc.clone();
+        spelled_out.step_up = Some(files::StepUpDoc {
+            acr_values: vec![],
+            amr_values: vec!["hwk".into()],
+            max_age: Some(0),
+        });
+        spelled_out.normalize();
+        assert_eq!(spelled_out.step_up.as_ref().unwrap().max_age, None);
+        let mut empty = doc.clone();
+        empty.approval_flow_id = Some(String::new());
+        empty.expression = Some(String::new());
+        empty.normalize();
+        assert_eq!((empty.approval_flow_id, empty.expression), (None, None));
         assert_eq!(doc.to_wire(0).unwrap(), wire);
         let text = serde_json::to_string(&doc).unwrap();
         assert!(

@@ -103,8 +103,11 @@ fn offline(
     let mut workload = workload::read_dir(dir, pdp::Timestamp::now(), &mut |_| {})
         .with_context(|| format!("cannot read the workload directory `{}`", dir.display()))?;
     if let Some(export) = policies {
-        let file: super::files::PoliciesFile =
+        let mut file: super::files::PoliciesFile =
             super::files::read_json(&export.join(super::files::POLICIES))?;
+        file.policies
+            .iter_mut()
+            .for_each(super::files::PolicyDoc::normalize);
         workload.model.policies = file
             .policies
             .iter()

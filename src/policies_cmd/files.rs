@@ -120,6 +120,23 @@ const ACTIONS: [(&str, pb::PolicyAction); 4] = [
 ];
 
 impl PolicyDoc {
+    /// What the server stores for what a person may write two ways: an empty flow id or
+    /// expression is none, a `max_age` of 0 is none. Without this, `diff` would show a change
+    /// that `apply` does not make.
+    pub fn normalize(&mut self) {
+        if self.approval_flow_id.as_deref() == Some("") {
+            self.approval_flow_id = None;
+        }
+        if self.expression.as_deref() == Some("") {
+            self.expression = None;
+        }
+        if let Some(step_up) = &mut self.step_up
+            && step_up.max_age == Some(0)
+        {
+            step_up.max_age = None;
+        }
+    }
+
     pub fn from_wire(p: &pb::Policy) -> PolicyDoc {
         let scope = p.scope.clone().unwrap_or_default();
         PolicyDoc {

@@ -93,7 +93,7 @@ enum Command {
 
 /// The token's secret: kept out of `Debug` output so it cannot end up in a log line.
 #[derive(Clone)]
-struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +101,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-fn parse_secret(s: &str) -> Result<Secret, String> {
+pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("the token is empty".into());
@@ -112,6 +112,15 @@ fn parse_secret(s: &str) -> Result<Secret, String> {
 /// Adds `authorization: Bearer <secret>` to every call.
 #[derive(Clone)]
 pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    /// `Bearer <secret>` as a header value (the secret must be printable ASCII).
+    pub(crate) fn new(secret: &Secret) -> anyhow::Result<Bearer> {
+        MetadataValue::try_from(format!("Bearer {}", secret.0))
+            .map(Bearer)
+            .map_err(|_| anyhow::anyhow!("the token is not a valid header value (printable ASCII)"))
+    }
+}
 
 impl Interceptor for Bearer {
     fn call(

@@ -133,7 +133,7 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
 }
 
 /// RFC 3339, or a duration before now (`10m`).
-fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
+pub(crate) fn parse_auth_time(s: &str) -> Result<std::time::SystemTime, String> {
     if let Ok(at) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok(at.into());
     }

@@ -15,6 +15,7 @@ mod import;
 mod listen;
 mod metrics;
 mod net;
+mod policies_cmd;
 mod reload;
 mod scim_token_cmd;
 mod serve;
@@ -69,6 +70,9 @@ enum Command {
     Check(check::Args),
     /// Manage a running server over its admin API: users, groups, policies, tokens, audit.
     Admin(admin_cmd::Args),
+    /// Policies as code: export a server's policies into a directory, diff, apply it as one
+    /// audited change, and test decision cases for CI.
+    Policies(policies_cmd::Args),
     /// Create the bearer token an identity provider uses for SCIM, on the store directly.
     #[command(subcommand, name = "scim-token")]
     ScimToken(scim_token_cmd::Command),
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Check(args) => check::run(args),
         Command::Admin(args) => admin_cmd::run(args),
+        Command::Policies(args) => policies_cmd::run(args),
         Command::ScimToken(command) => scim_token_cmd::run(command),
         Command::Token(command) => token_cmd::run(command),
         Command::Workload(command) => workload_cmd::run(command),

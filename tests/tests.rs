@@ -18,6 +18,7 @@ mod hammer;
 mod hardening_net;
 mod identity;
 mod metrics;
+mod policies_as_code;
 mod restart;
 mod scim;
 mod shutdown;

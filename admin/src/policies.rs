@@ -6,6 +6,8 @@
 //! result ([`check`]) and the users and groups its scope names, inside the transaction that
 //! writes it.
 
+mod apply;
+
 use crate::auth::Caller;
 use crate::{Error, Result, audit, clock, convert, mask, page, text};
 use live::Live;
@@ -101,6 +103,8 @@ fn restrictive_rank(action: Action) -> u8 {
         Action::Allow => 3,
     }
 }
+
+pub(crate) use apply::{apply, export};
 
 pub(crate) async fn list(
     live: &Live,

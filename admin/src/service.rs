@@ -267,6 +267,26 @@ impl pb::admin_service_server::AdminService for AdminService {
         ))
     }
 
+    async fn apply_policies(
+        &self,
+        request: Request<pb::ApplyPoliciesRequest>,
+    ) -> Result<Response<pb::ApplyPoliciesResponse>, Status> {
+        let caller = self.authorize(&request, "ApplyPolicies", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            policies::apply(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn export_policies(
+        &self,
+        request: Request<pb::ExportPoliciesRequest>,
+    ) -> Result<Response<pb::ExportPoliciesResponse>, Status> {
+        self.authorize(&request, "ExportPolicies", READ)?;
+        let pb::ExportPoliciesRequest {} = request.into_inner();
+        Ok(Response::new(policies::export(&self.live)?))
+    }
+
     async fn list_agents(
         &self,
         request: Request<pb::ListAgentsRequest>,

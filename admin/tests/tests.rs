@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod apply_policies;
 mod approval_flows;
 mod groups;
 mod policies;

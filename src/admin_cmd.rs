@@ -213,9 +213,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.json)?);
+        crate::stdout::println(serde_json::to_string_pretty(&report.json)?)?;
     } else {
-        print!("{}", report.text);
+        crate::stdout::print(report.text)?;
         if let Some(warning) = &report.warning {
             eprintln!("warning: {warning}");
         }

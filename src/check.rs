@@ -232,9 +232,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(answer.into_inner())
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&answer))?);
+        crate::stdout::println(serde_json::to_string_pretty(&to_json(&answer))?)?;
     } else {
-        print!("{}", render(&answer));
+        crate::stdout::print(render(&answer))?;
     }
     Ok(ExitCode::SUCCESS)
 }

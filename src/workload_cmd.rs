@@ -98,7 +98,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let generated = workload::generate(&params)?;
     workload::write_dir(&args.out, &generated)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
-    println!(
+    crate::stdout::println(format_args!(
         "wrote {} users, {} groups, {} policies and {} requests to `{}` in {:.1}s",
         params.users,
         params.groups,
@@ -106,7 +106,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         params.requests,
         args.out.display(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -150,14 +150,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!(
+    crate::stdout::println(format_args!(
         "{} requests in {:.2}s ({:.0}/s): {} matched, {} mismatched",
         requests.len(),
         elapsed.as_secs_f64(),
         requests.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         requests.len() - mismatches,
         mismatches
-    );
+    ))?;
     if mismatches > 0 {
         Ok(ExitCode::FAILURE)
     } else {

@@ -21,6 +21,7 @@ mod net;
 mod reload;
 mod scim_token_cmd;
 mod serve;
+mod shell_docs;
 mod shutdown;
 mod sidecar;
 mod sidecar_approvals;
@@ -89,6 +90,10 @@ enum Command {
     /// Show the settings `serve` or `sidecar` would run with, or document them all.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, …) on stdout.
+    Completions(shell_docs::CompletionsArgs),
+    /// Write man pages for every command into a directory.
+    Man(shell_docs::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +153,8 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Completions(args) => shell_docs::completions(Cli::command(), args),
+        Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

@@ -118,3 +118,65 @@ fn each_error_is_said_once() {
     assert_eq!(stderr.matches("tcp connect error").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
 }
+
+#[test]
+fn completions_are_generated_for_each_shell_and_complete_in_bash() {
+    for (shell, marker) in [
+        ("bash", "complete -F _portcullis"),
+        ("zsh", "#compdef portcullis"),
+        ("fish", "complete -c portcullis"),
+    ] {
+        let script = crate::support::run_ok(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in ["admin", "workload", "completions", "groups"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    assert!(!run(&["completions", "tcsh"]).status.success());
+
+    // The bash script, sourced by a real bash, completes `portcullis adm` and `admin gr`.
+    let root = tempfile::tempdir().unwrap();
+    let script = root.path().join("portcullis.bash");
+    std::fs::write(&script, crate::support::run_ok(&["completions", "bash"])).unwrap();
+    let complete = |words: &str| {
+        let line = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _portcullis portcullis \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            path(&script)
+        );
+        let output = std::process::Command::new("bash")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(complete("portcullis adm").trim(), "admin");
+    assert_eq!(complete("portcullis admin gr").trim(), "groups");
+}
+
+#[test]
+fn man_pages_are_written_for_every_command() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("man/man1");
+    let out = crate::support::run_ok(&["man", path(&dir)]);
+    let pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        out.contains(&format!("wrote {} man pages", pages.len())),
+        "{out}"
+    );
+    for page in [
+        "portcullis.1",
+        "portcullis-admin.1",
+        "portcullis-admin-users-list.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} missing: {pages:?}");
+    }
+    let list = std::fs::read_to_string(dir.join("portcullis-admin-users-list.1")).unwrap();
+    assert!(list.starts_with(".ie") || list.contains(".TH"), "{list}");
+    assert!(list.contains("\\-\\-limit"), "{list}");
+}

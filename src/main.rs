@@ -11,6 +11,7 @@ mod check;
 mod config;
 mod control;
 mod decision_log;
+mod decision_token;
 mod file_modes;
 mod http;
 mod https;

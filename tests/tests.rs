@@ -10,6 +10,7 @@ mod approvals;
 mod audit_log;
 mod backup;
 mod cli;
+mod cli_day_two;
 mod cli_shell;
 mod config;
 mod decision_log;

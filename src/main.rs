@@ -181,13 +181,15 @@ fn said_once(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        // clap's errors say `error: ` themselves; `main` does.
+        let part = part.strip_prefix("error: ").unwrap_or(&part).trim_end();
+        if text.contains(part) {
             continue;
         }
         if !text.is_empty() {
             text.push_str(": ");
         }
-        text.push_str(&part);
+        text.push_str(part);
     }
     text
 }

@@ -79,3 +79,30 @@ fn check_and_replay_send_the_decision_token_from_a_file() {
         "{output:?}"
     );
 }
+
+#[test]
+fn the_sidecar_and_the_server_default_to_different_ports() {
+    let grpc_addr = |subcommand: &str| {
+        let output = crate::support::bin()
+            .args(["config", "print", subcommand])
+            .env("PORTCULLIS_UPSTREAM", "http://127.0.0.1:50051")
+            .env_remove("PORTCULLIS_GRPC_ADDR")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let printed = String::from_utf8(output.stdout).unwrap();
+        printed
+            .lines()
+            .find(|l| l.starts_with("grpc-addr = "))
+            .unwrap_or_else(|| panic!("{printed}"))
+            .to_owned()
+    };
+    assert_eq!(
+        grpc_addr("serve"),
+        "grpc-addr = \"127.0.0.1:50051\"   # default"
+    );
+    assert_eq!(
+        grpc_addr("sidecar"),
+        "grpc-addr = \"127.0.0.1:50061\"   # default"
+    );
+}

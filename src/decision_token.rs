@@ -44,29 +44,34 @@ pub type Client =
 impl TokenFile {
     /// The token's header value, read from the file (none without --token-file).
     pub fn bearer(&self) -> anyhow::Result<Bearer> {
-        let Some(path) = &self.token_file else {
-            return Ok(Bearer(None));
-        };
-        let what = || format!("cannot read the --token-file `{}`", path.display());
-        let size = std::fs::metadata(path).with_context(what)?.len();
-        anyhow::ensure!(
-            size <= MAX_TOKEN_FILE_BYTES,
-            "the --token-file `{}` holds {size} bytes, more than a token ({MAX_TOKEN_FILE_BYTES} at most)",
-            path.display()
-        );
-        let text = std::fs::read_to_string(path).with_context(what)?;
-        let token = text.trim();
-        anyhow::ensure!(
-            !token.is_empty(),
-            "the --token-file `{}` is empty",
-            path.display()
-        );
-        let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            anyhow::anyhow!(
-                "the --token-file `{}` holds characters a header cannot carry",
-                path.display()
-            )
-        })?;
-        Ok(Bearer(Some(value)))
+        bearer(self.token_file.as_deref())
     }
+}
+
+/// The header value of the token in `path` (none without a path).
+pub fn bearer(path: Option<&std::path::Path>) -> anyhow::Result<Bearer> {
+    let Some(path) = path else {
+        return Ok(Bearer(None));
+    };
+    let what = || format!("cannot read the decision token file `{}`", path.display());
+    let size = std::fs::metadata(path).with_context(what)?.len();
+    anyhow::ensure!(
+        size <= MAX_TOKEN_FILE_BYTES,
+        "the decision token file `{}` holds {size} bytes, more than a token ({MAX_TOKEN_FILE_BYTES} at most)",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path).with_context(what)?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the decision token file `{}` is empty",
+        path.display()
+    );
+    let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+        anyhow::anyhow!(
+            "the decision token file `{}` holds characters a header cannot carry",
+            path.display()
+        )
+    })?;
+    Ok(Bearer(Some(value)))
 }

@@ -128,7 +128,13 @@ fn completions_are_generated_for_each_shell_and_complete_in_bash() {
     ] {
         let script = crate::support::run_ok(&["completions", shell]);
         assert!(script.contains(marker), "{shell}: {script}");
-        for word in ["admin", "workload", "completions", "groups"] {
+        for word in [
+            "admin",
+            "workload",
+            "completions",
+            "allowed-tools",
+            "who-can",
+        ] {
             assert!(script.contains(word), "{shell} lacks {word}");
         }
     }

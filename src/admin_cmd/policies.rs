@@ -107,7 +107,7 @@ pub struct CreateArgs {
     /// A user id or email (repeatable).
     #[arg(long = "user")]
     users: Vec<String>,
-    /// A group id (repeatable).
+    /// A group: its id or its exact name (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
     #[arg(long, value_enum)]
@@ -285,6 +285,10 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
             user_ids.push(user);
         }
     }
+    let mut group_ids = Vec::with_capacity(args.groups.len());
+    for group in &args.groups {
+        group_ids.push(super::groups::resolve(client, group).await?);
+    }
     let policy = pb::Policy {
         name: args.name,
         description: args.description,
@@ -294,7 +298,7 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         scope: Some(pb::PolicyScope {
             all_users: args.all_users,
             user_ids,
-            group_ids: args.groups,
+            group_ids,
         }),
         action: args.action.proto() as i32,
         approval_flow_id: args.approval_flow.unwrap_or_default(),

@@ -108,7 +108,8 @@ fn the_sidecar_and_the_server_default_to_different_ports() {
 }
 
 /// Three users; `engineering` (u2) and `contractors` (u3); github: Allow everyone, Deny the
-/// contractors on `delete_repo`, Step up for u1 on `delete_repo`.
+/// contractors on `delete_repo`, Step up for u1 on `delete_repo`. The actions in older
+/// spellings (`allow`, `POLICY_ACTION_DENY`, `step-up`), which import still reads.
 fn company(root: &std::path::Path) -> std::path::PathBuf {
     let export = root.join("export");
     std::fs::create_dir_all(&export).unwrap();
@@ -134,13 +135,13 @@ fn company(root: &std::path::Path) -> std::path::PathBuf {
         export.join("policies.jsonl"),
         concat!(
             r#"{"id":"pol-1","name":"github for everyone","connector":"github","tools":["*"],"#,
-            r#""scope":{"all_users":true,"users":[],"groups":[]},"action":"ALLOW","enabled":true}"#,
+            r#""scope":{"all_users":true,"users":[],"groups":[]},"action":"allow","enabled":true}"#,
             "\n",
             r#"{"id":"pol-2","name":"no deleting for contractors","connector":"github","tools":["delete_repo"],"#,
-            r#""scope":{"all_users":false,"users":[],"groups":["g-con"]},"action":"DENY","enabled":true}"#,
+            r#""scope":{"all_users":false,"users":[],"groups":["g-con"]},"action":"POLICY_ACTION_DENY","enabled":true}"#,
             "\n",
             r#"{"id":"pol-3","name":"alice deletes after step-up","connector":"github","tools":["delete_repo"],"#,
-            r#""scope":{"all_users":false,"users":["u1"],"groups":[]},"action":"STEP_UP","enabled":true,"#,
+            r#""scope":{"all_users":false,"users":["u1"],"groups":[]},"action":"step-up","enabled":true,"#,
             r#""step_up":{"acr_values":["phr"]}}"#,
             "\n",
             r#"{"id":"pol-4","name":"off","connector":"github","tools":["delete_repo"],"#,
@@ -266,9 +267,10 @@ fn groups_are_updated_and_taken_by_name() {
             "--group",
             "contractors",
             "--action",
-            "allow",
+            "ALLOW",
         ],
     );
+    assert_eq!(created["policy"]["action"], "ALLOW", "{created}");
     assert_eq!(
         created["policy"]["scope"]["group_ids"],
         serde_json::json!(["g-con"]),

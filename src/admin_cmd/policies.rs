@@ -41,7 +41,7 @@ pub struct ListArgs {
     #[arg(long)]
     search: Option<String>,
     /// Only policies with this action.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     action: Option<ActionArg>,
     /// Only policies of this connector.
     #[arg(long)]
@@ -62,11 +62,16 @@ enum SortArg {
     Action,
 }
 
+/// Written as everywhere else (`STEP_UP`); the older `step-up` and any case are still taken.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ActionArg {
+    #[value(name = "ALLOW")]
     Allow,
+    #[value(name = "STEP_UP", alias = "step-up")]
     StepUp,
+    #[value(name = "REQUIRE_APPROVAL", alias = "require-approval")]
     RequireApproval,
+    #[value(name = "DENY")]
     Deny,
 }
 
@@ -110,7 +115,7 @@ pub struct CreateArgs {
     /// A group: its id or its exact name (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     action: ActionArg,
     /// Which approval flow handles a require-approval answer.
     #[arg(long)]
@@ -147,13 +152,13 @@ pub struct PolicyExtras {
     /// A registered agent id the policy applies to (repeatable); none: every agent.
     #[arg(long = "agent")]
     agents: Vec<String>,
-    /// With `--action step-up`: an acceptable `acr` (repeatable; any one of them).
+    /// With `--action STEP_UP`: an acceptable `acr` (repeatable; any one of them).
     #[arg(long = "acr")]
     acr_values: Vec<String>,
-    /// With `--action step-up`: an `amr` that must be present (repeatable; all of them).
+    /// With `--action STEP_UP`: an `amr` that must be present (repeatable; all of them).
     #[arg(long = "amr")]
     amr_values: Vec<String>,
-    /// With `--action step-up`: the user authenticated at most this many seconds ago.
+    /// With `--action STEP_UP`: the user authenticated at most this many seconds ago.
     #[arg(long)]
     max_age: Option<u64>,
     /// A condition in CEL that must hold, e.g. `request.arguments.repo.startsWith("acme/")`.

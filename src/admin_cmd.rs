@@ -66,7 +66,7 @@ enum Command {
     /// List, show, create, update and delete groups (by id or name); list, add and remove members.
     #[command(subcommand)]
     Groups(groups::Command),
-    /// List, show, create, update, delete, enable and disable policies.
+    /// List, show, create, update (any field), delete, enable and disable policies.
     #[command(subcommand)]
     Policies(policies::Command),
     /// List, show, register, update and delete agents; the kill switch (enable, disable).

@@ -375,3 +375,91 @@ fn who_can_and_allowed_tools_answer_from_the_policies() {
         ["CONNECTOR", "TOOL", "DECISION", "CONDITIONAL", "POLICY"]
     );
 }
+
+#[test]
+fn policies_update_changes_only_what_is_given() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let token = crate::support::admin_token(&data, "u1");
+    let server = Server::start(&data);
+
+    let out = admin_ok(
+        &server,
+        &token,
+        &[
+            "policies",
+            "update",
+            "pol-1",
+            "--name",
+            "github, some of it",
+            "--tool",
+            "create_issue",
+            "--tool",
+            "list_repos",
+            "--group",
+            "ENGINEERING",
+            "--user",
+            "carol@example.com",
+            "--action",
+            "STEP_UP",
+            "--acr",
+            "phr",
+        ],
+    );
+    assert!(
+        out.contains("updated policy pol-1 (github, some of it)"),
+        "{out}"
+    );
+    let p = &admin_json(&server, &token, &["policies", "get", "pol-1"])["policy"];
+    assert_eq!(p["name"], "github, some of it", "{p}");
+    assert_eq!(
+        p["tools"],
+        serde_json::json!(["create_issue", "list_repos"]),
+        "{p}"
+    );
+    assert_eq!(p["scope"]["all_users"], false, "{p}");
+    assert_eq!(p["scope"]["group_ids"], serde_json::json!(["g-eng"]), "{p}");
+    assert_eq!(p["scope"]["user_ids"], serde_json::json!(["u3"]), "{p}");
+    assert_eq!(p["action"], "STEP_UP", "{p}");
+    assert_eq!(p["connector"], "github", "{p}");
+    assert_eq!(p["enabled"], true, "{p}");
+
+    // Back to everyone and every tool, as an Allow without the requirement.
+    admin_ok(
+        &server,
+        &token,
+        &[
+            "policies",
+            "update",
+            "pol-1",
+            "--all-tools",
+            "--all-users",
+            "--action",
+            "allow",
+            "--no-step-up",
+        ],
+    );
+    let p = &admin_json(&server, &token, &["policies", "get", "pol-1"])["policy"];
+    assert_eq!(
+        (p["all_tools"].clone(), p["scope"]["all_users"].clone()),
+        (true.into(), true.into()),
+        "{p}"
+    );
+    assert_eq!(p["action"], "ALLOW", "{p}");
+    assert_eq!(p["name"], "github, some of it", "{p}");
+
+    // Nothing to change, or an unknown group: refused, nothing changed.
+    let output = admin(&server, &token, &["policies", "update", "pol-1"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("nothing to change"),
+        "{output:?}"
+    );
+    let output = admin(
+        &server,
+        &token,
+        &["policies", "update", "pol-1", "--group", "nobody"],
+    );
+    assert!(!output.status.success());
+    let p2 = &admin_json(&server, &token, &["policies", "get", "pol-1"])["policy"];
+    assert_eq!(p, p2);
+}

@@ -186,3 +186,32 @@ fn man_pages_are_written_for_every_command() {
     assert!(list.starts_with(".ie") || list.contains(".TH"), "{list}");
     assert!(list.contains("\\-\\-limit"), "{list}");
 }
+
+#[test]
+fn a_sidecar_says_once_that_its_control_plane_is_unreachable() {
+    // A port nothing listens on: every attempt is refused the same way.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sidecar = crate::fleet::sidecar(&upstream, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reconnects = crate::fleet::metrics(&sidecar)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("portcullis_upstream_reconnects"))
+            .map_or(0.0, |(_, value)| value);
+        if reconnects >= 3.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reconnects");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stderr = sidecar.stderr.lock().unwrap().clone();
+    assert_eq!(
+        stderr.matches("following the control plane failed").count(),
+        1,
+        "{stderr}"
+    );
+    // With its cause, once.
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+}

@@ -8,6 +8,7 @@ mod approval_flows;
 mod approvals;
 mod groups;
 mod policies;
+mod queries;
 mod show;
 mod tokens;
 mod users;
@@ -59,13 +60,13 @@ pub struct Args {
 enum Command {
     /// Who the token acts as, and the roles it holds.
     Whoami,
-    /// List, show, lock and unlock users.
+    /// List, show, lock and unlock users; the tools a user's agent may call.
     #[command(subcommand)]
     Users(users::Command),
-    /// List, show, create and delete groups; list, add and remove members.
+    /// List, show, create, update and delete groups (by id or name); list, add and remove members.
     #[command(subcommand)]
     Groups(groups::Command),
-    /// List, show, create, update, delete, enable and disable policies.
+    /// List, show, create, update (any field), delete, enable and disable policies.
     #[command(subcommand)]
     Policies(policies::Command),
     /// List, show, register, update and delete agents; the kill switch (enable, disable).
@@ -85,6 +86,10 @@ enum Command {
     Tokens(tokens::Command),
     /// The audit log, newest first.
     Audit(users::AuditArgs),
+    /// Whom the enabled policies of a connector's tool name (users, groups, everyone), by
+    /// action, most restrictive first.
+    #[command(name = "who-can")]
+    WhoCan(queries::WhoCanArgs),
     /// List, show, create, update and delete webhook endpoints (approval notifications); their
     /// deliveries.
     #[command(subcommand)]
@@ -189,7 +194,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             AdminServiceClient::with_interceptor(channel.clone(), Bearer(bearer.clone()));
         match args.command {
             Command::Whoami => users::whoami(&mut client).await,
+            Command::Users(users::Command::AllowedTools(args)) => {
+                queries::allowed_tools(channel, args).await
+            }
             Command::Users(command) => users::run(&mut client, command).await,
+            Command::WhoCan(args) => queries::who_can(&mut client, args).await,
             Command::Groups(command) => groups::run(&mut client, command).await,
             Command::Policies(command) => policies::run(&mut client, command).await,
             Command::Tokens(command) => tokens::run(&mut client, command).await,
@@ -222,9 +231,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.json)?);
+        crate::stdout::println(serde_json::to_string_pretty(&report.json)?)?;
     } else {
-        print!("{}", report.text);
+        crate::stdout::print(report.text)?;
         if let Some(warning) = &report.warning {
             eprintln!("warning: {warning}");
         }

@@ -62,7 +62,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             return Err(e).with_context(|| format!("cannot open the store in `{}`", dir.display()));
         }
     };
-    println!(
+    crate::stdout::println(format_args!(
         "backed up revision {revision} of `{}` to `{}`{via}: {records} records, {} in {:.1}s; \
          writes paused {}",
         dir.display(),
@@ -70,7 +70,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         size(bytes),
         started.elapsed().as_secs_f64(),
         millis(paused),
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,7 +83,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let m = &summary.manifest;
-    println!(
+    crate::stdout::println(format_args!(
         "restored revision {} into `{}` from `{}` (taken {}): {} users, {} groups, {} policies, \
          {} records, {} in {:.1}s; new store id {}",
         summary.revision,
@@ -97,7 +97,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         size(m.bytes),
         summary.elapsed.as_secs_f64(),
         summary.store_id,
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

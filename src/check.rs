@@ -124,6 +124,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     tls: ClientTls,
+    #[command(flatten)]
+    token: crate::decision_token::TokenFile,
 }
 
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
@@ -205,6 +207,8 @@ fn to_value(value: &serde_json::Value) -> prost_types::Value {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);
     let endpoint = endpoint(&addr, &args.tls)?;
+    // Read before connecting: a bad file is reported as such, whatever the server.
+    let bearer = args.token.bearer()?;
     let arguments: serde_json::Map<String, serde_json::Value> =
         args.arguments.into_iter().collect();
     let request = pb::CheckRequest {
@@ -224,7 +228,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
-        let mut client = pb::decision_service_client::DecisionServiceClient::new(channel);
+        let mut client =
+            pb::decision_service_client::DecisionServiceClient::with_interceptor(channel, bearer);
         let answer = client
             .check(request)
             .await
@@ -232,9 +237,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(answer.into_inner())
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&answer))?);
+        crate::stdout::println(serde_json::to_string_pretty(&to_json(&answer))?)?;
     } else {
-        print!("{}", render(&answer));
+        crate::stdout::print(render(&answer))?;
     }
     Ok(ExitCode::SUCCESS)
 }

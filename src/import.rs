@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .import_with_flows(&loaded.model, &flows)
         .context("cannot write the import to the store")?;
     bar.finish_and_clear();
-    println!(
+    crate::stdout::println(format_args!(
         "imported {} users, {} groups, {} memberships, {} policies and {} approval flows from `{}` in {:.1}s; store revision {}",
         summary.users,
         summary.groups,
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.dir.display(),
         started.elapsed().as_secs_f64(),
         summary.revision
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,8 @@
 //! `portcullis`: the binary. Parses flags, starts logging and hands off to one subcommand;
 //! the work itself lives in the library crates.
+//!
+//! Output goes through `stdout` (never `print!`, which panics on a closed pipe).
+#![deny(clippy::print_stdout)]
 
 mod admin_cmd;
 mod audit_log;
@@ -8,6 +11,7 @@ mod check;
 mod config;
 mod control;
 mod decision_log;
+mod decision_token;
 mod file_modes;
 mod http;
 mod https;
@@ -19,9 +23,11 @@ mod policies_cmd;
 mod reload;
 mod scim_token_cmd;
 mod serve;
+mod shell_docs;
 mod shutdown;
 mod sidecar;
 mod sidecar_approvals;
+mod stdout;
 mod telemetry;
 mod token_cmd;
 mod workload_cmd;
@@ -89,6 +95,10 @@ enum Command {
     /// Show the settings `serve` or `sidecar` would run with, or document them all.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, …) on stdout.
+    Completions(shell_docs::CompletionsArgs),
+    /// Write man pages for every command into a directory.
+    Man(shell_docs::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,7 +120,7 @@ fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", said_once(&error));
             return ExitCode::from(2);
         }
     };
@@ -122,7 +132,7 @@ fn main() -> ExitCode {
     let traces = match traces {
         Ok(traces) => traces,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", said_once(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -144,26 +154,49 @@ fn main() -> ExitCode {
             if let Some(path) = &cli.config {
                 global.extend(["--config".into(), path.clone().into_os_string()]);
             }
-            config::print(&Cli::command(), &global, &subcommand).map(|text| {
-                print!("{text}");
-                ExitCode::SUCCESS
+            config::print(&Cli::command(), &global, &subcommand).and_then(|text| {
+                stdout::print(text)?;
+                Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Config(ConfigCommand::Docs) => {
-            print!("{}", config::docs(&Cli::command()));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Completions(args) => shell_docs::completions(Cli::command(), args),
+        Command::Man(args) => shell_docs::man(Cli::command(), args),
+        Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
     };
     if let Some(traces) = traces {
         traces.shutdown();
     }
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`… | head -1`): it has what it wanted.
+        Err(error) if stdout::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", said_once(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, each said once: a cause whose text is already said
+/// is left out (libraries that put their source in their own message, as hyper and ours do,
+/// would otherwise repeat it: "tcp connect error: tcp connect error: Connection refused").
+fn said_once(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        // clap's errors say `error: ` themselves; `main` does.
+        let part = part.strip_prefix("error: ").unwrap_or(&part).trim_end();
+        if text.contains(part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(part);
+    }
+    text
 }
 
 /// The command line, with the config file filling in what flags and the environment did not.

@@ -48,8 +48,9 @@ pub struct Args {
         requires = "upstream_client_cert"
     )]
     upstream_client_key: Option<PathBuf>,
-    /// Where to serve decisions; port 0 picks a free one (the log line says which).
-    #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    /// Where to serve decisions; port 0 picks a free one (the log line says which). Not the
+    /// server's 50051, so a sidecar and a control plane run side by side on one host.
+    #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50061")]
     grpc_addr: SocketAddr,
     /// Where to serve Prometheus metrics at `/metrics`.
     #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:9464")]

@@ -69,14 +69,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Some(pdp::Role::ReadOnly) => "read-only",
         None => "none (the user's groups' roles apply)",
     };
-    println!("token:   {} ({})", token.id, token.name);
-    println!("user:    {}", token.user_id);
-    println!("role:    {role}");
-    println!("expires: {expires}");
-    println!(
+    crate::stdout::println(format_args!("token:   {} ({})", token.id, token.name))?;
+    crate::stdout::println(format_args!("user:    {}", token.user_id))?;
+    crate::stdout::println(format_args!("role:    {role}"))?;
+    crate::stdout::println(format_args!("expires: {expires}"))?;
+    crate::stdout::println(format_args!(
         "The secret follows; it is shown only this once. Use it as `authorization: Bearer <secret>`."
-    );
-    println!("{}", minted.secret);
+    ))?;
+    crate::stdout::println(minted.secret)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,6 +67,8 @@ pub struct ReplayArgs {
     concurrency: usize,
     #[command(flatten)]
     tls: crate::check::ClientTls,
+    #[command(flatten)]
+    token: crate::decision_token::TokenFile,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -98,7 +100,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let generated = workload::generate(&params)?;
     workload::write_dir(&args.out, &generated)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
-    println!(
+    crate::stdout::println(format_args!(
         "wrote {} users, {} groups, {} policies and {} requests to `{}` in {:.1}s",
         params.users,
         params.groups,
@@ -106,20 +108,22 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         params.requests,
         args.out.display(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let requests = workload::read_requests(&args.dir.join("requests.jsonl"))?;
     let addr = crate::check::with_scheme(&args.addr);
+    let bearer = args.token.bearer()?;
     let started = Instant::now();
     let answers = crate::runtime()?.block_on(async {
         let channel = crate::check::endpoint(&addr, &args.tls)?
             .connect()
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
-        let client = pb::decision_service_client::DecisionServiceClient::new(channel);
+        let client =
+            pb::decision_service_client::DecisionServiceClient::with_interceptor(channel, bearer);
         let checks: Vec<pb::CheckRequest> = requests.iter().map(check_request).collect();
         match args.batch {
             Some(size) => {
@@ -150,14 +154,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!(
+    crate::stdout::println(format_args!(
         "{} requests in {:.2}s ({:.0}/s): {} matched, {} mismatched",
         requests.len(),
         elapsed.as_secs_f64(),
         requests.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         requests.len() - mismatches,
         mismatches
-    );
+    ))?;
     if mismatches > 0 {
         Ok(ExitCode::FAILURE)
     } else {
@@ -189,7 +193,7 @@ fn check_request(request: &workload::RequestLine) -> pb::CheckRequest {
     }
 }
 
-type Client = pb::decision_service_client::DecisionServiceClient<tonic::transport::Channel>;
+type Client = crate::decision_token::Client;
 
 async fn replay_checks(
     client: Client,
@@ -198,7 +202,13 @@ async fn replay_checks(
 ) -> anyhow::Result<Vec<pb::CheckResponse>> {
     let calls = checks.into_iter().map(|check| {
         let mut client = client.clone();
-        async move { client.check(check).await.map(tonic::Response::into_inner) }
+        async move {
+            client
+                .check(check)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(crate::admin_cmd::status)
+        }
     });
     let answers: Vec<_> = stream::iter(calls).buffered(concurrency).collect().await;
     answers
@@ -222,6 +232,7 @@ async fn replay_batches(
                 .batch_check(pb::BatchCheckRequest { checks })
                 .await
                 .map(|r| r.into_inner().results)
+                .map_err(crate::admin_cmd::status)
         }
     });
     let answers: Vec<_> = stream::iter(calls).buffered(concurrency).collect().await;

@@ -256,8 +256,8 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
     assert_eq!(bob["user"]["status"], "locked", "{bob}");
     assert_eq!(bob["user"]["lock"]["reason"], "laptop stolen");
     assert_eq!(bob["groups"][0]["group_id"], "g-eng");
-    assert_eq!(bob["decisions"][0]["decision"], "deny", "{bob}");
-    assert_eq!(bob["decisions"][0]["reason"], "user-locked");
+    assert_eq!(bob["decisions"][0]["decision"], "DENY", "{bob}");
+    assert_eq!(bob["decisions"][0]["reason"], "USER_LOCKED");
     let text = admin.ok(&["users", "get", "bob@example.com"]);
     assert!(text.contains("locked (by u1 at "), "{text}");
     assert!(text.contains("laptop stolen"), "{text}");
@@ -468,7 +468,7 @@ fn admin_cli_manages_policies_and_api_tokens() {
     );
     assert_eq!(table.lines().count(), 2, "{table}");
     assert!(
-        table.contains("github for everyone  github     all    all users  allow"),
+        table.contains("github for everyone  github     all    all users  ALLOW"),
         "{table}"
     );
 
@@ -498,7 +498,7 @@ fn admin_cli_manages_policies_and_api_tokens() {
     let policy = &created["policy"];
     let id = policy["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("pol_"), "{created}");
-    assert_eq!(policy["action"], "deny");
+    assert_eq!(policy["action"], "DENY");
     assert_eq!(policy["enabled"], true);
     assert_eq!(policy["scope"]["user_ids"], serde_json::json!(["u6"]));
     assert_eq!(policy["scope"]["group_ids"], serde_json::json!(["g-eng"]));
@@ -734,9 +734,9 @@ fn admin_cli_manages_agents_settings_and_agent_scoped_policies() {
 
     // Settings.
     let settings = admin.json(&["settings", "get"]);
-    assert_eq!(settings["settings"]["unregistered_agents"], "allow");
+    assert_eq!(settings["settings"]["unregistered_agents"], "ALLOW");
     let out = admin.ok(&["settings", "set", "--unregistered-agents", "deny"]);
-    assert!(out.contains("unregistered agents  deny"), "{out}");
+    assert!(out.contains("unregistered agents  DENY"), "{out}");
 
     // A policy for one agent with a step-up requirement.
     let created = admin.json(&[

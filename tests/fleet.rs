@@ -41,7 +41,7 @@ pub(crate) fn sidecar(upstream: &str, extra: &[&str]) -> Server {
 }
 
 /// The sidecar's `/metrics`, parsed: sample name → value.
-fn metrics(sidecar: &Server) -> HashMap<String, f64> {
+pub(crate) fn metrics(sidecar: &Server) -> HashMap<String, f64> {
     let reply = http(&sidecar.http, "GET", "/metrics", &[], b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply

@@ -10,6 +10,8 @@ mod approvals;
 mod audit_log;
 mod backup;
 mod cli;
+mod cli_day_two;
+mod cli_shell;
 mod config;
 mod decision_log;
 mod deploy;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use store::View;
 use store::view::Update;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The largest message a follower accepts: chunks and parts of changes stay far below it.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -548,23 +548,54 @@ async fn stream_loop(
 ) {
     let mut received = Received::default();
     let mut backoff = BACKOFF_MIN;
+    // The failure last logged as a warning: the same one again, attempt after attempt while the
+    // control plane stays away, is said once (then at debug), until it changes or the stream
+    // makes progress.
+    let mut said: Option<String> = None;
     loop {
         let before = counters.contact_ms.load(Ordering::Relaxed);
-        match follow_once(&upstream, &mut received, &apply, &counters, &grants).await {
+        let outcome = follow_once(&upstream, &mut received, &apply, &counters, &grants).await;
+        if counters.contact_ms.load(Ordering::Relaxed) != before {
+            backoff = BACKOFF_MIN;
+            said = None;
+        }
+        match outcome {
             Ok(()) => info!(upstream = %upstream.url, "the control plane ended the stream"),
             Err(Error::Closed) => return,
             Err(e) => {
-                warn!(upstream = %upstream.url, error = %e, "following the control plane failed")
+                let error = e.to_string();
+                if said.as_deref() == Some(error.as_str()) {
+                    debug!(upstream = %upstream.url, error, "following the control plane failed again");
+                } else {
+                    warn!(
+                        upstream = %upstream.url,
+                        error,
+                        "following the control plane failed; retrying with backoff (the same failure is not logged again)"
+                    );
+                    said = Some(error);
+                }
             }
         }
         counters.connected.store(false, Ordering::Relaxed);
-        if counters.contact_ms.load(Ordering::Relaxed) != before {
-            backoff = BACKOFF_MIN;
-        }
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
         counters.reconnects.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// `error` and its causes, each said once (tonic's "transport error" alone names no cause).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// `wait` give or take a fifth, so a fleet does not reconnect in step.
@@ -681,7 +712,7 @@ async fn follow_once(
         .endpoint
         .connect()
         .await
-        .map_err(|e| Error::Connect(e.to_string()))?;
+        .map_err(|e| Error::Connect(with_causes(&e)))?;
     let authorization = upstream.authorization.clone();
     let mut client =
         SnapshotServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {

@@ -99,7 +99,7 @@ pub enum SettingsCommand {
     /// Change the organisation's settings.
     Set {
         /// What happens to requests from agents no registered id or alias names.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, ignore_case = true)]
         unregistered_agents: UnregisteredArg,
     },
 }
@@ -107,8 +107,10 @@ pub enum SettingsCommand {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum UnregisteredArg {
     /// They go on to the policies for every agent (the default).
+    #[value(name = "ALLOW")]
     Allow,
     /// They are denied (UNKNOWN_AGENT).
+    #[value(name = "DENY")]
     Deny,
 }
 
@@ -310,8 +312,8 @@ fn agent_json(a: &pb::Agent) -> serde_json::Value {
 
 fn unregistered_text(u: pb::UnregisteredAgents) -> &'static str {
     match u {
-        pb::UnregisteredAgents::Deny => "deny",
-        pb::UnregisteredAgents::Allow | pb::UnregisteredAgents::Unspecified => "allow",
+        pb::UnregisteredAgents::Deny => "DENY",
+        pb::UnregisteredAgents::Allow | pb::UnregisteredAgents::Unspecified => "ALLOW",
     }
 }
 

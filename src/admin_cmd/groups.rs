@@ -11,9 +11,11 @@ pub enum Command {
     List(ListArgs),
     /// One group and the policies that name it.
     Get {
-        /// The group's id.
+        /// The group: its id or its exact name.
         id: String,
     },
+    /// Rename a group, or change its description or roles (only what is given changes).
+    Update(UpdateArgs),
     /// Create a local group.
     Create {
         name: String,
@@ -25,7 +27,7 @@ pub enum Command {
     },
     /// The group's members, by user id.
     Members {
-        /// The group's id.
+        /// The group: its id or its exact name.
         id: String,
         /// Only members whose name or email contains this, in any case.
         #[arg(long)]
@@ -35,7 +37,7 @@ pub enum Command {
     },
     /// Add users to the group, all or none; members already in it stay as they are.
     Assign {
-        /// The group's id.
+        /// The group: its id or its exact name.
         id: String,
         /// User ids or emails.
         #[arg(required = true)]
@@ -43,16 +45,40 @@ pub enum Command {
     },
     /// Remove one member from the group.
     Remove {
-        /// The group's id.
+        /// The group: its id or its exact name.
         id: String,
         /// A user id or email.
         user: String,
     },
     /// Delete the group and take it out of every policy that names it; its users stay.
     Delete {
-        /// The group's id.
+        /// The group: its id or its exact name.
         id: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("changes")
+        .required(true)
+        .multiple(true)
+        .args(["name", "description", "roles", "no_roles"])
+))]
+pub struct UpdateArgs {
+    /// The group: its id or its exact name.
+    id: String,
+    /// The new name.
+    #[arg(long)]
+    name: Option<String>,
+    /// The new description (`""` clears it).
+    #[arg(long)]
+    description: Option<String>,
+    /// The admin-API roles every member holds, replacing the current ones (repeatable).
+    #[arg(long = "role", value_enum, conflicts_with = "no_roles")]
+    roles: Vec<super::tokens::RoleArg>,
+    /// Take every role away from the group.
+    #[arg(long)]
+    no_roles: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,7 +105,9 @@ enum SortArg {
 pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
     match command {
         Command::List(args) => list(client, args).await,
+        Command::Update(args) => update(client, args).await,
         Command::Get { id } => {
+            let id = resolve(client, &id).await?;
             let answer = client
                 .get_group(pb::GetGroupRequest { id })
                 .await
@@ -128,8 +156,12 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             );
             Ok(Report::new(json, text))
         }
-        Command::Members { id, search, paging } => members(client, id, search, paging).await,
+        Command::Members { id, search, paging } => {
+            let id = resolve(client, &id).await?;
+            members(client, id, search, paging).await
+        }
         Command::Assign { id, users } => {
+            let id = resolve(client, &id).await?;
             let asked = users.len();
             let answer = client
                 .assign_users(pb::AssignUsersRequest {
@@ -151,6 +183,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, text).warning(&answer.warning))
         }
         Command::Remove { id, user } => {
+            let id = resolve(client, &id).await?;
             let answer = client
                 .remove_group_member(pb::RemoveGroupMemberRequest {
                     group_id: id.clone(),
@@ -178,6 +211,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, text).warning(&answer.warning))
         }
         Command::Delete { id } => {
+            let id = resolve(client, &id).await?;
             let answer = client
                 .delete_group(pb::DeleteGroupRequest { id: id.clone() })
                 .await
@@ -200,6 +234,95 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, text))
         }
     }
+}
+
+/// The id of the group `reference` names: its id, else the group of that name (names are unique
+/// ignoring case, as the server keeps them).
+/// Should two match, the error lists their ids to pick from.
+pub async fn resolve(client: &mut Client, reference: &str) -> anyhow::Result<String> {
+    match client
+        .get_group(pb::GetGroupRequest {
+            id: reference.to_owned(),
+        })
+        .await
+    {
+        Ok(found) => return Ok(found.into_inner().group.unwrap_or_default().id),
+        Err(refused) if refused.code() != tonic::Code::NotFound => return Err(status(refused)),
+        Err(_) => {}
+    }
+    // Names are searched by substring: page through the matches, keep the exact ones.
+    let mut named = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_groups(pb::ListGroupsRequest {
+                search: reference.to_owned(),
+                page_size: super::MAX_PAGE_SIZE,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        named.extend(
+            page.groups
+                .into_iter()
+                .filter(|g| g.name.to_lowercase() == reference.to_lowercase())
+                .map(|g| g.id),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match named.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => anyhow::bail!("not found: no group has the id or the name `{reference}`"),
+        ids => anyhow::bail!(
+            "{} groups are named `{reference}`: give one of their ids ({})",
+            ids.len(),
+            ids.join(", ")
+        ),
+    }
+}
+
+async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {
+    let id = resolve(client, &args.id).await?;
+    let mut paths = Vec::new();
+    if args.name.is_some() {
+        paths.push("name".to_owned());
+    }
+    if args.description.is_some() {
+        paths.push("description".to_owned());
+    }
+    if !args.roles.is_empty() || args.no_roles {
+        paths.push("roles".to_owned());
+    }
+    let answer = client
+        .update_group(pb::UpdateGroupRequest {
+            id,
+            name: args.name.unwrap_or_default(),
+            description: args.description.unwrap_or_default(),
+            roles: args.roles.into_iter().map(|r| r.proto() as i32).collect(),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let g = answer.group.unwrap_or_default();
+    let json = json!({
+        "group": show::group(&g),
+        "revision": answer.revision,
+        "warning": (!answer.warning.is_empty()).then_some(&answer.warning),
+    });
+    let text = format!(
+        "updated group {} ({}) at revision {}: roles {}\n",
+        g.id,
+        g.name,
+        answer.revision,
+        show::roles_cell(g.roles())
+    );
+    Ok(Report::new(json, text).warning(&answer.warning))
 }
 
 async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {

@@ -41,7 +41,7 @@ pub struct ListArgs {
     #[arg(long)]
     search: Option<String>,
     /// Only policies with this action.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     action: Option<ActionArg>,
     /// Only policies of this connector.
     #[arg(long)]
@@ -62,11 +62,16 @@ enum SortArg {
     Action,
 }
 
+/// Written as everywhere else (`STEP_UP`); the older `step-up` and any case are still taken.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ActionArg {
+    #[value(name = "ALLOW")]
     Allow,
+    #[value(name = "STEP_UP", alias = "step-up")]
     StepUp,
+    #[value(name = "REQUIRE_APPROVAL", alias = "require-approval")]
     RequireApproval,
+    #[value(name = "DENY")]
     Deny,
 }
 
@@ -107,10 +112,10 @@ pub struct CreateArgs {
     /// A user id or email (repeatable).
     #[arg(long = "user")]
     users: Vec<String>,
-    /// A group id (repeatable).
+    /// A group: its id or its exact name (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     action: ActionArg,
     /// Which approval flow handles a require-approval answer.
     #[arg(long)]
@@ -128,6 +133,40 @@ pub struct CreateArgs {
 pub struct UpdateArgs {
     /// The policy's id.
     id: String,
+    /// A new name.
+    #[arg(long)]
+    name: Option<String>,
+    /// A new description (`""` clears it).
+    #[arg(long)]
+    description: Option<String>,
+    /// Move the policy to another connector (give its tools too unless it covers all).
+    #[arg(long)]
+    connector: Option<String>,
+    /// Cover every tool of the connector instead of a list.
+    #[arg(long, conflicts_with = "tools")]
+    all_tools: bool,
+    /// Replace the tools with these (repeatable).
+    #[arg(long = "tool")]
+    tools: Vec<String>,
+    /// Apply it to everyone instead of the scope's users and groups.
+    #[arg(long, conflicts_with_all = ["users", "groups"])]
+    all_users: bool,
+    /// Replace the scope with these users (ids or emails) and the --group groups (repeatable).
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Replace the scope with these groups (ids or exact names) and the --user users
+    /// (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// A new action.
+    #[arg(long, value_enum, ignore_case = true)]
+    action: Option<ActionArg>,
+    /// Which approval flow handles a REQUIRE_APPROVAL answer.
+    #[arg(long, conflicts_with = "no_approval_flow")]
+    approval_flow: Option<String>,
+    /// Back to the default approval flow (needed when moving away from REQUIRE_APPROVAL).
+    #[arg(long)]
+    no_approval_flow: bool,
     #[command(flatten)]
     issue16: PolicyExtras,
     /// Apply the policy to every agent again.
@@ -147,13 +186,13 @@ pub struct PolicyExtras {
     /// A registered agent id the policy applies to (repeatable); none: every agent.
     #[arg(long = "agent")]
     agents: Vec<String>,
-    /// With `--action step-up`: an acceptable `acr` (repeatable; any one of them).
+    /// With `--action STEP_UP`: an acceptable `acr` (repeatable; any one of them).
     #[arg(long = "acr")]
     acr_values: Vec<String>,
-    /// With `--action step-up`: an `amr` that must be present (repeatable; all of them).
+    /// With `--action STEP_UP`: an `amr` that must be present (repeatable; all of them).
     #[arg(long = "amr")]
     amr_values: Vec<String>,
-    /// With `--action step-up`: the user authenticated at most this many seconds ago.
+    /// With `--action STEP_UP`: the user authenticated at most this many seconds ago.
     #[arg(long)]
     max_age: Option<u64>,
     /// A condition in CEL that must hold, e.g. `request.arguments.repo.startsWith("acme/")`.
@@ -237,14 +276,54 @@ async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report>
     if extras.expression.is_some() || args.no_expression {
         paths.push("expression".to_owned());
     }
+    let named = [
+        ("name", args.name.is_some()),
+        ("description", args.description.is_some()),
+        ("connector", args.connector.is_some()),
+        ("tools", args.all_tools || !args.tools.is_empty()),
+        (
+            "scope",
+            args.all_users || !args.users.is_empty() || !args.groups.is_empty(),
+        ),
+        ("action", args.action.is_some()),
+        (
+            "approval_flow_id",
+            args.approval_flow.is_some() || args.no_approval_flow,
+        ),
+    ];
+    paths.extend(
+        named
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(path, _)| (*path).to_owned()),
+    );
     if paths.is_empty() {
         anyhow::bail!(
-            "nothing to change: pass --agent, --all-agents, --acr, --amr, --max-age, \
-             --no-step-up, --expression or --no-expression"
+            "nothing to change: pass --name, --description, --connector, --tool, --all-tools, \
+             --user, --group, --all-users, --action, --approval-flow, --no-approval-flow, \
+             --agent, --all-agents, --acr, --amr, --max-age, --no-step-up, --expression or \
+             --no-expression"
         );
+    }
+    let user_ids = user_ids(client, args.users).await?;
+    let mut group_ids = Vec::with_capacity(args.groups.len());
+    for group in &args.groups {
+        group_ids.push(super::groups::resolve(client, group).await?);
     }
     let policy = pb::Policy {
         id: args.id.clone(),
+        name: args.name.unwrap_or_default(),
+        description: args.description.unwrap_or_default(),
+        connector: args.connector.unwrap_or_default(),
+        all_tools: args.all_tools,
+        tools: args.tools,
+        scope: Some(pb::PolicyScope {
+            all_users: args.all_users,
+            user_ids,
+            group_ids,
+        }),
+        action: args.action.map_or(0, |a| a.proto() as i32),
+        approval_flow_id: args.approval_flow.unwrap_or_default(),
         agents: extras.agents(),
         step_up: extras.step_up(),
         expression: extras.expression.clone().unwrap_or_default(),
@@ -267,10 +346,10 @@ async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report>
     Ok(Report::new(json, text))
 }
 
-async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report> {
-    // Scopes name users by id: look up the ones given by email.
-    let mut user_ids = Vec::with_capacity(args.users.len());
-    for user in args.users {
+/// Scopes name users by id: look up the ones given by email.
+async fn user_ids(client: &mut Client, users: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let mut user_ids = Vec::with_capacity(users.len());
+    for user in users {
         if user.contains('@') {
             let found = client
                 .get_user(pb::GetUserRequest {
@@ -285,6 +364,15 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
             user_ids.push(user);
         }
     }
+    Ok(user_ids)
+}
+
+async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report> {
+    let user_ids = user_ids(client, args.users).await?;
+    let mut group_ids = Vec::with_capacity(args.groups.len());
+    for group in &args.groups {
+        group_ids.push(super::groups::resolve(client, group).await?);
+    }
     let policy = pb::Policy {
         name: args.name,
         description: args.description,
@@ -294,7 +382,7 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         scope: Some(pb::PolicyScope {
             all_users: args.all_users,
             user_ids,
-            group_ids: args.groups,
+            group_ids,
         }),
         action: args.action.proto() as i32,
         approval_flow_id: args.approval_flow.unwrap_or_default(),

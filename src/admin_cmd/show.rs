@@ -140,16 +140,21 @@ pub fn source(s: pb::MembershipSource) -> String {
     lower(s.as_str_name(), "MEMBERSHIP_SOURCE_")
 }
 
+// Actions, decisions and reasons have one spelling everywhere (`STEP_UP`, `NO_MATCHING_POLICY`):
+// the gRPC name without its prefix, as `check`, the import format and the docs write them.
+
 pub fn action(a: pb::PolicyAction) -> String {
-    lower(a.as_str_name(), "POLICY_ACTION_")
+    a.as_str_name()
+        .trim_start_matches("POLICY_ACTION_")
+        .to_owned()
 }
 
 pub fn decision(d: pb::Decision) -> String {
-    lower(d.as_str_name(), "DECISION_")
+    d.as_str_name().trim_start_matches("DECISION_").to_owned()
 }
 
 pub fn reason(r: pb::Reason) -> String {
-    lower(r.as_str_name(), "REASON_")
+    r.as_str_name().trim_start_matches("REASON_").to_owned()
 }
 
 fn avatar(a: Option<&pb::Avatar>) -> Value {

@@ -30,6 +30,9 @@ pub enum Command {
         /// A user id or email.
         user: String,
     },
+    /// The tools this user's agent may call (anything but Deny), as DecisionService answers
+    /// the gateway's ListAllowedTools.
+    AllowedTools(super::queries::AllowedToolsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +145,8 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 .into_inner();
             Ok(changed("locked", answer.user.as_ref(), answer.revision))
         }
+        // Answered by DecisionService, on the channel: `admin_cmd::run` calls it.
+        Command::AllowedTools(_) => anyhow::bail!("allowed-tools is not an AdminService call"),
         Command::Unlock { user } => {
             let answer = client
                 .unlock_user(pb::UnlockUserRequest { user })

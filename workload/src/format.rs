@@ -313,9 +313,27 @@ pub fn action_name(action: Action) -> &'static str {
     }
 }
 
-/// The inverse of [`action_name`]; exact and case-sensitive.
+/// The inverse of [`action_name`], also taking the older spellings: any case, `-` or a space
+/// for `_`, and the gRPC names (`POLICY_ACTION_STEP_UP`, `DECISION_DENY`): `step-up`, `Deny`.
 pub fn parse_action(name: &str) -> Option<Action> {
+    let name = canonical(name, &["POLICY_ACTION_", "DECISION_"]);
     Action::ALL.into_iter().find(|&a| action_name(a) == name)
+}
+
+/// `name` in the one spelling: upper case, words joined by `_`, without a gRPC prefix.
+fn canonical(name: &str, prefixes: &[&str]) -> String {
+    let upper: String = name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '-' | ' ' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    prefixes
+        .iter()
+        .find_map(|prefix| upper.strip_prefix(prefix))
+        .map_or_else(|| upper.clone(), str::to_owned)
 }
 
 const REASONS: [Reason; 11] = [
@@ -350,8 +368,10 @@ pub fn reason_name(reason: Reason) -> &'static str {
     }
 }
 
-/// The inverse of [`reason_name`]; exact and case-sensitive.
+/// The inverse of [`reason_name`], also taking the older spellings as [`parse_action`] does
+/// (`no-matching-policy`, `REASON_USER_LOCKED`).
 pub fn parse_reason(name: &str) -> Option<Reason> {
+    let name = canonical(name, &["REASON_"]);
     REASONS.into_iter().find(|&r| reason_name(r) == name)
 }
 
@@ -791,9 +811,31 @@ mod tests {
         for role in [Role::Admin, Role::ReadOnly] {
             assert_eq!(parse_role(role_name(role)), Some(role));
         }
-        assert_eq!(parse_action("allow"), None);
-        assert_eq!(parse_reason("policy"), None);
         assert_eq!(parse_role("Admin"), None);
+    }
+
+    #[test]
+    fn older_spellings_are_still_read() {
+        for (name, action) in [
+            ("allow", Action::Allow),
+            ("step-up", Action::StepUp),
+            ("Step up", Action::StepUp),
+            ("require_approval", Action::RequireApproval),
+            ("POLICY_ACTION_DENY", Action::Deny),
+            ("DECISION_STEP_UP", Action::StepUp),
+        ] {
+            assert_eq!(parse_action(name), Some(action), "{name}");
+        }
+        for (name, reason) in [
+            ("policy", Reason::Policy),
+            ("no-matching-policy", Reason::NoMatchingPolicy),
+            ("REASON_USER_LOCKED", Reason::UserLocked),
+        ] {
+            assert_eq!(parse_reason(name), Some(reason), "{name}");
+        }
+        assert_eq!(parse_action("permit"), None);
+        assert_eq!(parse_action("POLICY_ACTION_UNSPECIFIED"), None);
+        assert_eq!(parse_reason("REASON_"), None);
     }
 
     #[test]

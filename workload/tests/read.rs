@@ -322,9 +322,10 @@ fn policy_errors() {
             r#"{"action":"MAYBE"}"#,
             "policies.jsonl:3: action: unknown action `MAYBE`, expected ALLOW, STEP_UP, REQUIRE_APPROVAL or DENY",
         ),
+        // `allow` (an older spelling) is read; an unspecified gRPC action is not an action.
         (
-            r#"{"action":"allow"}"#,
-            "policies.jsonl:3: action: unknown action `allow`, expected ALLOW, STEP_UP, REQUIRE_APPROVAL or DENY",
+            r#"{"action":"POLICY_ACTION_UNSPECIFIED"}"#,
+            "policies.jsonl:3: action: unknown action `POLICY_ACTION_UNSPECIFIED`, expected ALLOW, STEP_UP, REQUIRE_APPROVAL or DENY",
         ),
         (r#"{"action":null}"#, "policies.jsonl:3: action: missing"),
         (

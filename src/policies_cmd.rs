@@ -192,10 +192,10 @@ async fn write_dir(admin: &mut Admin, dir: &Path) -> anyhow::Result<(u64, usize)
 
 async fn export(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
     let (revision, count) = write_dir(admin, dir).await?;
-    println!(
+    crate::stdout::println(format_args!(
         "exported {count} policies at revision {revision} into {}",
         dir.display()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -231,7 +231,7 @@ async fn diff(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
             local.base.revision
         );
     }
-    print!("{}", changes::render(&changes));
+    crate::stdout::print(format_args!("{}", changes::render(&changes)))?;
     Ok(if changes.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -272,7 +272,9 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
     let total = answer.created.len() + answer.updated.len() + answer.deleted.len();
     let verb = if dry_run { "would apply" } else { "applied" };
     if total == 0 {
-        println!("nothing to apply: the server already has these policies");
+        crate::stdout::println(format_args!(
+            "nothing to apply: the server already has these policies"
+        ))?;
     } else {
         for (sign, ids) in [
             ("+ created", &answer.created),
@@ -280,10 +282,10 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
             ("- deleted", &answer.deleted),
         ] {
             for id in ids {
-                println!("{sign} {id}");
+                crate::stdout::println(format_args!("{sign} {id}"))?;
             }
         }
-        println!(
+        crate::stdout::println(format_args!(
             "{verb}: {} created, {} updated, {} deleted{}",
             answer.created.len(),
             answer.updated.len(),
@@ -293,14 +295,14 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
             } else {
                 format!(" at revision {}", answer.revision)
             }
-        );
+        ))?;
     }
     if !dry_run && total > 0 {
         let (revision, _) = write_dir(admin, dir).await?;
-        println!(
+        crate::stdout::println(format_args!(
             "rewrote {} from the server at revision {revision}: commit it",
             dir.display()
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

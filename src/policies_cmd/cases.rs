@@ -268,8 +268,8 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    print!("{report}");
-    println!("{passed} passed, {failed} failed");
+    crate::stdout::print(format_args!("{report}"))?;
+    crate::stdout::println(format_args!("{passed} passed, {failed} failed"))?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

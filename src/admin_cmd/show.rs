@@ -367,11 +367,12 @@ mod tests {
     }
 
     #[test]
-    fn enums_print_as_the_flags_spell_them() {
+    fn enums_print_in_their_one_spelling() {
         assert_eq!(role(pb::Role::ReadOnly), "read-only");
+        // Actions as decisions are spelled everywhere (import, check, JSON, gRPC names).
         assert_eq!(
             action(pb::PolicyAction::RequireApproval),
-            "require-approval"
+            "REQUIRE_APPROVAL"
         );
         assert_eq!(user_status(pb::UserStatus::Locked), "locked");
         assert_eq!(mfa(pb::MfaStatus::NotConfigured), "not-configured");

@@ -4,6 +4,7 @@
 mod admin_cmd;
 mod audit_log;
 mod backup_cmd;
+mod bootstrap;
 mod check;
 mod config;
 mod control;
@@ -23,6 +24,7 @@ mod sidecar;
 mod sidecar_approvals;
 mod telemetry;
 mod token_cmd;
+mod token_files;
 mod workload_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

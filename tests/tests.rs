@@ -11,6 +11,7 @@ mod audit_log;
 mod backup;
 mod cli;
 mod config;
+mod credentials;
 mod decision_log;
 mod deploy;
 mod fleet;

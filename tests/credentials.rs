@@ -1,0 +1,318 @@
+//! Credentials on a running server: the bootstrap admin token from the environment (stored once,
+//! across restarts), and decision and sidecar secrets rotated with SIGHUP while a sidecar's
+//! stream stays up.
+
+use crate::fleet::{eventually, sidecar, token_file};
+use crate::support::{Server, generated_and_imported, path, run_ok};
+use portcullis_proto::v1 as pb;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// A well-formed bootstrap secret (`pcl_<16 hex>_<random>`).
+const BOOTSTRAP: &str =
+    "pcl_00112233445566ff_9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+fn serve_bootstrapped(data: &std::path::Path, env: &[(&str, &str)], user: &str) -> Server {
+    Server::spawn_with_env(
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(data),
+            "--bootstrap-user",
+            user,
+        ],
+        env,
+    )
+}
+
+async fn bootstrap_events(server: &Server) -> usize {
+    let mut admin = server.admin(BOOTSTRAP).await;
+    admin
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: "token.bootstrap".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_token_is_the_first_admin_and_is_stored_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "3"]);
+    let env = [("PORTCULLIS_BOOTSTRAP_TOKEN", BOOTSTRAP)];
+
+    let server = serve_bootstrapped(&data, &env, "u0000001");
+    let mut admin = server.admin(BOOTSTRAP).await;
+    let tokens = admin
+        .list_api_tokens(pb::ListApiTokensRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(
+        (tokens[0].id.as_str(), tokens[0].name.as_str()),
+        ("00112233445566ff", "bootstrap")
+    );
+    assert_eq!(
+        (tokens[0].user_id.as_str(), tokens[0].role()),
+        ("u0000001", pb::Role::Admin)
+    );
+    // An admin write works with it.
+    admin
+        .lock_user(pb::LockUserRequest {
+            user: "u0000002".into(),
+            reason: "bootstrap check".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bootstrap_events(&server).await, 1);
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("bootstrap admin token stored"), "{log}");
+    assert!(!log.contains(&BOOTSTRAP[21..]), "the secret was logged");
+    assert!(server.terminate().success());
+
+    // The same environment again: nothing stored twice.
+    let server = serve_bootstrapped(&data, &env, "u0000001");
+    assert_eq!(bootstrap_events(&server).await, 1);
+    let mut admin = server.admin(BOOTSTRAP).await;
+    let tokens = admin
+        .list_api_tokens(pb::ListApiTokensRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    // Revoked, it stays revoked across a restart.
+    admin
+        .revoke_api_token(pb::RevokeApiTokenRequest {
+            id: "00112233445566ff".into(),
+        })
+        .await
+        .unwrap();
+    assert!(server.terminate().success());
+    let server = serve_bootstrapped(&data, &env, "u0000001");
+    let refused = server
+        .admin(BOOTSTRAP)
+        .await
+        .who_am_i(pb::WhoAmIRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_bad_bootstrap_secret_or_user_stops_serve_before_it_listens() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "3"]);
+    let serve = |secret: &str, user: &str| {
+        crate::support::bin()
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--data-dir", path(&data), "--bootstrap-user", user])
+            .env("PORTCULLIS_BOOTSTRAP_TOKEN", secret)
+            .output()
+            .unwrap()
+    };
+    let cases = [
+        (
+            "not-a-token-secret-at-all",
+            "u0000001",
+            "is not a token secret",
+        ),
+        (
+            "pcl_00112233445566ff_short",
+            "u0000001",
+            "random part is too short",
+        ),
+        (
+            BOOTSTRAP,
+            "nobody@example.com",
+            "user `nobody@example.com` not found",
+        ),
+    ];
+    for (secret, user, why) in cases {
+        let out = serve(secret, user);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+        assert!(!stderr.contains(secret), "the secret was printed: {stderr}");
+    }
+    // Nothing was stored: the store has no token at all.
+    let server = Server::start(&data);
+    let refused = crate::support::bin()
+        .args([
+            "admin",
+            "--server",
+            &server.addr,
+            "--token",
+            BOOTSTRAP,
+            "tokens",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    drop(server);
+}
+
+/// A DecisionService client sending `secret`.
+async fn check_with(server: &Server, secret: &str) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {secret}").parse().unwrap();
+    let mut client = pb::decision_service_client::DecisionServiceClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        },
+    );
+    client
+        .check(pb::CheckRequest {
+            user: "u0000001".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Sends SIGHUP and waits until both token files were read again (`before` reloads logged so far).
+async fn hangup(server: &Server, before: usize) -> usize {
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.stderr.lock().unwrap().clone();
+        let reloads = log.matches("SIGHUP: token file read again").count();
+        if reloads >= before + 2 {
+            assert!(!log.contains("does not check out"), "{log}");
+            return reloads;
+        }
+        assert!(Instant::now() < deadline, "no reload: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The revision `sidecar` answers at.
+async fn revision(sidecar: &Server) -> u64 {
+    sidecar
+        .client()
+        .await
+        .check(pb::CheckRequest {
+            user: "u0000001".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().revision)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "5"]);
+    let admin_token = crate::support::admin_token(&data, "u0000001");
+    let sidecar_file = token_file(root.path(), "sidecar-tokens", "sidecar-old");
+    let decision_file = token_file(root.path(), "decision-tokens", "decision-old");
+    let old_client = token_file(root.path(), "old-client", "sidecar-old");
+    let new_client = token_file(root.path(), "new-client", "sidecar-new");
+    let control = Server::start_with(
+        &data,
+        &[
+            "--sidecar-token-file",
+            &sidecar_file,
+            "--decision-token-file",
+            &decision_file,
+        ],
+    );
+    let first = sidecar(&control.addr, &["--upstream-token-file", &old_client]);
+    eventually("the sidecar has its snapshot", || async {
+        revision(&first).await > 0
+    })
+    .await;
+    check_with(&control, "decision-old").await.unwrap();
+    let refused = check_with(&control, "decision-new").await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Both secrets at once: the new one works, the old one still does.
+    std::fs::write(&sidecar_file, "# rotating\nsidecar-old\nsidecar-new\n").unwrap();
+    std::fs::write(&decision_file, "decision-old\ndecision-new\n").unwrap();
+    let reloads = hangup(&control, 0).await;
+    check_with(&control, "decision-old").await.unwrap();
+    check_with(&control, "decision-new").await.unwrap();
+    let second = sidecar(&control.addr, &["--upstream-token-file", &new_client]);
+    eventually("the new secret's sidecar has its snapshot", || async {
+        revision(&second).await > 0
+    })
+    .await;
+
+    // The old secrets removed: refused from now on, but the stream opened with one stays up.
+    std::fs::write(&sidecar_file, "sidecar-new\n").unwrap();
+    std::fs::write(&decision_file, "decision-new\n").unwrap();
+    hangup(&control, reloads).await;
+    let refused = check_with(&control, "decision-old").await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    check_with(&control, "decision-new").await.unwrap();
+    let late = sidecar(&control.addr, &["--upstream-token-file", &old_client]);
+
+    // A change reaches the first sidecar: its stream was not dropped (it could not reconnect
+    // with its removed secret).
+    let out = run_ok(&[
+        "admin",
+        "--server",
+        &control.addr,
+        "--token",
+        &admin_token,
+        "users",
+        "lock",
+        "--reason",
+        "rotation",
+        "u0000003",
+    ]);
+    let locked: u64 = out
+        .rsplit("revision ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for s in [&first, &second] {
+        eventually("the sidecar has the lock", || async {
+            revision(s).await >= locked
+        })
+        .await;
+    }
+    // The sidecar with the removed secret never gets a snapshot.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(revision(&late).await, 0);
+    let log = control.stderr.lock().unwrap().clone();
+    for secret in ["sidecar-old", "sidecar-new", "decision-old", "decision-new"] {
+        assert!(!log.contains(secret), "{secret} was logged");
+    }
+}

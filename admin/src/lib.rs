@@ -20,6 +20,7 @@ mod groups;
 mod mask;
 mod page;
 mod policies;
+mod scim_connections;
 mod search;
 mod service;
 mod text;

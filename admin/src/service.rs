@@ -3,7 +3,7 @@
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
 use crate::search::UserSearch;
-use crate::{Result, agents, audit, convert, groups, policies, tokens, users};
+use crate::{Result, agents, audit, convert, groups, policies, scim_connections, tokens, users};
 use live::Live;
 use pb::admin_service_server::AdminServiceServer;
 use portcullis_proto::v1 as pb;
@@ -389,5 +389,47 @@ impl pb::admin_service_server::AdminService for AdminService {
         let _caller = self.authorize(&request, "ListApiTokens", WRITE)?;
         let request = request.into_inner();
         Ok(Response::new(tokens::list(&self.live, request).await?))
+    }
+
+    async fn list_scim_connections(
+        &self,
+        request: Request<pb::ListScimConnectionsRequest>,
+    ) -> Result<Response<pb::ListScimConnectionsResponse>, Status> {
+        let _caller = self.authorize(&request, "ListScimConnections", READ)?;
+        let pb::ListScimConnectionsRequest {} = request.into_inner();
+        Ok(Response::new(scim_connections::list(&self.live).await?))
+    }
+
+    async fn create_scim_connection(
+        &self,
+        request: Request<pb::CreateScimConnectionRequest>,
+    ) -> Result<Response<pb::CreateScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "CreateScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn rotate_scim_connection(
+        &self,
+        request: Request<pb::RotateScimConnectionRequest>,
+    ) -> Result<Response<pb::RotateScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "RotateScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::rotate(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn revoke_scim_connection(
+        &self,
+        request: Request<pb::RevokeScimConnectionRequest>,
+    ) -> Result<Response<pb::RevokeScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "RevokeScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::revoke(&self.live, caller, request).await?,
+        ))
     }
 }

@@ -8,6 +8,7 @@ mod approval_flows;
 mod approvals;
 mod groups;
 mod policies;
+mod scim_connections;
 mod show;
 mod tokens;
 mod users;
@@ -83,6 +84,9 @@ enum Command {
     /// List, create and revoke admin API tokens (Admin only).
     #[command(subcommand)]
     Tokens(tokens::Command),
+    /// List, create, rotate and revoke identity providers' SCIM connections (writes: Admin only).
+    #[command(subcommand, name = "scim-connections")]
+    ScimConnections(scim_connections::Command),
     /// The audit log, newest first.
     Audit(users::AuditArgs),
     /// List, show, create, update and delete webhook endpoints (approval notifications); their
@@ -184,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Groups(command) => groups::run(&mut client, command).await,
             Command::Policies(command) => policies::run(&mut client, command).await,
             Command::Tokens(command) => tokens::run(&mut client, command).await,
+            Command::ScimConnections(command) => scim_connections::run(&mut client, command).await,
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,

@@ -316,3 +316,195 @@ async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream
         assert!(!log.contains(secret), "{secret} was logged");
     }
 }
+
+/// `portcullis admin --json …` against `server` with `token`: the JSON, or the error on stderr.
+fn admin_json(server: &Server, token: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = crate::support::bin()
+        .args([
+            "admin",
+            "--server",
+            &server.addr,
+            "--token",
+            token,
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The SCIM status of listing users with `secret`.
+fn scim_status(server: &Server, secret: &str) -> u16 {
+    let bearer = format!("Bearer {secret}");
+    crate::scim::http(
+        &server.http,
+        "GET",
+        "/scim/v2/Users?count=1",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_connections_are_made_rotated_with_grace_and_revoked_online() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, data) = generated_and_imported(root.path(), &["--preset", "small", "--seed", "7"]);
+    let admin = crate::support::admin_token(&data, "u0000001");
+    let reader = run_ok(&[
+        "token",
+        "create",
+        "--data-dir",
+        path(&data),
+        "--user",
+        "u0000002",
+        "--role",
+        "read-only",
+    ]);
+    let reader = reader.lines().last().unwrap().trim().to_owned();
+    let server = Server::start(&data);
+
+    // Created online; the secret works over real HTTP SCIM at once.
+    let made = admin_json(
+        &server,
+        &admin,
+        &["scim-connections", "create", "--name", "okta"],
+    )
+    .unwrap();
+    let id = made["connection"]["id"].as_str().unwrap().to_owned();
+    let first = made["secret"].as_str().unwrap().to_owned();
+    assert_eq!(made["connection"]["created_by"], "u0000001");
+    assert_eq!(scim_status(&server, &first), 200);
+    // The name is taken while the connection is active; a reader may list but not write.
+    let taken = admin_json(
+        &server,
+        &admin,
+        &["scim-connections", "create", "--name", "okta"],
+    );
+    assert!(taken.unwrap_err().contains("already named `okta`"));
+    let denied = admin_json(
+        &server,
+        &reader,
+        &["scim-connections", "create", "--name", "entra"],
+    );
+    let denied = denied.unwrap_err();
+    assert!(denied.contains("permission denied"), "{denied}");
+    let listed = admin_json(&server, &reader, &["scim-connections", "list"]).unwrap();
+    let listed = listed["connections"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["name"], "okta");
+    eventually("the list shows when it was last used", || {
+        let reader = reader.clone();
+        let server = &server;
+        async move {
+            let listed = admin_json(server, &reader, &["scim-connections", "list"]).unwrap();
+            !listed["connections"][0]["last_used_at"].is_null()
+        }
+    })
+    .await;
+
+    // Bad input: nothing written (the audit log holds the create alone).
+    for (args, why) in [
+        (
+            vec!["rotate", "0123456789abcdef"],
+            "SCIM connection `0123456789abcdef` not found",
+        ),
+        (
+            vec!["rotate", "not-an-id"],
+            "id: is not a SCIM connection id",
+        ),
+        (
+            vec!["rotate", &id, "--grace", "30d"],
+            "grace: 30days is longer than 7days",
+        ),
+        (vec!["revoke", "0123456789abcdef"], "not found"),
+    ] {
+        let mut full = vec!["scim-connections"];
+        full.extend(args.iter().copied());
+        let error = admin_json(&server, &admin, &full).unwrap_err();
+        assert!(error.contains(why), "{why}: {error}");
+    }
+    // A negative grace cannot be spelled on the command line; over gRPC it is refused.
+    let negative = server
+        .admin(&admin)
+        .await
+        .rotate_scim_connection(pb::RotateScimConnectionRequest {
+            id: id.clone(),
+            grace: Some(prost_types::Duration {
+                seconds: -5,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), Code::InvalidArgument);
+    assert!(
+        negative.message().starts_with("grace: "),
+        "{}",
+        negative.message()
+    );
+    let events = server
+        .admin(&admin)
+        .await
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: "scim_connection.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // Rotated with a short grace: both secrets work within it, the old one is refused after.
+    let rotated = admin_json(
+        &server,
+        &admin,
+        &["scim-connections", "rotate", &id, "--grace", "2s"],
+    )
+    .unwrap();
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert!(!rotated["connection"]["previous_valid_until"].is_null());
+    assert_eq!(scim_status(&server, &second), 200);
+    assert_eq!(scim_status(&server, &first), 200);
+    eventually("the old secret is refused", || {
+        let (server, first) = (&server, first.clone());
+        async move { scim_status(server, &first) == 401 }
+    })
+    .await;
+    assert_eq!(scim_status(&server, &second), 200);
+
+    // Revoked: refused from the next request on.
+    admin_json(&server, &admin, &["scim-connections", "revoke", &id]).unwrap();
+    assert_eq!(scim_status(&server, &second), 401);
+    let events = server
+        .admin(&admin)
+        .await
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: "scim_connection.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "scim_connection.revoke",
+            "scim_connection.rotate",
+            "scim_connection.create"
+        ]
+    );
+    let log = server.stderr.lock().unwrap().clone();
+    for secret in [&first, &second] {
+        assert!(!log.contains(secret.as_str()), "a secret was logged");
+    }
+}

@@ -128,7 +128,7 @@ mod tests {
         let good = format!("pcl_0123456789abcdef_{}", "a".repeat(32));
         assert_eq!(id_of(&good).unwrap(), "0123456789abcdef");
         for bad in [
-            "secret".to_owned(),
+            "hunter2".to_owned(),
             format!("pcl_0123456789ABCDEF_{}", "a".repeat(32)),
             format!("pcl_0123_{}", "a".repeat(32)),
             "pcl_0123456789abcdef_short".to_owned(),

@@ -71,7 +71,6 @@ async fn a_bootstrap_token_is_the_first_admin_and_is_stored_once() {
         .lock_user(pb::LockUserRequest {
             user: "u0000002".into(),
             reason: "bootstrap check".into(),
-            ..Default::default()
         })
         .await
         .unwrap();

@@ -50,11 +50,11 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 fn mark_used(store: &store::Store, id: &str, now: pdp::Timestamp) -> store::Result<()> {
     store
         .transact(|tx| {
-            if let Some(mut connection) = tx.connection(id)? {
-                if connection.last_used_at.is_none_or(|at| at < now) {
-                    connection.last_used_at = Some(now);
-                    tx.put_connection(&connection)?;
-                }
+            if let Some(mut connection) = tx.connection(id)?
+                && connection.last_used_at.is_none_or(|at| at < now)
+            {
+                connection.last_used_at = Some(now);
+                tx.put_connection(&connection)?;
             }
             Ok::<_, store::Error>(())
         })

@@ -87,6 +87,9 @@ enum Command {
     /// List, create, rotate and revoke identity providers' SCIM connections (writes: Admin only).
     #[command(subcommand, name = "scim-connections")]
     ScimConnections(scim_connections::Command),
+    /// Read the server's decision and sidecar token files again, as SIGHUP does (Admin only).
+    #[command(name = "reload-token-files")]
+    ReloadTokenFiles,
     /// The audit log, newest first.
     Audit(users::AuditArgs),
     /// List, show, create, update and delete webhook endpoints (approval notifications); their
@@ -189,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Policies(command) => policies::run(&mut client, command).await,
             Command::Tokens(command) => tokens::run(&mut client, command).await,
             Command::ScimConnections(command) => scim_connections::run(&mut client, command).await,
+            Command::ReloadTokenFiles => scim_connections::reload_token_files(&mut client).await,
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,

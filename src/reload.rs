@@ -34,7 +34,7 @@ pub fn on_sighup() -> anyhow::Result<()> {
 
 /// Reads the settings again and applies the reloadable ones.
 fn reload() {
-    crate::token_files::reload();
+    let _ = crate::token_files::reload();
     let cli = match crate::parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -299,7 +299,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let webhooks =
         admin_calls.wrap(WebhookService::new(live.clone(), webhook_outbox).into_server());
     telemetry::add(&mut routes, Some(webhooks));
-    let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
+    let admin = AdminService::new(live, activity)
+        .with_token_files(Arc::new(crate::token_files::reload))
+        .into_server();
+    let admin = admin_calls.wrap(admin);
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());
     telemetry::add(&mut routes, Some(approval_calls));

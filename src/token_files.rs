@@ -64,27 +64,33 @@ pub fn load(setting: &'static str, path: &Path) -> anyhow::Result<RequireToken> 
     Ok(token)
 }
 
-/// Reads every watched file again (SIGHUP).
-pub fn reload() {
+/// Reads every watched file again (SIGHUP, `ReloadTokenFiles`): for each, its setting and how
+/// many secrets it holds now, or why it was not taken up.
+pub fn reload() -> Vec<(String, Result<usize, String>)> {
     let watched = match WATCHED.lock() {
         Ok(watched) => watched.clone(),
-        Err(_) => return,
+        Err(_) => return Vec::new(),
     };
+    let mut out = Vec::with_capacity(watched.len());
     for (setting, path, token) in watched {
         let replaced = read(&path).and_then(|secrets| Ok(token.replace(&secrets)?));
         match replaced {
-            Ok(()) => info!(
-                setting,
-                secrets = token.len(),
-                "SIGHUP: token file read again"
-            ),
-            Err(error) => warn!(
-                setting,
-                error = %format!("{error:#}"),
-                "SIGHUP: the token file does not check out; its secrets are unchanged"
-            ),
+            Ok(()) => {
+                info!(setting, secrets = token.len(), "token file read again");
+                out.push((setting.to_owned(), Ok(token.len())));
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                warn!(
+                    setting,
+                    %error,
+                    "the token file does not check out; its secrets are unchanged"
+                );
+                out.push((setting.to_owned(), Err(error)));
+            }
         }
     }
+    out
 }
 
 #[cfg(test)]

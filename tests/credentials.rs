@@ -205,7 +205,7 @@ async fn hangup(server: &Server, before: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = server.stderr.lock().unwrap().clone();
-        let reloads = log.matches("SIGHUP: token file read again").count();
+        let reloads = log.matches("token file read again").count();
         if reloads >= before + 2 {
             assert!(!log.contains("does not check out"), "{log}");
             return reloads;
@@ -274,7 +274,15 @@ async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream
     // The old secrets removed: refused from now on, but the stream opened with one stays up.
     std::fs::write(&sidecar_file, "sidecar-new\n").unwrap();
     std::fs::write(&decision_file, "decision-new\n").unwrap();
-    hangup(&control, reloads).await;
+    // This time over the admin API (`ReloadTokenFiles`) instead of a signal.
+    let reloaded = admin_json(&control, &admin_token, &["reload-token-files"]).unwrap();
+    assert_eq!(
+        reloaded["files"],
+        serde_json::json!([
+            {"setting": "decision-token-file", "secrets": 1},
+            {"setting": "sidecar-token-file", "secrets": 1},
+        ])
+    );
     let refused = check_with(&control, "decision-old").await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     check_with(&control, "decision-new").await.unwrap();
@@ -310,6 +318,30 @@ async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream
     // The sidecar with the removed secret never gets a snapshot.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(revision(&late).await, 0);
+    // A file that no longer checks out keeps its secrets, and the call says why.
+    std::fs::write(&decision_file, "# emptied by mistake\n").unwrap();
+    let error = admin_json(&control, &admin_token, &["reload-token-files"]).unwrap_err();
+    assert!(
+        error.contains("decision-token-file") && error.contains("holds no secret"),
+        "{error}"
+    );
+    check_with(&control, "decision-new").await.unwrap();
+    let events = control
+        .admin(&admin_token)
+        .await
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: "credentials.reload".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].detail.contains("decision-token-file: unchanged"),
+        "{events:?}"
+    );
     let log = control.stderr.lock().unwrap().clone();
     for secret in ["sidecar-old", "sidecar-new", "decision-old", "decision-new"] {
         assert!(!log.contains(secret), "{secret} was logged");

@@ -34,4 +34,4 @@ pub use approvals::flows::ApprovalFlowService;
 pub use audit::{ABOUT_SCAN, LIST_SCAN};
 pub use error::{Error, Result};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-pub use service::AdminService;
+pub use service::{AdminService, ReloadTokenFiles};

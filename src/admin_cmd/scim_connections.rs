@@ -1,5 +1,6 @@
 //! `admin scim-connections …`: identity providers' SCIM connections over the API: list, create
-//! and rotate (the secret shown once), revoke. Writes are Admin only.
+//! and rotate (the secret shown once), revoke. Writes are Admin only. And
+//! `admin reload-token-files`, the other credentials a running server takes up anew.
 
 use super::show::{Table, fields, or_dash, time_cell, time_json};
 use super::{Client, Report, status};
@@ -160,4 +161,28 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(json, text))
         }
     }
+}
+
+/// `admin reload-token-files`: fails (exit 1) if a file did not check out.
+pub async fn reload_token_files(client: &mut Client) -> anyhow::Result<Report> {
+    let answer = client
+        .reload_token_files(pb::ReloadTokenFilesRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    let failed: Vec<String> = answer
+        .files
+        .iter()
+        .filter(|f| !f.error.is_empty())
+        .map(|f| format!("{}: {} (its previous secrets stay)", f.setting, f.error))
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
+    let mut table = Table::new(&["SETTING", "SECRETS"]);
+    for f in &answer.files {
+        table.row(vec![f.setting.clone(), f.secrets.to_string()]);
+    }
+    let json = json!({
+        "files": answer.files.iter().map(|f| json!({"setting": f.setting, "secrets": f.secrets})).collect::<Vec<_>>(),
+    });
+    Ok(Report::new(json, table.render()))
 }

@@ -44,23 +44,6 @@ impl Caller {
 /// How often a connection's `last_used_at` is written, at most: once a minute, not once a request.
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
-/// Records that connection `id` was used at `now`. Read and written in one transaction, so a
-/// rotation or revocation at the same time is never undone; not audited (bookkeeping, not a
-/// change anyone made).
-fn mark_used(store: &store::Store, id: &str, now: pdp::Timestamp) -> store::Result<()> {
-    store
-        .transact(|tx| {
-            if let Some(mut connection) = tx.connection(id)?
-                && connection.last_used_at.is_none_or(|at| at < now)
-            {
-                connection.last_used_at = Some(now);
-                tx.put_connection(&connection)?;
-            }
-            Ok::<_, store::Error>(())
-        })
-        .map(|_| ())
-}
-
 /// The secret of `Authorization: Bearer <secret>`.
 fn bearer(request: &Request) -> Option<&str> {
     let value = request
@@ -116,7 +99,9 @@ pub async fn authenticate(State(scim): State<Scim>, mut request: Request, next: 
         // Off the request's path: a failed bump loses only a "last used" time.
         let (live, id) = (scim.live.clone(), connection.id.clone());
         tokio::spawn(async move {
-            let bumped = live.blocking(move |store| mark_used(store, &id, now)).await;
+            let bumped = live
+                .blocking(move |store| store.mark_connection_used(&id, now))
+                .await;
             if let Ok(Err(error)) = bumped {
                 tracing::debug!(%error, "cannot record when a SCIM connection was last used");
             }

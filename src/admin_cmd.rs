@@ -9,6 +9,7 @@ mod approvals;
 mod groups;
 mod policies;
 mod queries;
+mod scim_connections;
 mod show;
 mod tokens;
 mod users;
@@ -84,6 +85,12 @@ enum Command {
     /// List, create and revoke admin API tokens (Admin only).
     #[command(subcommand)]
     Tokens(tokens::Command),
+    /// List, create, rotate and revoke identity providers' SCIM connections (writes: Admin only).
+    #[command(subcommand, name = "scim-connections")]
+    ScimConnections(scim_connections::Command),
+    /// Read the server's decision and sidecar token files again, as SIGHUP does (Admin only).
+    #[command(name = "reload-token-files")]
+    ReloadTokenFiles,
     /// The audit log, newest first.
     Audit(users::AuditArgs),
     /// Whom the enabled policies of a connector's tool name (users, groups, everyone), by
@@ -202,6 +209,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Command::Groups(command) => groups::run(&mut client, command).await,
             Command::Policies(command) => policies::run(&mut client, command).await,
             Command::Tokens(command) => tokens::run(&mut client, command).await,
+            Command::ScimConnections(command) => scim_connections::run(&mut client, command).await,
+            Command::ReloadTokenFiles => scim_connections::reload_token_files(&mut client).await,
             Command::Agents(command) => agents::run(&mut client, command).await,
             Command::Settings(command) => agents::settings(&mut client, command).await,
             Command::Audit(command) => users::audit(&mut client, command).await,

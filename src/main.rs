@@ -7,6 +7,7 @@
 mod admin_cmd;
 mod audit_log;
 mod backup_cmd;
+mod bootstrap;
 mod check;
 mod config;
 mod control;
@@ -30,6 +31,7 @@ mod sidecar_approvals;
 mod stdout;
 mod telemetry;
 mod token_cmd;
+mod token_files;
 mod workload_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -4,7 +4,8 @@
 //! read again the way they were at start (the same flags and environment, the config file read
 //! anew) and the log filter (`log-filter`, `RUST_LOG`) takes the new value. A file that no longer
 //! checks out changes nothing and is logged, naming the key, so a typo on a live node is a warning,
-//! not an outage. Every other setting applies at the next start.
+//! not an outage. The token files (`--decision-token-file`, `--sidecar-token-file`) are read again
+//! ([`crate::token_files`]). Every other setting applies at the next start.
 
 use std::sync::OnceLock;
 use tracing::{info, warn};
@@ -33,6 +34,7 @@ pub fn on_sighup() -> anyhow::Result<()> {
 
 /// Reads the settings again and applies the reloadable ones.
 fn reload() {
+    let _ = crate::token_files::reload();
     let cli = match crate::parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -32,8 +32,9 @@ pub struct Args {
     /// line says which).
     #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
-    /// Require `authorization: Bearer <secret>` on DecisionService calls, the secret read from
-    /// this file. Off by default: decisions are served to the gateway on loopback.
+    /// Require `authorization: Bearer <secret>` on DecisionService calls, a secret of this file
+    /// (one per line; several are valid at once; SIGHUP reads it again). Off by default:
+    /// decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
     /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key). SIGHUP reads it
@@ -51,8 +52,9 @@ pub struct Args {
     /// certificates checked against --client-ca-file when given.
     #[arg(long, env = "PORTCULLIS_HTTP_TLS", requires = "tls_cert")]
     http_tls: bool,
-    /// Stream the directory to sidecars (`portcullis sidecar`) that present this file's secret
-    /// as `authorization: Bearer <secret>`. Without it the stream is not served.
+    /// Stream the directory to sidecars (`portcullis sidecar`) that present a secret of this
+    /// file (one per line; several are valid at once; SIGHUP reads it again) as
+    /// `authorization: Bearer <secret>`. Without it the stream is not served.
     #[arg(long, env = "PORTCULLIS_SIDECAR_TOKEN_FILE")]
     sidecar_token_file: Option<PathBuf>,
     /// Also serve gRPC health alone, in plain text, here: for probes that cannot do TLS.
@@ -66,6 +68,8 @@ pub struct Args {
     scim_limits: sync::Limits,
     #[command(flatten)]
     webhooks: admin::webhooks::Limits,
+    #[command(flatten)]
+    bootstrap: crate::bootstrap::Args,
     #[command(flatten)]
     shutdown: crate::shutdown::Args,
     #[command(flatten)]
@@ -92,17 +96,17 @@ struct Settings {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let token = |path: &Option<PathBuf>| -> anyhow::Result<Option<RequireToken>> {
+    let token = |setting, path: &Option<PathBuf>| {
         path.as_deref()
-            .map(|p| Ok(RequireToken::new(&net::read_secret(p)?)))
+            .map(|p| crate::token_files::load(setting, p))
             .transpose()
     };
     let settings = Settings {
         grpc_addr: args.grpc_addr,
         http_addr: args.http_addr,
         health_addr: args.health_addr,
-        decision_token: token(&args.decision_token_file)?,
-        sidecar_token: token(&args.sidecar_token_file)?,
+        decision_token: token("decision-token-file", &args.decision_token_file)?,
+        sidecar_token: token("sidecar-token-file", &args.sidecar_token_file)?,
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(net::TlsFiles {
                 cert: cert.clone(),
@@ -135,6 +139,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
+    // Before anything listens, so the first call can use the bootstrap token.
+    args.bootstrap.apply(&store)?;
     let live = Live::start(store).context("cannot load the directory from the store")?;
     // The live handle holds the store, so no other process can write the directory while we
     // serve it.
@@ -293,7 +299,10 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let webhooks =
         admin_calls.wrap(WebhookService::new(live.clone(), webhook_outbox).into_server());
     telemetry::add(&mut routes, Some(webhooks));
-    let admin = admin_calls.wrap(AdminService::new(live, activity).into_server());
+    let admin = AdminService::new(live, activity)
+        .with_token_files(Arc::new(crate::token_files::reload))
+        .into_server();
+    let admin = admin_calls.wrap(admin);
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());
     telemetry::add(&mut routes, Some(approval_calls));

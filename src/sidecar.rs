@@ -66,8 +66,8 @@ pub struct Args {
     /// is stale).
     #[arg(long, env = "PORTCULLIS_SERVE_STALE")]
     serve_stale: bool,
-    /// Require `authorization: Bearer <secret>` on DecisionService calls, the secret read from
-    /// this file.
+    /// Require `authorization: Bearer <secret>` on DecisionService calls, a secret of this file
+    /// (one per line; several are valid at once; SIGHUP reads it again).
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
     #[command(flatten)]
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let decision_token = args
         .decision_token_file
         .as_deref()
-        .map(|p| Ok::<_, anyhow::Error>(RequireToken::new(&net::read_secret(p)?)))
+        .map(|p| crate::token_files::load("decision-token-file", p))
         .transpose()?;
     let options = fleet::Options {
         max_staleness: args.max_staleness,

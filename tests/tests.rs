@@ -13,6 +13,7 @@ mod cli;
 mod cli_day_two;
 mod cli_shell;
 mod config;
+mod credentials;
 mod decision_log;
 mod deploy;
 mod fleet;

@@ -3,7 +3,7 @@
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
 use crate::search::UserSearch;
-use crate::{Result, agents, audit, convert, groups, policies, tokens, users};
+use crate::{Result, agents, audit, convert, groups, policies, scim_connections, tokens, users};
 use live::Live;
 use pb::admin_service_server::AdminServiceServer;
 use portcullis_proto::v1 as pb;
@@ -12,12 +12,24 @@ use tonic::{Request, Response, Status};
 const READ: bool = false;
 const WRITE: bool = true;
 
+/// Reads the server's token files again: for each, its setting and how many secrets it holds
+/// now, or why it was not taken up. The binary owns the files; the admin API only asks.
+pub type ReloadTokenFiles =
+    std::sync::Arc<dyn Fn() -> Vec<(String, Result<usize, String>)> + Send + Sync>;
+
 /// Serves the admin API over the live store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminService {
     live: Live,
     activity: Activity,
     search: UserSearch,
+    reload_token_files: Option<ReloadTokenFiles>,
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService").finish_non_exhaustive()
+    }
 }
 
 impl AdminService {
@@ -32,7 +44,14 @@ impl AdminService {
             live,
             activity,
             search,
+            reload_token_files: None,
         }
+    }
+
+    /// What `ReloadTokenFiles` calls; without it the RPC reloads nothing.
+    pub fn with_token_files(mut self, reload: ReloadTokenFiles) -> AdminService {
+        self.reload_token_files = Some(reload);
+        self
     }
 
     /// The tonic service, ready to add to a server.
@@ -409,5 +428,97 @@ impl pb::admin_service_server::AdminService for AdminService {
         let _caller = self.authorize(&request, "ListApiTokens", WRITE)?;
         let request = request.into_inner();
         Ok(Response::new(tokens::list(&self.live, request).await?))
+    }
+
+    async fn reload_token_files(
+        &self,
+        request: Request<pb::ReloadTokenFilesRequest>,
+    ) -> Result<Response<pb::ReloadTokenFilesResponse>, Status> {
+        let caller = self.authorize(&request, "ReloadTokenFiles", WRITE)?;
+        let pb::ReloadTokenFilesRequest {} = request.into_inner();
+        let reloaded = match &self.reload_token_files {
+            Some(reload) => {
+                let reload = reload.clone();
+                tokio::task::spawn_blocking(move || reload())
+                    .await
+                    .map_err(|e| Status::internal(format!("the reload task failed: {e}")))?
+            }
+            None => Vec::new(),
+        };
+        let files: Vec<pb::ReloadedTokenFile> = reloaded
+            .into_iter()
+            .map(|(setting, outcome)| match outcome {
+                Ok(secrets) => pb::ReloadedTokenFile {
+                    setting,
+                    secrets: u32::try_from(secrets).unwrap_or(u32::MAX),
+                    error: String::new(),
+                },
+                Err(error) => pb::ReloadedTokenFile {
+                    setting,
+                    secrets: 0,
+                    error,
+                },
+            })
+            .collect();
+        // Which files were read and how many secrets each holds: never a secret.
+        let detail = files
+            .iter()
+            .map(|f| match f.error.is_empty() {
+                true => format!("{}: {} secrets", f.setting, f.secrets),
+                false => format!("{}: unchanged ({})", f.setting, f.error),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        // No store change goes with it, so the event is appended alone (as refusals are).
+        let mut event = caller.event("credentials.reload", "token_files", "");
+        event.detail = detail;
+        self.live
+            .blocking(move |store| store.append_audit(event))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(|e| Status::from(crate::Error::from(e)))?;
+        Ok(Response::new(pb::ReloadTokenFilesResponse { files }))
+    }
+
+    async fn list_scim_connections(
+        &self,
+        request: Request<pb::ListScimConnectionsRequest>,
+    ) -> Result<Response<pb::ListScimConnectionsResponse>, Status> {
+        let _caller = self.authorize(&request, "ListScimConnections", READ)?;
+        let pb::ListScimConnectionsRequest {} = request.into_inner();
+        Ok(Response::new(scim_connections::list(&self.live).await?))
+    }
+
+    async fn create_scim_connection(
+        &self,
+        request: Request<pb::CreateScimConnectionRequest>,
+    ) -> Result<Response<pb::CreateScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "CreateScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::create(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn rotate_scim_connection(
+        &self,
+        request: Request<pb::RotateScimConnectionRequest>,
+    ) -> Result<Response<pb::RotateScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "RotateScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::rotate(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn revoke_scim_connection(
+        &self,
+        request: Request<pb::RevokeScimConnectionRequest>,
+    ) -> Result<Response<pb::RevokeScimConnectionResponse>, Status> {
+        let caller = self.authorize(&request, "RevokeScimConnection", WRITE)?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            scim_connections::revoke(&self.live, caller, request).await?,
+        ))
     }
 }

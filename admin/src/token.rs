@@ -119,6 +119,70 @@ pub fn create_on_store(
     Ok(minted)
 }
 
+/// What [`bootstrap_on_store`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrapped {
+    /// The token was stored now.
+    Stored,
+    /// A token with this secret exists already (a restart with the same secret).
+    Exists,
+    /// A token with this secret exists and was revoked: it stays revoked.
+    Revoked,
+}
+
+/// What `serve --bootstrap-token-file` does on start: stores `secret` (which names token `id`,
+/// checked by the caller) hashed as an Admin token of the user `user` names (by the one rule),
+/// audited `token.bootstrap` with actor `bootstrap`, unless a token with that id exists. A
+/// token with that id and another secret is refused: the operator must make a new secret.
+pub fn bootstrap_on_store(
+    store: &Store,
+    id: &str,
+    secret: &str,
+    user: &str,
+) -> crate::Result<Bootstrapped> {
+    let view = store.view()?;
+    let user = crate::users::resolve(&view, "bootstrap-user", user)?;
+    let secret_hash = hash(secret);
+    // Checked before the transaction, which then only writes: `serve` calls this before
+    // anything else can write to the store.
+    if let Some(existing) = store.get_token(id)? {
+        return match (verify(&existing, secret), existing.revoked_at) {
+            (false, _) => Err(crate::Error::FailedPrecondition(format!(
+                "a token `{id}` exists with another secret: make a new bootstrap secret"
+            ))),
+            (true, Some(_)) => Ok(Bootstrapped::Revoked),
+            (true, None) => Ok(Bootstrapped::Exists),
+        };
+    }
+    store.transact(|tx| {
+        let token = ApiToken {
+            id: id.to_owned(),
+            name: "bootstrap".into(),
+            user_id: user.id.clone(),
+            role: Some(Role::Admin),
+            secret_hash: secret_hash.clone(),
+            created_at: clock::now(),
+            created_by: "bootstrap".into(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        tx.put_token(&token)?;
+        tx.audit(AuditEvent {
+            time: token.created_at,
+            actor: "bootstrap".into(),
+            action: "token.bootstrap".into(),
+            target_kind: "token".into(),
+            target_id: token.id.clone(),
+            outcome: "ok".into(),
+            detail: format!("admin token for user `{}`", token.user_id),
+            after: crate::audit::json(&crate::audit::redacted(&token)),
+            ..AuditEvent::default()
+        })?;
+        Ok::<_, crate::Error>(())
+    })?;
+    Ok(Bootstrapped::Stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

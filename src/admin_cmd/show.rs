@@ -100,7 +100,7 @@ pub fn time_cell(t: Option<&prost_types::Timestamp>) -> String {
     time(Some(&whole)).unwrap_or_else(|| "-".to_owned())
 }
 
-fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
+pub fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
     time(t).map_or(Value::Null, Value::String)
 }
 

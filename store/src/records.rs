@@ -56,6 +56,16 @@ pub struct ScimConnection {
     pub secret_hash: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// Who made it: a user id, or `cli` for a connection made on the store directly.
+    pub created_by: String,
+    /// When its secret was last replaced (`RotateScimConnection`).
+    pub rotated_at: Option<Timestamp>,
+    /// The secret before the last rotation, still accepted until `previous_valid_until`.
+    pub previous_secret_hash: Option<String>,
+    pub previous_valid_until: Option<Timestamp>,
+    /// When a request last authenticated with it, to the minute or so (bumped at most once a
+    /// minute, so SCIM traffic does not write on every request).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// The kinds of SCIM resource whose documents the store keeps.

@@ -313,6 +313,29 @@ impl Store {
         Ok(event.seq)
     }
 
+    /// Records that SCIM connection `id` authenticated a request at `at` (bookkeeping, not a
+    /// change): written outside any change, so it takes no revision, no change-log entry and no
+    /// audit event, and is not synced on its own (like [`Store::append_audit`]). Under the
+    /// writer lock, so a rotation or revocation committing at the same time is never undone.
+    /// A connection that is gone, or was used later already, is left alone.
+    pub fn mark_connection_used(&self, id: &str, at: pdp::Timestamp) -> Result<()> {
+        keys::check_id("connection id", id)?;
+        self.inner.durability.check()?;
+        let key = keys::connection(id);
+        let _writer = lock(&self.inner.writer)?;
+        let Some(bytes) = self.inner.db.get(&key).map_err(engine)? else {
+            return Ok(());
+        };
+        let mut connection: ScimConnection = codec::from_json("SCIM connection", id, &bytes)?;
+        if connection.last_used_at.is_some_and(|last| last >= at) {
+            return Ok(());
+        }
+        connection.last_used_at = Some(at);
+        let value = codec::to_json("SCIM connection", &connection)?;
+        self.inner.db.insert(key, value).map_err(engine)?;
+        Ok(())
+    }
+
     pub fn get_token(&self, id: &str) -> Result<Option<ApiToken>> {
         keys::check_id("token id", id)?;
         self.get_record("token", &keys::token(id), id)

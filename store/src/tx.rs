@@ -466,6 +466,18 @@ impl Tx<'_, '_> {
         self.get("SCIM connection", &keys::connection(id), id)
     }
 
+    /// Every SCIM connection, by id, as stored before this change: enough to check a new
+    /// connection's name against the others, since transactions run one at a time.
+    pub fn connections(&self) -> Result<Vec<ScimConnection>> {
+        let mut connections = Vec::new();
+        for item in self.change.scan(keys::CONNECTION) {
+            let (key, value) = item?;
+            let id = keys::id_of(keys::CONNECTION, &key)?;
+            connections.push(codec::from_json("SCIM connection", id, &value)?);
+        }
+        Ok(connections)
+    }
+
     /// Creates or replaces a SCIM connection.
     pub fn put_connection(&mut self, connection: &ScimConnection) -> Result<()> {
         keys::check_id("connection id", &connection.id)?;

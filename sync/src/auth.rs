@@ -41,6 +41,9 @@ impl Caller {
     }
 }
 
+/// How often a connection's `last_used_at` is written, at most: once a minute, not once a request.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
 /// The secret of `Authorization: Bearer <secret>`.
 fn bearer(request: &Request) -> Option<&str> {
     let value = request
@@ -82,11 +85,27 @@ pub async fn authenticate(State(scim): State<Scim>, mut request: Request, next: 
         Ok(Err(e)) => return ScimError::from(e).into_response(),
         Err(e) => return ScimError::from(e).into_response(),
     };
-    if !connection::verify(&connection, secret) {
+    let now = clock::now();
+    if !connection::accepts(&connection, secret, now) {
         return refuse(Reason::Unknown, "unknown token");
     }
     if connection.revoked_at.is_some() {
         return refuse(Reason::Revoked, "the token was revoked");
+    }
+    let stale = connection
+        .last_used_at
+        .is_none_or(|at| now.0.saturating_sub(at.0) >= LAST_USED_EVERY_MS);
+    if stale {
+        // Off the request's path: a failed bump loses only a "last used" time.
+        let (live, id) = (scim.live.clone(), connection.id.clone());
+        tokio::spawn(async move {
+            let bumped = live
+                .blocking(move |store| store.mark_connection_used(&id, now))
+                .await;
+            if let Ok(Err(error)) = bumped {
+                tracing::debug!(%error, "cannot record when a SCIM connection was last used");
+            }
+        });
     }
     request.extensions_mut().insert(Caller {
         connection_id: connection.id,

@@ -6,6 +6,7 @@
 //! not a password. A presented secret is compared in constant time.
 
 use crate::{Result, ScimError, clock};
+use pdp::Timestamp;
 use sha2::{Digest, Sha256};
 use store::{AuditEvent, ScimConnection, Store};
 use subtle::ConstantTimeEq;
@@ -39,12 +40,23 @@ pub(crate) fn hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-/// Whether `secret` is the connection's, compared in constant time.
-pub(crate) fn verify(connection: &ScimConnection, secret: &str) -> bool {
-    hash(secret)
+/// Whether `secret` is the connection's current secret, or its previous one (before a rotation)
+/// while `now` is within the rotation's grace period. Both are compared in constant time.
+pub(crate) fn accepts(connection: &ScimConnection, secret: &str, now: Timestamp) -> bool {
+    let presented = hash(secret);
+    let current = presented
         .as_bytes()
-        .ct_eq(connection.secret_hash.as_bytes())
-        .into()
+        .ct_eq(connection.secret_hash.as_bytes());
+    let previous = match (
+        &connection.previous_secret_hash,
+        connection.previous_valid_until,
+    ) {
+        (Some(previous), Some(until)) if now < until => {
+            presented.as_bytes().ct_eq(previous.as_bytes())
+        }
+        _ => subtle::Choice::from(0),
+    };
+    (current | previous).into()
 }
 
 /// Makes a SCIM connection named `name` (what the audit log calls it: `scim:<name>`) on the
@@ -92,7 +104,8 @@ pub fn create_connection(store: &Store, name: &str) -> Result<(ScimConnection, S
             name: name.to_owned(),
             secret_hash: hash(&secret),
             created_at: clock::now(),
-            revoked_at: None,
+            created_by: "cli".into(),
+            ..ScimConnection::default()
         };
         tx.put_connection(&connection)?;
         let shown = ScimConnection {
@@ -128,8 +141,19 @@ mod tests {
         assert_eq!(id_of(&secret), Some(connection.id.as_str()));
         assert_eq!(connection.id.len(), 16);
         assert_eq!(secret.len(), PREFIX.len() + 16 + 1 + 64);
-        assert!(verify(&connection, &secret));
-        assert!(!verify(&connection, &format!("{secret}0")));
+        let now = clock::now();
+        assert!(accepts(&connection, &secret, now));
+        assert!(!accepts(&connection, &format!("{secret}0"), now));
+        // Rotated: the old secret is accepted until the end of the grace period only.
+        let rotated = ScimConnection {
+            secret_hash: hash("scim_new"),
+            previous_secret_hash: Some(connection.secret_hash.clone()),
+            previous_valid_until: Some(Timestamp(now.0 + 1000)),
+            ..connection.clone()
+        };
+        assert!(accepts(&rotated, &secret, now));
+        assert!(accepts(&rotated, "scim_new", Timestamp(now.0 + 5000)));
+        assert!(!accepts(&rotated, &secret, Timestamp(now.0 + 1000)));
         assert_eq!(
             store.get_connection(&connection.id).unwrap(),
             Some(connection)

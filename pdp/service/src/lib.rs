@@ -24,5 +24,5 @@ pub use freshness::Freshness;
 pub use metrics::{CHECK_BUCKETS, DecisionMetrics, Latencies, PublishStats};
 pub use record::{Record, Recorder};
 pub use service::{DecisionService, MAX_BATCH};
-pub use token::RequireToken;
+pub use token::{MAX_SECRETS, RequireToken, SecretsError};
 pub use trace::TRACE_TARGET;

@@ -111,7 +111,12 @@ async fn a_new_token_works_for_its_user_and_its_secret_is_shown_once() {
         ("token", token.id.as_str(), created.revision)
     );
     assert!(event.after_json.contains("\"ci\""), "{}", event.after_json);
-    let random = created.secret.rsplit('_').next().unwrap();
+    // `pcl_<id>_<random>`: the random part is URL-safe base64, which may hold `_` itself.
+    let (_, random) = created
+        .secret
+        .trim_start_matches("pcl_")
+        .split_once('_')
+        .unwrap();
     let hash = admin::token::hash(&created.secret);
     for event in h.audit("token.create").await {
         let shown = format!("{event:?}");

@@ -580,6 +580,12 @@ impl Collector for FollowerMetrics {
         )?;
         gauge(
             &mut encoder,
+            "portcullis_sidecar_approval_flows",
+            "Approval flows held, as the control plane streams them.",
+            g.flows as i64,
+        )?;
+        gauge(
+            &mut encoder,
             "portcullis_sidecar_pending_approvals",
             "Pending approval requests' calls held, as the control plane streams them.",
             g.pending as i64,

@@ -28,6 +28,17 @@ impl fleet::ApprovalSource for Source {
         self.0.changes()
     }
 
+    fn flows(&self) -> Option<Vec<portcullis_proto::v1::ApprovalFlow>> {
+        match self.0.live().store().flows() {
+            Ok(flows) => Some(flows.iter().map(admin::approvals::flow_to_wire).collect()),
+            // Those held stay as they were rather than emptied by a failed read.
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the approval flows for sidecars");
+                None
+            }
+        }
+    }
+
     async fn use_once(&self, id: &str, decision_id: &str) -> Result<bool, tonic::Status> {
         self.0
             .use_once(id, decision_id)

@@ -317,6 +317,8 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
     // The window and the spare (the used one is gone).
     assert_eq!(metric(&side, "portcullis_sidecar_approval_grants"), 2.0);
     assert_eq!(metric(&side, "portcullis_sidecar_pending_approvals"), 0.0);
+    // The flows travel too: the one in the store (the built-in one is not streamed).
+    assert_eq!(metric(&side, "portcullis_sidecar_approval_flows"), 1.0);
 
     // The control plane dies. The once grant cannot be used: Require approval, at once.
     drop(control);

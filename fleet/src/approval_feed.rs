@@ -45,6 +45,12 @@ pub trait ApprovalSource: Send + Sync + 'static {
     /// A receiver whose value changes with every transition of a request.
     fn changes(&self) -> watch::Receiver<u64>;
 
+    /// Every approval flow, by id (read again every [`EXPIRY_TICK`] and on every transition);
+    /// `None` when they cannot be read now (those held stay as they are).
+    fn flows(&self) -> Option<Vec<pb::ApprovalFlow>> {
+        None
+    }
+
     /// Uses the `once` grant of request `id` for decision `decision_id`: true for exactly one
     /// caller, once durable.
     async fn use_once(&self, id: &str, decision_id: &str) -> Result<bool, Status>;
@@ -63,6 +69,7 @@ struct Held {
     grants: HashMap<String, pb::ApprovalGrant>,
     pending: HashMap<String, pb::PendingApproval>,
     default_flow: String,
+    flows: Vec<pb::ApprovalFlow>,
     /// The whole state at `seq`, encoded for the first follower that needed it.
     reset: Option<Arc<[pb::WatchEvent]>>,
     updates: broadcast::Sender<Update>,
@@ -91,6 +98,8 @@ struct Diff {
     pending: Vec<pb::PendingApproval>,
     removed_pending: Vec<String>,
     default_flow: Option<String>,
+    /// Every flow, when they changed.
+    flows: Option<Vec<pb::ApprovalFlow>>,
 }
 
 impl Diff {
@@ -100,6 +109,7 @@ impl Diff {
             && self.pending.is_empty()
             && self.removed_pending.is_empty()
             && self.default_flow.is_none()
+            && self.flows.is_none()
     }
 }
 
@@ -114,6 +124,7 @@ impl ApprovalFeed {
                 grants: HashMap::new(),
                 pending: HashMap::new(),
                 default_flow: String::new(),
+                flows: Vec::new(),
                 reset: None,
                 updates: broadcast::channel(BROADCAST).0,
             }),
@@ -141,6 +152,7 @@ impl ApprovalFeed {
                     grants: held.grants.values().cloned().collect(),
                     pending: held.pending.values().cloned().collect(),
                     default_flow: Some(held.default_flow.clone()),
+                    flows: Some(held.flows.clone()),
                     ..Diff::default()
                 };
                 let reset: Arc<[pb::WatchEvent]> = events(whole, true, &held.default_flow).into();
@@ -189,6 +201,7 @@ impl ApprovalFeed {
         let now = Timestamp::now();
         let requests = self.source.requests();
         let default_flow = self.source.default_flow();
+        let flows = self.source.flows();
         let mut grants = HashMap::new();
         let mut pending = HashMap::new();
         for request in &requests {
@@ -229,6 +242,12 @@ impl ApprovalFeed {
         if default_flow != held.default_flow {
             diff.default_flow = Some(default_flow.clone());
         }
+        if let Some(flows) = flows
+            && flows != held.flows
+        {
+            diff.flows = Some(flows.clone());
+            held.flows = flows;
+        }
         held.grants = grants;
         held.pending = pending;
         held.default_flow = default_flow;
@@ -238,6 +257,7 @@ impl ApprovalFeed {
     /// Removes the grants whose window passed by `now`; notices a new default flow.
     fn expire(&self, now: Timestamp) {
         let default_flow = self.source.default_flow();
+        let flows = self.source.flows();
         let mut held = self.held();
         let mut diff = Diff {
             removed_grants: held
@@ -254,6 +274,12 @@ impl ApprovalFeed {
         if default_flow != held.default_flow {
             held.default_flow.clone_from(&default_flow);
             diff.default_flow = Some(default_flow);
+        }
+        if let Some(flows) = flows
+            && flows != held.flows
+        {
+            held.flows.clone_from(&flows);
+            diff.flows = Some(flows);
         }
         broadcast_diff(&mut held, diff);
     }
@@ -284,6 +310,10 @@ fn events(diff: Diff, reset: bool, default_flow: &str) -> Vec<pb::WatchEvent> {
         ..Default::default()
     };
     let mut parts = vec![part()];
+    if let Some(flows) = diff.flows {
+        parts[0].flows_replaced = true;
+        parts[0].flows = flows;
+    }
     let size = |p: &pb::ApprovalUpdate| {
         p.grants.len() + p.removed_grants.len() + p.pending.len() + p.removed_pending.len()
     };
@@ -328,6 +358,7 @@ fn events(diff: Diff, reset: bool, default_flow: &str) -> Vec<pb::WatchEvent> {
 pub(crate) struct Fixed {
     pub(crate) requests: Mutex<Vec<Arc<ApprovalRequest>>>,
     pub(crate) changed: watch::Sender<u64>,
+    pub(crate) flows: Mutex<Option<Vec<pb::ApprovalFlow>>>,
 }
 
 #[cfg(test)]
@@ -344,6 +375,12 @@ impl ApprovalSource for Fixed {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+    fn flows(&self) -> Option<Vec<pb::ApprovalFlow>> {
+        self.flows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     async fn use_once(&self, _: &str, _: &str) -> Result<bool, Status> {
         Ok(false)
@@ -379,6 +416,40 @@ pub(crate) mod tests {
         })
     }
 
+    #[tokio::test]
+    async fn flows_travel_whole_when_they_change_and_a_failed_read_keeps_them() {
+        let flow = |id: &str| pb::ApprovalFlow {
+            id: id.into(),
+            name: id.into(),
+            ..pb::ApprovalFlow::default()
+        };
+        let source = Arc::new(Fixed {
+            requests: Mutex::new(Vec::new()),
+            changed: watch::channel(0).0,
+            flows: Mutex::new(Some(vec![flow("f1")])),
+        });
+        let feed = ApprovalFeed::start(source.clone());
+        let mut sub = feed.subscribe();
+        let reset = updates(&sub.reset);
+        assert!(reset[0].flows_replaced);
+        assert_eq!(reset[0].flows, vec![flow("f1")]);
+
+        // A flow added: the whole list again.
+        *source.flows.lock().unwrap() = Some(vec![flow("f1"), flow("f2")]);
+        feed.reread();
+        let update = sub.updates.recv().await.unwrap();
+        let parts = updates(&update.events);
+        assert!(parts[0].flows_replaced);
+        assert_eq!(parts[0].flows.len(), 2);
+
+        // Unreadable: nothing is sent, those held stay.
+        *source.flows.lock().unwrap() = None;
+        feed.reread();
+        assert!(sub.updates.try_recv().is_err());
+        let again = updates(&feed.subscribe().reset);
+        assert_eq!(again[0].flows.len(), 2);
+    }
+
     pub(crate) fn updates(events: &[pb::WatchEvent]) -> Vec<pb::ApprovalUpdate> {
         events
             .iter()
@@ -400,6 +471,7 @@ pub(crate) mod tests {
                 request("denied", RequestState::Denied, None),
             ]),
             changed: watch::channel(0).0,
+            flows: Mutex::new(None),
         });
         Arc::make_mut(&mut source.requests.lock().unwrap()[2]).used_by = Some("d1".into());
         let feed = ApprovalFeed::start(source.clone());

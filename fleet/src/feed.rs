@@ -655,6 +655,7 @@ mod tests {
         let source = Arc::new(Fixed {
             requests: Mutex::new(Vec::new()),
             changed: tokio::sync::watch::channel(0).0,
+            flows: Mutex::new(None),
         });
         let feed = Feed::start(&live).with_approvals(source.clone());
         let approvals = Arc::clone(feed.inner.approvals.get().unwrap());

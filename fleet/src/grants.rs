@@ -63,6 +63,8 @@ pub struct GrantStats {
     pub grants: usize,
     /// Pending requests' calls held.
     pub pending: usize,
+    /// Approval flows held.
+    pub flows: usize,
     /// `once` grants used through the control plane (Checks allowed by them).
     pub once_used: u64,
     /// Uses the control plane did not answer in time or refused with an error: each such Check
@@ -100,6 +102,8 @@ struct Held {
     calls: HashMap<String, CallKey>,
     /// Empty until the control plane says: the built-in flow's id is answered then.
     default_flow: String,
+    /// The control plane's approval flows, by id.
+    flows: HashMap<String, pb::ApprovalFlow>,
 }
 
 impl Held {
@@ -160,6 +164,7 @@ impl Grants {
         GrantStats {
             grants,
             pending,
+            flows: self.held().flows.len(),
             once_used: self.inner.used.load(Ordering::Relaxed),
             once_failed: self.inner.failed.load(Ordering::Relaxed),
         }
@@ -204,9 +209,20 @@ impl Grants {
                 pending.push((call.id.clone(), key));
             }
         }
+        let flows = parts.iter().find(|p| p.flows_replaced).map(|p| {
+            p.flows
+                .iter()
+                .map(|f| (f.id.clone(), f.clone()))
+                .collect::<HashMap<_, _>>()
+        });
         let mut held = self.held_mut();
         if reset {
+            let kept = std::mem::take(&mut held.flows);
             *held = Held::default();
+            held.flows = kept;
+        }
+        if let Some(flows) = flows {
+            held.flows = flows;
         }
         for part in &parts {
             for id in &part.removed_grants {

@@ -11,5 +11,6 @@ mod requests;
 mod service;
 pub mod stats;
 
+pub use flows::flow as flow_to_wire;
 pub use requests::{Approvals, Filter, NewRequest, Verdict};
 pub use service::{ApprovalService, MAX_WAIT};

@@ -115,7 +115,7 @@ pub(crate) fn wire(view: &store::View, r: &ApprovalRequest) -> pb::ApprovalReque
         attributes: r.attributes.clone().into_iter().collect(),
         justification: r.justification.clone(),
         policy_id: r.policy_id.clone(),
-        flow: Some(flow(&r.flow)),
+        flow: Some(super::flows::flow(&r.flow)),
         state: state(r.state).into(),
         step: r.step,
         approvals: r.approvals.iter().map(decision).collect(),
@@ -131,49 +131,6 @@ pub(crate) fn wire(view: &store::View, r: &ApprovalRequest) -> pb::ApprovalReque
         approved_until: r.approved_until.map(convert::timestamp),
         used_by_decision: r.used_by.clone().unwrap_or_default(),
         idempotency_key: r.idempotency_key.clone().unwrap_or_default(),
-    }
-}
-
-/// A flow as the API shows it.
-pub(crate) fn flow(f: &pdp::ApprovalFlow) -> pb::ApprovalFlow {
-    let duration = |secs: u64| prost_types::Duration {
-        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
-        nanos: 0,
-    };
-    let (grant_mode, window) = match f.grant {
-        pdp::GrantMode::Once => (pb::GrantMode::Once, None),
-        pdp::GrantMode::Window { seconds } => (pb::GrantMode::Window, Some(duration(seconds))),
-    };
-    pb::ApprovalFlow {
-        id: f.id.clone(),
-        name: f.name.clone(),
-        description: f.description.clone(),
-        steps: f
-            .steps
-            .iter()
-            .map(|s| pb::ApprovalStep {
-                approvers: s
-                    .approvers
-                    .iter()
-                    .map(|a| pb::Approver {
-                        approver: Some(match a {
-                            pdp::Approver::User(id) => pb::approver::Approver::UserId(id.clone()),
-                            pdp::Approver::Group(id) => pb::approver::Approver::GroupId(id.clone()),
-                            pdp::Approver::Manager => pb::approver::Approver::Manager(true),
-                            pdp::Approver::Admins => pb::approver::Approver::Admins(true),
-                        }),
-                    })
-                    .collect(),
-                min_approvals: s.min_approvals,
-                timeout: s.timeout_secs.map(duration),
-            })
-            .collect(),
-        request_ttl: Some(duration(f.request_ttl_secs)),
-        grant_mode: grant_mode.into(),
-        window,
-        any_arguments: f.any_arguments,
-        created_at: Some(convert::timestamp(f.created_at)),
-        updated_at: Some(convert::timestamp(f.updated_at)),
     }
 }
 

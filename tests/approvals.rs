@@ -42,7 +42,8 @@ fn person_token(data: &std::path::Path, user: &str) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
-fn args(repo: &str) -> prost_types::Struct {
+/// A tool call's arguments: `{"repo": repo}`.
+pub(crate) fn args(repo: &str) -> prost_types::Struct {
     prost_types::Struct {
         fields: [(
             "repo".to_string(),

@@ -5,7 +5,7 @@
 //! the control plane gone a `once` grant fails closed (and is still there once it is back)
 //! while a `window` grant allows until its window ends.
 
-use crate::approvals::approvals;
+use crate::approvals::{approvals, args};
 use crate::fleet::{eventually, token_file};
 use crate::support::{Server, path, run_ok, write_users};
 use pb::snapshot_service_client::SnapshotServiceClient;
@@ -17,19 +17,6 @@ use std::time::{Duration, Instant};
 /// The window flow's grant length: long enough for the checks before the kill on a busy
 /// machine, short enough to wait out.
 const WINDOW_SECS: u64 = 20;
-
-fn args(repo: &str) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: [(
-            "repo".to_string(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue(repo.into())),
-            },
-        )]
-        .into_iter()
-        .collect(),
-    }
-}
 
 fn check(tool: &str, repo: &str, approval: &str) -> pb::CheckRequest {
     pb::CheckRequest {

@@ -66,6 +66,19 @@ impl From<store::Error> for Error {
     }
 }
 
+impl From<pdp_service::Error> for Error {
+    fn from(error: pdp_service::Error) -> Error {
+        match error {
+            pdp_service::Error::InvalidArgument { field, problem } => {
+                Error::InvalidArgument { field, problem }
+            }
+            e @ pdp_service::Error::RevisionNotReached { .. } => {
+                Error::FailedPrecondition(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<live::Error> for Error {
     fn from(error: live::Error) -> Error {
         match error {

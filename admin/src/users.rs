@@ -172,7 +172,7 @@ pub(crate) async fn get(
     })
 }
 
-fn decision(action: pdp::Action) -> pb::Decision {
+pub(crate) fn decision(action: pdp::Action) -> pb::Decision {
     match action {
         pdp::Action::Allow => pb::Decision::Allow,
         pdp::Action::StepUp => pb::Decision::StepUp,

@@ -317,8 +317,12 @@ impl Approvals {
         else {
             return Err(Error::FailedPrecondition(format!(
                 "the call is answered {} ({}{}): only a REQUIRE_APPROVAL answer can be approved",
-                action_name(action),
-                crate::users::reason(reason).as_str_name(),
+                crate::users::decision(action)
+                    .as_str_name()
+                    .trim_start_matches("DECISION_"),
+                crate::users::reason(reason)
+                    .as_str_name()
+                    .trim_start_matches("REASON_"),
                 policy_id
                     .map(|p| format!(", policy `{p}`"))
                     .unwrap_or_default(),
@@ -889,15 +893,5 @@ impl pdp_service::Approvals for Approvals {
 
     fn default_flow(&self) -> String {
         Approvals::default_flow(self)
-    }
-}
-
-/// A decision as people read it in messages.
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Allow => "ALLOW",
-        Action::StepUp => "STEP_UP",
-        Action::RequireApproval => "REQUIRE_APPROVAL",
-        Action::Deny => "DENY",
     }
 }

@@ -183,12 +183,12 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
         idempotency_key,
     } = r;
     crate::text::required("user", &user)?;
-    name("user", &user)?;
-    name("agent", &agent)?;
+    pdp_service::bounded(&user, "", "user")?;
+    pdp_service::bounded(&agent, "", "agent")?;
     crate::text::required("connector", &connector)?;
-    name("connector", &connector)?;
+    pdp_service::bounded(&connector, "", "connector")?;
     crate::text::required("tool", &tool)?;
-    name("tool", &tool)?;
+    pdp_service::bounded(&tool, "", "tool")?;
     if justification.len() > super::requests::MAX_JUSTIFICATION {
         return Err(Error::invalid(
             "justification",
@@ -224,8 +224,8 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
         ));
     }
     for (key, value) in &attributes {
-        name("attributes", key)?;
-        name(&format!("attributes[{key}]"), value)?;
+        pdp_service::bounded(key, "", "attributes")?;
+        pdp_service::bounded(value, "", &format!("attributes[{key}]"))?;
     }
     let arguments = arguments
         .as_ref()
@@ -241,30 +241,10 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
             ),
         ));
     }
-    let authentication = match authentication {
-        None => None,
-        Some(pb::Authentication {
-            acr,
-            amr,
-            auth_time,
-        }) => {
-            name("authentication.acr", &acr)?;
-            if amr.len() > 32 {
-                return Err(Error::invalid("authentication.amr", "more than 32 values"));
-            }
-            for m in &amr {
-                name("authentication.amr", m)?;
-            }
-            Some(pdp::Authentication {
-                acr,
-                amr,
-                auth_time: auth_time
-                    .as_ref()
-                    .map(|t| convert::from_timestamp("authentication.auth_time", t))
-                    .transpose()?,
-            })
-        }
-    };
+    let authentication = authentication
+        .as_ref()
+        .map(|a| pdp_service::authentication(a, ""))
+        .transpose()?;
     Ok(NewRequest {
         user,
         agent,
@@ -276,21 +256,6 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
         justification,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
     })
-}
-
-/// A name as long as decisions accept.
-fn name(field: &str, value: &str) -> Result<()> {
-    if value.len() > pdp::identity::MAX_KEY_LEN {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "is {} bytes long, the limit is {}",
-                value.len(),
-                pdp::identity::MAX_KEY_LEN
-            ),
-        ));
-    }
-    Ok(())
 }
 
 type WatchStream =
@@ -453,7 +418,7 @@ impl pb::approval_service_server::ApprovalService for ApprovalService {
             filter.states = vec![RequestState::Pending];
         }
         if !user.is_empty() {
-            name("user", &user)?;
+            pdp_service::bounded(&user, "", "user")?;
             match view.resolve_user(&user) {
                 pdp::identity::Resolved::User(found) => filter.user_id = Some(found.id.clone()),
                 pdp::identity::Resolved::Ambiguous => {

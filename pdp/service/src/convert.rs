@@ -70,43 +70,52 @@ impl Owned {
 /// Converts a request's authentication and arguments (checked: bounded strings, a valid
 /// time).
 pub(crate) fn owned(check: &pb::CheckRequest, path: &str) -> Result<Owned> {
-    let authentication = match &check.authentication {
-        None => None,
-        Some(pb::Authentication {
-            acr,
-            amr,
-            auth_time,
-        }) => {
-            bounded(acr, path, "authentication.acr")?;
-            if amr.len() > MAX_AMR {
-                return Err(Error::invalid(
-                    format!("{path}authentication.amr"),
-                    format!("{} values, the limit is {MAX_AMR}", amr.len()),
-                ));
-            }
-            for (i, method) in amr.iter().enumerate() {
-                bounded(method, path, &format!("authentication.amr[{i}]"))?;
-            }
-            let auth_time = match auth_time {
-                None => None,
-                Some(t) => Some(timestamp(t).ok_or_else(|| {
-                    Error::invalid(
-                        format!("{path}authentication.auth_time"),
-                        "is not a valid time",
-                    )
-                })?),
-            };
-            Some(pdp::Authentication {
-                acr: acr.clone(),
-                amr: amr.clone(),
-                auth_time,
-            })
-        }
-    };
+    let authentication = check
+        .authentication
+        .as_ref()
+        .map(|a| authentication(a, path))
+        .transpose()?;
     let arguments = check.arguments.as_ref().map(|s| object(&s.fields));
     Ok(Owned {
         authentication,
         arguments,
+    })
+}
+
+/// A request's authentication, checked (bounded strings, at most [`MAX_AMR`] methods, a valid
+/// time); `path` prefixes field names in errors. What Check and a request for approval take.
+pub fn authentication(
+    authentication: &pb::Authentication,
+    path: &str,
+) -> Result<pdp::Authentication> {
+    let pb::Authentication {
+        acr,
+        amr,
+        auth_time,
+    } = authentication;
+    bounded(acr, path, "authentication.acr")?;
+    if amr.len() > MAX_AMR {
+        return Err(Error::invalid(
+            format!("{path}authentication.amr"),
+            format!("{} values, the limit is {MAX_AMR}", amr.len()),
+        ));
+    }
+    for (i, method) in amr.iter().enumerate() {
+        bounded(method, path, &format!("authentication.amr[{i}]"))?;
+    }
+    let auth_time = match auth_time {
+        None => None,
+        Some(t) => Some(timestamp(t).ok_or_else(|| {
+            Error::invalid(
+                format!("{path}authentication.auth_time"),
+                "is not a valid time",
+            )
+        })?),
+    };
+    Ok(pdp::Authentication {
+        acr: acr.clone(),
+        amr: amr.clone(),
+        auth_time,
     })
 }
 
@@ -230,7 +239,8 @@ pub(crate) fn required(value: &str, path: &str, field: &str) -> Result<()> {
     bounded(value, path, field)
 }
 
-pub(crate) fn bounded(value: &str, path: &str, field: &str) -> Result<()> {
+/// Refuses a name longer than decisions take ([`pdp::identity::MAX_KEY_LEN`] bytes).
+pub fn bounded(value: &str, path: &str, field: &str) -> Result<()> {
     if value.len() > MAX_NAME_LEN {
         return Err(Error::invalid(
             format!("{path}{field}"),

@@ -17,7 +17,7 @@ mod token;
 mod trace;
 
 pub use approvals::{Approvals, Call};
-pub use convert::{json_to_value, struct_to_json};
+pub use convert::{authentication, bounded, json_to_value, struct_to_json};
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
 pub use freshness::Freshness;

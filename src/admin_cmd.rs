@@ -38,16 +38,8 @@ pub struct Args {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
-    /// The admin API token (`pcl_…`), sent as `authorization: Bearer <token>`. Required.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        env = "PORTCULLIS_TOKEN",
-        hide_env_values = true,
-        value_parser = parse_secret
-    )]
-    token: Option<Secret>,
+    #[command(flatten)]
+    token: AdminToken,
     /// Print one JSON document on stdout instead of tables.
     #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
@@ -101,6 +93,60 @@ enum Command {
     /// deliveries.
     #[command(subcommand)]
     Webhooks(webhooks::Command),
+}
+
+/// The admin API token of a client command: given, or read from a file (`--token-file`, or a
+/// profile's `token-file`, docs/profiles.md).
+#[derive(Debug, clap::Args)]
+pub struct AdminToken {
+    /// The admin API token (`pcl_…`), sent as `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "PORTCULLIS_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    token: Option<Secret>,
+    /// A file holding the admin API token, instead of --token (kept out of the shell's history
+    /// and the process list). Surrounding whitespace is ignored.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "PORTCULLIS_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl AdminToken {
+    /// The token, if one was given or its file named.
+    pub fn secret(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(secret) = &self.token {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let token = crate::decision_token::read_token_file(path, "admin API token")?;
+        Ok(Some(Secret(token)))
+    }
+
+    /// The token; an error saying how to give one when none was.
+    pub fn required(&self) -> anyhow::Result<Secret> {
+        self.secret()?.ok_or_else(no_token)
+    }
+}
+
+/// No admin token was given: how to give one.
+pub fn no_token() -> anyhow::Error {
+    anyhow::anyhow!(
+        "no admin API token: pass `--token-file <file>` or `--token <secret>`, set \
+         PORTCULLIS_TOKEN_FILE or PORTCULLIS_TOKEN, or name a token file in a profile \
+         (docs/profiles.md); `portcullis token create` makes the first one"
+    )
 }
 
 /// The token's secret: kept out of `Debug` output so it cannot end up in a log line.
@@ -182,12 +228,7 @@ impl Report {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(secret) = args.token else {
-        anyhow::bail!(
-            "no admin API token: pass `--token <secret>` or set PORTCULLIS_TOKEN \
-             (`portcullis token create` makes the first one)"
-        );
-    };
+    let secret = args.token.required()?;
     let bearer = MetadataValue::try_from(format!("Bearer {}", secret.0))
         .map_err(|_| anyhow::anyhow!("the token is not a valid header value (printable ASCII)"))?;
     let addr = super::check::with_scheme(&args.server);

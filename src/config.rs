@@ -47,7 +47,11 @@ pub fn matches(command: &Command, argv: Vec<OsString>) -> anyhow::Result<ArgMatc
         .clone()
         .try_get_matches_from(&argv)
         .unwrap_or_else(|e| e.exit());
+    // A client command's profile (`profiles`) fills in what flags and the environment did not.
+    let profile = crate::profiles::args(command, &first)?;
     let Some(path) = first.get_one::<PathBuf>(CONFIG).cloned() else {
+        let mut argv = argv;
+        argv.extend(profile);
         return Ok(command
             .clone()
             .try_get_matches_from(argv)
@@ -59,6 +63,7 @@ pub fn matches(command: &Command, argv: Vec<OsString>) -> anyhow::Result<ArgMatc
     check_values(&lenient, &table).map_err(|e| anyhow!("config `{}`: {e}", path.display()))?;
     let mut argv = argv;
     argv.extend(extra);
+    argv.extend(profile);
     command.clone().try_get_matches_from(argv).map_err(|e| {
         anyhow!(
             "config `{}`: {}",
@@ -198,6 +203,7 @@ fn setting<'c>(command: &'c Command, name: &str) -> Option<&'c Arg> {
 fn configurable(arg: &Arg) -> bool {
     arg.get_long().is_some()
         && arg.get_id() != CONFIG
+        && arg.get_id() != crate::profiles::PROFILE
         && !matches!(arg.get_action(), ArgAction::Help | ArgAction::Version)
 }
 

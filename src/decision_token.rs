@@ -53,20 +53,7 @@ pub fn bearer(path: Option<&std::path::Path>) -> anyhow::Result<Bearer> {
     let Some(path) = path else {
         return Ok(Bearer(None));
     };
-    let what = || format!("cannot read the decision token file `{}`", path.display());
-    let size = std::fs::metadata(path).with_context(what)?.len();
-    anyhow::ensure!(
-        size <= MAX_TOKEN_FILE_BYTES,
-        "the decision token file `{}` holds {size} bytes, more than a token ({MAX_TOKEN_FILE_BYTES} at most)",
-        path.display()
-    );
-    let text = std::fs::read_to_string(path).with_context(what)?;
-    let token = text.trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "the decision token file `{}` is empty",
-        path.display()
-    );
+    let token = read_token_file(path, "decision token")?;
     let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
         anyhow::anyhow!(
             "the decision token file `{}` holds characters a header cannot carry",
@@ -74,4 +61,24 @@ pub fn bearer(path: Option<&std::path::Path>) -> anyhow::Result<Bearer> {
         )
     })?;
     Ok(Bearer(Some(value)))
+}
+
+/// The token a client token file holds (`what`: "decision token", "admin API token"), without
+/// surrounding whitespace; a file bigger than a token, or empty, is an error naming it.
+pub fn read_token_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let cannot = || format!("cannot read the {what} file `{}`", path.display());
+    let size = std::fs::metadata(path).with_context(cannot)?.len();
+    anyhow::ensure!(
+        size <= MAX_TOKEN_FILE_BYTES,
+        "the {what} file `{}` holds {size} bytes, more than a token ({MAX_TOKEN_FILE_BYTES} at most)",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path).with_context(cannot)?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the {what} file `{}` is empty",
+        path.display()
+    );
+    Ok(token.to_owned())
 }

@@ -21,6 +21,7 @@ mod listen;
 mod metrics;
 mod net;
 mod policies_cmd;
+mod profiles;
 mod reload;
 mod scim_token_cmd;
 mod serve;
@@ -49,6 +50,10 @@ struct Cli {
     /// A TOML file of settings (docs/config.md): flags and environment variables win over it.
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
+    /// The client profile to connect with (docs/profiles.md): its server, CA and token files
+    /// fill in the flags not given.
+    #[arg(long, global = true, env = "PORTCULLIS_PROFILE")]
+    profile: Option<String>,
     /// How logs are written to stderr: `text` (colored on a terminal) or `json` (one object per
     /// line).
     #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -97,6 +102,8 @@ enum Command {
     /// Show the settings `serve` or `sidecar` would run with, or document them all.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List the client profiles (`~/.config/portcullis/config.toml`), the one in use marked.
+    Profiles,
     /// Print a shell completion script (bash, zsh, fish, …) on stdout.
     Completions(shell_docs::CompletionsArgs),
     /// Write man pages for every command into a directory.
@@ -161,6 +168,10 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Profiles => profiles::list(cli.profile.as_deref()).and_then(|text| {
+            stdout::print(text)?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),
         Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))

@@ -37,17 +37,10 @@ pub struct Args {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
-    /// The admin API token (`pcl_…`), sent as `authorization: Bearer <token>`. Required by
-    /// export, diff and apply (a Read Only token may export and diff).
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Global options",
-        env = "PORTCULLIS_TOKEN",
-        hide_env_values = true,
-        value_parser = crate::admin_cmd::parse_secret
-    )]
-    token: Option<Secret>,
+    /// The admin API token: required by export, diff and apply (a Read Only token may export
+    /// and diff).
+    #[command(flatten)]
+    token: crate::admin_cmd::AdminToken,
     #[command(flatten)]
     tls: super::check::ClientTls,
     #[command(subcommand)]
@@ -95,7 +88,7 @@ type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = super::check::with_scheme(&args.server);
     let endpoint = super::check::endpoint(&addr, &args.tls)?;
-    let token = args.token;
+    let token = args.token.secret()?;
     // Offline needs no connection at all.
     if let Command::Test {
         file,
@@ -116,10 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot connect to `{addr}`"))?;
         let admin = |token: Option<Secret>| -> anyhow::Result<Admin> {
-            let secret = token.context(
-                "no admin API token: pass `--token <secret>` or set PORTCULLIS_TOKEN \
-                 (`portcullis token create` makes the first one)",
-            )?;
+            let secret = token.ok_or_else(crate::admin_cmd::no_token)?;
             Ok(
                 AdminServiceClient::with_interceptor(channel.clone(), Bearer::new(&secret)?)
                     .max_decoding_message_size(MAX_ANSWER),

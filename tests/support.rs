@@ -45,8 +45,14 @@ pub fn scim_token(data: &Path, name: &str) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
+/// The binary, away from the profiles of whoever runs the tests.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.env(
+        "PORTCULLIS_PROFILES_FILE",
+        "/nonexistent/portcullis-profiles.toml",
+    );
+    command
 }
 
 /// Runs the binary with `args`, asserting success; returns stdout.

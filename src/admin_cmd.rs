@@ -201,6 +201,10 @@ pub struct Report {
     warning: Option<String>,
     /// A hint for people (on stderr), e.g. that a list was cut at `--limit`.
     note: Option<String>,
+    /// The command changed something: `text` only confirms it (left out with `--quiet`).
+    changed: bool,
+    /// A secret shown only this once: all `--quiet` prints.
+    secret: Option<String>,
 }
 
 impl Report {
@@ -210,7 +214,22 @@ impl Report {
             text: text.into(),
             warning: None,
             note: None,
+            changed: false,
+            secret: None,
         }
+    }
+
+    fn changed(mut self, changed: bool) -> Report {
+        self.changed = changed;
+        self
+    }
+
+    /// The secret the command made, if any (empty means none).
+    fn secret(mut self, secret: &str) -> Report {
+        if !secret.is_empty() {
+            self.secret = Some(secret.to_owned());
+        }
+        self
     }
 
     /// The server's warning, if it sent one (empty means none).
@@ -282,6 +301,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     if json {
         crate::stdout::println(serde_json::to_string_pretty(&report.json)?)?;
+    } else if crate::stdout::quiet() {
+        // What the command exists to show, without confirmations, warnings or hints.
+        if let Some(secret) = &report.secret {
+            crate::stdout::println(secret)?;
+        } else if !report.changed {
+            crate::stdout::print(report.text)?;
+        }
     } else {
         crate::stdout::print(report.text)?;
         if let Some(warning) = &report.warning {

@@ -62,7 +62,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             return Err(e).with_context(|| format!("cannot open the store in `{}`", dir.display()));
         }
     };
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "backed up revision {revision} of `{}` to `{}`{via}: {records} records, {} in {:.1}s; \
          writes paused {}",
         dir.display(),
@@ -83,7 +83,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let m = &summary.manifest;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "restored revision {} into `{}` from `{}` (taken {}): {} users, {} groups, {} policies, \
          {} records, {} in {:.1}s; new store id {}",
         summary.revision,

@@ -54,6 +54,11 @@ struct Cli {
     /// fill in the flags not given.
     #[arg(long, global = true, env = "PORTCULLIS_PROFILE")]
     profile: Option<String>,
+    /// Print only what the command exists to show: no confirmations of changes (a secret shown
+    /// once is printed alone), warnings, hints or progress bars; `policies diff` answers by its
+    /// exit code alone. Errors are always printed.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     /// How logs are written to stderr: `text` (colored on a terminal) or `json` (one object per
     /// line).
     #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -146,6 +151,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format, &cli.log_filter, traces.as_ref());
+    stdout::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sidecar(args) => sidecar::run(args),

@@ -36,14 +36,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let (connection, secret) = sync::connection::create_connection(&store, &args.name)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))
         .with_context(|| format!("cannot create the SCIM connection `{}`", args.name))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "connection: {} ({})",
         connection.id, connection.name
     ))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "In the identity provider, set the SCIM base URL to http(s)://<this server's HTTP address>/scim/v2"
     ))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "and the bearer token (API token) to the secret below; it is shown only this once."
     ))?;
     crate::stdout::println(format_args!("{secret}"))?;

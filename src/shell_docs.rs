@@ -35,7 +35,7 @@ pub fn man(command: clap::Command, args: ManArgs) -> anyhow::Result<ExitCode> {
     let pages = pages(&command);
     clap_mangen::generate_to(command, dir)
         .with_context(|| format!("cannot write the man pages into `{}`", dir.display()))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "wrote {pages} man pages to `{}`",
         dir.display()
     ))?;

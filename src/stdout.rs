@@ -3,6 +3,19 @@
 //! such a command quietly with success: the reader has all it wanted.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--quiet`: commands print only what they exist to show (docs/cli.md).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given: leave out confirmations, warnings, hints and progress.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 /// Writes `text` to stdout and flushes it.
 pub fn print(text: impl std::fmt::Display) -> std::io::Result<()> {
@@ -14,6 +27,11 @@ pub fn print(text: impl std::fmt::Display) -> std::io::Result<()> {
 /// Writes `text` and a newline to stdout.
 pub fn println(text: impl std::fmt::Display) -> std::io::Result<()> {
     print(format_args!("{text}\n"))
+}
+
+/// A line confirming what a command did: left out with `--quiet`.
+pub fn done(text: impl std::fmt::Display) -> std::io::Result<()> {
+    if quiet() { Ok(()) } else { println(text) }
 }
 
 /// Whether `error` is (or was caused by) writing to a closed pipe.

@@ -69,11 +69,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Some(pdp::Role::ReadOnly) => "read-only",
         None => "none (the user's groups' roles apply)",
     };
-    crate::stdout::println(format_args!("token:   {} ({})", token.id, token.name))?;
-    crate::stdout::println(format_args!("user:    {}", token.user_id))?;
-    crate::stdout::println(format_args!("role:    {role}"))?;
-    crate::stdout::println(format_args!("expires: {expires}"))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!("token:   {} ({})", token.id, token.name))?;
+    crate::stdout::done(format_args!("user:    {}", token.user_id))?;
+    crate::stdout::done(format_args!("role:    {role}"))?;
+    crate::stdout::done(format_args!("expires: {expires}"))?;
+    crate::stdout::done(format_args!(
         "The secret follows; it is shown only this once. Use it as `authorization: Bearer <secret>`."
     ))?;
     crate::stdout::println(minted.secret)?;

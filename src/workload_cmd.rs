@@ -100,7 +100,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let generated = workload::generate(&params)?;
     workload::write_dir(&args.out, &generated)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "wrote {} users, {} groups, {} policies and {} requests to `{}` in {:.1}s",
         params.users,
         params.groups,

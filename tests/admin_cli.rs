@@ -813,3 +813,48 @@ fn admin_cli_manages_agents_settings_and_agent_scoped_policies() {
     let listed = admin.json(&["agents", "list"]);
     assert_eq!(listed["agents"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn quiet_prints_only_what_a_command_exists_to_show() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    // Offline: the secret alone.
+    let out = run_ok(&[
+        "--quiet",
+        "token",
+        "create",
+        "--data-dir",
+        path(&data),
+        "--user",
+        "u1",
+        "--role",
+        "admin",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let token = out.trim().to_owned();
+    assert!(token.starts_with("pcl_"), "{out}");
+    let server = Server::start(&data);
+    let admin = Admin {
+        server: &server,
+        token: token.clone(),
+    };
+    // A change: nothing at all, and it happened.
+    let (out, err) = admin.ok_with_stderr(&["-q", "groups", "create", "quiet-ones"]);
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    let (out, _) = admin.ok_with_stderr(&["-q", "users", "lock", "u2", "--reason", "incident"]);
+    assert_eq!(out, "");
+    assert!(check(&server, "bob@example.com").starts_with("DENY"));
+    // A listing still lists; a new secret is printed alone; --json wins over --quiet.
+    let listed = admin.ok(&["-q", "groups", "list"]);
+    assert!(listed.contains("quiet-ones"), "{listed}");
+    let out = admin.ok(&["--quiet", "tokens", "create", "--user", "u3"]);
+    assert!(
+        out.trim().starts_with("pcl_") && out.lines().count() == 1,
+        "{out}"
+    );
+    let json = admin.json(&["-q", "users", "unlock", "u2"]);
+    assert!(json["revision"].as_u64().is_some(), "{json}");
+    // Errors are still said.
+    let refused = admin.fails(&["-q", "groups", "get", "no-such-group"]);
+    assert!(refused.contains("not found"), "{refused}");
+}

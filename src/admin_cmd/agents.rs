@@ -189,7 +189,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             if !updated.is_empty() {
                 text.push_str(&format!("removed from policies {}\n", updated.join(", ")));
             }
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
         Command::Enable { id } => set_enabled(client, id, true, String::new()).await,
         Command::Disable { id, reason } => set_enabled(client, id, false, reason).await,
@@ -274,7 +274,7 @@ fn shown(a: &pb::Agent, revision: u64, done: Option<&str>) -> Report {
             ("revision", revision.to_string()),
         ]),
     };
-    Report::new(json, text)
+    Report::new(json, text).changed(done.is_some())
 }
 
 fn scope_text(scope: Option<&pb::PolicyScope>) -> String {
@@ -318,6 +318,7 @@ fn unregistered_text(u: pb::UnregisteredAgents) -> &'static str {
 }
 
 pub async fn settings(client: &mut Client, command: SettingsCommand) -> anyhow::Result<Report> {
+    let changed = matches!(command, SettingsCommand::Set { .. });
     let (settings, revision) = match command {
         SettingsCommand::Get => {
             let answer = client
@@ -355,5 +356,5 @@ pub async fn settings(client: &mut Client, command: SettingsCommand) -> anyhow::
         ("unregistered agents", unregistered.to_owned()),
         ("revision", revision.to_string()),
     ]);
-    Ok(Report::new(json, text))
+    Ok(Report::new(json, text).changed(changed))
 }

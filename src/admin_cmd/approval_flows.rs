@@ -241,7 +241,7 @@ fn shown(f: &pb::ApprovalFlow, done: Option<&str>) -> Report {
             fields(&pairs)
         }
     };
-    Report::new(json, text)
+    Report::new(json, text).changed(done.is_some())
 }
 
 pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report> {
@@ -310,7 +310,8 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(
                 json!({"deleted": id}),
                 format!("deleted approval flow {id}\n"),
-            ))
+            )
+            .changed(true))
         }
         Command::Default { id: None } => {
             let answer = client
@@ -338,7 +339,8 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             Ok(Report::new(
                 json!({"default_flow_id": id}),
                 format!("the default approval flow is now {id}\n"),
-            ))
+            )
+            .changed(true))
         }
     }
 }

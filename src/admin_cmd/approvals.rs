@@ -256,7 +256,7 @@ fn shown(r: &pb::ApprovalRequest, done: Option<&str>) -> Report {
         ("approved until", time_cell(r.approved_until.as_ref())),
         ("used by", or_dash(&r.used_by_decision)),
     ]));
-    Report::new(json!({ "request": request_json(r) }), text)
+    Report::new(json!({ "request": request_json(r) }), text).changed(done.is_some())
 }
 
 /// A protobuf Struct as JSON.

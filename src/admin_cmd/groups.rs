@@ -154,7 +154,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "created group {} ({}) at revision {}\n",
                 g.id, g.name, answer.revision
             );
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
         Command::Members { id, search, paging } => {
             let id = resolve(client, &id).await?;
@@ -180,7 +180,9 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "added {} of {asked} users to group {id} at revision {}\n",
                 answer.added, answer.revision
             );
-            Ok(Report::new(json, text).warning(&answer.warning))
+            Ok(Report::new(json, text)
+                .changed(true)
+                .warning(&answer.warning))
         }
         Command::Remove { id, user } => {
             let id = resolve(client, &id).await?;
@@ -208,7 +210,9 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                     answer.revision
                 )
             };
-            Ok(Report::new(json, text).warning(&answer.warning))
+            Ok(Report::new(json, text)
+                .changed(true)
+                .warning(&answer.warning))
         }
         Command::Delete { id } => {
             let id = resolve(client, &id).await?;
@@ -231,7 +235,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 text.push_str(&format!("; removed it from policies {}", ids.join(", ")));
             }
             text.push('\n');
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
     }
 }
@@ -322,7 +326,9 @@ async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report>
         answer.revision,
         show::roles_cell(g.roles())
     );
-    Ok(Report::new(json, text).warning(&answer.warning))
+    Ok(Report::new(json, text)
+        .changed(true)
+        .warning(&answer.warning))
 }
 
 async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {

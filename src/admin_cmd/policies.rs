@@ -241,7 +241,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 .into_inner();
             let json = json!({"revision": answer.revision});
             let text = format!("deleted policy {id} at revision {}\n", answer.revision);
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
         Command::Enable { id } => set_enabled(client, id, true).await,
         Command::Disable { id } => set_enabled(client, id, false).await,
@@ -261,7 +261,7 @@ async fn set_enabled(client: &mut Client, id: String, enabled: bool) -> anyhow::
         "{verb} policy {} ({}) at revision {}\n",
         p.id, p.name, answer.revision
     );
-    Ok(Report::new(json, text))
+    Ok(Report::new(json, text).changed(true))
 }
 
 async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {
@@ -343,7 +343,7 @@ async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report>
         "updated policy {} ({}) at revision {}\n",
         p.id, p.name, answer.revision
     );
-    Ok(Report::new(json, text))
+    Ok(Report::new(json, text).changed(true))
 }
 
 /// Scopes name users by id: look up the ones given by email.
@@ -405,7 +405,7 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<Report>
         "created policy {} ({}) at revision {}\n",
         p.id, p.name, answer.revision
     );
-    Ok(Report::new(json, text))
+    Ok(Report::new(json, text).changed(true))
 }
 
 fn agents_text(agents: Option<&pb::PolicyAgents>) -> String {

@@ -114,10 +114,10 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "secret": answer.secret,
                 "revision": answer.revision,
             });
-            Ok(Report::new(
-                json,
-                with_secret(&c, &answer.secret, answer.revision),
-            ))
+            Ok(
+                Report::new(json, with_secret(&c, &answer.secret, answer.revision))
+                    .secret(&answer.secret),
+            )
         }
         Command::Rotate { id, grace } => {
             let grace: std::time::Duration = grace.into();
@@ -139,10 +139,10 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "secret": answer.secret,
                 "revision": answer.revision,
             });
-            Ok(Report::new(
-                json,
-                with_secret(&c, &answer.secret, answer.revision),
-            ))
+            Ok(
+                Report::new(json, with_secret(&c, &answer.secret, answer.revision))
+                    .secret(&answer.secret),
+            )
         }
         Command::Revoke { id } => {
             let answer = client
@@ -158,7 +158,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "revoked SCIM connection {id} at revision {}\n",
                 answer.revision
             );
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
     }
 }
@@ -184,5 +184,5 @@ pub async fn reload_token_files(client: &mut Client) -> anyhow::Result<Report> {
     let json = json!({
         "files": answer.files.iter().map(|f| json!({"setting": f.setting, "secrets": f.secrets})).collect::<Vec<_>>(),
     });
-    Ok(Report::new(json, table.render()))
+    Ok(Report::new(json, table.render()).changed(true))
 }

@@ -136,7 +136,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
             );
             text.push_str(&answer.secret);
             text.push('\n');
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).secret(&answer.secret))
         }
         Command::Revoke { id } => {
             let answer = client
@@ -149,7 +149,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 "revision": answer.revision,
             });
             let text = format!("revoked token {id} at revision {}\n", answer.revision);
-            Ok(Report::new(json, text))
+            Ok(Report::new(json, text).changed(true))
         }
     }
 }

@@ -163,7 +163,7 @@ fn changed(verb: &str, user: Option<&pb::User>, revision: u64) -> Report {
     let who = user.map_or_else(String::new, |u| {
         format!("{} ({})", u.id, u.emails.first().map_or("", String::as_str))
     });
-    Report::new(json, format!("{verb} user {who} at revision {revision}\n"))
+    Report::new(json, format!("{verb} user {who} at revision {revision}\n")).changed(true)
 }
 
 async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {

@@ -136,10 +136,10 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                 .delete_webhook(pb::DeleteWebhookRequest { id: id.clone() })
                 .await
                 .map_err(status)?;
-            Ok(Report::new(
-                json!({"deleted": id}),
-                format!("deleted webhook {id}\n"),
-            ))
+            Ok(
+                Report::new(json!({"deleted": id}), format!("deleted webhook {id}\n"))
+                    .changed(true),
+            )
         }
         Command::Deliveries { id, limit } => {
             let answer = client
@@ -268,6 +268,8 @@ fn shown(w: &pb::Webhook, done: Option<&str>, secret: &str) -> Report {
         text.push('\n');
     }
     Report::new(json, text)
+        .changed(done.is_some())
+        .secret(secret)
 }
 
 fn yes_no(b: bool) -> String {

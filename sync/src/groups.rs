@@ -42,7 +42,12 @@ impl Mapped {
 
     /// The model group: these attributes, with what SCIM never sets (description, roles,
     /// creation time) kept from `existing`.
-    fn to_group(&self, id: &str, existing: Option<&Group>, now: pdp::Timestamp) -> Group {
+    pub(crate) fn to_group(
+        &self,
+        id: &str,
+        existing: Option<&Group>,
+        now: pdp::Timestamp,
+    ) -> Group {
         Group {
             id: id.to_owned(),
             external_id: self.external_id.clone(),
@@ -91,7 +96,7 @@ fn members(doc: &Value) -> Result<Vec<String>> {
 }
 
 /// A client's document as it is kept, and the members it lists.
-fn normalize(body: Value) -> Result<(Map<String, Value>, Vec<String>)> {
+pub(crate) fn normalize(body: Value) -> Result<(Map<String, Value>, Vec<String>)> {
     let members = members(&body)?;
     let mut doc = resource::object(body)?;
     json::remove(&mut doc, "members");

@@ -131,10 +131,15 @@ pub async fn read_json(ctx: &Ctx, body: Body) -> Result<Value> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| too_large())?;
+    parse_json(&bytes)
+}
+
+/// A request body (read whole, within [`MAX_BODY`]) as the JSON object it must be.
+pub fn parse_json(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ScimError::invalid_syntax("the request body is empty"));
     }
-    let value: Value = serde_json::from_slice(&bytes)
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ScimError::invalid_syntax("the body must be a JSON object"));

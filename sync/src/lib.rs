@@ -35,6 +35,9 @@ mod search;
 mod users;
 mod write;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use connection::create_connection;
 pub use error::{Result, ScimError};
 pub use limits::Limits;

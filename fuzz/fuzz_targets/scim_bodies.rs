@@ -1,0 +1,16 @@
+//! SCIM request bodies: the first byte picks `POST /Users` or `POST /Groups`, the rest is the
+//! body, read as the server reads it (parse, schema, bounds, mapping, rendering).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&kind, body)) = data.split_first() else {
+        return;
+    };
+    let _ = if kind % 2 == 0 {
+        sync::fuzzing::user_body(body)
+    } else {
+        sync::fuzzing::group_body(body)
+    };
+});

@@ -9,18 +9,17 @@
 //! A watchdog marks the snapshot stale once the control plane has been silent too long. The
 //! approval state the stream carries goes straight to [`Grants`], independent of revisions.
 
-use crate::{Error, FORMAT, Grants, Result, wire};
+use crate::decoder::{Decoded, Decoder, Delta, Received};
+use crate::{Error, FORMAT, Grants, Result};
 use live::{Publisher, Settings, Wake};
 use pb::snapshot_service_client::SnapshotServiceClient;
-use pdp::{Group, Membership, MembershipSource, Model, Policy, Snapshot, Timestamp, User};
+use pdp::{Model, Snapshot};
 use pdp_service::{Engine, Freshness};
 use portcullis_proto::v1 as pb;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use store::View;
-use store::view::Update;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tracing::{debug, error, info, warn};
 
@@ -355,111 +354,6 @@ enum Apply {
     Folded,
 }
 
-/// A change, decoded and checked.
-#[derive(Default)]
-struct Delta {
-    from: u64,
-    revision: u64,
-    users: Vec<(User, Vec<String>)>,
-    removed_users: Vec<String>,
-    groups: Vec<String>,
-    removed_groups: Vec<String>,
-    policies: Vec<Policy>,
-    removed_policies: Vec<String>,
-    /// The whole agent registry and settings, when they changed.
-    registry: Option<(Vec<pdp::Agent>, pdp::Settings)>,
-}
-
-impl Delta {
-    /// Adds one part of a change (all parts share their revisions).
-    fn add(&mut self, part: pb::DirectoryChange) -> Result<()> {
-        for record in &part.users {
-            self.users
-                .push((wire::user_from(record)?, record.group_ids.clone()));
-        }
-        self.removed_users.extend(part.removed_users);
-        self.groups.extend(part.groups);
-        self.removed_groups.extend(part.removed_groups);
-        for bytes in &part.policies {
-            self.policies.push(wire::policy_from(bytes)?);
-        }
-        self.removed_policies.extend(part.removed_policies);
-        if let Some(registry) = &part.registry {
-            self.registry = Some(wire::registry_from(registry)?);
-        }
-        Ok(())
-    }
-
-    /// The updates that take `view` to this change's revision. Memberships the stream implies
-    /// (a user's groups are all listed; a removed user or group takes theirs along) become
-    /// explicit, as the store writes them.
-    fn updates(self, view: &View) -> Vec<Update> {
-        let mut updates = Vec::new();
-        let member = |group_id: &str, user_id: &str| Membership {
-            group_id: group_id.to_owned(),
-            user_id: user_id.to_owned(),
-            joined_at: Timestamp(0),
-            source: MembershipSource::default(),
-        };
-        for id in self.groups {
-            updates.push(Update::Group(
-                id.clone(),
-                Some(Group {
-                    id,
-                    ..Group::default()
-                }),
-            ));
-        }
-        for id in self.removed_groups {
-            for (user, _) in view.members_of(&id) {
-                updates.push(Update::Member(id.clone(), user.to_string(), None));
-            }
-            updates.push(Update::Group(id, None));
-        }
-        for id in self.removed_users {
-            for (group, _) in view.groups_of(&id) {
-                updates.push(Update::Member(group.to_string(), id.clone(), None));
-            }
-            updates.push(Update::User(id, None));
-        }
-        for (user, groups) in self.users {
-            let now: BTreeSet<String> = groups.into_iter().collect();
-            let before: BTreeSet<String> = view
-                .groups_of(&user.id)
-                .map(|(g, _)| g.to_string())
-                .collect();
-            for gone in before.difference(&now) {
-                updates.push(Update::Member(gone.clone(), user.id.clone(), None));
-            }
-            for joined in now.difference(&before) {
-                updates.push(Update::Member(
-                    joined.clone(),
-                    user.id.clone(),
-                    Some(member(joined, &user.id)),
-                ));
-            }
-            updates.push(Update::User(user.id.clone(), Some(user)));
-        }
-        for policy in self.policies {
-            updates.push(Update::Policy(policy.id.clone(), Some(policy)));
-        }
-        for id in self.removed_policies {
-            updates.push(Update::Policy(id, None));
-        }
-        if let Some((agents, settings)) = self.registry {
-            let kept: BTreeSet<&str> = agents.iter().map(|a| a.id.as_str()).collect();
-            for gone in view.agents().filter(|a| !kept.contains(a.id.as_str())) {
-                updates.push(Update::Agent(gone.id.clone(), None));
-            }
-            for agent in agents {
-                updates.push(Update::Agent(agent.id.clone(), Some(agent)));
-            }
-            updates.push(Update::Settings(settings));
-        }
-        updates
-    }
-}
-
 /// Applies what the stream task hands over, in order, and publishes each result.
 fn apply_loop(
     applied: &mpsc::Receiver<Apply>,
@@ -528,14 +422,6 @@ fn apply_loop(
             }
         }
     }
-}
-
-/// Where the stream stands: what was received (not necessarily applied yet), which is where
-/// a reconnect resumes.
-#[derive(Debug, Default)]
-struct Received {
-    store_id: String,
-    revision: u64,
 }
 
 /// Follows the control plane for good: each connection until it fails, then again after a
@@ -607,96 +493,6 @@ fn jitter(wait: Duration) -> Duration {
     wait.mul_f64(1.0 + spread)
 }
 
-/// A full snapshot being received.
-struct Partial {
-    begin: pb::SnapshotBegin,
-    group_ids: Vec<String>,
-    model: Model,
-    started: Instant,
-    bytes: u64,
-}
-
-impl Partial {
-    fn new(begin: pb::SnapshotBegin, bytes: u64) -> Result<Partial> {
-        if begin.format != FORMAT {
-            return Err(Error::Stream(format!(
-                "the snapshot is in format {}, this sidecar reads format {FORMAT}",
-                begin.format
-            )));
-        }
-        let (agents, settings) = match &begin.registry {
-            Some(registry) => wire::registry_from(registry)?,
-            None => (Vec::new(), pdp::Settings::default()),
-        };
-        Ok(Partial {
-            model: Model {
-                revision: begin.revision,
-                agents,
-                settings,
-                ..Model::default()
-            },
-            begin,
-            group_ids: Vec::new(),
-            started: Instant::now(),
-            bytes,
-        })
-    }
-
-    fn add(&mut self, chunk: pb::SnapshotChunk) -> Result<()> {
-        for id in chunk.group_ids {
-            self.model.groups.push(Group {
-                id: id.clone(),
-                ..Group::default()
-            });
-            self.group_ids.push(id);
-        }
-        for bytes in &chunk.policies {
-            self.model.policies.push(wire::policy_from(bytes)?);
-        }
-
-        for record in &chunk.users {
-            let user = wire::user_from(record)?;
-            for &index in &record.group_indexes {
-                let group_id = self.group_ids.get(index as usize).ok_or_else(|| {
-                    Error::Stream(format!(
-                        "user `{}` names group {index} of {} so far",
-                        user.id,
-                        self.group_ids.len()
-                    ))
-                })?;
-                self.model.memberships.push(Membership {
-                    group_id: group_id.clone(),
-                    user_id: user.id.clone(),
-                    joined_at: Timestamp(0),
-                    source: MembershipSource::default(),
-                });
-            }
-            self.model.users.push(user);
-        }
-        Ok(())
-    }
-
-    /// The model, once it is checked to be whole.
-    fn finish(self, end: &pb::SnapshotEnd) -> Result<(Model, String)> {
-        let b = &self.begin;
-        let got = (
-            end.revision,
-            self.model.users.len() as u64,
-            self.model.groups.len() as u64,
-            self.model.policies.len() as u64,
-            self.model.memberships.len() as u64,
-        );
-        let announced = (b.revision, b.users, b.groups, b.policies, b.memberships);
-        if got != announced {
-            return Err(Error::Stream(format!(
-                "the snapshot announced (revision, users, groups, policies, memberships) \
-                 {announced:?} but carried {got:?}"
-            )));
-        }
-        Ok((self.model, self.begin.store_id))
-    }
-}
-
 /// One connection: watches from where `received` stands and hands everything over until the
 /// stream ends or fails.
 async fn follow_once(
@@ -706,7 +502,6 @@ async fn follow_once(
     counters: &Counters,
     grants: &Grants,
 ) -> Result<()> {
-    use pb::watch_event::Event;
     use prost::Message;
     let channel = upstream
         .endpoint
@@ -734,90 +529,37 @@ async fn follow_once(
         .into_inner();
     counters.connected.store(true, Ordering::Relaxed);
     counters.contact();
-    let mut full: Option<Partial> = None;
-    let mut change: Option<Delta> = None;
-    // The parts of an approval update so far.
-    let mut approvals: Vec<pb::ApprovalUpdate> = Vec::new();
+    let mut decoder = Decoder::default();
     while let Some(message) = stream.message().await? {
         counters.contact();
         let size = message.encoded_len() as u64;
         let Some(event) = message.event else {
             continue;
         };
-        match event {
-            Event::Begin(begin) => {
-                change = None;
-                full = Some(Partial::new(begin, size)?);
-            }
-            Event::Chunk(chunk) => {
-                let partial = full
-                    .as_mut()
-                    .ok_or_else(|| Error::Stream("a snapshot chunk outside a snapshot".into()))?;
-                partial.bytes += size;
-                partial.add(chunk)?;
-            }
-            Event::End(end) => {
-                let partial = full
-                    .take()
-                    .ok_or_else(|| Error::Stream("a snapshot end outside a snapshot".into()))?;
-                let (started, bytes) = (partial.started, partial.bytes + size);
-                let (model, store_id) = partial.finish(&end)?;
-                info!(
-                    revision = end.revision,
-                    users = model.users.len(),
+        match decoder.event(event, size, received)? {
+            Decoded::Full {
+                model,
+                store_id,
+                started,
+                bytes,
+            } => apply
+                .send(Apply::Full {
+                    model,
+                    store_id,
+                    started,
                     bytes,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "full snapshot received; building it"
-                );
-                received.store_id.clone_from(&store_id);
-                received.revision = end.revision;
-                apply
-                    .send(Apply::Full {
-                        model,
-                        store_id,
-                        started,
-                        bytes,
-                    })
-                    .map_err(|_| Error::Closed)?;
-            }
-            Event::Change(part) => {
-                if full.is_some() || received.store_id.is_empty() {
-                    return Err(Error::Stream("a change before a whole snapshot".into()));
-                }
-                let delta = change.get_or_insert_with(|| Delta {
-                    from: part.from_revision,
-                    revision: part.revision,
-                    ..Delta::default()
-                });
-                if part.from_revision != received.revision
-                    || (delta.from, delta.revision) != (part.from_revision, part.revision)
-                {
-                    return Err(Error::Stream(format!(
-                        "a change from revision {} to {} arrived at revision {}",
-                        part.from_revision, part.revision, received.revision
-                    )));
-                }
-                let continued = part.continued;
-                delta.add(part)?;
-                if !continued && let Some(delta) = change.take() {
-                    received.revision = delta.revision;
-                    apply
-                        .send(Apply::Change(delta))
-                        .map_err(|_| Error::Closed)?;
-                }
-            }
-            Event::Heartbeat(beat) => {
+                })
+                .map_err(|_| Error::Closed)?,
+            Decoded::Change(delta) => apply
+                .send(Apply::Change(delta))
+                .map_err(|_| Error::Closed)?,
+            Decoded::Approvals(parts) => grants.apply(parts)?,
+            Decoded::Heartbeat(revision) => {
                 counters
                     .upstream_revision
-                    .store(beat.revision, Ordering::Relaxed);
+                    .store(revision, Ordering::Relaxed);
             }
-            Event::Approvals(part) => {
-                let continued = part.continued;
-                approvals.push(part);
-                if !continued {
-                    grants.apply(std::mem::take(&mut approvals))?;
-                }
-            }
+            Decoded::Nothing => {}
         }
     }
     Ok(())

@@ -15,8 +15,11 @@
 //! job and wiring the processes is the binary's.
 
 mod approval_feed;
+mod decoder;
 mod feed;
 mod follower;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grants;
 mod wire;
 

@@ -104,8 +104,8 @@ fn model_only_user(path: &str) -> bool {
         "id",
         "externalid",
         "username",
-        "displayname",
-        "active",
+        // Not `displayName` or `active`: the kept document shows them only when the client
+        // sent them (users::write_mapped), so a filter on them reads that document.
         "emails",
         "emails.value",
         "name.givenname",

@@ -248,6 +248,12 @@ fn built(user: &User) -> Map<String, Value> {
     let mut doc = Map::new();
     doc.insert("schemas".into(), json!([schema::USER]));
     doc.insert("userName".into(), Value::String(user.user_name.clone()));
+    // No client document: the model's values are the user's, optional ones included.
+    doc.insert(
+        "displayName".into(),
+        Value::String(user.display_name.clone()),
+    );
+    doc.insert("active".into(), Value::Bool(user.active));
     write_mapped(&mut doc, user, None);
     doc
 }
@@ -266,12 +272,19 @@ fn write_mapped(doc: &mut Map<String, Value>, user: &User, known: Option<&Mapped
             json::remove(doc, "externalId");
         }
     }
-    if want.display_name.is_empty() {
-        json::remove(doc, "displayName");
-    } else {
-        json::set(doc, "displayName", Value::String(want.display_name.clone()));
+    // `displayName` and `active` are optional (RFC 7643 §4.1): the model fills in what a
+    // document leaves out (a display name from `name` or `userName`; active), but the document
+    // shows them only when the client sent them, so a PATCH `remove` removes them.
+    if json::field(doc, "displayName").is_some_and(|v| !v.is_null()) {
+        if want.display_name.is_empty() {
+            json::remove(doc, "displayName");
+        } else {
+            json::set(doc, "displayName", Value::String(want.display_name.clone()));
+        }
     }
-    json::set(doc, "active", Value::Bool(want.active));
+    if json::field(doc, "active").is_some_and(|v| !v.is_null()) {
+        json::set(doc, "active", Value::Bool(want.active));
+    }
     // Complex ones only where they differ, so what else the client put in them stays.
     if !same(&|m| m.emails == want.emails) {
         json::remove(doc, "emails");

@@ -540,3 +540,58 @@ async fn the_enterprise_manager_sets_replaces_patches_and_clears_the_users_manag
         .expect_error(400, Some("invalidValue"));
     assert_eq!(manager_of(&id), None);
 }
+
+#[tokio::test]
+async fn patch_remove_of_display_name_or_active_removes_them_from_the_document() {
+    let h = Harness::start().await;
+    let created = h
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "grace@example.com", "displayName": "Grace",
+                   "name": {"givenName": "Grace", "familyName": "Hopper"}, "active": false}),
+        )
+        .await
+        .expect(201)
+        .clone();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (&created["displayName"], &created["active"]),
+        (&json!("Grace"), &json!(false))
+    );
+    let patch = |ops: serde_json::Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    let got = h
+        .patch(
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "remove", "path": "displayName"}, {"op": "remove", "path": "active"}])),
+        )
+        .await
+        .expect(200)
+        .clone();
+    // Gone from what the client reads back, now and later.
+    assert!(
+        got.get("displayName").is_none() && got.get("active").is_none(),
+        "{got}"
+    );
+    let again = h.get(&format!("/Users/{id}")).await.expect(200).clone();
+    assert!(
+        again.get("displayName").is_none() && again.get("active").is_none(),
+        "{again}"
+    );
+    // The model fills them in: a name to show, and active (a user is active unless told not).
+    let user = h.live.view().unwrap().user(&id).unwrap().clone();
+    assert_eq!(
+        (user.display_name.as_str(), user.active),
+        ("Grace Hopper", true)
+    );
+    // Sent again, they show again.
+    let got = h
+        .patch(
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "add", "path": "active", "value": false}])),
+        )
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(got["active"], json!(false));
+    assert!(!h.live.view().unwrap().user(&id).unwrap().active);
+}

@@ -22,6 +22,7 @@ mod hardening_net;
 mod identity;
 mod metrics;
 mod policies_as_code;
+mod readme_tour;
 mod restart;
 mod scim;
 mod shutdown;

@@ -30,7 +30,9 @@ struct Step {
 
 /// The tour's steps, in order.
 fn steps(readme: &str) -> Vec<Step> {
-    let start = readme.find(START).expect("README.md has no tour:start marker");
+    let start = readme
+        .find(START)
+        .expect("README.md has no tour:start marker");
     let end = readme.find(END).expect("README.md has no tour:end marker");
     assert!(start < end, "tour:end comes before tour:start");
     let first_line = readme[..start].lines().count();
@@ -199,7 +201,8 @@ fn export(script: &str) -> Option<(String, String)> {
 
 #[test]
 fn the_readme_tour_answers_as_shown() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let steps = steps(&readme);
     // The tour shows each decision, the reasons it names, and the lock.
     let shown: String = steps.iter().filter_map(|s| s.expected.clone()).collect();

@@ -16,6 +16,7 @@ mod config;
 mod credentials;
 mod decision_log;
 mod deploy;
+mod docs_match;
 mod fleet;
 mod hammer;
 mod hardening_net;

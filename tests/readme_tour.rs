@@ -241,7 +241,13 @@ fn the_readme_tour_answers_as_shown() {
             args.extend(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let setup = format!("cd '{}'", dir.display());
+            // In the tour's directory, with none of the test runner's own settings.
+            let mut setup = format!("cd '{}'", dir.display());
+            for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PORTCULLIS_")) {
+                if !env.iter().any(|(k, _)| *k == key) {
+                    setup.push_str(&format!("; unset {key}"));
+                }
+            }
             let started = Server::spawn_in_shell(&setup, &args, &env);
             server = Some(started);
             continue;

@@ -54,6 +54,10 @@ const NOT_METRICS: &[(&str, &str)] = &[];
 struct Help {
     subcommands: BTreeSet<String>,
     flags: BTreeMap<String, bool>,
+    /// A flag's `[env: NAME=]`.
+    variables: BTreeMap<String, String>,
+    /// A flag's `[default: value]`.
+    defaults: BTreeMap<String, String>,
 }
 
 /// The whole command line, as `--help` tells it.
@@ -96,6 +100,7 @@ fn parse_help(text: &str) -> (Help, BTreeSet<String>) {
     let mut help = Help::default();
     let mut variables = BTreeSet::new();
     let mut in_commands = false;
+    let mut flag: Option<String> = None;
     for line in text.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
             in_commands = line == "Commands:";
@@ -117,15 +122,24 @@ fn parse_help(text: &str) -> (Help, BTreeSet<String>) {
             for word in head.split([' ', ',']) {
                 if let Some(name) = word.strip_prefix("--") {
                     help.flags.insert(format!("--{name}"), head.contains('<'));
+                    flag = Some(format!("--{name}"));
                 }
             }
         }
+        // `[env: …]` and `[default: …]` end the description of the flag last named.
         for part in line.split("[env: ").skip(1) {
             let name: String = part
                 .chars()
                 .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
                 .collect();
+            if let Some(flag) = &flag {
+                help.variables.insert(flag.clone(), name.clone());
+            }
             variables.insert(name);
+        }
+        if let (Some(flag), Some(part)) = (&flag, line.split("[default: ").nth(1)) {
+            let value = part.split(']').next().unwrap_or_default();
+            help.defaults.insert(flag.clone(), value.to_owned());
         }
     }
     (help, variables)
@@ -331,6 +345,8 @@ fn the_docs_quote_only_flags_commands_and_variables_the_binary_has() {
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
         let name = shown(&page);
+        let stem = page.file_stem().unwrap().to_string_lossy().into_owned();
+        let command = cli.commands.get(&vec![stem]);
         for (line, snippet) in code(&text) {
             let mut found = Vec::new();
             commands += check_commands(&cli, &snippet, &mut found);
@@ -338,6 +354,11 @@ fn the_docs_quote_only_flags_commands_and_variables_the_binary_has() {
         }
         for (n, line) in text.lines().enumerate() {
             let at = format!("{name}:{}", n + 1);
+            if line.starts_with('|') {
+                let mut found = Vec::new();
+                check_table_row(&cli, command, line, &mut found);
+                problems.extend(found.into_iter().map(|p| format!("{at}: {p}")));
+            }
             for flag in words(line, "--", flag_char) {
                 if !all_flags.contains(flag) && !others.contains_key(flag) {
                     problems.push(format!("{at}: no command has {flag}"));
@@ -378,6 +399,65 @@ fn the_docs_quote_only_flags_commands_and_variables_the_binary_has() {
         "the docs drifted from the binary:\n{}",
         problems.join("\n")
     );
+}
+
+/// What is wrong with a table row that documents flags (its first cell `` `--flag`
+/// (`PORTCULLIS_…`) ``, its second their defaults, `` `60s` `` or words such as `none`): a
+/// variable that is not the flag's, a default that is no command's default for the flag.
+///
+/// A page named for a command (docs/sidecar.md) documents that command's flags: where it has the
+/// flag, only its own default and variable count.
+fn check_table_row(cli: &Cli, page: Option<&Help>, row: &str, problems: &mut Vec<String>) {
+    // The helps a flag's variable and default are looked up in.
+    let helps = |flag: &str| -> Vec<&Help> {
+        match page.filter(|h| h.flags.contains_key(flag)) {
+            Some(help) => vec![help],
+            None => cli.commands.values().collect(),
+        }
+    };
+    let cells: Vec<&str> = row
+        .trim()
+        .trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let Some(first) = cells.first().filter(|c| c.starts_with("`--")) else {
+        return;
+    };
+    let spans: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
+    let mut flags = Vec::new();
+    for span in spans {
+        if span.starts_with("--") {
+            flags.push(span);
+        } else if let (Some(flag), true) = (flags.last(), span.starts_with("PORTCULLIS_")) {
+            let paired = helps(flag)
+                .iter()
+                .any(|h| h.variables.get(*flag).is_some_and(|v| v == span));
+            if !paired {
+                problems.push(format!("no command reads {flag} from {span}"));
+            }
+        }
+    }
+    let Some(second) = cells.get(1) else {
+        return;
+    };
+    // Only a cell of code spans alone states defaults (`none`, `off` and `required` are words).
+    let values: Vec<&str> = second.split('`').skip(1).step_by(2).collect();
+    let words: String = second.split('`').step_by(2).collect();
+    if values.len() != flags.len() || !words.chars().all(|c| c == ',' || c == ' ') {
+        return;
+    }
+    for (flag, value) in flags.iter().zip(values) {
+        let defaults: Vec<&str> = helps(flag)
+            .iter()
+            .filter_map(|h| h.defaults.get(*flag).map(String::as_str))
+            .collect();
+        if !defaults.contains(&value) {
+            problems.push(format!(
+                "{flag} defaults to {defaults:?} in the binary, not `{value}`"
+            ));
+        }
+    }
 }
 
 /// The keys of `config docs`' tables.
@@ -488,15 +568,17 @@ fn commands_in_code_are_checked_against_their_own_flags() {
         Vec::new(),
         Help {
             subcommands: BTreeSet::from(["admin".to_owned()]),
-            flags: BTreeMap::new(),
+            ..Help::default()
         },
     );
     cli.commands.insert(vec!["admin".to_owned()], help);
     cli.commands.insert(
         vec!["admin".to_owned(), "users".to_owned()],
         Help {
-            subcommands: BTreeSet::new(),
             flags: BTreeMap::from([("--limit".to_owned(), true), ("--server".to_owned(), true)]),
+            variables: BTreeMap::from([("--server".to_owned(), "PORTCULLIS_SERVER".to_owned())]),
+            defaults: BTreeMap::from([("--limit".to_owned(), "50".to_owned())]),
+            ..Help::default()
         },
     );
     let problems = |snippet: &str| {
@@ -517,6 +599,28 @@ fn commands_in_code_are_checked_against_their_own_flags() {
     // Placeholders end the check; so does text that merely ends in `portcullis`.
     assert!(problems("portcullis admin … --whatever").is_empty());
     assert!(problems("my-portcullis admin --whatever").is_empty());
+    // Table rows: a flag's variable and default.
+    let rows = |row: &str| {
+        let mut found = Vec::new();
+        check_table_row(&cli, None, row, &mut found);
+        found
+    };
+    assert!(rows("| `--server` (`PORTCULLIS_SERVER`) | none | the server |").is_empty());
+    assert!(rows("| `--limit`, `--server` | `50`, none | x |").is_empty());
+    assert!(rows("| `--limit` | `50` | how many |").is_empty());
+    assert_eq!(
+        rows("| `--server` (`PORTCULLIS_ADDR`) | none | x |"),
+        ["no command reads --server from PORTCULLIS_ADDR"]
+    );
+    assert_eq!(
+        rows("| `--limit` | `20` | how many |"),
+        ["--limit defaults to [\"50\"] in the binary, not `20`"]
+    );
+    let (help, _) = parse_help(
+        "Options:\n      --limit <LIMIT>\n          How many\n          \n          [env: PORTCULLIS_LIMIT=]\n          [default: 50]\n",
+    );
+    assert_eq!(help.defaults["--limit"], "50");
+    assert_eq!(help.variables["--limit"], "PORTCULLIS_LIMIT");
     assert_eq!(
         words("use --data-dir, not ---x or a--b (--json)", "--", flag_char),
         ["--data-dir", "--json"]

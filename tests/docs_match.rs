@@ -354,11 +354,12 @@ fn the_docs_quote_only_flags_commands_and_variables_the_binary_has() {
         }
         for (n, line) in text.lines().enumerate() {
             let at = format!("{name}:{}", n + 1);
+            let mut found = Vec::new();
+            check_pairs(&cli, command, line, &mut found);
             if line.starts_with('|') {
-                let mut found = Vec::new();
                 check_table_row(&cli, command, line, &mut found);
-                problems.extend(found.into_iter().map(|p| format!("{at}: {p}")));
             }
+            problems.extend(found.into_iter().map(|p| format!("{at}: {p}")));
             for flag in words(line, "--", flag_char) {
                 if !all_flags.contains(flag) && !others.contains_key(flag) {
                     problems.push(format!("{at}: no command has {flag}"));
@@ -424,20 +425,12 @@ fn check_table_row(cli: &Cli, page: Option<&Help>, row: &str, problems: &mut Vec
     let Some(first) = cells.first().filter(|c| c.starts_with("`--")) else {
         return;
     };
-    let spans: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
-    let mut flags = Vec::new();
-    for span in spans {
-        if span.starts_with("--") {
-            flags.push(span);
-        } else if let (Some(flag), true) = (flags.last(), span.starts_with("PORTCULLIS_")) {
-            let paired = helps(flag)
-                .iter()
-                .any(|h| h.variables.get(*flag).is_some_and(|v| v == span));
-            if !paired {
-                problems.push(format!("no command reads {flag} from {span}"));
-            }
-        }
-    }
+    let flags: Vec<&str> = first
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.starts_with("--"))
+        .collect();
     let Some(second) = cells.get(1) else {
         return;
     };
@@ -456,6 +449,37 @@ fn check_table_row(cli: &Cli, page: Option<&Help>, row: &str, problems: &mut Vec
             problems.push(format!(
                 "{flag} defaults to {defaults:?} in the binary, not `{value}`"
             ));
+        }
+    }
+}
+
+/// What is wrong with the `` `--flag` (`PORTCULLIS_…`) `` and `` `--flag`/`PORTCULLIS_…` `` pairs
+/// of `line`: a variable that is not the flag's.
+fn check_pairs(cli: &Cli, page: Option<&Help>, line: &str, problems: &mut Vec<String>) {
+    for (i, _) in line.match_indices("`--") {
+        let rest = &line[i + 1..];
+        let Some(end) = rest.find('`') else {
+            continue;
+        };
+        let flag = &rest[..end];
+        let after = &rest[end + 1..];
+        let Some(variable) = after
+            .strip_prefix(" (`")
+            .or_else(|| after.strip_prefix("/`"))
+            .and_then(|v| v.split('`').next())
+            .filter(|v| v.starts_with("PORTCULLIS_"))
+        else {
+            continue;
+        };
+        let helps: Vec<&Help> = match page.filter(|h| h.flags.contains_key(flag)) {
+            Some(help) => vec![help],
+            None => cli.commands.values().collect(),
+        };
+        if !helps
+            .iter()
+            .any(|h| h.variables.get(flag).is_some_and(|v| v == variable))
+        {
+            problems.push(format!("no command reads {flag} from {variable}"));
         }
     }
 }
@@ -605,13 +629,22 @@ fn commands_in_code_are_checked_against_their_own_flags() {
         check_table_row(&cli, None, row, &mut found);
         found
     };
-    assert!(rows("| `--server` (`PORTCULLIS_SERVER`) | none | the server |").is_empty());
+    let pairs = |line: &str| {
+        let mut found = Vec::new();
+        check_pairs(&cli, None, line, &mut found);
+        found
+    };
+    assert!(pairs("| `--server` (`PORTCULLIS_SERVER`) | none | the server |").is_empty());
+    assert!(pairs("with `--server`/`PORTCULLIS_SERVER` and `--limit` (`10`)").is_empty());
+    assert_eq!(
+        pairs("give `--server` (`PORTCULLIS_ADDR`) or `--limit`/`PORTCULLIS_LIMIT`"),
+        [
+            "no command reads --server from PORTCULLIS_ADDR",
+            "no command reads --limit from PORTCULLIS_LIMIT"
+        ]
+    );
     assert!(rows("| `--limit`, `--server` | `50`, none | x |").is_empty());
     assert!(rows("| `--limit` | `50` | how many |").is_empty());
-    assert_eq!(
-        rows("| `--server` (`PORTCULLIS_ADDR`) | none | x |"),
-        ["no command reads --server from PORTCULLIS_ADDR"]
-    );
     assert_eq!(
         rows("| `--limit` | `20` | how many |"),
         ["--limit defaults to [\"50\"] in the binary, not `20`"]

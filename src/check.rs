@@ -285,6 +285,13 @@ fn render(answer: &pb::CheckResponse) -> String {
     if !answer.challenge.is_empty() {
         out.push_str(&format!("challenge: {}\n", answer.challenge));
     }
+    if !answer.explanation.is_empty() {
+        // `*` in the first column marks the deciding policy.
+        out.push_str(&format!(
+            "  {:<16} {:<18} {:<20} {}\n",
+            "POLICY", "ACTION", "OUTCOME", "NAME"
+        ));
+    }
     for m in &answer.explanation {
         let marker = if m.deciding { "*" } else { " " };
         out.push_str(&format!(
@@ -386,6 +393,45 @@ mod tests {
         assert_eq!(
             requirement(&pb::StepUpRequirement::default()),
             "nothing a token can show"
+        );
+    }
+
+    #[test]
+    fn the_explanation_is_a_table_with_headers_and_the_deciding_policy_starred() {
+        let answer = pb::CheckResponse {
+            decision: pb::Decision::Deny as i32,
+            reason: pb::Reason::Policy as i32,
+            policy_id: "pol-2".into(),
+            revision: 7,
+            decision_id: "d2".into(),
+            explanation: vec![
+                pb::PolicyMatch {
+                    policy_id: "pol-1".into(),
+                    policy_name: "allow all".into(),
+                    action: pb::Decision::Allow as i32,
+                    outcome: pb::MatchOutcome::Matched as i32,
+                    matched: true,
+                    deciding: false,
+                    ..Default::default()
+                },
+                pb::PolicyMatch {
+                    policy_id: "pol-2".into(),
+                    policy_name: "deny exports".into(),
+                    action: pb::Decision::Deny as i32,
+                    outcome: pb::MatchOutcome::Matched as i32,
+                    matched: true,
+                    deciding: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&answer),
+            "DENY  reason POLICY  policy pol-2  revision 7  decision d2\n\
+             \x20 POLICY           ACTION             OUTCOME              NAME\n\
+             \x20 pol-1            ALLOW              MATCHED              allow all\n\
+             * pol-2            DENY               MATCHED              deny exports\n"
         );
     }
 

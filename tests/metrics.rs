@@ -72,6 +72,11 @@ impl Scrape {
             .find_map(|family| self.types.get_key_value(family).map(|(k, _)| k.as_str()))
     }
 
+    /// Whether `name` is a declared family or one of its samples (docs quote either).
+    pub(crate) fn declares(&self, name: &str) -> bool {
+        self.family(name).is_some()
+    }
+
     fn kind(&self, family: &str) -> &str {
         self.types
             .get(family)

@@ -107,6 +107,7 @@ pub(super) fn upsert(
     let leaving: Vec<Agent> = agents.wanted.iter().map(|(_, a)| a.clone()).collect();
     for (i, wanted) in agents.wanted {
         let at = |e: Error| renamed("agent", &field(i), e);
+        let scope_at = |e: Error| renamed("agent", &format!("{}.scope", field(i)), e);
         check_unique(&wanted, &leaving).map_err(at)?;
         match current.get(&wanted.id) {
             Some(old) => {
@@ -132,7 +133,7 @@ pub(super) fn upsert(
                     ..new
                 };
                 if new.scope != old.scope {
-                    check_scope(tx, &new.scope).map_err(at)?;
+                    check_scope(tx, &new.scope).map_err(scope_at)?;
                 }
                 tx.put_agent(&new).map_err(|e| at(e.into()))?;
                 log.record(
@@ -163,7 +164,7 @@ pub(super) fn upsert(
                     updated_at: now,
                     ..wanted
                 };
-                check_scope(tx, &new.scope).map_err(at)?;
+                check_scope(tx, &new.scope).map_err(scope_at)?;
                 tx.put_agent(&new).map_err(|e| at(e.into()))?;
                 log.record("agent", &new.id, "created", None, audit::json(&new));
             }

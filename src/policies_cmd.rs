@@ -16,9 +16,9 @@ mod sections;
 use crate::admin_cmd::{Bearer, Secret};
 use anyhow::Context;
 use files::{ExportFile, PoliciesFile, PolicyDoc, Version};
-use sections::{AgentDoc, GroupRolesDoc, SettingsDoc};
 use pb::admin_service_client::AdminServiceClient;
 use portcullis_proto::v1 as pb;
+use sections::{AgentDoc, GroupRolesDoc, SettingsDoc};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tonic::service::interceptor::InterceptedService;
@@ -344,8 +344,8 @@ fn read_dir(dir: &Path) -> anyhow::Result<Local> {
             files::EXPORT
         )
     })?;
-    let agents = sections::read_optional::<sections::AgentsFile>(dir, sections::AGENTS)?
-        .map(|f| f.agents);
+    let agents =
+        sections::read_optional::<sections::AgentsFile>(dir, sections::AGENTS)?.map(|f| f.agents);
     let flows = sections::read_optional::<sections::FlowsFile>(dir, sections::FLOWS)?
         .map(|f| {
             f.approval_flows
@@ -364,7 +364,10 @@ fn read_dir(dir: &Path) -> anyhow::Result<Local> {
             flows.is_some() && base.approval_flows.is_none(),
             sections::FLOWS,
         ),
-        (roles.is_some() && base.group_roles.is_none(), sections::ROLES),
+        (
+            roles.is_some() && base.group_roles.is_none(),
+            sections::ROLES,
+        ),
         (
             settings.is_some() && base.settings.is_none(),
             sections::SETTINGS,
@@ -390,7 +393,10 @@ fn read_dir(dir: &Path) -> anyhow::Result<Local> {
 }
 
 /// What applying the other files would change.
-fn section_changes(local: &Sections, server: &pb::ExportPoliciesResponse) -> anyhow::Result<Vec<changes::Change>> {
+fn section_changes(
+    local: &Sections,
+    server: &pb::ExportPoliciesResponse,
+) -> anyhow::Result<Vec<changes::Change>> {
     use changes::{Item, between_items};
     let mut out = Vec::new();
     if let Some(agents) = &local.agents {
@@ -401,7 +407,10 @@ fn section_changes(local: &Sections, server: &pb::ExportPoliciesResponse) -> any
                 value: serde_json::to_value(a)?,
             })
         };
-        let mine = agents.iter().map(item).collect::<anyhow::Result<Vec<_>>>()?;
+        let mine = agents
+            .iter()
+            .map(item)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let theirs = server
             .agents
             .iter()
@@ -449,7 +458,8 @@ fn section_changes(local: &Sections, server: &pb::ExportPoliciesResponse) -> any
         out.extend(between_items("roles of group", &mine, &theirs, Some(&none)));
     }
     if let Some(settings) = &local.settings {
-        let now = SettingsDoc::from_wire(server.settings.as_ref(), &server.default_approval_flow_id);
+        let now =
+            SettingsDoc::from_wire(server.settings.as_ref(), &server.default_approval_flow_id);
         let item = |s: &SettingsDoc| -> anyhow::Result<Item> {
             Ok(Item {
                 id: "settings".into(),
@@ -488,19 +498,16 @@ async fn diff(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// The request's optional sections, from the directory's other files and the export's base.
-fn request_sections(
-    local: &Local,
-) -> anyhow::Result<(
-    Option<pb::ApplyAgents>,
-    Option<pb::ApplyApprovalFlows>,
-    Option<pb::ApplyGroupRoles>,
-    Option<pb::ApplySettings>,
-)> {
+fn request_sections(local: &Local, request: &mut pb::ApplyPoliciesRequest) -> anyhow::Result<()> {
     let base = &local.base;
-    let agents = local.sections.agents.as_ref().map(|agents| pb::ApplyAgents {
-        agents: agents.iter().map(AgentDoc::to_wire).collect(),
-        expected: wire_versions(base.agents.as_deref().unwrap_or_default()),
-    });
+    let agents = local
+        .sections
+        .agents
+        .as_ref()
+        .map(|agents| pb::ApplyAgents {
+            agents: agents.iter().map(AgentDoc::to_wire).collect(),
+            expected: wire_versions(base.agents.as_deref().unwrap_or_default()),
+        });
     let flows = local
         .sections
         .flows
@@ -527,7 +534,10 @@ fn request_sections(
     };
     let settings = match &local.sections.settings {
         Some(settings) => {
-            let then = base.settings.clone().unwrap_or_else(|| SettingsDoc::from_wire(None, ""));
+            let then = base
+                .settings
+                .clone()
+                .unwrap_or_else(|| SettingsDoc::from_wire(None, ""));
             Some(pb::ApplySettings {
                 settings: Some(settings.to_wire()?),
                 default_approval_flow_id: settings.default_approval_flow_id.clone(),
@@ -537,7 +547,14 @@ fn request_sections(
         }
         None => None,
     };
-    Ok((agents, flows, roles, settings))
+    *request = pb::ApplyPoliciesRequest {
+        agents,
+        approval_flows: flows,
+        group_roles: roles,
+        settings,
+        ..std::mem::take(request)
+    };
+    Ok(())
 }
 
 /// A refusal, with the file its field belongs to in front.
@@ -559,17 +576,15 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
         .map(|(i, p)| p.to_wire(i))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let expected = wire_versions(&local.base.policies);
-    let (agents, approval_flows, group_roles, settings) = request_sections(&local)?;
+    let mut request = pb::ApplyPoliciesRequest {
+        policies,
+        expected,
+        dry_run,
+        ..Default::default()
+    };
+    request_sections(&local, &mut request)?;
     let answer = admin
-        .apply_policies(pb::ApplyPoliciesRequest {
-            policies,
-            expected,
-            dry_run,
-            agents,
-            approval_flows,
-            group_roles,
-            settings,
-        })
+        .apply_policies(request)
         .await
         .map_err(refusal)?
         .into_inner();

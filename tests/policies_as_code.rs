@@ -543,7 +543,10 @@ async fn policies_export_edit_apply_agents_flows_roles_and_settings_in_one_chang
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("- deleted agent old-bot"), "{shown}");
-    assert!(shown.contains("+ created approval_flow flw-oncall"), "{shown}");
+    assert!(
+        shown.contains("+ created approval_flow flw-oncall"),
+        "{shown}"
+    );
     let after = server_export(&server, &token).await;
     assert_eq!(after.agents.len(), 1, "{after:?}");
     assert_eq!(after.agents[0].aliases, ["claude-code"]);
@@ -576,7 +579,10 @@ async fn policies_export_edit_apply_agents_flows_roles_and_settings_in_one_chang
         "created 0, updated 1, deleted 0; agent: deleted 1, updated 1; approval_flow: \
          created 1, updated 1; group_roles: updated 1; settings: updated 2"
     );
-    assert!(events[0].before_json.contains("agent:old-bot"), "{events:?}");
+    assert!(
+        events[0].before_json.contains("agent:old-bot"),
+        "{events:?}"
+    );
     // Rewritten from the server: the directory and the server agree.
     let out = policies(&server, &token, &["diff", path(&dir)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -644,7 +650,9 @@ async fn policies_apply_refuses_a_changed_agent_and_bad_agents_or_flows_naming_t
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(1), "{shown}");
         assert!(
-            shown.contains("the server changed since the export: agent `claude` (Claude) was changed"),
+            shown.contains(
+                "the server changed since the export: agent `claude` (Claude) was changed"
+            ),
             "{shown}"
         );
         assert!(shown.contains("nothing was written"), "{shown}");
@@ -669,7 +677,9 @@ async fn policies_apply_refuses_a_changed_agent_and_bad_agents_or_flows_naming_t
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
-        shown.contains("agents.json: failed precondition: agents[0].enabled: agent `claude` is disabled"),
+        shown.contains(
+            "agents.json: failed precondition: agents[0].enabled: agent `claude` is disabled"
+        ),
         "{shown}"
     );
 
@@ -747,13 +757,18 @@ async fn policies_apply_refuses_a_changed_agent_and_bad_agents_or_flows_naming_t
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
-        shown.contains("policies.json: failed precondition: policies[0].agents: agent `claude` is left out"),
+        shown.contains(
+            "policies.json: failed precondition: policies[0].agents: agent `claude` is left out"
+        ),
         "{shown}"
     );
     export(&dir);
     write(&dir.join("agents.json"), &json!({"agents": []}));
     let mut file = read(&dir.join("policies.json"));
-    file["policies"][0].as_object_mut().unwrap().remove("agents");
+    file["policies"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("agents");
     file["policies"][0]["description"] = json!("any agent again");
     write(&dir.join("policies.json"), &file);
     let out = policies(&server, &token, &["apply", path(&dir)]);
@@ -762,6 +777,9 @@ async fn policies_apply_refuses_a_changed_agent_and_bad_agents_or_flows_naming_t
     let after = server_export(&server, &token).await;
     assert!(after.agents.is_empty(), "{after:?}");
     let github = after.policies.iter().find(|p| p.id == "pol-1").unwrap();
-    assert_eq!((github.agents.as_ref(), github.description.as_str()), (None, "any agent again"));
+    assert_eq!(
+        (github.agents.as_ref(), github.description.as_str()),
+        (None, "any agent again")
+    );
     assert!(!dir.join("agents.json").exists(), "no agents left: no file");
 }

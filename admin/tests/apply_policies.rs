@@ -58,6 +58,7 @@ async fn apply_replaces_the_set_in_one_audited_change() {
         policies: wanted.clone(),
         expected: versions(&base),
         dry_run: true,
+        ..Default::default()
     };
 
     // A dry run reports and writes nothing.
@@ -115,6 +116,7 @@ async fn bad_sets_are_refused_whole_naming_the_entry() {
         policies,
         expected: versions(&base),
         dry_run: false,
+        ..Default::default()
     };
     let mut all = base.policies.clone();
     let mut nameless = frank_github();
@@ -181,6 +183,7 @@ async fn read_only_may_export_but_not_apply() {
                 policies: base.policies.clone(),
                 expected: versions(&base),
                 dry_run: true,
+                ..Default::default()
             })
             .await,
         Code::PermissionDenied,
@@ -206,6 +209,7 @@ async fn a_large_apply_audits_its_ids_only() {
             policies,
             expected: versions(&base),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .unwrap()

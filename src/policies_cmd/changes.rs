@@ -72,7 +72,11 @@ pub fn between_items(
         seen.insert(item.id.as_str());
         match (item.id.is_empty(), by_id.get(item.id.as_str()), absent) {
             (false, Some(old), _) => {
-                let name = if old.name.is_empty() { &item.name } else { &old.name };
+                let name = if old.name.is_empty() {
+                    &item.name
+                } else {
+                    &old.name
+                };
                 changes.extend(update(&item.id, name, &old.value, &item.value));
             }
             (false, None, Some(absent)) => {
@@ -154,10 +158,7 @@ fn fields(old: &PolicyDoc, new: &PolicyDoc) -> Vec<(String, String, String)> {
 }
 
 /// The top-level fields of two JSON objects that differ, in `new`'s field order.
-fn value_fields(
-    old: &serde_json::Value,
-    new: &serde_json::Value,
-) -> Vec<(String, String, String)> {
+fn value_fields(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, String, String)> {
     let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (old, new) else {
         return Vec::new();
     };
@@ -245,7 +246,10 @@ pub fn conflicts(
             .map(GroupRolesDoc::from_wire)
             .collect();
         for group in &now {
-            if then.iter().all(|t| t.group_id != group.group_id || t.roles != group.roles) {
+            if then
+                .iter()
+                .all(|t| t.group_id != group.group_id || t.roles != group.roles)
+            {
                 out.push(format!(
                     "the roles of group `{}` ({}) were changed",
                     group.group_id, group.name
@@ -261,10 +265,8 @@ pub fn conflicts(
     if sections.settings.is_some()
         && let Some(then) = &base.settings
     {
-        let now = SettingsDoc::from_wire(
-            server.settings.as_ref(),
-            &server.default_approval_flow_id,
-        );
+        let now =
+            SettingsDoc::from_wire(server.settings.as_ref(), &server.default_approval_flow_id);
         if now.unregistered_agents != then.unregistered_agents {
             out.push("the settings were changed".to_owned());
         }

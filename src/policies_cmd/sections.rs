@@ -166,14 +166,19 @@ pub struct GroupRolesDoc {
     pub roles: Vec<String>,
 }
 
-const ROLE_NAMES: [(&str, pb::Role); 2] =
-    [("admin", pb::Role::Admin), ("read-only", pb::Role::ReadOnly)];
+const ROLE_NAMES: [(&str, pb::Role); 2] = [
+    ("admin", pb::Role::Admin),
+    ("read-only", pb::Role::ReadOnly),
+];
 
 fn role_name(value: i32) -> String {
     ROLE_NAMES
         .iter()
         .find(|(_, r)| i32::from(*r) == value)
-        .map_or_else(|| format!("unknown-{value}"), |(name, _)| (*name).to_owned())
+        .map_or_else(
+            || format!("unknown-{value}"),
+            |(name, _)| (*name).to_owned(),
+        )
 }
 
 impl GroupRolesDoc {
@@ -228,7 +233,8 @@ fn allow() -> String {
 
 impl SettingsDoc {
     pub fn from_wire(settings: Option<&pb::Settings>, default_flow: &str) -> SettingsDoc {
-        let deny = settings.is_some_and(|s| s.unregistered_agents() == pb::UnregisteredAgents::Deny);
+        let deny =
+            settings.is_some_and(|s| s.unregistered_agents() == pb::UnregisteredAgents::Deny);
         SettingsDoc {
             unregistered_agents: if deny { "deny" } else { "allow" }.to_owned(),
             default_approval_flow_id: default_flow.to_owned(),
@@ -244,9 +250,9 @@ impl SettingsDoc {
         let unregistered = match self.unregistered_agents.as_str() {
             "allow" => pb::UnregisteredAgents::Allow,
             "deny" => pb::UnregisteredAgents::Deny,
-            other => anyhow::bail!(
-                "{SETTINGS}: unregistered_agents: `{other}` is not `allow` or `deny`"
-            ),
+            other => {
+                anyhow::bail!("{SETTINGS}: unregistered_agents: `{other}` is not `allow` or `deny`")
+            }
         };
         Ok(pb::Settings {
             unregistered_agents: unregistered.into(),

@@ -193,9 +193,7 @@ fn check_flow_in(
     kept: Option<&HashSet<String>>,
 ) -> Result<()> {
     match (kept, &policy.approval_flow_id) {
-        (Some(kept), Some(id))
-            if id != pdp::approval::BUILTIN_FLOW_ID && !kept.contains(id) =>
-        {
+        (Some(kept), Some(id)) if id != pdp::approval::BUILTIN_FLOW_ID && !kept.contains(id) => {
             Err(Error::NotFoundAt {
                 field: "policy.approval_flow_id".into(),
                 kind: "approval flow",

@@ -2,9 +2,7 @@
 //! as CreateAgent and UpdateAgent check it.
 
 use super::{Log, renamed, versions};
-use crate::agents::{
-    MAX_AGENTS, bounded_name, check_name, check_scope, check_unique, scope_from,
-};
+use crate::agents::{MAX_AGENTS, bounded_name, check_name, check_scope, check_unique, scope_from};
 use crate::{Error, Result, audit};
 use pdp::{Agent, Timestamp};
 use portcullis_proto::v1 as pb;

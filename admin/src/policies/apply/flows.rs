@@ -90,11 +90,8 @@ pub(super) fn upsert(
     now: Timestamp,
     log: &mut Log,
 ) -> Result<Outcome> {
-    let current: BTreeMap<String, ApprovalFlow> = tx
-        .flows()?
-        .into_iter()
-        .map(|f| (f.id.clone(), f))
-        .collect();
+    let current: BTreeMap<String, ApprovalFlow> =
+        tx.flows()?.into_iter().map(|f| (f.id.clone(), f)).collect();
     let mut kept = HashSet::new();
     let mut count = current.len();
     for (i, id, wanted) in flows.wanted {
@@ -153,13 +150,7 @@ pub(super) fn upsert(
                 check_named(tx, &new).map_err(at)?;
                 tx.put_flow(&new)?;
                 kept.insert(new.id.clone());
-                log.record(
-                    "approval_flow",
-                    &new.id,
-                    "created",
-                    None,
-                    audit::json(&new),
-                );
+                log.record("approval_flow", &new.id, "created", None, audit::json(&new));
             }
         }
     }

@@ -726,6 +726,85 @@ mod tests {
     }
 
     #[test]
+    fn the_other_files_read_as_the_server_takes_them() {
+        use serde_json::json;
+        let roles = GroupRolesDoc {
+            group_id: "g-admins".into(),
+            name: String::new(),
+            roles: vec!["admin".into(), "owner".into()],
+        };
+        let error = roles.to_wire("roles.json: group_roles[0]").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("group_roles[0].roles[1]: `owner` is not `admin` or `read-only`"),
+            "{error}"
+        );
+        let wire = GroupRolesDoc {
+            roles: vec!["read-only".into()],
+            ..roles
+        }
+        .to_wire("")
+        .unwrap();
+        assert_eq!(GroupRolesDoc::from_wire(&wire).roles, ["read-only"]);
+
+        let settings: SettingsDoc = serde_json::from_str("{}").unwrap();
+        assert!(settings.is_default());
+        let error = SettingsDoc {
+            unregistered_agents: "maybe".into(),
+            ..settings
+        }
+        .to_wire()
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("settings.json: unregistered_agents: `maybe` is not `allow` or `deny`"),
+            "{error}"
+        );
+
+        // A flow reads into the wire form the server takes, and back to the same document,
+        // defaults filled in and no timestamps.
+        let value = json!({"id": "f1", "name": "x", "grant": {"window": {"seconds": 60}},
+            "steps": [{"approvers": ["admins", {"group": "g"}], "min_approvals": 1}]});
+        let (wire, doc) = sections::read_flow(0, &value).unwrap();
+        assert_eq!(
+            (wire.id.as_str(), wire.grant_mode()),
+            ("f1", pb::GrantMode::Window)
+        );
+        assert_eq!(sections::flow_doc(&wire).unwrap(), doc);
+        assert_eq!(doc["request_ttl_secs"], json!(86_400));
+        assert!(doc.get("created_at").is_none(), "{doc}");
+        let error = sections::read_flow(2, &json!({"name": "x", "updated_at": 5})).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("approval_flows.json: approval_flows[2].updated_at: the server keeps it"),
+            "{error}"
+        );
+        let error = sections::read_flow(1, &json!({"name": "x", "step": []})).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("approval_flows[1]: unknown field `step`"),
+            "{error}"
+        );
+
+        assert_eq!(
+            sections::file_of("agents[3].scope: user `x` not found"),
+            Some("agents.json")
+        );
+        assert_eq!(
+            sections::file_of("settings.default_approval_flow_id: approval flow `f` not found"),
+            Some("settings.json")
+        );
+        assert_eq!(
+            sections::file_of("the server changed since the export"),
+            None
+        );
+    }
+
+    #[test]
     fn yaml_reads_as_json_would() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cases.yaml");

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 /// One change under construction; see [`Store::transact`].
 ///
 /// Reads see the state before the change: a transaction never needs to read its own writes,
-/// and each record may be written at most once (a second write is an error).
+/// and each record may be written at most once (a second write is an error). The exceptions
+/// are the agent registry and the policies an agent's deletion cleans, both taken as the
+/// change leaves them.
 pub struct Tx<'c, 's> {
     change: &'c mut Change<'s>,
     store: &'c Store,
@@ -447,8 +449,9 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
-    /// Deletes an agent and removes it from every policy's agent selector, stamping those
-    /// policies `updated_at = now`; returns each such policy before and after. A policy left
+    /// Deletes an agent and removes it from every policy's agent selector (the policies as
+    /// this change leaves them, so a policy this change wrote is not written twice), stamping
+    /// those policies `updated_at = now`; returns each such policy before and after. A policy left
     /// selecting no agent keeps `Agents::Only([])`: it covers no agent (widening it to every
     /// agent would grant what its author restricted).
     pub fn delete_agent(&mut self, id: &str, now: pdp::Timestamp) -> Result<Vec<(Policy, Policy)>> {

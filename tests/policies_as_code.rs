@@ -389,3 +389,397 @@ async fn policies_apply_refuses_when_the_server_changed_since_the_export() {
     );
     assert_eq!(server_policies(&server, &token).await, before);
 }
+
+/// Everything ExportPolicies answers (policies, agents, flows, roles, settings).
+async fn server_export(server: &Server, token: &str) -> pb::ExportPoliciesResponse {
+    let mut admin = server.admin(token).await;
+    let mut export = admin
+        .export_policies(pb::ExportPoliciesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    export.revision = 0;
+    export
+}
+
+/// Registers agent `id` acting for everyone.
+async fn create_agent(server: &Server, token: &str, id: &str, name: &str) {
+    let mut admin = server.admin(token).await;
+    admin
+        .create_agent(pb::CreateAgentRequest {
+            agent: Some(pb::Agent {
+                id: id.into(),
+                display_name: name.into(),
+                scope: Some(pb::PolicyScope {
+                    all_users: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_export_edit_apply_agents_flows_roles_and_settings_in_one_change() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let token = admin_token(&data, "u1");
+    let server = Server::start(&data);
+    let dir = root.path().join("repo");
+    create_agent(&server, &token, "claude", "Claude").await;
+    create_agent(&server, &token, "old-bot", "Old bot").await;
+    let mut flows = server.flows(&token).await;
+    let security = flows
+        .create_approval_flow(pb::CreateApprovalFlowRequest {
+            flow: Some(pb::ApprovalFlow {
+                name: "security".into(),
+                steps: vec![pb::ApprovalStep {
+                    approvers: vec![pb::Approver {
+                        approver: Some(pb::approver::Approver::GroupId("g-eng".into())),
+                    }],
+                    min_approvals: 1,
+                    timeout: None,
+                }],
+                grant_mode: pb::GrantMode::Once.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flow
+        .unwrap();
+
+    let out = policies(&server, &token, &["export", path(&dir)]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("and 2 agents, 1 approval flows"), "{shown}");
+    let agents = read(&dir.join("agents.json"));
+    assert_eq!(
+        agents["agents"][0],
+        json!({"id": "claude", "display_name": "Claude", "enabled": true,
+               "scope": {"all_users": true}}),
+        "{agents}"
+    );
+    let flows_file = read(&dir.join("approval_flows.json"));
+    assert_eq!(flows_file["approval_flows"][0]["id"], json!(security.id));
+    assert!(flows_file["approval_flows"][0].get("updated_at").is_none());
+    // Nothing holds a role and the settings are the defaults: no file for them.
+    assert!(!dir.join("roles.json").exists());
+    assert!(!dir.join("settings.json").exists());
+    let base = read(&dir.join("export.json"));
+    assert_eq!(base["agents"].as_array().unwrap().len(), 2, "{base}");
+    assert_eq!(base["approval_flows"].as_array().unwrap().len(), 1);
+    let out = policies(&server, &token, &["diff", path(&dir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Edits in every file: claude gets an alias, old-bot goes; the flow is renamed and a new
+    // one (with the id the team chose) comes, which the default and a policy name; engineering
+    // gets Read Only; unregistered agents are denied.
+    let mut agents = agents;
+    agents["agents"][0]["aliases"] = json!(["claude-code"]);
+    agents["agents"].as_array_mut().unwrap().truncate(1);
+    write(&dir.join("agents.json"), &agents);
+    let mut flows_file = flows_file;
+    flows_file["approval_flows"][0]["name"] = json!("security review");
+    flows_file["approval_flows"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "id": "flw-oncall",
+            "name": "on-call",
+            "steps": [{"approvers": [{"user": "alice@example.com"}], "min_approvals": 1}],
+            "grant": {"window": {"seconds": 600}},
+        }));
+    write(&dir.join("approval_flows.json"), &flows_file);
+    write(
+        &dir.join("roles.json"),
+        &json!({"group_roles": [{"group_id": "g-eng", "roles": ["read-only"]}]}),
+    );
+    write(
+        &dir.join("settings.json"),
+        &json!({"unregistered_agents": "deny", "default_approval_flow_id": "flw-oncall"}),
+    );
+    let mut file = read(&dir.join("policies.json"));
+    file["policies"][0]["action"] = json!("require-approval");
+    file["policies"][0]["approval_flow_id"] = json!("flw-oncall");
+    file["policies"][0]["agents"] = json!(["claude"]);
+    write(&dir.join("policies.json"), &file);
+
+    let out = policies(&server, &token, &["diff", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    for line in [
+        "~ update pol-1 \"github for everyone\"",
+        "~ update agent claude \"Claude\"",
+        "    aliases: null -> [\"claude-code\"]",
+        "- delete agent old-bot \"Old bot\"",
+        "    name: \"security\" -> \"security review\"",
+        "+ create approval flow flw-oncall \"on-call\"",
+        "~ update roles of group g-eng",
+        "    roles: [] -> [\"read-only\"]",
+        "~ update settings",
+        "    unregistered_agents: \"allow\" -> \"deny\"",
+        "7 changes: 1 to create, 5 to update, 1 to delete",
+    ] {
+        assert!(shown.contains(line), "{line}\n{shown}");
+    }
+
+    // A dry run checks everything and writes nothing.
+    let before = server_export(&server, &token).await;
+    let out = policies(&server, &token, &["apply", path(&dir), "--dry-run"]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("would apply: 0 created, 1 updated, 0 deleted; 7 other changes"),
+        "{shown}"
+    );
+    assert_eq!(server_export(&server, &token).await, before);
+    assert!(apply_events(&server, &token).await.is_empty());
+
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("- deleted agent old-bot"), "{shown}");
+    assert!(
+        shown.contains("+ created approval_flow flw-oncall"),
+        "{shown}"
+    );
+    let after = server_export(&server, &token).await;
+    assert_eq!(after.agents.len(), 1, "{after:?}");
+    assert_eq!(after.agents[0].aliases, ["claude-code"]);
+    let names: Vec<&str> = after
+        .approval_flows
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["on-call", "security review"], "{after:?}");
+    let oncall = &after.approval_flows[0];
+    assert_eq!(oncall.id, "flw-oncall");
+    // The approver given by email is stored by id, as CreateApprovalFlow stores it.
+    assert_eq!(
+        oncall.steps[0].approvers[0].approver,
+        Some(pb::approver::Approver::UserId("u1".into()))
+    );
+    assert_eq!(after.default_approval_flow_id, "flw-oncall");
+    assert_eq!(
+        after.settings.unwrap().unregistered_agents(),
+        pb::UnregisteredAgents::Deny
+    );
+    assert_eq!(after.group_roles.len(), 1);
+    assert_eq!(after.group_roles[0].roles, [i32::from(pb::Role::ReadOnly)]);
+    let github = after.policies.iter().find(|p| p.id == "pol-1").unwrap();
+    assert_eq!(github.approval_flow_id, "flw-oncall");
+    let events = apply_events(&server, &token).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].detail,
+        "created 0, updated 1, deleted 0; agent: deleted 1, updated 1; approval_flow: \
+         created 1, updated 1; group_roles: updated 1; settings: updated 2"
+    );
+    assert!(
+        events[0].before_json.contains("agent:old-bot"),
+        "{events:?}"
+    );
+    // Rewritten from the server: the directory and the server agree.
+    let out = policies(&server, &token, &["diff", path(&dir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(dir.join("roles.json").exists() && dir.join("settings.json").exists());
+
+    // A directory without the new files leaves those parts of the server alone.
+    for name in [
+        "agents.json",
+        "approval_flows.json",
+        "roles.json",
+        "settings.json",
+    ] {
+        fs::remove_file(dir.join(name)).unwrap();
+    }
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    assert!(text(&out).contains("nothing to apply"), "{}", text(&out));
+    let mut now = server_export(&server, &token).await;
+    now.revision = after.revision;
+    assert_eq!(now, after);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_apply_refuses_a_changed_agent_and_bad_agents_or_flows_naming_the_file() {
+    let root = tempfile::tempdir().unwrap();
+    let data = company(root.path());
+    let token = admin_token(&data, "u1");
+    let server = Server::start(&data);
+    let dir = root.path().join("repo");
+    create_agent(&server, &token, "claude", "Claude").await;
+    run_ok(&[
+        "policies",
+        "--server",
+        &server.addr,
+        "--token",
+        &token,
+        "export",
+        path(&dir),
+    ]);
+    let mut agents = read(&dir.join("agents.json"));
+    agents["agents"][0]["vendor"] = json!("Anthropic");
+    write(&dir.join("agents.json"), &agents);
+
+    // Someone throws the kill switch after the export.
+    let mut admin = server.admin(&token).await;
+    admin
+        .set_agent_enabled(pb::SetAgentEnabledRequest {
+            id: "claude".into(),
+            enabled: false,
+            reason: "incident 42".into(),
+        })
+        .await
+        .unwrap();
+    let before = server_export(&server, &token).await;
+    let out = policies(&server, &token, &["diff", path(&dir)]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("agent `claude` (Claude) was changed"),
+        "{shown}"
+    );
+    for args in [
+        vec!["apply", path(&dir)],
+        vec!["apply", path(&dir), "--dry-run"],
+    ] {
+        let out = policies(&server, &token, &args);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(
+            shown.contains(
+                "the server changed since the export: agent `claude` (Claude) was changed"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("nothing was written"), "{shown}");
+    }
+    assert_eq!(server_export(&server, &token).await, before);
+
+    // Exported again: re-enabling through the file is refused (the kill switch wants a reason).
+    run_ok(&[
+        "policies",
+        "--server",
+        &server.addr,
+        "--token",
+        &token,
+        "export",
+        path(&dir),
+    ]);
+    let mut agents = read(&dir.join("agents.json"));
+    assert_eq!(agents["agents"][0]["enabled"], json!(false));
+    agents["agents"][0]["enabled"] = json!(true);
+    write(&dir.join("agents.json"), &agents);
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(
+            "agents.json: failed precondition: agents[0].enabled: agent `claude` is disabled"
+        ),
+        "{shown}"
+    );
+
+    // A new agent acting for a user who does not exist, with a good flow beside it: refused
+    // naming the file and the field, and neither is written.
+    agents["agents"][0]["enabled"] = json!(false);
+    agents["agents"].as_array_mut().unwrap().push(json!({
+        "id": "bot", "display_name": "Bot", "scope": {"user_ids": ["nobody"]}
+    }));
+    write(&dir.join("agents.json"), &agents);
+    write(
+        &dir.join("approval_flows.json"),
+        &json!({"approval_flows": [{"name": "fine", "steps": [{"approvers": [{"user": "u1"}],
+            "min_approvals": 1}]}]}),
+    );
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("agents.json: not found: agents[1].scope: user `nobody` not found"),
+        "{shown}"
+    );
+    assert_eq!(server_export(&server, &token).await, before);
+
+    // A flow with no steps, then one with a field the model lacks.
+    agents["agents"].as_array_mut().unwrap().truncate(1);
+    write(&dir.join("agents.json"), &agents);
+    write(
+        &dir.join("approval_flows.json"),
+        &json!({"approval_flows": [{"name": "empty", "steps": []}]}),
+    );
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("approval_flows.json: invalid argument: approval_flows[0].steps"),
+        "{shown}"
+    );
+    write(
+        &dir.join("approval_flows.json"),
+        &json!({"approval_flows": [{"name": "x", "steps": [{"approvers": ["admins"],
+            "min_approvals": 1, "colour": "red"}]}]}),
+    );
+    let out = policies(&server, &token, &["diff", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("approval_flows.json: approval_flows[0].steps[0]: unknown field `colour`"),
+        "{shown}"
+    );
+    assert_eq!(server_export(&server, &token).await, before);
+    assert!(apply_events(&server, &token).await.is_empty());
+
+    // An agent a policy selects cannot be left out unless the policy stops selecting it; both
+    // in one apply, the policy written once.
+    fs::remove_file(dir.join("approval_flows.json")).unwrap();
+    let export = |dir: &Path| {
+        run_ok(&[
+            "policies",
+            "--server",
+            &server.addr,
+            "--token",
+            &token,
+            "export",
+            path(dir),
+        ])
+    };
+    let mut file = read(&dir.join("policies.json"));
+    file["policies"][0]["agents"] = json!(["claude"]);
+    write(&dir.join("policies.json"), &file);
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    assert!(out.status.success(), "{}", text(&out));
+    write(&dir.join("agents.json"), &json!({"agents": []}));
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(
+            "policies.json: failed precondition: policies[0].agents: agent `claude` is left out"
+        ),
+        "{shown}"
+    );
+    export(&dir);
+    write(&dir.join("agents.json"), &json!({"agents": []}));
+    let mut file = read(&dir.join("policies.json"));
+    file["policies"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("agents");
+    file["policies"][0]["description"] = json!("any agent again");
+    write(&dir.join("policies.json"), &file);
+    let out = policies(&server, &token, &["apply", path(&dir)]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let after = server_export(&server, &token).await;
+    assert!(after.agents.is_empty(), "{after:?}");
+    let github = after.policies.iter().find(|p| p.id == "pol-1").unwrap();
+    assert_eq!(
+        (github.agents.as_ref(), github.description.as_str()),
+        (None, "any agent again")
+    );
+    assert!(!dir.join("agents.json").exists(), "no agents left: no file");
+}

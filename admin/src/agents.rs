@@ -50,7 +50,7 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn bounded_name(field: &str, value: &str, required: bool) -> Result<()> {
+pub(crate) fn bounded_name(field: &str, value: &str, required: bool) -> Result<()> {
     if required {
         text::required(field, value)?;
     }
@@ -64,7 +64,7 @@ fn bounded_name(field: &str, value: &str, required: bool) -> Result<()> {
     Ok(())
 }
 
-fn scope_from(field: &str, scope: Option<pb::PolicyScope>) -> Result<Scope> {
+pub(crate) fn scope_from(field: &str, scope: Option<pb::PolicyScope>) -> Result<Scope> {
     let pb::PolicyScope {
         all_users,
         user_ids,
@@ -101,7 +101,7 @@ fn scope_from(field: &str, scope: Option<pb::PolicyScope>) -> Result<Scope> {
 }
 
 /// Checks, in the transaction, that the users and groups `scope` names exist.
-fn check_scope(tx: &Tx<'_, '_>, scope: &Scope) -> Result<()> {
+pub(crate) fn check_scope(tx: &Tx<'_, '_>, scope: &Scope) -> Result<()> {
     for id in &scope.users {
         if tx.user(id)?.is_none() {
             return Err(Error::not_found("user", id));
@@ -115,7 +115,7 @@ fn check_scope(tx: &Tx<'_, '_>, scope: &Scope) -> Result<()> {
     Ok(())
 }
 
-fn aliases_from(aliases: Vec<String>) -> Result<Vec<String>> {
+pub(crate) fn aliases_from(aliases: Vec<String>) -> Result<Vec<String>> {
     if aliases.len() > MAX_ALIASES {
         return Err(Error::invalid(
             "agent.aliases",
@@ -135,7 +135,7 @@ fn aliases_from(aliases: Vec<String>) -> Result<Vec<String>> {
 
 /// Refuses an id or alias another agent (or this one's id) already answers to, naming the
 /// field; the store checks the same, this only gives the error its field.
-fn check_unique(agent: &Agent, others: &[Agent]) -> Result<()> {
+pub(crate) fn check_unique(agent: &Agent, others: &[Agent]) -> Result<()> {
     for (i, alias) in agent.aliases.iter().enumerate() {
         if *alias == agent.id {
             return Err(Error::invalid(
@@ -442,7 +442,7 @@ pub(crate) async fn set_enabled(
     })
 }
 
-fn settings(s: Settings) -> pb::Settings {
+pub(crate) fn settings(s: Settings) -> pb::Settings {
     pb::Settings {
         unregistered_agents: match s.unregistered_agents {
             Unregistered::Allow => pb::UnregisteredAgents::Allow,
@@ -450,6 +450,32 @@ fn settings(s: Settings) -> pb::Settings {
         }
         .into(),
     }
+}
+
+/// Wire settings as the model holds them; errors name `field.unregistered_agents`.
+pub(crate) fn settings_from(field: &str, wire: Option<pb::Settings>) -> Result<Settings> {
+    let pb::Settings {
+        unregistered_agents,
+    } = wire.ok_or_else(|| Error::invalid(field, "settings are required"))?;
+    let unregistered_agents = match pb::UnregisteredAgents::try_from(unregistered_agents) {
+        Ok(pb::UnregisteredAgents::Allow) => Unregistered::Allow,
+        Ok(pb::UnregisteredAgents::Deny) => Unregistered::Deny,
+        Ok(pb::UnregisteredAgents::Unspecified) => {
+            return Err(Error::invalid(
+                format!("{field}.unregistered_agents"),
+                "must be ALLOW or DENY",
+            ));
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                format!("{field}.unregistered_agents"),
+                format!("unknown value {unregistered_agents}"),
+            ));
+        }
+    };
+    Ok(Settings {
+        unregistered_agents,
+    })
 }
 
 pub(crate) async fn get_settings(
@@ -470,28 +496,7 @@ pub(crate) async fn update_settings(
     request: pb::UpdateSettingsRequest,
 ) -> Result<pb::UpdateSettingsResponse> {
     let pb::UpdateSettingsRequest { settings: wire } = request;
-    let pb::Settings {
-        unregistered_agents,
-    } = wire.ok_or_else(|| Error::invalid("settings", "settings are required"))?;
-    let unregistered_agents = match pb::UnregisteredAgents::try_from(unregistered_agents) {
-        Ok(pb::UnregisteredAgents::Allow) => Unregistered::Allow,
-        Ok(pb::UnregisteredAgents::Deny) => Unregistered::Deny,
-        Ok(pb::UnregisteredAgents::Unspecified) => {
-            return Err(Error::invalid(
-                "settings.unregistered_agents",
-                "must be ALLOW or DENY",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                "settings.unregistered_agents",
-                format!("unknown value {unregistered_agents}"),
-            ));
-        }
-    };
-    let new = Settings {
-        unregistered_agents,
-    };
+    let new = settings_from("settings", wire)?;
     let (revision, stored) = live
         .write(move |tx| -> Result<Settings> {
             let before = tx.settings()?;

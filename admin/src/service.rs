@@ -303,7 +303,7 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<pb::ExportPoliciesResponse>, Status> {
         self.authorize(&request, "ExportPolicies", READ)?;
         let pb::ExportPoliciesRequest {} = request.into_inner();
-        Ok(Response::new(policies::export(&self.live)?))
+        Ok(Response::new(policies::export(&self.live).await?))
     }
 
     async fn list_agents(

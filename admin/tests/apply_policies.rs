@@ -58,6 +58,7 @@ async fn apply_replaces_the_set_in_one_audited_change() {
         policies: wanted.clone(),
         expected: versions(&base),
         dry_run: true,
+        ..Default::default()
     };
 
     // A dry run reports and writes nothing.
@@ -115,6 +116,7 @@ async fn bad_sets_are_refused_whole_naming_the_entry() {
         policies,
         expected: versions(&base),
         dry_run: false,
+        ..Default::default()
     };
     let mut all = base.policies.clone();
     let mut nameless = frank_github();
@@ -181,6 +183,7 @@ async fn read_only_may_export_but_not_apply() {
                 policies: base.policies.clone(),
                 expected: versions(&base),
                 dry_run: true,
+                ..Default::default()
             })
             .await,
         Code::PermissionDenied,
@@ -206,6 +209,7 @@ async fn a_large_apply_audits_its_ids_only() {
             policies,
             expected: versions(&base),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -228,4 +232,161 @@ async fn a_large_apply_audits_its_ids_only() {
     );
     assert_eq!(after["created"].as_array().unwrap().len(), 600);
     assert_eq!(after["created"][0], applied.created[0].as_str());
+}
+
+/// A request making the server exactly what `base` exported, the policies alone.
+fn unchanged(base: &pb::ExportPoliciesResponse) -> pb::ApplyPoliciesRequest {
+    pb::ApplyPoliciesRequest {
+        policies: base.policies.clone(),
+        expected: versions(base),
+        ..Default::default()
+    }
+}
+
+fn flow_versions(base: &pb::ExportPoliciesResponse) -> Vec<pb::PolicyVersion> {
+    base.approval_flows
+        .iter()
+        .map(|f| pb::PolicyVersion {
+            id: f.id.clone(),
+            updated_at: f.updated_at,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sections_refuse_what_the_rest_still_names_and_a_stale_base_writing_nothing() {
+    let h = Harness::start().await;
+    let mut admin = h.admin().await;
+    let flow = h
+        .flows(&h.admin_secret)
+        .await
+        .create_approval_flow(pb::CreateApprovalFlowRequest {
+            flow: Some(pb::ApprovalFlow {
+                name: "engineering".into(),
+                steps: vec![pb::ApprovalStep {
+                    approvers: vec![pb::Approver {
+                        approver: Some(pb::approver::Approver::GroupId("g-eng".into())),
+                    }],
+                    min_approvals: 1,
+                    timeout: None,
+                }],
+                grant_mode: pb::GrantMode::Once.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flow
+        .unwrap();
+    let base = export(&mut admin).await;
+    assert_eq!(base.approval_flows.len(), 1, "{base:?}");
+    let held: Vec<(&str, &[i32])> = base
+        .group_roles
+        .iter()
+        .map(|g| (g.group_id.as_str(), g.roles.as_slice()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("g-admins", &[pb::Role::Admin as i32][..]),
+            ("g-readers", &[pb::Role::ReadOnly as i32][..])
+        ]
+    );
+
+    // A policy starts naming the flow, in the same apply that keeps the flow as it is.
+    let mut request = unchanged(&base);
+    let github = request
+        .policies
+        .iter_mut()
+        .find(|p| p.id == "p-eng-github")
+        .unwrap();
+    github.action = pb::PolicyAction::RequireApproval as i32;
+    github.approval_flow_id = flow.id.clone();
+    request.approval_flows = Some(pb::ApplyApprovalFlows {
+        flows: base.approval_flows.clone(),
+        expected: flow_versions(&base),
+    });
+    admin.apply_policies(request).await.unwrap();
+    let base = export(&mut admin).await;
+    let audited = h.audit("policies.apply").await.len();
+
+    // Leaving the flow out while the policy names it is refused whole.
+    let mut request = unchanged(&base);
+    request.approval_flows = Some(pb::ApplyApprovalFlows {
+        flows: vec![],
+        expected: flow_versions(&base),
+    });
+    assert_status(
+        admin.apply_policies(request).await,
+        Code::FailedPrecondition,
+        &format!(
+            "flow `{}` is left out (deleted) but policy `p-eng-github` still names it",
+            flow.id
+        ),
+    );
+    // A default naming no flow.
+    let mut request = unchanged(&base);
+    request.settings = Some(pb::ApplySettings {
+        settings: base.settings,
+        default_approval_flow_id: "nope".into(),
+        expected_settings: base.settings,
+        expected_default_approval_flow_id: String::new(),
+    });
+    assert_status(
+        admin.apply_policies(request).await,
+        Code::NotFound,
+        "settings.default_approval_flow_id: approval flow `nope` not found",
+    );
+    // Roles for a group that does not exist.
+    let mut request = unchanged(&base);
+    request.group_roles = Some(pb::ApplyGroupRoles {
+        groups: vec![pb::GroupRoles {
+            group_id: "g-nope".into(),
+            roles: vec![pb::Role::Admin as i32],
+            ..Default::default()
+        }],
+        expected: base.group_roles.clone(),
+    });
+    assert_status(
+        admin.apply_policies(request).await,
+        Code::NotFound,
+        "group_roles[0].group_id: group `g-nope` not found",
+    );
+
+    // Someone gives engineering a role after the export: the roles section is refused, naming
+    // it; an apply without that section is not.
+    admin
+        .update_group(pb::UpdateGroupRequest {
+            id: "g-eng".into(),
+            roles: vec![pb::Role::ReadOnly as i32],
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["roles".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = export(&mut admin).await;
+    let mut request = unchanged(&base);
+    request.group_roles = Some(pb::ApplyGroupRoles {
+        groups: base.group_roles.clone(),
+        expected: base.group_roles.clone(),
+    });
+    request.dry_run = true;
+    assert_status(
+        admin.apply_policies(request).await,
+        Code::FailedPrecondition,
+        "the server changed since the export: the roles of group `g-eng` (Engineering) were changed",
+    );
+    let answer = admin
+        .apply_policies(unchanged(&base))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.changes.is_empty() && answer.updated.is_empty());
+    let mut after = export(&mut admin).await;
+    after.revision = before.revision;
+    assert_eq!(after, before, "nothing written");
+    assert_eq!(h.audit("policies.apply").await.len(), audited);
 }

@@ -152,7 +152,7 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
             if let Some(mut admin) = admin
                 && wants_names
             {
-                let (_, policies) = super::read_server(&mut admin).await?;
+                let policies = super::read_server(&mut admin).await?.policies;
                 names = policies.into_iter().map(|p| (p.id, p.name)).collect();
             }
             client = Some(decisions(channel, decision_token)?);

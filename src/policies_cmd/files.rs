@@ -95,9 +95,21 @@ pub struct ExportFile {
     /// Every policy the server had, by id, with its `updated_at` in milliseconds since the
     /// Unix epoch.
     pub policies: Vec<Version>,
+    /// Every agent, likewise (absent in an export older than agents.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<Version>>,
+    /// Every stored approval flow, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_flows: Option<Vec<Version>>,
+    /// The groups holding a role, with their roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_roles: Option<Vec<super::sections::GroupRolesDoc>>,
+    /// The settings and the default flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<super::sections::SettingsDoc>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
     pub id: String,

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 /// One change under construction; see [`Store::transact`].
 ///
 /// Reads see the state before the change: a transaction never needs to read its own writes,
-/// and each record may be written at most once (a second write is an error).
+/// and each record may be written at most once (a second write is an error). The exceptions
+/// are the agent registry and the policies an agent's deletion cleans, both taken as the
+/// change leaves them.
 pub struct Tx<'c, 's> {
     change: &'c mut Change<'s>,
     store: &'c Store,
@@ -23,6 +25,9 @@ pub struct Tx<'c, 's> {
     /// Agents this change put (`Some`) or deleted (`None`), by id: the agent invariants are
     /// checked against the registry as this change leaves it.
     agents_written: BTreeMap<String, Option<Agent>>,
+    /// Policies this change put or deleted, by id: deleting an agent cleans the selectors of
+    /// the policies as this change leaves them (an apply may write both in one change).
+    policies_written: BTreeMap<String, Option<Policy>>,
 }
 
 impl std::fmt::Debug for Tx<'_, '_> {
@@ -61,6 +66,7 @@ impl Store {
                 store: self,
                 written: HashSet::new(),
                 agents_written: BTreeMap::new(),
+                policies_written: BTreeMap::new(),
             };
             out = Some(build(&mut tx)?);
             Ok::<(), E>(())
@@ -155,6 +161,21 @@ impl Tx<'_, '_> {
         keys::check_id("group id", group_id)?;
         keys::check_id("user id", user_id)?;
         self.change.exists(&keys::member(group_id, user_id))
+    }
+
+    /// Every group holding a role, by id (policies as code manages roles as one set; a
+    /// directory has few such groups, but every group is read to find them).
+    pub fn groups_with_roles(&self) -> Result<Vec<Group>> {
+        let mut groups = Vec::new();
+        for item in self.change.scan(keys::GROUP) {
+            let (key, value) = item?;
+            let id = keys::id_of(keys::GROUP, &key)?;
+            let group: Group = codec::from_json("group", id, &value)?;
+            if !group.roles.is_empty() {
+                groups.push(group);
+            }
+        }
+        Ok(groups)
     }
 
     /// Every policy, by id.
@@ -318,7 +339,10 @@ impl Tx<'_, '_> {
         let key = keys::policy(&policy.id);
         self.claim(&key)?;
         let value = codec::to_json("policy", policy)?;
-        self.change.put(Kind::Policy, key, &value)
+        self.change.put(Kind::Policy, key, &value)?;
+        self.policies_written
+            .insert(policy.id.clone(), Some(policy.clone()));
+        Ok(())
     }
 
     pub fn delete_policy(&mut self, id: &str) -> Result<()> {
@@ -328,7 +352,25 @@ impl Tx<'_, '_> {
             return Err(not_found("policy", id));
         }
         self.claim(&key)?;
-        self.change.remove(Kind::Policy, key)
+        self.change.remove(Kind::Policy, key)?;
+        self.policies_written.insert(id.to_owned(), None);
+        Ok(())
+    }
+
+    /// Every policy, by id, as this change leaves them.
+    fn policies_as_left(&self) -> Result<Vec<Policy>> {
+        let mut policies: BTreeMap<String, Policy> = self
+            .policies()?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        for (id, written) in &self.policies_written {
+            match written {
+                Some(policy) => policies.insert(id.clone(), policy.clone()),
+                None => policies.remove(id),
+            };
+        }
+        Ok(policies.into_values().collect())
     }
 
     /// Removes a user (`group: false`) or a group (`group: true`) from every policy scope that
@@ -407,8 +449,9 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
-    /// Deletes an agent and removes it from every policy's agent selector, stamping those
-    /// policies `updated_at = now`; returns each such policy before and after. A policy left
+    /// Deletes an agent and removes it from every policy's agent selector (the policies as
+    /// this change leaves them, so a policy this change wrote is not written twice), stamping
+    /// those policies `updated_at = now`; returns each such policy before and after. A policy left
     /// selecting no agent keeps `Agents::Only([])`: it covers no agent (widening it to every
     /// agent would grant what its author restricted).
     pub fn delete_agent(&mut self, id: &str, now: pdp::Timestamp) -> Result<Vec<(Policy, Policy)>> {
@@ -421,7 +464,7 @@ impl Tx<'_, '_> {
         self.change.remove(Kind::Agent, key)?;
         self.agents_written.insert(id.to_owned(), None);
         let mut changed = Vec::new();
-        for policy in self.policies()? {
+        for policy in self.policies_as_left()? {
             let Agents::Only(ids) = &policy.agents else {
                 continue;
             };

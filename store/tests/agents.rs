@@ -242,3 +242,25 @@ fn a_change_may_register_an_agent_and_select_it_at_once() {
     assert_eq!(store.revision(), revision);
     assert!(store.get_agent("claude").unwrap().is_some());
 }
+
+#[test]
+fn deleting_an_agent_cleans_the_policies_as_the_change_leaves_them() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.put_agent(&agent("claude", &[])).unwrap();
+    store.put_policy(&selecting("p1", &["claude"])).unwrap();
+    store.put_policy(&selecting("p2", &["claude"])).unwrap();
+    // p1 stops selecting it and p2 goes in the same change: nothing is left to clean, and
+    // neither is written twice.
+    let (_, cleaned) = store
+        .transact(|tx| {
+            tx.put_policy(&policy("p1"))?;
+            tx.delete_policy("p2")?;
+            tx.delete_agent("claude", Timestamp(7))
+        })
+        .unwrap();
+    assert!(cleaned.is_empty(), "{cleaned:?}");
+    assert_eq!(store.get_policy("p1").unwrap().unwrap().agents, Agents::All);
+    assert!(store.get_policy("p2").unwrap().is_none());
+    assert!(store.get_agent("claude").unwrap().is_none());
+}

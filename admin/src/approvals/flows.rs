@@ -34,7 +34,7 @@ const WRITE: bool = true;
 
 /// Checks, in the transaction that writes `flow`, that the users and groups it names still
 /// exist (the check against the view ran before the write).
-fn check_named(tx: &Tx<'_, '_>, flow: &ApprovalFlow) -> Result<()> {
+pub(crate) fn check_named(tx: &Tx<'_, '_>, flow: &ApprovalFlow) -> Result<()> {
     for (i, step) in flow.steps.iter().enumerate() {
         for (j, approver) in step.approvers.iter().enumerate() {
             let at = format!("flow.steps[{i}].approvers[{j}]");
@@ -67,7 +67,7 @@ pub(crate) fn exists(tx: &Tx<'_, '_>, id: &str) -> Result<bool> {
 }
 
 /// A flow id a request names: present, bounded, no NUL.
-fn check_id(field: &str, id: &str) -> Result<()> {
+pub(crate) fn check_id(field: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
     }
@@ -78,7 +78,7 @@ fn check_id(field: &str, id: &str) -> Result<()> {
 }
 
 /// A new flow id: `flw_` and 16 lower-case hex digits from the OS.
-fn new_id() -> Result<String> {
+pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;

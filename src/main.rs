@@ -54,6 +54,9 @@ struct Cli {
     /// fill in the flags not given.
     #[arg(long, global = true, env = "PORTCULLIS_PROFILE")]
     profile: Option<String>,
+    /// The client profiles file, instead of `~/.config/portcullis/config.toml`.
+    #[arg(long, global = true, env = "PORTCULLIS_PROFILES_FILE")]
+    profiles_file: Option<PathBuf>,
     /// Print only what the command exists to show: no confirmations of changes (a secret shown
     /// once is printed alone), warnings, hints or progress bars; `policies diff` answers by its
     /// exit code alone. Errors are always printed.
@@ -174,10 +177,11 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Profiles => profiles::list(cli.profile.as_deref()).and_then(|text| {
-            stdout::print(text)?;
-            Ok(ExitCode::SUCCESS)
-        }),
+        Command::Profiles => profiles::list(cli.profiles_file.as_deref(), cli.profile.as_deref())
+            .and_then(|text| {
+                stdout::print(text)?;
+                Ok(ExitCode::SUCCESS)
+            }),
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),
         Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 /// The id of the global `--profile` flag.
 pub const PROFILE: &str = "profile";
 
+/// The id of the global `--profiles-file` flag.
+pub const PROFILES_FILE: &str = "profiles_file";
+
 /// The settings a profile takes.
 const KEYS: &[&str] = &[
     "server",
@@ -47,13 +50,14 @@ const PATHS: &[&str] = &[
 /// A profile file is a few lines per server.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// The profile file: `PORTCULLIS_PROFILES_FILE`, else `$XDG_CONFIG_HOME/portcullis/config.toml`,
-/// else `~/.config/portcullis/config.toml` (none without a home).
-pub fn file() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(path) = var("PORTCULLIS_PROFILES_FILE") {
-        return Some(PathBuf::from(path));
+/// The profile file: `given` (`--profiles-file`, `PORTCULLIS_PROFILES_FILE`), else
+/// `$XDG_CONFIG_HOME/portcullis/config.toml`, else `~/.config/portcullis/config.toml` (none
+/// without a home).
+pub fn file(given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = given {
+        return Some(path.to_owned());
     }
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let config = var("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".config")))?;
@@ -227,7 +231,8 @@ pub fn args(command: &Command, matches: &ArgMatches) -> anyhow::Result<Vec<OsStr
         return Ok(Vec::new());
     }
     let named = matches.get_one::<String>(PROFILE).cloned();
-    let Some(file) = file() else {
+    let given = matches.get_one::<PathBuf>(PROFILES_FILE);
+    let Some(file) = file(given.map(PathBuf::as_path)) else {
         if let Some(name) = named {
             bail!("--profile {name}: no profile file (HOME and XDG_CONFIG_HOME are unset)");
         }
@@ -301,8 +306,8 @@ fn set(matches: &ArgMatches, arg: Option<&Arg>) -> bool {
 }
 
 /// `portcullis profiles`: the profiles of the file, the one in use marked.
-pub fn list(named: Option<&str>) -> anyhow::Result<String> {
-    let file = file().context("no profile file: HOME and XDG_CONFIG_HOME are unset")?;
+pub fn list(given: Option<&Path>, named: Option<&str>) -> anyhow::Result<String> {
+    let file = file(given).context("no profile file: HOME and XDG_CONFIG_HOME are unset")?;
     let Some(profiles) = Profiles::read(&file)? else {
         return Ok(format!(
             "no profiles: `{}` does not exist (docs/profiles.md)\n",

@@ -374,6 +374,7 @@ fn the_docs_quote_only_flags_commands_and_variables_the_binary_has() {
                 }
             }
         }
+        profile_files(&name, &text, &mut problems);
         for (line, key) in toml_keys(&text) {
             if !config_keys.contains(&key) {
                 problems.push(format!("{name}:{line}: no config key `{key}`"));
@@ -497,21 +498,69 @@ fn config_keys() -> BTreeSet<String> {
 /// `key = value` lines of a page's ```toml blocks.
 fn toml_keys(text: &str) -> Vec<(usize, String)> {
     let mut keys = Vec::new();
-    let mut toml = false;
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if let Some(lang) = trimmed.strip_prefix("```") {
-            toml = !toml && lang.trim() == "toml";
+    for (start, block) in toml_blocks(text) {
+        if is_profiles(&block) {
             continue;
         }
-        if !toml || trimmed.starts_with('#') || trimmed.starts_with('[') {
-            continue;
-        }
-        if let Some((key, _)) = trimmed.split_once('=') {
-            keys.push((n + 1, key.trim().to_owned()));
+        for (n, line) in block.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('#') || trimmed.starts_with('[') {
+                continue;
+            }
+            if let Some((key, _)) = trimmed.split_once('=') {
+                keys.push((start + n, key.trim().to_owned()));
+            }
         }
     }
     keys
+}
+
+/// The ```toml blocks of a page: the line number of each one's first line, and its text.
+fn toml_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(lang) = line.trim().strip_prefix("```") {
+            match current.take() {
+                Some(block) => blocks.push(block),
+                None if lang.trim() == "toml" => current = Some((n + 2, String::new())),
+                None => {}
+            }
+            continue;
+        }
+        if let Some((_, block)) = current.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks
+}
+
+/// A client profile file (docs/profiles.md) rather than a config file.
+fn is_profiles(block: &str) -> bool {
+    block.lines().any(|l| l.trim().starts_with("[profiles."))
+}
+
+/// What the binary says of each profile file the docs show: each must check out.
+fn profile_files(page: &str, text: &str, problems: &mut Vec<String>) {
+    for (line, block) in toml_blocks(text) {
+        if !is_profiles(&block) {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, &block).unwrap();
+        let output = crate::support::bin()
+            .args(["--profiles-file", path(&file), "profiles"])
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            problems.push(format!(
+                "{page}:{line}: the binary refuses this profile file: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

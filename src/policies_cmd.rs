@@ -299,7 +299,7 @@ async fn export(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
     } else {
         format!(" and {}", written.others.join(", "))
     };
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "exported {} policies{others} at revision {} into {}",
         written.policies,
         written.revision,
@@ -472,14 +472,20 @@ async fn diff(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
     let server = read_server(admin).await?;
     let mut changes = changes::between(&local.policies, &server.policies)?;
     changes.extend(section_changes(&local.sections, &server)?);
-    if let Some(conflict) = changes::conflicts(&local.base, &server, &local.sections) {
+    let quiet = crate::stdout::quiet();
+    if let Some(conflict) = changes::conflicts(&local.base, &server, &local.sections)
+        && !quiet
+    {
         eprintln!(
             "note: the server changed since the export (revision {} then, {} now): \
              {conflict}; apply will refuse until you export again",
             local.base.revision, server.revision
         );
     }
-    crate::stdout::print(format_args!("{}", changes::render(&changes)))?;
+    // With --quiet the exit code alone answers, as `git diff --quiet` does.
+    if !quiet {
+        crate::stdout::print(format_args!("{}", changes::render(&changes)))?;
+    }
     Ok(if changes.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -581,8 +587,16 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
     let total =
         answer.created.len() + answer.updated.len() + answer.deleted.len() + answer.changes.len();
     let verb = if dry_run { "would apply" } else { "applied" };
+    // A dry run's answer is what it shows; an apply's only confirms (left out with --quiet).
+    let say = |text: std::fmt::Arguments<'_>| {
+        if dry_run {
+            crate::stdout::println(text)
+        } else {
+            crate::stdout::done(text)
+        }
+    };
     if total == 0 {
-        crate::stdout::println(format_args!(
+        say(format_args!(
             "nothing to apply: the server already has what the directory holds"
         ))?;
     } else {
@@ -592,7 +606,7 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
             ("- deleted", &answer.deleted),
         ] {
             for id in ids {
-                crate::stdout::println(format_args!("{sign} {id}"))?;
+                say(format_args!("{sign} {id}"))?;
             }
         }
         for change in &answer.changes {
@@ -601,7 +615,7 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
                 "deleted" => "-",
                 _ => "~",
             };
-            crate::stdout::println(format_args!(
+            say(format_args!(
                 "{sign} {} {} {}",
                 change.change, change.kind, change.id
             ))?;
@@ -615,7 +629,7 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
                 if answer.changes.len() == 1 { "" } else { "s" }
             )
         };
-        crate::stdout::println(format_args!(
+        say(format_args!(
             "{verb}: {} created, {} updated, {} deleted{others}{}",
             answer.created.len(),
             answer.updated.len(),
@@ -629,7 +643,7 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
     }
     if !dry_run && total > 0 {
         let written = write_dir(admin, dir).await?;
-        crate::stdout::println(format_args!(
+        say(format_args!(
             "rewrote {} from the server at revision {}: commit it",
             dir.display(),
             written.revision

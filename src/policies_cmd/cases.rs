@@ -268,8 +268,21 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    crate::stdout::print(format_args!("{report}"))?;
-    crate::stdout::println(format_args!("{passed} passed, {failed} failed"))?;
+    if crate::stdout::quiet() {
+        // Only the failures, and the count when there are some.
+        let failures: String = report
+            .lines()
+            .filter(|line| !line.starts_with("ok "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        crate::stdout::print(format_args!("{failures}"))?;
+        if failed > 0 {
+            crate::stdout::println(format_args!("{passed} passed, {failed} failed"))?;
+        }
+    } else {
+        crate::stdout::print(format_args!("{report}"))?;
+        crate::stdout::println(format_args!("{passed} passed, {failed} failed"))?;
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

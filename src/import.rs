@@ -85,7 +85,10 @@ fn refused(problems: &[String], more: bool) -> anyhow::Result<ExitCode> {
         "nothing imported: {count} problem{}{}",
         if count == 1 { "" } else { "s" },
         if more {
-            format!(" (stopped after {}; there may be more)", workload::MAX_PROBLEMS)
+            format!(
+                " (stopped after {}; there may be more)",
+                workload::MAX_PROBLEMS
+            )
         } else {
             String::new()
         }
@@ -99,27 +102,28 @@ fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
     let bar = progress_bar();
     let now = pdp::Timestamp(time::OffsetDateTime::now_utc().unix_timestamp() * 1000);
-    let loaded = workload::read_dir(dir, now, &mut |p: workload::Progress| {
-        bar.set_message(p.file.to_string());
-        bar.set_length(p.total_bytes);
-        bar.set_position(p.bytes_read);
-    });
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            bar.finish_and_clear();
-            let more = matches!(error, workload::Error::Problems { stopped: true, .. });
-            let problems: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
-            return refused(&problems, more);
-        }
-    };
-    let flows = match admin::import::check(&loaded) {
-        Ok(flows) => flows,
-        Err(problems) => {
-            bar.finish_and_clear();
-            return refused(&problems, false);
-        }
-    };
+    let mut flows = Vec::new();
+    let read = workload::read_checked(
+        workload::Source::Dir(dir),
+        now,
+        &mut |p: workload::Progress| {
+            bar.set_message(p.file.to_string());
+            bar.set_length(p.total_bytes);
+            bar.set_position(p.bytes_read);
+        },
+        |loaded| match admin::import::check(loaded) {
+            Ok(checked) => {
+                flows = checked;
+                Vec::new()
+            }
+            Err(problems) => problems,
+        },
+    );
+    if !read.problems.is_empty() {
+        bar.finish_and_clear();
+        return refused(&read.problems, read.stopped);
+    }
+    let loaded = read.workload;
     bar.set_message("writing");
     let summary = store
         .import_with_flows(&loaded.model, &flows)

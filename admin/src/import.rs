@@ -30,15 +30,30 @@ pub const MAX_IMPORT_BYTES: u64 = 1 << 30;
 pub const MAX_RECEIVE_TIME: Duration = Duration::from_secs(15 * 60);
 
 /// Checks a workload as read by `workload::read` the way the admin API checks what it writes:
-/// every policy as CreatePolicy does, every approval flow as CreateApprovalFlow does (against the
+/// every policy as CreatePolicy does (but for ids an `all_users` scope lists), every approval flow as CreateApprovalFlow does (against the
 /// imported directory, at most [`crate::approvals::flows::MAX_FLOWS`]). Returns the flows as
 /// they are stored, or every problem (at most `workload::MAX_PROBLEMS`), each
 /// `file:line: field: problem`.
-pub fn check(loaded: &workload::Workload) -> std::result::Result<Vec<pdp::ApprovalFlow>, Vec<String>> {
+pub fn check(
+    loaded: &workload::Workload,
+) -> std::result::Result<Vec<pdp::ApprovalFlow>, Vec<String>> {
     let line = |lines: &[u64], i: usize| lines.get(i).copied().unwrap_or_default();
     let mut problems = Vec::new();
     for (i, policy) in loaded.model.policies.iter().enumerate() {
-        if let Err(error) = crate::policies::check(policy) {
+        // The format lets an `all_users` scope still list ids (exports and generated
+        // workloads do; they change nothing), which the API refuses as a likely mistake:
+        // every other rule applies as written.
+        let listed_with_all = policy.scope.all_users
+            && !(policy.scope.users.is_empty() && policy.scope.groups.is_empty());
+        let checked = if listed_with_all {
+            let mut policy = policy.clone();
+            policy.scope.users.clear();
+            policy.scope.groups.clear();
+            crate::policies::check(&policy)
+        } else {
+            crate::policies::check(policy)
+        };
+        if let Err(error) = checked {
             problems.push(format!(
                 "policies.jsonl:{}: {error}",
                 line(&loaded.policy_lines, i)
@@ -118,19 +133,20 @@ pub(crate) async fn import(
         })??;
     let now = clock::now();
     let checked = tokio::task::spawn_blocking(move || {
-        let loaded = workload::read(workload::Source::Files(&files), now, &mut |_| {});
-        drop(files);
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                let stopped = matches!(error, workload::Error::Problems { stopped: true, .. });
-                let problems = error.problems().iter().map(ToString::to_string).collect();
-                return Err((problems, stopped));
+        let mut flows = Vec::new();
+        let read = workload::read_checked(workload::Source::Files(&files), now, &mut |_| {}, |w| {
+            match check(w) {
+                Ok(checked) => {
+                    flows = checked;
+                    Vec::new()
+                }
+                Err(problems) => problems,
             }
-        };
-        match check(&loaded) {
-            Ok(flows) => Ok((loaded.model, flows)),
-            Err(problems) => Err((problems, false)),
+        });
+        if read.problems.is_empty() {
+            Ok((read.workload.model, flows))
+        } else {
+            Err((read.problems, read.stopped))
         }
     })
     .await

@@ -28,7 +28,9 @@ pub use format::{
 };
 pub use generate::{Counts, Generated, Kind, Manifest, Params, generate};
 pub use oracle::Oracle;
-pub use read::{MAX_PROBLEMS, Progress, Source, Workload, read, read_dir, read_requests};
+pub use read::{
+    Checked, MAX_PROBLEMS, Progress, Source, Workload, read, read_checked, read_dir, read_requests,
+};
 pub use write::{Contents, write_dir};
 
 use std::path::PathBuf;

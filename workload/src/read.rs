@@ -92,10 +92,61 @@ pub const MAX_PROBLEMS: usize = 100;
 
 /// [`read_dir`] from any [`Source`]. Every bad line is reported, not only the first (up to
 /// [`MAX_PROBLEMS`]): one problem comes back as itself, several as [`Error::Problems`].
-pub fn read(source: Source<'_>, now: Timestamp, progress: &mut dyn FnMut(Progress)) -> Result<Workload> {
+pub fn read(
+    source: Source<'_>,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Workload> {
     let mut problems = Problems::default();
     let read = read_all(source, now, progress, &mut problems);
     problems.finish(read)
+}
+
+/// What [`read_checked`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// What could be read: the lines without problems (empty after an unreadable file). Only
+    /// for further checks when there are problems.
+    pub workload: Workload,
+    /// Every problem, in the order found: the format's, then the caller's.
+    pub problems: Vec<String>,
+    /// Reading stopped at [`MAX_PROBLEMS`]: there may be more.
+    pub stopped: bool,
+}
+
+/// [`read`], then `check` on what could be read (unless reading stopped at [`MAX_PROBLEMS`]),
+/// its problems after the format's: so one pass lists the problems of both (at most
+/// [`MAX_PROBLEMS`] in all).
+pub fn read_checked(
+    source: Source<'_>,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+    check: impl FnOnce(&Workload) -> Vec<String>,
+) -> Checked {
+    let mut problems = Problems::default();
+    let read = read_all(source, now, progress, &mut problems);
+    let (workload, stopped) = match read {
+        Ok(workload) => (workload, false),
+        Err(Error::Problems { stopped, .. }) => (Workload::default(), stopped),
+        Err(error) => {
+            problems.list.push(error);
+            (Workload::default(), false)
+        }
+    };
+    let mut found: Vec<String> = problems.list.iter().map(ToString::to_string).collect();
+    let mut stopped = stopped;
+    if !stopped {
+        found.extend(check(&workload));
+        if found.len() > MAX_PROBLEMS {
+            found.truncate(MAX_PROBLEMS);
+            stopped = true;
+        }
+    }
+    Checked {
+        workload,
+        problems: found,
+        stopped,
+    }
 }
 
 fn read_all(
@@ -804,8 +855,13 @@ fn read_users(
                 }
             }
             let email = required(&ctx, raw.email, "email")?;
-            if let Err(problem) = pdp::identity::check(&email) {
-                return Err(ctx.error("email", problem.to_string()));
+            match pdp::identity::check_email(&email) {
+                Ok(()) => {}
+                // Named: it passed the identifier checks, so it is short and visible.
+                Err(problem @ pdp::identity::Invalid::NotAnEmail) => {
+                    return Err(ctx.error("email", format!("`{email}` {problem}")));
+                }
+                Err(problem) => return Err(ctx.error("email", problem.to_string())),
             }
             match emails.entry(pdp::identity::normalize(&email).into_owned()) {
                 Entry::Occupied(first) => {

@@ -1,7 +1,9 @@
 //! Reading a workload directory into a [`pdp::Model`]: the bulk import.
 //!
-//! Files are streamed line by line and validated as they go; the first bad line stops the
-//! import with `file:line: field: problem`, so a directory is imported entirely or not at all.
+//! Files are streamed line by line and validated as they go; a bad line is kept as a problem,
+//! `file:line: field: problem`, and reading goes on (up to [`MAX_PROBLEMS`]), so one pass lists
+//! every problem and a directory is imported entirely or not at all. A bad line is left out of
+//! what later lines are checked against, so one problem can lead to another.
 //! Blank lines, `\r\n` line ends and a leading UTF-8 byte-order mark are accepted. Keys a line does not know are ignored, so that newer exporters can
 //! add fields without breaking older readers; a known key with the wrong type is an error.
 //!

@@ -238,8 +238,9 @@ fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends each file in chunks of at most the server's limit, advancing `bar` by what was sent.
-/// Stops quietly when the call ended early (the server refused): its answer says why.
+/// Sends each file in chunks of at most the server's limit, advancing `bar` by what was sent,
+/// then the last chunk. Stops quietly when the call ended early (the server refused): its answer
+/// says why. On an error the stream ends without its last chunk, so the server imports nothing.
 fn send_files(
     files: Vec<ToSend>,
     sender: &tokio::sync::mpsc::Sender<pb::ImportDirectoryChunk>,
@@ -265,6 +266,7 @@ fn send_files(
             let chunk = pb::ImportDirectoryChunk {
                 file: name.to_owned(),
                 data,
+                last: false,
             };
             if sender.blocking_send(chunk).is_err() {
                 return Ok(());
@@ -272,6 +274,13 @@ fn send_files(
             bar.inc(read as u64);
         }
     }
-    bar.set_message("checking and writing");
+    // Only now: a stream that ends without it (this thread failed) is refused whole.
+    let last = pb::ImportDirectoryChunk {
+        last: true,
+        ..Default::default()
+    };
+    if sender.blocking_send(last).is_ok() {
+        bar.set_message("checking and writing");
+    }
     Ok(())
 }

@@ -296,6 +296,37 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     assert_eq!(revision(&mut client).await, before, "nothing was written");
     assert!(imports(&mut admin).await.is_empty());
 
+    // Over the API: a stream that ends without its last chunk (a client failing midway) and
+    // a file that is not part of an import are refused whole.
+    let users = std::fs::read(good.join("users.jsonl")).unwrap();
+    let chunk = |file: &str, last: bool| pb::ImportDirectoryChunk {
+        file: file.into(),
+        data: users[..1000].to_vec(),
+        last,
+    };
+    let cut = admin
+        .import_directory(futures_util::stream::iter(vec![chunk(
+            "users.jsonl",
+            false,
+        )]))
+        .await
+        .unwrap_err();
+    assert_eq!(cut.code(), tonic::Code::InvalidArgument, "{cut:?}");
+    assert!(cut.message().starts_with("last: "), "{cut:?}");
+    let stray = admin
+        .import_directory(futures_util::stream::iter(vec![chunk(
+            "requests.jsonl",
+            true,
+        )]))
+        .await
+        .unwrap_err();
+    assert_eq!(stray.code(), tonic::Code::InvalidArgument, "{stray:?}");
+    assert!(
+        stray.message().starts_with("file: `requests.jsonl` is not"),
+        "{stray:?}"
+    );
+    assert_eq!(revision(&mut client).await, before);
+
     let refused = tokio::task::spawn_blocking({
         let (addr, good) = (addr.clone(), good.clone());
         move || {

@@ -197,12 +197,20 @@ async fn receive(
 ) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut total: u64 = 0;
+    let mut finished = false;
     while let Some(chunk) = chunks
         .message()
         .await
         .map_err(|status| Error::invalid("chunks", status.message().to_owned()))?
     {
-        let pb::ImportDirectoryChunk { file, data } = chunk;
+        let pb::ImportDirectoryChunk { file, data, last } = chunk;
+        if finished {
+            return Err(Error::invalid("last", "a chunk after the last one"));
+        }
+        finished = last;
+        if last && file.is_empty() && data.is_empty() {
+            continue;
+        }
         if !FILES.contains(&file.as_str()) {
             // Named only when short: it is the client's input.
             let named = if file.len() <= 64 {
@@ -235,6 +243,12 @@ async fn receive(
             ));
         }
         files.entry(file).or_default().extend_from_slice(&data);
+    }
+    if !finished {
+        return Err(Error::invalid(
+            "last",
+            "the stream ended without its last chunk (the client stopped midway): nothing imported",
+        ));
     }
     Ok(files)
 }

@@ -33,7 +33,8 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 struct Online {
     /// Online: the running server's gRPC address; the import goes through its admin API with
-    /// --token (an Admin token), in one audited change, while it keeps answering.
+    /// --token (an Admin token), in one audited change, while it keeps answering. Not with
+    /// --data-dir.
     #[arg(long, env = "PORTCULLIS_SERVER")]
     server: Option<String>,
     /// The admin API token (`pcl_…`) of an online import, sent as
@@ -190,6 +191,14 @@ fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> 
     let bearer = Bearer::new(&secret)?;
     let files = files_to_send(dir)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
+    let limit = admin::import::MAX_IMPORT_BYTES;
+    if total > limit {
+        anyhow::bail!(
+            "`{}` holds {total} bytes to import, more than a server takes ({limit}): import \
+             offline with --data-dir, the server stopped",
+            dir.display()
+        );
+    }
     let addr = super::check::with_scheme(server);
     let endpoint = super::check::endpoint(&addr, &online.tls)?;
     let bar = progress_bar();

@@ -1,82 +1,295 @@
 //! `portcullis import`: a directory export (the workload format, docs/import-format.md) into the
-//! store, in one atomic change.
+//! directory, all or nothing. Online (`--server`): streamed to a running server's admin API
+//! (ImportDirectory), which reads, checks and writes it in one audited change. Offline
+//! (`--data-dir`, the default): written straight into a store no server has open, for a first
+//! load. Both read the files with `workload::read` and check them with `admin::import::check`,
+//! so both refuse the same files, listing every problem with its file and line.
 
+use crate::admin_cmd::{Bearer, Secret};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use portcullis_proto::v1 as pb;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Which import runs: `--server` (or PORTCULLIS_SERVER) → online; otherwise offline, into
+/// `--data-dir` (default `./portcullis-data`). Both at once is an error.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store's directory (created if missing).
-    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "./portcullis-data")]
-    data_dir: PathBuf,
+    /// Offline: the store's directory, written directly (created if missing). No server may
+    /// have it open. Default `./portcullis-data`.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    online: Online,
     /// A directory with users.jsonl, groups.jsonl and policies.jsonl (and optionally
     /// agents.jsonl, settings.json and approval_flows.jsonl).
     dir: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let store = store::Store::open(&args.data_dir)
-        .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?;
+/// The online import's connection: the same flags as `portcullis admin`.
+#[derive(Debug, clap::Args)]
+struct Online {
+    /// Online: the running server's gRPC address; the import goes through its admin API with
+    /// --token (an Admin token), in one audited change, while it keeps answering. Not with
+    /// --data-dir.
+    #[arg(long, env = "PORTCULLIS_SERVER")]
+    server: Option<String>,
+    /// The admin API token (`pcl_…`) of an online import, sent as
+    /// `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "PORTCULLIS_TOKEN",
+        hide_env_values = true,
+        value_parser = crate::admin_cmd::parse_secret
+    )]
+    token: Option<Secret>,
+    #[command(flatten)]
+    tls: super::check::ClientTls,
+}
 
-    // Hidden automatically when stderr is not a terminal.
-    let bar = ProgressBar::new(0).with_style(
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match (args.online.server.clone(), args.data_dir) {
+        (Some(_), Some(data_dir)) => anyhow::bail!(
+            "both --server (online import) and --data-dir `{}` (offline import) are given, \
+             as flags or PORTCULLIS_SERVER / PORTCULLIS_DATA_DIR: pass one",
+            data_dir.display()
+        ),
+        (Some(server), None) => online(&server, args.online, &args.dir),
+        (None, data_dir) => offline(
+            &data_dir.unwrap_or_else(|| PathBuf::from("./portcullis-data")),
+            &args.dir,
+        ),
+    }
+}
+
+/// A progress bar in bytes, hidden automatically when stderr is not a terminal.
+fn progress_bar() -> ProgressBar {
+    ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
-            "{msg:>16} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})",
+            "{msg:>20} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
+    )
+}
+
+/// Prints each problem on a line of its own on stderr; the import's exit code.
+fn refused(problems: &[String], more: bool) -> anyhow::Result<ExitCode> {
+    for problem in problems {
+        eprintln!("{problem}");
+    }
+    let count = problems.len();
+    eprintln!(
+        "nothing imported: {count} problem{}{}",
+        if count == 1 { "" } else { "s" },
+        if more {
+            format!(
+                " (stopped after {}; there may be more)",
+                workload::MAX_PROBLEMS
+            )
+        } else {
+            String::new()
+        }
     );
+    Ok(ExitCode::FAILURE)
+}
+
+fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let store = store::Store::open(data_dir)
+        .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
+    let bar = progress_bar();
     let now = pdp::Timestamp(time::OffsetDateTime::now_utc().unix_timestamp() * 1000);
-    let loaded = workload::read_dir(&args.dir, now, &mut |p: workload::Progress| {
-        bar.set_message(p.file.to_string());
-        bar.set_length(p.total_bytes);
-        bar.set_position(p.bytes_read);
-    })
-    .with_context(|| format!("cannot import `{}`", args.dir.display()))?;
-    let flows = checked_flows(&loaded)?;
+    let mut flows = Vec::new();
+    let read = workload::read_checked(
+        workload::Source::Dir(dir),
+        now,
+        &mut |p: workload::Progress| {
+            bar.set_message(p.file.to_string());
+            bar.set_length(p.total_bytes);
+            bar.set_position(p.bytes_read);
+        },
+        |loaded| match admin::import::check(loaded) {
+            Ok(checked) => {
+                flows = checked;
+                Vec::new()
+            }
+            Err(problems) => problems,
+        },
+    );
+    if !read.problems.is_empty() {
+        bar.finish_and_clear();
+        return refused(&read.problems, read.stopped);
+    }
+    let loaded = read.workload;
     bar.set_message("writing");
     let summary = store
         .import_with_flows(&loaded.model, &flows)
         .context("cannot write the import to the store")?;
     bar.finish_and_clear();
     crate::stdout::println(format_args!(
-        "imported {} users, {} groups, {} memberships, {} policies and {} approval flows from `{}` in {:.1}s; store revision {}",
+        "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; store revision {}",
         summary.users,
         summary.groups,
         summary.memberships,
         summary.policies,
+        summary.agents,
         summary.flows,
-        args.dir.display(),
+        dir.display(),
         started.elapsed().as_secs_f64(),
         summary.revision
     ))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The workload's approval flows checked as the admin API checks them (bounds, and whether
-/// each step's approvers can give its `min_approvals`), against the imported directory.
-fn checked_flows(loaded: &workload::Workload) -> anyhow::Result<Vec<pdp::ApprovalFlow>> {
-    if loaded.flows.is_empty() {
-        return Ok(Vec::new());
+/// A directory file to send: its name and path, and its size for the progress bar.
+struct ToSend {
+    name: &'static str,
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+}
+
+/// The import's files that exist in `dir`; a missing required one is an error.
+fn files_to_send(dir: &Path) -> anyhow::Result<Vec<ToSend>> {
+    const REQUIRED: [&str; 3] = ["users.jsonl", "groups.jsonl", "policies.jsonl"];
+    let mut files = Vec::new();
+    for name in admin::import::FILES {
+        let path = dir.join(name);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !REQUIRED.contains(&name) => {
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        };
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot read `{}`", path.display()))?
+            .len();
+        files.push(ToSend {
+            name,
+            path,
+            file,
+            size,
+        });
     }
-    let limit = admin::approvals::flows::MAX_FLOWS;
-    if loaded.flows.len() > limit {
+    Ok(files)
+}
+
+fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let Some(secret) = online.token else {
         anyhow::bail!(
-            "approval_flows.jsonl: {} flows, the limit is {limit}",
-            loaded.flows.len()
+            "an online import needs an Admin token: pass `--token <secret>` or set \
+             PORTCULLIS_TOKEN (or import offline with --data-dir, the server stopped)"
+        );
+    };
+    let bearer = Bearer::new(&secret)?;
+    let files = files_to_send(dir)?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let limit = admin::import::MAX_IMPORT_BYTES;
+    if total > limit {
+        anyhow::bail!(
+            "`{}` holds {total} bytes to import, more than a server takes ({limit}): import \
+             offline with --data-dir, the server stopped",
+            dir.display()
         );
     }
-    let view = store::View::from_model(loaded.model.clone());
-    loaded
-        .flows
-        .iter()
-        .map(|flow| {
-            admin::approvals::flows::check_flow(&view, flow)
-                .map_err(|e| anyhow::anyhow!("approval_flows.jsonl: flow `{}`: {e}", flow.id))
-        })
-        .collect()
+    let addr = super::check::with_scheme(server);
+    let endpoint = super::check::endpoint(&addr, &online.tls)?;
+    let bar = progress_bar();
+    bar.set_length(total);
+    let answer = super::runtime()?.block_on(async {
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to `{addr}`"))?;
+        let mut client =
+            pb::admin_service_client::AdminServiceClient::with_interceptor(channel, bearer);
+        // Read on a thread of its own, a chunk ahead of the stream.
+        let (sender, chunks) = tokio::sync::mpsc::channel::<pb::ImportDirectoryChunk>(2);
+        let reading_bar = bar.clone();
+        let reader = tokio::task::spawn_blocking(move || send_files(files, &sender, &reading_bar));
+        let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            chunks.recv().await.map(|chunk| (chunk, chunks))
+        });
+        let answer = client.import_directory(stream).await;
+        // The stream ended (or the call failed): the reader's error, if any, says why.
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(error) => anyhow::bail!("reading `{}` failed: {error}", dir.display()),
+        }
+        let answer = answer.map_err(crate::admin_cmd::status)?.into_inner();
+        anyhow::Ok(answer)
+    });
+    bar.finish_and_clear();
+    let answer = answer?;
+    if !answer.problems.is_empty() {
+        return refused(&answer.problems, answer.more_problems);
+    }
+    crate::stdout::println(format_args!(
+        "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; server revision {}",
+        answer.users,
+        answer.groups,
+        answer.memberships,
+        answer.policies,
+        answer.agents,
+        answer.approval_flows,
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        answer.revision
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends each file in chunks of at most the server's limit, advancing `bar` by what was sent,
+/// then the last chunk. Stops quietly when the call ended early (the server refused): its answer
+/// says why. On an error the stream ends without its last chunk, so the server imports nothing.
+fn send_files(
+    files: Vec<ToSend>,
+    sender: &tokio::sync::mpsc::Sender<pb::ImportDirectoryChunk>,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    for ToSend {
+        name,
+        path,
+        mut file,
+        ..
+    } in files
+    {
+        bar.set_message(name);
+        loop {
+            let mut data = Vec::with_capacity(admin::import::MAX_CHUNK_BYTES);
+            let read = (&mut file)
+                .take(admin::import::MAX_CHUNK_BYTES as u64)
+                .read_to_end(&mut data)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            if read == 0 {
+                break;
+            }
+            let chunk = pb::ImportDirectoryChunk {
+                file: name.to_owned(),
+                data,
+                last: false,
+            };
+            if sender.blocking_send(chunk).is_err() {
+                return Ok(());
+            }
+            bar.inc(read as u64);
+        }
+    }
+    // Only now: a stream that ends without it (this thread failed) is refused whole.
+    let last = pb::ImportDirectoryChunk {
+        last: true,
+        ..Default::default()
+    };
+    if sender.blocking_send(last).is_ok() {
+        bar.set_message("checking and writing");
+    }
+    Ok(())
 }

@@ -85,7 +85,8 @@ enum Command {
     /// Answer decisions from memory next to a gateway, following a control plane's snapshot
     /// stream: no store of its own.
     Sidecar(sidecar::Args),
-    /// Load a directory export (users, groups, policies) into the data dir, all or nothing.
+    /// Load a directory export (users, groups, policies…), all or nothing: into a running
+    /// server with --server (online), or into a stopped store's --data-dir (offline).
     Import(import::Args),
     /// Ask a running server for one decision and print it.
     Check(check::Args),

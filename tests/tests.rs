@@ -21,6 +21,7 @@ mod fleet;
 mod hammer;
 mod hardening_net;
 mod identity;
+mod import_online;
 mod metrics;
 mod policies_as_code;
 mod profiles;

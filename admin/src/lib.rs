@@ -17,6 +17,7 @@ mod clock;
 mod convert;
 mod error;
 mod groups;
+pub mod import;
 mod mask;
 mod page;
 mod policies;

@@ -397,7 +397,7 @@ fn conditions_from(conditions: Vec<pb::PolicyCondition>) -> Result<Vec<Condition
 }
 
 /// Checks a whole policy as it would be stored; errors name the wire field at fault.
-fn check(policy: &Policy) -> Result<()> {
+pub(crate) fn check(policy: &Policy) -> Result<()> {
     let Policy {
         id: _,
         name,

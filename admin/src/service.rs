@@ -3,7 +3,9 @@
 use crate::activity::Activity;
 use crate::auth::{self, Caller};
 use crate::search::UserSearch;
-use crate::{Result, agents, audit, convert, groups, policies, scim_connections, tokens, users};
+use crate::{
+    Result, agents, audit, convert, groups, import, policies, scim_connections, tokens, users,
+};
 use live::Live;
 use pb::admin_service_server::AdminServiceServer;
 use portcullis_proto::v1 as pb;
@@ -24,6 +26,8 @@ pub struct AdminService {
     activity: Activity,
     search: UserSearch,
     reload_token_files: Option<ReloadTokenFiles>,
+    /// The one ImportDirectory allowed at a time.
+    importing: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AdminService {
@@ -45,6 +49,7 @@ impl AdminService {
             activity,
             search,
             reload_token_files: None,
+            importing: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -294,6 +299,23 @@ impl pb::admin_service_server::AdminService for AdminService {
         let request = request.into_inner();
         Ok(Response::new(
             policies::apply(&self.live, caller, request).await?,
+        ))
+    }
+
+    async fn import_directory(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportDirectoryChunk>>,
+    ) -> Result<Response<pb::ImportDirectoryResponse>, Status> {
+        let caller = self.authorize(&request, "ImportDirectory", WRITE)?;
+        // One at a time: each holds a whole directory in memory.
+        let Ok(_importing) = self.importing.clone().try_acquire_owned() else {
+            return Err(crate::Error::Unavailable(
+                "another import is running; try again once it is done".to_owned(),
+            )
+            .into());
+        };
+        Ok(Response::new(
+            import::import(&self.live, caller, request.into_inner()).await?,
         ))
     }
 

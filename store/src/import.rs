@@ -1,6 +1,6 @@
 //! Importing a whole model (a first load, a bulk sync) as one change.
 
-use crate::change::Kind;
+use crate::change::{Change, Kind};
 use crate::store::Store;
 use crate::{Error, Result, codec, keys};
 use pdp::{ApprovalFlow, Membership, Model};
@@ -41,12 +41,41 @@ impl Store {
         model: &Model,
         flows: &[ApprovalFlow],
     ) -> Result<ImportSummary> {
+        let checked = Checked::new(model, flows)?;
+        let revision = self.commit(|change| checked.stage(change))?;
+        Ok(checked.summary(revision))
+    }
+}
+
+impl crate::Tx<'_, '_> {
+    /// [`Store::import_with_flows`] as this transaction's change, so that it commits with the
+    /// transaction's audit event: it must be the transaction's only write (nothing written
+    /// before it, nothing but [`crate::Tx::audit`] after).
+    pub fn import(&mut self, model: &Model, flows: &[ApprovalFlow]) -> Result<ImportSummary> {
+        let checked = Checked::new(model, flows)?;
+        let revision = self.revision();
+        checked.stage(self.change_for_import()?)?;
+        Ok(checked.summary(revision))
+    }
+}
+
+/// A model whose own invariants hold (ids valid and unique), memberships sorted by group.
+struct Checked<'m> {
+    model: &'m Model,
+    flows: &'m [ApprovalFlow],
+    users: HashSet<&'m str>,
+    groups: HashSet<&'m str>,
+    by_group: BTreeMap<&'m str, Vec<&'m Membership>>,
+}
+
+impl<'m> Checked<'m> {
+    /// Checks what needs only the model, before taking the write lock.
+    fn new(model: &'m Model, flows: &'m [ApprovalFlow]) -> Result<Checked<'m>> {
         unique(
             "approval flow",
             "approval flow id",
             flows.iter().map(|f| f.id.as_str()),
         )?;
-        // What needs only the model is checked before taking the write lock.
         let users = unique("user", "user id", model.users.iter().map(|u| u.id.as_str()))?;
         let groups = unique(
             "group",
@@ -69,90 +98,107 @@ impl Store {
             keys::check_id("membership group id", &m.group_id)?;
             by_group.entry(m.group_id.as_str()).or_default().push(m);
         }
-
-        let revision = self.commit(|change| {
-            // The registry as the import leaves it: the store's agents, replaced by the model's.
-            let mut agents: BTreeMap<String, pdp::Agent> = BTreeMap::new();
-            for item in change.scan(keys::AGENT) {
-                let (key, value) = item?;
-                let id = keys::id_of(keys::AGENT, &key)?;
-                agents.insert(id.to_owned(), codec::from_json("agent", id, &value)?);
-            }
-            for agent in &model.agents {
-                agents.insert(agent.id.clone(), agent.clone());
-            }
-            for agent in &model.agents {
-                crate::tx::check_agent(agent, agents.values().filter(|a| a.id != agent.id))?;
-            }
-            for policy in &model.policies {
-                if let pdp::Agents::Only(ids) = &policy.agents {
-                    crate::tx::check_selector(policy, ids, |id| agents.contains_key(id))?;
-                }
-            }
-            let known_user = |id: &str| users.contains(id);
-            // Checked in full before the first record is staged, so a bad membership fails fast.
-            let mut checked = Vec::with_capacity(by_group.len());
-            for (group_id, members) in &by_group {
-                let in_model = groups.contains(group_id);
-                if !in_model && !change.exists(&keys::group(group_id))? {
-                    let user_id = members.first().map_or("", |m| m.user_id.as_str());
-                    return Err(Error::Dangling {
-                        group_id: (*group_id).to_owned(),
-                        user_id: user_id.to_owned(),
-                        missing: "group",
-                    });
-                }
-                let members =
-                    change.check_members(group_id, members.iter().copied(), known_user)?;
-                checked.push((*group_id, in_model, members));
-            }
-
-            for user in &model.users {
-                let value = codec::to_json("user", user)?;
-                change.put(Kind::User, keys::user(&user.id), &value)?;
-            }
-            for group in &model.groups {
-                let value = codec::to_json("group", group)?;
-                change.put(Kind::Group, keys::group(&group.id), &value)?;
-                if !by_group.contains_key(group.id.as_str()) {
-                    change.replace_members(&group.id, &BTreeMap::new())?;
-                }
-            }
-            for (group_id, in_model, members) in &checked {
-                if *in_model {
-                    change.replace_members(group_id, members)?;
-                } else {
-                    for m in members.values() {
-                        let old = change.get(&keys::member(group_id, &m.user_id))?;
-                        change.put_membership(m, old)?;
-                    }
-                }
-            }
-            for agent in &model.agents {
-                let value = codec::to_json("agent", agent)?;
-                change.put(Kind::Agent, keys::agent(&agent.id), &value)?;
-            }
-            for policy in &model.policies {
-                let value = codec::to_json("policy", policy)?;
-                change.put(Kind::Policy, keys::policy(&policy.id), &value)?;
-            }
-            let settings = codec::to_json("settings", &model.settings)?;
-            change.put_record(keys::SETTINGS.to_vec(), &settings)?;
-            for flow in flows {
-                let value = codec::to_json("approval flow", flow)?;
-                change.put_record(keys::flow(&flow.id), &value)?;
-            }
-            Ok(())
-        })?;
-        Ok(ImportSummary {
-            revision,
-            users: model.users.len(),
-            groups: model.groups.len(),
-            memberships: model.memberships.len(),
-            policies: model.policies.len(),
-            agents: model.agents.len(),
-            flows: flows.len(),
+        Ok(Checked {
+            model,
+            flows,
+            users,
+            groups,
+            by_group,
         })
+    }
+
+    fn summary(&self, revision: u64) -> ImportSummary {
+        ImportSummary {
+            revision,
+            users: self.model.users.len(),
+            groups: self.model.groups.len(),
+            memberships: self.model.memberships.len(),
+            policies: self.model.policies.len(),
+            agents: self.model.agents.len(),
+            flows: self.flows.len(),
+        }
+    }
+
+    /// Checks what needs the stored state, then stages every record, under the write lock.
+    fn stage(&self, change: &mut Change<'_>) -> Result<()> {
+        let Checked {
+            model,
+            flows,
+            users,
+            groups,
+            by_group,
+        } = self;
+        // The registry as the import leaves it: the store's agents, replaced by the model's.
+        let mut agents: BTreeMap<String, pdp::Agent> = BTreeMap::new();
+        for item in change.scan(keys::AGENT) {
+            let (key, value) = item?;
+            let id = keys::id_of(keys::AGENT, &key)?;
+            agents.insert(id.to_owned(), codec::from_json("agent", id, &value)?);
+        }
+        for agent in &model.agents {
+            agents.insert(agent.id.clone(), agent.clone());
+        }
+        for agent in &model.agents {
+            crate::tx::check_agent(agent, agents.values().filter(|a| a.id != agent.id))?;
+        }
+        for policy in &model.policies {
+            if let pdp::Agents::Only(ids) = &policy.agents {
+                crate::tx::check_selector(policy, ids, |id| agents.contains_key(id))?;
+            }
+        }
+        let known_user = |id: &str| users.contains(id);
+        // Checked in full before the first record is staged, so a bad membership fails fast.
+        let mut checked = Vec::with_capacity(by_group.len());
+        for (group_id, members) in by_group {
+            let in_model = groups.contains(group_id);
+            if !in_model && !change.exists(&keys::group(group_id))? {
+                let user_id = members.first().map_or("", |m| m.user_id.as_str());
+                return Err(Error::Dangling {
+                    group_id: (*group_id).to_owned(),
+                    user_id: user_id.to_owned(),
+                    missing: "group",
+                });
+            }
+            let members = change.check_members(group_id, members.iter().copied(), known_user)?;
+            checked.push((*group_id, in_model, members));
+        }
+
+        for user in &model.users {
+            let value = codec::to_json("user", user)?;
+            change.put(Kind::User, keys::user(&user.id), &value)?;
+        }
+        for group in &model.groups {
+            let value = codec::to_json("group", group)?;
+            change.put(Kind::Group, keys::group(&group.id), &value)?;
+            if !by_group.contains_key(group.id.as_str()) {
+                change.replace_members(&group.id, &BTreeMap::new())?;
+            }
+        }
+        for (group_id, in_model, members) in &checked {
+            if *in_model {
+                change.replace_members(group_id, members)?;
+            } else {
+                for m in members.values() {
+                    let old = change.get(&keys::member(group_id, &m.user_id))?;
+                    change.put_membership(m, old)?;
+                }
+            }
+        }
+        for agent in &model.agents {
+            let value = codec::to_json("agent", agent)?;
+            change.put(Kind::Agent, keys::agent(&agent.id), &value)?;
+        }
+        for policy in &model.policies {
+            let value = codec::to_json("policy", policy)?;
+            change.put(Kind::Policy, keys::policy(&policy.id), &value)?;
+        }
+        let settings = codec::to_json("settings", &model.settings)?;
+        change.put_record(keys::SETTINGS.to_vec(), &settings)?;
+        for flow in *flows {
+            let value = codec::to_json("approval flow", flow)?;
+            change.put_record(keys::flow(&flow.id), &value)?;
+        }
+        Ok(())
     }
 }
 

@@ -79,6 +79,20 @@ impl Store {
     }
 }
 
+impl<'s> Tx<'_, 's> {
+    /// The change itself, for an import, which writes records wholesale: refused once this
+    /// transaction wrote anything (and its caller writes nothing after it but audit events).
+    pub(crate) fn change_for_import(&mut self) -> Result<&mut Change<'s>> {
+        if !self.written.is_empty() || !self.agents_written.is_empty() {
+            return Err(Error::Duplicate {
+                kind: "write in one change to",
+                id: "an import".to_owned(),
+            });
+        }
+        Ok(&mut *self.change)
+    }
+}
+
 impl Tx<'_, '_> {
     /// The revision this change commits as, if it changes anything.
     pub fn revision(&self) -> u64 {

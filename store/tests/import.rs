@@ -309,3 +309,43 @@ fn import_writes_approval_flows_in_the_same_change() {
     assert_eq!(store.flows().unwrap(), [flow("f1"), flow("f2")]);
     assert!(store.load().unwrap().users.iter().any(|u| u.id == "alice"));
 }
+
+/// An import inside a transaction commits with the transaction's audit event, one revision, even
+/// when it spans several batches; a transaction that wrote before it refuses it.
+#[test]
+fn an_import_in_a_transaction_commits_with_its_audit_event() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let model = big_import("big", 5000);
+    let (revision, summary) = store
+        .transact(|tx| -> store::Result<store::ImportSummary> {
+            let summary = tx.import(&model, &[])?;
+            tx.audit(store::AuditEvent {
+                action: "directory.import".into(),
+                ..Default::default()
+            })?;
+            Ok(summary)
+        })
+        .unwrap();
+    assert_eq!(summary.revision, revision);
+    assert_eq!(summary.users, 5000);
+    assert_eq!(store.revision(), revision);
+    assert_eq!(store.load().unwrap().users.len(), 5000);
+    let events = store
+        .audit_events(None, 10, |e| e.action == "directory.import", |_| false)
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].revision, revision);
+
+    let refused = store.transact(|tx| -> store::Result<()> {
+        tx.put_user(&user("alice"))?;
+        tx.import(&model, &[])?;
+        Ok(())
+    });
+    assert!(
+        matches!(refused, Err(Error::Duplicate { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.revision(), revision, "nothing written");
+    assert!(store.get_user("alice").unwrap().is_none());
+}

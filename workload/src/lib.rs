@@ -28,7 +28,9 @@ pub use format::{
 };
 pub use generate::{Counts, Generated, Kind, Manifest, Params, generate};
 pub use oracle::Oracle;
-pub use read::{Progress, Workload, read_dir, read_requests};
+pub use read::{
+    Checked, MAX_PROBLEMS, Progress, Source, Workload, read, read_checked, read_dir, read_requests,
+};
 pub use write::{Contents, write_dir};
 
 use std::path::PathBuf;
@@ -61,6 +63,10 @@ pub enum Error {
         line: u64,
         problem: String,
     },
+    /// Several lines are wrong: each problem (a `Field`, `Json` or `Read` error) in the order
+    /// read, one per line; `stopped` when reading stopped at [`MAX_PROBLEMS`].
+    #[error("{}", problem_lines(.problems, *.stopped))]
+    Problems { problems: Vec<Error>, stopped: bool },
     #[error("unknown preset `{0}`, expected small, medium or large")]
     UnknownPreset(String),
     #[error("invalid parameters: {0}")]
@@ -75,3 +81,27 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Each problem this error stands for: those of [`Error::Problems`], else itself.
+    pub fn problems(&self) -> &[Error] {
+        match self {
+            Error::Problems { problems, .. } => problems,
+            other => std::slice::from_ref(other),
+        }
+    }
+}
+
+fn problem_lines(problems: &[Error], stopped: bool) -> String {
+    let mut text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if stopped {
+        text.push_str(&format!(
+            "\nstopped after {MAX_PROBLEMS} problems; there may be more"
+        ));
+    }
+    text
+}

@@ -1,7 +1,9 @@
 //! Reading a workload directory into a [`pdp::Model`]: the bulk import.
 //!
-//! Files are streamed line by line and validated as they go; the first bad line stops the
-//! import with `file:line: field: problem`, so a directory is imported entirely or not at all.
+//! Files are streamed line by line and validated as they go; a bad line is kept as a problem,
+//! `file:line: field: problem`, and reading goes on (up to [`MAX_PROBLEMS`]), so one pass lists
+//! every problem and a directory is imported entirely or not at all. A bad line is left out of
+//! what later lines are checked against, so one problem can lead to another.
 //! Blank lines, `\r\n` line ends and a leading UTF-8 byte-order mark are accepted. Keys a line does not know are ignored, so that newer exporters can
 //! add fields without breaking older readers; a known key with the wrong type is an error.
 //!
@@ -28,7 +30,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -42,6 +44,10 @@ pub struct Workload {
     /// The optional `approval_flows.jsonl`, user approvers resolved to user ids. Flows are
     /// outside the model: the importer writes them beside it.
     pub flows: Vec<pdp::ApprovalFlow>,
+    /// The line of each of `model.policies`, in order: where checks after reading point.
+    pub policy_lines: Vec<u64>,
+    /// The line of each of `flows`, in order.
+    pub flow_lines: Vec<u64>,
 }
 
 /// How far reading one file has got, for a progress bar. Reported when a file is opened, about
@@ -71,34 +77,126 @@ pub fn read_dir(
     now: Timestamp,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Workload> {
+    read(Source::Dir(dir), now, progress)
+}
+
+/// Where a workload's files are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The files of a directory.
+    Dir(&'a Path),
+    /// Files already in memory, by file name (`users.jsonl`, …): what a server receives.
+    Files(&'a BTreeMap<String, Vec<u8>>),
+}
+
+/// Most problems one read reports: it stops reading at the 100th.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// [`read_dir`] from any [`Source`]. Every bad line is reported, not only the first (up to
+/// [`MAX_PROBLEMS`]): one problem comes back as itself, several as [`Error::Problems`].
+pub fn read(
+    source: Source<'_>,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Workload> {
+    let mut problems = Problems::default();
+    let read = read_all(source, now, progress, &mut problems);
+    problems.finish(read)
+}
+
+/// What [`read_checked`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// What could be read: the lines without problems (empty after an unreadable file). Only
+    /// for further checks when there are problems.
+    pub workload: Workload,
+    /// Every problem, in the order found: the format's, then the caller's.
+    pub problems: Vec<String>,
+    /// Reading stopped at [`MAX_PROBLEMS`]: there may be more.
+    pub stopped: bool,
+}
+
+/// [`read`], then `check` on what could be read (unless reading stopped at [`MAX_PROBLEMS`]),
+/// its problems after the format's: so one pass lists the problems of both (at most
+/// [`MAX_PROBLEMS`] in all).
+pub fn read_checked(
+    source: Source<'_>,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+    check: impl FnOnce(&Workload) -> Vec<String>,
+) -> Checked {
+    let mut problems = Problems::default();
+    let read = read_all(source, now, progress, &mut problems);
+    let (workload, stopped) = match read {
+        Ok(workload) => (workload, false),
+        Err(Error::Problems { stopped, .. }) => (Workload::default(), stopped),
+        Err(error) => {
+            problems.list.push(error);
+            (Workload::default(), false)
+        }
+    };
+    let mut found: Vec<String> = problems.list.iter().map(ToString::to_string).collect();
+    let mut stopped = stopped;
+    if !stopped {
+        found.extend(check(&workload));
+        if found.len() > MAX_PROBLEMS {
+            found.truncate(MAX_PROBLEMS);
+            stopped = true;
+        }
+    }
+    Checked {
+        workload,
+        problems: found,
+        stopped,
+    }
+}
+
+fn read_all(
+    source: Source<'_>,
+    now: Timestamp,
+    progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
+) -> Result<Workload> {
     let mut model = Model::default();
 
     // Agents come first: policies name them.
-    let agent_ids = match Lines::open(dir, "agents.jsonl") {
-        Ok(mut lines) => read_agents(&mut lines, now, &mut model, progress)?,
+    let agent_ids = match Lines::open(source, "agents.jsonl") {
+        Ok(mut lines) => read_agents(&mut lines, now, &mut model, progress, problems)?,
         Err(err) if not_found(&err) => HashSet::new(),
         Err(err) => return Err(err),
     };
-    if let Some(unregistered) = read_settings(dir)? {
-        model.settings.unregistered_agents = unregistered;
+    match read_settings(source) {
+        Ok(Some(unregistered)) => model.settings.unregistered_agents = unregistered,
+        Ok(None) => {}
+        Err(err) => problems.note(Err(err))?,
     }
 
-    let mut users = Lines::open(dir, "users.jsonl")?;
-    let index = read_users(&mut users, now, &mut model, progress)?;
+    let mut users = Lines::open(source, "users.jsonl")?;
+    let index = read_users(&mut users, now, &mut model, progress, problems)?;
 
-    let mut groups = Lines::open(dir, "groups.jsonl")?;
-    read_groups(&mut groups, now, &index.ids, &mut model, progress)?;
+    let mut groups = Lines::open(source, "groups.jsonl")?;
+    read_groups(&mut groups, now, &index.ids, &mut model, progress, problems)?;
 
     // Flows name users and groups; policies name flows.
-    let flows = match Lines::open(dir, FLOWS) {
-        Ok(mut lines) => read_flows(&mut lines, now, &index, &model, progress)?,
+    let mut flow_lines = Vec::new();
+    let flows = match Lines::open(source, FLOWS) {
+        Ok(mut lines) => read_flows(
+            &mut lines,
+            now,
+            &index,
+            &model,
+            progress,
+            problems,
+            &mut flow_lines,
+        )?,
         Err(err) if not_found(&err) => Vec::new(),
         Err(err) => return Err(err),
     };
     drop(index);
     let flow_ids: HashSet<&str> = flows.iter().map(|f| f.id.as_str()).collect();
 
-    let mut policies = Lines::open(dir, "policies.jsonl")?;
+    let mut policies = Lines::open(source, "policies.jsonl")?;
+    let mut policy_lines = Vec::new();
     read_policies(
         &mut policies,
         now,
@@ -106,10 +204,12 @@ pub fn read_dir(
         &flow_ids,
         &mut model,
         progress,
+        problems,
+        &mut policy_lines,
     )?;
     drop(flow_ids);
 
-    let requests = match Lines::open(dir, "requests.jsonl") {
+    let requests = match Lines::open(source, "requests.jsonl") {
         Ok(mut lines) => parse_requests(&mut lines, progress)?,
         Err(err) if not_found(&err) => Vec::new(),
         Err(err) => return Err(err),
@@ -118,7 +218,57 @@ pub fn read_dir(
         model,
         requests,
         flows,
+        policy_lines,
+        flow_lines,
     })
+}
+
+/// The problems found so far, in the order read.
+#[derive(Default)]
+struct Problems {
+    list: Vec<Error>,
+}
+
+impl Problems {
+    /// Keeps a line's problem, if it has one, so reading goes on to the next line; fails once
+    /// [`MAX_PROBLEMS`] are kept, to stop reading.
+    fn note(&mut self, read: Result<()>) -> Result<()> {
+        if let Err(err) = read {
+            self.list.push(err);
+            if self.list.len() >= MAX_PROBLEMS {
+                // Only a marker: `finish` returns the list.
+                return Err(Error::Problems {
+                    problems: Vec::new(),
+                    stopped: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The workload if nothing was wrong; else every problem, an error that stopped reading
+    /// (a missing file, an unreadable one) last.
+    fn finish<T>(mut self, read: Result<T>) -> Result<T> {
+        let stopped = match read {
+            Ok(value) if self.list.is_empty() => return Ok(value),
+            Ok(_) => false,
+            Err(Error::Problems { stopped, .. }) => stopped,
+            Err(err) => {
+                self.list.push(err);
+                false
+            }
+        };
+        match self.list.pop() {
+            Some(only) if self.list.is_empty() && !stopped => Err(only),
+            last => {
+                self.list.extend(last);
+                Err(Error::Problems {
+                    problems: self.list,
+                    stopped,
+                })
+            }
+        }
+    }
 }
 
 fn not_found(err: &Error) -> bool {
@@ -129,23 +279,32 @@ fn not_found(err: &Error) -> bool {
 pub const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
 
 /// `settings.json`'s `unregistered_agents`, or `None` without the file (or the key).
-fn read_settings(dir: &Path) -> Result<Option<pdp::Unregistered>> {
+fn read_settings(source: Source<'_>) -> Result<Option<pdp::Unregistered>> {
     use std::io::Read;
     const FILE: &str = "settings.json";
-    let path = dir.join(FILE);
-    let read_error = |source| Error::Read {
-        path: path.clone(),
-        source,
+    let text = match source {
+        Source::Dir(dir) => {
+            let path = dir.join(FILE);
+            let read_error = |source| Error::Read {
+                path: path.clone(),
+                source,
+            };
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(source) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => return Err(read_error(source)),
+            };
+            let mut text = Vec::new();
+            file.take(MAX_SETTINGS_BYTES + 1)
+                .read_to_end(&mut text)
+                .map_err(read_error)?;
+            Cow::Owned(text)
+        }
+        Source::Files(files) => match files.get(FILE) {
+            Some(text) => Cow::Borrowed(text.as_slice()),
+            None => return Ok(None),
+        },
     };
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(source) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(read_error(source)),
-    };
-    let mut text = Vec::new();
-    file.take(MAX_SETTINGS_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(read_error)?;
     let field = |line: u64, field: &str, problem: String| Error::Field {
         file: FILE.to_owned(),
         line,
@@ -206,13 +365,13 @@ const PROGRESS_EVERY: u64 = 256 * 1024;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A file read line by line, keeping count for error messages and progress.
-struct Lines {
+struct Lines<'a> {
     /// The name errors use.
     label: String,
     /// The name progress reports use.
     file: &'static str,
     path: std::path::PathBuf,
-    reader: BufReader<File>,
+    reader: Box<dyn BufRead + 'a>,
     buf: Vec<u8>,
     line: u64,
     bytes: u64,
@@ -220,29 +379,60 @@ struct Lines {
     reported_at: u64,
 }
 
-impl Lines {
-    fn open(dir: &Path, file: &'static str) -> Result<Lines> {
-        Lines::open_path(&dir.join(file), file.to_owned(), file)
+impl<'a> Lines<'a> {
+    fn open(source: Source<'a>, file: &'static str) -> Result<Lines<'a>> {
+        match source {
+            Source::Dir(dir) => Lines::open_path(&dir.join(file), file.to_owned(), file),
+            Source::Files(files) => match files.get(file) {
+                Some(bytes) => Ok(Lines::new(
+                    Box::new(bytes.as_slice()),
+                    file.into(),
+                    file.to_owned(),
+                    file,
+                    bytes.len() as u64,
+                )),
+                None => Err(Error::Read {
+                    path: file.into(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "not sent"),
+                }),
+            },
+        }
     }
 
-    fn open_path(path: &Path, label: String, file: &'static str) -> Result<Lines> {
+    fn open_path(path: &Path, label: String, file: &'static str) -> Result<Lines<'a>> {
         let read_error = |source| Error::Read {
             path: path.to_owned(),
             source,
         };
         let handle = File::open(path).map_err(read_error)?;
         let total_bytes = handle.metadata().map_err(read_error)?.len();
-        Ok(Lines {
+        Ok(Lines::new(
+            Box::new(BufReader::with_capacity(1 << 20, handle)),
+            path.to_owned(),
             label,
             file,
-            path: path.to_owned(),
-            reader: BufReader::with_capacity(1 << 20, handle),
+            total_bytes,
+        ))
+    }
+
+    fn new(
+        reader: Box<dyn BufRead + 'a>,
+        path: std::path::PathBuf,
+        label: String,
+        file: &'static str,
+        total_bytes: u64,
+    ) -> Lines<'a> {
+        Lines {
+            label,
+            file,
+            path,
+            reader,
             buf: Vec::with_capacity(4096),
             line: 0,
             bytes: 0,
             total_bytes,
             reported_at: 0,
-        })
+        }
     }
 
     fn progress(&self) -> Progress {
@@ -535,60 +725,65 @@ struct RawAgent {
 
 /// Reads `agents.jsonl` into the model; returns the agent ids, which policies may name.
 fn read_agents(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     now: Timestamp,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
 ) -> Result<HashSet<String>> {
     // Every id and alias → the line that has it: a request's agent names one agent.
     let mut names: HashMap<String, u64> = HashMap::new();
     let mut ids = HashSet::new();
     while let Some(ctx) = lines.next(progress)? {
-        let raw: RawAgent = ctx.parse(AGENT)?;
-        let id = required_id(&ctx, raw.id)?;
-        if let Some(&first) = names.get(&id) {
-            return Err(ctx.error(
-                "id",
-                format!("`{id}` is already an agent's id or alias, on line {first}"),
-            ));
-        }
-        names.insert(id.clone(), ctx.line);
-        let aliases = raw.aliases.unwrap_or_default();
-        for (at, alias) in aliases.iter().enumerate() {
-            let field = format!("aliases[{at}]");
-            if alias.is_empty() {
-                return Err(ctx.error(&field, "empty"));
-            }
-            if let Some(&first) = names.get(alias) {
+        let read = (|| -> Result<()> {
+            let raw: RawAgent = ctx.parse(AGENT)?;
+            let id = required_id(&ctx, raw.id)?;
+            if let Some(&first) = names.get(&id) {
                 return Err(ctx.error(
-                    &field,
-                    format!("`{alias}` is already an agent's id or alias, on line {first}"),
+                    "id",
+                    format!("`{id}` is already an agent's id or alias, on line {first}"),
                 ));
             }
-            names.insert(alias.clone(), ctx.line);
-        }
-        let scope = match raw.scope {
-            // Like the model's default: an agent without a scope acts for everyone.
-            None => ScopeLine {
-                all_users: true,
-                ..ScopeLine::default()
-            },
-            Some(scope) => ScopeLine {
-                all_users: scope.all_users.unwrap_or(false),
-                users: scope.users.unwrap_or_default(),
-                groups: scope.groups.unwrap_or_default(),
-            },
-        };
-        let line = AgentLine {
-            name: raw.name.unwrap_or_else(|| id.clone()),
-            id,
-            vendor: raw.vendor.unwrap_or_default(),
-            aliases,
-            enabled: raw.enabled.unwrap_or(true),
-            scope,
-        };
-        ids.insert(line.id.clone());
-        model.agents.push(line.to_agent(now));
+            names.insert(id.clone(), ctx.line);
+            let aliases = raw.aliases.unwrap_or_default();
+            for (at, alias) in aliases.iter().enumerate() {
+                let field = format!("aliases[{at}]");
+                if alias.is_empty() {
+                    return Err(ctx.error(&field, "empty"));
+                }
+                if let Some(&first) = names.get(alias) {
+                    return Err(ctx.error(
+                        &field,
+                        format!("`{alias}` is already an agent's id or alias, on line {first}"),
+                    ));
+                }
+                names.insert(alias.clone(), ctx.line);
+            }
+            let scope = match raw.scope {
+                // Like the model's default: an agent without a scope acts for everyone.
+                None => ScopeLine {
+                    all_users: true,
+                    ..ScopeLine::default()
+                },
+                Some(scope) => ScopeLine {
+                    all_users: scope.all_users.unwrap_or(false),
+                    users: scope.users.unwrap_or_default(),
+                    groups: scope.groups.unwrap_or_default(),
+                },
+            };
+            let line = AgentLine {
+                name: raw.name.unwrap_or_else(|| id.clone()),
+                id,
+                vendor: raw.vendor.unwrap_or_default(),
+                aliases,
+                enabled: raw.enabled.unwrap_or(true),
+                scope,
+            };
+            ids.insert(line.id.clone());
+            model.agents.push(line.to_agent(now));
+            Ok(())
+        })();
+        problems.note(read)?;
     }
     Ok(ids)
 }
@@ -635,10 +830,11 @@ impl Users {
 }
 
 fn read_users(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     now: Timestamp,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
 ) -> Result<Users> {
     let mut index = UserIndex::new();
     // Normalized email → the line that has it: an email is the imported user's user name, so
@@ -648,59 +844,74 @@ fn read_users(
     // the end.
     let mut managers: Vec<(u32, u64, String)> = Vec::new();
     while let Some(ctx) = lines.next(progress)? {
-        let raw: RawUser = ctx.parse(USER)?;
-        let id = required_id(&ctx, raw.id)?;
-        let Ok(idx) = u32::try_from(model.users.len()) else {
-            return Err(ctx.error("id", "too many users"));
-        };
-        match index.entry(id.clone()) {
-            Entry::Occupied(first) => return Err(duplicate(&ctx, &id, first.get().1)),
-            Entry::Vacant(slot) => {
-                slot.insert((idx, ctx.line));
+        let read = (|| -> Result<()> {
+            let raw: RawUser = ctx.parse(USER)?;
+            let id = required_id(&ctx, raw.id)?;
+            let Ok(idx) = u32::try_from(model.users.len()) else {
+                return Err(ctx.error("id", "too many users"));
+            };
+            match index.entry(id.clone()) {
+                Entry::Occupied(first) => return Err(duplicate(&ctx, &id, first.get().1)),
+                Entry::Vacant(slot) => {
+                    slot.insert((idx, ctx.line));
+                }
             }
-        }
-        let email = required(&ctx, raw.email, "email")?;
-        if let Err(problem) = pdp::identity::check(&email) {
-            return Err(ctx.error("email", problem.to_string()));
-        }
-        match emails.entry(pdp::identity::normalize(&email).into_owned()) {
-            Entry::Occupied(first) => {
-                return Err(ctx.error(
-                    "email",
-                    format!(
-                        "`{email}` is already the email of the user on line {}",
-                        first.get().0
-                    ),
-                ));
+            let email = required(&ctx, raw.email, "email")?;
+            match pdp::identity::check_email(&email) {
+                Ok(()) => {}
+                // Named: it passed the identifier checks, so it is short and visible.
+                Err(problem @ pdp::identity::Invalid::NotAnEmail) => {
+                    return Err(ctx.error("email", format!("`{email}` {problem}")));
+                }
+                Err(problem) => return Err(ctx.error("email", problem.to_string())),
             }
-            Entry::Vacant(slot) => {
-                slot.insert((ctx.line, idx));
+            match emails.entry(pdp::identity::normalize(&email).into_owned()) {
+                Entry::Occupied(first) => {
+                    return Err(ctx.error(
+                        "email",
+                        format!(
+                            "`{email}` is already the email of the user on line {}",
+                            first.get().0
+                        ),
+                    ));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((ctx.line, idx));
+                }
             }
-        }
-        if let Some(manager) = raw.manager {
-            if manager.is_empty() {
-                return Err(ctx.error("manager", "empty"));
+            if let Some(manager) = raw.manager {
+                if manager.is_empty() {
+                    return Err(ctx.error("manager", "empty"));
+                }
+                managers.push((idx, ctx.line, manager));
             }
-            managers.push((idx, ctx.line, manager));
+            let name = required(&ctx, raw.name, "name")?;
+            let created = required(&ctx, raw.created, "created")?;
+            let Some(created) = parse_timestamp(&created) else {
+                return Err(ctx.error("created", format!("invalid RFC 3339 timestamp `{created}`")));
+            };
+            let active = required(&ctx, raw.active, "active")?;
+            let locked = required(&ctx, raw.locked, "locked")?;
+            let line = UserLine {
+                id,
+                email,
+                name,
+                created,
+                active,
+                locked,
+                mfa: raw.mfa,
+                manager: None,
+            };
+            model.users.push(line.into_user(now));
+            Ok(())
+        })();
+        if read.is_err() && index.len() > model.users.len() {
+            // The line's id was taken before it failed: a stand-in keeps every index in
+            // `index` and `emails` pointing at its own user (a model with problems is never
+            // written, only read for further messages).
+            model.users.push(pdp::User::default());
         }
-        let name = required(&ctx, raw.name, "name")?;
-        let created = required(&ctx, raw.created, "created")?;
-        let Some(created) = parse_timestamp(&created) else {
-            return Err(ctx.error("created", format!("invalid RFC 3339 timestamp `{created}`")));
-        };
-        let active = required(&ctx, raw.active, "active")?;
-        let locked = required(&ctx, raw.locked, "locked")?;
-        let line = UserLine {
-            id,
-            email,
-            name,
-            created,
-            active,
-            locked,
-            mfa: raw.mfa,
-            manager: None,
-        };
-        model.users.push(line.into_user(now));
+        problems.note(read)?;
     }
     let users = Users { ids: index, emails };
     for (idx, line, reference) in managers {
@@ -711,14 +922,18 @@ fn read_users(
             problem,
         };
         let Some(id) = users.resolve(model, &reference) else {
-            return Err(error(format!(
+            problems.note(Err(error(format!(
                 "unknown user `{reference}`, not an id or email in users.jsonl"
-            )));
+            ))))?;
+            continue;
         };
         let id = id.to_owned();
-        let user = &mut model.users[idx as usize];
+        let Some(user) = model.users.get_mut(idx as usize) else {
+            continue;
+        };
         if user.id == id {
-            return Err(error("a user cannot be their own manager".to_owned()));
+            problems.note(Err(error("a user cannot be their own manager".to_owned())))?;
+            continue;
         }
         user.manager = Some(id);
     }
@@ -755,114 +970,121 @@ struct RawFlowStep {
 /// `window` with `window_s`. Bounds (lengths, counts, durations, whether a step's approvers
 /// can give `min_approvals`) are the importer's to check, as the admin API checks them.
 fn read_flows(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     now: Timestamp,
     users: &Users,
     model: &Model,
     progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
+    lines_read: &mut Vec<u64>,
 ) -> Result<Vec<pdp::ApprovalFlow>> {
     let groups: HashSet<&str> = model.groups.iter().map(|g| g.id.as_str()).collect();
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut flows = Vec::new();
     while let Some(ctx) = lines.next(progress)? {
-        let raw: RawFlow = ctx.parse(FLOW)?;
-        let id = required_id(&ctx, raw.id)?;
-        if id == pdp::approval::BUILTIN_FLOW_ID {
-            return Err(ctx.error("id", format!("`{id}` is the built-in flow's id")));
-        }
-        if let Some(&first) = seen.get(&id) {
-            return Err(duplicate(&ctx, &id, first));
-        }
-        let name = required(&ctx, raw.name, "name")?;
-        let raw_steps = required(&ctx, raw.steps, "steps")?;
-        if raw_steps.is_empty() {
-            return Err(ctx.error("steps", "empty, expected at least one step"));
-        }
-        let mut steps = Vec::with_capacity(raw_steps.len());
-        for (i, step) in raw_steps.into_iter().enumerate() {
-            let field = format!("steps[{i}]");
-            let approvers = required(&ctx, step.approvers, &format!("{field}.approvers"))?;
-            if approvers.is_empty() {
-                return Err(ctx.error(
-                    &format!("{field}.approvers"),
-                    "empty, expected at least one approver",
-                ));
+        let read = (|| -> Result<()> {
+            let raw: RawFlow = ctx.parse(FLOW)?;
+            let id = required_id(&ctx, raw.id)?;
+            if id == pdp::approval::BUILTIN_FLOW_ID {
+                return Err(ctx.error("id", format!("`{id}` is the built-in flow's id")));
             }
-            let mut parsed = Vec::with_capacity(approvers.len());
-            for (j, text) in approvers.iter().enumerate() {
-                let at = format!("{field}.approvers[{j}]");
-                let approver = match crate::format::parse_approver(text) {
-                    Some(pdp::Approver::User(reference)) => {
-                        match users.resolve(model, &reference) {
-                            Some(id) => pdp::Approver::User(id.to_owned()),
-                            None => {
-                                return Err(ctx.error(
-                                    &at,
-                                    format!(
-                                        "unknown user `{reference}`, not an id or email in \
-                                         users.jsonl"
-                                    ),
-                                ));
+            if let Some(&first) = seen.get(&id) {
+                return Err(duplicate(&ctx, &id, first));
+            }
+            let name = required(&ctx, raw.name, "name")?;
+            let raw_steps = required(&ctx, raw.steps, "steps")?;
+            if raw_steps.is_empty() {
+                return Err(ctx.error("steps", "empty, expected at least one step"));
+            }
+            let mut steps = Vec::with_capacity(raw_steps.len());
+            for (i, step) in raw_steps.into_iter().enumerate() {
+                let field = format!("steps[{i}]");
+                let approvers = required(&ctx, step.approvers, &format!("{field}.approvers"))?;
+                if approvers.is_empty() {
+                    return Err(ctx.error(
+                        &format!("{field}.approvers"),
+                        "empty, expected at least one approver",
+                    ));
+                }
+                let mut parsed = Vec::with_capacity(approvers.len());
+                for (j, text) in approvers.iter().enumerate() {
+                    let at = format!("{field}.approvers[{j}]");
+                    let approver = match crate::format::parse_approver(text) {
+                        Some(pdp::Approver::User(reference)) => {
+                            match users.resolve(model, &reference) {
+                                Some(id) => pdp::Approver::User(id.to_owned()),
+                                None => {
+                                    return Err(ctx.error(
+                                        &at,
+                                        format!(
+                                            "unknown user `{reference}`, not an id or email in \
+                                             users.jsonl"
+                                        ),
+                                    ));
+                                }
                             }
                         }
-                    }
-                    Some(pdp::Approver::Group(group)) if !groups.contains(group.as_str()) => {
-                        return Err(ctx.error(
-                            &at,
-                            format!("unknown group `{group}`, not an id in groups.jsonl"),
-                        ));
-                    }
-                    Some(approver) => approver,
-                    None => {
-                        return Err(ctx.error(
-                            &at,
-                            format!(
-                                "`{text}` is not user:<id or email>, group:<id>, manager or \
-                                 admins"
-                            ),
-                        ));
-                    }
-                };
-                parsed.push(approver);
+                        Some(pdp::Approver::Group(group)) if !groups.contains(group.as_str()) => {
+                            return Err(ctx.error(
+                                &at,
+                                format!("unknown group `{group}`, not an id in groups.jsonl"),
+                            ));
+                        }
+                        Some(approver) => approver,
+                        None => {
+                            return Err(ctx.error(
+                                &at,
+                                format!(
+                                    "`{text}` is not user:<id or email>, group:<id>, manager or \
+                                     admins"
+                                ),
+                            ));
+                        }
+                    };
+                    parsed.push(approver);
+                }
+                steps.push(pdp::ApprovalStep {
+                    approvers: parsed,
+                    min_approvals: required(
+                        &ctx,
+                        step.min_approvals,
+                        &format!("{field}.min_approvals"),
+                    )?,
+                    timeout_secs: step.timeout_s,
+                });
             }
-            steps.push(pdp::ApprovalStep {
-                approvers: parsed,
-                min_approvals: required(
-                    &ctx,
-                    step.min_approvals,
-                    &format!("{field}.min_approvals"),
-                )?,
-                timeout_secs: step.timeout_s,
+            let grant = match (raw.grant.as_deref().unwrap_or("once"), raw.window_s) {
+                ("once", None) => pdp::GrantMode::Once,
+                ("window", Some(seconds)) => pdp::GrantMode::Window { seconds },
+                ("window", None) => return Err(ctx.error("window_s", "missing, `window` needs it")),
+                ("once", Some(_)) => {
+                    return Err(ctx.error("window_s", "only a `window` grant has a window"));
+                }
+                (other, _) => {
+                    return Err(ctx.error(
+                        "grant",
+                        format!("unknown grant `{other}`, expected once or window"),
+                    ));
+                }
+            };
+            seen.insert(id.clone(), ctx.line);
+            lines_read.push(ctx.line);
+            flows.push(pdp::ApprovalFlow {
+                id,
+                name,
+                description: raw.description.unwrap_or_default(),
+                steps,
+                request_ttl_secs: raw
+                    .request_ttl_s
+                    .unwrap_or(pdp::approval::DEFAULT_REQUEST_TTL_SECS),
+                grant,
+                any_arguments: raw.any_arguments.unwrap_or(false),
+                created_at: now,
+                updated_at: now,
             });
-        }
-        let grant = match (raw.grant.as_deref().unwrap_or("once"), raw.window_s) {
-            ("once", None) => pdp::GrantMode::Once,
-            ("window", Some(seconds)) => pdp::GrantMode::Window { seconds },
-            ("window", None) => return Err(ctx.error("window_s", "missing, `window` needs it")),
-            ("once", Some(_)) => {
-                return Err(ctx.error("window_s", "only a `window` grant has a window"));
-            }
-            (other, _) => {
-                return Err(ctx.error(
-                    "grant",
-                    format!("unknown grant `{other}`, expected once or window"),
-                ));
-            }
-        };
-        seen.insert(id.clone(), ctx.line);
-        flows.push(pdp::ApprovalFlow {
-            id,
-            name,
-            description: raw.description.unwrap_or_default(),
-            steps,
-            request_ttl_secs: raw
-                .request_ttl_s
-                .unwrap_or(pdp::approval::DEFAULT_REQUEST_TTL_SECS),
-            grant,
-            any_arguments: raw.any_arguments.unwrap_or(false),
-            created_at: now,
-            updated_at: now,
-        });
+            Ok(())
+        })();
+        problems.note(read)?;
     }
     Ok(flows)
 }
@@ -878,62 +1100,67 @@ struct RawGroup {
 }
 
 fn read_groups(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     now: Timestamp,
     users: &UserIndex,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
 ) -> Result<()> {
     let mut seen: HashMap<String, u64> = HashMap::new();
     // The last group (by line) each user was seen in: a member listed twice finds its own line.
     let mut last_seen_in: Vec<u64> = vec![0; model.users.len()];
     while let Some(ctx) = lines.next(progress)? {
-        let raw: RawGroup = ctx.parse(GROUP)?;
-        let id = required_id(&ctx, raw.id)?;
-        if let Some(&first) = seen.get(&id) {
-            return Err(duplicate(&ctx, &id, first));
-        }
-        let name = required(&ctx, raw.name, "name")?;
-        let mut roles = Vec::new();
-        for role in required(&ctx, raw.roles, "roles")? {
-            match parse_role(&role) {
-                Some(role) => roles.push(role),
-                None => {
-                    return Err(ctx.error(
-                        "roles",
-                        format!("unknown role `{role}`, expected admin or read_only"),
-                    ));
+        let read = (|| -> Result<()> {
+            let raw: RawGroup = ctx.parse(GROUP)?;
+            let id = required_id(&ctx, raw.id)?;
+            if let Some(&first) = seen.get(&id) {
+                return Err(duplicate(&ctx, &id, first));
+            }
+            let name = required(&ctx, raw.name, "name")?;
+            let mut roles = Vec::new();
+            for role in required(&ctx, raw.roles, "roles")? {
+                match parse_role(&role) {
+                    Some(role) => roles.push(role),
+                    None => {
+                        return Err(ctx.error(
+                            "roles",
+                            format!("unknown role `{role}`, expected admin or read_only"),
+                        ));
+                    }
                 }
             }
-        }
-        let members = required(&ctx, raw.members, "members")?;
-        for member in &members {
-            let Some(&(idx, _)) = users.get(member) else {
-                return Err(ctx.error("members", format!("unknown user `{member}`")));
-            };
-            let last = &mut last_seen_in[idx as usize];
-            if *last == ctx.line {
-                return Err(ctx.error("members", format!("duplicate member `{member}`")));
+            let members = required(&ctx, raw.members, "members")?;
+            for member in &members {
+                let Some(&(idx, _)) = users.get(member) else {
+                    return Err(ctx.error("members", format!("unknown user `{member}`")));
+                };
+                let last = &mut last_seen_in[idx as usize];
+                if *last == ctx.line {
+                    return Err(ctx.error("members", format!("duplicate member `{member}`")));
+                }
+                *last = ctx.line;
             }
-            *last = ctx.line;
-        }
-        seen.insert(id.clone(), ctx.line);
-        let line = GroupLine {
-            id,
-            name,
-            roles,
-            members: Vec::new(),
-        };
-        model.groups.push(line.to_group(now));
-        model.memberships.reserve(members.len());
-        for user_id in members {
-            model.memberships.push(pdp::Membership {
-                group_id: line.id.clone(),
-                user_id,
-                joined_at: now,
-                source: pdp::MembershipSource::Idp,
-            });
-        }
+            seen.insert(id.clone(), ctx.line);
+            let line = GroupLine {
+                id,
+                name,
+                roles,
+                members: Vec::new(),
+            };
+            model.groups.push(line.to_group(now));
+            model.memberships.reserve(members.len());
+            for user_id in members {
+                model.memberships.push(pdp::Membership {
+                    group_id: line.id.clone(),
+                    user_id,
+                    joined_at: now,
+                    source: pdp::MembershipSource::Idp,
+                });
+            }
+            Ok(())
+        })();
+        problems.note(read)?;
     }
     Ok(())
 }
@@ -969,115 +1196,123 @@ struct RawStepUp {
     max_age: Option<u64>,
 }
 
+#[allow(clippy::too_many_arguments)] // the reader's state, passed down as the others are
 fn read_policies(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     now: Timestamp,
     agent_ids: &HashSet<String>,
     flow_ids: &HashSet<&str>,
     model: &mut Model,
     progress: &mut dyn FnMut(Progress),
+    problems: &mut Problems,
+    lines_read: &mut Vec<u64>,
 ) -> Result<()> {
     let mut seen: HashMap<String, u64> = HashMap::new();
     while let Some(ctx) = lines.next(progress)? {
-        let raw: RawPolicy = ctx.parse(POLICY)?;
-        let id = required_id(&ctx, raw.id)?;
-        if let Some(&first) = seen.get(&id) {
-            return Err(duplicate(&ctx, &id, first));
-        }
-        let name = required(&ctx, raw.name, "name")?;
-        let connector = required(&ctx, raw.connector, "connector")?;
-        if connector.is_empty() {
-            return Err(ctx.error("connector", "empty"));
-        }
-        let tools = required(&ctx, raw.tools, "tools")?;
-        if tools.is_empty() {
-            return Err(ctx.error("tools", "empty, expected tool names or `*`"));
-        }
-        if let Some(at) = tools.iter().position(String::is_empty) {
-            return Err(ctx.error(&format!("tools[{at}]"), "empty"));
-        }
-        let scope = required(&ctx, raw.scope, "scope")?;
-        let scope = ScopeLine {
-            all_users: required(&ctx, scope.all_users, "scope.all_users")?,
-            users: required(&ctx, scope.users, "scope.users")?,
-            groups: required(&ctx, scope.groups, "scope.groups")?,
-        };
-        if let Some(agents) = &raw.agents {
-            policy_agents(&ctx, agents, agent_ids)?;
-        }
-        let action = action(&ctx, raw.action, "action")?;
-        let step_up = match raw.step_up {
-            None => None,
-            Some(_) if action != pdp::Action::StepUp => {
-                return Err(ctx.error(
-                    "step_up",
-                    format!(
-                        "only a STEP_UP policy has a step-up requirement, this one is {}",
-                        crate::format::action_name(action)
-                    ),
-                ));
+        let read = (|| -> Result<()> {
+            let raw: RawPolicy = ctx.parse(POLICY)?;
+            let id = required_id(&ctx, raw.id)?;
+            if let Some(&first) = seen.get(&id) {
+                return Err(duplicate(&ctx, &id, first));
             }
-            Some(raw) => {
-                let step_up = StepUpLine {
-                    acr_values: raw.acr_values.unwrap_or_default(),
-                    amr_values: raw.amr_values.unwrap_or_default(),
-                    max_age: raw.max_age,
-                };
-                if pdp::StepUp::from(step_up.clone()).is_empty() {
+            let name = required(&ctx, raw.name, "name")?;
+            let connector = required(&ctx, raw.connector, "connector")?;
+            if connector.is_empty() {
+                return Err(ctx.error("connector", "empty"));
+            }
+            let tools = required(&ctx, raw.tools, "tools")?;
+            if tools.is_empty() {
+                return Err(ctx.error("tools", "empty, expected tool names or `*`"));
+            }
+            if let Some(at) = tools.iter().position(String::is_empty) {
+                return Err(ctx.error(&format!("tools[{at}]"), "empty"));
+            }
+            let scope = required(&ctx, raw.scope, "scope")?;
+            let scope = ScopeLine {
+                all_users: required(&ctx, scope.all_users, "scope.all_users")?,
+                users: required(&ctx, scope.users, "scope.users")?,
+                groups: required(&ctx, scope.groups, "scope.groups")?,
+            };
+            if let Some(agents) = &raw.agents {
+                policy_agents(&ctx, agents, agent_ids)?;
+            }
+            let action = action(&ctx, raw.action, "action")?;
+            let step_up = match raw.step_up {
+                None => None,
+                Some(_) if action != pdp::Action::StepUp => {
                     return Err(ctx.error(
                         "step_up",
-                        "empty, expected at least one of acr_values, amr_values and max_age",
+                        format!(
+                            "only a STEP_UP policy has a step-up requirement, this one is {}",
+                            crate::format::action_name(action)
+                        ),
                     ));
                 }
-                for (name, values) in [
-                    ("acr_values", &step_up.acr_values),
-                    ("amr_values", &step_up.amr_values),
-                ] {
-                    if let Some(at) = values.iter().position(String::is_empty) {
-                        return Err(ctx.error(&format!("step_up.{name}[{at}]"), "empty"));
+                Some(raw) => {
+                    let step_up = StepUpLine {
+                        acr_values: raw.acr_values.unwrap_or_default(),
+                        amr_values: raw.amr_values.unwrap_or_default(),
+                        max_age: raw.max_age,
+                    };
+                    if pdp::StepUp::from(step_up.clone()).is_empty() {
+                        return Err(ctx.error(
+                            "step_up",
+                            "empty, expected at least one of acr_values, amr_values and max_age",
+                        ));
                     }
+                    for (name, values) in [
+                        ("acr_values", &step_up.acr_values),
+                        ("amr_values", &step_up.amr_values),
+                    ] {
+                        if let Some(at) = values.iter().position(String::is_empty) {
+                            return Err(ctx.error(&format!("step_up.{name}[{at}]"), "empty"));
+                        }
+                    }
+                    Some(step_up)
                 }
-                Some(step_up)
+            };
+            if let Some(source) = &raw.expression
+                && let Err(err) = pdp::expression::Expression::compile(source)
+            {
+                return Err(ctx.error("expression", err.to_string()));
             }
-        };
-        if let Some(source) = &raw.expression
-            && let Err(err) = pdp::expression::Expression::compile(source)
-        {
-            return Err(ctx.error("expression", err.to_string()));
-        }
-        if let Some(flow) = &raw.approval_flow {
-            if action != pdp::Action::RequireApproval {
-                return Err(ctx.error(
-                    "approval_flow",
-                    format!(
-                        "only a REQUIRE_APPROVAL policy names an approval flow, this one is {}",
-                        crate::format::action_name(action)
-                    ),
-                ));
+            if let Some(flow) = &raw.approval_flow {
+                if action != pdp::Action::RequireApproval {
+                    return Err(ctx.error(
+                        "approval_flow",
+                        format!(
+                            "only a REQUIRE_APPROVAL policy names an approval flow, this one is {}",
+                            crate::format::action_name(action)
+                        ),
+                    ));
+                }
+                if flow != pdp::approval::BUILTIN_FLOW_ID && !flow_ids.contains(flow.as_str()) {
+                    return Err(ctx.error(
+                        "approval_flow",
+                        format!("unknown flow `{flow}`, not an id in {FLOWS} (nor builtin-admins)"),
+                    ));
+                }
             }
-            if flow != pdp::approval::BUILTIN_FLOW_ID && !flow_ids.contains(flow.as_str()) {
-                return Err(ctx.error(
-                    "approval_flow",
-                    format!("unknown flow `{flow}`, not an id in {FLOWS} (nor builtin-admins)"),
-                ));
-            }
-        }
-        let enabled = required(&ctx, raw.enabled, "enabled")?;
-        seen.insert(id.clone(), ctx.line);
-        let line = PolicyLine {
-            id,
-            name,
-            connector,
-            tools,
-            scope,
-            agents: raw.agents,
-            action,
-            step_up,
-            approval_flow: raw.approval_flow,
-            expression: raw.expression,
-            enabled,
-        };
-        model.policies.push(line.into_policy(now));
+            let enabled = required(&ctx, raw.enabled, "enabled")?;
+            seen.insert(id.clone(), ctx.line);
+            let line = PolicyLine {
+                id,
+                name,
+                connector,
+                tools,
+                scope,
+                agents: raw.agents,
+                action,
+                step_up,
+                approval_flow: raw.approval_flow,
+                expression: raw.expression,
+                enabled,
+            };
+            lines_read.push(ctx.line);
+            model.policies.push(line.into_policy(now));
+            Ok(())
+        })();
+        problems.note(read)?;
     }
     Ok(())
 }
@@ -1148,7 +1383,7 @@ struct RawAuthentication {
 }
 
 fn parse_requests(
-    lines: &mut Lines,
+    lines: &mut Lines<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<RequestLine>> {
     let mut seen: HashMap<String, u64> = HashMap::new();

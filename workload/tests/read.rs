@@ -171,7 +171,8 @@ fn a_missing_file_is_an_error() {
 }
 
 /// Replaces line `line` (1-based) of `file` in the base directory, or appends when it is past
-/// the end, and returns the error message.
+/// the end, and returns the first problem's message (later ones may follow from it: a group
+/// naming the user whose line is bad).
 fn error_with(file: &str, line: usize, text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
@@ -189,7 +190,7 @@ fn error_with(file: &str, line: usize, text: &str) -> String {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     match read_dir(dir.path(), NOW, &mut |_| {}) {
         Ok(_) => panic!("{file}:{line} `{text}` was accepted"),
-        Err(err) => err.to_string(),
+        Err(err) => err.problems()[0].to_string(),
     }
 }
 
@@ -199,26 +200,26 @@ const U: &str = r#""name":"X","created":"2026-01-05T12:34:56Z","active":true,"lo
 fn user_errors() {
     let cases = [
         (1, r#"{"id":"u1","#.to_owned(), "users.jsonl:1: malformed JSON: EOF while parsing a value at column 11"),
-        (1, r#"{"id":"u1" "email":"x"}"#.to_owned(), "users.jsonl:1: malformed JSON: expected `,` or `}` at column 12"),
+        (1, r#"{"id":"u1" "email":"x@example.com"}"#.to_owned(), "users.jsonl:1: malformed JSON: expected `,` or `}` at column 12"),
         (1, "[1, 2]".to_owned(), "users.jsonl:1: malformed JSON: expected an object, found an array"),
         (2, format!(r#"{{"id":"u2",{U}}}"#), "users.jsonl:2: email: missing"),
         (2, format!(r#"{{"id":"u2","email":null,{U}}}"#), "users.jsonl:2: email: missing"),
-        (2, format!(r#"{{"email":"x",{U}}}"#), "users.jsonl:2: id: missing"),
-        (2, format!(r#"{{"id":"","email":"x",{U}}}"#), "users.jsonl:2: id: empty"),
-        (2, format!(r#"{{"id":7,"email":"x",{U}}}"#), "users.jsonl:2: id: expected a string, found a number"),
-        (5, format!(r#"{{"id":"u1","email":"x",{U}}}"#), "users.jsonl:5: id: duplicate id `u1`, first on line 1"),
-        (2, r#"{"id":"u2","email":"x","name":"X","created":"2026-13-05T12:34:56Z","active":true,"locked":false}"#.to_owned(),
+        (2, format!(r#"{{"email":"x@example.com",{U}}}"#), "users.jsonl:2: id: missing"),
+        (2, format!(r#"{{"id":"","email":"x@example.com",{U}}}"#), "users.jsonl:2: id: empty"),
+        (2, format!(r#"{{"id":7,"email":"x@example.com",{U}}}"#), "users.jsonl:2: id: expected a string, found a number"),
+        (5, format!(r#"{{"id":"u1","email":"x@example.com",{U}}}"#), "users.jsonl:5: id: duplicate id `u1`, first on line 1"),
+        (2, r#"{"id":"u2","email":"x@example.com","name":"X","created":"2026-13-05T12:34:56Z","active":true,"locked":false}"#.to_owned(),
             "users.jsonl:2: created: invalid RFC 3339 timestamp `2026-13-05T12:34:56Z`"),
-        (2, r#"{"id":"u2","email":"x","name":"X","created":"2026-01-05","active":true,"locked":false}"#.to_owned(),
+        (2, r#"{"id":"u2","email":"x@example.com","name":"X","created":"2026-01-05","active":true,"locked":false}"#.to_owned(),
             "users.jsonl:2: created: invalid RFC 3339 timestamp `2026-01-05`"),
-        (2, r#"{"id":"u2","email":"x","name":"X","created":1767616496,"active":true,"locked":false}"#.to_owned(),
+        (2, r#"{"id":"u2","email":"x@example.com","name":"X","created":1767616496,"active":true,"locked":false}"#.to_owned(),
             "users.jsonl:2: created: expected a string, found a number"),
-        (2, r#"{"id":"u2","email":"x","name":"X","created":"2026-01-05T12:34:56Z","active":"yes","locked":false}"#.to_owned(),
+        (2, r#"{"id":"u2","email":"x@example.com","name":"X","created":"2026-01-05T12:34:56Z","active":"yes","locked":false}"#.to_owned(),
             "users.jsonl:2: active: expected a boolean, found a string"),
-        (2, r#"{"id":"u2","email":"x","name":"X","created":"2026-01-05T12:34:56Z","active":true}"#.to_owned(),
+        (2, r#"{"id":"u2","email":"x@example.com","name":"X","created":"2026-01-05T12:34:56Z","active":true}"#.to_owned(),
             "users.jsonl:2: locked: missing"),
-        (2, format!(r#"{{"id":"u2","email":"x",{U},"mfa":"yes"}}"#), "users.jsonl:2: mfa: expected a boolean, found a string"),
-        (2, format!(r#"{{"id":"u2","id":"u3","email":"x",{U}}}"#), "users.jsonl:2: malformed JSON: duplicate field `id` at column 15"),
+        (2, format!(r#"{{"id":"u2","email":"x@example.com",{U},"mfa":"yes"}}"#), "users.jsonl:2: mfa: expected a boolean, found a string"),
+        (2, format!(r#"{{"id":"u2","id":"u3","email":"x@example.com",{U}}}"#), "users.jsonl:2: malformed JSON: duplicate field `id` at column 15"),
         // An email names one user (it is the user name), compared as decisions compare it.
         (4, format!(r#"{{"id":"u4","email":"ANN@example.com",{U}}}"#),
             "users.jsonl:4: email: `ANN@example.com` is already the email of the user on line 1"),
@@ -228,6 +229,8 @@ fn user_errors() {
             "users.jsonl:4: email: must not contain U+200B: control, invisible and format characters are refused"),
         (4, format!(r#"{{"id":"u4","email":"ann@example.com ",{U}}}"#),
             "users.jsonl:4: email: must not begin or end with whitespace"),
+        (2, format!(r#"{{"id":"u2","email":"x",{U}}}"#),
+            "users.jsonl:2: email: `x` is not an email address (expected `local@domain`)"),
     ];
     for (line, text, want) in cases {
         assert_eq!(error_with("users.jsonl", line, &text), want, "{text}");
@@ -553,22 +556,22 @@ fn manager_and_flow_errors() {
     let cases = [
         (
             2,
-            format!(r#"{{"id":"u2","email":"x",{U},"manager":"nobody"}}"#),
+            format!(r#"{{"id":"u2","email":"x@example.com",{U},"manager":"nobody"}}"#),
             "users.jsonl:2: manager: unknown user `nobody`, not an id or email in users.jsonl",
         ),
         (
             2,
-            format!(r#"{{"id":"u2","email":"x",{U},"manager":"u2"}}"#),
+            format!(r#"{{"id":"u2","email":"x@example.com",{U},"manager":"u2"}}"#),
             "users.jsonl:2: manager: a user cannot be their own manager",
         ),
         (
             2,
-            format!(r#"{{"id":"u2","email":"x",{U},"manager":""}}"#),
+            format!(r#"{{"id":"u2","email":"x@example.com",{U},"manager":""}}"#),
             "users.jsonl:2: manager: empty",
         ),
         (
             2,
-            format!(r#"{{"id":"u2","email":"x",{U},"manager":7}}"#),
+            format!(r#"{{"id":"u2","email":"x@example.com",{U},"manager":7}}"#),
             "users.jsonl:2: manager: expected a string, found a number",
         ),
     ];
@@ -643,4 +646,69 @@ fn manager_and_flow_errors() {
         workload.model.policies[1].approval_flow_id.as_deref(),
         Some("builtin-admins")
     );
+}
+
+/// Every bad line is listed, in file order, not only the first; a good line after a bad one is
+/// still read.
+#[test]
+fn every_problem_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let path = dir.path().join("users.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("{{\"id\":\"u8\",\"email\":\"x\",{U}}}\n"));
+    text.push_str(&format!(
+        "{{\"id\":\"u9\",\"email\":\"u9@example.com\",{U}}}\n"
+    ));
+    text.push_str(&format!(
+        "{{\"id\":\"u9\",\"email\":\"u9b@example.com\",{U}}}\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+    let err = read_dir(dir.path(), NOW, &mut |_| {}).unwrap_err();
+    let lines: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains(": email: `x` is not an email address"),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains(": id: duplicate id `u9`"), "{lines:?}");
+    assert_eq!(err.to_string(), lines.join("\n"));
+}
+
+/// Reading stops at the 100th problem and says so.
+#[test]
+fn problems_stop_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let path = dir.path().join("users.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for i in 0..150 {
+        text.push_str(&format!("{{\"id\":\"bad{i}\",\"email\":\"x\",{U}}}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let err = read_dir(dir.path(), NOW, &mut |_| {}).unwrap_err();
+    assert!(matches!(
+        err,
+        workload::Error::Problems { stopped: true, .. }
+    ));
+    assert_eq!(err.problems().len(), workload::MAX_PROBLEMS);
+    assert!(
+        err.to_string()
+            .ends_with("stopped after 100 problems; there may be more")
+    );
+}
+
+/// Files in memory read exactly as the same files in a directory.
+#[test]
+fn files_in_memory_read_as_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        files.insert(name, std::fs::read(entry.path()).unwrap());
+    }
+    let in_memory = workload::read(workload::Source::Files(&files), NOW, &mut |_| {}).unwrap();
+    assert_eq!(in_memory, read_dir(dir.path(), NOW, &mut |_| {}).unwrap());
 }

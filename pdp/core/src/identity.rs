@@ -66,6 +66,27 @@ pub enum Invalid {
     Character(u32),
     #[error("mixes scripts in a way that can imitate another name (UTS #39)")]
     MixedScripts,
+    #[error("is not an email address (expected `local@domain`)")]
+    NotAnEmail,
+}
+
+/// Checks an email address: an identifier ([`check`]) shaped `local@domain`, with one `@`, both
+/// sides non-empty, no whitespace, and a domain of non-empty dot-separated labels. Deliberately
+/// loose (RFC 5321 allows far more than identity providers send): it refuses values that are
+/// not addresses at all, such as a name in the email column.
+pub fn check_email(email: &str) -> Result<(), Invalid> {
+    check(email)?;
+    let shaped = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && domain.split('.').all(|label| !label.is_empty())
+    });
+    if shaped && !email.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(Invalid::NotAnEmail)
+    }
 }
 
 /// Checks an identifier a user can be named by (user name, external id, email) before it is
@@ -220,6 +241,24 @@ fn resolve_key<K: UserKeys + ?Sized>(keys: &K, reference: &str) -> Resolved<K::U
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn emails_are_shaped_local_at_domain() {
+        for good in ["ada@example.com", "a.b+c@mail.example.org", "ops@localhost"] {
+            assert_eq!(check_email(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "x",
+            "@example.com",
+            "ada@",
+            "a@b@c",
+            "ada@example..com",
+            "a da@example.com",
+        ] {
+            assert_eq!(check_email(bad), Err(Invalid::NotAnEmail), "{bad}");
+        }
+        assert_eq!(check_email(""), Err(Invalid::Empty));
+    }
     use super::*;
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     tls: super::check::ClientTls,
+    #[command(flatten)]
+    profile: crate::profiles::ProfileArgs,
     #[command(subcommand)]
     command: Command,
 }

@@ -125,6 +125,8 @@ pub struct Args {
     #[command(flatten)]
     tls: ClientTls,
     #[command(flatten)]
+    profile: crate::profiles::ProfileArgs,
+    #[command(flatten)]
     token: crate::decision_token::TokenFile,
 }
 

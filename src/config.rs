@@ -203,8 +203,6 @@ fn setting<'c>(command: &'c Command, name: &str) -> Option<&'c Arg> {
 fn configurable(arg: &Arg) -> bool {
     arg.get_long().is_some()
         && arg.get_id() != CONFIG
-        && arg.get_id() != crate::profiles::PROFILE
-        && arg.get_id() != crate::profiles::PROFILES_FILE
         && arg.get_id() != "quiet"
         && !matches!(arg.get_action(), ArgAction::Help | ArgAction::Version)
 }

@@ -5,7 +5,7 @@
 //! load. Both read the files with `workload::read` and check them with `admin::import::check`,
 //! so both refuse the same files, listing every problem with its file and line.
 
-use crate::admin_cmd::{Bearer, Secret};
+use crate::admin_cmd::Bearer;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_proto::v1 as pb;
@@ -37,17 +37,13 @@ struct Online {
     /// --data-dir.
     #[arg(long, env = "PORTCULLIS_SERVER")]
     server: Option<String>,
-    /// The admin API token (`pcl_…`) of an online import, sent as
-    /// `authorization: Bearer <token>`.
-    #[arg(
-        long,
-        env = "PORTCULLIS_TOKEN",
-        hide_env_values = true,
-        value_parser = crate::admin_cmd::parse_secret
-    )]
-    token: Option<Secret>,
+    /// The admin API token of an online import (an Admin token).
+    #[command(flatten)]
+    token: crate::admin_cmd::AdminToken,
     #[command(flatten)]
     tls: super::check::ClientTls,
+    #[command(flatten)]
+    profile: crate::profiles::ProfileArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +63,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// A progress bar in bytes, hidden automatically when stderr is not a terminal.
 fn progress_bar() -> ProgressBar {
+    if crate::stdout::quiet() {
+        return ProgressBar::hidden();
+    }
     ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{msg:>20} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})",
@@ -130,7 +129,7 @@ fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
         .import_with_flows(&loaded.model, &flows)
         .context("cannot write the import to the store")?;
     bar.finish_and_clear();
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; store revision {}",
         summary.users,
         summary.groups,
@@ -182,12 +181,7 @@ fn files_to_send(dir: &Path) -> anyhow::Result<Vec<ToSend>> {
 
 fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let Some(secret) = online.token else {
-        anyhow::bail!(
-            "an online import needs an Admin token: pass `--token <secret>` or set \
-             PORTCULLIS_TOKEN (or import offline with --data-dir, the server stopped)"
-        );
-    };
+    let secret = online.token.required()?;
     let bearer = Bearer::new(&secret)?;
     let files = files_to_send(dir)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
@@ -232,7 +226,7 @@ fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> 
     if !answer.problems.is_empty() {
         return refused(&answer.problems, answer.more_problems);
     }
-    crate::stdout::println(format_args!(
+    crate::stdout::done(format_args!(
         "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; server revision {}",
         answer.users,
         answer.groups,

@@ -50,13 +50,6 @@ struct Cli {
     /// A TOML file of settings (docs/config.md): flags and environment variables win over it.
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
-    /// The client profile to connect with (docs/profiles.md): its server, CA and token files
-    /// fill in the flags not given.
-    #[arg(long, global = true, env = "PORTCULLIS_PROFILE")]
-    profile: Option<String>,
-    /// The client profiles file, instead of `~/.config/portcullis/config.toml`.
-    #[arg(long, global = true, env = "PORTCULLIS_PROFILES_FILE")]
-    profiles_file: Option<PathBuf>,
     /// Print only what the command exists to show: no confirmations of changes (a secret shown
     /// once is printed alone), warnings, hints or progress bars; `policies diff` answers by its
     /// exit code alone. Errors are always printed.
@@ -112,7 +105,7 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// List the client profiles (`~/.config/portcullis/config.toml`), the one in use marked.
-    Profiles,
+    Profiles(profiles::ProfileArgs),
     /// Print a shell completion script (bash, zsh, fish, …) on stdout.
     Completions(shell_docs::CompletionsArgs),
     /// Write man pages for every command into a directory.
@@ -178,11 +171,14 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Profiles => profiles::list(cli.profiles_file.as_deref(), cli.profile.as_deref())
-            .and_then(|text| {
-                stdout::print(text)?;
-                Ok(ExitCode::SUCCESS)
-            }),
+        Command::Profiles(args) => {
+            profiles::list(args.profiles_file.as_deref(), args.profile.as_deref()).and_then(
+                |text| {
+                    stdout::print(text)?;
+                    Ok(ExitCode::SUCCESS)
+                },
+            )
+        }
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),
         Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))

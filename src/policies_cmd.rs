@@ -47,6 +47,8 @@ pub struct Args {
     token: crate::admin_cmd::AdminToken,
     #[command(flatten)]
     tls: super::check::ClientTls,
+    #[command(flatten)]
+    profile: crate::profiles::ProfileArgs,
     #[command(subcommand)]
     command: Command,
 }

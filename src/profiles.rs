@@ -22,11 +22,33 @@ use clap::{Arg, ArgMatches, Command};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The id of the global `--profile` flag.
-pub const PROFILE: &str = "profile";
+/// The id of the `--profile` flag.
+const PROFILE: &str = "profile";
 
-/// The id of the global `--profiles-file` flag.
-pub const PROFILES_FILE: &str = "profiles_file";
+/// The id of the `--profiles-file` flag.
+const PROFILES_FILE: &str = "profiles_file";
+
+/// Which profile a client command connects with (flattened into each client command).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProfileArgs {
+    /// The client profile to connect with (docs/profiles.md): its server, CA and token files
+    /// fill in the flags not given.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_PROFILE",
+        help_heading = "Profile"
+    )]
+    pub profile: Option<String>,
+    /// The client profiles file, instead of `~/.config/portcullis/config.toml`.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_PROFILES_FILE",
+        help_heading = "Profile"
+    )]
+    pub profiles_file: Option<PathBuf>,
+}
 
 /// The settings a profile takes.
 const KEYS: &[&str] = &[
@@ -230,8 +252,9 @@ pub fn args(command: &Command, matches: &ArgMatches) -> anyhow::Result<Vec<OsStr
     if !["admin", "policies", "check", "workload", "import"].contains(&top) {
         return Ok(Vec::new());
     }
-    let named = matches.get_one::<String>(PROFILE).cloned();
-    let given = matches.get_one::<PathBuf>(PROFILES_FILE);
+    // The leaf has them when its command is a client's (`workload generate` is not).
+    let named = leaf.try_get_one::<String>(PROFILE).ok().flatten().cloned();
+    let given = leaf.try_get_one::<PathBuf>(PROFILES_FILE).ok().flatten();
     let Some(file) = file(given.map(PathBuf::as_path)) else {
         if let Some(name) = named {
             bail!("--profile {name}: no profile file (HOME and XDG_CONFIG_HOME are unset)");

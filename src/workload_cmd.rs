@@ -69,6 +69,8 @@ pub struct ReplayArgs {
     tls: crate::check::ClientTls,
     #[command(flatten)]
     token: crate::decision_token::TokenFile,
+    #[command(flatten)]
+    profile: crate::profiles::ProfileArgs,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {

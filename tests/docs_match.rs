@@ -551,7 +551,7 @@ fn profile_files(page: &str, text: &str, problems: &mut Vec<String>) {
         let file = dir.path().join("config.toml");
         std::fs::write(&file, &block).unwrap();
         let output = crate::support::bin()
-            .args(["--profiles-file", path(&file), "profiles"])
+            .args(["profiles", "--profiles-file", path(&file)])
             .output()
             .unwrap();
         if !output.status.success() {

@@ -81,7 +81,7 @@ fn a_profile_names_the_server_and_the_token_files() {
 
     // Another profile by flag or environment: its server is the one tried.
     for (args, env) in [
-        (&["--profile", "elsewhere", "admin", "whoami"][..], &[][..]),
+        (&["admin", "--profile", "elsewhere", "whoami"][..], &[][..]),
         (
             &["admin", "whoami"][..],
             &[("PORTCULLIS_PROFILE", "elsewhere")][..],
@@ -108,7 +108,7 @@ fn a_profile_names_the_server_and_the_token_files() {
     // An unknown profile is named with the ones there are.
     let refused = stderr(&with_profiles(
         &file,
-        &["--profile", "prod", "admin", "whoami"],
+        &["admin", "--profile", "prod", "whoami"],
         &[],
     ));
     assert!(
@@ -155,7 +155,7 @@ fn a_profile_file_that_does_not_check_out_is_an_error_naming_the_key() {
     let missing = root.path().join("missing.toml");
     let refused = stderr(&with_profiles(
         &missing,
-        &["--profile", "a", "admin", "whoami"],
+        &["admin", "--profile", "a", "whoami"],
         &[],
     ));
     assert!(refused.contains("there is no profile file"), "{refused}");

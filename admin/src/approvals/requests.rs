@@ -37,10 +37,6 @@ pub const MAX_JUSTIFICATION: usize = 4096;
 pub const MAX_COMMENT: usize = 1024;
 /// The longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
-/// The largest arguments, as canonical JSON.
-pub const MAX_ARGUMENTS: usize = 64 * 1024;
-/// The most request attributes.
-pub const MAX_ATTRIBUTES: usize = 64;
 
 /// The approval requests of this control plane. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -213,34 +213,15 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
             ),
         ));
     }
-    if attributes.len() > super::requests::MAX_ATTRIBUTES {
-        return Err(Error::invalid(
-            "attributes",
-            format!(
-                "{} attributes, the limit is {}",
-                attributes.len(),
-                super::requests::MAX_ATTRIBUTES
-            ),
-        ));
-    }
-    for (key, value) in &attributes {
-        pdp_service::bounded(key, "", "attributes")?;
-        pdp_service::bounded(value, "", &format!("attributes[{key}]"))?;
+    // Bounded as Check bounds them: the request is for a call Check answered.
+    pdp_service::attributes_bounded(&attributes, "")?;
+    if let Some(arguments) = &arguments {
+        pdp_service::arguments_bounded(arguments, "")?;
     }
     let arguments = arguments
         .as_ref()
         .map(pdp_service::struct_to_json)
         .unwrap_or_default();
-    let size = serde_json::to_vec(&arguments).map_or(usize::MAX, |v| v.len());
-    if size > super::requests::MAX_ARGUMENTS {
-        return Err(Error::invalid(
-            "arguments",
-            format!(
-                "are {size} bytes as JSON, the limit is {}",
-                super::requests::MAX_ARGUMENTS
-            ),
-        ));
-    }
     let authentication = authentication
         .as_ref()
         .map(|a| pdp_service::authentication(a, ""))

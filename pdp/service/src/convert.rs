@@ -10,6 +10,14 @@ const MAX_NAME_LEN: usize = pdp::identity::MAX_KEY_LEN;
 /// The most `amr` values a request's authentication may carry.
 const MAX_AMR: usize = 32;
 
+/// The most request attributes (`attributes`) one check may carry. Keys and values are
+/// bounded as names are.
+pub const MAX_ATTRIBUTES: usize = 64;
+
+/// The largest tool-call `arguments` one check may carry, encoded: conditions read them and
+/// approvals digest them (canonical JSON) on every check, so they stay small.
+pub const MAX_ARGUMENTS_BYTES: usize = 64 * 1024;
+
 /// What a `CheckRequest` carries that `pdp` takes as its own types: converted once, then
 /// borrowed by the [`pdp::Request`].
 #[derive(Debug, Default)]
@@ -41,6 +49,7 @@ pub(crate) fn request<'a>(
         approval_id,
     } = check;
     bounded(approval_id, path, "approval_id")?;
+    attributes_bounded(attributes, path)?;
     required(user, path, "user")?;
     bounded(agent, path, "agent")?;
     required(connector, path, "connector")?;
@@ -75,11 +84,49 @@ pub(crate) fn owned(check: &pb::CheckRequest, path: &str) -> Result<Owned> {
         .as_ref()
         .map(|a| authentication(a, path))
         .transpose()?;
+    if let Some(arguments) = &check.arguments {
+        arguments_bounded(arguments, path)?;
+    }
     let arguments = check.arguments.as_ref().map(|s| object(&s.fields));
     Ok(Owned {
         authentication,
         arguments,
     })
+}
+
+/// A request's attributes within bounds: at most [`MAX_ATTRIBUTES`], keys and values bounded
+/// as names are. What Check and a request for approval take; `path` prefixes field names.
+pub fn attributes_bounded(
+    attributes: &std::collections::HashMap<String, String>,
+    path: &str,
+) -> Result<()> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(Error::invalid(
+            format!("{path}attributes"),
+            format!(
+                "{} attributes, the limit is {MAX_ATTRIBUTES}",
+                attributes.len()
+            ),
+        ));
+    }
+    for (key, value) in attributes {
+        bounded(key, path, "attributes")?;
+        bounded(value, path, &format!("attributes[{key}]"))?;
+    }
+    Ok(())
+}
+
+/// A tool call's arguments within [`MAX_ARGUMENTS_BYTES`] (encoded). What Check and a request
+/// for approval take; `path` prefixes field names.
+pub fn arguments_bounded(arguments: &prost_types::Struct, path: &str) -> Result<()> {
+    let size = prost::Message::encoded_len(arguments);
+    if size > MAX_ARGUMENTS_BYTES {
+        return Err(Error::invalid(
+            format!("{path}arguments"),
+            format!("are {size} bytes encoded, the limit is {MAX_ARGUMENTS_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A request's authentication, checked (bounded strings, at most [`MAX_AMR`] methods, a valid

@@ -17,7 +17,10 @@ mod token;
 mod trace;
 
 pub use approvals::{Approvals, Call};
-pub use convert::{authentication, bounded, json_to_value, struct_to_json};
+pub use convert::{
+    MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, arguments_bounded, attributes_bounded, authentication,
+    bounded, json_to_value, struct_to_json,
+};
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
 pub use freshness::Freshness;

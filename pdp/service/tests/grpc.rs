@@ -200,6 +200,35 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
         ),
         (check("u1", ""), "tool"),
         (check(&"u".repeat(2000), "merge"), "user"),
+        (
+            pb::CheckRequest {
+                attributes: (0..65).map(|i| (format!("k{i}"), "v".into())).collect(),
+                ..check("u1", "merge")
+            },
+            "attributes",
+        ),
+        (
+            pb::CheckRequest {
+                attributes: [("repo".to_owned(), "x".repeat(2000))].into(),
+                ..check("u1", "merge")
+            },
+            "attributes[repo]",
+        ),
+        (
+            pb::CheckRequest {
+                arguments: Some(prost_types::Struct {
+                    fields: [(
+                        "body".to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::StringValue("x".repeat(70_000))),
+                        },
+                    )]
+                    .into(),
+                }),
+                ..check("u1", "merge")
+            },
+            "arguments",
+        ),
     ] {
         let status = server.client.check(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);

@@ -105,7 +105,7 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// List the client profiles (`~/.config/portcullis/config.toml`), the one in use marked.
-    Profiles(profiles::ProfileArgs),
+    Profiles(profiles::ListArgs),
     /// Print a shell completion script (bash, zsh, fish, …) on stdout.
     Completions(shell_docs::CompletionsArgs),
     /// Write man pages for every command into a directory.
@@ -171,14 +171,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Profiles(args) => {
-            profiles::list(args.profiles_file.as_deref(), args.profile.as_deref()).and_then(
-                |text| {
-                    stdout::print(text)?;
-                    Ok(ExitCode::SUCCESS)
-                },
-            )
-        }
+        Command::Profiles(args) => profiles::list(&args).map(|()| ExitCode::SUCCESS),
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),
         Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))

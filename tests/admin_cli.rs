@@ -174,6 +174,8 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
         "ci",
         "--expires",
         "90d",
+        "--role",
+        "read-only",
         "--json",
         "--quiet",
     ]);
@@ -184,7 +186,7 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
             &made_token["name"],
             &made_token["role"]
         ),
-        (&"u6".into(), &"ci".into(), &Value::Null),
+        (&"u6".into(), &"ci".into(), &"read-only".into()),
         "{made}"
     );
     assert_eq!(made_token["created_by"], "cli", "{made}");

@@ -120,6 +120,8 @@ enum ConfigCommand {
         /// `serve` or `sidecar`.
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(config::SECTIONS))]
         subcommand: String,
+        #[command(flatten)]
+        json: stdout::JsonArg,
     },
     /// Every setting as Markdown tables: key, environment variable, flag, default, meaning.
     Docs,
@@ -161,15 +163,13 @@ fn main() -> ExitCode {
         Command::Workload(command) => workload_cmd::run(command),
         Command::Backup(args) => backup_cmd::backup(args),
         Command::Restore(args) => backup_cmd::restore(args),
-        Command::Config(ConfigCommand::Print { subcommand }) => {
+        Command::Config(ConfigCommand::Print { subcommand, json }) => {
             let mut global: Vec<std::ffi::OsString> = Vec::new();
             if let Some(path) = &cli.config {
                 global.extend(["--config".into(), path.clone().into_os_string()]);
             }
-            config::print(&Cli::command(), &global, &subcommand).and_then(|text| {
-                stdout::print(text)?;
-                Ok(ExitCode::SUCCESS)
-            })
+            config::print(&Cli::command(), &global, &subcommand, json.json)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Profiles(args) => profiles::list(&args).map(|()| ExitCode::SUCCESS),
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),

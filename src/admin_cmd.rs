@@ -302,7 +302,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     })?;
     if json {
-        crate::stdout::println(serde_json::to_string_pretty(&report.json)?)?;
+        crate::stdout::json(&report.json)?;
     } else if crate::stdout::quiet() {
         // What the command exists to show, without confirmations, warnings or hints.
         if let Some(secret) = &report.secret {

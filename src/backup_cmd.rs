@@ -16,6 +16,8 @@ pub struct BackupArgs {
     data_dir: PathBuf,
     /// Where to write the backup: a directory that does not exist yet, or is empty.
     out: PathBuf,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +28,8 @@ pub struct RestoreArgs {
     data_dir: PathBuf,
     /// A directory `portcullis backup` wrote.
     backup: PathBuf,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -40,27 +44,40 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     // The server resolves relative paths against its own working directory.
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("cannot resolve `{}`", args.out.display()))?;
-    let (revision, bytes, records, paused, via) = match store::Store::open(dir) {
+    let (revision, bytes, records, paused, by_server) = match store::Store::open(dir) {
         Ok(store) => {
             let summary = store
                 .backup_to(&out)
                 .with_context(|| format!("cannot back up `{}`", dir.display()))?;
             let m = summary.manifest;
-            (m.revision, summary.bytes, m.records, summary.paused, "")
+            (m.revision, summary.bytes, m.records, summary.paused, false)
         }
         Err(store::Error::Locked { .. }) => {
             let done = control::request_backup(dir, &out)?;
-            (
-                done.revision,
-                done.bytes,
-                done.records,
-                done.paused,
-                " (taken by the running server)",
-            )
+            (done.revision, done.bytes, done.records, done.paused, true)
         }
         Err(e) => {
             return Err(e).with_context(|| format!("cannot open the store in `{}`", dir.display()));
         }
+    };
+    let elapsed = started.elapsed();
+    if args.json.json {
+        crate::stdout::json(&serde_json::json!({
+            "revision": revision,
+            "data_dir": dir,
+            "out": out,
+            "taken_by_server": by_server,
+            "records": records,
+            "bytes": bytes,
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "writes_paused_ms": paused.as_secs_f64() * 1000.0,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let via = if by_server {
+        " (taken by the running server)"
+    } else {
+        ""
     };
     crate::stdout::done(format_args!(
         "backed up revision {revision} of `{}` to `{}`{via}: {records} records, {} in {:.1}s; \
@@ -68,7 +85,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         dir.display(),
         out.display(),
         size(bytes),
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
         millis(paused),
     ))?;
     Ok(ExitCode::SUCCESS)
@@ -83,6 +100,22 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let m = &summary.manifest;
+    if args.json.json {
+        crate::stdout::json(&serde_json::json!({
+            "revision": summary.revision,
+            "data_dir": args.data_dir,
+            "backup": args.backup,
+            "taken_at": taken(m.created_at_ms),
+            "users": m.users,
+            "groups": m.groups,
+            "policies": m.policies,
+            "records": m.records,
+            "bytes": m.bytes,
+            "elapsed_ms": summary.elapsed.as_millis() as u64,
+            "store_id": summary.store_id,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::stdout::done(format_args!(
         "restored revision {} into `{}` from `{}` (taken {}): {} users, {} groups, {} policies, \
          {} records, {} in {:.1}s; new store id {}",

@@ -239,7 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(answer.into_inner())
     })?;
     if args.json {
-        crate::stdout::println(serde_json::to_string_pretty(&to_json(&answer))?)?;
+        crate::stdout::json(&to_json(&answer))?;
     } else {
         crate::stdout::print(render(&answer))?;
     }

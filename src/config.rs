@@ -263,76 +263,137 @@ fn flag(arg: &Arg, value: &toml::Value) -> anyhow::Result<Vec<OsString>> {
 }
 
 /// `portcullis config print`: the settings `subcommand` would run with (the file, the
-/// environment, the defaults), as a config file with where each value came from. Secrets are
+/// environment, the defaults), as a config file with where each value came from; with `json`,
+/// as one document (`{"global": {key: {"value", "source"}}, "<subcommand>": {…}}`). Secrets are
 /// never settings (they are read from the files the settings name), but a key that looks like
 /// one is redacted all the same.
-pub fn print(command: &Command, global: &[OsString], subcommand: &str) -> anyhow::Result<String> {
+pub fn print(
+    command: &Command,
+    global: &[OsString],
+    subcommand: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut argv: Vec<OsString> = vec!["portcullis".into()];
     argv.extend_from_slice(global);
     argv.push(subcommand.into());
     let matches = matches(command, argv)?;
-    let mut out = String::from(
-        "# The effective settings: a flag wins over its environment variable, which wins over\n\
-         # the config file, which wins over the default.\n",
-    );
-    for arg in command
-        .get_arguments()
-        .filter(|a| configurable(a) && a.is_global_set())
-    {
-        out.push_str(&line(&matches, arg));
-    }
     let sub = command
         .find_subcommand(subcommand)
         .ok_or_else(|| anyhow!("no subcommand `{subcommand}`"))?;
     let sub_matches = matches
         .subcommand_matches(subcommand)
         .ok_or_else(|| anyhow!("no subcommand `{subcommand}`"))?;
-    out.push_str(&format!("\n[{subcommand}]\n"));
-    for arg in sub
+    let globals: Vec<Setting> = command
+        .get_arguments()
+        .filter(|a| configurable(a) && a.is_global_set())
+        .map(|arg| Setting::of(&matches, arg))
+        .collect();
+    let own: Vec<Setting> = sub
         .get_arguments()
         .filter(|a| configurable(a) && !a.is_global_set())
-    {
-        out.push_str(&line(sub_matches, arg));
+        .map(|arg| Setting::of(sub_matches, arg))
+        .collect();
+    if json {
+        let object = |settings: &[Setting]| -> serde_json::Map<String, serde_json::Value> {
+            settings
+                .iter()
+                .map(|s| (s.name.clone(), s.json()))
+                .collect()
+        };
+        return crate::stdout::json(&serde_json::json!({
+            "global": object(&globals),
+            subcommand: object(&own),
+        }));
     }
-    Ok(out)
+    let mut out = String::from(
+        "# The effective settings: a flag wins over its environment variable, which wins over\n\
+         # the config file, which wins over the default.\n",
+    );
+    for setting in &globals {
+        out.push_str(&setting.line());
+    }
+    out.push_str(&format!("\n[{subcommand}]\n"));
+    for setting in &own {
+        out.push_str(&setting.line());
+    }
+    Ok(crate::stdout::print(out)?)
 }
 
-/// One setting as a config file line, with its source.
-fn line(matches: &ArgMatches, arg: &Arg) -> String {
-    let id = arg.get_id().as_str();
-    let name = arg.get_long().unwrap_or(id);
-    let values: Vec<String> = matches
-        .get_raw(id)
-        .map(|v| v.map(|v| v.to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    let source = match matches.value_source(id) {
-        // `print` passes no flag but `--config`: what the command line set, the file did.
-        Some(ValueSource::CommandLine) => "config file".to_owned(),
-        Some(ValueSource::EnvVariable) => format!(
-            "environment {}",
-            arg.get_env()
-                .map(|e| e.to_string_lossy())
-                .unwrap_or_default()
-        ),
-        Some(ValueSource::DefaultValue) => "default".to_owned(),
-        _ => "not set".to_owned(),
-    };
-    let secret = (name.contains("token") || name.contains("secret")) && !name.ends_with("-file");
-    let shown = |v: &str| {
-        if secret {
-            "\"<redacted>\"".to_owned()
-        } else {
-            toml::Value::String(v.to_owned()).to_string()
+/// One effective setting: its key, values, where they came from, and how to show them.
+struct Setting {
+    name: String,
+    values: Vec<String>,
+    source: String,
+    /// A key that looks like a secret: its values are redacted.
+    secret: bool,
+    /// An on/off flag: its value is a boolean.
+    switch: bool,
+}
+
+impl Setting {
+    fn of(matches: &ArgMatches, arg: &Arg) -> Setting {
+        let id = arg.get_id().as_str();
+        let name = arg.get_long().unwrap_or(id).to_owned();
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .map(|v| v.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let source = match matches.value_source(id) {
+            // `print` passes no flag but `--config`: what the command line set, the file did.
+            Some(ValueSource::CommandLine) => "config file".to_owned(),
+            Some(ValueSource::EnvVariable) => format!(
+                "environment {}",
+                arg.get_env()
+                    .map(|e| e.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            Some(ValueSource::DefaultValue) => "default".to_owned(),
+            _ => "not set".to_owned(),
+        };
+        let secret =
+            (name.contains("token") || name.contains("secret")) && !name.ends_with("-file");
+        Setting {
+            name,
+            values,
+            source,
+            secret,
+            switch: matches!(arg.get_action(), ArgAction::SetTrue),
         }
-    };
-    match (values.as_slice(), arg.get_action()) {
-        ([], _) => format!("# {name} is not set\n"),
-        ([v], ArgAction::SetTrue) => format!("{name} = {v}   # {source}\n"),
-        ([v], _) => format!("{name} = {}   # {source}\n", shown(v)),
-        (many, _) => format!(
-            "{name} = [{}]   # {source}\n",
-            many.iter().map(|v| shown(v)).collect::<Vec<_>>().join(", ")
-        ),
+    }
+
+    fn shown(&self, v: &str) -> String {
+        if self.secret {
+            "<redacted>".to_owned()
+        } else {
+            v.to_owned()
+        }
+    }
+
+    /// As a config file line, with its source.
+    fn line(&self) -> String {
+        let (name, source) = (&self.name, &self.source);
+        let toml = |v: &str| toml::Value::String(self.shown(v)).to_string();
+        match (self.values.as_slice(), self.switch) {
+            ([], _) => format!("# {name} is not set\n"),
+            ([v], true) => format!("{name} = {v}   # {source}\n"),
+            ([v], false) => format!("{name} = {}   # {source}\n", toml(v)),
+            (many, _) => format!(
+                "{name} = [{}]   # {source}\n",
+                many.iter().map(|v| toml(v)).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// For `--json`: `{"value", "source"}`, the value `null` when not set, a boolean for a
+    /// switch, an array for a setting given several times.
+    fn json(&self) -> serde_json::Value {
+        let value = match (self.values.as_slice(), self.switch) {
+            ([], _) => serde_json::Value::Null,
+            ([v], true) => serde_json::Value::Bool(v == "true"),
+            ([v], false) => self.shown(v).into(),
+            (many, _) => many.iter().map(|v| self.shown(v)).collect(),
+        };
+        serde_json::json!({ "value": value, "source": self.source })
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Args {
     /// A directory with users.jsonl, groups.jsonl and policies.jsonl (and optionally
     /// agents.jsonl, settings.json and approval_flows.jsonl).
     dir: PathBuf,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 /// The online import's connection: the same flags as `portcullis admin`.
@@ -47,16 +49,18 @@ struct Online {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let json = args.json.json;
     match (args.online.server.clone(), args.data_dir) {
         (Some(_), Some(data_dir)) => anyhow::bail!(
             "both --server (online import) and --data-dir `{}` (offline import) are given, \
              as flags or PORTCULLIS_SERVER / PORTCULLIS_DATA_DIR: pass one",
             data_dir.display()
         ),
-        (Some(server), None) => online(&server, args.online, &args.dir),
+        (Some(server), None) => online(&server, args.online, &args.dir, json),
         (None, data_dir) => offline(
             &data_dir.unwrap_or_else(|| PathBuf::from("./portcullis-data")),
             &args.dir,
+            json,
         ),
     }
 }
@@ -75,10 +79,73 @@ fn progress_bar() -> ProgressBar {
     )
 }
 
-/// Prints each problem on a line of its own on stderr; the import's exit code.
-fn refused(problems: &[String], more: bool) -> anyhow::Result<ExitCode> {
-    for problem in problems {
-        eprintln!("{problem}");
+/// What an import wrote, for its confirmation.
+struct Imported<'a> {
+    /// `online` or `offline`.
+    mode: &'static str,
+    dir: &'a Path,
+    users: u64,
+    groups: u64,
+    memberships: u64,
+    policies: u64,
+    agents: u64,
+    flows: u64,
+    /// The store's (offline) or the server's (online) revision after the import.
+    revision: u64,
+    elapsed: std::time::Duration,
+}
+
+/// The confirmation: a line (left out with --quiet), or the `--json` document.
+fn imported(done: &Imported<'_>, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        crate::stdout::json(&serde_json::json!({
+            "imported": true,
+            "mode": done.mode,
+            "dir": done.dir,
+            "users": done.users,
+            "groups": done.groups,
+            "memberships": done.memberships,
+            "policies": done.policies,
+            "agents": done.agents,
+            "approval_flows": done.flows,
+            "revision": done.revision,
+            "elapsed_ms": done.elapsed.as_millis() as u64,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let whose = if done.mode == "online" {
+        "server"
+    } else {
+        "store"
+    };
+    crate::stdout::done(format_args!(
+        "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; {whose} revision {}",
+        done.users,
+        done.groups,
+        done.memberships,
+        done.policies,
+        done.agents,
+        done.flows,
+        done.dir.display(),
+        done.elapsed.as_secs_f64(),
+        done.revision
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each problem on a line of its own on stderr (with `json`, in the document on stdout
+/// instead); the import's exit code.
+fn refused(problems: &[String], more: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        crate::stdout::json(&serde_json::json!({
+            "imported": false,
+            "problems": problems,
+            "more_problems": more,
+        }))?;
+    } else {
+        for problem in problems {
+            eprintln!("{problem}");
+        }
     }
     let count = problems.len();
     eprintln!(
@@ -96,7 +163,7 @@ fn refused(problems: &[String], more: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
+fn offline(data_dir: &Path, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let store = store::Store::open(data_dir)
         .with_context(|| format!("cannot open the store in `{}`", data_dir.display()))?;
@@ -121,7 +188,7 @@ fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
     );
     if !read.problems.is_empty() {
         bar.finish_and_clear();
-        return refused(&read.problems, read.stopped);
+        return refused(&read.problems, read.stopped, json);
     }
     let loaded = read.workload;
     bar.set_message("writing");
@@ -129,19 +196,21 @@ fn offline(data_dir: &Path, dir: &Path) -> anyhow::Result<ExitCode> {
         .import_with_flows(&loaded.model, &flows)
         .context("cannot write the import to the store")?;
     bar.finish_and_clear();
-    crate::stdout::done(format_args!(
-        "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; store revision {}",
-        summary.users,
-        summary.groups,
-        summary.memberships,
-        summary.policies,
-        summary.agents,
-        summary.flows,
-        dir.display(),
-        started.elapsed().as_secs_f64(),
-        summary.revision
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    imported(
+        &Imported {
+            mode: "offline",
+            dir,
+            users: summary.users as u64,
+            groups: summary.groups as u64,
+            memberships: summary.memberships as u64,
+            policies: summary.policies as u64,
+            agents: summary.agents as u64,
+            flows: summary.flows as u64,
+            revision: summary.revision,
+            elapsed: started.elapsed(),
+        },
+        json,
+    )
 }
 
 /// A directory file to send: its name and path, and its size for the progress bar.
@@ -179,7 +248,7 @@ fn files_to_send(dir: &Path) -> anyhow::Result<Vec<ToSend>> {
     Ok(files)
 }
 
-fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> {
+fn online(server: &str, online: Online, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let secret = online.token.required()?;
     let bearer = Bearer::new(&secret)?;
@@ -224,21 +293,23 @@ fn online(server: &str, online: Online, dir: &Path) -> anyhow::Result<ExitCode> 
     bar.finish_and_clear();
     let answer = answer?;
     if !answer.problems.is_empty() {
-        return refused(&answer.problems, answer.more_problems);
+        return refused(&answer.problems, answer.more_problems, json);
     }
-    crate::stdout::done(format_args!(
-        "imported {} users, {} groups, {} memberships, {} policies, {} agents and {} approval flows from `{}` in {:.1}s; server revision {}",
-        answer.users,
-        answer.groups,
-        answer.memberships,
-        answer.policies,
-        answer.agents,
-        answer.approval_flows,
-        dir.display(),
-        started.elapsed().as_secs_f64(),
-        answer.revision
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    imported(
+        &Imported {
+            mode: "online",
+            dir,
+            users: answer.users,
+            groups: answer.groups,
+            memberships: answer.memberships,
+            policies: answer.policies,
+            agents: answer.agents,
+            flows: answer.approval_flows,
+            revision: answer.revision,
+            elapsed: started.elapsed(),
+        },
+        json,
+    )
 }
 
 /// Sends each file in chunks of at most the server's limit, advancing `bar` by what was sent,

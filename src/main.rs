@@ -105,7 +105,7 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// List the client profiles (`~/.config/portcullis/config.toml`), the one in use marked.
-    Profiles(profiles::ProfileArgs),
+    Profiles(profiles::ListArgs),
     /// Print a shell completion script (bash, zsh, fish, …) on stdout.
     Completions(shell_docs::CompletionsArgs),
     /// Write man pages for every command into a directory.
@@ -120,6 +120,8 @@ enum ConfigCommand {
         /// `serve` or `sidecar`.
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(config::SECTIONS))]
         subcommand: String,
+        #[command(flatten)]
+        json: stdout::JsonArg,
     },
     /// Every setting as Markdown tables: key, environment variable, flag, default, meaning.
     Docs,
@@ -161,24 +163,15 @@ fn main() -> ExitCode {
         Command::Workload(command) => workload_cmd::run(command),
         Command::Backup(args) => backup_cmd::backup(args),
         Command::Restore(args) => backup_cmd::restore(args),
-        Command::Config(ConfigCommand::Print { subcommand }) => {
+        Command::Config(ConfigCommand::Print { subcommand, json }) => {
             let mut global: Vec<std::ffi::OsString> = Vec::new();
             if let Some(path) = &cli.config {
                 global.extend(["--config".into(), path.clone().into_os_string()]);
             }
-            config::print(&Cli::command(), &global, &subcommand).and_then(|text| {
-                stdout::print(text)?;
-                Ok(ExitCode::SUCCESS)
-            })
+            config::print(&Cli::command(), &global, &subcommand, json.json)
+                .map(|()| ExitCode::SUCCESS)
         }
-        Command::Profiles(args) => {
-            profiles::list(args.profiles_file.as_deref(), args.profile.as_deref()).and_then(
-                |text| {
-                    stdout::print(text)?;
-                    Ok(ExitCode::SUCCESS)
-                },
-            )
-        }
+        Command::Profiles(args) => profiles::list(&args).map(|()| ExitCode::SUCCESS),
         Command::Completions(args) => shell_docs::completions(Cli::command(), args),
         Command::Man(args) => shell_docs::man(Cli::command(), args),
         Command::Config(ConfigCommand::Docs) => stdout::print(config::docs(&Cli::command()))

@@ -49,6 +49,10 @@ pub struct Args {
     tls: super::check::ClientTls,
     #[command(flatten)]
     profile: crate::profiles::ProfileArgs,
+    /// Print one JSON document on stdout instead of text (docs/policies-as-code.md); wins over
+    /// --quiet. `diff` keeps its exit codes.
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = super::check::with_scheme(&args.server);
     let endpoint = super::check::endpoint(&addr, &args.tls)?;
     let token = args.token.secret()?;
+    let json = args.json;
     // Offline needs no connection at all.
     if let Command::Test {
         file,
@@ -110,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             dir: dir.clone(),
             policies: policies.clone(),
         };
-        return super::runtime()?.block_on(cases::run(decider, file));
+        return super::runtime()?.block_on(cases::run(decider, file, json));
     }
     super::runtime()?.block_on(async move {
         let channel = endpoint
@@ -125,9 +130,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         };
         match args.command {
-            Command::Export { dir } => export(&mut admin(token)?, &dir).await,
-            Command::Diff { dir } => diff(&mut admin(token)?, &dir).await,
-            Command::Apply { dir, dry_run } => apply(&mut admin(token)?, &dir, dry_run).await,
+            Command::Export { dir } => export(&mut admin(token)?, &dir, json).await,
+            Command::Diff { dir } => diff(&mut admin(token)?, &dir, json).await,
+            Command::Apply { dir, dry_run } => apply(&mut admin(token)?, &dir, dry_run, json).await,
             Command::Test {
                 file,
                 decision_token_file,
@@ -139,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     admin,
                     decision_token: decision_token_file,
                 };
-                cases::run(decider, &file).await
+                cases::run(decider, &file, json).await
             }
         }
     })
@@ -197,7 +202,26 @@ fn wire_versions(versions: &[Version]) -> Vec<pb::PolicyVersion> {
 struct Written {
     revision: u64,
     policies: usize,
+    agents: usize,
+    flows: usize,
+    roles: usize,
+    settings: bool,
     others: Vec<String>,
+}
+
+impl Written {
+    /// The `--json` document of what was written into `dir`.
+    fn json(&self, dir: &Path) -> serde_json::Value {
+        serde_json::json!({
+            "dir": dir,
+            "revision": self.revision,
+            "policies": self.policies,
+            "agents": self.agents,
+            "approval_flows": self.flows,
+            "group_roles": self.roles,
+            "settings": self.settings,
+        })
+    }
 }
 
 /// Writes DIR from the server: policies.json and export.json always, each other file when the
@@ -211,6 +235,7 @@ async fn write_dir(admin: &mut Admin, dir: &Path) -> anyhow::Result<Written> {
     files::write_json(&dir.join(files::POLICIES), &PoliciesFile { policies: docs })?;
     let mut others = Vec::new();
     let agents: Vec<AgentDoc> = server.agents.iter().map(AgentDoc::from_wire).collect();
+    let agent_count = agents.len();
     if !agents.is_empty() {
         others.push(format!("{} agents", agents.len()));
     }
@@ -224,6 +249,7 @@ async fn write_dir(admin: &mut Admin, dir: &Path) -> anyhow::Result<Written> {
         .iter()
         .map(sections::flow_doc)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let flow_count = flows.len();
     if !flows.is_empty() {
         others.push(format!("{} approval flows", flows.len()));
     }
@@ -251,8 +277,10 @@ async fn write_dir(admin: &mut Admin, dir: &Path) -> anyhow::Result<Written> {
         })
         .filter(|f| !f.group_roles.is_empty()),
     )?;
+    let role_count = roles.len();
     let settings =
         SettingsDoc::from_wire(server.settings.as_ref(), &server.default_approval_flow_id);
+    let has_settings = !settings.is_default();
     if !settings.is_default() {
         others.push("the settings".to_owned());
     }
@@ -290,12 +318,20 @@ async fn write_dir(admin: &mut Admin, dir: &Path) -> anyhow::Result<Written> {
     Ok(Written {
         revision: server.revision,
         policies: count,
+        agents: agent_count,
+        flows: flow_count,
+        roles: role_count,
+        settings: has_settings,
         others,
     })
 }
 
-async fn export(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
+async fn export(admin: &mut Admin, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let written = write_dir(admin, dir).await?;
+    if json {
+        crate::stdout::json(&written.json(dir))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let others = if written.others.is_empty() {
         String::new()
     } else {
@@ -469,13 +505,29 @@ fn section_changes(
     Ok(out)
 }
 
-async fn diff(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
+async fn diff(admin: &mut Admin, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let local = read_dir(dir)?;
     let server = read_server(admin).await?;
     let mut changes = changes::between(&local.policies, &server.policies)?;
     changes.extend(section_changes(&local.sections, &server)?);
     let quiet = crate::stdout::quiet();
-    if let Some(conflict) = changes::conflicts(&local.base, &server, &local.sections)
+    let conflict = changes::conflicts(&local.base, &server, &local.sections);
+    let code = if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(CHANGES)
+    };
+    if json {
+        let mut document = changes::to_json(&changes);
+        document["conflict"] = serde_json::json!(conflict.map(|what| serde_json::json!({
+            "exported_revision": local.base.revision,
+            "server_revision": server.revision,
+            "what": what,
+        })));
+        crate::stdout::json(&document)?;
+        return Ok(code);
+    }
+    if let Some(conflict) = conflict
         && !quiet
     {
         eprintln!(
@@ -488,11 +540,7 @@ async fn diff(admin: &mut Admin, dir: &Path) -> anyhow::Result<ExitCode> {
     if !quiet {
         crate::stdout::print(format_args!("{}", changes::render(&changes)))?;
     }
-    Ok(if changes.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(CHANGES)
-    })
+    Ok(code)
 }
 
 /// The request's optional sections, from the directory's other files and the export's base.
@@ -565,7 +613,12 @@ fn refusal(status: tonic::Status) -> anyhow::Error {
     }
 }
 
-async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn apply(
+    admin: &mut Admin,
+    dir: &Path,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let local = read_dir(dir)?;
     let policies = local
         .policies
@@ -588,6 +641,25 @@ async fn apply(admin: &mut Admin, dir: &Path, dry_run: bool) -> anyhow::Result<E
         .into_inner();
     let total =
         answer.created.len() + answer.updated.len() + answer.deleted.len() + answer.changes.len();
+    if json {
+        let rewrote = if !dry_run && total > 0 {
+            Some(write_dir(admin, dir).await?.json(dir))
+        } else {
+            None
+        };
+        crate::stdout::json(&serde_json::json!({
+            "dry_run": dry_run,
+            "created": answer.created,
+            "updated": answer.updated,
+            "deleted": answer.deleted,
+            "changes": answer.changes.iter().map(|c| serde_json::json!({
+                "change": c.change, "kind": c.kind, "id": c.id,
+            })).collect::<Vec<_>>(),
+            "revision": (!dry_run).then_some(answer.revision),
+            "rewrote": rewrote,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let verb = if dry_run { "would apply" } else { "applied" };
     // A dry run's answer is what it shows; an apply's only confirms (left out with --quiet).
     let say = |text: std::fmt::Arguments<'_>| {

@@ -329,15 +329,51 @@ fn set(matches: &ArgMatches, arg: Option<&Arg>) -> bool {
 }
 
 /// `portcullis profiles`: the profiles of the file, the one in use marked.
-pub fn list(given: Option<&Path>, named: Option<&str>) -> anyhow::Result<String> {
+/// The `portcullis profiles` command's flags: which file and profile, and `--json`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
+}
+
+/// `portcullis profiles`: the profiles of the file, the one in use marked; as a table, or with
+/// `--json` a document with each profile's settings (paths resolved).
+pub fn list(args: &ListArgs) -> anyhow::Result<()> {
+    let given = args.profile.profiles_file.as_deref();
+    let named = args.profile.profile.as_deref();
     let file = file(given).context("no profile file: HOME and XDG_CONFIG_HOME are unset")?;
     let Some(profiles) = Profiles::read(&file)? else {
-        return Ok(format!(
+        if args.json.json {
+            return crate::stdout::json(&serde_json::json!({
+                "file": file, "exists": false, "current": named, "profiles": [],
+            }));
+        }
+        return Ok(crate::stdout::print(format_args!(
             "no profiles: `{}` does not exist (docs/profiles.md)\n",
             file.display()
-        ));
+        ))?);
     };
     let current = named.map(str::to_owned).or(profiles.current.clone());
+    if args.json.json {
+        let mut listed = Vec::new();
+        for name in profiles.profiles.keys() {
+            let settings: serde_json::Map<String, serde_json::Value> = profiles
+                .settings(name)?
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into()))
+                .collect();
+            listed.push(serde_json::json!({
+                "name": name,
+                "current": current.as_deref() == Some(name),
+                "settings": settings,
+            }));
+        }
+        return crate::stdout::json(&serde_json::json!({
+            "file": file, "exists": true, "current": current, "profiles": listed,
+        }));
+    }
     let mut text = format!("{:<2}{:<20}{}\n", "", "PROFILE", "SERVER");
     for name in profiles.profiles.keys() {
         let server = profiles
@@ -352,5 +388,5 @@ pub fn list(given: Option<&Path>, named: Option<&str>) -> anyhow::Result<String>
         };
         text.push_str(&format!("{mark:<2}{name:<20}{server}\n"));
     }
-    Ok(text)
+    Ok(crate::stdout::print(text)?)
 }

@@ -21,6 +21,8 @@ pub struct CreateArgs {
     /// `scim:<name>`.
     #[arg(long)]
     name: String,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -36,6 +38,23 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let (connection, secret) = sync::connection::create_connection(&store, &args.name)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))
         .with_context(|| format!("cannot create the SCIM connection `{}`", args.name))?;
+    if args.json.json {
+        // The shape of `portcullis admin scim-connections create --json` (docs/cli.md).
+        crate::stdout::json(&serde_json::json!({
+            "connection": {
+                "id": connection.id,
+                "name": connection.name,
+                "created_at": crate::token_cmd::format_ms(connection.created_at.0),
+                "created_by": connection.created_by,
+                "last_used_at": null,
+                "rotated_at": null,
+                "previous_valid_until": null,
+                "revoked_at": null,
+            },
+            "secret": secret,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::stdout::done(format_args!(
         "connection: {} ({})",
         connection.id, connection.name

@@ -29,6 +29,22 @@ pub fn println(text: impl std::fmt::Display) -> std::io::Result<()> {
     print(format_args!("{text}\n"))
 }
 
+/// `--json`: the flag of every command that prints a result (docs/cli.md, "JSON output").
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JsonArg {
+    /// Print one JSON document on stdout instead of text (docs/cli.md, "JSON output"); wins
+    /// over --quiet.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Writes `document` as the command's one JSON document on stdout: every command's `--json`
+/// goes through here, so all print alike (pretty, one trailing newline).
+pub fn json(document: &impl serde::Serialize) -> anyhow::Result<()> {
+    println(serde_json::to_string_pretty(document)?)?;
+    Ok(())
+}
+
 /// A line confirming what a command did: left out with `--quiet`.
 pub fn done(text: impl std::fmt::Display) -> std::io::Result<()> {
     if quiet() { Ok(()) } else { println(text) }

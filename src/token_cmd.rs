@@ -28,6 +28,8 @@ pub struct CreateArgs {
     /// A role the token holds itself, so the first admin can act before any group has roles.
     #[arg(long, value_enum)]
     role: Option<RoleArg>,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -64,11 +66,29 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Some(at) => format_ms(at.0),
         None => "never".to_owned(),
     };
-    let role = match token.role {
-        Some(pdp::Role::Admin) => "admin",
-        Some(pdp::Role::ReadOnly) => "read-only",
-        None => "none (the user's groups' roles apply)",
+    let own_role = match token.role {
+        Some(pdp::Role::Admin) => Some("admin"),
+        Some(pdp::Role::ReadOnly) => Some("read-only"),
+        None => None,
     };
+    if args.json.json {
+        // The shape of `portcullis admin tokens create --json` (docs/cli.md).
+        crate::stdout::json(&serde_json::json!({
+            "token": {
+                "id": token.id,
+                "name": token.name,
+                "user_id": token.user_id,
+                "role": own_role,
+                "created_at": format_ms(token.created_at.0),
+                "created_by": token.created_by,
+                "expires_at": token.expires_at.map(|at| format_ms(at.0)),
+                "revoked_at": null,
+            },
+            "secret": minted.secret,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let role = own_role.unwrap_or("none (the user's groups' roles apply)");
     crate::stdout::done(format_args!("token:   {} ({})", token.id, token.name))?;
     crate::stdout::done(format_args!("user:    {}", token.user_id))?;
     crate::stdout::done(format_args!("role:    {role}"))?;
@@ -80,7 +100,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn format_ms(ms: i64) -> String {
+pub fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -44,6 +44,8 @@ pub struct GenerateArgs {
     /// Also give a few policies a CEL condition over arguments, and requests arguments.
     #[arg(long)]
     conditions: bool,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +73,8 @@ pub struct ReplayArgs {
     token: crate::decision_token::TokenFile,
     #[command(flatten)]
     profile: crate::profiles::ProfileArgs,
+    #[command(flatten)]
+    json: crate::stdout::JsonArg,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -102,6 +106,19 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let generated = workload::generate(&params)?;
     workload::write_dir(&args.out, &generated)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
+    if args.json.json {
+        crate::stdout::json(&serde_json::json!({
+            "out": args.out,
+            "preset": args.preset,
+            "seed": params.seed,
+            "users": params.users,
+            "groups": params.groups,
+            "policies": params.policies,
+            "requests": params.requests,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::stdout::done(format_args!(
         "wrote {} users, {} groups, {} policies and {} requests to `{}` in {:.1}s",
         params.users,
@@ -137,6 +154,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
 
     let mut mismatches = 0usize;
+    // With --json, the first mismatches go into the document (still capped) instead of stderr.
+    let mut shown = Vec::new();
     for (request, answer) in requests.iter().zip(&answers) {
         let got = (
             crate::check::decision_name(answer.decision()),
@@ -151,19 +170,43 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         if got != want {
             mismatches += 1;
-            if mismatches <= 10 {
-                eprintln!("mismatch {}: expected {want:?}, got {got:?}", request.id);
+            if mismatches <= MAX_MISMATCHES_SHOWN {
+                if args.json.json {
+                    let side = |(decision, reason, policy): (&str, &str, Option<&str>)| {
+                        serde_json::json!({
+                            "decision": decision, "reason": reason, "policy_id": policy,
+                        })
+                    };
+                    shown.push(serde_json::json!({
+                        "id": request.id,
+                        "expected": side(want),
+                        "got": side(got),
+                    }));
+                } else {
+                    eprintln!("mismatch {}: expected {want:?}, got {got:?}", request.id);
+                }
             }
         }
     }
-    crate::stdout::println(format_args!(
-        "{} requests in {:.2}s ({:.0}/s): {} matched, {} mismatched",
-        requests.len(),
-        elapsed.as_secs_f64(),
-        requests.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        requests.len() - mismatches,
-        mismatches
-    ))?;
+    let rate = requests.len() as f64 / elapsed.as_secs_f64().max(1e-9);
+    if args.json.json {
+        crate::stdout::json(&serde_json::json!({
+            "requests": requests.len(),
+            "matched": requests.len() - mismatches,
+            "mismatched": mismatches,
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "per_second": rate,
+            "mismatches": shown,
+        }))?;
+    } else {
+        crate::stdout::println(format_args!(
+            "{} requests in {:.2}s ({rate:.0}/s): {} matched, {} mismatched",
+            requests.len(),
+            elapsed.as_secs_f64(),
+            requests.len() - mismatches,
+            mismatches
+        ))?;
+    }
     if mismatches > 0 {
         Ok(ExitCode::FAILURE)
     } else {
@@ -196,6 +239,9 @@ fn check_request(request: &workload::RequestLine) -> pb::CheckRequest {
 }
 
 type Client = crate::decision_token::Client;
+
+/// Mismatches described one by one (on stderr, or in the `--json` document); the rest counted.
+const MAX_MISMATCHES_SHOWN: usize = 10;
 
 async fn replay_checks(
     client: Client,

@@ -1,7 +1,7 @@
 //! `portcullis admin …` against a real server: a tiny company imported into a temp data dir, a
 //! bootstrap token from `portcullis token create`, then the CLI as an operator uses it.
 
-use crate::support::{Server, path, run, run_ok};
+use crate::support::{Server, path, run, run_json, run_ok};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -161,6 +161,52 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
     let data = company(root.path());
     let secret = bootstrap_token(&data, "alice@example.com", "admin");
     let read_only = bootstrap_token(&data, "frank@example.com", "read-only");
+    // For scripts: the token's fields and its secret in one document, as `admin tokens create
+    // --json` prints them; and a SCIM connection's likewise.
+    let made = run_json(&[
+        "token",
+        "create",
+        "--data-dir",
+        path(&data),
+        "--user",
+        "frank@example.com",
+        "--name",
+        "ci",
+        "--expires",
+        "90d",
+        "--role",
+        "read-only",
+        "--json",
+        "--quiet",
+    ]);
+    let made_token = &made["token"];
+    assert_eq!(
+        (
+            &made_token["user_id"],
+            &made_token["name"],
+            &made_token["role"]
+        ),
+        (&"u6".into(), &"ci".into(), &"read-only".into()),
+        "{made}"
+    );
+    assert_eq!(made_token["created_by"], "cli", "{made}");
+    assert!(made_token["expires_at"].as_str().is_some(), "{made}");
+    let ci_secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(
+        ci_secret.starts_with(&format!("pcl_{}_", made_token["id"].as_str().unwrap())),
+        "{made}"
+    );
+    let scim = run_json(&[
+        "scim-token",
+        "create",
+        "--data-dir",
+        path(&data),
+        "--name",
+        "okta",
+        "--json",
+    ]);
+    assert_eq!(scim["connection"]["name"], "okta", "{scim}");
+    assert!(scim["secret"].as_str().unwrap().len() > 32, "{scim}");
     let server = Server::start(&data);
 
     // The bootstrap command refuses a store a running server holds.
@@ -185,6 +231,17 @@ fn admin_cli_lists_locks_unlocks_and_audits_users() {
     let me = admin.json(&["whoami"]);
     assert_eq!(me["user_id"], "u1");
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
+    // The tokens made with --json work, and are what the server lists.
+    let ci = Admin {
+        server: &server,
+        token: ci_secret,
+    };
+    assert_eq!(ci.json(&["whoami"])["user_id"], "u6");
+    let connections = admin.json(&["scim-connections", "list"]);
+    assert_eq!(
+        connections["connections"][0], scim["connection"],
+        "{connections}"
+    );
     assert!(admin.ok(&["whoami"]).contains("alice@example.com"));
 
     // A table with a header and one row per user, by email.

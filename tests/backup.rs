@@ -4,7 +4,7 @@
 //! backup of a stopped store; what both refuse.
 
 use crate::scim::{Scim, USER};
-use crate::support::{Server, generated_and_imported, path, run, run_ok, scim_token};
+use crate::support::{Server, generated_and_imported, path, run, run_json, run_ok, scim_token};
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +90,15 @@ fn a_backup_taken_from_a_server_under_writes_restores_a_consistent_revision() {
         "{backed_up}"
     );
     let revision = revision_in(&backed_up);
+    // The same for scripts: taken by the server too, at a revision no older.
+    let second = root.path().join("backups/json");
+    let document = run_json(&["backup", "--data-dir", path(&data), path(&second), "--json"]);
+    assert_eq!(document["taken_by_server"], true, "{document}");
+    assert!(
+        document["revision"].as_u64().unwrap() >= revision,
+        "{document}"
+    );
+    assert_eq!(document["out"], path(&second), "{document}");
 
     // Writes go on after it.
     let target = acked_now() + 10;
@@ -186,6 +195,56 @@ fn a_backup_of_a_stopped_store_restores_it_and_targets_must_be_new_or_empty() {
     let copy = store::Store::open(&restored).unwrap();
     assert_eq!(sorted(copy.load().unwrap()), sorted(model));
     assert_eq!(copy.connections().unwrap().len(), 1);
+    drop(copy);
+
+    // With --json: what each did, as one document (--json wins over --quiet).
+    let out = root.path().join("backup-json");
+    let backed_up = run_json(&[
+        "backup",
+        "--data-dir",
+        path(&data),
+        path(&out),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(backed_up["revision"], revision, "{backed_up}");
+    assert_eq!(backed_up["taken_by_server"], false, "{backed_up}");
+    assert_eq!(backed_up["data_dir"], path(&data), "{backed_up}");
+    assert!(backed_up["records"].as_u64().unwrap() > 0, "{backed_up}");
+    assert!(backed_up["bytes"].as_u64().unwrap() > 0, "{backed_up}");
+    let restored = root.path().join("restored-json");
+    let document = run_json(&[
+        "restore",
+        "--data-dir",
+        path(&restored),
+        path(&out),
+        "--json",
+    ]);
+    assert_eq!(document["revision"], revision, "{document}");
+    assert_eq!(document["records"], backed_up["records"], "{document}");
+    let model = store::Store::open(&restored).unwrap().load().unwrap();
+    assert_eq!(
+        (
+            &document["users"],
+            &document["groups"],
+            &document["policies"]
+        ),
+        (
+            &json!(model.users.len()),
+            &json!(model.groups.len()),
+            &json!(model.policies.len())
+        ),
+        "{document}"
+    );
+    assert!(
+        document["store_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert!(
+        document["taken_at"].as_str().unwrap().ends_with('Z'),
+        "{document}"
+    );
 }
 
 /// `load` order can differ between stores; compare sorted.

@@ -84,6 +84,31 @@ fn the_environment_wins_over_the_file_which_wins_over_the_default() {
         setting(&printed, "serve-stale"),
         "serve-stale = true   # config file"
     );
+    // The same as one JSON document: each key's value (a boolean for a switch, null when not
+    // set) and where it came from.
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&run_env(
+        &["config", "print", "sidecar", "--json"],
+        &[("PORTCULLIS_CONFIG", &file)],
+    )))
+    .unwrap();
+    use serde_json::json;
+    assert_eq!(
+        printed["global"]["log-format"],
+        json!({"value": "json", "source": "config file"})
+    );
+    assert_eq!(
+        printed["sidecar"]["upstream"],
+        json!({"value": "https://cp:50051", "source": "config file"})
+    );
+    assert_eq!(
+        printed["sidecar"]["serve-stale"],
+        json!({"value": true, "source": "config file"})
+    );
+    assert_eq!(
+        printed["sidecar"]["upstream-ca-file"],
+        json!({"value": null, "source": "not set"}),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! nothing, audited once, refused for a Read Only token; and the offline import refusing the same
 //! bad files with the same problems.
 
-use crate::support::{Server, admin_token, path, run, run_ok};
+use crate::support::{Server, admin_token, json, path, run, run_json, run_ok};
 use crate::workload_replay::{check, expected, got};
 use portcullis_proto::v1 as pb;
 use std::path::Path;
@@ -247,6 +247,22 @@ fn assert_refused(output: &std::process::Output) {
     );
 }
 
+/// With `--json`: the problems on stdout as an array, still exit code 1, and only the count on
+/// stderr.
+fn assert_refused_json(output: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim(), "nothing imported: 4 problems");
+    let document = json(output);
+    assert_eq!(document["imported"], false, "{document}");
+    assert_eq!(document["more_problems"], false, "{document}");
+    let problems = document["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), PROBLEMS.len(), "{document}");
+    for (problem, got) in PROBLEMS.iter().zip(problems) {
+        assert!(got.as_str().unwrap().starts_with(problem), "{document}");
+    }
+}
+
 /// A directory with bad lines is refused whole, online and offline alike, every problem named
 /// with its file and line; a Read Only token may not import; online and offline are one or the
 /// other.
@@ -260,7 +276,15 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     );
     write_bad_directory(&bad);
     let (_, users) = generated(&good, 3);
-    run_ok(&["import", "--data-dir", path(&data), path(&good)]);
+    let imported = run_json(&["import", "--data-dir", path(&data), path(&good), "--json"]);
+    assert_eq!(
+        (&imported["imported"], &imported["mode"]),
+        (&serde_json::json!(true), &serde_json::json!("offline")),
+        "{imported}"
+    );
+    assert_eq!(imported["users"], 3000, "{imported}");
+    assert_eq!(imported["groups"], 150, "{imported}");
+    assert!(imported["revision"].as_u64().unwrap() > 0, "{imported}");
     let token = admin_token(&data, &users[0]);
     let read_only = {
         let out = run_ok(&[
@@ -279,6 +303,13 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     // Offline first (the server not yet running): refused, the store untouched.
     let offline = root.path().join("offline");
     assert_refused(&run(&["import", "--data-dir", path(&offline), path(&bad)]));
+    assert_refused_json(&run(&[
+        "import",
+        "--data-dir",
+        path(&offline),
+        path(&bad),
+        "--json",
+    ]));
 
     let server = Server::start(&data);
     let mut client = server.client().await;
@@ -293,6 +324,23 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     .await
     .unwrap();
     assert_refused(&online);
+    let online = tokio::task::spawn_blocking({
+        let (addr, token, bad) = (addr.clone(), token.clone(), bad.clone());
+        move || {
+            run(&[
+                "import",
+                "--server",
+                &addr,
+                "--token",
+                &token,
+                path(&bad),
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_refused_json(&online);
     assert_eq!(revision(&mut client).await, before, "nothing was written");
     assert!(imports(&mut admin).await.is_empty());
 
@@ -361,4 +409,31 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     assert_eq!(both.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pass one"), "{stderr}");
     assert!(imports(&mut admin).await.is_empty());
+
+    // Online and accepted: the counts and the revision it committed at, audited once.
+    let imported = tokio::task::spawn_blocking({
+        let (addr, good) = (addr.clone(), good.clone());
+        move || {
+            run_json(&[
+                "import",
+                "--server",
+                &addr,
+                "--token",
+                &token,
+                path(&good),
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (&imported["imported"], &imported["mode"]),
+        (&serde_json::json!(true), &serde_json::json!("online")),
+        "{imported}"
+    );
+    assert_eq!(imported["users"], 3000, "{imported}");
+    let events = imports(&mut admin).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(imported["revision"], events[0].revision, "{imported}");
 }

@@ -2,7 +2,7 @@
 //! would in git, diff, apply as one audited change, the conflict and dry-run refusals, and
 //! decision cases for CI.
 
-use crate::support::{Server, admin_token, path, run, run_ok};
+use crate::support::{Server, admin_token, json as stdout_json, path, run, run_ok};
 use portcullis_proto::v1 as pb;
 use serde_json::{Value, json};
 use std::fs;
@@ -117,6 +117,23 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
     let out = policies(&server, &token, &["diff", path(&dir)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("no changes"), "{}", text(&out));
+    // The same for scripts: the export's counts, and an empty diff (--json wins over --quiet).
+    let out = policies(&server, &token, &["export", path(&dir), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = stdout_json(&out);
+    assert_eq!(exported["policies"], 2, "{exported}");
+    assert_eq!(exported["revision"], base["revision"], "{exported}");
+    assert_eq!(
+        (&exported["agents"], &exported["settings"]),
+        (&json!(0), &json!(false)),
+        "{exported}"
+    );
+    let out = policies(&server, &token, &["diff", path(&dir), "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        stdout_json(&out),
+        json!({"changes": [], "created": 0, "updated": 0, "deleted": 0, "conflict": null})
+    );
 
     // Edit: github becomes deny, jira's policy goes, a new confluence policy comes.
     let mut file = file;
@@ -153,6 +170,38 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
         shown.contains("3 changes: 1 to create, 1 to update, 1 to delete"),
         "{shown}"
     );
+    // As JSON: the same changes, each field's values as JSON, and still exit code 3.
+    let out = policies(&server, &token, &["diff", path(&dir), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let diff = stdout_json(&out);
+    assert_eq!(
+        (&diff["created"], &diff["updated"], &diff["deleted"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{diff}"
+    );
+    let changes = diff["changes"].as_array().unwrap();
+    let update = changes.iter().find(|c| c["change"] == "update").unwrap();
+    assert_eq!(
+        (&update["kind"], &update["id"]),
+        (&json!("policy"), &json!("pol-1")),
+        "{diff}"
+    );
+    let fields = update["fields"].as_array().unwrap();
+    assert!(
+        fields.contains(&json!({"field": "action", "server": "allow", "directory": "deny"})),
+        "{diff}"
+    );
+    assert!(
+        fields.contains(
+            &json!({"field": "description", "server": null, "directory": "frozen for the audit"})
+        ),
+        "{diff}"
+    );
+    let create = changes.iter().find(|c| c["change"] == "create").unwrap();
+    assert_eq!(create["name"], "confluence for engineering", "{diff}");
+    let delete = changes.iter().find(|c| c["change"] == "delete").unwrap();
+    assert_eq!(delete["id"], "pol-2", "{diff}");
+    assert_eq!(diff["conflict"], Value::Null, "{diff}");
 
     // The edits tested offline before applying: the workload directory's users and groups with
     // the edited policies; then with the workload's own policies, where github is still allowed.
@@ -205,6 +254,29 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
         "{shown}"
     );
     assert!(shown.contains("0 passed, 2 failed"), "{shown}");
+    let out = run(&[
+        "policies",
+        "test",
+        path(&offline),
+        "--offline",
+        path(&workload),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let tested = stdout_json(&out);
+    assert_eq!(
+        (&tested["passed"], &tested["failed"]),
+        (&json!(0), &json!(2))
+    );
+    assert_eq!(tested["cases"][0]["name"], "github is frozen", "{tested}");
+    assert_eq!(tested["cases"][0]["passed"], false, "{tested}");
+    assert!(
+        tested["cases"][0]["diffs"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"field": "decision", "expected": "deny", "got": "allow"})),
+        "{tested}"
+    );
 
     // A dry run validates and reports, and writes nothing (nor the directory).
     let before = server_policies(&server, &token).await;
@@ -215,6 +287,21 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
     assert!(
         shown.contains("would apply: 1 created, 1 updated, 1 deleted"),
         "{shown}"
+    );
+    let out = policies(
+        &server,
+        &token,
+        &["apply", path(&dir), "--dry-run", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let dry = stdout_json(&out);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["updated"], json!(["pol-1"]), "{dry}");
+    assert_eq!(dry["deleted"], json!(["pol-2"]), "{dry}");
+    assert_eq!(dry["created"].as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(
+        (&dry["revision"], &dry["rewrote"]),
+        (&Value::Null, &Value::Null)
     );
     assert_eq!(server_policies(&server, &token).await, before);
     assert_eq!(
@@ -257,6 +344,15 @@ async fn policies_export_edit_diff_apply_round_trip_with_one_audit_event() {
     let out = policies(&server, &token, &["apply", path(&dir)]);
     assert!(text(&out).contains("nothing to apply"), "{}", text(&out));
     assert_eq!(apply_events(&server, &token).await.len(), 1);
+    let out = policies(&server, &token, &["apply", path(&dir), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let again = stdout_json(&out);
+    assert_eq!(
+        (&again["dry_run"], &again["created"], &again["rewrote"]),
+        (&json!(false), &json!([]), &Value::Null),
+        "{again}"
+    );
+    assert!(again["revision"].as_u64().unwrap() > 0, "{again}");
 
     // Decision cases for CI: passing, then failing with what was expected and what came back.
     let cases = root.path().join("cases.json");
@@ -349,6 +445,25 @@ async fn policies_apply_refuses_when_the_server_changed_since_the_export() {
         shown.contains("policy `pol-1` (github for everyone) was changed"),
         "{shown}"
     );
+    let out = policies(&server, &token, &["diff", path(&dir), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let diff = stdout_json(&out);
+    let conflict = &diff["conflict"];
+    assert!(
+        conflict["what"]
+            .as_str()
+            .unwrap()
+            .contains("policy `pol-1` (github for everyone) was changed"),
+        "{diff}"
+    );
+    assert!(
+        conflict["server_revision"].as_u64() > conflict["exported_revision"].as_u64(),
+        "{diff}"
+    );
+    // A refusal stays an error on stderr, with nothing on stdout.
+    let out = policies(&server, &token, &["apply", path(&dir), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
 
     for args in [
         vec!["apply", path(&dir)],

@@ -122,6 +122,53 @@ fn a_profile_names_the_server_and_the_token_files() {
         listed.contains("elsewhere           http://127.0.0.1:9"),
         "{listed}"
     );
+    // As JSON: each profile's settings, paths resolved from the file's directory; `--profile`
+    // names the one in use.
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&with_profiles(
+        &file,
+        &["profiles", "--json", "--profile", "elsewhere"],
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(listed["file"], path(&file), "{listed}");
+    assert_eq!(listed["current"], "elsewhere", "{listed}");
+    let named = |name: &str| {
+        listed["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {listed}"))
+            .clone()
+    };
+    let elsewhere = named("elsewhere");
+    assert_eq!(elsewhere["name"], "elsewhere", "{listed}");
+    assert_eq!(elsewhere["current"], true, "{listed}");
+    assert_eq!(
+        elsewhere["settings"],
+        serde_json::json!({
+            "server": "http://127.0.0.1:9",
+            "token-file": path(&config.join("admin.token")),
+        }),
+        "{listed}"
+    );
+    let local = named("local");
+    assert_eq!(
+        (&local["name"], &local["current"]),
+        (&"local".into(), &false.into())
+    );
+    assert_eq!(
+        local["settings"]["server"],
+        server.addr.as_str(),
+        "{listed}"
+    );
+    let none = root.path().join("none.toml");
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&with_profiles(&none, &["profiles", "--json"], &[]))).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({"file": path(&none), "exists": false, "current": null, "profiles": []})
+    );
 }
 
 #[test]

@@ -71,6 +71,29 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).env("RUST_LOG", "info").output().unwrap()
 }
 
+/// The command's stdout as the one JSON document `--json` prints (its output shown if not).
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Runs the binary with `args` (ending in `--json`), asserting success; its JSON document.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "portcullis {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json(&output)
+}
+
 pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -124,7 +124,7 @@ fn offline(
     Ok((pdp::Snapshot::build(&workload.model), names))
 }
 
-pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
+pub async fn run(decider: Decider, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let cases: CasesFile = read_yaml(file)?;
     if cases.cases.len() > MAX_CASES {
         anyhow::bail!(
@@ -160,6 +160,8 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
     }
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut report = String::new();
+    // The same results for `--json`.
+    let mut results = Vec::new();
     for (i, case) in cases.cases.into_iter().enumerate() {
         let label = if case.name.is_empty() {
             format!("cases[{i}]")
@@ -257,6 +259,13 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
                 diffs.push(("policy", policy.clone(), shown));
             }
         }
+        results.push(serde_json::json!({
+            "name": label,
+            "passed": diffs.is_empty(),
+            "diffs": diffs.iter().map(|(field, expected, got)| serde_json::json!({
+                "field": field, "expected": expected, "got": got,
+            })).collect::<Vec<_>>(),
+        }));
         if diffs.is_empty() {
             passed += 1;
             let _ = writeln!(report, "ok   {label}");
@@ -268,7 +277,13 @@ pub async fn run(decider: Decider, file: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if crate::stdout::quiet() {
+    if json {
+        crate::stdout::json(&serde_json::json!({
+            "passed": passed,
+            "failed": failed,
+            "cases": results,
+        }))?;
+    } else if crate::stdout::quiet() {
         // Only the failures, and the count when there are some.
         let failures: String = report
             .lines()

@@ -360,3 +360,66 @@ pub fn render(changes: &[Change]) -> String {
     }
     out
 }
+
+/// For scripts (`diff --json`): each change with its kind, id, name and changed fields (the
+/// server's value and the directory's, as JSON), and the counts `render` ends with.
+pub fn to_json(changes: &[Change]) -> serde_json::Value {
+    use serde_json::{Value, json};
+    // The fields hold JSON text; a value that is not (none today) is kept as a string.
+    let parsed = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::from(text));
+    let fields = |fields: &[(String, String, String)]| -> Vec<Value> {
+        fields
+            .iter()
+            .map(|(field, old, new)| {
+                json!({ "field": field, "server": parsed(old), "directory": parsed(new) })
+            })
+            .collect()
+    };
+    let (mut created, mut updated, mut deleted) = (0, 0, 0);
+    let mut out = Vec::new();
+    for change in changes {
+        let (verb, kind, id, name, changed) = match change {
+            Change::Create(doc) => (Verb::Create, "policy", &doc.id, &doc.name, Vec::new()),
+            Change::Update {
+                id,
+                name,
+                fields: f,
+            } => (Verb::Update, "policy", id, name, fields(f)),
+            Change::Delete(doc) => (Verb::Delete, "policy", &doc.id, &doc.name, Vec::new()),
+            Change::Other {
+                kind,
+                verb,
+                id,
+                name,
+                fields: f,
+            } => (*verb, *kind, id, name, fields(f)),
+        };
+        let word = match verb {
+            Verb::Create => {
+                created += 1;
+                "create"
+            }
+            Verb::Update => {
+                updated += 1;
+                "update"
+            }
+            Verb::Delete => {
+                deleted += 1;
+                "delete"
+            }
+        };
+        out.push(json!({
+            "change": word,
+            "kind": kind,
+            "id": id,
+            "name": name,
+            "fields": changed,
+        }));
+    }
+    json!({
+        "changes": out,
+        "created": created,
+        "updated": updated,
+        "deleted": deleted,
+    })
+}

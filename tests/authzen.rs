@@ -67,9 +67,7 @@ async fn post(http: &Http, url: &str, body: &Value) -> Reply {
 /// A workload request at `now_s` (seconds): the gRPC Check and the AuthZEN evaluation of it.
 fn both(request: &workload::RequestLine, now_s: i64) -> (pb::CheckRequest, Value) {
     let authentication = request.authentication.as_ref().map(|a| {
-        let auth_time = a
-            .auth_age_s
-            .map(|age| now_s - i64::try_from(age).unwrap());
+        let auth_time = a.auth_age_s.map(|age| now_s - i64::try_from(age).unwrap());
         (a, auth_time)
     });
     let check = pb::CheckRequest {
@@ -148,7 +146,9 @@ fn without_id(mut answer: Value) -> Value {
         .as_object_mut()
         .and_then(|c| c.remove("decision_id"));
     assert!(
-        id.as_ref().and_then(Value::as_str).is_some_and(|id| !id.is_empty()),
+        id.as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty()),
         "a decision id: {answer}"
     );
     answer
@@ -243,7 +243,12 @@ async fn a_workload_gets_the_same_answers_over_authzen_as_over_grpc_check() {
     // The same requests as batches that execute all: the same answers, in order.
     for chunk in requests.chunks(1000) {
         let evaluations: Vec<Value> = chunk.iter().map(|r| both(r, now_s).1).collect();
-        let reply = post(&http, &evaluations_url, &json!({ "evaluations": evaluations })).await;
+        let reply = post(
+            &http,
+            &evaluations_url,
+            &json!({ "evaluations": evaluations }),
+        )
+        .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         let answers = reply.body["evaluations"].as_array().unwrap();
         assert_eq!(answers.len(), chunk.len());
@@ -409,7 +414,9 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         (&evaluation_url, b"[1]".to_vec(), "JSON object"),
         (
             &evaluation_url,
-            json!({ "action": { "name": "t" } }).to_string().into_bytes(),
+            json!({ "action": { "name": "t" } })
+                .to_string()
+                .into_bytes(),
             "`subject` is missing",
         ),
         (
@@ -437,8 +444,8 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
                 "action": evaluation["action"],
                 "evaluations": [evaluation, { "resource": { "type": "document", "id": "d" } }],
             })
-                .to_string()
-                .into_bytes(),
+            .to_string()
+            .into_bytes(),
             "`evaluations[1].resource.type` is `document`",
         ),
         (
@@ -460,11 +467,19 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         &server.http,
         "POST",
         "/access/v1/evaluation",
-        &[("Content-Type", "application/json"), ("Authorization", "Bearer s3cret")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer s3cret"),
+        ],
         &huge,
     );
     assert_eq!(reply.status, 413, "{}", reply.body);
-    assert!(reply.json()["error"].as_str().unwrap().contains("larger than"));
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
+    );
     let reply = crate::scim::http(
         &server.http,
         "POST",

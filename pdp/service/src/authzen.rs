@@ -136,14 +136,16 @@ impl Pdp {
     /// without a token never gets a body read.
     async fn body(&self, request: Request) -> Result<Map<String, Value>, Failure> {
         self.authorize(request.headers())?;
-        let bytes = Bytes::from_request(request, &()).await.map_err(|e| Failure {
-            status: e.status(),
-            message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the body is larger than {MAX_BODY} bytes")
-            } else {
-                format!("cannot read the body: {}", e.body_text())
-            },
-        })?;
+        let bytes = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| Failure {
+                status: e.status(),
+                message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    format!("the body is larger than {MAX_BODY} bytes")
+                } else {
+                    format!("cannot read the body: {}", e.body_text())
+                },
+            })?;
         match serde_json::from_slice(&bytes) {
             Ok(Value::Object(body)) => Ok(body),
             Ok(_) => Err(Failure::bad("the body must be a JSON object")),
@@ -205,20 +207,23 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
             .map(|(i, item)| {
                 let path = format!("evaluations[{i}].");
                 let Value::Object(item) = item else {
-                    return Err(Failure::bad(format!("`evaluations[{i}]` must be an object")));
+                    return Err(Failure::bad(format!(
+                        "`evaluations[{i}]` must be an object"
+                    )));
                 };
                 check_request(item, Some(&body), &path)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let answers = match semantic {
             // One BatchCheck: one snapshot answers them all.
-            Semantic::ExecuteAll => pdp
-                .decisions
-                .batch_check(tonic::Request::new(pb::BatchCheckRequest { checks }))
-                .await
-                .map_err(|status| Failure::from_status(&status))?
-                .into_inner()
-                .results,
+            Semantic::ExecuteAll => {
+                pdp.decisions
+                    .batch_check(tonic::Request::new(pb::BatchCheckRequest { checks }))
+                    .await
+                    .map_err(|status| Failure::from_status(&status))?
+                    .into_inner()
+                    .results
+            }
             // One Check at a time, so nothing past the first deny (or permit) is decided,
             // logged or uses a grant.
             Semantic::DenyOnFirstDeny | Semantic::PermitOnFirstPermit => {
@@ -497,7 +502,10 @@ fn answer_json(answer: &pb::CheckResponse) -> Value {
     let mut context = Map::new();
     context.insert(
         "decision".into(),
-        decision.as_str_name().trim_start_matches("DECISION_").into(),
+        decision
+            .as_str_name()
+            .trim_start_matches("DECISION_")
+            .into(),
     );
     context.insert(
         "reason".into(),

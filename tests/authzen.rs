@@ -489,3 +489,81 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     );
     assert_eq!(reply.status, 401, "{}", reply.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_answers_authzen_like_the_control_plane_behind_its_token() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) = generated_and_imported(
+        root.path(),
+        &[
+            "--preset",
+            "small",
+            "--seed",
+            "7",
+            "--agents",
+            "--requests",
+            "300",
+        ],
+    );
+    let requests = workload::read_requests(&workload_dir.join("requests.jsonl")).unwrap();
+    let sidecar_token = crate::fleet::token_file(root.path(), "sidecar-token", "fleet-secret");
+    let decision_token = crate::fleet::token_file(root.path(), "decision-token", "gw-secret");
+    let control = Server::start_with(&data, &["--sidecar-token-file", &sidecar_token]);
+    let sidecar = crate::fleet::sidecar(
+        &control.addr,
+        &[
+            "--upstream-token-file",
+            &sidecar_token,
+            "--decision-token-file",
+            &decision_token,
+        ],
+    );
+    let http = client();
+    let now_s = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let ask = |server: &Server, evaluation: &Value| {
+        let url = format!("{}/access/v1/evaluation", server.http);
+        let body = evaluation.to_string().into_bytes();
+        let http = http.clone();
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("authorization", "Bearer gw-secret"),
+            ];
+            let reply = send(&http, "POST", &url, &headers, body).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            without_id(reply.body)
+        }
+    };
+    let (_, first) = both(&requests[0], now_s);
+    let revision = ask(&control, &first).await["context"]["revision"].clone();
+    crate::fleet::eventually("the sidecar has the control plane's snapshot", || {
+        let answer = ask(&sidecar, &first);
+        let revision = revision.clone();
+        async move { answer.await["context"]["revision"] == revision }
+    })
+    .await;
+    for request in &requests {
+        let (_, evaluation) = both(request, now_s);
+        let (on_control, on_sidecar) = (
+            ask(&control, &evaluation).await,
+            ask(&sidecar, &evaluation).await,
+        );
+        assert_eq!(on_sidecar, on_control, "{}", request.id);
+        assert_eq!(
+            got_authzen(&on_sidecar),
+            expected_authzen(request),
+            "{}",
+            request.id
+        );
+    }
+    // The sidecar's decision token guards its AuthZEN endpoints as it guards Check.
+    let url = format!("{}/access/v1/evaluation", sidecar.http);
+    let reply = post(&http, &url, &first).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+}

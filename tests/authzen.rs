@@ -337,7 +337,16 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     let data = root.path().join("data");
     let token_file = root.path().join("decision-token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
-    let server = Server::start_with(&data, &["--decision-token-file", path(&token_file)]);
+    let decisions = root.path().join("decisions.jsonl");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--decision-token-file",
+            path(&token_file),
+            "--decision-log-file",
+            path(&decisions),
+        ],
+    );
     let http = client();
     let evaluation_url = format!("{}/access/v1/evaluation", server.http);
     let evaluations_url = format!("{}/access/v1/evaluations", server.http);
@@ -403,6 +412,10 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         &[("decision", "DENY"), ("reason", "UNKNOWN_USER")],
     );
     assert_eq!(after - before, 1.0);
+    let decision_id = reply.body["context"]["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Malformed requests: 400 with a JSON body naming what is wrong.
     let too_many: Vec<Value> = (0..=pdp_service::MAX_BATCH)
@@ -488,6 +501,30 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         &huge,
     );
     assert_eq!(reply.status, 401, "{}", reply.body);
+
+    // The one request decided is in the decision log like a Check; none that failed is.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let logged = loop {
+        let text = std::fs::read_to_string(&decisions).unwrap_or_default();
+        if text.ends_with('\n') {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the decision log has no line after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let lines: Vec<Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{logged}");
+    assert_eq!(lines[0]["decision_id"], json!(decision_id));
+    assert_eq!(lines[0]["user"], "nobody@example.com");
+    assert_eq!(lines[0]["connector"], "github");
+    assert_eq!(lines[0]["tool"], "create_issue");
+    assert_eq!(lines[0]["decision"], "DENY");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! The AuthZEN Authorization API on the HTTP port: a generated workload (agents, step-up,
 //! arguments) answered over AuthZEN exactly as over gRPC Check and as the workload expects;
 //! batches with each evaluation semantic; the metadata document; errors in the
-//! specification's form; the decision token; counted in the same metrics.
+//! specification's form; the decision token; the same metrics and decision log; approvals
+//! (the pending request, an approval id's once grant); a sidecar answering like the control
+//! plane.
 
 use crate::metrics::scraped;
 use crate::support::{Server, generated_and_imported, path};
@@ -603,4 +605,72 @@ async fn a_sidecar_answers_authzen_like_the_control_plane_behind_its_token() {
     let url = format!("{}/access/v1/evaluation", sidecar.http);
     let reply = post(&http, &url, &first).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_over_authzen_points_at_the_request_and_lets_the_call_through_once() {
+    use crate::approvals::{approvals, company, create, person_token};
+    let (_root, data) = company();
+    let bob = person_token(&data, "bob");
+    let server = Server::start(&data);
+    let http = client();
+    let url = format!("{}/access/v1/evaluation", server.http);
+    let evaluation = |approval_id: &str| {
+        json!({
+            "subject": { "type": "user", "id": "ada@example.com" },
+            "resource": { "type": "connector", "id": "github" },
+            "action": { "name": "delete_repo" },
+            "context": {
+                "agent": "claude",
+                "arguments": { "repo": "acme/old" },
+                "approval_id": approval_id,
+            },
+        })
+    };
+
+    let first = post(&http, &url, &evaluation("")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["decision"], json!(false));
+    let context = &first.body["context"];
+    assert_eq!(context["decision"], "REQUIRE_APPROVAL");
+    assert_eq!(context["policy_id"], "pol-approve");
+    assert_eq!(context["approval"]["flow_id"], "builtin-admins");
+    let digest = context["approval"]["arguments_digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64);
+    assert!(context["approval"].get("pending_request_id").is_none());
+
+    // The gateway asks for approval; the answer then points at the pending request.
+    let request = approvals(&server, None)
+        .await
+        .create_approval_request(create("acme/old"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(
+        request.arguments_digest, digest,
+        "the same digest as gRPC's"
+    );
+    let pointed = post(&http, &url, &evaluation("")).await;
+    assert_eq!(
+        pointed.body["context"]["approval"]["pending_request_id"],
+        json!(request.id)
+    );
+
+    // Approved: the call with its approval id is allowed once, then asks again.
+    approvals(&server, Some(&bob))
+        .await
+        .approve(pb::ApproveRequest {
+            id: request.id.clone(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap();
+    let allowed = post(&http, &url, &evaluation(&request.id)).await;
+    assert_eq!(allowed.body["decision"], json!(true), "{}", allowed.body);
+    assert_eq!(allowed.body["context"]["reason"], "APPROVED");
+    let again = post(&http, &url, &evaluation(&request.id)).await;
+    assert_eq!(again.body["decision"], json!(false), "{}", again.body);
+    assert_eq!(again.body["context"]["decision"], "REQUIRE_APPROVAL");
 }

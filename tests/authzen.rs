@@ -468,6 +468,21 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
             json!({ "evaluations": too_many }).to_string().into_bytes(),
             "the limit is 1000",
         ),
+        // A bad evaluation after a good one: the error names it, and nothing is decided.
+        (
+            &evaluations_url,
+            json!({
+                "options": { "evaluations_semantic": "deny_on_first_deny" },
+                "evaluations": [evaluation, {
+                    "subject": { "type": "user", "id": "u".repeat(10_000) },
+                    "resource": { "type": "connector", "id": "c" },
+                    "action": { "name": "t" },
+                }],
+            })
+            .to_string()
+            .into_bytes(),
+            "evaluations[1].user",
+        ),
     ] {
         let reply = send(&http, "POST", url, &[json_type, bearer], body).await;
         assert_eq!(reply.status, 400, "{says}: {}", reply.body);

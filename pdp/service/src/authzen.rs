@@ -211,7 +211,9 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
                         "`evaluations[{i}]` must be an object"
                     )));
                 };
-                check_request(item, Some(&body), &path)
+                let check = check_request(item, Some(&body), &path)?;
+                valid(&check, &path)?;
+                Ok(check)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let answers = match semantic {
@@ -244,6 +246,15 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
         Ok(json!({ "evaluations": evaluations }))
     };
     respond(answered.await, id)
+}
+
+/// Checks `check` as `Check` will, before any evaluation of the batch is decided: a batch
+/// with a bad evaluation decides nothing (and the error names the evaluation).
+fn valid(check: &pb::CheckRequest, path: &str) -> Result<(), Failure> {
+    let invalid = |e: crate::Error| Failure::bad(e.to_string());
+    let owned = crate::convert::owned(check, path).map_err(invalid)?;
+    crate::convert::request(check, &owned, pdp::Timestamp::default(), path).map_err(invalid)?;
+    Ok(())
 }
 
 fn semantic(body: &Map<String, Value>) -> Result<Semantic, Failure> {

@@ -203,11 +203,11 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .with_metrics(decision_metrics)
         .with_approvals(std::sync::Arc::new(approvals.clone()));
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
-    let authzen = pdp_service::authzen::router(
+    let authzen = telemetry::authzen(pdp_service::authzen::router(
         decisions.clone(),
         settings.decision_token.clone(),
         http_tls.is_some(),
-    );
+    ));
     let scim = metrics::count_scim(
         sync::router_with(live.clone(), settings.scim_limits),
         scim_requests,

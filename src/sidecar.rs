@@ -139,7 +139,11 @@ async fn serve(
         .with_freshness(follower.freshness().clone())
         .with_metrics(decision_metrics)
         .with_approvals(std::sync::Arc::new(follower.approvals().clone()));
-    let authzen = pdp_service::authzen::router(decisions.clone(), decision_token.clone(), false);
+    let authzen = telemetry::authzen(pdp_service::authzen::router(
+        decisions.clone(),
+        decision_token.clone(),
+        false,
+    ));
     let http = http::serve(
         http_listener,
         metrics.router().merge(authzen),

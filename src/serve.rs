@@ -1,7 +1,7 @@
 //! `portcullis serve`: the control plane. Opens the store, builds the snapshot, starts the
 //! publisher that keeps it live with every write, and serves DecisionService and AdminService
 //! with health checking and reflection until SIGINT or SIGTERM (then finishes what is in flight
-//! for at most `--shutdown-grace`); the HTTP port serves SCIM and Prometheus metrics.
+//! for at most `--shutdown-grace`); the HTTP port serves SCIM, AuthZEN and Prometheus metrics.
 
 use admin::webhooks::WebhookService;
 use admin::{Activity, AdminService, ApprovalFlowService};
@@ -28,11 +28,13 @@ pub struct Args {
     /// Where to serve gRPC; port 0 picks a free one (the log line says which).
     #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
-    /// Where to serve HTTP: the SCIM endpoint at `/scim/v2`. Port 0 picks a free one (the log
+    /// Where to serve HTTP: the SCIM endpoint at `/scim/v2` and the AuthZEN API at
+    /// `/access/v1` (docs/authzen.md). Port 0 picks a free one (the log
     /// line says which).
     #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
-    /// Require `authorization: Bearer <secret>` on DecisionService calls, a secret of this file
+    /// Require `authorization: Bearer <secret>` on DecisionService calls and AuthZEN
+    /// evaluations, a secret of this file
     /// (one per line; several are valid at once; SIGHUP reads it again). Off by default:
     /// decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
@@ -196,6 +198,17 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     // Approval requests: pending ones are loaded, deadlines that passed while down applied.
     let approvals = admin::approvals::Approvals::start(live.clone(), Some(approval_outbox))?;
     metrics.approvals(approvals.clone());
+    // One DecisionService answers gRPC Check and AuthZEN over HTTP alike.
+    let decisions = DecisionService::new(engine.clone())
+        .with_recorder(recorder)
+        .with_metrics(decision_metrics)
+        .with_approvals(std::sync::Arc::new(approvals.clone()));
+    let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
+    let authzen = telemetry::authzen(pdp_service::authzen::router(
+        decisions.clone(),
+        settings.decision_token.clone(),
+        http_tls.is_some(),
+    ));
     let scim = metrics::count_scim(
         sync::router_with(live.clone(), settings.scim_limits),
         scim_requests,
@@ -212,16 +225,15 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
                 stopped.clone(),
             ));
             info!(metrics_addr = %metrics_local, "serving metrics at /metrics");
-            (scim, Some(served))
+            (scim.merge(authzen), Some(served))
         }
-        None => (scim.merge(metrics.router()), None),
+        None => (scim.merge(authzen).merge(metrics.router()), None),
     };
     let what = if metrics_served.is_some() {
-        "serving SCIM at /scim/v2"
+        "serving SCIM at /scim/v2 and AuthZEN at /access/v1"
     } else {
-        "serving SCIM at /scim/v2 and metrics at /metrics"
+        "serving SCIM at /scim/v2, AuthZEN at /access/v1 and metrics at /metrics"
     };
-    let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let http = if let Some(files) = http_tls {
         // HTTP/1.1 and HTTP/2 over TLS, as the client prefers (`https`).
         let scim = crate::https::serve(http_listener, routes, timeouts, files, stopped.clone())?;
@@ -263,10 +275,6 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
 
     let approval_service =
         admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
-    let decisions = DecisionService::new(engine.clone())
-        .with_recorder(recorder)
-        .with_metrics(decision_metrics)
-        .with_approvals(std::sync::Arc::new(approvals.clone()));
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
     // Sidecars get the approval state along with the directory, and use once grants here.
     let feed = settings.sidecar_token.map(|token| {

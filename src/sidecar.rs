@@ -52,7 +52,8 @@ pub struct Args {
     /// server's 50051, so a sidecar and a control plane run side by side on one host.
     #[arg(long, env = "PORTCULLIS_GRPC_ADDR", default_value = "127.0.0.1:50061")]
     grpc_addr: SocketAddr,
-    /// Where to serve Prometheus metrics at `/metrics`.
+    /// Where to serve Prometheus metrics at `/metrics` and the AuthZEN API at `/access/v1`
+    /// (docs/authzen.md).
     #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     http_addr: SocketAddr,
     /// Also serve gRPC health alone here: for probes, which cannot reach a pod's loopback.
@@ -66,7 +67,8 @@ pub struct Args {
     /// is stale).
     #[arg(long, env = "PORTCULLIS_SERVE_STALE")]
     serve_stale: bool,
-    /// Require `authorization: Bearer <secret>` on DecisionService calls, a secret of this file
+    /// Require `authorization: Bearer <secret>` on DecisionService calls and AuthZEN
+    /// evaluations, a secret of this file
     /// (one per line; several are valid at once; SIGHUP reads it again).
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
@@ -131,13 +133,25 @@ async fn serve(
     let mut metrics = Metrics::new(follower.engine());
     metrics.follower(follower.clone());
     let decision_metrics = metrics.decisions();
+    // Approval ids are honoured from the grants the control plane streams; once grants are
+    // used on the control plane (Require approval when it cannot be reached). One
+    // DecisionService answers gRPC Check and AuthZEN over HTTP alike.
+    let decisions = DecisionService::new(follower.engine().clone())
+        .with_freshness(follower.freshness().clone())
+        .with_metrics(decision_metrics)
+        .with_approvals(std::sync::Arc::new(follower.approvals().clone()));
+    let authzen = telemetry::authzen(pdp_service::authzen::router(
+        decisions.clone(),
+        decision_token.clone(),
+        false,
+    ));
     let http = http::serve(
         http_listener,
-        metrics.router(),
+        metrics.router().merge(authzen),
         http::Timeouts::from(&args.listen),
         stopped.clone(),
     );
-    info!(http_addr = %http_local, "serving metrics at /metrics");
+    info!(http_addr = %http_local, "serving metrics at /metrics and AuthZEN at /access/v1");
     let http = tokio::spawn(http);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -148,12 +162,6 @@ async fn serve(
         ),
         None => None,
     };
-    // Approval ids are honoured from the grants the control plane streams; once grants are
-    // used on the control plane (Require approval when it cannot be reached).
-    let decisions = DecisionService::new(follower.engine().clone())
-        .with_freshness(follower.freshness().clone())
-        .with_metrics(decision_metrics)
-        .with_approvals(std::sync::Arc::new(follower.approvals().clone()));
     let (open, guarded) = net::decisions(decisions, decision_token);
     info!(grpc_addr = %local, "serving decisions");
     let mut routes = tonic::service::Routes::builder();

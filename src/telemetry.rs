@@ -345,18 +345,31 @@ impl Extractor for Headers<'_> {
 /// method, the route (`/scim/v2/Users/{id}`, never the path, which names users) and the
 /// status. As it is when they are off.
 pub fn scim(router: axum::Router) -> axum::Router {
+    traced(router)
+}
+
+/// `router` (AuthZEN's), with a server span per request under `/access/v1` and the metadata
+/// document when traces are on: the method, the route and the status, and what a Check's span
+/// carries (connector, tool, the answer; never the subject). As it is when they are off.
+pub fn authzen(router: axum::Router) -> axum::Router {
+    traced(router)
+}
+
+fn traced(router: axum::Router) -> axum::Router {
     if ON.load(Ordering::Relaxed) {
-        router.layer(axum::middleware::from_fn(scim_request))
+        router.layer(axum::middleware::from_fn(http_request))
     } else {
         router
     }
 }
 
-async fn scim_request(request: Request, next: Next) -> Response {
-    let Some(route) = scim_route(request.uri().path()) else {
+async fn http_request(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let Some(route) = scim_route(path).or_else(|| authzen_route(path)) else {
         return next.run(request).await;
     };
     let method = http_method(request.method());
+    // The decision fields stay empty (and are not exported) on a SCIM request.
     let span = tracing::info_span!(
         target: TARGET,
         "http",
@@ -366,6 +379,14 @@ async fn scim_request(request: Request, next: Next) -> Response {
         http.request.method = method,
         http.route = route,
         http.response.status_code = Empty,
+        connector = Empty,
+        tool = Empty,
+        checks = Empty,
+        decision = Empty,
+        reason = Empty,
+        revision = Empty,
+        decision_id = Empty,
+        approval_id = Empty,
     );
     let _ = span.set_parent(parent(request.headers()));
     let response = next.run(request).instrument(span.clone()).await;
@@ -394,6 +415,16 @@ fn http_method(method: &http::Method) -> &'static str {
 /// The SCIM route a path takes, as a template; `None` outside `/scim/v2`. (The sync crate's
 /// router in `sync/src/lib.rs` has the routes: a new one shows as `/scim/v2/*` until it is
 /// named here.)
+/// The AuthZEN routes (they carry no ids).
+fn authzen_route(path: &str) -> Option<&'static str> {
+    match path {
+        "/access/v1/evaluation" => Some("/access/v1/evaluation"),
+        "/access/v1/evaluations" => Some("/access/v1/evaluations"),
+        "/.well-known/authzen-configuration" => Some("/.well-known/authzen-configuration"),
+        _ => None,
+    }
+}
+
 fn scim_route(path: &str) -> Option<&'static str> {
     let rest = match path.strip_prefix("/scim/v2")? {
         "" => "",

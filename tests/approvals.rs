@@ -37,7 +37,7 @@ pub async fn approvals(server: &Server, token: Option<&str>) -> Approvals {
 }
 
 /// `token create` for a user without a role of the token's own.
-fn person_token(data: &std::path::Path, user: &str) -> String {
+pub(crate) fn person_token(data: &std::path::Path, user: &str) -> String {
     let out = run_ok(&["token", "create", "--data-dir", path(data), "--user", user]);
     out.lines().last().unwrap().trim().to_owned()
 }
@@ -68,7 +68,7 @@ fn check(repo: &str, approval: &str) -> pb::CheckRequest {
     }
 }
 
-fn create(repo: &str) -> pb::CreateApprovalRequestRequest {
+pub(crate) fn create(repo: &str) -> pb::CreateApprovalRequestRequest {
     pb::CreateApprovalRequestRequest {
         user: "ada@example.com".into(),
         agent: "claude".into(),
@@ -82,7 +82,7 @@ fn create(repo: &str) -> pb::CreateApprovalRequestRequest {
 
 /// A company of five: `admin` and `bob`, `carl` in the Admin group, `ada` who asks; one policy
 /// requiring approval to delete repositories. Returns the data dir's parent and the data dir.
-fn company() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn company() -> (tempfile::TempDir, std::path::PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let export = root.path().join("export");
     fs::create_dir_all(&export).unwrap();

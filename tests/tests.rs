@@ -8,6 +8,7 @@ mod agents;
 mod approval_flows;
 mod approvals;
 mod audit_log;
+mod authzen;
 mod backup;
 mod cli;
 mod cli_day_two;

@@ -227,6 +227,7 @@ fn admin_request<T>(message: T, token: &str) -> tonic::Request<T> {
 const TRACE_CHECK: &str = "0af7651916cd43dd8448eb211c80319c";
 const TRACE_ADMIN: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACE_SCIM: &str = "5b8efff798038103d269b633813fc60c";
+const TRACE_AUTHZEN: &str = "6c9f0a1b2c3d4e5f60718293a4b5c6d7";
 const PARENT: &str = "b7ad6b7169203331";
 
 fn traceparent(trace: &str) -> String {
@@ -332,6 +333,26 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
     assert_eq!(one.status, 200, "{}", one.body);
     let metrics = http(&server.http, "GET", "/metrics", &headers, b"");
     assert_eq!(metrics.status, 200);
+    // An AuthZEN evaluation, in the caller's trace.
+    let traced = traceparent(TRACE_AUTHZEN);
+    let evaluation = serde_json::json!({
+        "subject": {"type": "user", "id": "alice@example.com"},
+        "resource": {"type": "connector", "id": "github"},
+        "action": {"name": "create_issue"},
+        "context": {"agent": "claude", "attributes": {"ticket": "SECRET-ATTRIBUTE"}},
+    });
+    let evaluated = http(
+        &server.http,
+        "POST",
+        "/access/v1/evaluation",
+        &[
+            ("Content-Type", "application/json"),
+            ("traceparent", traced.as_str()),
+        ],
+        evaluation.to_string().as_bytes(),
+    );
+    assert_eq!(evaluated.status, 200, "{}", evaluated.body);
+    let evaluated = evaluated.json();
 
     // Nothing leaves before the batch delay, which is long (OTEL_BSP_SCHEDULE_DELAY above): the
     // clean shutdown flushes them.
@@ -339,7 +360,7 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
     assert!(collector.spans().is_empty(), "{:?}", collector.spans());
     assert!(server.terminate().success());
     let spans = collector
-        .wait_for(Duration::from_secs(10), |spans| spans.len() >= 7)
+        .wait_for(Duration::from_secs(10), |spans| spans.len() >= 8)
         .await;
 
     let check_span = named(&spans, "portcullis.v1.DecisionService/Check", TRACE_CHECK);
@@ -401,7 +422,22 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
         !spans.iter().any(|s| s.name.contains("metrics")),
         "/metrics is no SCIM request: {spans:?}"
     );
-    assert_eq!(spans.len(), 7, "{spans:?}");
+    let authzen = named(&spans, "POST /access/v1/evaluation", TRACE_AUTHZEN);
+    assert_eq!(authzen.parent_span_id, PARENT);
+    assert_eq!(authzen.attr("http.route"), "/access/v1/evaluation");
+    assert_eq!(authzen.attr("http.response.status_code"), "200");
+    assert_eq!(authzen.attr("connector"), "github");
+    assert_eq!(authzen.attr("tool"), "create_issue");
+    assert_eq!(authzen.attr("decision"), "ALLOW");
+    assert_eq!(
+        authzen.attr("decision_id"),
+        evaluated["context"]["decision_id"].as_str().unwrap()
+    );
+    assert!(
+        !listed.attributes.contains_key("decision"),
+        "a SCIM span has no decision fields"
+    );
+    assert_eq!(spans.len(), 8, "{spans:?}");
 
     // No user identifier, request attribute or secret anywhere.
     for span in &spans {

@@ -1,11 +1,13 @@
 //! Serves decisions: the [`Engine`] holding the current [`pdp::Snapshot`] behind `arc-swap`, and
-//! the gRPC `DecisionService` answering from it.
+//! the gRPC `DecisionService` answering from it, and the same service over the OpenID AuthZEN
+//! Authorization API ([`authzen`]).
 //!
 //! This crate never touches storage: whoever owns the data (the control plane's store, or a
 //! sidecar's follower of its snapshot stream) builds snapshots and calls [`Engine::publish`]. It converts between the wire
 //! types and `pdp` at the edge and builds `tonic::Status` only through [`Error`].
 
 mod approvals;
+pub mod authzen;
 mod convert;
 mod engine;
 mod error;

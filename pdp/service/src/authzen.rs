@@ -180,42 +180,71 @@ enum Semantic {
     PermitOnFirstPermit,
 }
 
+/// What an `evaluations` body asks: one evaluation, or a batch with its semantic, each
+/// evaluation checked as Check will check it.
+enum Batch {
+    One(Box<pb::CheckRequest>),
+    Many(Semantic, Vec<pb::CheckRequest>),
+}
+
+/// Reads an `evaluations` body; nothing is decided yet.
+fn batch(body: &Map<String, Value>) -> Result<Batch, Failure> {
+    let items: &[Value] = match body.get("evaluations") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(Failure::bad("`evaluations` must be an array")),
+    };
+    // Without evaluations, the request is one evaluation, answered as one.
+    if items.is_empty() {
+        return Ok(Batch::One(Box::new(check_request(body, None, "")?)));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(Failure::bad(format!(
+            "`evaluations`: {} evaluations, the limit is {MAX_BATCH}",
+            items.len()
+        )));
+    }
+    let semantic = semantic(body)?;
+    let checks = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = format!("evaluations[{i}].");
+            let Value::Object(item) = item else {
+                return Err(Failure::bad(format!(
+                    "`evaluations[{i}]` must be an object"
+                )));
+            };
+            let check = check_request(item, Some(body), &path)?;
+            valid(&check, &path)?;
+            Ok(check)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Batch::Many(semantic, checks))
+}
+
+/// The fuzz target's entry (`fuzz/`, feature `fuzzing`): a body as both evaluation endpoints
+/// read it, up to the decision.
+#[cfg(feature = "fuzzing")]
+pub fn read_body(bytes: &[u8]) {
+    if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) {
+        if let Ok(check) = check_request(&body, None, "") {
+            let _ = valid(&check, "");
+        }
+        let _ = batch(&body);
+    }
+}
+
 async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response {
     let id = request_id(request.headers());
     let answered = async {
         let body = pdp.body(request).await?;
-        let items: &[Value] = match body.get("evaluations") {
-            None | Some(Value::Null) => &[],
-            Some(Value::Array(items)) => items,
-            Some(_) => return Err(Failure::bad("`evaluations` must be an array")),
+        let (semantic, checks) = match batch(&body)? {
+            Batch::One(check) => {
+                return pdp.check(*check).await.map(|answer| answer_json(&answer));
+            }
+            Batch::Many(semantic, checks) => (semantic, checks),
         };
-        // Without evaluations, the request is one evaluation, answered as one.
-        if items.is_empty() {
-            let check = check_request(&body, None, "")?;
-            return pdp.check(check).await.map(|answer| answer_json(&answer));
-        }
-        if items.len() > MAX_BATCH {
-            return Err(Failure::bad(format!(
-                "`evaluations`: {} evaluations, the limit is {MAX_BATCH}",
-                items.len()
-            )));
-        }
-        let semantic = semantic(&body)?;
-        let checks = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let path = format!("evaluations[{i}].");
-                let Value::Object(item) = item else {
-                    return Err(Failure::bad(format!(
-                        "`evaluations[{i}]` must be an object"
-                    )));
-                };
-                let check = check_request(item, Some(&body), &path)?;
-                valid(&check, &path)?;
-                Ok(check)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let answers = match semantic {
             // One BatchCheck: one snapshot answers them all.
             Semantic::ExecuteAll => {

@@ -177,15 +177,6 @@ fn a_listing_examines_a_bounded_number_of_events_and_says_where_to_go_on() {
     assert_eq!(page.more, Some(page.events[2].seq));
 }
 
-/// Stops the writer however the backups end.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn a_backup_taken_while_the_audit_log_is_swept_has_no_gap() {
     let dir = TempDir::new().unwrap();
@@ -215,9 +206,14 @@ fn a_backup_taken_while_the_audit_log_is_swept_has_no_gap() {
             }
         });
         let _stop_writer = StopOnDrop(&stop);
-        while store.audit_span().unwrap() < 1_000 {
-            std::thread::yield_now();
-        }
+        wait_for(
+            "an audit span of 1,000",
+            std::time::Duration::from_secs(30),
+            || match store.audit_span().unwrap() {
+                n if n >= 1_000 => Ok(()),
+                n => Err(format!("a span of {n}")),
+            },
+        );
         for out in &outs {
             store.backup_to(out).unwrap();
         }

@@ -10,6 +10,8 @@ use pdp::{
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use store::{Error, Store};
 
 pub const CHILD_ROLE: &str = "PORTCULLIS_STORE_TEST_CHILD";
@@ -270,4 +272,34 @@ pub fn peak_rss_mib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
+}
+
+/// Polls `probe` until it returns `Ok`, for at most `within`; past that, panics naming `what` and
+/// the last `Err` seen, so a wait whose other side died fails with what it saw instead of hanging.
+pub fn wait_for<T, S: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "waited {within:?} for {what}; last saw {last:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Sets the flag when dropped: stops a helper thread however the test's own part ends (a panic
+/// included), so a scope joining it cannot hang.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

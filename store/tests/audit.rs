@@ -37,6 +37,8 @@ fn sweep_all(store: &Store, retention: AuditRetention, limit: usize) -> usize {
     let mut steps = 0;
     loop {
         steps += 1;
+        // Each step removes up to `limit` of at most a few thousand: never this many.
+        assert!(steps < 100_000, "the sweep never ends");
         let swept = store.sweep_audit(retention, NOW, limit).unwrap();
         assert!(swept.removed <= limit as u64);
         if !swept.more {
@@ -149,6 +151,7 @@ fn a_listing_examines_a_bounded_number_of_events_and_says_where_to_go_on() {
     let mut pages = 0;
     let found = loop {
         pages += 1;
+        assert!(pages <= 5, "no needle in 5 pages");
         let scan = store.scan_audit(before, 10, 20, wanted, |_| false).unwrap();
         if !scan.events.is_empty() {
             assert!(scan.more.is_none(), "the needle is the oldest event");

@@ -241,7 +241,13 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
                 .await
         })
     };
+    // A head start for the wait to reach the server (nothing outside shows that it has); it must
+    // still be waiting then, or it returned without waiting for a decision.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the wait ended before anything was decided"
+    );
     let approved = approvals(&server, Some(&bob))
         .await
         .approve(pb::ApproveRequest {
@@ -658,9 +664,29 @@ async fn flows_escalate_and_expire_across_a_restart() {
         .request
         .unwrap();
     assert_eq!(fourth.flow.as_ref().unwrap().id, "flow-short");
+    // Down until both deadlines are past (the later of them), not a guessed while.
+    let ms = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    };
+    let escalates_at = ms(&third.step_deadline).expect("the manager's step has a deadline");
+    let expires_at = [ms(&fourth.expires_at), ms(&fourth.step_deadline)]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("the short flow's request expires");
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let down_ms = escalates_at.max(expires_at) - now_ms + 50;
+    assert!(down_ms < 30_000, "deadlines {down_ms} ms away");
     drop(gateway);
     drop(server);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(u64::try_from(down_ms).unwrap_or(0)));
     let server = Server::start(&data);
     let mut gateway = approvals(&server, None).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

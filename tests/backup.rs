@@ -4,12 +4,13 @@
 //! backup of a stopped store; what both refuse.
 
 use crate::scim::{Scim, USER};
-use crate::support::{Server, generated_and_imported, path, run, run_json, run_ok, scim_token};
+use crate::support::{
+    PATIENCE, Server, generated_and_imported, path, run, run_json, run_ok, scim_token, wait_for,
+};
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 fn writer_name(i: usize) -> String {
     format!("writer{i}@example.com")
@@ -76,9 +77,26 @@ fn a_backup_taken_from_a_server_under_writes_restores_a_consistent_revision() {
         })
     };
     let acked_now = || *acked.lock().unwrap();
-    while acked_now() < 20 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Waits for `target` acknowledged writes; the writer failing (its thread ends on a refused
+    // write) fails the wait at once instead of leaving it to spin.
+    let writes_reach = |target: usize| {
+        wait_for(
+            &format!("{target} acknowledged SCIM writes"),
+            PATIENCE,
+            || {
+                let n = acked_now();
+                if n >= target {
+                    return Ok(());
+                }
+                assert!(
+                    !writer.is_finished(),
+                    "the SCIM writer stopped after {n} writes"
+                );
+                Err(format!("{n} acknowledged"))
+            },
+        );
+    };
+    writes_reach(20);
 
     let out = root.path().join("backups/under-writes");
     let acked_before = acked_now();
@@ -101,10 +119,7 @@ fn a_backup_taken_from_a_server_under_writes_restores_a_consistent_revision() {
     assert_eq!(document["out"], path(&second), "{document}");
 
     // Writes go on after it.
-    let target = acked_now() + 10;
-    while acked_now() < target {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    writes_reach(acked_now() + 10);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(server.terminate().success());

@@ -315,9 +315,20 @@ async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream
         })
         .await;
     }
-    // The sidecar with the removed secret never gets a snapshot.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(revision(&late).await, 0);
+    // The sidecar with the removed secret never gets a snapshot: an absence, shown over the
+    // second after the others have the lock.
+    let late = &late;
+    crate::support::holds_for(
+        "the sidecar with the removed secret at revision 0",
+        Duration::from_secs(1),
+        || async move {
+            match revision(late).await {
+                0 => Ok(()),
+                r => Err(format!("it answers at revision {r}")),
+            }
+        },
+    )
+    .await;
     // A file that no longer checks out keeps its secrets, and the call says why.
     std::fs::write(&decision_file, "# emptied by mistake\n").unwrap();
     let error = admin_json(&control, &admin_token, &["reload-token-files"]).unwrap_err();

@@ -3,7 +3,9 @@
 //! `--decision-log-file` gets one JSON object per decision with every field.
 
 use crate::scim::http;
-use crate::support::{Server, admin_token, path, run_ok, write_users};
+use crate::support::{
+    Deadline, PATIENCE, Server, admin_token, path, run_ok, wait_for, write_users,
+};
 use portcullis_proto::v1 as pb;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -193,19 +195,22 @@ async fn get_user_shows_the_latest_decisions_after_a_restart() {
         activity_limit: 10,
     };
     let mut admin_client = server.admin(&token).await;
-    let mut before = Vec::new();
-    for _ in 0..200 {
-        before = admin_client
+    let wait = Deadline::new(
+        format!("{} decisions in the activity", tools.len()),
+        PATIENCE,
+    );
+    let before = loop {
+        let decisions = admin_client
             .get_user(get.clone())
             .await
             .unwrap()
             .into_inner()
             .decisions;
-        if before.len() == tools.len() {
-            break;
+        if decisions.len() == tools.len() {
+            break decisions;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        wait.tick(&decisions).await;
+    };
     let newest_first: Vec<&str> = before.iter().map(|d| d.tool.as_str()).collect();
     assert_eq!(newest_first, ["t4", "delete_repo", "t2", "t1"]);
     assert_eq!(before[1].decision(), pb::Decision::Deny);
@@ -271,15 +276,18 @@ async fn the_jsonl_file_has_one_object_per_decision_with_every_field() {
         answers.push(("u4", tool, result));
     }
 
-    let mut lines = Vec::new();
-    for _ in 0..200 {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        lines = text.lines().map(str::to_owned).collect();
-        if lines.len() >= answers.len() && text.ends_with('\n') {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let lines: Vec<String> = wait_for(
+        &format!("{} whole lines in the decision log file", answers.len()),
+        PATIENCE,
+        || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.lines().count() >= answers.len() && text.ends_with('\n') {
+                Ok(text.lines().map(str::to_owned).collect())
+            } else {
+                Err(text)
+            }
+        },
+    );
     assert_eq!(lines.len(), answers.len(), "{lines:?}");
     let fields: BTreeSet<&str> = [
         "decision_id",

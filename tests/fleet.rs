@@ -19,7 +19,7 @@ use tonic_health::pb::health_client::HealthClient;
 const STALENESS: &str = "3s";
 
 /// How long anything here may take to propagate before the test fails.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::support::PATIENCE;
 
 /// `portcullis sidecar` following `upstream`, on ephemeral ports.
 pub(crate) fn sidecar(upstream: &str, extra: &[&str]) -> Server {
@@ -77,16 +77,17 @@ async fn health(sidecar: &Server) -> ServingStatus {
     status.status()
 }
 
-/// Polls `probe` until it holds, or fails naming `what`.
+/// Polls `probe` until it holds, for at most [`PATIENCE`], or fails naming `what`.
 pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) {
-    let deadline = Instant::now() + PATIENCE;
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let probe = &mut probe;
+    crate::support::wait_for_async(what, PATIENCE, || {
+        let held = probe();
+        async move { if held.await { Ok(()) } else { Err("not yet") } }
+    })
+    .await;
 }
 
 async fn decide(

@@ -230,7 +230,8 @@ async fn a_decision_is_logged_under_the_user_it_was_decided_for() {
         user: user.into(),
         activity_limit: 10,
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wait =
+        crate::support::Deadline::new("alice's Check in her activity", crate::support::PATIENCE);
     let alices = loop {
         let decisions = admin
             .get_user(activity("alice"))
@@ -238,10 +239,10 @@ async fn a_decision_is_logged_under_the_user_it_was_decided_for() {
             .unwrap()
             .into_inner()
             .decisions;
-        if !decisions.is_empty() || std::time::Instant::now() > deadline {
+        if !decisions.is_empty() {
             break decisions;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        wait.tick(&decisions).await;
     };
     assert_eq!(alices.len(), 1, "{alices:?}");
     assert_eq!(alices[0].decision(), pb::Decision::Allow);

@@ -17,7 +17,7 @@ use portcullis_proto::v1 as pb;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The variables that would turn traces on (or off) from the test's own environment.
 const OTEL_VARS: [&str; 5] = [
@@ -142,17 +142,40 @@ impl Collector {
         spans
     }
 
-    /// Waits until `done` holds for the spans received (at most `within`).
-    async fn wait_for(&self, within: Duration, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let deadline = Instant::now() + within;
+    /// Waits until `done` holds for the spans received; fails naming `what` (and the spans
+    /// seen) after `within`.
+    async fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&[Span]) -> bool,
+    ) -> Vec<Span> {
+        let wait = crate::support::Deadline::new(what, within);
         loop {
             let spans = self.spans();
-            if done(&spans) || Instant::now() > deadline {
+            if done(&spans) {
                 return spans;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            wait.tick(&spans).await;
         }
     }
+}
+
+/// An absence: no span reaches `collector` over 300 ms (`when` says why none should).
+async fn no_spans_for(collector: &Collector, when: &str) {
+    crate::support::holds_for(
+        &format!("no span exported {when}"),
+        Duration::from_millis(300),
+        || async {
+            let spans = collector.spans();
+            if spans.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{spans:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 fn named<'s>(spans: &'s [Span], name: &str, trace_id: &str) -> &'s Span {
@@ -356,11 +379,10 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
 
     // Nothing leaves before the batch delay, which is long (OTEL_BSP_SCHEDULE_DELAY above): the
     // clean shutdown flushes them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(collector.spans().is_empty(), "{:?}", collector.spans());
+    no_spans_for(&collector, "before the batch delay").await;
     assert!(server.terminate().success());
     let spans = collector
-        .wait_for(Duration::from_secs(10), |spans| spans.len() >= 8)
+        .wait_for("8 spans", Duration::from_secs(10), |spans| spans.len() >= 8)
         .await;
 
     let check_span = named(&spans, "portcullis.v1.DecisionService/Check", TRACE_CHECK);
@@ -505,7 +527,7 @@ async fn a_sidecar_exports_check_spans_to_the_standard_endpoint() {
         .unwrap();
     // Exported while it runs, after the short batch delay.
     let spans = collector
-        .wait_for(Duration::from_secs(10), |spans| !spans.is_empty())
+        .wait_for("a span", Duration::from_secs(10), |spans| !spans.is_empty())
         .await;
     let span = named(&spans, "portcullis.v1.DecisionService/Check", TRACE_CHECK);
     assert_eq!(span.service, "portcullis-sidecar");
@@ -559,6 +581,5 @@ async fn without_an_endpoint_or_with_the_sdk_disabled_nothing_is_exported() {
         assert!(!log.contains("exporting traces"), "{log}");
         assert!(server.terminate().success());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(collector.spans().is_empty(), "{:?}", collector.spans());
+    no_spans_for(&collector, "with tracing off").await;
 }

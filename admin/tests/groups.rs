@@ -151,6 +151,8 @@ async fn list_groups_searches_sorts_and_pages() {
         )
         .await;
         seen.extend(page.groups.iter().map(|g| g.name.clone()));
+        // Three groups: a cursor that never ends fails here instead of paging forever.
+        assert!(seen.len() <= 3, "{seen:?}");
         if page.next_page_token.is_empty() {
             break;
         }
@@ -835,6 +837,8 @@ async fn members_list_with_join_details_search_and_pages() {
     loop {
         let page = search("", 1, token).await;
         seen.extend(page.members.iter().map(|m| m.user_id.clone()));
+        // Four members at most: a cursor that never ends fails here instead of paging forever.
+        assert!(seen.len() <= 4, "{seen:?}");
         if seen.len() == 1 {
             // Behind the cursor (not seen), ahead of it (seen), and one listed leaves.
             assign(&admin, "g-eng", &["u-alice", "u-grace"]).await;

@@ -37,6 +37,8 @@ fn sweep_all(store: &Store, retention: AuditRetention, limit: usize) -> usize {
     let mut steps = 0;
     loop {
         steps += 1;
+        // Each step removes up to `limit` of at most a few thousand: never this many.
+        assert!(steps < 100_000, "the sweep never ends");
         let swept = store.sweep_audit(retention, NOW, limit).unwrap();
         assert!(swept.removed <= limit as u64);
         if !swept.more {
@@ -149,6 +151,7 @@ fn a_listing_examines_a_bounded_number_of_events_and_says_where_to_go_on() {
     let mut pages = 0;
     let found = loop {
         pages += 1;
+        assert!(pages <= 5, "no needle in 5 pages");
         let scan = store.scan_audit(before, 10, 20, wanted, |_| false).unwrap();
         if !scan.events.is_empty() {
             assert!(scan.more.is_none(), "the needle is the oldest event");
@@ -175,15 +178,6 @@ fn a_listing_examines_a_bounded_number_of_events_and_says_where_to_go_on() {
         .unwrap();
     assert_eq!(page.events.len(), 3);
     assert_eq!(page.more, Some(page.events[2].seq));
-}
-
-/// Stops the writer however the backups end.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 #[test]
@@ -215,9 +209,14 @@ fn a_backup_taken_while_the_audit_log_is_swept_has_no_gap() {
             }
         });
         let _stop_writer = StopOnDrop(&stop);
-        while store.audit_span().unwrap() < 1_000 {
-            std::thread::yield_now();
-        }
+        wait_for(
+            "an audit span of 1,000",
+            std::time::Duration::from_secs(30),
+            || match store.audit_span().unwrap() {
+                n if n >= 1_000 => Ok(()),
+                n => Err(format!("a span of {n}")),
+            },
+        );
         for out in &outs {
             store.backup_to(out).unwrap();
         }

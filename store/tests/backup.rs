@@ -323,16 +323,6 @@ enum Op {
     PutPolicy(pdp::Policy),
 }
 
-/// Stops the writers however the backups end, so a failed backup fails its test instead of
-/// leaving the thread scope waiting for writers that never stop.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn a_backup_taken_under_writes_restores_exactly_one_revision() {
     let dir = TempDir::new().unwrap();
@@ -391,9 +381,14 @@ fn a_backup_taken_under_writes_restores_exactly_one_revision() {
             });
         }
         let _stop_writers = StopOnDrop(&stop);
-        while acked.lock().unwrap().len() < 20 {
-            std::thread::yield_now();
-        }
+        wait_for(
+            "20 acknowledged writes",
+            std::time::Duration::from_secs(30),
+            || match acked.lock().unwrap().len() {
+                n if n >= 20 => Ok(()),
+                n => Err(format!("{n} acknowledged")),
+            },
+        );
         let mut backups = Vec::new();
         let mut acked_at_start = Vec::new();
         for b in 0..3 {
@@ -493,9 +488,14 @@ fn the_decision_log_copied_while_appended_and_swept_has_no_gap() {
             }
         });
         let _stop_writer = StopOnDrop(&stop);
-        while store.decision_count().unwrap() < 1_000 {
-            std::thread::yield_now();
-        }
+        wait_for(
+            "1,000 logged decisions",
+            std::time::Duration::from_secs(30),
+            || match store.decision_count().unwrap() {
+                n if n >= 1_000 => Ok(()),
+                n => Err(format!("{n} logged")),
+            },
+        );
         for out in &outs {
             store.backup_to(out).unwrap();
         }

@@ -214,8 +214,10 @@ fn a_large_import_is_invisible_until_it_commits() {
             }
             reads
         });
+        // Stops the reader even if the import panics, or the scope would wait for it forever.
+        let stop_reader = StopOnDrop(&done);
         store.import(&model).unwrap();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(stop_reader);
         reader.join().unwrap()
     });
     assert!(reads > 0);

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 /// policies (`STORE_SCALE_PERCENT` shrinks it). Run by hand in release: `cargo test --release
 /// -p portcullis-store --test tests at_scale -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement at 1M users: run by hand in release"]
 fn at_scale_import_and_load() {
     use std::time::Instant;
     let percent: usize = std::env::var("STORE_SCALE_PERCENT").map_or(100, |p| p.parse().unwrap());
@@ -104,7 +104,7 @@ fn at_scale_import_and_load() {
 /// Loads the store in `STORE_SCALE_DIR` (left by `at_scale_import_and_load`) with a
 /// `STORE_CACHE_MIB` cache. Run by hand in release.
 #[test]
-#[ignore]
+#[ignore = "needs STORE_SCALE_DIR from at_scale_import_and_load: run by hand in release"]
 fn load_existing() {
     let dir = std::env::var("STORE_SCALE_DIR").unwrap();
     let cache: u64 = std::env::var("STORE_CACHE_MIB").map_or(256, |c| c.parse().unwrap());
@@ -112,6 +112,7 @@ fn load_existing() {
     let store =
         Store::open_with(&dir, store::Options::default().cache_capacity(cache << 20)).unwrap();
     eprintln!("open: {:?}", started.elapsed());
+    let mut loads = Vec::new();
     for _ in 0..2 {
         let started = std::time::Instant::now();
         let model = store.load().unwrap();
@@ -122,7 +123,15 @@ fn load_existing() {
             started.elapsed(),
             peak_rss_mib()
         );
+        loads.push((model.revision, model.users.len(), model.memberships.len()));
     }
+    // A measurement of what is there: a store left by `at_scale_import_and_load`, the same both
+    // times (the second load is the warm one, not a different directory).
+    assert!(
+        loads[0].1 > 0,
+        "no users in {dir}: not a store left by the import"
+    );
+    assert_eq!(loads[0], loads[1], "(revision, users, memberships)");
     let started = std::time::Instant::now();
     let view = store.view().unwrap();
     eprintln!(
@@ -131,11 +140,12 @@ fn load_existing() {
         started.elapsed(),
         peak_rss_mib()
     );
+    assert_eq!(view.user_count(), loads[0].1, "the view indexes every user");
 }
 
 /// Durable write throughput, one writer against many (group commit). Run by hand in release.
 #[test]
-#[ignore]
+#[ignore = "a throughput measurement: run by hand in release"]
 fn write_throughput() {
     use std::time::Instant;
     let dir = TempDir::new().unwrap();
@@ -150,6 +160,7 @@ fn write_throughput() {
         "1 writer: {SINGLE} writes in {elapsed:?}, {:.0} writes/s",
         SINGLE as f64 / elapsed.as_secs_f64()
     );
+    let mut total = SINGLE;
     for threads in [4, 16, 64] {
         let per_thread = 2400 / threads;
         let started = Instant::now();
@@ -171,5 +182,10 @@ fn write_throughput() {
             "{threads} writers: {writes} writes in {elapsed:?}, {:.0} writes/s",
             writes as f64 / elapsed.as_secs_f64()
         );
+        total += writes;
     }
+    // The rates are of writes that landed: every one is there, each in its own revision.
+    let model = store.load().unwrap();
+    assert_eq!(model.users.len(), total);
+    assert_eq!(model.revision, total as u64);
 }

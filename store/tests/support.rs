@@ -10,7 +10,12 @@ use pdp::{
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use store::{Error, Store};
+
+/// How long a test waits for something another thread or process does on its own.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub const CHILD_ROLE: &str = "PORTCULLIS_STORE_TEST_CHILD";
 pub const CHILD_DIR: &str = "PORTCULLIS_STORE_TEST_DIR";
@@ -270,4 +275,83 @@ pub fn peak_rss_mib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
+}
+
+/// Polls `probe` until it returns `Ok`, for at most `within`; past that, panics naming `what` and
+/// the last `Err` seen, so a wait whose other side died fails with what it saw instead of hanging.
+pub fn wait_for<T, S: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "waited {within:?} for {what}; last saw {last:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Sets the flag when dropped: stops a helper thread however the test's own part ends (a panic
+/// included), so a scope joining it cannot hang.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A child's stdout line by line, each line awaited for at most a deadline; the child is killed
+/// when this is dropped (a failing test included), so none outlives the test.
+pub struct ChildLines {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<std::io::Result<String>>,
+}
+
+impl ChildLines {
+    pub fn new(mut child: std::process::Child) -> ChildLines {
+        use std::io::BufRead;
+        let stdout = child
+            .stdout
+            .take()
+            .expect("a child spawned with piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildLines { child, lines }
+    }
+
+    /// The next line, or `None` once the child closed its stdout; panics after `within` without
+    /// one (a child that hangs fails the test instead of hanging it).
+    pub fn next(&mut self, within: Duration) -> Option<String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.lines.recv_timeout(within) {
+            Ok(line) => Some(line.unwrap()),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!("no line from the child in {within:?}"),
+        }
+    }
+
+    /// Kills the child (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildLines {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -373,7 +373,13 @@ async fn other_writes_commit_while_large_patches_run() {
         })
         .collect();
     // Lock writes while the PATCHes run, each with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while in_flight.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no PATCH in flight after 30 s; the patchers ended: {}",
+            patching.iter().all(|p| p.is_finished())
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut alongside = 0;
@@ -468,7 +474,15 @@ async fn patches_are_worked_out_outside_the_write_lock() {
         let (h, path) = (Arc::clone(&h), path.clone());
         tokio::spawn(async move { h.patch(&path, patch_body(email_adds(1_000, "a"))).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // An absence, over a bounded window: for 200 ms while the lock is held, it has not landed.
+    let window = std::time::Instant::now() + Duration::from_millis(200);
+    while std::time::Instant::now() < window {
+        assert!(
+            !good.is_finished(),
+            "a write committed while another held the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         !good.is_finished(),
         "a write committed while another held the lock"

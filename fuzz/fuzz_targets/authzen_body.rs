@@ -1,0 +1,9 @@
+//! AuthZEN request bodies (`POST /access/v1/evaluation` and `/evaluations`), read up to the
+//! decision: JSON, the mapping to Check's request, Check's own bounds, batches and semantics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    pdp_service::authzen::read_body(data);
+});

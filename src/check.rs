@@ -259,20 +259,11 @@ fn code_name(code: tonic::Code) -> String {
     format!("{code:?}")
 }
 
-/// `DECISION_STEP_UP` → `STEP_UP`, as the workload files and people write it.
-pub fn decision_name(decision: pb::Decision) -> &'static str {
-    decision.as_str_name().trim_start_matches("DECISION_")
-}
-
-pub fn reason_name(reason: pb::Reason) -> &'static str {
-    reason.as_str_name().trim_start_matches("REASON_")
-}
-
 fn render(answer: &pb::CheckResponse) -> String {
     let mut out = format!(
         "{}  reason {}",
-        decision_name(answer.decision()),
-        reason_name(answer.reason())
+        portcullis_proto::names::decision(answer.decision()),
+        portcullis_proto::names::reason(answer.reason())
     );
     if !answer.policy_id.is_empty() {
         out.push_str(&format!("  policy {}", answer.policy_id));
@@ -299,7 +290,7 @@ fn render(answer: &pb::CheckResponse) -> String {
         out.push_str(&format!(
             "{marker} {:<16} {:<18} {:<20} {}\n",
             m.policy_id,
-            decision_name(m.action()),
+            portcullis_proto::names::decision(m.action()),
             m.outcome()
                 .as_str_name()
                 .trim_start_matches("MATCH_OUTCOME_"),
@@ -336,15 +327,15 @@ fn to_json(answer: &pb::CheckResponse) -> serde_json::Value {
             "max_age": (s.max_age > 0).then_some(s.max_age),
         })),
         "challenge": (!answer.challenge.is_empty()).then_some(&answer.challenge),
-        "decision": decision_name(answer.decision()),
-        "reason": reason_name(answer.reason()),
+        "decision": portcullis_proto::names::decision(answer.decision()),
+        "reason": portcullis_proto::names::reason(answer.reason()),
         "policy_id": (!answer.policy_id.is_empty()).then_some(&answer.policy_id),
         "revision": answer.revision,
         "decision_id": answer.decision_id,
         "explanation": answer.explanation.iter().map(|m| serde_json::json!({
             "policy_id": m.policy_id,
             "policy_name": m.policy_name,
-            "action": decision_name(m.action()),
+            "action": portcullis_proto::names::decision(m.action()),
             "outcome": m.outcome().as_str_name().trim_start_matches("MATCH_OUTCOME_"),
             "matched": m.matched,
             "deciding": m.deciding,

@@ -151,10 +151,6 @@ fn counter(
 }
 
 /// A wire enum's name without its prefix: `DECISION_ALLOW` → `ALLOW`.
-fn unprefixed<'a>(name: &'a str, prefix: &str) -> &'a str {
-    name.strip_prefix(prefix).unwrap_or(name)
-}
-
 /// Decisions by (decision, reason) and the Check latency histogram, read from the atomics the
 /// decision service updates.
 #[derive(Debug)]
@@ -181,8 +177,8 @@ impl Collector for Decisions {
                     continue;
                 }
                 let labels = [
-                    ("decision", unprefixed(decision.as_str_name(), "DECISION_")),
-                    ("reason", unprefixed(reason.as_str_name(), "REASON_")),
+                    ("decision", portcullis_proto::names::decision(decision)),
+                    ("reason", portcullis_proto::names::reason(reason)),
                 ];
                 family
                     .encode_family(&labels)?
@@ -357,7 +353,7 @@ struct StatusLabel {
 }
 
 /// Counts every answer `router` gives under `/scim/v2` in `requests` (an axum middleware: the
-/// sync crate knows nothing of it).
+/// scim crate knows nothing of it).
 pub fn count_scim(router: axum::Router, requests: ScimRequests) -> axum::Router {
     router.layer(axum::middleware::from_fn_with_state(requests, scim_request))
 }

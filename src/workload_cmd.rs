@@ -158,8 +158,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut shown = Vec::new();
     for (request, answer) in requests.iter().zip(&answers) {
         let got = (
-            crate::check::decision_name(answer.decision()),
-            crate::check::reason_name(answer.reason()),
+            portcullis_proto::names::decision(answer.decision()),
+            portcullis_proto::names::reason(answer.reason()),
             (!answer.policy_id.is_empty()).then_some(answer.policy_id.as_str()),
         );
         let expected = &request.expected;

@@ -6,6 +6,25 @@
 
 pub mod codec;
 
+/// The one spelling of decisions and reasons everywhere they are shown (CLI, JSON, AuthZEN,
+/// metrics labels, traces): the protobuf enum value's name without its prefix (`ALLOW`,
+/// `STEP_UP_MET`).
+pub mod names {
+    use super::v1::{Decision, Reason};
+
+    pub fn decision(decision: Decision) -> &'static str {
+        unprefixed(decision.as_str_name(), "DECISION_")
+    }
+
+    pub fn reason(reason: Reason) -> &'static str {
+        unprefixed(reason.as_str_name(), "REASON_")
+    }
+
+    fn unprefixed<'a>(name: &'a str, prefix: &str) -> &'a str {
+        name.strip_prefix(prefix).unwrap_or(name)
+    }
+}
+
 /// Package `portcullis.v1`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

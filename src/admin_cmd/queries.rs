@@ -62,7 +62,7 @@ pub async fn allowed_tools(channel: Channel, args: AllowedToolsArgs) -> anyhow::
     let mut table = Table::new(&["CONNECTOR", "TOOL", "DECISION", "CONDITIONAL", "POLICY"]);
     let mut rows = Vec::with_capacity(answer.tools.len());
     for t in &answer.tools {
-        let decision = crate::check::decision_name(t.decision());
+        let decision = portcullis_proto::names::decision(t.decision());
         table.row(vec![
             t.connector.clone(),
             t.tool.clone(),

@@ -150,11 +150,11 @@ pub fn action(a: pb::PolicyAction) -> String {
 }
 
 pub fn decision(d: pb::Decision) -> String {
-    d.as_str_name().trim_start_matches("DECISION_").to_owned()
+    portcullis_proto::names::decision(d).to_owned()
 }
 
 pub fn reason(r: pb::Reason) -> String {
-    r.as_str_name().trim_start_matches("REASON_").to_owned()
+    portcullis_proto::names::reason(r).to_owned()
 }
 
 fn avatar(a: Option<&pb::Avatar>) -> Value {

@@ -232,8 +232,8 @@ pub async fn run(decider: Decider, file: &Path, json: bool) -> anyhow::Result<Ex
                     .with_context(|| format!("{label}: Check failed"))?
                     .into_inner();
                 Got {
-                    decision: normal(crate::check::decision_name(answer.decision())),
-                    reason: normal(crate::check::reason_name(answer.reason())),
+                    decision: normal(portcullis_proto::names::decision(answer.decision())),
+                    reason: normal(portcullis_proto::names::reason(answer.reason())),
                     policy_id: answer.policy_id,
                 }
             }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, uri::Au
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use pb::decision_service_server::DecisionService as _;
+use portcullis_proto::names;
 use portcullis_proto::v1 as pb;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -540,21 +541,8 @@ fn text<'a>(
 fn answer_json(answer: &pb::CheckResponse) -> Value {
     let decision = answer.decision();
     let mut context = Map::new();
-    context.insert(
-        "decision".into(),
-        decision
-            .as_str_name()
-            .trim_start_matches("DECISION_")
-            .into(),
-    );
-    context.insert(
-        "reason".into(),
-        answer
-            .reason()
-            .as_str_name()
-            .trim_start_matches("REASON_")
-            .into(),
-    );
+    context.insert("decision".into(), names::decision(decision).into());
+    context.insert("reason".into(), names::reason(answer.reason()).into());
     if !answer.policy_id.is_empty() {
         context.insert("policy_id".into(), answer.policy_id.clone().into());
     }

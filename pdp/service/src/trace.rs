@@ -82,11 +82,9 @@ pub(crate) fn answers(answers: &[pb::CheckResponse]) {
 }
 
 fn decision(value: i32) -> &'static str {
-    let name = pb::Decision::try_from(value).map_or("UNSPECIFIED", |d| d.as_str_name());
-    name.strip_prefix("DECISION_").unwrap_or(name)
+    pb::Decision::try_from(value).map_or("UNSPECIFIED", portcullis_proto::names::decision)
 }
 
 fn reason(value: i32) -> &'static str {
-    let name = pb::Reason::try_from(value).map_or("UNSPECIFIED", |r| r.as_str_name());
-    name.strip_prefix("REASON_").unwrap_or(name)
+    pb::Reason::try_from(value).map_or("UNSPECIFIED", portcullis_proto::names::reason)
 }

@@ -16,7 +16,7 @@
 //!
 //! As `benches/admin.rs` and `benches/scim.rs` do, it generates the preset's directory, imports
 //! it into a sled store in a temp dir, mints an admin API token and a SCIM connection, starts
-//! `Live`, serves DecisionService and AdminService (tonic) and `sync::router` (axum) in this
+//! `Live`, serves DecisionService and AdminService (tonic) and `scim::router` (axum) in this
 //! process on loopback ports, and calls them with real gRPC and HTTP/1 clients. Importing 1M
 //! users takes minutes, so with `PORTCULLIS_BENCH_DATA=<dir>` the run works on a copy of the store
 //! in `<dir>` instead (importing the preset into `<dir>` first if it holds no store, and keeping
@@ -1050,7 +1050,7 @@ fn main() {
             .secret;
     // Unique, so a kept store that already has connections takes one more.
     let connection = format!("freshness-bench-{}", std::process::id());
-    let (_connection, scim_secret) = sync::create_connection(&store, &connection).unwrap();
+    let (_connection, scim_secret) = scim::create_connection(&store, &connection).unwrap();
     let started = Instant::now();
     // The publisher's defaults unless asked: a lower bound makes folds happen in a short run.
     let live = match std::env::var("PORTCULLIS_BENCH_FOLD_AT")
@@ -1155,7 +1155,7 @@ fn main() {
         tokio::spawn(server.serve_with_incoming(incoming));
         let scim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let scim_addr = scim_listener.local_addr().unwrap();
-        let app = sync::router(live.clone());
+        let app = scim::router(live.clone());
         tokio::spawn(async move {
             axum::serve(scim_listener, app).await.unwrap();
         });

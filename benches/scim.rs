@@ -8,7 +8,7 @@
 //! ```
 //!
 //! It generates the preset's directory, imports it into a sled store in a temp dir, makes a SCIM
-//! connection, serves `sync::router` (axum, HTTP/1, as `portcullis serve` does) and the
+//! connection, serves `scim::router` (axum, HTTP/1, as `portcullis serve` does) and the
 //! DecisionService (tonic) in this process on two loopback ports, and calls them with real
 //! clients: hyper-util's HTTP/1 client with the connection's bearer token, and a gRPC client.
 //! Each figure is a distribution over many calls (p50, p90, p99). In order: POST /Users of new
@@ -332,7 +332,7 @@ fn main() {
     store.import(&model).unwrap();
     drop(model);
     println!("  import {:.1} s", started.elapsed().as_secs_f64());
-    let (_connection, secret) = sync::create_connection(&store, "okta").unwrap();
+    let (_connection, secret) = scim::create_connection(&store, "okta").unwrap();
     let started = Instant::now();
     let live = Live::start(store).unwrap();
     println!(
@@ -359,7 +359,7 @@ fn main() {
     runtime.block_on(async move {
         let scim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let scim_addr = scim_listener.local_addr().unwrap();
-        let app = sync::router(live.clone());
+        let app = scim::router(live.clone());
         tokio::spawn(async move {
             axum::serve(scim_listener, app).await.unwrap();
         });

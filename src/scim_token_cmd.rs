@@ -35,7 +35,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         other => other
             .with_context(|| format!("cannot open the store in `{}`", args.data_dir.display()))?,
     };
-    let (connection, secret) = sync::connection::create_connection(&store, &args.name)
+    let (connection, secret) = scim::connection::create_connection(&store, &args.name)
         .map_err(|e| anyhow::anyhow!("{}", e.detail))
         .with_context(|| format!("cannot create the SCIM connection `{}`", args.name))?;
     if args.json.json {

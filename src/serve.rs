@@ -67,7 +67,7 @@ pub struct Args {
     #[command(flatten)]
     audit_log: crate::audit_log::Args,
     #[command(flatten)]
-    scim_limits: sync::Limits,
+    scim_limits: scim::Limits,
     #[command(flatten)]
     webhooks: admin::webhooks::Limits,
     #[command(flatten)]
@@ -91,7 +91,7 @@ struct Settings {
     http_tls: bool,
     decision_log: crate::decision_log::Args,
     audit_log: crate::audit_log::Args,
-    scim_limits: sync::Limits,
+    scim_limits: scim::Limits,
     webhooks: admin::webhooks::Limits,
     shutdown_grace: Duration,
     listen: crate::listen::ServeArgs,
@@ -210,7 +210,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         http_tls.is_some(),
     ));
     let scim = metrics::count_scim(
-        sync::router_with(live.clone(), settings.scim_limits),
+        scim::router_with(live.clone(), settings.scim_limits),
         scim_requests,
     );
     let scim = telemetry::scim(scim);

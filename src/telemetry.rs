@@ -412,8 +412,8 @@ fn http_method(method: &http::Method) -> &'static str {
     }
 }
 
-/// The SCIM route a path takes, as a template; `None` outside `/scim/v2`. (The sync crate's
-/// router in `sync/src/lib.rs` has the routes: a new one shows as `/scim/v2/*` until it is
+/// The SCIM route a path takes, as a template; `None` outside `/scim/v2`. (The scim crate's
+/// router in `scim/src/lib.rs` has the routes: a new one shows as `/scim/v2/*` until it is
 /// named here.)
 /// The AuthZEN routes (they carry no ids).
 fn authzen_route(path: &str) -> Option<&'static str> {

@@ -2,7 +2,7 @@
 //! Writes are Admin only; Read Only may list.
 //!
 //! A secret reads `scim_<connection id>_<64 lower-hex digits>`, the shape the SCIM endpoint
-//! (`sync::connection`) looks up and checks; only its SHA-256 is stored. Rotation keeps the id
+//! (`scim::connection`) looks up and checks; only its SHA-256 is stored. Rotation keeps the id
 //! (the identity provider's records of it stay right) and replaces the random part; the old
 //! secret's hash is kept, and accepted, until the grace period ends. Neither a secret nor a hash
 //! leaves this module: responses and audit events carry the connection without them.

@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = if kind % 2 == 0 {
-        sync::fuzzing::user_body(body)
+        scim::fuzzing::user_body(body)
     } else {
-        sync::fuzzing::group_body(body)
+        scim::fuzzing::group_body(body)
     };
 });

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    if let Ok(filter) = sync::filter::parse(text) {
+    if let Ok(filter) = scim::filter::parse(text) {
         let _ = filter.attributes();
         let _ = filter.as_equality();
         let user = serde_json::json!({

@@ -7,12 +7,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // The path parser alone, on the text as is.
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = sync::path::parse(text);
+        let _ = scim::path::parse(text);
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let Ok(operations) = sync::patch::parse(&body) else {
+    let Ok(operations) = scim::patch::parse(&body) else {
         return;
     };
     for document in [
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let before = document.clone();
         let mut after = document;
-        if sync::patch::apply_within(&mut after, &operations, 100).is_err() {
+        if scim::patch::apply_within(&mut after, &operations, 100).is_err() {
             assert_eq!(after, before, "a failed PATCH changed the document");
         }
     }

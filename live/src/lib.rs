@@ -1,5 +1,5 @@
 //! Keeps decisions live with the store: the snapshot publisher, and the write path that admin
-//! and sync share.
+//! and scim share.
 //!
 //! [`Live`] owns the store and the decision [`Engine`]. A write ([`Live::write`]) commits a store
 //! transaction, wakes the publisher, and returns only once a snapshot at (or past) its revision
@@ -14,10 +14,10 @@
 //! next publish. Every published view is also offered to followers ([`Live::published_views`]):
 //! the snapshot stream to sidecars starts there.
 //!
-//! Admin and sync also count here the calls they refuse without a valid token ([`Refusals`]),
+//! Admin and scim also count here the calls they refuse without a valid token ([`Refusals`]),
 //! which the binary's metrics read.
 //!
-//! It must not speak any protocol: admin (gRPC) and sync (SCIM) call it.
+//! It must not speak any protocol: admin (gRPC) and scim (SCIM) call it.
 
 mod publisher;
 pub mod refusals;
@@ -73,7 +73,7 @@ struct Shared {
     /// The view of every publish, for followers.
     views: watch::Sender<Arc<View>>,
     signal: Arc<Signal>,
-    /// Calls admin and sync refused for want of a valid credential.
+    /// Calls admin and scim refused for want of a valid credential.
     refusals: Arc<Refusals>,
 }
 
@@ -151,7 +151,7 @@ impl Live {
         &self.shared.engine
     }
 
-    /// Where admin and sync count the calls they refuse without a valid credential (and that
+    /// Where admin and scim count the calls they refuse without a valid credential (and that
     /// metrics read).
     pub fn refusals(&self) -> &Arc<Refusals> {
         &self.shared.refusals

@@ -1,4 +1,4 @@
-//! IdP sync: a SCIM 2.0 service provider (RFC 7643 schema, RFC 7644 protocol) that Okta and
+//! A SCIM 2.0 service provider (RFC 7643 schema, RFC 7644 protocol) that Okta and
 //! Microsoft Entra ID provision in real time, served over HTTP (axum) by `portcullis serve`.
 //!
 //! It owns the SCIM view of users and groups: filters ([`filter`]), PATCH ([`patch`]), the

@@ -112,7 +112,7 @@ async fn put_sets_members_exactly_and_keeps_admin_fields() {
             group.description = "Builds things".into();
             group.roles = vec![Role::ReadOnly];
             tx.put_group(&group)?;
-            Ok::<_, sync::ScimError>(())
+            Ok::<_, scim::ScimError>(())
         })
         .await
         .unwrap();

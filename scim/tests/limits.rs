@@ -1,4 +1,4 @@
-//! The bounds of SCIM writes (sync/src/limits.rs): operations per PATCH, values per attribute,
+//! The bounds of SCIM writes (scim/src/limits.rs): operations per PATCH, values per attribute,
 //! identifier and string lengths, member changes per request; and a large PATCH never holds
 //! up another write.
 
@@ -218,9 +218,9 @@ async fn group_attributes_and_member_changes_are_bounded() {
             .collect(),
         ..Model::default()
     };
-    let limits = sync::Limits {
+    let limits = scim::Limits {
         scim_max_member_changes: 3,
-        ..sync::Limits::default()
+        ..scim::Limits::default()
     };
     let h = Harness::start_limited(model, limits).await;
     let members =
@@ -292,9 +292,9 @@ async fn group_attributes_and_member_changes_are_bounded() {
     );
     assert_eq!(h.live.view().unwrap().members_of(&id).count(), 6);
     // The existing members do not count against the values bound of a PATCH.
-    let limits = sync::Limits {
+    let limits = scim::Limits {
         scim_max_values: 2,
-        ..sync::Limits::default()
+        ..scim::Limits::default()
     };
     let model = Model {
         users: (0..4)
@@ -392,7 +392,7 @@ async fn other_writes_commit_while_large_patches_run() {
                 reason: format!("round {round}"),
             });
             tx.put_user(&user)?;
-            Ok::<_, sync::ScimError>(())
+            Ok::<_, scim::ScimError>(())
         });
         let before = in_flight.load(Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(5), write)
@@ -505,9 +505,9 @@ async fn deleting_a_large_group_removes_its_members_in_bounded_steps() {
         memberships: (0..5).map(|i| member("g", &format!("u{i}"))).collect(),
         ..Model::default()
     };
-    let limits = sync::Limits {
+    let limits = scim::Limits {
         scim_max_member_changes: 2,
-        ..sync::Limits::default()
+        ..scim::Limits::default()
     };
     let h = Harness::start_limited(model, limits).await;
     let version = h.get("/Groups/g").await.expect(200)["meta"]["version"]

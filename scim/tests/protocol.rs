@@ -59,7 +59,7 @@ async fn a_revoked_connection_is_refused() {
     h.live
         .write(move |tx| {
             tx.put_connection(&revoked)?;
-            Ok::<_, sync::ScimError>(())
+            Ok::<_, scim::ScimError>(())
         })
         .await
         .unwrap();

@@ -176,20 +176,20 @@ impl Harness {
     }
 
     pub async fn start_with(model: Model) -> Harness {
-        Harness::start_limited(model, sync::Limits::default()).await
+        Harness::start_limited(model, scim::Limits::default()).await
     }
 
     /// A server with these bounds on SCIM writes.
-    pub async fn start_limited(model: Model, limits: sync::Limits) -> Harness {
+    pub async fn start_limited(model: Model, limits: scim::Limits) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = store::Store::open(dir.path()).unwrap();
         store.import(&model).unwrap();
-        let (connection, secret) = sync::create_connection(&store, "entra").unwrap();
+        let (connection, secret) = scim::create_connection(&store, "entra").unwrap();
         let live = Live::start(store).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let app = sync::router_with(live.clone(), limits);
+        let app = scim::router_with(live.clone(), limits);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {

@@ -157,7 +157,7 @@ async fn put_replaces_the_whole_user_and_keeps_the_lock() {
             let mut user = tx.user(&lock_id)?.unwrap();
             user.lock = Some(locked);
             tx.put_user(&user)?;
-            Ok::<_, sync::ScimError>(())
+            Ok::<_, scim::ScimError>(())
         })
         .await
         .unwrap();

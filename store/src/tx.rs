@@ -1,6 +1,6 @@
 //! Transactions: several reads and writes that commit as one revision, or not at all.
 //!
-//! The admin API and sync validate a write against the state it changes (a policy naming users
+//! The admin API and scim validate a write against the state it changes (a policy naming users
 //! that must exist, a group whose policies must be cleaned as it goes) and record an audit event
 //! with it. A [`Tx`] runs under the store's write lock, so what it read cannot change before it
 //! commits, and everything it wrote lands in one batch with the new revision.

@@ -149,11 +149,7 @@ fn millis(d: Duration) -> String {
 
 /// When a backup was taken, as RFC 3339 UTC.
 fn taken(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    pdp::Timestamp(ms)
+        .rfc3339()
         .unwrap_or_else(|| format!("{ms} ms after the epoch"))
 }

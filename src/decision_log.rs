@@ -228,12 +228,7 @@ fn append_lines(out: &mut impl Write, batch: &[LoggedDecision]) -> std::io::Resu
 
 /// A decision as its JSONL line has it.
 pub fn json(d: &LoggedDecision) -> serde_json::Value {
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.time_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
+    let time = pdp::Timestamp(d.time_ms).rfc3339();
     serde_json::json!({
         "decision_id": d.decision_id,
         "time": time,

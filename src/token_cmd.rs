@@ -101,11 +101,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 pub fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    pdp::Timestamp(ms)
+        .rfc3339()
         .unwrap_or_else(|| ms.to_string())
 }

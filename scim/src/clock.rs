@@ -1,7 +1,6 @@
 //! Wall-clock time as the model records it, and as SCIM shows it (RFC 3339).
 
 use pdp::Timestamp;
-use time::format_description::well_known::Rfc3339;
 
 /// Milliseconds since the Unix epoch (0 if the clock is set before it).
 pub fn now() -> Timestamp {
@@ -10,11 +9,8 @@ pub fn now() -> Timestamp {
 
 /// `2024-05-01T12:00:00.123Z`.
 pub fn rfc3339(at: Timestamp) -> String {
-    let nanos = i128::from(at.0).saturating_mul(1_000_000);
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    at.rfc3339()
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 #[cfg(test)]

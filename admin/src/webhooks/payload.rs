@@ -6,15 +6,8 @@ use serde_json::{Value, json};
 
 /// RFC 3339 in UTC, to the millisecond (`2026-01-02T03:04:05.678Z`).
 pub(crate) fn rfc3339(t: Timestamp) -> String {
-    let nanos = i128::from(t.0) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        // Out of the representable range (years beyond 9999): the milliseconds themselves.
-        .unwrap_or_else(|| t.0.to_string())
+    // Out of the representable range (years beyond 9999): the milliseconds themselves.
+    t.rfc3339().unwrap_or_else(|| t.0.to_string())
 }
 
 fn approval(a: &Approval) -> Value {

@@ -22,6 +22,16 @@ impl Timestamp {
             .unwrap_or_default();
         Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
+
+    /// As RFC 3339 in UTC (`2026-01-02T03:04:05.678Z`; the fraction only when there is one),
+    /// or `None` outside the years RFC 3339 can write (0000 to 9999). The one place times are
+    /// written so.
+    pub fn rfc3339(self) -> Option<String> {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .ok()?
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }
 }
 
 /// Everything a snapshot is built from, as of one store revision.
@@ -484,5 +494,24 @@ pub struct NoAttributes;
 impl Attributes for NoAttributes {
     fn get(&self, _key: &str) -> Option<&str> {
         None
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn times_are_written_in_rfc3339_utc_and_out_of_range_is_none() {
+        assert_eq!(
+            Timestamp(1_767_225_600_123).rfc3339().as_deref(),
+            Some("2026-01-01T00:00:00.123Z")
+        );
+        assert_eq!(
+            Timestamp(0).rfc3339().as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
+        // Year 10000: RFC 3339 has four digits for the year.
+        assert_eq!(Timestamp(253_402_300_800_000).rfc3339(), None);
     }
 }

@@ -71,6 +71,8 @@ pub struct Args {
     #[command(flatten)]
     webhooks: admin::webhooks::Limits,
     #[command(flatten)]
+    console: console::Settings,
+    #[command(flatten)]
     bootstrap: crate::bootstrap::Args,
     #[command(flatten)]
     shutdown: crate::shutdown::Args,
@@ -93,6 +95,7 @@ struct Settings {
     audit_log: crate::audit_log::Args,
     scim_limits: scim::Limits,
     webhooks: admin::webhooks::Limits,
+    console: console::Settings,
     shutdown_grace: Duration,
     listen: crate::listen::ServeArgs,
 }
@@ -122,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         audit_log: args.audit_log,
         scim_limits: args.scim_limits,
         webhooks: args.webhooks,
+        console: args.console,
         shutdown_grace: args.shutdown.shutdown_grace,
         listen: args.listen,
     };
@@ -209,6 +213,25 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         settings.decision_token.clone(),
         http_tls.is_some(),
     ));
+    // The admin services, built once: the gRPC server serves them and the console calls them.
+    let activity = Activity::decision_log();
+    let admin = AdminService::new(live.clone(), activity)
+        .with_token_files(Arc::new(crate::token_files::reload));
+    let flows = ApprovalFlowService::new(live.clone());
+    let webhooks = WebhookService::new(live.clone(), webhook_outbox);
+    let approval_service =
+        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
+    let console = console::Console::new(
+        console::Services {
+            admin: admin.clone(),
+            flows: flows.clone(),
+            webhooks: webhooks.clone(),
+            approvals: approval_service.clone(),
+        },
+        settings.console.clone(),
+        http_tls.is_some(),
+    )
+    .router();
     let scim = metrics::count_scim(
         scim::router_with(live.clone(), settings.scim_limits),
         scim_requests,
@@ -225,14 +248,17 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
                 stopped.clone(),
             ));
             info!(metrics_addr = %metrics_local, "serving metrics at /metrics");
-            (scim.merge(authzen), Some(served))
+            (scim.merge(authzen).merge(console), Some(served))
         }
-        None => (scim.merge(authzen).merge(metrics.router()), None),
+        None => (
+            scim.merge(authzen).merge(console).merge(metrics.router()),
+            None,
+        ),
     };
     let what = if metrics_served.is_some() {
-        "serving SCIM at /scim/v2 and AuthZEN at /access/v1"
+        "serving SCIM at /scim/v2, AuthZEN at /access/v1 and the console at /console"
     } else {
-        "serving SCIM at /scim/v2, AuthZEN at /access/v1 and metrics at /metrics"
+        "serving SCIM at /scim/v2, AuthZEN at /access/v1, the console at /console and metrics at /metrics"
     };
     let http = if let Some(files) = http_tls {
         // HTTP/1.1 and HTTP/2 over TLS, as the client prefers (`https`).
@@ -271,10 +297,6 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let activity = Activity::decision_log();
-
-    let approval_service =
-        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
     let (open, guarded) = net::decisions(decisions, settings.decision_token);
     // Sidecars get the approval state along with the directory, and use once grants here.
     let feed = settings.sidecar_token.map(|token| {
@@ -302,15 +324,11 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         routes.add_service(snapshots);
     }
     // Counted with AdminService's calls: the same port, tokens and callers.
-    let flows = admin_calls.wrap(ApprovalFlowService::new(live.clone()).into_server());
+    let flows = admin_calls.wrap(flows.into_server());
     telemetry::add(&mut routes, Some(flows));
-    let webhooks =
-        admin_calls.wrap(WebhookService::new(live.clone(), webhook_outbox).into_server());
+    let webhooks = admin_calls.wrap(webhooks.into_server());
     telemetry::add(&mut routes, Some(webhooks));
-    let admin = AdminService::new(live, activity)
-        .with_token_files(Arc::new(crate::token_files::reload))
-        .into_server();
-    let admin = admin_calls.wrap(admin);
+    let admin = admin_calls.wrap(admin.into_server());
     telemetry::add(&mut routes, Some(admin));
     let approval_calls = admin_calls.wrap(approval_service.into_server());
     telemetry::add(&mut routes, Some(approval_calls));

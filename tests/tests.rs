@@ -14,6 +14,7 @@ mod cli;
 mod cli_day_two;
 mod cli_shell;
 mod config;
+mod console;
 mod credentials;
 mod decision_log;
 mod deploy;

@@ -13,6 +13,7 @@ use live::refusals::{Port, Reason};
 use pdp::{Role, UserStatus};
 use std::collections::BTreeMap;
 use store::{AuditEvent, View};
+use tonic::Request;
 use tonic::metadata::MetadataMap;
 
 /// An authenticated caller.
@@ -46,14 +47,25 @@ impl Caller {
     }
 }
 
+/// A person signed in to the admin console, on the calls the console makes in process: a
+/// request extension. tonic fills a request's extensions only in process, never from the wire,
+/// so no client can present one. The user is checked on every call as a token's user is (a
+/// locked or inactive user is refused at once), and their roles are their groups' roles.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    pub user_id: String,
+    /// The session's public handle (not its secret): what the audit log names as `via`.
+    pub handle: String,
+}
+
 /// Authenticates a call to `method` and checks the caller may make it (`write`: Admin only).
-pub(crate) fn authorize(
+pub(crate) fn authorize<T>(
     live: &Live,
-    metadata: &MetadataMap,
+    request: &Request<T>,
     method: &str,
     write: bool,
 ) -> Result<Caller> {
-    let caller = authenticate(live, metadata, method)?;
+    let caller = authenticate(live, request, method)?;
     let refuse =
         |error: Error| refused(live, &caller.user_id, Some(&caller.token_id), method, error);
     if caller.roles.is_empty() {
@@ -98,17 +110,56 @@ pub(crate) fn refused(
     error
 }
 
-/// Authenticates a call to `method`: a valid, unrevoked, unexpired token whose user exists
-/// and is active. Holding no role is no refusal here: approvers need not administer anything.
-pub(crate) fn authenticate(live: &Live, metadata: &MetadataMap, method: &str) -> Result<Caller> {
+/// Authenticates a call to `method`: a console session ([`ConsoleSession`]) or a valid,
+/// unrevoked, unexpired token, whose user exists and is active. Holding no role is no refusal
+/// here: approvers need not administer anything.
+pub(crate) fn authenticate<T>(live: &Live, request: &Request<T>, method: &str) -> Result<Caller> {
+    match request.extensions().get::<ConsoleSession>() {
+        Some(session) => authenticate_session(live, session, method),
+        None => authenticate_token(live, request.metadata(), method),
+    }
+}
+
+/// A console session's user, checked now.
+fn authenticate_session(live: &Live, session: &ConsoleSession, method: &str) -> Result<Caller> {
+    let via = format!("console:{}", session.handle);
+    let view = live.view()?;
+    let Some(user) = view.user(&session.user_id) else {
+        live.refusals()
+            .refuse(Port::Admin, Reason::UserGone, method);
+        return Err(Error::Unauthenticated(format!(
+            "user `{}` no longer exists",
+            session.user_id
+        )));
+    };
+    active(live, user, &via, method)?;
+    Ok(Caller {
+        user_id: user.id.clone(),
+        email: user.email().to_owned(),
+        display_name: user.display_name.clone(),
+        token_id: via,
+        roles: roles_of(&view, &user.id),
+    })
+}
+
+/// Refuses (and audits) a caller whose user is locked or inactive.
+fn active(live: &Live, user: &pdp::User, via: &str, method: &str) -> Result<()> {
+    let error = match user.status() {
+        UserStatus::Active => return Ok(()),
+        UserStatus::Locked => Error::PermissionDenied(format!("user `{}` is locked", user.id)),
+        UserStatus::Inactive => Error::PermissionDenied(format!("user `{}` is inactive", user.id)),
+    };
+    Err(refused(live, &user.id, Some(via), method, error))
+}
+
+/// A token's caller.
+fn authenticate_token(live: &Live, metadata: &MetadataMap, method: &str) -> Result<Caller> {
     // A caller we cannot name is counted and logged at a bounded rate, not audited (see
     // `live::refusals`); a caller whose token is valid is audited below.
     let unknown = |reason: Reason, error: Error| {
         live.refusals().refuse(Port::Admin, reason, method);
         error
     };
-    let refuse =
-        |actor: &str, via: Option<&str>, error: Error| refused(live, actor, via, method, error);
     let Some(secret) = bearer(metadata) else {
         return Err(unknown(
             Reason::Missing,
@@ -143,18 +194,7 @@ pub(crate) fn authenticate(live: &Live, metadata: &MetadataMap, method: &str) ->
         ));
         return Err(unknown(Reason::UserGone, error));
     };
-    let actor = stored.user_id.as_str();
-    match user.status() {
-        UserStatus::Active => {}
-        UserStatus::Locked => {
-            let error = Error::PermissionDenied(format!("user `{}` is locked", user.id));
-            return Err(refuse(actor, Some(token_id), error));
-        }
-        UserStatus::Inactive => {
-            let error = Error::PermissionDenied(format!("user `{}` is inactive", user.id));
-            return Err(refuse(actor, Some(token_id), error));
-        }
-    }
+    active(live, user, token_id, method)?;
     let mut roles = roles_of(&view, &user.id);
     if let Some(role) = stored.role {
         roles.entry(role).or_default().push("token".into());

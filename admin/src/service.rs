@@ -70,12 +70,7 @@ impl AdminService {
         method: &str,
         write: bool,
     ) -> Result<Caller, Status> {
-        Ok(auth::authorize(
-            &self.live,
-            request.metadata(),
-            method,
-            write,
-        )?)
+        Ok(auth::authorize(&self.live, request, method, write)?)
     }
 }
 

@@ -326,12 +326,7 @@ impl ApprovalFlowService {
         method: &str,
         write: bool,
     ) -> Result<Caller, Status> {
-        Ok(auth::authorize(
-            &self.live,
-            request.metadata(),
-            method,
-            write,
-        )?)
+        Ok(auth::authorize(&self.live, request, method, write)?)
     }
 }
 

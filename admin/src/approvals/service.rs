@@ -49,15 +49,14 @@ impl ApprovalService {
     }
 
     fn gateway_or_person<T>(&self, request: &Request<T>, method: &str) -> Result<Who> {
+        if request.extensions().get::<auth::ConsoleSession>().is_some() {
+            return Ok(Who::Person(self.person(request, method)?));
+        }
         let presented = auth::bearer(request.metadata());
         match (&self.gateway_token, presented) {
             (Some(token), Some(secret)) if token.matches(secret) => Ok(Who::Gateway),
             (None, None) => Ok(Who::Gateway),
-            (_, Some(_)) => Ok(Who::Person(auth::authenticate(
-                self.approvals.live(),
-                request.metadata(),
-                method,
-            )?)),
+            (_, Some(_)) => Ok(Who::Person(self.person(request, method)?)),
             (Some(_), None) => Err(Error::Unauthenticated(
                 "missing credentials: send `authorization: Bearer <token>` (the decision token, or an admin token)".into(),
             )),
@@ -65,7 +64,7 @@ impl ApprovalService {
     }
 
     fn person<T>(&self, request: &Request<T>, method: &str) -> Result<Caller> {
-        auth::authenticate(self.approvals.live(), request.metadata(), method)
+        auth::authenticate(self.approvals.live(), request, method)
     }
 
     fn found(&self, id: &str) -> Result<Arc<ApprovalRequest>> {

@@ -39,7 +39,7 @@ impl WebhookService {
     }
 
     fn authorize<T>(&self, request: &Request<T>, method: &str, write: bool) -> Result<Caller> {
-        auth::authorize(&self.live, request.metadata(), method, write)
+        auth::authorize(&self.live, request, method, write)
     }
 }
 

@@ -1,0 +1,71 @@
+//! The frame of every page: the side navigation, the signed-in person with sign-out, and the
+//! page's content; and the bare frame of the sign-in and error pages.
+
+use crate::call::Signed;
+use maud::{DOCTYPE, Markup, html};
+
+/// The sections in the navigation: (path, label).
+pub const NAV: &[(&str, &str)] = &[("/console/users", "Users")];
+
+/// A page of the signed-in console; `section` is the navigation entry it belongs to.
+pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            // Forms carry the CSRF token themselves; htmx sends it on requests it makes from
+            // elements outside a form too.
+            body hx-headers=(format!(r#"{{"x-csrf-token":"{}"}}"#, signed.csrf())) {
+                a.visually-hidden href="#main" { "Skip to content" }
+                nav.side aria-label="Console" {
+                    a.brand href="/console/users" { "Portcullis" }
+                    ul {
+                        @for (path, label) in NAV {
+                            li {
+                                @if *path == section {
+                                    a href=(path) aria-current="page" { (label) }
+                                } @else {
+                                    a href=(path) { (label) }
+                                }
+                            }
+                        }
+                    }
+                    div.who {
+                        div { (signed.name()) }
+                        div.muted { (if signed.is_admin() { "Admin" } else { "Read Only" }) }
+                        form method="post" action="/console/sign-out" {
+                            input type="hidden" name="csrf" value=(signed.csrf());
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main { (content) }
+            }
+        }
+    }
+}
+
+/// A page outside the signed-in console (sign-in, errors before sign-in).
+pub fn bare(title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body.bare { main #main { (content) } }
+        }
+    }
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            // htmx must not add its indicator styles inline: the CSP allows no inline style.
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
+            title { (title) " · Portcullis" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/htmx.min.js" defer {}
+        }
+    }
+}

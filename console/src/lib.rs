@@ -1,0 +1,115 @@
+//! The admin console: the product's pages (Users, Groups, Policies, Approvals, Agents,
+//! Activity, Settings) as server-rendered HTML under `/console` on the HTTP port.
+//!
+//! It owns the pages, the console's sessions (sign-in with an admin token or the company's
+//! identity provider, idle and absolute timeouts, sign-out), CSRF tokens and the security
+//! headers. It holds no business logic: every read and write is a call to the same in-process
+//! admin services the gRPC API serves ([`Services`]), with the signed-in person as the caller
+//! (`admin::auth::ConsoleSession`, or the token they signed in with), so roles, validation,
+//! audit and errors are the API's own. Every page works without JavaScript; the vendored htmx
+//! (`assets/`) updates searches and lists in place where it runs.
+//!
+//! It must not touch the store, decide, or render anything a user sent without escaping (maud
+//! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
+
+mod assets;
+mod call;
+mod form;
+mod headers;
+mod layout;
+mod session;
+mod settings;
+mod sign_in;
+mod users;
+mod view;
+
+pub use session::{Credential, Session, Sessions};
+pub use settings::Settings;
+
+use admin::webhooks::WebhookService;
+use admin::{AdminService, ApprovalFlowService};
+use axum::Router;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// The admin services the console calls, the same values the gRPC server serves.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub admin: AdminService,
+    pub flows: ApprovalFlowService,
+    pub webhooks: WebhookService,
+    pub approvals: admin::approvals::ApprovalService,
+}
+
+/// What every page handler reads: the services, the sessions, the settings.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    services: Services,
+    sessions: Sessions,
+    /// Whether the HTTP port is served over TLS: cookies are then `Secure` and `__Host-`.
+    tls: bool,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    pub fn new(services: Services, settings: Settings, tls: bool) -> Console {
+        let sessions = Sessions::new(settings.session_limits());
+        Console {
+            inner: Arc::new(Inner {
+                services,
+                sessions,
+                tls,
+            }),
+        }
+    }
+
+    pub(crate) fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    pub(crate) fn tls(&self) -> bool {
+        self.inner.tls
+    }
+
+    /// The routes under `/console`, to merge into the HTTP port's router.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/console",
+                get(|| async { view::see_other("/console/users") }),
+            )
+            .route(
+                "/console/",
+                get(|| async { view::see_other("/console/users") }),
+            )
+            .route("/console/assets/{name}", get(assets::serve))
+            .route(
+                "/console/sign-in",
+                get(sign_in::page).post(sign_in::with_token),
+            )
+            .route("/console/sign-out", post(sign_in::sign_out))
+            .route("/console/users", get(users::list))
+            .route("/console/users/{id}", get(users::details))
+            .route("/console/users/{id}/lock", post(users::lock))
+            .route("/console/users/{id}/unlock", post(users::unlock))
+            .route(
+                "/console/{*rest}",
+                get(view::not_found).post(view::not_found),
+            )
+            .with_state(self)
+            .layer(axum::middleware::from_fn(headers::secure))
+    }
+}

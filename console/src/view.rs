@@ -1,0 +1,97 @@
+//! Small pieces pages share: redirects, the error pages, times, badges, initials.
+
+use crate::layout;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+
+/// 303 See Other to `location` (after a form, and for htmx a full navigation).
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// To the sign-in page, saying why when there is a reason. An htmx request is told to load
+/// the page whole (`HX-Redirect`) instead of swapping the sign-in form into a list.
+pub fn to_sign_in(headers: &HeaderMap, why: Option<&str>) -> Response {
+    let location = match why {
+        Some(why) => format!(
+            "/console/sign-in?why={}",
+            serde_urlencoded::to_string([("", why)])
+                .unwrap_or_default()
+                .trim_start_matches('=')
+        ),
+        None => "/console/sign-in".to_owned(),
+    };
+    if headers.contains_key("hx-request") {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+        return response;
+    }
+    see_other(&location)
+}
+
+/// An error page with the service's message.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = layout::bare(
+        title,
+        html! {
+            div.card.sign-in {
+                h1 { (status.as_u16()) " " (title) }
+                p.error role="alert" { (message) }
+                p { a href="/console/users" { "Back to the console" } }
+            }
+        },
+    );
+    (status, body).into_response()
+}
+
+pub async fn not_found() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "There is no such page in the console.",
+    )
+}
+
+/// A protobuf time as `2026-12-07 22:55:42 UTC`, or an empty string.
+pub fn time(at: Option<&prost_types::Timestamp>) -> String {
+    let Some(at) = at else { return String::new() };
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at.seconds) else {
+        return String::new();
+    };
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.format(&format).unwrap_or_default()
+}
+
+/// A status badge: `kind` is its CSS class (lower case), `label` what it says.
+pub fn badge(kind: &str, label: &str) -> Markup {
+    html! { span class=(format!("badge {kind}")) { (label) } }
+}
+
+/// Up to two initials of a name, for an avatar.
+pub fn initials(name: &str) -> String {
+    name.split(|c: char| c.is_whitespace() || c == '.' || c == '@')
+        .filter_map(|word| word.chars().next())
+        .filter(|c| c.is_alphanumeric())
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn initials_of_names_and_emails() {
+        assert_eq!(super::initials("Ada Lovelace"), "AL");
+        assert_eq!(super::initials("grace.hopper@example.com"), "GH");
+        assert_eq!(super::initials("<img src=x>"), "S");
+        assert_eq!(super::initials(""), "");
+    }
+}

@@ -227,6 +227,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
             flows: flows.clone(),
             webhooks: webhooks.clone(),
             approvals: approval_service.clone(),
+            decisions: DecisionService::new(engine.clone()),
         },
         settings.console.clone(),
         http_tls.is_some(),

@@ -39,6 +39,10 @@ pub struct Services {
     pub flows: ApprovalFlowService,
     pub webhooks: WebhookService,
     pub approvals: admin::approvals::ApprovalService,
+    /// Decisions the console asks for itself (a user's allowed tools, "test this policy"):
+    /// the same engine, but not recorded in the decision log or the decision metrics, which
+    /// count the gateway's calls.
+    pub decisions: pdp_service::DecisionService,
 }
 
 /// What every page handler reads: the services, the sessions, the settings.

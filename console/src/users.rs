@@ -253,7 +253,7 @@ fn lock_controls(signed: &Signed, user: &pb::User) -> Markup {
                 h2 { "Unlock" }
                 p { "Agents may act for this user again, as the policies allow." }
                 input type="hidden" name="csrf" value=(signed.csrf());
-                div.field {
+                div.field.check {
                     input #confirm type="checkbox" name="confirm" value="yes" required;
                     label for="confirm" { " Unlock this user" }
                 }
@@ -268,7 +268,7 @@ fn lock_controls(signed: &Signed, user: &pb::User) -> Markup {
                     label for="reason" { "Reason (kept in the audit log)" }
                     input #reason type="text" name="reason" required maxlength="1000";
                 }
-                div.field {
+                div.field.check {
                     input #confirm type="checkbox" name="confirm" value="yes" required;
                     label for="confirm" { " Lock this user now" }
                 }

@@ -2,6 +2,7 @@
 //! session cookie and reads each page's CSRF token as a browser would, and a server with a
 //! generated directory, an Admin token and a Read Only token. Each page's tests are a module.
 
+mod browser;
 mod users;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};
@@ -64,6 +65,35 @@ impl Setup {
         let mut all = vec!["check", "--server", &self.server.addr];
         all.extend_from_slice(args);
         run_ok(&all)
+    }
+}
+
+/// A display name an identity provider could send, which must render as text.
+pub const XSS: &str = "<img src=x onerror=alert(1)>";
+
+impl Setup {
+    /// Creates a user over SCIM (as the identity provider would) with this display name.
+    pub async fn scim_user(&self, email: &str, display_name: &str) {
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": email,
+            "displayName": display_name,
+            "emails": [{"value": email, "primary": true}],
+            "active": true,
+        });
+        let auth = format!("Bearer {}", self.scim);
+        let created = Browser::new(&self.server.http)
+            .send(
+                "POST",
+                "/scim/v2/Users",
+                &[
+                    ("content-type", "application/scim+json"),
+                    ("authorization", auth.as_str()),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
     }
 }
 

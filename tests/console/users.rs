@@ -1,7 +1,7 @@
 //! Users pages, sign-in and the console's safety rules: sessions, CSRF, Read Only, escaping,
 //! security headers.
 
-use super::{Browser, Setup};
+use super::{Browser, Setup, XSS};
 
 /// A decision for `user` by any agent and tool: the decision line `portcullis check` prints.
 fn decision(setup: &Setup, user: &str) -> String {
@@ -180,28 +180,7 @@ async fn sessions_end_on_sign_out_and_when_their_user_is_locked() {
 #[tokio::test]
 async fn directory_data_is_escaped_and_pages_carry_a_strict_policy() {
     let setup = Setup::start();
-    // A display name an identity provider could send.
-    let body = serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": "mallory@example.com",
-        "displayName": "<img src=x onerror=alert(1)>",
-        "emails": [{"value": "mallory@example.com", "primary": true}],
-        "active": true,
-    });
-    let idp = Browser::new(&setup.server.http);
-    let auth = format!("Bearer {}", setup.scim);
-    let created = idp
-        .send(
-            "POST",
-            "/scim/v2/Users",
-            &[
-                ("content-type", "application/scim+json"),
-                ("authorization", auth.as_str()),
-            ],
-            body.to_string().into_bytes(),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    setup.scim_user("mallory@example.com", XSS).await;
 
     let browser = setup.signed_in(&setup.admin).await;
     let list = browser.get("/console/users?q=mallory").await;

@@ -1,0 +1,321 @@
+//! The console in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver), against the real `serve`. Every page visited is checked with axe-core
+//! (injected into the page; no serious or critical violation may remain) and photographed
+//! into `target/tmp/console-screenshots/` for review.
+//!
+//! Chromium, chromedriver and axe-core are installed by `.ci/run` (Debian's `chromium` and
+//! `chromium-driver`, `npm ci --prefix tests/browser`); where one is missing the test says so
+//! in one line and passes without a browser.
+
+use super::{Setup, XSS};
+use crate::support::Deadline;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const AXE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/browser/node_modules/axe-core/axe.min.js"
+);
+
+/// Where each page's screenshot goes.
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+}
+
+/// The first of `names` found on PATH (or the variable's value, when set).
+fn program(variable: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(variable) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A headless Chromium with its chromedriver, both gone when this is dropped.
+pub struct Chromium {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    axe: String,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Chromium {
+    /// Starts one, or says in one line why it cannot and returns None.
+    pub async fn start() -> Option<Chromium> {
+        let chromium = program("PORTCULLIS_CHROMIUM", &["chromium", "chromium-browser"]);
+        let driver = program("PORTCULLIS_CHROMEDRIVER", &["chromedriver"]);
+        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+            eprintln!(
+                "skipped: the console's browser tests need Debian's chromium and chromium-driver (.ci/run installs them)"
+            );
+            return None;
+        };
+        let Ok(axe) = std::fs::read_to_string(AXE) else {
+            eprintln!(
+                "skipped: the console's browser tests need axe-core: npm ci --prefix tests/browser (.ci/run does)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        Some(Chromium {
+            client: connect(&url, capabilities).await,
+            driver,
+            _profile: profile,
+            axe,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// The page's path (and query).
+    pub async fn path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Whether an element matches `css`.
+    pub async fn has(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    /// The visible text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the text of `css` satisfies `ready`. The element may be replaced while
+    /// it is read (htmx swaps lists whole): that read counts as a miss.
+    pub async fn wait_for_text(&self, css: &str, what: &str, ready: impl Fn(&str) -> bool) {
+        let deadline = Deadline::new(what, Duration::from_secs(15));
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if ready(&text) {
+                return;
+            }
+            deadline.tick(text).await;
+        }
+    }
+
+    /// Runs axe-core on the page and fails on any serious or critical violation; then writes
+    /// the page's screenshot as `name.png`.
+    pub async fn review(&self, name: &str) {
+        self.client
+            .execute(&format!("{}\nreturn true;", self.axe), vec![])
+            .await
+            .unwrap();
+        let script = r#"
+            const done = arguments[arguments.length - 1];
+            axe.run(document, { resultTypes: ["violations"] })
+              .then(r => done(r.violations.map(v => ({
+                  id: v.id, impact: v.impact, help: v.help,
+                  nodes: v.nodes.slice(0, 3).map(n => n.html) }))))
+              .catch(e => done([{ id: "axe-error", impact: "critical", help: String(e), nodes: [] }]));
+        "#;
+        let violations = self.client.execute_async(script, vec![]).await.unwrap();
+        let serious: Vec<&Value> = violations
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::create_dir_all(screenshots()).unwrap();
+        std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+        assert!(
+            serious.is_empty(),
+            "accessibility violations on {name} ({}): {}",
+            self.path().await,
+            serde_json::to_string_pretty(&serious).unwrap()
+        );
+    }
+
+    /// Signs in through the form with an admin token; lands on the users page.
+    pub async fn sign_in(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/console/sign-in")).await;
+        self.fill("#token", token).await;
+        self.click("form[action='/console/sign-in'] button[type=submit]")
+            .await;
+        let deadline = Deadline::new("the console after sign-in", Duration::from_secs(15));
+        loop {
+            let path = self.path().await;
+            if path.starts_with("/console/users") {
+                return;
+            }
+            deadline.tick(path).await;
+        }
+    }
+
+    pub async fn sign_out(&self) {
+        self.click("form[action='/console/sign-out'] button").await;
+    }
+}
+
+async fn connect(url: &str, capabilities: serde_json::Map<String, Value>) -> Client {
+    // chromedriver takes a moment to listen.
+    let deadline = Deadline::new("chromedriver", Duration::from_secs(30));
+    loop {
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => deadline.tick(e.to_string()).await,
+        }
+    }
+}
+
+/// A decision for `user` by any agent and tool, as `portcullis check` prints it.
+fn decision(setup: &Setup, user: &str) -> String {
+    setup.check(&[
+        "--user",
+        user,
+        "--agent",
+        "gemini",
+        "--connector",
+        "slack",
+        "--tool",
+        "search_alert",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_accessible() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let setup = Setup::start();
+    setup.scim_user("mallory@example.com", XSS).await;
+    let base = setup.server.http.clone();
+
+    // Not signed in: the sign-in page.
+    chromium.goto(&format!("{base}/console/users")).await;
+    assert!(chromium.path().await.starts_with("/console/sign-in"));
+    chromium.review("sign-in").await;
+
+    chromium.sign_in(&base, &setup.admin).await;
+    chromium.review("users").await;
+
+    // Search updates the list in place (htmx) and the address follows it.
+    chromium.fill("#q", "mallory").await;
+    chromium
+        .wait_for_text("#users", "the search result in place", |t| {
+            t.contains("mallory@example.com") && !t.contains("Goldwasser")
+        })
+        .await;
+    // The display name is text, not markup: no image element, no alert.
+    assert!(chromium.text("#users").await.contains(XSS));
+    let images = chromium
+        .client
+        .execute(
+            "return document.querySelectorAll('main img').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(images, json!(0));
+    assert!(chromium.client.get_alert_text().await.is_err(), "no alert");
+    chromium.review("users-search").await;
+
+    // Lock a user from their page: the next gRPC Check is denied.
+    chromium
+        .goto(&format!("{base}/console/users/u0000005"))
+        .await;
+    chromium.review("user").await;
+    assert!(!decision(&setup, "u0000005").contains("USER_LOCKED"));
+    chromium.fill("#reason", "laptop stolen").await;
+    chromium.click("#confirm").await;
+    chromium.click("button.danger").await;
+    chromium
+        .wait_for_text("main h1", "the user shown locked", |t| t.contains("Locked"))
+        .await;
+    let after = decision(&setup, "u0000005");
+    assert!(after.contains("USER_LOCKED"), "{after}");
+    chromium.review("user-locked").await;
+
+    // A Read Only person sees no write control.
+    chromium.sign_out().await;
+    chromium.sign_in(&base, &setup.read_only).await;
+    chromium
+        .goto(&format!("{base}/console/users/u0000005"))
+        .await;
+    assert!(chromium.text("main").await.contains("laptop stolen"));
+    assert!(!chromium.has("form[action$='/unlock']").await);
+    assert!(!chromium.has("button.danger").await);
+    chromium.review("user-read-only").await;
+}

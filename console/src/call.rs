@@ -75,6 +75,12 @@ impl Signed {
         self.who.roles.contains(&(pb::Role::Admin as i32))
     }
 
+    /// Whether the person holds a role (Admin or Read Only): without one, the console shows
+    /// only their approvals inbox.
+    pub fn has_role(&self) -> bool {
+        !self.who.roles.is_empty()
+    }
+
     /// What the page header calls them.
     pub fn name(&self) -> &str {
         [&self.who.display_name, &self.who.email, &self.who.user_id]

@@ -5,7 +5,13 @@ use crate::call::Signed;
 use maud::{DOCTYPE, Markup, html};
 
 /// The sections in the navigation: (path, label).
-pub const NAV: &[(&str, &str)] = &[("/console/users", "Users")];
+pub const NAV: &[(&str, &str)] = &[
+    ("/console/users", "Users"),
+    ("/console/approvals", "Approvals"),
+];
+
+/// The sections a person without a role may open: their approvals inbox.
+const WITHOUT_ROLE: &[&str] = &["/console/approvals"];
 
 /// A page of the signed-in console; `section` is the navigation entry it belongs to.
 pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Markup {
@@ -18,9 +24,9 @@ pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Mar
             body hx-headers=(format!(r#"{{"x-csrf-token":"{}"}}"#, signed.csrf())) {
                 a.visually-hidden href="#main" { "Skip to content" }
                 nav.side aria-label="Console" {
-                    a.brand href="/console/users" { "Portcullis" }
+                    a.brand href="/console" { "Portcullis" }
                     ul {
-                        @for (path, label) in NAV {
+                        @for (path, label) in NAV.iter().filter(|(path, _)| signed.has_role() || WITHOUT_ROLE.contains(path)) {
                             li {
                                 @if *path == section {
                                     a href=(path) aria-current="page" { (label) }
@@ -32,7 +38,9 @@ pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Mar
                     }
                     div.who {
                         div { (signed.name()) }
-                        div.muted { (if signed.is_admin() { "Admin" } else { "Read Only" }) }
+                        div.muted {
+                            (if signed.is_admin() { "Admin" } else if signed.has_role() { "Read Only" } else { "Approver" })
+                        }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(signed.csrf());
                             button type="submit" { "Sign out" }

@@ -12,6 +12,7 @@
 //! It must not touch the store, decide, or render anything a user sent without escaping (maud
 //! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
 
+mod approvals;
 mod assets;
 mod call;
 mod form;
@@ -91,14 +92,12 @@ impl Console {
     /// The routes under `/console`, to merge into the HTTP port's router.
     pub fn router(self) -> Router {
         Router::new()
-            .route(
-                "/console",
-                get(|| async { view::see_other("/console/users") }),
-            )
-            .route(
-                "/console/",
-                get(|| async { view::see_other("/console/users") }),
-            )
+            .route("/console", get(view::home))
+            .route("/console/", get(view::home))
+            .route("/console/approvals", get(approvals::inbox))
+            .route("/console/approvals/{id}", get(approvals::details))
+            .route("/console/approvals/{id}/approve", post(approvals::approve))
+            .route("/console/approvals/{id}/deny", post(approvals::deny))
             .route("/console/assets/{name}", get(assets::serve))
             .route(
                 "/console/sign-in",

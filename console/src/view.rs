@@ -14,6 +14,15 @@ pub fn see_other(location: &str) -> Response {
     response
 }
 
+/// The console's home: Users, or the approvals inbox for a person without a role.
+pub async fn home(signed: crate::call::Signed) -> Response {
+    if signed.has_role() {
+        see_other("/console/users")
+    } else {
+        see_other("/console/approvals")
+    }
+}
+
 /// To the sign-in page, saying why when there is a reason. An htmx request is told to load
 /// the page whole (`HX-Redirect`) instead of swapping the sign-in form into a list.
 pub fn to_sign_in(headers: &HeaderMap, why: Option<&str>) -> Response {

@@ -95,7 +95,11 @@ fn chosen_roles(form: &Fields) -> Vec<i32> {
 }
 
 /// A group by id, through GetGroup.
-async fn get(console: &Console, signed: &Signed, id: &str) -> Result<pb::GetGroupResponse, Failure> {
+async fn get(
+    console: &Console,
+    signed: &Signed,
+    id: &str,
+) -> Result<pb::GetGroupResponse, Failure> {
     let request = pb::GetGroupRequest { id: id.to_owned() };
     let answer = console
         .services()
@@ -339,8 +343,7 @@ pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> R
             Failure::from(status).into_response()
         }
         Err(status) => {
-            let problems =
-                Problems::from_status(&status, &["name", "description", "roles"]);
+            let problems = Problems::from_status(&status, &["name", "description", "roles"]);
             create_page(&signed, &draft, &problems)
         }
     }

@@ -126,7 +126,10 @@ impl Console {
                 "/console/groups/{id}/settings",
                 get(groups::settings::page).post(groups::settings::update),
             )
-            .route("/console/groups/{id}/delete", post(groups::settings::delete))
+            .route(
+                "/console/groups/{id}/delete",
+                post(groups::settings::delete),
+            )
             .route(
                 "/console/{*rest}",
                 get(view::not_found).post(view::not_found),

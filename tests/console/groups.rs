@@ -80,14 +80,26 @@ async fn an_admin_creates_a_group_assigns_several_users_and_removes_one() {
 
     let list = browser.get("/console/groups").await;
     assert_eq!(list.status, 200, "{}", list.body);
-    assert!(list.body.contains("href=\"/console/groups/new\""), "{}", list.body);
-    assert!(list.body.contains("aria-current=\"page\">Groups"), "{}", list.body);
+    assert!(
+        list.body.contains("href=\"/console/groups/new\""),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("aria-current=\"page\">Groups"),
+        "{}",
+        list.body
+    );
 
     // A name the service refuses: the form comes back with the message next to the field,
     // and what was typed is kept.
     let blank = create(
         &browser,
-        &[("name", "   "), ("description", "kept"), ("roles", "read_only")],
+        &[
+            ("name", "   "),
+            ("description", "kept"),
+            ("roles", "read_only"),
+        ],
     )
     .await;
     assert_eq!(blank.status, 400, "{}", blank.body);
@@ -122,7 +134,10 @@ async fn an_admin_creates_a_group_assigns_several_users_and_removes_one() {
     let details = browser.get(&format!("/console/groups/{id}")).await;
     assert_eq!(details.status, 200, "{}", details.body);
     assert!(details.body.contains("No member yet."), "{}", details.body);
-    assert!(!details.body.contains("next sync"), "a local group: no warning");
+    assert!(
+        !details.body.contains("next sync"),
+        "a local group: no warning"
+    );
     let listed = browser.get("/console/groups?q=incident").await;
     assert!(
         row_with(&listed.body, &format!("/console/groups/{id}\"")).contains("Local"),
@@ -145,19 +160,19 @@ async fn an_admin_creates_a_group_assigns_several_users_and_removes_one() {
     fields.extend(picked.iter().map(|u| ("users", u.as_str())));
     let assigned = browser.post(&assign, &fields).await;
     assert_eq!(assigned.status, 303, "{}", assigned.body);
-    assert_eq!(
-        assigned.location(),
-        format!("/console/groups/{id}?added=3")
-    );
+    assert_eq!(assigned.location(), format!("/console/groups/{id}?added=3"));
     let mut picked = picked.to_vec();
     picked.sort();
     assert_eq!(member_ids(&setup, &id).await, picked, "members by user id");
 
     // Each is listed with the time they joined, as the API has it.
-    let details = browser.get(&assigned.location().to_owned()).await;
+    let details = browser.get(assigned.location()).await;
     assert!(details.body.contains("3 users added."), "{}", details.body);
     for member in members(&setup, &id).await {
-        let row = row_with(&details.body, &format!("/console/users/{}\"", member.user_id));
+        let row = row_with(
+            &details.body,
+            &format!("/console/users/{}\"", member.user_id),
+        );
         let joined = member.joined_at.unwrap();
         let shown = time_of(joined.seconds);
         assert!(row.contains(&shown) && row.contains("Added here"), "{row}");
@@ -166,7 +181,8 @@ async fn an_admin_creates_a_group_assigns_several_users_and_removes_one() {
             .get(&format!("/console/users/{}", member.user_id))
             .await;
         assert!(
-            user.body.contains(&format!("href=\"/console/groups/{id}\"")),
+            user.body
+                .contains(&format!("href=\"/console/groups/{id}\"")),
             "{}",
             user.body
         );
@@ -192,7 +208,9 @@ async fn an_admin_creates_a_group_assigns_several_users_and_removes_one() {
     assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.body);
     assert!(unconfirmed.body.contains("id=\"confirm-error\""));
     assert_eq!(members(&setup, &id).await.len(), 4);
-    let removed = browser.submit(&remove, &remove, &[("confirm", "yes")]).await;
+    let removed = browser
+        .submit(&remove, &remove, &[("confirm", "yes")])
+        .await;
     assert_eq!(removed.status, 303, "{}", removed.body);
     let mut left = candidates[1..4].to_vec();
     left.sort();
@@ -252,14 +270,22 @@ async fn group_settings_change_and_delete_says_what_happens_and_needs_a_confirma
     );
     let shown = browser.get(saved.location()).await;
     assert!(shown.body.contains("Saved."), "{}", shown.body);
-    assert!(shown.body.contains("id=\"role-admin\" type=\"checkbox\" name=\"roles\" value=\"admin\" checked"));
+    assert!(
+        shown
+            .body
+            .contains("id=\"role-admin\" type=\"checkbox\" name=\"roles\" value=\"admin\" checked")
+    );
 
     // Roles cleared, and a name the service refuses: shown next to the name, nothing saved.
     let refused = browser
         .submit(&settings, &settings, &[("name", ""), ("description", "x")])
         .await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("id=\"name-error\""), "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"name-error\""),
+        "{}",
+        refused.body
+    );
     assert_eq!(group(&setup, &id).await.unwrap().name, "Contractors (EMEA)");
     let cleared = browser
         .submit(
@@ -300,7 +326,11 @@ async fn group_settings_change_and_delete_says_what_happens_and_needs_a_confirma
     let doomed_settings = format!("/console/groups/{}/settings", doomed.id);
     let page = browser.get(&doomed_settings).await;
     for policy in &policies {
-        assert!(page.body.contains(policy.as_str()), "{policy}: {}", page.body);
+        assert!(
+            page.body.contains(policy.as_str()),
+            "{policy}: {}",
+            page.body
+        );
     }
     assert!(
         page.body.contains("stay in the directory") && page.body.contains("ends at once"),
@@ -359,14 +389,15 @@ async fn read_only_people_see_no_write_control_and_forged_writes_are_refused() {
     let id = created_id(&create(&admin, &[("name", "Auditors")]).await);
     let member = "u0000005";
     let assign = format!("/console/groups/{id}/assign");
-    let assigned = admin
-        .submit(&assign, &assign, &[("users", member)])
-        .await;
+    let assigned = admin.submit(&assign, &assign, &[("users", member)]).await;
     assert_eq!(assigned.status, 303, "{}", assigned.body);
 
     // A form without its CSRF token is refused before anything runs.
     let bare = admin
-        .post(&format!("/console/groups/{id}/delete"), &[("confirm", "yes")])
+        .post(
+            &format!("/console/groups/{id}/delete"),
+            &[("confirm", "yes")],
+        )
         .await;
     assert_eq!(bare.status, 403, "{}", bare.body);
     assert!(group(&setup, &id).await.is_ok());
@@ -409,7 +440,11 @@ async fn read_only_people_see_no_write_control_and_forged_writes_are_refused() {
     for (action, fields) in &forged {
         let reply = reader.submit(page, action, fields).await;
         assert_eq!(reply.status, 403, "{action}: {}", reply.body);
-        assert!(reply.body.contains("Admin role"), "{action}: {}", reply.body);
+        assert!(
+            reply.body.contains("Admin role"),
+            "{action}: {}",
+            reply.body
+        );
     }
     let stored = group(&setup, &id).await.unwrap();
     assert_eq!(stored.name, "Auditors");
@@ -465,10 +500,17 @@ async fn a_scim_managed_group_warns_that_the_next_sync_may_overwrite_local_edits
     }
     // The settings page warns above both of its forms.
     let settings = browser.get(&pages[2]).await;
-    assert_eq!(settings.body.matches(warning).count(), 2, "{}", settings.body);
+    assert_eq!(
+        settings.body.matches(warning).count(),
+        2,
+        "{}",
+        settings.body
+    );
     // A local group's pages do not.
     let local = created_id(&create(&browser, &[("name", "Local only")]).await);
-    let page = browser.get(&format!("/console/groups/{local}/settings")).await;
+    let page = browser
+        .get(&format!("/console/groups/{local}/settings"))
+        .await;
     assert!(!page.body.contains(warning), "{}", page.body);
     // The edit still goes through, as the API allows it.
     let settings_path = &pages[2];
@@ -523,11 +565,7 @@ async fn user_details_show_the_tools_each_enabled_agent_may_use_as_the_engine_an
                 assert!(row.contains(&shown), "{shown} for {}: {row}", agent.id);
                 tools_seen += 1;
             }
-            assert_eq!(
-                row.matches("<li>").count(),
-                allowed.len().min(100),
-                "{row}"
-            );
+            assert_eq!(row.matches("<li>").count(), allowed.len().min(100), "{row}");
         }
         for agent in agents.iter().filter(|a| !a.enabled) {
             assert!(
@@ -551,5 +589,8 @@ async fn user_details_show_the_tools_each_enabled_agent_may_use_as_the_engine_an
     let page = browser.get("/console/users/u0000005").await;
     let section = &page.body[page.body.find("id=\"allowed-tools\"").unwrap()..];
     let section = &section[..section.find("</table>").unwrap()];
-    assert!(!section.contains(&format!("<code>{first}</code>")), "{section}");
+    assert!(
+        !section.contains(&format!("<code>{first}</code>")),
+        "{section}"
+    );
 }

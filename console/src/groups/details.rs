@@ -240,7 +240,11 @@ fn remove_page(
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, layout::page(signed, SECTION, "Remove a member", content)).into_response()
+    (
+        status,
+        layout::page(signed, SECTION, "Remove a member", content),
+    )
+        .into_response()
 }
 
 pub async fn confirm_remove(

@@ -132,8 +132,10 @@ mod tests {
         );
         assert_eq!(named.of("name"), Some("must not be empty"));
         assert_eq!(named.status.map(|s| s.as_u16()), Some(400));
-        let indexed =
-            Problems::from_status(&Status::invalid_argument("roles[1]: unknown role 7"), &fields);
+        let indexed = Problems::from_status(
+            &Status::invalid_argument("roles[1]: unknown role 7"),
+            &fields,
+        );
         assert_eq!(indexed.of("roles"), Some("unknown role 7"));
         let other = Problems::from_status(
             &Status::failed_precondition("group `g1` is already named `x`: names are unique"),

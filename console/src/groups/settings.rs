@@ -82,7 +82,12 @@ fn settings_page(
             }
         }
     };
-    layout::page(signed, SECTION, &format!("Settings of {}", group.name), content)
+    layout::page(
+        signed,
+        SECTION,
+        &format!("Settings of {}", group.name),
+        content,
+    )
 }
 
 fn delete_form(

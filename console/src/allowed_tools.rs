@@ -26,7 +26,8 @@ struct ForAgent {
 /// The section for user `user_id`. The agent registry is read as the signed-in person (it is
 /// an admin read); the allowed tools come from the console's own decision service, which the
 /// decision log does not record.
-pub async fn section(console: &Console, signed: &Signed, user_id: &str) -> Markup {
+pub async fn section(console: &Console, signed: &Signed, user: &pb::User) -> Markup {
+    let user_id = user.id.as_str();
     let agents = match console
         .services()
         .admin
@@ -61,6 +62,15 @@ pub async fn section(console: &Console, signed: &Signed, user_id: &str) -> Marku
     }
     html! {
         h2 #allowed-tools { "Tools each agent may use" }
+        @match user.status() {
+            pb::UserStatus::Locked => p.notice.danger role="note" {
+                "This user is locked: every agent is denied for them, whatever the policies say."
+            },
+            pb::UserStatus::Inactive => p.notice.warn role="note" {
+                "This user is inactive in the identity provider: every agent is denied for them."
+            },
+            _ => {},
+        }
         p.muted {
             "For each enabled agent, what the policies allow it to do for this user now. "
             "\u{201c}*\u{201d} is every other tool of the connector. Conditional: the answer depends on the call's arguments or attributes."

@@ -192,7 +192,7 @@ pub async fn details(
         &user.display_name,
         user.emails.first().map_or("", String::as_str),
     );
-    let allowed = crate::allowed_tools::section(&console, &signed, &user.id).await;
+    let allowed = crate::allowed_tools::section(&console, &signed, user).await;
     let content = html! {
         h1 { (name) " " (status_badge(user.status())) }
         div.card {

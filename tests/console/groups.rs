@@ -481,7 +481,43 @@ async fn a_scim_managed_group_warns_that_the_next_sync_may_overwrite_local_edits
         .unwrap()
         .to_owned();
 
+    // A name the identity provider sent stays text.
+    let hostile = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "<img src=x onerror=alert(1)>",
+    });
+    let pushed_hostile = idp
+        .send(
+            "POST",
+            "/scim/v2/Groups",
+            &[
+                ("content-type", "application/scim+json"),
+                ("authorization", auth.as_str()),
+            ],
+            hostile.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(pushed_hostile.status, 201, "{}", pushed_hostile.body);
+    let hostile_id = serde_json::from_str::<serde_json::Value>(&pushed_hostile.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let browser = setup.signed_in(&setup.admin).await;
+    for page in [
+        "/console/groups?q=img".to_owned(),
+        format!("/console/groups/{hostile_id}"),
+        format!("/console/groups/{hostile_id}/settings"),
+    ] {
+        let reply = browser.get(&page).await;
+        assert_eq!(reply.status, 200, "{page}: {}", reply.body);
+        assert!(
+            reply.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{page}: {}",
+            reply.body
+        );
+        assert!(!reply.body.contains("<img"), "{page}: {}", reply.body);
+    }
     let list = browser.get("/console/groups?q=okta").await;
     let row = row_with(&list.body, "Okta engineering");
     assert!(row.contains("SCIM"), "{row}");
@@ -567,6 +603,11 @@ async fn user_details_show_the_tools_each_enabled_agent_may_use_as_the_engine_an
             }
             assert_eq!(row.matches("<li>").count(), allowed.len().min(100), "{row}");
         }
+        // So the locked case below shows a change, not a user who never had a tool.
+        assert!(
+            section.contains("<li>"),
+            "{user} may use some tool: {section}"
+        );
         for agent in agents.iter().filter(|a| !a.enabled) {
             assert!(
                 !section.contains(&format!("<code>{}</code>", agent.id)),
@@ -575,6 +616,20 @@ async fn user_details_show_the_tools_each_enabled_agent_may_use_as_the_engine_an
         }
     }
     assert!(tools_seen > 0, "some agent may use some tool");
+
+    // A locked user: every agent is denied, and the page says why.
+    admin
+        .lock_user(pb::LockUserRequest {
+            user: "u0000005".into(),
+            reason: "incident".into(),
+        })
+        .await
+        .unwrap();
+    let page = browser.get("/console/users/u0000005").await;
+    let section = &page.body[page.body.find("id=\"allowed-tools\"").unwrap()..];
+    let section = &section[..section.find("</table>").unwrap()];
+    assert!(section.contains("This user is locked"), "{section}");
+    assert!(!section.contains("<li>"), "{section}");
 
     // Disabling an agent takes it out of the section at once.
     let first = enabled[0].id.clone();
@@ -586,7 +641,7 @@ async fn user_details_show_the_tools_each_enabled_agent_may_use_as_the_engine_an
         })
         .await
         .unwrap();
-    let page = browser.get("/console/users/u0000005").await;
+    let page = browser.get("/console/users/u0000193").await;
     let section = &page.body[page.body.find("id=\"allowed-tools\"").unwrap()..];
     let section = &section[..section.find("</table>").unwrap()];
     assert!(

@@ -51,6 +51,14 @@ fn managed_by(group: &pb::Group) -> Markup {
     }
 }
 
+/// A group's console roles, or a muted "None".
+fn roles_or_none(chosen: &[i32]) -> Markup {
+    let names = roles(chosen);
+    html! {
+        @if names.is_empty() { span.muted { "None" } } @else { (names) }
+    }
+}
+
 /// The warning every local edit of a group the identity provider manages carries.
 fn sync_warning(group: &pb::Group) -> Markup {
     html! {
@@ -245,7 +253,7 @@ pub async fn list(
                                     div.muted { (group.description) }
                                 }
                             }
-                            td { (roles(&group.roles)) }
+                            td { (roles_or_none(&group.roles)) }
                             td { (group.user_count) }
                             td { (managed_by(group)) }
                         }

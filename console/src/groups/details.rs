@@ -2,12 +2,14 @@
 //! and removing a member after a confirmation.
 
 use super::fields::{Fields, Problems};
-use super::{PAGE, SECTION, admin_only, get, managed_by, path, segment, sync_warning};
+use super::{
+    PAGE, SECTION, admin_only, get, managed_by, path, roles_or_none, segment, sync_warning,
+};
 use crate::Console;
 use crate::call::{Failure, Signed};
 use crate::form::Posted;
 use crate::layout;
-use crate::users::{roles, status_badge};
+use crate::users::status_badge;
 use crate::view::{self, time};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -114,7 +116,7 @@ pub async fn page(
                     dt { "External id" } dd { code { (group.external_id) } }
                 }
                 dt { "Description" } dd { (group.description) }
-                dt { "Roles" } dd { (roles(&group.roles)) }
+                dt { "Roles" } dd { (roles_or_none(&group.roles)) }
                 dt { "Users" } dd { (group.user_count) }
                 dt { "Policies naming it" } dd { (answer.policy_ids.len()) }
                 dt { "Created" } dd { (time(group.created_at.as_ref())) }

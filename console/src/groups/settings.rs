@@ -2,12 +2,11 @@
 //! after a confirmation that says what happens.
 
 use super::fields::{Fields, Problems};
-use super::{SECTION, chosen_roles, get, path, role_choices, sync_warning};
+use super::{SECTION, chosen_roles, get, path, role_choices, roles_or_none, sync_warning};
 use crate::Console;
 use crate::call::{Failure, Signed};
 use crate::form::Posted;
 use crate::layout;
-use crate::users::roles;
 use crate::view;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -77,7 +76,7 @@ fn settings_page(
                     dt { "Name" } dd { (group.name) }
                     dt { "Id" } dd { code { (group.id) } }
                     dt { "Description" } dd { (group.description) }
-                    dt { "Roles" } dd { (roles(&group.roles)) }
+                    dt { "Roles" } dd { (roles_or_none(&group.roles)) }
                 }
             }
         }
@@ -108,7 +107,7 @@ fn delete_form(
                         "no policy names it;"
                     } @else {
                         (policy_ids.len()) " polic" @if policy_ids.len() == 1 { "y loses" } @else { "ies lose" }
-                        " the group (" (policy_ids.join(", ")) ");"
+                        " the group (" (listed(policy_ids)) ");"
                     }
                 }
                 li { "the access it gives (its roles, what its policies allow) ends at once, from the next decision on." }
@@ -122,6 +121,17 @@ fn delete_form(
             }
             button.danger type="submit" { "Delete group" }
         }
+    }
+}
+
+/// At most this many policy ids are named in the delete confirmation.
+const SHOWN_POLICIES: usize = 20;
+
+fn listed(ids: &[String]) -> String {
+    let shown = ids[..ids.len().min(SHOWN_POLICIES)].join(", ");
+    match ids.len().saturating_sub(SHOWN_POLICIES) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -228,5 +238,20 @@ pub async fn delete(
     {
         Ok(_) => view::see_other(SECTION),
         Err(status) => Failure::from(status).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_delete_confirmation_names_at_most_twenty_policies() {
+        let few: Vec<String> = vec!["p1".into(), "p2".into()];
+        assert_eq!(super::listed(&few), "p1, p2");
+        let many: Vec<String> = (0..23).map(|i| format!("p{i}")).collect();
+        let shown = super::listed(&many);
+        assert!(
+            shown.starts_with("p0, p1,") && shown.ends_with("p19 and 3 more"),
+            "{shown}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 /// The sections in the navigation: (path, label).
 pub const NAV: &[(&str, &str)] = &[
     ("/console/users", "Users"),
+    ("/console/groups", "Groups"),
     ("/console/approvals", "Approvals"),
 ];
 

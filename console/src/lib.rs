@@ -12,10 +12,12 @@
 //! It must not touch the store, decide, or render anything a user sent without escaping (maud
 //! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
 
+mod allowed_tools;
 mod approvals;
 mod assets;
 mod call;
 mod form;
+mod groups;
 mod headers;
 mod layout;
 mod session;
@@ -108,6 +110,25 @@ impl Console {
             .route("/console/users/{id}", get(users::details))
             .route("/console/users/{id}/lock", post(users::lock))
             .route("/console/users/{id}/unlock", post(users::unlock))
+            .route("/console/groups", get(groups::list).post(groups::create))
+            .route("/console/groups/new", get(groups::new))
+            .route("/console/groups/{id}", get(groups::details::page))
+            .route(
+                "/console/groups/{id}/assign",
+                get(groups::assign::page).post(groups::assign::assign),
+            )
+            .route(
+                "/console/groups/{id}/members/{user}/remove",
+                get(groups::details::confirm_remove).post(groups::details::remove),
+            )
+            .route(
+                "/console/groups/{id}/settings",
+                get(groups::settings::page).post(groups::settings::update),
+            )
+            .route(
+                "/console/groups/{id}/delete",
+                post(groups::settings::delete),
+            )
             .route(
                 "/console/{*rest}",
                 get(view::not_found).post(view::not_found),

@@ -192,6 +192,7 @@ pub async fn details(
         &user.display_name,
         user.emails.first().map_or("", String::as_str),
     );
+    let allowed = crate::allowed_tools::section(&console, &signed, user).await;
     let content = html! {
         h1 { (name) " " (status_badge(user.status())) }
         div.card {
@@ -215,7 +216,7 @@ pub async fn details(
             tbody {
                 @for group in &answer.groups {
                     tr {
-                        td { (group.name) }
+                        td { a href=(crate::groups::path(&group.group_id)) { (group.name) } }
                         td { (roles(&group.roles)) }
                         td { (time(group.joined_at.as_ref())) }
                     }
@@ -223,6 +224,7 @@ pub async fn details(
                 @if answer.groups.is_empty() { tr { td colspan="3" { "In no group." } } }
             }
         }
+        (allowed)
         h2 { "Recent activity" }
         table {
             thead { tr {

@@ -292,6 +292,25 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
     assert!(chromium.client.get_alert_text().await.is_err(), "no alert");
     chromium.review("users-search").await;
 
+    // Every other page an admin opens passes axe too.
+    for (path, name) in [
+        ("/console/groups", "groups"),
+        ("/console/groups/new", "group-new"),
+        ("/console/approvals", "approvals"),
+    ] {
+        chromium.goto(&format!("{base}{path}")).await;
+        chromium.review(name).await;
+    }
+    chromium.goto(&format!("{base}/console/groups")).await;
+    chromium.click("#groups tbody a").await;
+    let group = chromium.path().await;
+    assert!(group.starts_with("/console/groups/"), "{group}");
+    chromium.review("group").await;
+    for (suffix, name) in [("/assign", "group-assign"), ("/settings", "group-settings")] {
+        chromium.goto(&format!("{base}{group}{suffix}")).await;
+        chromium.review(name).await;
+    }
+
     // Lock a user from their page: the next gRPC Check is denied.
     chromium
         .goto(&format!("{base}/console/users/u0000005"))

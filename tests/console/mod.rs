@@ -4,6 +4,7 @@
 
 mod approvals;
 mod browser;
+mod groups;
 mod users;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};

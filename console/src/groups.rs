@@ -1,0 +1,358 @@
+//! Groups: the searchable, sortable, paged list and creating a group (here); a group's
+//! details with its members, removing one ([`details`]); assigning users ([`assign`]); the
+//! group's settings and deleting it ([`settings`]).
+
+pub mod assign;
+pub mod details;
+mod fields;
+pub mod settings;
+
+use crate::Console;
+use crate::call::{Failure, Signed};
+use crate::form::Posted;
+use crate::layout;
+use crate::users::roles;
+use crate::view;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fields::{Fields, Problems};
+use maud::{Markup, html};
+use pb::admin_service_server::AdminService as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use portcullis_proto::v1 as pb;
+use serde::Deserialize;
+
+/// Rows per page.
+const PAGE: u32 = 50;
+
+/// The section every group page belongs to.
+const SECTION: &str = "/console/groups";
+
+/// `/console/groups/{id}` with the id escaped for a path (an imported id may hold `/` or `?`).
+pub fn path(id: &str) -> String {
+    format!("/console/groups/{}", segment(id))
+}
+
+/// What a path segment escapes: all but letters, digits, `-`, `_` and `~` (`.` too, so an id
+/// `..` stays one segment).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// `text` as one path segment.
+pub fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+/// Who manages a group, as the list and details say it.
+fn managed_by(group: &pb::Group) -> Markup {
+    match group.managed_by() {
+        pb::ManagedBy::External => view::badge("scim", "SCIM"),
+        _ => view::badge("local", "Local"),
+    }
+}
+
+/// A group's console roles, or a muted "None".
+fn roles_or_none(chosen: &[i32]) -> Markup {
+    let names = roles(chosen);
+    html! {
+        @if names.is_empty() { span.muted { "None" } } @else { (names) }
+    }
+}
+
+/// The warning every local edit of a group the identity provider manages carries.
+fn sync_warning(group: &pb::Group) -> Markup {
+    html! {
+        @if group.managed_by() == pb::ManagedBy::External {
+            p.notice.warn role="note" {
+                strong { "Managed by SCIM. " }
+                "This group is synced from the identity provider: the next sync may overwrite a change made here."
+            }
+        }
+    }
+}
+
+/// The role checkboxes of the create and settings forms, `chosen` ticked.
+fn role_choices(chosen: &[i32], problems: &Problems) -> Markup {
+    html! {
+        fieldset.field aria-describedby=[problems.described_by("roles")] {
+            legend { "Roles" }
+            p.muted { "Members get these console roles. None: membership gives no console access." }
+            @for (value, role, label) in [("admin", pb::Role::Admin, "Admin"), ("read_only", pb::Role::ReadOnly, "Read Only")] {
+                div {
+                    input id=(format!("role-{value}")) type="checkbox" name="roles" value=(value)
+                        checked[chosen.contains(&(role as i32))];
+                    label.inline for=(format!("role-{value}")) { (label) }
+                }
+            }
+            (problems.under("roles"))
+        }
+    }
+}
+
+/// The roles a form's checkboxes chose. An unknown value becomes an unspecified role, which
+/// the service refuses with the field named.
+fn chosen_roles(form: &Fields) -> Vec<i32> {
+    form.all("roles")
+        .iter()
+        .map(|value| match value.as_str() {
+            "admin" => pb::Role::Admin as i32,
+            "read_only" => pb::Role::ReadOnly as i32,
+            _ => pb::Role::Unspecified as i32,
+        })
+        .collect()
+}
+
+/// A group by id, through GetGroup.
+async fn get(
+    console: &Console,
+    signed: &Signed,
+    id: &str,
+) -> Result<pb::GetGroupResponse, Failure> {
+    let request = pb::GetGroupRequest { id: id.to_owned() };
+    let answer = console
+        .services()
+        .admin
+        .get_group(signed.request(request))
+        .await
+        .map_err(Failure::from)?
+        .into_inner();
+    if answer.group.is_none() {
+        return Err(Failure::new(StatusCode::NOT_FOUND, "no such group"));
+    }
+    Ok(answer)
+}
+
+/// A page only the Admin role has a use for (its forms write).
+fn admin_only(signed: &Signed, what: &str) -> Result<(), Failure> {
+    if signed.is_admin() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs the Admin role"),
+        ))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    /// `name` (default) or `users`.
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    desc: Option<String>,
+    #[serde(default)]
+    page: String,
+}
+
+impl ListQuery {
+    fn descending(&self) -> bool {
+        self.desc.as_deref().is_some_and(|d| d == "1" || d == "on")
+    }
+
+    fn sort_name(&self) -> &str {
+        match self.sort.as_str() {
+            "users" => "users",
+            _ => "name",
+        }
+    }
+
+    /// This list's address with `page`, and with `sort` when given (flipping the direction
+    /// when it is already the sort).
+    fn link(&self, sort: Option<&str>, page: &str) -> String {
+        let (sort, desc) = match sort {
+            Some(s) if s == self.sort_name() => (s, !self.descending()),
+            Some(s) => (s, false),
+            None => (self.sort_name(), self.descending()),
+        };
+        let mut pairs = vec![("q", self.q.as_str()), ("sort", sort)];
+        if desc {
+            pairs.push(("desc", "1"));
+        }
+        if !page.is_empty() {
+            pairs.push(("page", page));
+        }
+        format!(
+            "{SECTION}?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    }
+
+    /// How a sortable column's header says its order, for screen readers.
+    fn aria_sort(&self, column: &str) -> Option<&'static str> {
+        (self.sort_name() == column).then(|| {
+            if self.descending() {
+                "descending"
+            } else {
+                "ascending"
+            }
+        })
+    }
+}
+
+pub async fn list(
+    State(console): State<Console>,
+    signed: Signed,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let sort = match query.sort_name() {
+        "users" => pb::GroupSort::UserCount,
+        _ => pb::GroupSort::Name,
+    };
+    let request = pb::ListGroupsRequest {
+        search: query.q.trim().to_owned(),
+        sort: sort as i32,
+        descending: query.descending(),
+        page_size: PAGE,
+        page_token: query.page.clone(),
+    };
+    let answer = match console
+        .services()
+        .admin
+        .list_groups(signed.request(request))
+        .await
+    {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return Failure::from(status).into_response(),
+    };
+    let content = html! {
+        div.heading {
+            h1 { "Groups" }
+            @if signed.is_admin() {
+                a.button href="/console/groups/new" { "Create group" }
+            }
+        }
+        form.toolbar method="get" action=(SECTION) role="search"
+            hx-get=(SECTION) hx-trigger="input changed delay:300ms from:#q, submit"
+            hx-target="#groups" hx-select="#groups" hx-swap="outerHTML" hx-push-url="true" {
+            div {
+                label for="q" { "Search by name" }
+                input #q type="search" name="q" value=(query.q) maxlength="1024";
+            }
+            input type="hidden" name="sort" value=(query.sort_name());
+            @if query.descending() { input type="hidden" name="desc" value="1"; }
+            button type="submit" { "Search" }
+        }
+        div #groups {
+            table {
+                caption.visually-hidden { "Groups" }
+                thead { tr {
+                    th scope="col" aria-sort=[query.aria_sort("name")] { a href=(query.link(Some("name"), "")) { "Name" } }
+                    th scope="col" { "Roles" }
+                    th scope="col" aria-sort=[query.aria_sort("users")] { a href=(query.link(Some("users"), "")) { "Users" } }
+                    th scope="col" { "Managed by" }
+                } }
+                tbody {
+                    @for group in &answer.groups {
+                        tr {
+                            td {
+                                a href=(path(&group.id)) { (group.name) }
+                                @if !group.description.is_empty() {
+                                    div.muted { (group.description) }
+                                }
+                            }
+                            td { (roles_or_none(&group.roles)) }
+                            td { (group.user_count) }
+                            td { (managed_by(group)) }
+                        }
+                    }
+                    @if answer.groups.is_empty() {
+                        tr { td colspan="4" { "No group matches." } }
+                    }
+                }
+            }
+            nav.pager aria-label="Pages" {
+                @if !query.page.is_empty() {
+                    a.button.secondary href=(query.link(None, "")) { "First page" }
+                }
+                @if !answer.next_page_token.is_empty() {
+                    a.button.secondary href=(query.link(None, &answer.next_page_token)) { "Next page" }
+                }
+            }
+        }
+    };
+    layout::page(&signed, SECTION, "Groups", content).into_response()
+}
+
+/// What the create form holds, to show it again after a refusal.
+#[derive(Debug, Default)]
+struct Draft {
+    name: String,
+    description: String,
+    roles: Vec<i32>,
+}
+
+fn create_page(signed: &Signed, draft: &Draft, problems: &Problems) -> Response {
+    let content = html! {
+        p { a href=(SECTION) { "← Groups" } }
+        h1 { "Create group" }
+        form.card method="post" action=(SECTION) {
+            (problems.above())
+            input type="hidden" name="csrf" value=(signed.csrf());
+            div.field {
+                label for="name" { "Name" }
+                input #name type="text" name="name" value=(draft.name) required maxlength="256"
+                    aria-invalid=[problems.of("name").map(|_| "true")]
+                    aria-describedby=[problems.described_by("name")];
+                (problems.under("name"))
+            }
+            div.field {
+                label for="description" { "Description" }
+                textarea #description name="description" maxlength="1024"
+                    aria-invalid=[problems.of("description").map(|_| "true")]
+                    aria-describedby=[problems.described_by("description")] { (draft.description) }
+                (problems.under("description"))
+            }
+            (role_choices(&draft.roles, problems))
+            button type="submit" { "Create group" }
+        }
+    };
+    let status = problems.status.unwrap_or(StatusCode::OK);
+    (
+        status,
+        layout::page(signed, SECTION, "Create group", content),
+    )
+        .into_response()
+}
+
+pub async fn new(signed: Signed) -> Response {
+    if let Err(refused) = admin_only(&signed, "creating a group") {
+        return refused.into_response();
+    }
+    create_page(&signed, &Draft::default(), &Problems::none())
+}
+
+pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Response {
+    let Posted { signed, form } = posted;
+    let draft = Draft {
+        name: form.one("name").to_owned(),
+        description: form.one("description").to_owned(),
+        roles: chosen_roles(&form),
+    };
+    let request = pb::CreateGroupRequest {
+        name: draft.name.clone(),
+        description: draft.description.clone(),
+        roles: draft.roles.clone(),
+    };
+    match console
+        .services()
+        .admin
+        .create_group(signed.request(request))
+        .await
+    {
+        Ok(answer) => match answer.into_inner().group {
+            Some(group) => view::see_other(&path(&group.id)),
+            None => view::see_other(SECTION),
+        },
+        // A Read Only person's forged write: the service's refusal, as is.
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            Failure::from(status).into_response()
+        }
+        Err(status) => {
+            let problems = Problems::from_status(&status, &["name", "description", "roles"]);
+            create_page(&signed, &draft, &problems)
+        }
+    }
+}

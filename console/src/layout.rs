@@ -5,7 +5,11 @@ use crate::call::Signed;
 use maud::{DOCTYPE, Markup, html};
 
 /// The sections in the navigation: (path, label).
-pub const NAV: &[(&str, &str)] = &[("/console/users", "Users")];
+pub const NAV: &[(&str, &str)] = &[
+    ("/console/users", "Users"),
+    ("/console/policies", "Policies"),
+    ("/console/agents", "Agents"),
+];
 
 /// A page of the signed-in console; `section` is the navigation entry it belongs to.
 pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Markup {

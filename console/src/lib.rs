@@ -12,11 +12,13 @@
 //! It must not touch the store, decide, or render anything a user sent without escaping (maud
 //! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
 
+mod agents;
 mod assets;
 mod call;
 mod form;
 mod headers;
 mod layout;
+mod policies;
 mod session;
 mod settings;
 mod sign_in;
@@ -109,6 +111,21 @@ impl Console {
             .route("/console/users/{id}", get(users::details))
             .route("/console/users/{id}/lock", post(users::lock))
             .route("/console/users/{id}/unlock", post(users::unlock))
+            .route(
+                "/console/policies",
+                get(policies::list).post(policies::create),
+            )
+            .route("/console/policies/new", get(policies::new))
+            .route(
+                "/console/policies/{id}",
+                get(policies::details).post(policies::update),
+            )
+            .route("/console/policies/{id}/edit", get(policies::edit))
+            .route("/console/policies/{id}/enabled", post(policies::set_enabled))
+            .route("/console/policies/{id}/delete", post(policies::delete))
+            .route("/console/agents", get(agents::list))
+            .route("/console/agents/disable", post(agents::disable))
+            .route("/console/agents/enable", post(agents::enable))
             .route(
                 "/console/{*rest}",
                 get(view::not_found).post(view::not_found),

@@ -233,9 +233,9 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
     let page = created.location().to_owned();
 
     let reader: Browser = setup.signed_in(&setup.read_only).await;
-    let list = reader.get("/console/policies").await;
+    let list = reader.get("/console/policies?q=read+only+sees").await;
     assert_eq!(list.status, 200, "{}", list.body);
-    assert!(list.body.contains("Read only sees this"));
+    assert!(list.body.contains("Read only sees this"), "{}", list.body);
     assert!(!list.body.contains("New policy"), "{}", list.body);
     let details = reader.get(&page).await;
     assert_eq!(details.status, 200, "{}", details.body);

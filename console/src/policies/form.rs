@@ -654,7 +654,7 @@ async fn form_page(
         @if !problems.is_empty() {
             p.visually-hidden role="alert" { "The policy was not saved: see the messages by the fields." }
         }
-        form.card.policy-form method="post" action=(action) novalidate {
+        form.card.policy-form method="post" action=(action) {
             input type="hidden" name="csrf" value=(signed.csrf());
             (text_field("name", "Name", &draft.name, problems, true))
             (text_field("description", "Description", &draft.description, problems, false))

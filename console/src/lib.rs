@@ -121,7 +121,10 @@ impl Console {
                 get(policies::details).post(policies::update),
             )
             .route("/console/policies/{id}/edit", get(policies::edit))
-            .route("/console/policies/{id}/enabled", post(policies::set_enabled))
+            .route(
+                "/console/policies/{id}/enabled",
+                post(policies::set_enabled),
+            )
             .route("/console/policies/{id}/delete", post(policies::delete))
             .route("/console/agents", get(agents::list))
             .route("/console/agents/disable", post(agents::disable))

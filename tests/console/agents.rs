@@ -26,8 +26,15 @@ async fn an_admin_disables_an_agent_and_its_next_check_is_denied_then_enables_it
 
     let list = browser.get("/console/agents").await;
     assert_eq!(list.status, 200, "{}", list.body);
-    assert!(list.body.contains(&format!("<code>{agent}</code>")), "{}", list.body);
-    assert!(list.body.contains("Kill switch"), "an admin sees the switch");
+    assert!(
+        list.body.contains(&format!("<code>{agent}</code>")),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("Kill switch"),
+        "an admin sees the switch"
+    );
     assert!(
         list.body.contains("for every user, at once"),
         "the confirmation says what happens: {}",
@@ -59,7 +66,11 @@ async fn an_admin_disables_an_agent_and_its_next_check_is_denied_then_enables_it
         .submit(
             "/console/agents",
             "/console/agents/disable",
-            &[("id", agent), ("reason", "leaking data"), ("confirm", "yes")],
+            &[
+                ("id", agent),
+                ("reason", "leaking data"),
+                ("confirm", "yes"),
+            ],
         )
         .await;
     assert_eq!(disabled.status, 303, "{}", disabled.body);
@@ -92,7 +103,11 @@ async fn read_only_sees_the_registry_without_the_switch_and_a_forged_disable_get
     let list = reader.get("/console/agents").await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(list.body.contains(&format!("<code>{agent}</code>")));
-    for control in ["Kill switch", "/console/agents/disable", "/console/agents/enable"] {
+    for control in [
+        "Kill switch",
+        "/console/agents/disable",
+        "/console/agents/enable",
+    ] {
         assert!(!list.body.contains(control), "{control}: {}", list.body);
     }
     let forged = reader

@@ -9,12 +9,12 @@ const CONNECTOR: &str = "console-test";
 /// An agent the directory lets act for u0000005 (registered, enabled, in scope): the first of
 /// the well-known ones whose answer on a connector without policies is the policies' own.
 pub fn working_agent(setup: &Setup) -> &'static str {
-    ["claude", "chatgpt", "copilot", "gemini", "cursor", "devin", "codex"]
-        .into_iter()
-        .find(|agent| {
-            check(setup, agent, "open_door").contains("NO_MATCHING_POLICY")
-        })
-        .expect("an agent that may act for u0000005")
+    [
+        "claude", "chatgpt", "copilot", "gemini", "cursor", "devin", "codex",
+    ]
+    .into_iter()
+    .find(|agent| check(setup, agent, "open_door").contains("NO_MATCHING_POLICY"))
+    .expect("an agent that may act for u0000005")
 }
 
 /// `portcullis check` for u0000005 on the tests' connector: the decision line.
@@ -98,7 +98,9 @@ async fn an_admin_creates_tests_edits_disables_and_deletes_a_policy() {
     let field_at = refused.body.find("id=\"expression\"").unwrap();
     assert!(field_at < error_at, "the error follows its field");
     assert!(
-        refused.body.contains("request.arguments.repo.startsWith(&quot;acme/"),
+        refused
+            .body
+            .contains("request.arguments.repo.startsWith(&quot;acme/"),
         "what was typed is kept: {}",
         refused.body
     );
@@ -143,7 +145,11 @@ async fn an_admin_creates_tests_edits_disables_and_deletes_a_policy() {
     // Tested: the console's answer is the gRPC Check's.
     let expected = check(&setup, agent, "open_door");
     let (decision, reason) = decision_and_reason(&expected);
-    assert_eq!((decision.as_str(), reason.as_str()), ("DENY", "POLICY"), "{expected}");
+    assert_eq!(
+        (decision.as_str(), reason.as_str()),
+        ("DENY", "POLICY"),
+        "{expected}"
+    );
     assert!(expected.contains(&id), "{expected}");
     let tested = browser
         .get(&format!(
@@ -155,26 +161,45 @@ async fn an_admin_creates_tests_edits_disables_and_deletes_a_policy() {
     assert!(shown.contains("badge deny"), "{shown}");
     assert!(shown.contains(&format!("<code>{reason}</code>")), "{shown}");
     assert!(shown.contains("This policy"), "{shown}");
-    assert!(shown.contains("(this policy)"), "the explanation row: {shown}");
+    assert!(
+        shown.contains("(this policy)"),
+        "the explanation row: {shown}"
+    );
     // A tool the policy does not list: no policy matches, here and over gRPC.
     let other = browser
-        .get(&format!("{page}?test=1&user=u0000005&agent={agent}&tool=ring_bell"))
+        .get(&format!(
+            "{page}?test=1&user=u0000005&agent={agent}&tool=ring_bell"
+        ))
         .await;
     let (_, reason) = decision_and_reason(&check(&setup, agent, "ring_bell"));
     assert_eq!(reason, "NO_MATCHING_POLICY");
     assert!(answer(&other).contains("<code>NO_MATCHING_POLICY</code>"));
-    assert!(answer(&other).contains("Tool not covered"), "{}", answer(&other));
+    assert!(
+        answer(&other).contains("Tool not covered"),
+        "{}",
+        answer(&other)
+    );
     // Arguments that are not a JSON object are refused next to their field.
     let bad = browser
-        .get(&format!("{page}?test=1&user=u0000005&tool=open_door&arguments=%5B1%5D"))
+        .get(&format!(
+            "{page}?test=1&user=u0000005&tool=open_door&arguments=%5B1%5D"
+        ))
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
-    assert!(bad.body.contains("id=\"test-arguments-error\""), "{}", bad.body);
+    assert!(
+        bad.body.contains("id=\"test-arguments-error\""),
+        "{}",
+        bad.body
+    );
 
     // Edited: an Allow now, for every tool.
     let edit = browser.get(&format!("{page}/edit")).await;
     assert_eq!(edit.status, 200, "{}", edit.body);
-    assert!(edit.body.contains("value=\"Doors closed\""), "{}", edit.body);
+    assert!(
+        edit.body.contains("value=\"Doors closed\""),
+        "{}",
+        edit.body
+    );
     let mut fields = deny_form("Doors open", "");
     for (name, value) in &mut fields {
         match *name {
@@ -183,7 +208,9 @@ async fn an_admin_creates_tests_edits_disables_and_deletes_a_policy() {
             _ => {}
         }
     }
-    let saved = browser.submit(&format!("{page}/edit"), &page, &fields).await;
+    let saved = browser
+        .submit(&format!("{page}/edit"), &page, &fields)
+        .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     assert_eq!(saved.location(), page);
     let after = check(&setup, agent, "ring_bell");
@@ -205,9 +232,7 @@ async fn an_admin_creates_tests_edits_disables_and_deletes_a_policy() {
     assert!(browser.get(&page).await.body.contains("badge disabled"));
 
     // Deleted, only with the confirmation.
-    let unconfirmed = browser
-        .submit(&page, &format!("{page}/delete"), &[])
-        .await;
+    let unconfirmed = browser.submit(&page, &format!("{page}/delete"), &[]).await;
     assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.body);
     assert_eq!(browser.get(&page).await.status, 200);
     let deleted = browser
@@ -240,7 +265,11 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
     let details = reader.get(&page).await;
     assert_eq!(details.status, 200, "{}", details.body);
     for control in ["Edit policy", "/enabled\"", "/delete\"", "Delete policy"] {
-        assert!(!details.body.contains(control), "{control}: {}", details.body);
+        assert!(
+            !details.body.contains(control),
+            "{control}: {}",
+            details.body
+        );
     }
     // Testing is a read: Read Only may.
     assert!(details.body.contains("Test this policy"));
@@ -263,7 +292,9 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
         .await;
     assert_eq!(forged.status, 403, "{}", forged.body);
     // Without a CSRF token even an Admin's post is refused.
-    let bare = admin.post(&format!("{page}/delete"), &[("confirm", "yes")]).await;
+    let bare = admin
+        .post(&format!("{page}/delete"), &[("confirm", "yes")])
+        .await;
     assert_eq!(bare.status, 403, "{}", bare.body);
 
     let still = admin.get(&page).await;
@@ -271,4 +302,143 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
     assert!(still.body.contains("badge enabled"), "{}", still.body);
     let all = admin.get("/console/policies?q=forged").await;
     assert!(all.body.contains("No policy matches."), "{}", all.body);
+}
+
+/// The text of `html` between `start` and the next `end` after it.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let at = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in {html}"))
+        + start.len();
+    let rest = &html[at..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+#[tokio::test]
+async fn a_scope_names_users_by_email_and_groups_by_name() {
+    let setup = Setup::start();
+    let agent = working_agent(&setup);
+    let browser = setup.signed_in(&setup.admin).await;
+    let user = browser.get("/console/users/u0000005").await;
+    let email = between(&user.body, "<dt>Email</dt><dd>", "<")
+        .split(", ")
+        .next()
+        .unwrap()
+        .to_owned();
+    let group = between(
+        between(&user.body, "<h2>Groups</h2>", "</table>"),
+        "<tbody><tr><td>",
+        "</td>",
+    )
+    .to_owned();
+    assert!(email.contains('@') && !group.is_empty(), "{}", user.body);
+    assert!(!group.contains('&'), "a plain name: {group}");
+
+    let mut fields = deny_form("By email and name", "");
+    for (name, value) in &mut fields {
+        match *name {
+            "users" => *value = &email,
+            "groups" => *value = "No group has this name",
+            _ => {}
+        }
+    }
+    let refused = browser
+        .submit("/console/policies/new", "/console/policies", &fields)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let problem = between(&refused.body, "id=\"scope-error\"", "</p>");
+    assert!(problem.contains("No group has this name"), "{problem}");
+    assert!(refused.body.contains(&email), "the users typed are kept");
+    assert!(check(&setup, agent, "open_door").contains("NO_MATCHING_POLICY"));
+
+    for (name, value) in &mut fields {
+        if *name == "groups" {
+            *value = &group;
+        }
+    }
+    let created = browser
+        .submit("/console/policies/new", "/console/policies", &fields)
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let page = browser.get(created.location()).await;
+    // Stored by id: the user's page is linked, the group is named by its id.
+    assert!(
+        page.body.contains("href=\"/console/users/u0000005\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&format!("<dd>{group}</dd>")),
+        "{}",
+        page.body
+    );
+    let answer = check(&setup, agent, "open_door");
+    assert!(
+        answer.starts_with("DENY") && answer.contains("reason POLICY "),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn step_up_and_approval_parts_count_only_with_their_action() {
+    let setup = Setup::start();
+    let agent = working_agent(&setup);
+    let browser = setup.signed_in(&setup.admin).await;
+    let form = |action: &'static str, max_age: &'static str| {
+        let mut fields = deny_form("Doors by action", "");
+        for (name, value) in &mut fields {
+            match *name {
+                "action" => *value = action,
+                "acr" => *value = "phr phrh",
+                "max_age" => *value = max_age,
+                _ => {}
+            }
+        }
+        fields
+    };
+    let refused = browser
+        .submit(
+            "/console/policies/new",
+            "/console/policies",
+            &form("step_up", "soon"),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let problem = between(&refused.body, "id=\"step_up-error\"", "</p>");
+    assert!(problem.contains("`soon`"), "{problem}");
+
+    let created = browser
+        .submit(
+            "/console/policies/new",
+            "/console/policies",
+            &form("step_up", "300"),
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let page = browser.get(created.location()).await;
+    assert!(
+        page.body
+            .contains("acr one of phr, phrh; signed in within 300 s"),
+        "{}",
+        page.body
+    );
+    let answer = check(&setup, agent, "open_door");
+    assert!(answer.starts_with("STEP_UP"), "{answer}");
+
+    // Changed to Require approval (the default flow): what the step-up fields still hold is
+    // not sent, so the service does not refuse a step-up requirement on another action.
+    let location = created.location().to_owned();
+    let saved = browser
+        .submit(
+            &format!("{location}/edit"),
+            &location,
+            &form("require_approval", "300"),
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let answer = check(&setup, agent, "open_door");
+    assert!(answer.starts_with("REQUIRE_APPROVAL"), "{answer}");
+    let page = browser.get(&location).await;
+    assert!(page.body.contains("The default flow"), "{}", page.body);
+    assert!(!page.body.contains("Step-up requirement"), "{}", page.body);
 }

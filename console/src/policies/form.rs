@@ -523,7 +523,11 @@ async fn choices(console: &Console, signed: &Signed) -> Result<Choices, Failure>
 /// their writes whatever they post).
 fn admins_only(signed: &Signed) -> Option<Response> {
     (!signed.is_admin()).then(|| {
-        Failure::new(StatusCode::FORBIDDEN, "only Admins create and edit policies").into_response()
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            "only Admins create and edit policies",
+        )
+        .into_response()
     })
 }
 
@@ -531,9 +535,15 @@ pub async fn new(State(console): State<Console>, signed: Signed) -> Response {
     if let Some(refusal) = admins_only(&signed) {
         return refusal;
     }
-    form_page(&console, &signed, Mode::New, &Draft::default(), &Problems::new())
-        .await
-        .into_response()
+    form_page(
+        &console,
+        &signed,
+        Mode::New,
+        &Draft::default(),
+        &Problems::new(),
+    )
+    .await
+    .into_response()
 }
 
 pub async fn edit(
@@ -643,7 +653,11 @@ async fn form_page(
         Err(failure) => return failure.into_response(),
     };
     let (title, action, cancel) = match mode {
-        Mode::New => ("New policy".to_owned(), SECTION.to_owned(), SECTION.to_owned()),
+        Mode::New => (
+            "New policy".to_owned(),
+            SECTION.to_owned(),
+            SECTION.to_owned(),
+        ),
         Mode::Edit(id) => (format!("Edit {}", draft.name), href(id), href(id)),
     };
     let content = html! {
@@ -861,12 +875,11 @@ mod tests {
 
     #[test]
     fn write_refusals_go_next_to_their_field() {
-        let placed = |message: &str| match Refusal::of_write(tonic::Status::invalid_argument(
-            message,
-        )) {
-            Refusal::Problems(p) => p.into_keys().next().unwrap_or("?"),
-            Refusal::Failure(_) => "failure",
-        };
+        let placed =
+            |message: &str| match Refusal::of_write(tonic::Status::invalid_argument(message)) {
+                Refusal::Problems(p) => p.into_keys().next().unwrap_or("?"),
+                Refusal::Failure(_) => "failure",
+            };
         assert_eq!(placed("policy.expression: Syntax error"), "expression");
         assert_eq!(placed("policy.tools[0]: must not be empty"), "tools");
         assert_eq!(placed("policy.approval_flow_id: only"), "approval_flow");

@@ -463,10 +463,7 @@ impl Refusal {
         let message = status.message();
         let field = match message.strip_prefix("policy.") {
             Some(rest) => {
-                let path = rest
-                    .split(|c: char| c == '.' || c == '[' || c == ':')
-                    .next()
-                    .unwrap_or_default();
+                let path = rest.split(['.', '[', ':']).next().unwrap_or_default();
                 match path {
                     "name" => "name",
                     "description" => "description",

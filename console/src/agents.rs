@@ -63,11 +63,10 @@ pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
 
 fn acts_for(scope: Option<&pb::PolicyScope>) -> String {
     match scope {
-        Some(scope) if scope.all_users => "All users".to_owned(),
-        Some(scope) => format!(
-            "{} users, {} groups",
+        Some(scope) => crate::policies::scope_summary(
+            scope.all_users,
             scope.user_ids.len(),
-            scope.group_ids.len()
+            scope.group_ids.len(),
         ),
         None => "No one".to_owned(),
     }

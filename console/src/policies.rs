@@ -59,7 +59,7 @@ pub fn enabled_badge(enabled: bool) -> Markup {
 }
 
 /// Who a scope covers, in words.
-fn scope_summary(all_users: bool, users: usize, groups: usize) -> String {
+pub fn scope_summary(all_users: bool, users: usize, groups: usize) -> String {
     if all_users {
         return "All users".to_owned();
     }

@@ -251,7 +251,7 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
         .submit(
             "/console/policies/new",
             "/console/policies",
-            &deny_form("Read only sees this", ""),
+            &deny_form("Read only sees this <img src=x onerror=alert(1)>", ""),
         )
         .await;
     assert_eq!(created.status, 303, "{}", created.body);
@@ -261,6 +261,13 @@ async fn read_only_sees_policies_without_write_controls_and_forged_writes_get_40
     let list = reader.get("/console/policies?q=read+only+sees").await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(list.body.contains("Read only sees this"), "{}", list.body);
+    // What an Admin typed renders as text.
+    assert!(
+        list.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<img"), "{}", list.body);
     assert!(!list.body.contains("New policy"), "{}", list.body);
     let details = reader.get(&page).await;
     assert_eq!(details.status, 200, "{}", details.body);

@@ -124,7 +124,10 @@ pub async fn list(
                     tbody {
                         tr.group {
                             th scope="colgroup" colspan="6" {
-                                "Connector " code { (connector) }
+                                "Connector "
+                                a href=(ListQuery { connector: connector.to_owned(), ..ListQuery::default() }.link("")) {
+                                    code { (connector) }
+                                }
                             }
                         }
                         @for row in rows {

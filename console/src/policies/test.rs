@@ -250,7 +250,7 @@ fn outcome(outcome: pb::MatchOutcome) -> &'static str {
         pb::MatchOutcome::ToolNotCovered => "Tool not covered",
         pb::MatchOutcome::ScopeNotCovered => "User not covered",
         pb::MatchOutcome::ConditionFailed => "Condition not met",
-        pb::MatchOutcome::UserDenied => "User denied before any policy",
+        pb::MatchOutcome::UserDenied => "Not reached: the user or agent was denied first",
         pb::MatchOutcome::AgentNotCovered => "Agent not covered",
         pb::MatchOutcome::ConditionError => "Condition error",
         pb::MatchOutcome::StepUpMet => "Matched, step-up met",

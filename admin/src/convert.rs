@@ -256,6 +256,16 @@ pub(crate) fn policy_row(p: &Policy) -> pb::PolicyRow {
         },
         action: action(p.action).into(),
         enabled: p.enabled,
+        tools: match &p.tools {
+            Tools::All => Vec::new(),
+            Tools::Only(tools) => tools.clone(),
+        },
+        agents: match &p.agents {
+            pdp::Agents::All => None,
+            pdp::Agents::Only(ids) => Some(pb::PolicyAgents {
+                agent_ids: ids.clone(),
+            }),
+        },
     }
 }
 

@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use fields::{Fields, Problems};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use portcullis_proto::v1 as pb;
 use serde::Deserialize;
 
@@ -31,16 +30,7 @@ const SECTION: &str = "/console/groups";
 
 /// `/console/groups/{id}` with the id escaped for a path (an imported id may hold `/` or `?`).
 pub fn path(id: &str) -> String {
-    format!("/console/groups/{}", segment(id))
-}
-
-/// What a path segment escapes: all but letters, digits, `-`, `_` and `~` (`.` too, so an id
-/// `..` stays one segment).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
-
-/// `text` as one path segment.
-pub fn segment(text: &str) -> String {
-    utf8_percent_encode(text, SEGMENT).to_string()
+    format!("/console/groups/{}", view::segment(id))
 }
 
 /// Who manages a group, as the list and details say it.

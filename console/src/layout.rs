@@ -8,7 +8,9 @@ use maud::{DOCTYPE, Markup, html};
 pub const NAV: &[(&str, &str)] = &[
     ("/console/users", "Users"),
     ("/console/groups", "Groups"),
+    ("/console/policies", "Policies"),
     ("/console/approvals", "Approvals"),
+    ("/console/agents", "Agents"),
 ];
 
 /// The sections a person without a role may open: their approvals inbox.

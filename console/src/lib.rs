@@ -12,6 +12,7 @@
 //! It must not touch the store, decide, or render anything a user sent without escaping (maud
 //! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
 
+mod agents;
 mod allowed_tools;
 mod approvals;
 mod assets;
@@ -20,6 +21,7 @@ mod form;
 mod groups;
 mod headers;
 mod layout;
+mod policies;
 mod session;
 mod settings;
 mod sign_in;
@@ -129,6 +131,24 @@ impl Console {
                 "/console/groups/{id}/delete",
                 post(groups::settings::delete),
             )
+            .route(
+                "/console/policies",
+                get(policies::list).post(policies::create),
+            )
+            .route("/console/policies/new", get(policies::new))
+            .route(
+                "/console/policies/{id}",
+                get(policies::details).post(policies::update),
+            )
+            .route("/console/policies/{id}/edit", get(policies::edit))
+            .route(
+                "/console/policies/{id}/enabled",
+                post(policies::set_enabled),
+            )
+            .route("/console/policies/{id}/delete", post(policies::delete))
+            .route("/console/agents", get(agents::list))
+            .route("/console/agents/disable", post(agents::disable))
+            .route("/console/agents/enable", post(agents::enable))
             .route(
                 "/console/{*rest}",
                 get(view::not_found).post(view::not_found),

@@ -137,7 +137,7 @@ pub async fn list(
                         tr {
                             td {
                                 span.avatar aria-hidden="true" { (initials(user)) }
-                                a href=(format!("/console/users/{}", user.id)) {
+                                a href=(format!("/console/users/{}", view::segment(&user.id))) {
                                     (display(user.display_name.as_str(), &user.email))
                                 }
                                 @if !user.display_name.is_empty() {
@@ -248,7 +248,7 @@ pub async fn details(
 
 /// Lock (with a reason and a confirmation) or unlock.
 fn lock_controls(signed: &Signed, user: &pb::User) -> Markup {
-    let base = format!("/console/users/{}", user.id);
+    let base = format!("/console/users/{}", view::segment(&user.id));
     html! {
         @if user.lock.is_some() {
             form.card method="post" action=(format!("{base}/unlock")) {

@@ -68,6 +68,18 @@ pub async fn not_found() -> Response {
     )
 }
 
+/// `id` as one path segment: record ids may hold any character but NUL (imported ones are not
+/// generated), so `/`, `?`, `#`, `%` and spaces are percent-encoded, and `.` too, so that an id
+/// `..` stays one segment instead of being resolved away by the browser.
+pub fn segment(id: &str) -> String {
+    /// Everything but letters, digits, `-`, `_` and `~`.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
 /// A protobuf time as `2026-12-07 22:55:42 UTC`, or an empty string.
 pub fn time(at: Option<&prost_types::Timestamp>) -> String {
     let Some(at) = at else { return String::new() };
@@ -102,5 +114,11 @@ mod tests {
         assert_eq!(super::initials("grace.hopper@example.com"), "GH");
         assert_eq!(super::initials("<img src=x>"), "S");
         assert_eq!(super::initials(""), "");
+    }
+
+    #[test]
+    fn segments_keep_ids_in_one_piece() {
+        assert_eq!(super::segment("pol_0a1b"), "pol_0a1b");
+        assert_eq!(super::segment("a/b c?d#%"), "a%2Fb%20c%3Fd%23%25");
     }
 }

@@ -297,6 +297,9 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         ("/console/groups", "groups"),
         ("/console/groups/new", "group-new"),
         ("/console/approvals", "approvals"),
+        ("/console/policies", "policies"),
+        ("/console/policies/new", "policy-new"),
+        ("/console/agents", "agents"),
     ] {
         chromium.goto(&format!("{base}{path}")).await;
         chromium.review(name).await;
@@ -310,6 +313,14 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         chromium.goto(&format!("{base}{group}{suffix}")).await;
         chromium.review(name).await;
     }
+
+    chromium.goto(&format!("{base}/console/policies")).await;
+    chromium.click("main table tbody td a").await;
+    let policy = chromium.path().await;
+    assert!(policy.starts_with("/console/policies/"), "{policy}");
+    chromium.review("policy").await;
+    chromium.goto(&format!("{base}{policy}/edit")).await;
+    chromium.review("policy-edit").await;
 
     // Lock a user from their page: the next gRPC Check is denied.
     chromium

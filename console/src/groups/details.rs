@@ -2,14 +2,13 @@
 //! and removing a member after a confirmation.
 
 use super::fields::{Fields, Problems};
-use super::{
-    PAGE, SECTION, admin_only, get, managed_by, path, roles_or_none, segment, sync_warning,
-};
+use super::{PAGE, SECTION, admin_only, get, managed_by, path, roles_or_none, sync_warning};
 use crate::Console;
 use crate::call::{Failure, Signed};
 use crate::form::Posted;
 use crate::layout;
 use crate::users::status_badge;
+use crate::view::segment;
 use crate::view::{self, time};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -55,10 +55,13 @@ impl Provider {
         };
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        // The first line is the issuer; the rest is read to the end, so that the provider
+        // never writes into a closed pipe (which would end it).
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = tx.send(first);
+            lines.for_each(drop);
         });
         let mut provider = Provider {
             child,
@@ -159,8 +162,13 @@ fn admin(setup: &Setup, rest: &[&str]) -> serde_json::Value {
 }
 
 fn email_of(setup: &Setup, user: &str) -> String {
-    let user = admin(setup, &["users", "get", user]);
-    user["user"]["email"].as_str().unwrap().to_owned()
+    let got = admin(setup, &["users", "get", user]);
+    let first = &got["user"]["emails"][0];
+    first
+        .as_str()
+        .or_else(|| first["value"].as_str())
+        .unwrap_or_else(|| panic!("no email: {got}"))
+        .to_owned()
 }
 
 /// `url` relative to `base` (the provider's redirects may be either).

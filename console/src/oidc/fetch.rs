@@ -187,14 +187,14 @@ where
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+        .map_err(|e| format!("HTTP: {}", chain(&e)))?;
     let _connection = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+        .map_err(|e| format!("HTTP: {}", chain(&e)))?;
     let status = response.status().as_u16();
     let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
@@ -202,6 +202,18 @@ where
         .map_err(|e| format!("the answer could not be read whole (at most {MAX_ANSWER} bytes): {e}"))?
         .to_bytes();
     Ok(Answer { status, body })
+}
+
+/// An error with its causes (hyper's own message is only "connection error").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -46,7 +46,10 @@ pub struct ProviderSettings {
     #[arg(long = "console-oidc-issuer", env = "PORTCULLIS_CONSOLE_OIDC_ISSUER")]
     pub issuer: Option<String>,
     /// The console's client id at the identity provider.
-    #[arg(long = "console-oidc-client-id", env = "PORTCULLIS_CONSOLE_OIDC_CLIENT_ID")]
+    #[arg(
+        long = "console-oidc-client-id",
+        env = "PORTCULLIS_CONSOLE_OIDC_CLIENT_ID"
+    )]
     pub client_id: Option<String>,
     /// A file holding the console's client secret at the identity provider (read at start;
     /// never give the secret itself on the command line).

@@ -28,8 +28,9 @@ impl Drop for Provider {
 }
 
 impl Provider {
-    /// Starts the provider for `redirect_uri`, or says why it cannot and returns `None`.
-    fn start(dir: &Path, redirect_uri: &str) -> Option<Provider> {
+    /// Starts the provider for `redirect_uri`, signing ID tokens with `alg` (RS256 or ES256),
+    /// or says why it cannot and returns `None`.
+    fn start(dir: &Path, redirect_uri: &str, alg: &str) -> Option<Provider> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         if !root.join("node_modules/oidc-provider").is_dir() {
             eprintln!(
@@ -43,6 +44,7 @@ impl Provider {
         let child = Command::new("node")
             .arg(root.join("provider.mjs"))
             .args([redirect_uri, SECRET, path(&accounts)])
+            .env("ID_TOKEN_ALG", alg)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn();
@@ -95,8 +97,8 @@ impl Provider {
 }
 
 /// A served directory whose console signs in with `provider` (started first: the redirect
-/// URI needs the HTTP port, so it is chosen before `serve` starts).
-fn setup() -> Option<(Setup, Provider)> {
+/// URI needs the HTTP port, so it is chosen before `serve` starts), which signs with `alg`.
+fn setup(alg: &str) -> Option<(Setup, Provider)> {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -104,7 +106,11 @@ fn setup() -> Option<(Setup, Provider)> {
         .unwrap()
         .port();
     let public = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(dir.path(), &format!("{public}/console/sign-in/callback"))?;
+    let provider = Provider::start(
+        dir.path(),
+        &format!("{public}/console/sign-in/callback"),
+        alg,
+    )?;
     let (_, data) = generated_and_imported(
         dir.path(),
         &["--preset", "small", "--seed", "1", "--agents"],
@@ -192,7 +198,12 @@ async fn through_provider(provider: &Provider, console: &Browser, login: &str) -
     assert_eq!(start.status, 303, "{}", start.body);
     let authorize = start.location().to_owned();
     assert!(authorize.starts_with(&provider.issuer), "{authorize}");
-    for part in ["code_challenge_method=S256", "state=", "nonce=", "code_challenge="] {
+    for part in [
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "code_challenge=",
+    ] {
         assert!(authorize.contains(part), "{authorize}");
     }
     // A fresh browser at the provider each time, so that each sign-in logs in anew.
@@ -210,9 +221,7 @@ async fn through_provider(provider: &Provider, console: &Browser, login: &str) -
         )
         .await;
     assert_eq!(posted.status, 303, "{}", posted.body);
-    let resumed = idp
-        .get(relative(posted.location(), &provider.issuer))
-        .await;
+    let resumed = idp.get(relative(posted.location(), &provider.issuer)).await;
     assert_eq!(resumed.status, 303, "{}", resumed.body);
     let callback = resumed.location().to_owned();
     let base = format!("{}/console/sign-in/callback?", console_base(console));
@@ -236,11 +245,15 @@ fn refusal(reply: &Reply) -> &str {
 
 #[tokio::test]
 async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session() {
-    let Some((setup, provider)) = setup() else {
+    // ES256 here, RS256 (the provider's default) in the other test.
+    let Some((setup, provider)) = setup("ES256") else {
         return;
     };
     // A group with the Admin role makes u0000010 an administrator.
-    admin(&setup, &["groups", "create", "console-admins", "--role", "admin"]);
+    admin(
+        &setup,
+        &["groups", "create", "console-admins", "--role", "admin"],
+    );
     admin(&setup, &["groups", "assign", "console-admins", "u0000010"]);
     let email = email_of(&setup, "u0000010");
     provider.accounts(&[("idp-ada", &email, true)]);
@@ -275,7 +288,11 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
     assert_eq!(users.status, 200, "{}", users.body);
     assert!(users.body.contains("Lock") || users.body.contains("Users"));
     let details = browser.get("/console/users/u0000005").await;
-    assert!(details.body.contains("Lock user"), "an admin: {}", details.body);
+    assert!(
+        details.body.contains("Lock user"),
+        "an admin: {}",
+        details.body
+    );
 
     // Their writes are audited as the console session.
     let locked = browser
@@ -294,7 +311,11 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
     let signed_in = admin(&setup, &["audit", "--action", "console.sign_in"]);
     let event = &signed_in["events"][0];
     assert_eq!(event["actor"], "u0000010", "{signed_in}");
-    assert_eq!(event["via"], via.as_str(), "the sign-in and the lock name one session");
+    assert_eq!(
+        event["via"],
+        via.as_str(),
+        "the sign-in and the lock name one session"
+    );
     assert!(
         event["detail"].as_str().unwrap().contains("idp-ada"),
         "{signed_in}"
@@ -310,12 +331,21 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
 
 #[tokio::test]
 async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
-    let Some((setup, provider)) = setup() else {
+    let Some((setup, provider)) = setup("RS256") else {
         return;
     };
-    admin(&setup, &["groups", "create", "console-admins", "--role", "admin"]);
-    admin(&setup, &["groups", "assign", "console-admins", "u0000010", "u0000011"]);
-    admin(&setup, &["users", "lock", "u0000011", "--reason", "incident"]);
+    admin(
+        &setup,
+        &["groups", "create", "console-admins", "--role", "admin"],
+    );
+    admin(
+        &setup,
+        &["groups", "assign", "console-admins", "u0000010", "u0000011"],
+    );
+    admin(
+        &setup,
+        &["users", "lock", "u0000011", "--reason", "incident"],
+    );
     let (admin_email, locked_email) = (email_of(&setup, "u0000010"), email_of(&setup, "u0000011"));
     let no_role = email_of(&setup, "u0000012");
     provider.accounts(&[
@@ -338,7 +368,11 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
         let callback = through_provider(&provider, &browser, login).await;
         let refused = browser.get(&callback).await;
         assert_eq!(refused.status, 403, "{login}: {}", refused.body);
-        assert!(refusal(&refused).contains(why), "{login}: {}", refusal(&refused));
+        assert!(
+            refusal(&refused).contains(why),
+            "{login}: {}",
+            refusal(&refused)
+        );
         assert!(
             refused.body.contains("Sign in with Test IdP"),
             "the sign-in page again"
@@ -350,7 +384,16 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
         );
     }
     // A known user's refusal is audited; nobody's is not (it names no one).
-    let denied = admin(&setup, &["audit", "--action", "auth.denied", "--target", "ConsoleSignIn"]);
+    let denied = admin(
+        &setup,
+        &[
+            "audit",
+            "--action",
+            "auth.denied",
+            "--target",
+            "ConsoleSignIn",
+        ],
+    );
     let actors: Vec<&str> = denied["events"]
         .as_array()
         .unwrap()

@@ -31,7 +31,8 @@ pub(crate) fn allowed(uri: &Uri) -> bool {
 
 fn loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A request that failed: what to tell the operator (never a secret).
@@ -86,7 +87,11 @@ impl Fetch {
     }
 
     /// GET `url`, expecting 200 with JSON.
-    pub async fn get_json<T: DeserializeOwned>(&self, url: &str, what: &str) -> Result<T, FetchError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<T, FetchError> {
         let answer = self.send(Method::GET, url, None, None).await?;
         if answer.status != 200 {
             return Err(FetchError(format!(
@@ -118,7 +123,9 @@ impl Fetch {
         let fail = |problem: String| FetchError(format!("{method} `{url}`: {problem}"));
         let uri: Uri = url.parse().map_err(|e| fail(format!("invalid url: {e}")))?;
         if !allowed(&uri) {
-            return Err(fail("must be https (plain http only to a loopback address)".into()));
+            return Err(fail(
+                "must be https (plain http only to a loopback address)".into(),
+            ));
         }
         let https = uri.scheme_str() == Some("https");
         let authority = uri
@@ -127,7 +134,10 @@ impl Fetch {
             .as_str()
             .to_owned();
         let host = uri.host().ok_or_else(|| fail("no host".into()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = hyper::Request::builder()
@@ -166,9 +176,12 @@ impl Fetch {
                 exchange(tcp, request).await.map_err(fail)
             }
         };
-        tokio::time::timeout(TIMEOUT, exchange)
-            .await
-            .map_err(|_| fail(format!("no answer within {}", humantime::format_duration(TIMEOUT))))?
+        tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| {
+            fail(format!(
+                "no answer within {}",
+                humantime::format_duration(TIMEOUT)
+            ))
+        })?
     }
 }
 
@@ -199,7 +212,9 @@ where
     let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
-        .map_err(|e| format!("the answer could not be read whole (at most {MAX_ANSWER} bytes): {e}"))?
+        .map_err(|e| {
+            format!("the answer could not be read whole (at most {MAX_ANSWER} bytes): {e}")
+        })?
         .to_bytes();
     Ok(Answer { status, body })
 }

@@ -192,9 +192,8 @@ mod tests {
         use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = serde_json::json!({
             "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
@@ -233,7 +232,12 @@ mod tests {
         nonce: "n-1",
     };
 
-    fn check(signing: &EncodingKey, kid: &str, keys: &Keys, claims: serde_json::Value) -> Result<Claims, String> {
+    fn check(
+        signing: &EncodingKey,
+        kid: &str,
+        keys: &Keys,
+        claims: serde_json::Value,
+    ) -> Result<Claims, String> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.into());
         let token = jsonwebtoken::encode(&header, &claims, signing).unwrap();
@@ -250,15 +254,31 @@ mod tests {
     fn a_good_token_passes_and_every_wrong_claim_fails() {
         let (signing, jwk) = ec_key("k1");
         let (other, _) = ec_key("k1");
-        let keys = Keys::from_set(&serde_json::json!({ "keys": [jwk, {"kty": "oct", "k": "c2VjcmV0"}] })).unwrap();
+        let keys =
+            Keys::from_set(&serde_json::json!({ "keys": [jwk, {"kty": "oct", "k": "c2VjcmV0"}] }))
+                .unwrap();
         let good = check(&signing, "k1", &keys, claims(serde_json::json!({}))).unwrap();
-        assert_eq!((good.sub.as_str(), good.email()), ("s-1", Some("ada@example.com")));
+        assert_eq!(
+            (good.sub.as_str(), good.email()),
+            ("s-1", Some("ada@example.com"))
+        );
 
-        let unverified = check(&signing, "k1", &keys, claims(serde_json::json!({"email_verified": false}))).unwrap();
+        let unverified = check(
+            &signing,
+            "k1",
+            &keys,
+            claims(serde_json::json!({"email_verified": false})),
+        )
+        .unwrap();
         assert_eq!(unverified.email(), None, "an unverified email is not used");
 
         let refused = |claims: serde_json::Value| check(&signing, "k1", &keys, claims).unwrap_err();
-        assert!(refused(claims(serde_json::json!({"iss": "https://evil.example.com"}))).contains("not valid"));
+        assert!(
+            refused(claims(
+                serde_json::json!({"iss": "https://evil.example.com"})
+            ))
+            .contains("not valid")
+        );
         assert!(refused(claims(serde_json::json!({"aud": "someone-else"}))).contains("not valid"));
         assert!(refused(claims(serde_json::json!({"exp": now() - 120}))).contains("not valid"));
         assert!(refused(claims(serde_json::json!({"nonce": "n-2"}))).contains("nonce"));
@@ -266,8 +286,16 @@ mod tests {
         assert!(refused(claims(serde_json::json!({"iat": now() + 600}))).contains("future"));
         assert!(refused(claims(serde_json::json!({"iat": now() - 3600}))).contains("long ago"));
         assert!(refused(claims(serde_json::json!({"azp": "someone-else"}))).contains("azp"));
-        assert!(check(&other, "k1", &keys, claims(serde_json::json!({}))).unwrap_err().contains("not valid"), "another key's signature");
-        assert!(check(&signing, "k2", &keys, claims(serde_json::json!({}))).is_err(), "unknown kid");
+        assert!(
+            check(&other, "k1", &keys, claims(serde_json::json!({})))
+                .unwrap_err()
+                .contains("not valid"),
+            "another key's signature"
+        );
+        assert!(
+            check(&signing, "k2", &keys, claims(serde_json::json!({}))).is_err(),
+            "unknown kid"
+        );
     }
 
     #[test]

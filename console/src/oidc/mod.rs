@@ -70,7 +70,9 @@ fn error(message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    pub(crate) fn from_settings(settings: &ProviderSettings) -> Result<Option<Config>, ConfigError> {
+    pub(crate) fn from_settings(
+        settings: &ProviderSettings,
+    ) -> Result<Option<Config>, ConfigError> {
         let given = |set: bool, flag: &'static str| set.then_some(flag);
         let others: Vec<&str> = [
             given(settings.client_id.is_some(), "--console-oidc-client-id"),
@@ -255,13 +257,19 @@ mod tests {
             ..settings(&secret)
         };
         let message = Config::from_settings(&no_issuer).unwrap_err().to_string();
-        assert!(message.contains("--console-oidc-issuer is not"), "{message}");
+        assert!(
+            message.contains("--console-oidc-issuer is not"),
+            "{message}"
+        );
 
         let plain = ProviderSettings {
             issuer: Some("http://idp.example.com".into()),
             ..settings(&secret)
         };
-        assert!(Config::from_settings(&plain).is_err(), "plain http off loopback");
+        assert!(
+            Config::from_settings(&plain).is_err(),
+            "plain http off loopback"
+        );
         let loopback = ProviderSettings {
             issuer: Some("http://127.0.0.1:8080".into()),
             ..settings(&secret)

@@ -105,7 +105,10 @@ mod tests {
         assert_eq!(pending.take("s2", None).unwrap_err(), Refused::OtherBrowser);
         pending.insert("s3".into(), "cookie-3", "v3".into(), "n3".into());
         let login = pending.take("s3", Some("cookie-3")).unwrap();
-        assert_eq!((login.verifier.as_str(), login.nonce.as_str()), ("v3", "n3"));
+        assert_eq!(
+            (login.verifier.as_str(), login.nonce.as_str()),
+            ("v3", "n3")
+        );
         assert_eq!(
             pending.take("s3", Some("cookie-3")).unwrap_err(),
             Refused::Unknown,

@@ -3,10 +3,10 @@
 //! not have, at most once a minute so that forged key ids cannot make us hammer the provider),
 //! the authorization request, and the code exchange.
 
+use super::Config;
 use super::fetch::{Fetch, FetchError};
 use super::id_token::{self, Claims, Expected, Keys};
 use super::pending::Pending;
-use super::Config;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Deserialize;

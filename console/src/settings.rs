@@ -32,8 +32,9 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000)
     )]
     pub max_sessions: u32,
+    /// Boxed: `serve`'s settings are one variant of the command enum, kept small.
     #[command(flatten)]
-    pub provider: ProviderSettings,
+    pub provider: Box<ProviderSettings>,
 }
 
 /// Sign-in with the company's identity provider over OpenID Connect: off unless
@@ -96,10 +97,10 @@ impl Default for Settings {
             session_idle: Duration::from_secs(30 * 60),
             session_lifetime: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
-            provider: ProviderSettings {
+            provider: Box::new(ProviderSettings {
                 scopes: "openid email".into(),
                 ..ProviderSettings::default()
-            },
+            }),
         }
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct Client {
     fetch: Fetch,
     /// One discovery or key fetch at a time; each is bounded by the fetch timeout.
     cache: Mutex<Cache>,
+    /// [`KEYS_MIN_INTERVAL`] (shorter in tests).
+    keys_min_interval: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,15 +71,16 @@ impl Client {
             pending: Pending::default(),
             fetch: Fetch::new(),
             cache: Mutex::new(Cache::default()),
+            keys_min_interval: KEYS_MIN_INTERVAL,
         }
     }
 
     async fn metadata(&self) -> Result<Arc<Metadata>, FetchError> {
         let mut cache = self.cache.lock().await;
-        if let Some((at, metadata)) = &cache.metadata {
-            if at.elapsed() < DISCOVERY_MAX_AGE {
-                return Ok(Arc::clone(metadata));
-            }
+        if let Some((at, metadata)) = &cache.metadata
+            && at.elapsed() < DISCOVERY_MAX_AGE
+        {
+            return Ok(Arc::clone(metadata));
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -107,12 +110,12 @@ impl Client {
                 )));
             }
         }
-        if let Some(methods) = &metadata.code_challenge_methods_supported {
-            if !methods.iter().any(|m| m == "S256") {
-                return Err(FetchError(
-                    "the identity provider does not support PKCE with S256".into(),
-                ));
-            }
+        if let Some(methods) = &metadata.code_challenge_methods_supported
+            && !methods.iter().any(|m| m == "S256")
+        {
+            return Err(FetchError(
+                "the identity provider does not support PKCE with S256".into(),
+            ));
         }
         let metadata = Arc::new(metadata);
         cache.metadata = Some((Instant::now(), Arc::clone(&metadata)));
@@ -209,10 +212,10 @@ impl Client {
         metadata: &Metadata,
     ) -> Result<Arc<Keys>, String> {
         let mut cache = self.cache.lock().await;
-        if let Some((at, keys)) = &cache.keys {
-            if keys.find(alg, kid).is_some() || at.elapsed() < KEYS_MIN_INTERVAL {
-                return Ok(Arc::clone(keys));
-            }
+        if let Some((at, keys)) = &cache.keys
+            && (keys.find(alg, kid).is_some() || at.elapsed() < self.keys_min_interval)
+        {
+            return Ok(Arc::clone(keys));
         }
         let set: serde_json::Value = self
             .fetch
@@ -244,4 +247,160 @@ impl Client {
 /// A provider's error text, cut to a length a page can show.
 pub(crate) fn bounded(text: &str) -> String {
     text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::Algorithm;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A canned HTTP server on loopback: `answer(path)` gives each request's JSON body (200);
+    /// returns its base URL and how many requests each path got, as `(path, count)` pairs.
+    async fn server(
+        answer: impl Fn(&str, &str) -> String + Send + Sync + 'static,
+    ) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (answer, log, at) = (Arc::new(answer), Arc::clone(&seen), base.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push(path.clone());
+                let body = answer(&at, &path);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(reply.as_bytes()).await;
+            }
+        });
+        (base, seen)
+    }
+
+    fn client(issuer: &str) -> Client {
+        Client::new(Config {
+            issuer: issuer.to_owned(),
+            client_id: "portcullis".into(),
+            client_secret: "s3cret".into(),
+            redirect_uri: "https://portcullis.example.com/console/sign-in/callback".into(),
+            scopes: "openid email".into(),
+            name: "IdP".into(),
+        })
+    }
+
+    fn discovery(issuer: &str, token_endpoint: &str) -> String {
+        serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/auth?tenant=a"),
+            "token_endpoint": token_endpoint,
+            "jwks_uri": format!("{issuer}/jwks"),
+            "code_challenge_methods_supported": ["S256"],
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_authorization_request_carries_pkce_state_and_nonce() {
+        let (base, seen) = server(|at, _| discovery(at, &format!("{at}/token"))).await;
+        let client = client(&base);
+        let start = client.start().await.unwrap();
+        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(start.verifier.as_bytes()));
+        assert!(
+            start
+                .location
+                .starts_with(&format!("{base}/auth?tenant=a&")),
+            "{}",
+            start.location
+        );
+        for part in [
+            "response_type=code".to_owned(),
+            "client_id=portcullis".to_owned(),
+            format!("state={}", start.state),
+            format!("nonce={}", start.nonce),
+            format!("code_challenge={expected}"),
+            "code_challenge_method=S256".to_owned(),
+            "scope=openid+email".to_owned(),
+        ] {
+            assert!(start.location.contains(&part), "{part}: {}", start.location);
+        }
+        assert_ne!(start.state, start.nonce);
+        // The discovery document is read once, then cached.
+        client.start().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_discovery_document_of_another_issuer_or_off_https_is_refused() {
+        let (base, _) =
+            server(|at, _| discovery(&format!("{at}/other"), &format!("{at}/token"))).await;
+        let error = client(&base).start().await.err().expect("refused");
+        assert!(error.contains("names issuer"), "{error}");
+
+        let (base, _) = server(|at, _| discovery(at, "http://idp.example.com/token")).await;
+        let error = client(&base).start().await.err().expect("refused");
+        assert!(
+            error.contains("token_endpoint") && error.contains("not https"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_again_for_an_unknown_key_id_at_most_once_an_interval() {
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&fetched);
+        let (base, _) = server(move |at, path| {
+            if path == "/jwks" {
+                count.fetch_add(1, Ordering::SeqCst);
+                serde_json::json!({"keys": [{
+                    "kty": "RSA", "kid": "k1", "use": "sig",
+                    "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+                    "e": "AQAB",
+                }]})
+                .to_string()
+            } else {
+                discovery(at, &format!("{at}/token"))
+            }
+        })
+        .await;
+        let mut client = client(&base);
+        let metadata = client.metadata().await.unwrap();
+        let found = client
+            .keys(Algorithm::RS256, Some("k1"), &metadata)
+            .await
+            .unwrap();
+        assert!(found.find(Algorithm::RS256, Some("k1")).is_some());
+        client
+            .keys(Algorithm::RS256, Some("k1"), &metadata)
+            .await
+            .unwrap();
+        assert_eq!(fetched.load(Ordering::SeqCst), 1, "a known key id: cached");
+        client
+            .keys(Algorithm::RS256, Some("k9"), &metadata)
+            .await
+            .unwrap();
+        assert_eq!(
+            fetched.load(Ordering::SeqCst),
+            1,
+            "unknown, but fetched just now"
+        );
+        client.keys_min_interval = Duration::ZERO;
+        let again = client
+            .keys(Algorithm::RS256, Some("k9"), &metadata)
+            .await
+            .unwrap();
+        assert_eq!(fetched.load(Ordering::SeqCst), 2, "unknown: fetched again");
+        assert!(again.find(Algorithm::RS256, Some("k9")).is_none());
+    }
 }

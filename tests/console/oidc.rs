@@ -327,6 +327,52 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
         .await;
     assert_eq!(out.status, 303);
     assert_eq!(browser.get("/console/users").await.status, 303);
+
+    // A user the identity provider provisioned over SCIM is matched by the ID token's subject
+    // (their external id) whatever email the token carries...
+    let scim = Browser::new(&setup.server.http);
+    let bearer = format!("Bearer {}", setup.scim);
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "grace@corp.example", "externalId": "00u-grace",
+        "emails": [{"value": "grace@corp.example", "primary": true}],
+        "active": true
+    });
+    let created = scim
+        .send(
+            "POST",
+            "/scim/v2/Users",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/scim+json"),
+            ],
+            user.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let grace: serde_json::Value = serde_json::from_str(&created.body).unwrap();
+    let grace = grace["id"].as_str().unwrap();
+    admin(&setup, &["groups", "assign", "console-admins", grace]);
+    provider.accounts(&[("00u-grace", "grace.personal@elsewhere.example", true)]);
+    let browser = Browser::new(&setup.server.http);
+    let callback = through_provider(&provider, &browser, "00u-grace").await;
+    assert_eq!(browser.get(&callback).await.status, 200);
+    let users = browser.get("/console/users").await;
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(users.body.contains("grace@corp.example"), "{}", users.body);
+
+    // ...unless that email names another user: the two claims disagree, and nobody gets in.
+    let other = email_of(&setup, "u0000012");
+    provider.accounts(&[("00u-grace", &other, true)]);
+    let browser = Browser::new(&setup.server.http);
+    let callback = through_provider(&provider, &browser, "00u-grace").await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refusal(&refused).contains("name different users"),
+        "{}",
+        refused.body
+    );
 }
 
 #[tokio::test]

@@ -186,6 +186,11 @@ fn relative<'a>(url: &'a str, base: &str) -> &'a str {
 /// provider's login form and back. Returns the callback's path (with its code and state),
 /// not yet opened.
 async fn through_provider(provider: &Provider, console: &Browser, login: &str) -> String {
+    through(provider, console, Some(login)).await
+}
+
+/// [`through_provider`], logging in as `login`, or cancelling at the login form when `None`.
+async fn through(provider: &Provider, console: &Browser, login: Option<&str>) -> String {
     let sign_in = console.get("/console/sign-in").await;
     assert!(
         sign_in
@@ -214,12 +219,16 @@ async fn through_provider(provider: &Provider, console: &Browser, login: &str) -
     let form = idp.get(&login_page).await;
     assert_eq!(form.status, 200, "{}", form.body);
     assert!(form.body.contains(r#"name="login""#), "{}", form.body);
-    let posted = idp
-        .post(
-            &login_page,
-            &[("prompt", "login"), ("login", login), ("password", "any")],
-        )
-        .await;
+    let posted = match login {
+        Some(login) => {
+            idp.post(
+                &login_page,
+                &[("prompt", "login"), ("login", login), ("password", "any")],
+            )
+            .await
+        }
+        None => idp.get(&format!("{login_page}/abort")).await,
+    };
     assert_eq!(posted.status, 303, "{}", posted.body);
     let resumed = idp.get(relative(posted.location(), &provider.issuer)).await;
     assert_eq!(resumed.status, 303, "{}", resumed.body);
@@ -471,6 +480,19 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
     // That try used the sign-in up: its own browser cannot finish it now either.
     let late = browser.get(&callback).await;
     assert_eq!(late.status, 400, "{}", late.body);
+
+    // Someone who cancels at the provider comes back with its error, and no session.
+    let browser = Browser::new(&setup.server.http);
+    let callback = through(&provider, &browser, None).await;
+    assert!(callback.contains("error=access_denied"), "{callback}");
+    let cancelled = browser.get(&callback).await;
+    assert_eq!(cancelled.status, 401, "{}", cancelled.body);
+    assert!(
+        refusal(&cancelled).contains("did not sign you in: access_denied"),
+        "{}",
+        cancelled.body
+    );
+    assert_eq!(browser.get("/console/users").await.status, 303);
 
     let browser = Browser::new(&setup.server.http);
     let callback = through_provider(&provider, &browser, "idp-ada").await;

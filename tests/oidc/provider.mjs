@@ -9,7 +9,8 @@
 // the `sub`. The file is read at each sign-in, so a test may write it after starting us.
 // Signing in is the provider's development interaction: GET the login page, POST the form
 // (`prompt=login`, `login=<sub>`, any password), follow the redirects. Consent is implied for
-// the one first-party client, so the redirects end at the redirect URI.
+// the one first-party client, so the redirects end at the redirect URI. ID tokens are signed
+// with RS256, or with the algorithm in the environment variable ID_TOKEN_ALG (ES256).
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';

@@ -177,6 +177,31 @@ fn email_of(setup: &Setup, user: &str) -> String {
         .to_owned()
 }
 
+/// Creates a user over SCIM, as the identity provider provisions one; returns its id.
+async fn scim_user(setup: &Setup, user_name: &str, external_id: &str, email: &str) -> String {
+    let bearer = format!("Bearer {}", setup.scim);
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name, "externalId": external_id,
+        "emails": [{"value": email, "primary": true}],
+        "active": true
+    });
+    let created = Browser::new(&setup.server.http)
+        .send(
+            "POST",
+            "/scim/v2/Users",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/scim+json"),
+            ],
+            user.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created: serde_json::Value = serde_json::from_str(&created.body).unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 /// `url` relative to `base` (the provider's redirects may be either).
 fn relative<'a>(url: &'a str, base: &str) -> &'a str {
     url.strip_prefix(base).unwrap_or(url)
@@ -339,29 +364,14 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
 
     // A user the identity provider provisioned over SCIM is matched by the ID token's subject
     // (their external id) whatever email the token carries...
-    let scim = Browser::new(&setup.server.http);
-    let bearer = format!("Bearer {}", setup.scim);
-    let user = serde_json::json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": "grace@corp.example", "externalId": "00u-grace",
-        "emails": [{"value": "grace@corp.example", "primary": true}],
-        "active": true
-    });
-    let created = scim
-        .send(
-            "POST",
-            "/scim/v2/Users",
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/scim+json"),
-            ],
-            user.to_string().into_bytes(),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let grace: serde_json::Value = serde_json::from_str(&created.body).unwrap();
-    let grace = grace["id"].as_str().unwrap();
-    admin(&setup, &["groups", "assign", "console-admins", grace]);
+    let grace = scim_user(
+        &setup,
+        "grace@corp.example",
+        "00u-grace",
+        "grace@corp.example",
+    )
+    .await;
+    admin(&setup, &["groups", "assign", "console-admins", &grace]);
     provider.accounts(&[("00u-grace", "grace.personal@elsewhere.example", true)]);
     let browser = Browser::new(&setup.server.http);
     let callback = through_provider(&provider, &browser, "00u-grace").await;
@@ -403,7 +413,11 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
     );
     let (admin_email, locked_email) = (email_of(&setup, "u0000010"), email_of(&setup, "u0000011"));
     let no_role = email_of(&setup, "u0000012");
+    // Two users share this email (emails may repeat): it names neither.
+    let shared = email_of(&setup, "u0000013");
+    scim_user(&setup, "twin@corp.example", "00u-twin", &shared).await;
     provider.accounts(&[
+        ("idp-shared", &shared, true),
         ("idp-no-role", &no_role, true),
         ("idp-locked", &locked_email, true),
         ("idp-nobody", "nobody@nowhere.example", true),
@@ -417,6 +431,7 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
         ("idp-locked", "is locked"),
         ("idp-nobody", "no directory user matches"),
         ("idp-unverified", "no directory user matches"),
+        ("idp-shared", "several directory users match"),
     ];
     for (login, why) in cases {
         let browser = Browser::new(&setup.server.http);

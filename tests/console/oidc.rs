@@ -228,6 +228,14 @@ async fn through(provider: &Provider, console: &Browser, login: Option<&str>) ->
     assert_eq!(start.status, 303, "{}", start.body);
     let authorize = start.location().to_owned();
     assert!(authorize.starts_with(&provider.issuer), "{authorize}");
+    // The sign-in's own cookie must come back on the provider's cross-site redirect: Lax.
+    let binding = start.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        binding.starts_with("portcullis-sign-in-provider=")
+            && binding.contains("HttpOnly")
+            && binding.contains("SameSite=Lax"),
+        "{binding}"
+    );
     for part in [
         "code_challenge_method=S256",
         "state=",
@@ -379,6 +387,15 @@ async fn an_admin_signs_in_through_the_provider_and_the_audit_names_the_session(
     let users = browser.get("/console/users").await;
     assert_eq!(users.status, 200, "{}", users.body);
     assert!(users.body.contains("grace@corp.example"), "{}", users.body);
+    // Locking them ends their session at the next click.
+    admin(
+        &setup,
+        &["users", "lock", &grace, "--reason", "left the company"],
+    );
+    let after = browser.get("/console/users").await;
+    assert_eq!(after.status, 303, "{}", after.body);
+    assert!(after.location().starts_with("/console/sign-in"));
+    admin(&setup, &["users", "unlock", &grace]);
 
     // ...unless that email names another user: the two claims disagree, and nobody gets in.
     let other = email_of(&setup, "u0000012");

@@ -96,6 +96,8 @@ struct Settings {
     scim_limits: scim::Limits,
     webhooks: admin::webhooks::Limits,
     console: console::Settings,
+    /// The console's identity provider, checked and its client secret read.
+    identity_provider: Option<console::oidc::Config>,
     shutdown_grace: Duration,
     listen: crate::listen::ServeArgs,
 }
@@ -125,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         audit_log: args.audit_log,
         scim_limits: args.scim_limits,
         webhooks: args.webhooks,
+        identity_provider: args.console.identity_provider()?,
         console: args.console,
         shutdown_grace: args.shutdown.shutdown_grace,
         listen: args.listen,
@@ -232,6 +235,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         settings.console.clone(),
         http_tls.is_some(),
     )
+    .with_identity_provider(settings.identity_provider.clone())
     .router();
     let scim = metrics::count_scim(
         scim::router_with(live.clone(), settings.scim_limits),

@@ -233,3 +233,111 @@ pub(crate) fn bearer(metadata: &MetadataMap) -> Option<&str> {
         .then(|| secret.trim())
         .filter(|s| !s.is_empty())
 }
+
+/// Who the company's identity provider says signed in to the console: from a validated ID
+/// token.
+#[derive(Debug, Clone)]
+pub struct ProviderIdentity {
+    /// The provider (`iss`), for the audit log.
+    pub issuer: String,
+    /// The provider's id of the person (`sub`): matched as an external id.
+    pub subject: String,
+    /// Their email, only when the provider does not say it is unverified.
+    pub email: Option<String>,
+}
+
+/// The method name console sign-ins are refused and counted under.
+const SIGN_IN: &str = "ConsoleSignIn";
+
+/// Matches a person the identity provider signed in to one directory user, and lets them in
+/// only if that user is active and holds a console role (Admin or Read Only). Returns the
+/// user's id; the console then starts a session `console:<handle>` for it.
+///
+/// The subject is tried as an external id and the email as an email, each by the directory's
+/// one resolution rule (`store::View::resolve_user`). The subject wins when it names one user,
+/// unless the email names a different one (the two claims disagree: refused); otherwise the
+/// email must name exactly one user. A reference several users share names nobody. The
+/// sign-in is audited (`console.sign_in`), and so is the refusal of a user we could name
+/// (`auth.denied`); a person we cannot name is counted like an unknown token, not audited.
+pub fn sign_in_with_provider(
+    live: &Live,
+    identity: &ProviderIdentity,
+    handle: &str,
+) -> Result<String> {
+    let view = live.view()?;
+    let by_subject = resolve(&view, Some(&identity.subject));
+    let by_email = resolve(&view, identity.email.as_deref());
+    let who = || match &identity.email {
+        Some(email) => format!("subject `{}`, email `{email}`", identity.subject),
+        None => format!("subject `{}`, no verified email", identity.subject),
+    };
+    let user = match (by_subject, by_email) {
+        (Match::One(a), Match::One(b)) if a.id != b.id => {
+            live.refusals()
+                .refuse(Port::Admin, Reason::Unknown, SIGN_IN);
+            return Err(Error::PermissionDenied(format!(
+                "the identity provider's subject and email name different users ({}): ask an \
+                 administrator to correct the directory",
+                who()
+            )));
+        }
+        (Match::One(user), _) | (Match::Nobody, Match::One(user)) => user,
+        (Match::Several, _) | (Match::Nobody, Match::Several) => {
+            live.refusals()
+                .refuse(Port::Admin, Reason::Unknown, SIGN_IN);
+            return Err(Error::PermissionDenied(format!(
+                "several directory users match this sign-in ({}): ask an administrator to make \
+                 the email or external id unique",
+                who()
+            )));
+        }
+        (Match::Nobody, Match::Nobody) => {
+            live.refusals()
+                .refuse(Port::Admin, Reason::Unknown, SIGN_IN);
+            return Err(Error::PermissionDenied(format!(
+                "no directory user matches this sign-in ({})",
+                who()
+            )));
+        }
+    };
+    let via = format!("console:{handle}");
+    active(live, user, &via, SIGN_IN)?;
+    if roles_of(&view, &user.id).is_empty() {
+        let error = Error::PermissionDenied(format!(
+            "user `{}` holds no console role (Admin or Read Only)",
+            user.id
+        ));
+        return Err(refused(live, &user.id, Some(&via), SIGN_IN, error));
+    }
+    let event = AuditEvent {
+        time: clock::now(),
+        actor: user.id.clone(),
+        via: Some(via),
+        action: "console.sign_in".into(),
+        target_kind: "user".into(),
+        target_id: user.id.clone(),
+        outcome: "ok".into(),
+        detail: format!("identity provider `{}`, {}", identity.issuer, who()),
+        ..AuditEvent::default()
+    };
+    live.store().append_audit(event)?;
+    Ok(user.id.clone())
+}
+
+/// What one claim names in the directory.
+enum Match<'a> {
+    One(&'a pdp::User),
+    Several,
+    Nobody,
+}
+
+fn resolve<'a>(view: &'a View, reference: Option<&str>) -> Match<'a> {
+    let Some(reference) = reference.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Match::Nobody;
+    };
+    match view.resolve_user(reference) {
+        pdp::identity::Resolved::User(user) => Match::One(user),
+        pdp::identity::Resolved::Ambiguous => Match::Several,
+        pdp::identity::Resolved::Unknown => Match::Nobody,
+    }
+}

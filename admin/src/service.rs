@@ -59,6 +59,17 @@ impl AdminService {
         self
     }
 
+    /// Lets a person the console's identity provider signed in have a console session, if
+    /// they are one active directory user with a console role: their user id
+    /// ([`auth::sign_in_with_provider`], audited as `console:<handle>`).
+    pub fn console_sign_in(
+        &self,
+        identity: &auth::ProviderIdentity,
+        handle: &str,
+    ) -> Result<String, Status> {
+        Ok(auth::sign_in_with_provider(&self.live, identity, handle)?)
+    }
+
     /// The tonic service, ready to add to a server.
     pub fn into_server(self) -> AdminServiceServer<AdminService> {
         AdminServiceServer::new(self)

@@ -21,7 +21,7 @@ pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Mar
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, None))
             // Forms carry the CSRF token themselves; htmx sends it on requests it makes from
             // elements outside a form too.
             body hx-headers=(format!(r#"{{"x-csrf-token":"{}"}}"#, signed.csrf())) {
@@ -58,19 +58,32 @@ pub fn page(signed: &Signed, section: &str, title: &str, content: Markup) -> Mar
 
 /// A page outside the signed-in console (sign-in, errors before sign-in).
 pub fn bare(title: &str, content: Markup) -> Markup {
+    bare_page(title, None, content)
+}
+
+/// A bare page that moves on to `to` at once by itself (a `refresh` meta element: the CSP
+/// allows no script), for browsers that stop on it; `content` should link to `to` too.
+pub fn bare_then(title: &str, to: &str, content: Markup) -> Markup {
+    bare_page(title, Some(to), content)
+}
+
+fn bare_page(title: &str, then: Option<&str>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, then))
             body.bare { main #main { (content) } }
         }
     }
 }
 
-fn head(title: &str) -> Markup {
+fn head(title: &str, then: Option<&str>) -> Markup {
     html! {
         head {
             meta charset="utf-8";
+            @if let Some(to) = then {
+                meta http-equiv="refresh" content=(format!("0;url={to}"));
+            }
             meta name="viewport" content="width=device-width, initial-scale=1";
             // htmx must not add its indicator styles inline: the CSP allows no inline style.
             meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;

@@ -21,6 +21,7 @@ mod form;
 mod groups;
 mod headers;
 mod layout;
+pub mod oidc;
 mod policies;
 mod session;
 mod settings;
@@ -54,6 +55,8 @@ pub struct Services {
 #[derive(Clone)]
 pub struct Console {
     inner: Arc<Inner>,
+    /// The identity provider people sign in with, when one is configured.
+    provider: Option<Arc<oidc::Client>>,
 }
 
 struct Inner {
@@ -78,7 +81,19 @@ impl Console {
                 sessions,
                 tls,
             }),
+            provider: None,
         }
+    }
+
+    /// Lets people sign in with the company's identity provider (`config`, from
+    /// [`Settings::identity_provider`]); without it only admin tokens sign in.
+    pub fn with_identity_provider(mut self, config: Option<oidc::Config>) -> Console {
+        self.provider = config.map(|config| Arc::new(oidc::Client::new(config)));
+        self
+    }
+
+    pub(crate) fn provider(&self) -> Option<&oidc::Client> {
+        self.provider.as_deref()
     }
 
     pub(crate) fn services(&self) -> &Services {
@@ -107,6 +122,8 @@ impl Console {
                 "/console/sign-in",
                 get(sign_in::page).post(sign_in::with_token),
             )
+            .route("/console/sign-in/provider", get(oidc::flow::start))
+            .route("/console/sign-in/callback", get(oidc::flow::callback))
             .route("/console/sign-out", post(sign_in::sign_out))
             .route("/console/users", get(users::list))
             .route("/console/users/{id}", get(users::details))

@@ -88,10 +88,20 @@ impl Sessions {
     /// Starts a session for `credential`; returns its cookie secret. At the cap, expired
     /// sessions go first, then the least recently used.
     pub fn start(&self, credential: Credential) -> Result<(String, Arc<Session>), RandomFailed> {
+        self.start_as(credential, new_handle()?)
+    }
+
+    /// [`Sessions::start`] with the public handle chosen before (the identity provider's
+    /// sign-in is audited under it before the session exists).
+    pub fn start_as(
+        &self,
+        credential: Credential,
+        handle: String,
+    ) -> Result<(String, Arc<Session>), RandomFailed> {
         let secret = random()?;
         let now = Instant::now();
         let session = Arc::new(Session {
-            handle: random()?[..12].to_owned(),
+            handle,
             credential,
             csrf: random()?,
             created: now,
@@ -152,6 +162,11 @@ impl Sessions {
 
 fn key(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A new session handle: 12 random characters (72 bits), public, never a secret.
+pub fn new_handle() -> Result<String, RandomFailed> {
+    Ok(random()?[..12].to_owned())
 }
 
 /// 32 random bytes, URL-safe base64 (43 characters).

@@ -1,6 +1,8 @@
 //! The console's settings (flags, environment variables and config keys of `serve`).
 
+use crate::oidc;
 use crate::session::Limits;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +32,47 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000)
     )]
     pub max_sessions: u32,
+    /// Boxed: `serve`'s settings are one variant of the command enum, kept small.
+    #[command(flatten)]
+    pub provider: Box<ProviderSettings>,
+}
+
+/// Sign-in with the company's identity provider over OpenID Connect: off unless
+/// `--console-oidc-issuer` is set, and then the client id, secret file and public URL must be
+/// set too.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ProviderSettings {
+    /// The OpenID Connect issuer the console signs people in with (its discovery document is
+    /// read from `<issuer>/.well-known/openid-configuration`); https, or http on loopback only.
+    #[arg(long = "console-oidc-issuer", env = "PORTCULLIS_CONSOLE_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+    /// The console's client id at the identity provider.
+    #[arg(
+        long = "console-oidc-client-id",
+        env = "PORTCULLIS_CONSOLE_OIDC_CLIENT_ID"
+    )]
+    pub client_id: Option<String>,
+    /// A file holding the console's client secret at the identity provider (read at start;
+    /// never give the secret itself on the command line).
+    #[arg(
+        long = "console-oidc-client-secret-file",
+        env = "PORTCULLIS_CONSOLE_OIDC_CLIENT_SECRET_FILE"
+    )]
+    pub client_secret_file: Option<PathBuf>,
+    /// The console's address as browsers reach it (`https://portcullis.example.com`): the
+    /// identity provider sends people back to `<public url>/console/sign-in/callback`.
+    #[arg(long = "console-public-url", env = "PORTCULLIS_CONSOLE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The scopes the console asks the identity provider for (space-separated, with `openid`).
+    #[arg(
+        long = "console-oidc-scopes",
+        env = "PORTCULLIS_CONSOLE_OIDC_SCOPES",
+        default_value = "openid email"
+    )]
+    pub scopes: String,
+    /// What the sign-in page calls the identity provider ("Sign in with …"); its host when unset.
+    #[arg(long = "console-oidc-name", env = "PORTCULLIS_CONSOLE_OIDC_NAME")]
+    pub name: Option<String>,
 }
 
 impl Settings {
@@ -40,6 +83,12 @@ impl Settings {
             max: self.max_sessions as usize,
         }
     }
+
+    /// The identity provider sign-in, checked and its client secret read: `None` when it is
+    /// off. Half a configuration is an error that names what is missing.
+    pub fn identity_provider(&self) -> Result<Option<oidc::Config>, oidc::ConfigError> {
+        oidc::Config::from_settings(&self.provider)
+    }
 }
 
 impl Default for Settings {
@@ -48,6 +97,10 @@ impl Default for Settings {
             session_idle: Duration::from_secs(30 * 60),
             session_lifetime: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
+            provider: Box::new(ProviderSettings {
+                scopes: "openid email".into(),
+                ..ProviderSettings::default()
+            }),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Signing in and out. An admin API token signs in for first setup (its user, roles and
-//! revocation are the token's); the session cookie is HttpOnly and SameSite=Strict (Secure
+//! Signing in and out. People sign in with the company's identity provider when one is
+//! configured ([`crate::oidc`]); an admin API token signs in for first setup (its user, roles
+//! and revocation are the token's). The session cookie is HttpOnly and SameSite=Strict (Secure
 //! under TLS). The sign-in form is protected by a cookie of its own holding the same random
 //! value as the form (a cross-site page can neither read it nor send it), so nobody can sign a
 //! browser in to their own account behind its back.
@@ -31,7 +32,7 @@ pub async fn page(State(console): State<Console>, Query(why): Query<Why>) -> Res
     form(&console, why.why.as_deref(), StatusCode::OK)
 }
 
-fn form(console: &Console, message: Option<&str>, status: StatusCode) -> Response {
+pub(crate) fn form(console: &Console, message: Option<&str>, status: StatusCode) -> Response {
     let nonce = match random() {
         Ok(nonce) => nonce,
         Err(failed) => return Failure::from(failed).into_response(),
@@ -43,6 +44,14 @@ fn form(console: &Console, message: Option<&str>, status: StatusCode) -> Respons
                 h1 { "Sign in to Portcullis" }
                 @if let Some(message) = message {
                     p.notice.danger role="alert" { (message) }
+                }
+                @if let Some(provider) = console.provider() {
+                    p {
+                        a.button href="/console/sign-in/provider" {
+                            "Sign in with " (provider.config.name)
+                        }
+                    }
+                    p.muted { "Or, for first setup, with an admin API token:" }
                 }
                 form method="post" action="/console/sign-in" {
                     input type="hidden" name="csrf" value=(nonce);

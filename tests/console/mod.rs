@@ -6,6 +6,7 @@ mod agents;
 mod approvals;
 mod browser;
 mod groups;
+mod oidc;
 mod policies;
 mod users;
 

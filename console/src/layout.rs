@@ -9,6 +9,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/console/users", "Users"),
     ("/console/groups", "Groups"),
     ("/console/approvals", "Approvals"),
+    ("/console/settings", "Settings"),
 ];
 
 /// The sections a person without a role may open: their approvals inbox.

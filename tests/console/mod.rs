@@ -5,6 +5,7 @@
 mod approvals;
 mod browser;
 mod groups;
+mod settings;
 mod users;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};

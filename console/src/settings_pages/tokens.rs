@@ -180,6 +180,12 @@ pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> R
                 Err(status) if status.code() == tonic::Code::PermissionDenied => {
                     return Failure::from(status).into_response();
                 }
+                // The person named does not exist: said next to the field that named them.
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    let mut problems = Problems::field("user", status.message());
+                    problems.status = Some(StatusCode::NOT_FOUND);
+                    problems
+                }
                 Err(status) => Problems::from_status(&status, &FIELDS),
             }
         }

@@ -62,37 +62,70 @@ async fn an_admin_token_made_in_the_console_signs_in_and_is_refused_once_revoked
         .submit(
             "/console/settings/tokens",
             "/console/settings/tokens",
-            &[("user", "u0000005"), ("name", "ci <bot>"), ("expires_in", "soon"), ("role", "admin")],
+            &[
+                ("user", "u0000005"),
+                ("name", "ci <bot>"),
+                ("expires_in", "soon"),
+                ("role", "admin"),
+            ],
         )
         .await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("id=\"expires_in-error\""), "{}", refused.body);
-    assert!(refused.body.contains("value=\"ci &lt;bot&gt;\""), "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"expires_in-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"ci &lt;bot&gt;\""),
+        "{}",
+        refused.body
+    );
     let unknown = admin
         .submit(
             "/console/settings/tokens",
             "/console/settings/tokens",
-            &[("user", "nobody@nowhere.example"), ("name", "x"), ("role", "")],
+            &[
+                ("user", "nobody@nowhere.example"),
+                ("name", "x"),
+                ("role", ""),
+            ],
         )
         .await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    assert!(unknown.body.contains("id=\"user-error\""), "{}", unknown.body);
+    assert!(
+        unknown.body.contains("id=\"user-error\""),
+        "{}",
+        unknown.body
+    );
 
     let created = admin
         .submit(
             "/console/settings/tokens",
             "/console/settings/tokens",
-            &[("user", "u0000005"), ("name", "ci <bot>"), ("expires_in", "90d"), ("role", "read_only")],
+            &[
+                ("user", "u0000005"),
+                ("name", "ci <bot>"),
+                ("expires_in", "90d"),
+                ("role", "read_only"),
+            ],
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
     assert_eq!(
-        created.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        created
+            .headers
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
         Some("no-store")
     );
     let token = secret(&created.body);
     let token_id = code_after(&created.body, "<dt>Id</dt>");
-    assert!(created.body.contains("shown only this once"), "{}", created.body);
+    assert!(
+        created.body.contains("shown only this once"),
+        "{}",
+        created.body
+    );
 
     // The list names it, never its secret.
     let list = admin.get("/console/settings/tokens").await;
@@ -119,30 +152,72 @@ async fn an_admin_token_made_in_the_console_signs_in_and_is_refused_once_revoked
     // Its session ends at the next request, and it no longer signs in.
     let ended = holder.get("/console/users").await;
     assert_eq!(ended.status, 303, "{}", ended.body);
-    assert!(ended.location().starts_with("/console/sign-in"), "{}", ended.location());
+    assert!(
+        ended.location().starts_with("/console/sign-in"),
+        "{}",
+        ended.location()
+    );
     let again = Browser::new(&setup.server.http).sign_in(&token).await;
-    assert_ne!(again.status, 303, "a revoked token signs in: {}", again.body);
+    assert_ne!(
+        again.status, 303,
+        "a revoked token signs in: {}",
+        again.body
+    );
 
     // The audit viewer shows both changes by the admin, and filters them.
     let audit = admin
-        .get(&format!("/console/settings/audit?actor=u0000193&action=token.&target_id={token_id}"))
+        .get(&format!(
+            "/console/settings/audit?actor=u0000193&action=token.&target_id={token_id}"
+        ))
         .await;
     assert_eq!(audit.status, 200, "{}", audit.body);
-    assert!(audit.body.contains("<code>token.create</code>"), "{}", audit.body);
-    assert!(audit.body.contains("<code>token.revoke</code>"), "{}", audit.body);
-    assert!(audit.body.contains("<details>"), "before and after on demand: {}", audit.body);
+    assert!(
+        audit.body.contains("<code>token.create</code>"),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit.body.contains("<code>token.revoke</code>"),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit.body.contains("<details>"),
+        "before and after on demand: {}",
+        audit.body
+    );
     let only_revoke = admin
-        .get(&format!("/console/settings/audit?action=token.revoke&target_id={token_id}"))
+        .get(&format!(
+            "/console/settings/audit?action=token.revoke&target_id={token_id}"
+        ))
         .await;
-    assert!(only_revoke.body.contains("<code>token.revoke</code>"), "{}", only_revoke.body);
-    assert!(!only_revoke.body.contains("<code>token.create</code>"), "{}", only_revoke.body);
+    assert!(
+        only_revoke.body.contains("<code>token.revoke</code>"),
+        "{}",
+        only_revoke.body
+    );
+    assert!(
+        !only_revoke.body.contains("<code>token.create</code>"),
+        "{}",
+        only_revoke.body
+    );
     let someone_else = admin
-        .get(&format!("/console/settings/audit?actor=u0000002&target_id={token_id}"))
+        .get(&format!(
+            "/console/settings/audit?actor=u0000002&target_id={token_id}"
+        ))
         .await;
-    assert!(someone_else.body.contains("No event matches."), "{}", someone_else.body);
+    assert!(
+        someone_else.body.contains("No event matches."),
+        "{}",
+        someone_else.body
+    );
     let bad_time = admin.get("/console/settings/audit?since=yesterday").await;
     assert_eq!(bad_time.status, 400, "{}", bad_time.body);
-    assert!(bad_time.body.contains("id=\"since-error\""), "{}", bad_time.body);
+    assert!(
+        bad_time.body.contains("id=\"since-error\""),
+        "{}",
+        bad_time.body
+    );
 }
 
 #[tokio::test]
@@ -150,18 +225,30 @@ async fn a_scim_connection_made_in_the_console_provisions_a_user_and_is_revoked(
     let setup = Setup::start();
     let admin = setup.signed_in(&setup.admin).await;
     let created = admin
-        .submit("/console/settings/scim", "/console/settings/scim", &[("name", "entra")])
+        .submit(
+            "/console/settings/scim",
+            "/console/settings/scim",
+            &[("name", "entra")],
+        )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
     let base = format!("{}/scim/v2", setup.server.http);
-    assert!(created.body.contains(&format!("value=\"{base}\"")), "{base}: {}", created.body);
+    assert!(
+        created.body.contains(&format!("value=\"{base}\"")),
+        "{base}: {}",
+        created.body
+    );
     let first = secret(&created.body);
     let id = code_after(&created.body, "<dt>Id</dt>");
 
     let (status, body) = provision(&setup, &first, "new.person@example.com").await;
     assert_eq!(status, 201, "{body}");
     let users = admin.get("/console/users?q=new.person").await;
-    assert!(users.body.contains("new.person@example.com"), "{}", users.body);
+    assert!(
+        users.body.contains("new.person@example.com"),
+        "{}",
+        users.body
+    );
 
     // Rotating with a grace period: both tokens work until it ends.
     let rotate = format!("/console/settings/scim/{id}/rotate");
@@ -172,22 +259,44 @@ async fn a_scim_connection_made_in_the_console_provisions_a_user_and_is_revoked(
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     let second = secret(&rotated.body);
     assert_ne!(first, second);
-    assert!(rotated.body.contains("Old token accepted until"), "{}", rotated.body);
-    assert_eq!(provision(&setup, &first, "old.token@example.com").await.0, 201);
-    assert_eq!(provision(&setup, &second, "new.token@example.com").await.0, 201);
+    assert!(
+        rotated.body.contains("Old token accepted until"),
+        "{}",
+        rotated.body
+    );
+    assert_eq!(
+        provision(&setup, &first, "old.token@example.com").await.0,
+        201
+    );
+    assert_eq!(
+        provision(&setup, &second, "new.token@example.com").await.0,
+        201
+    );
 
     let revoke = format!("/console/settings/scim/{id}/revoke");
     assert_eq!(admin.submit(&revoke, &revoke, &[]).await.status, 400);
     let revoked = admin.submit(&revoke, &revoke, &[("confirm", "yes")]).await;
     assert_eq!(revoked.status, 303, "{}", revoked.body);
-    assert_eq!(provision(&setup, &second, "after.revoke@example.com").await.0, 401);
-    assert_eq!(provision(&setup, &first, "after.revoke@example.com").await.0, 401);
+    assert_eq!(
+        provision(&setup, &second, "after.revoke@example.com")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        provision(&setup, &first, "after.revoke@example.com")
+            .await
+            .0,
+        401
+    );
 
     let list = admin.get("/console/settings/scim").await;
     assert!(list.body.contains("Revoked"), "{}", list.body);
     assert!(!list.body.contains(&second), "the secret is shown once");
     let audit = admin
-        .get(&format!("/console/settings/audit?actor=u0000193&action=scim_connection.&target_id={id}"))
+        .get(&format!(
+            "/console/settings/audit?actor=u0000193&action=scim_connection.&target_id={id}"
+        ))
         .await;
     for action in ["create", "rotate", "revoke"] {
         let code = format!("<code>scim_connection.{action}</code>");
@@ -197,7 +306,12 @@ async fn a_scim_connection_made_in_the_console_provisions_a_user_and_is_revoked(
     let by_idp = admin
         .get("/console/settings/audit?actor=scim:entra&action=user.create")
         .await;
-    assert_eq!(by_idp.body.matches("<code>user.create</code>").count(), 3, "{}", by_idp.body);
+    assert_eq!(
+        by_idp.body.matches("<code>user.create</code>").count(),
+        3,
+        "{}",
+        by_idp.body
+    );
 }
 
 #[tokio::test]
@@ -206,10 +320,18 @@ async fn a_webhook_is_added_disabled_and_deleted_and_settings_change_what_check_
     let admin = setup.signed_in(&setup.admin).await;
     let new = "/console/settings/webhooks/new";
     let refused = admin
-        .submit(new, "/console/settings/webhooks", &[("url", "http://example.com/hook"), ("enabled", "yes")])
+        .submit(
+            new,
+            "/console/settings/webhooks",
+            &[("url", "http://example.com/hook"), ("enabled", "yes")],
+        )
         .await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("id=\"url-error\""), "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"url-error\""),
+        "{}",
+        refused.body
+    );
 
     let created = admin
         .submit(
@@ -225,18 +347,37 @@ async fn a_webhook_is_added_disabled_and_deleted_and_settings_change_what_check_
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
-    assert!(secret(&created.body).starts_with("whsec_"), "{}", created.body);
+    assert!(
+        secret(&created.body).starts_with("whsec_"),
+        "{}",
+        created.body
+    );
     let id = code_after(&created.body, "<dt>Id</dt>");
     let list = admin.get("/console/settings/webhooks").await;
-    assert!(list.body.contains("http://127.0.0.1:9/hook"), "{}", list.body);
-    assert!(list.body.contains("approval.created, approval.denied"), "{}", list.body);
+    assert!(
+        list.body.contains("http://127.0.0.1:9/hook"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("approval.created, approval.denied"),
+        "{}",
+        list.body
+    );
     assert!(list.body.contains("Enabled"), "{}", list.body);
     assert!(!list.body.contains(XSS), "escaped: {}", list.body);
 
     // Disable it: the form sent without the enabled box.
     let details = format!("/console/settings/webhooks/{id}");
     let disabled = admin
-        .submit(&details, &details, &[("url", "http://127.0.0.1:9/hook"), ("events", "approval.created")])
+        .submit(
+            &details,
+            &details,
+            &[
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", "approval.created"),
+            ],
+        )
         .await;
     assert_eq!(disabled.status, 303, "{}", disabled.body);
     let shown = admin.get(&details).await;
@@ -250,40 +391,89 @@ async fn a_webhook_is_added_disabled_and_deleted_and_settings_change_what_check_
     let list = admin.get("/console/settings/webhooks").await;
     assert!(!list.body.contains("127.0.0.1:9"), "{}", list.body);
     let audit = admin
-        .get(&format!("/console/settings/audit?actor=u0000193&target_id={id}"))
+        .get(&format!(
+            "/console/settings/audit?actor=u0000193&target_id={id}"
+        ))
         .await;
     for action in ["webhook.created", "webhook.updated", "webhook.deleted"] {
-        assert!(audit.body.contains(&format!("<code>{action}</code>")), "{action}: {}", audit.body);
+        assert!(
+            audit.body.contains(&format!("<code>{action}</code>")),
+            "{action}: {}",
+            audit.body
+        );
     }
 
     // Organisation settings: the generated company denies unregistered agents; let them go on
     // to the policies, and Check no longer says UNKNOWN_AGENT; deny them again, and it does.
     let check = || {
-        setup.check(&["--user", "u0000005", "--agent", "no-such-agent", "--connector", "slack", "--tool", "search_alert"])
+        setup.check(&[
+            "--user",
+            "u0000005",
+            "--agent",
+            "no-such-agent",
+            "--connector",
+            "slack",
+            "--tool",
+            "search_alert",
+        ])
     };
     let org = "/console/settings/organisation";
     let shown = admin.get(org).await;
-    assert!(shown.body.contains("value=\"deny\" checked"), "{}", shown.body);
+    assert!(
+        shown.body.contains("value=\"deny\" checked"),
+        "{}",
+        shown.body
+    );
     assert!(check().contains("UNKNOWN_AGENT"));
-    let saved = admin.submit(org, org, &[("unregistered_agents", "allow")]).await;
+    let saved = admin
+        .submit(org, org, &[("unregistered_agents", "allow")])
+        .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    crate::support::wait_for("unregistered agents allowed", crate::support::PATIENCE, || {
-        let line = check();
-        if line.contains("UNKNOWN_AGENT") { Err(line) } else { Ok(()) }
-    });
-    let unknown = admin.submit(org, org, &[("unregistered_agents", "maybe")]).await;
+    crate::support::wait_for(
+        "unregistered agents allowed",
+        crate::support::PATIENCE,
+        || {
+            let line = check();
+            if line.contains("UNKNOWN_AGENT") {
+                Err(line)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let unknown = admin
+        .submit(org, org, &[("unregistered_agents", "maybe")])
+        .await;
     assert_eq!(unknown.status, 400, "{}", unknown.body);
-    let saved = admin.submit(org, org, &[("unregistered_agents", "deny")]).await;
+    let saved = admin
+        .submit(org, org, &[("unregistered_agents", "deny")])
+        .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    crate::support::wait_for("unregistered agents denied", crate::support::PATIENCE, || {
-        let line = check();
-        if line.contains("UNKNOWN_AGENT") { Ok(()) } else { Err(line) }
-    });
+    crate::support::wait_for(
+        "unregistered agents denied",
+        crate::support::PATIENCE,
+        || {
+            let line = check();
+            if line.contains("UNKNOWN_AGENT") {
+                Ok(())
+            } else {
+                Err(line)
+            }
+        },
+    );
     let page = admin.get(&saved.location().to_owned()).await;
     assert!(page.body.contains("Saved."), "{}", page.body);
-    let audit = admin.get("/console/settings/audit?action=settings.update").await;
+    let audit = admin
+        .get("/console/settings/audit?action=settings.update")
+        .await;
     assert!(audit.body.contains("u0000193"), "{}", audit.body);
-    assert!(audit.body.contains("&quot;unregistered_agents&quot;: &quot;deny&quot;"), "escaped JSON: {}", audit.body);
+    assert!(
+        audit
+            .body
+            .contains("&quot;unregistered_agents&quot;: &quot;deny&quot;"),
+        "escaped JSON: {}",
+        audit.body
+    );
 }
 
 #[tokio::test]
@@ -299,20 +489,41 @@ async fn read_only_sees_no_write_control_and_forged_writes_get_403() {
     ] {
         let page = reader.get(path).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
-        for control in ["method=\"post\" action=\"/console/settings", "Add webhook", "/revoke\"", "/rotate\""] {
-            assert!(!page.body.contains(control), "{path} shows {control}: {}", page.body);
+        for control in [
+            "method=\"post\" action=\"/console/settings",
+            "Add webhook",
+            "/revoke\"",
+            "/rotate\"",
+        ] {
+            assert!(
+                !page.body.contains(control),
+                "{path} shows {control}: {}",
+                page.body
+            );
         }
     }
     // Tokens are the Admins' alone: the API refuses to list them.
     assert_eq!(reader.get("/console/settings/tokens").await.status, 403);
-    assert_eq!(reader.get("/console/settings/webhooks/new").await.status, 403);
+    assert_eq!(
+        reader.get("/console/settings/webhooks/new").await.status,
+        403
+    );
 
     let csrf = reader.get("/console/settings").await.csrf();
     for (action, fields) in [
-        ("/console/settings/organisation", vec![("unregistered_agents", "deny")]),
-        ("/console/settings/tokens", vec![("user", "u0000002"), ("name", "mine"), ("role", "admin")]),
+        (
+            "/console/settings/organisation",
+            vec![("unregistered_agents", "deny")],
+        ),
+        (
+            "/console/settings/tokens",
+            vec![("user", "u0000002"), ("name", "mine"), ("role", "admin")],
+        ),
         ("/console/settings/scim", vec![("name", "rogue")]),
-        ("/console/settings/webhooks", vec![("url", "http://127.0.0.1:9/x"), ("enabled", "yes")]),
+        (
+            "/console/settings/webhooks",
+            vec![("url", "http://127.0.0.1:9/x"), ("enabled", "yes")],
+        ),
     ] {
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend(fields);
@@ -326,9 +537,17 @@ async fn read_only_sees_no_write_control_and_forged_writes_get_403() {
         .await;
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
     let list = admin.get("/console/settings/scim").await;
-    assert!(!list.body.contains("forged") && !list.body.contains("rogue"), "{}", list.body);
+    assert!(
+        !list.body.contains("forged") && !list.body.contains("rogue"),
+        "{}",
+        list.body
+    );
     let refused = admin
         .get("/console/settings/audit?actor=u0000002&action=auth.denied&target_id=UpdateSettings")
         .await;
-    assert!(refused.body.contains("Denied"), "the refusal is audited: {}", refused.body);
+    assert!(
+        refused.body.contains("Denied"),
+        "the refusal is audited: {}",
+        refused.body
+    );
 }

@@ -66,15 +66,13 @@ impl Filters {
 }
 
 /// A time typed in a filter, read as UTC; empty for none.
-fn instant(
-    field: &'static str,
-    text: &str,
-) -> Result<Option<prost_types::Timestamp>, Problems> {
+fn instant(field: &'static str, text: &str) -> Result<Option<prost_types::Timestamp>, Problems> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let with_seconds = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let with_seconds =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     let minutes = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
     let parsed = time::PrimitiveDateTime::parse(text, &with_seconds)
         .or_else(|_| time::PrimitiveDateTime::parse(text, &minutes))
@@ -129,9 +127,8 @@ pub async fn list(
     signed: Signed,
     Query(filters): Query<Filters>,
 ) -> Response {
-    let range = instant("since", &filters.since).and_then(|since| {
-        instant("until", &filters.until).map(|until| (since, until))
-    });
+    let range = instant("since", &filters.since)
+        .and_then(|since| instant("until", &filters.until).map(|until| (since, until)));
     let (events, next, problems) = match range {
         Err(problems) => (Vec::new(), String::new(), problems),
         Ok((since, until)) => {
@@ -154,9 +151,11 @@ pub async fn list(
                     let answer = answer.into_inner();
                     (answer.events, answer.next_page_token, Problems::none())
                 }
-                Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                    (Vec::new(), String::new(), Problems::from_status(&status, &FIELDS))
-                }
+                Err(status) if status.code() == tonic::Code::InvalidArgument => (
+                    Vec::new(),
+                    String::new(),
+                    Problems::from_status(&status, &FIELDS),
+                ),
                 Err(status) => return Failure::from(status).into_response(),
             }
         }
@@ -177,7 +176,7 @@ pub async fn list(
             }
         }
         div #events {
-            table {
+            table.audit {
                 caption.visually-hidden { "Audit events, newest first" }
                 thead { tr {
                     th scope="col" { "Time" }
@@ -241,7 +240,9 @@ mod tests {
     fn filter_times_read_as_utc_or_are_refused() {
         let at = super::instant("since", "2026-12-07T09:30").ok().flatten();
         assert_eq!(at.map(|t| t.seconds), Some(1_796_635_800));
-        let with_seconds = super::instant("since", "2026-12-07T09:30:15").ok().flatten();
+        let with_seconds = super::instant("since", "2026-12-07T09:30:15")
+            .ok()
+            .flatten();
         assert_eq!(with_seconds.map(|t| t.seconds), Some(1_796_635_815));
         assert_eq!(super::instant("until", "").ok(), Some(None));
         assert!(super::instant("until", "yesterday").is_err());

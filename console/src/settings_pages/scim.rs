@@ -131,11 +131,7 @@ fn state(connection: &pb::ScimConnection) -> Markup {
     }
 }
 
-pub async fn show(
-    State(console): State<Console>,
-    headers: HeaderMap,
-    signed: Signed,
-) -> Response {
+pub async fn show(State(console): State<Console>, headers: HeaderMap, signed: Signed) -> Response {
     match list(&console, &signed).await {
         Ok(connections) => render(
             &signed,
@@ -196,7 +192,13 @@ pub async fn create(
         Ok(answer) => {
             let answer = answer.into_inner();
             let connection = answer.connection.unwrap_or_default();
-            return with_secret(&signed, "SCIM connection created", &base, &connection, &answer.secret);
+            return with_secret(
+                &signed,
+                "SCIM connection created",
+                &base,
+                &connection,
+                &answer.secret,
+            );
         }
         Err(status) if status.code() == tonic::Code::PermissionDenied => {
             return Failure::from(status).into_response();
@@ -278,7 +280,13 @@ pub async fn rotate(
                     let answer = answer.into_inner();
                     let connection = answer.connection.unwrap_or_default();
                     let base = base_url(&console, &headers);
-                    return with_secret(&signed, "SCIM token rotated", &base, &connection, &answer.secret);
+                    return with_secret(
+                        &signed,
+                        "SCIM token rotated",
+                        &base,
+                        &connection,
+                        &answer.secret,
+                    );
                 }
                 Err(status) if status.code() == tonic::Code::PermissionDenied => {
                     return Failure::from(status).into_response();
@@ -340,7 +348,10 @@ pub async fn revoke(
                 let action = format!("{PATH}/{}/revoke", segment(&connection.id));
                 confirm(&connection, &action).render(
                     &signed,
-                    &Problems::field("confirm", "tick the confirmation box to revoke the connection"),
+                    &Problems::field(
+                        "confirm",
+                        "tick the confirmation box to revoke the connection",
+                    ),
                 )
             }
             Err(failure) => failure.into_response(),

@@ -23,7 +23,11 @@ const FIELDS: [&str; 4] = ["user", "name", "expires_in", "role"];
 
 /// The role choices: (form value, role, label).
 const ROLES: [(&str, pb::Role, &str); 3] = [
-    ("", pb::Role::Unspecified, "None (the person's groups' roles apply)"),
+    (
+        "",
+        pb::Role::Unspecified,
+        "None (the person's groups' roles apply)",
+    ),
     ("admin", pb::Role::Admin, "Admin"),
     ("read_only", pb::Role::ReadOnly, "Read Only"),
 ];
@@ -65,7 +69,12 @@ async fn list(console: &Console, signed: &Signed) -> Result<Vec<pb::ApiToken>, t
         .tokens)
 }
 
-fn render(signed: &Signed, tokens: &[pb::ApiToken], draft: &Draft, problems: &Problems) -> Response {
+fn render(
+    signed: &Signed,
+    tokens: &[pb::ApiToken],
+    draft: &Draft,
+    problems: &Problems,
+) -> Response {
     let content = html! {
         h1 { "Admin API tokens" }
         table {

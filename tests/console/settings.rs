@@ -461,7 +461,7 @@ async fn a_webhook_is_added_disabled_and_deleted_and_settings_change_what_check_
             }
         },
     );
-    let page = admin.get(&saved.location().to_owned()).await;
+    let page = admin.get(saved.location()).await;
     assert!(page.body.contains("Saved."), "{}", page.body);
     let audit = admin
         .get("/console/settings/audit?action=settings.update")

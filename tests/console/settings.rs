@@ -551,3 +551,56 @@ async fn read_only_sees_no_write_control_and_forged_writes_get_403() {
         refused.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_page_shows_its_deliveries_with_their_status() {
+    let (_root, data) = crate::approvals::company();
+    let token = crate::support::admin_token(&data, "admin");
+    let server = crate::support::Server::start(&data);
+    let admin = Browser::new(&server.http);
+    assert_eq!(admin.sign_in(&token).await.status, 303);
+    // Nothing listens on the discard port: each attempt fails and is retried.
+    let created = admin
+        .submit(
+            "/console/settings/webhooks/new",
+            "/console/settings/webhooks",
+            &[("url", "http://127.0.0.1:9/hook"), ("enabled", "yes")],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let id = code_after(&created.body, "<dt>Id</dt>");
+    let mut gateway = crate::approvals::approvals(&server, None).await;
+    let request = gateway
+        .create_approval_request(crate::approvals::create("acme/old"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+
+    let details = format!("/console/settings/webhooks/{id}");
+    let link = format!("href=\"/console/approvals/{}\"", request.id);
+    let admin = &admin;
+    let body = crate::support::wait_for_async(
+        "a failed attempt in the deliveries",
+        crate::support::PATIENCE,
+        || {
+            let (details, link) = (details.clone(), link.clone());
+            async move {
+                let page = admin.get(&details).await;
+                let tried = page.body.contains(&link)
+                    && page.body.contains("<td>approval.created</td>")
+                    && !page.body.contains("Nothing delivered yet.")
+                    && page.body.contains("next attempt");
+                if tried {
+                    Ok(page.body)
+                } else {
+                    Err(page.status)
+                }
+            }
+        },
+    )
+    .await;
+    assert!(body.contains("Pending"), "{body}");
+    assert!(!body.contains("Delivered"), "{body}");
+}

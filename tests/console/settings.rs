@@ -503,7 +503,16 @@ async fn read_only_sees_no_write_control_and_forged_writes_get_403() {
         }
     }
     // Tokens are the Admins' alone: the API refuses to list them.
-    assert_eq!(reader.get("/console/settings/tokens").await.status, 403);
+    let tokens = reader.get("/console/settings/tokens").await;
+    assert_eq!(tokens.status, 403, "{}", tokens.body);
+    assert!(
+        tokens
+            .body
+            .contains("Only Admins see and manage API tokens."),
+        "{}",
+        tokens.body
+    );
+    assert!(!tokens.body.contains("Create token"), "{}", tokens.body);
     assert_eq!(
         reader.get("/console/settings/webhooks/new").await.status,
         403

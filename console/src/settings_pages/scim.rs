@@ -165,7 +165,8 @@ fn with_secret(
             }
             div.field {
                 label for="base-url" { "SCIM base URL (Okta: SCIM connector base URL; Entra ID: Tenant URL)" }
-                input #base-url type="text" value=(base) readonly;
+                input #base-url type="text" value=(base) readonly aria-describedby="base-url-note";
+                p #base-url-note.muted { "As this browser reached the server. Behind a TLS-terminating proxy, give the identity provider the proxy's https:// address with the same /scim/v2 path." }
             }
             (secret_once("Bearer token (Okta: HTTP Header authentication; Entra ID: Secret Token)", secret))
         }

@@ -154,6 +154,19 @@ fn render(
 pub async fn show(State(console): State<Console>, signed: Signed) -> Response {
     match list(&console, &signed).await {
         Ok(tokens) => render(&signed, &tokens, &Draft::default(), &Problems::none()),
+        // A Read Only person: the API lists tokens to Admins only. Said in the console's frame,
+        // with the service's status.
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            let content = html! {
+                h1 { "Admin API tokens" }
+                p.notice role="status" { "Only Admins see and manage API tokens. " (status.message()) }
+            };
+            (
+                StatusCode::FORBIDDEN,
+                page(&signed, "Admin API tokens", content),
+            )
+                .into_response()
+        }
         Err(status) => Failure::from(status).into_response(),
     }
 }

@@ -219,7 +219,7 @@ pub async fn list(
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(&signed, "Audit log", content)).into_response()
+    (status, page(&signed, super::SETTINGS, "Audit log", content)).into_response()
 }
 
 fn filter(name: &str, label: &str, value: &str, kind: &str, problems: &Problems) -> Markup {

@@ -64,14 +64,17 @@ pub async fn landing(signed: Signed) -> Response {
     layout::page(&signed, SECTION, "Settings", content).into_response()
 }
 
-/// A settings page: the frame, with a link back to the landing page above `content`.
-pub fn page(signed: &Signed, title: &str, content: Markup) -> Markup {
+/// The link back to the landing page.
+pub const SETTINGS: (&str, &str) = (SECTION, "Settings");
+
+/// A settings page: the frame, with a link `back` (path, label) above `content`.
+pub fn page(signed: &Signed, back: (&str, &str), title: &str, content: Markup) -> Markup {
     layout::page(
         signed,
         SECTION,
         title,
         html! {
-            p { a href=(SECTION) { "← Settings" } }
+            p { a href=(back.0) { "← " (back.1) } }
             (content)
         },
     )

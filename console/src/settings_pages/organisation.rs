@@ -79,7 +79,11 @@ fn render(
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(signed, "Organisation", content)).into_response()
+    (
+        status,
+        page(signed, super::SETTINGS, "Organisation", content),
+    )
+        .into_response()
 }
 
 pub async fn show(

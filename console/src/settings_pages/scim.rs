@@ -120,7 +120,11 @@ fn render(
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(signed, "SCIM connections", content)).into_response()
+    (
+        status,
+        page(signed, super::SETTINGS, "SCIM connections", content),
+    )
+        .into_response()
 }
 
 fn state(connection: &pb::ScimConnection) -> Markup {
@@ -172,7 +176,7 @@ fn with_secret(
         }
         p { a href=(PATH) { "Back to the SCIM connections" } }
     };
-    page(signed, title, content).into_response()
+    page(signed, (PATH, "SCIM connections"), title, content).into_response()
 }
 
 pub async fn create(
@@ -237,7 +241,12 @@ fn rotate_page(
     let status = problems.status.unwrap_or(StatusCode::OK);
     (
         status,
-        page(signed, &format!("Rotate {}", connection.name), content),
+        page(
+            signed,
+            (PATH, "SCIM connections"),
+            &format!("Rotate {}", connection.name),
+            content,
+        ),
     )
         .into_response()
 }

@@ -148,7 +148,11 @@ fn render(
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(signed, "Admin API tokens", content)).into_response()
+    (
+        status,
+        page(signed, super::SETTINGS, "Admin API tokens", content),
+    )
+        .into_response()
 }
 
 pub async fn show(State(console): State<Console>, signed: Signed) -> Response {
@@ -163,7 +167,7 @@ pub async fn show(State(console): State<Console>, signed: Signed) -> Response {
             };
             (
                 StatusCode::FORBIDDEN,
-                page(&signed, "Admin API tokens", content),
+                page(&signed, super::SETTINGS, "Admin API tokens", content),
             )
                 .into_response()
         }
@@ -235,7 +239,7 @@ fn created(signed: &Signed, answer: pb::CreateApiTokenResponse) -> Response {
         }
         p { a href=(PATH) { "Back to the tokens" } }
     };
-    page(signed, "Token created", content).into_response()
+    page(signed, (PATH, "Admin API tokens"), "Token created", content).into_response()
 }
 
 fn confirm<'a>(token: &'a pb::ApiToken, action: &'a str) -> Confirm<'a> {

@@ -159,7 +159,7 @@ pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
             }
         }
     };
-    page(&signed, "Webhooks", content).into_response()
+    page(&signed, super::SETTINGS, "Webhooks", content).into_response()
 }
 
 fn new_page(signed: &Signed, draft: &pb::Webhook, problems: &Problems) -> Response {
@@ -173,7 +173,11 @@ fn new_page(signed: &Signed, draft: &pb::Webhook, problems: &Problems) -> Respon
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(signed, "Add webhook", content)).into_response()
+    (
+        status,
+        page(signed, (PATH, "Webhooks"), "Add webhook", content),
+    )
+        .into_response()
 }
 
 pub async fn new(signed: Signed) -> Response {
@@ -200,7 +204,7 @@ fn with_secret(signed: &Signed, title: &str, webhook: &pb::Webhook, secret: &str
         }
         p { a href=(path(&webhook.id)) { "To the webhook" } }
     };
-    page(signed, title, content).into_response()
+    page(signed, (PATH, "Webhooks"), title, content).into_response()
 }
 
 pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Response {
@@ -269,7 +273,6 @@ async fn details(
     };
     let base = path(&webhook.id);
     let content = html! {
-        p { a href=(PATH) { "← Webhooks" } }
         h1 { "Webhook " code { (webhook.id) } }
         @if saved { p.notice role="status" { "Saved." } }
         div.card {
@@ -350,7 +353,12 @@ async fn details(
     let status = problems.status.unwrap_or(StatusCode::OK);
     (
         status,
-        page(signed, &format!("Webhook {}", webhook.id), content),
+        page(
+            signed,
+            (PATH, "Webhooks"),
+            &format!("Webhook {}", webhook.id),
+            content,
+        ),
     )
         .into_response()
 }

@@ -80,7 +80,7 @@ fn render(
                         td { (time(connection.created_at.as_ref())) div.muted { "by " (connection.created_by) } }
                         td { @if connection.last_used_at.is_some() { (time(connection.last_used_at.as_ref())) } @else { span.muted { "Never" } } }
                         td {
-                            (time(connection.rotated_at.as_ref()))
+                            @if connection.rotated_at.is_some() { (time(connection.rotated_at.as_ref())) } @else { span.muted { "Never" } }
                             @if connection.previous_valid_until.is_some() {
                                 div.muted { "old token valid until " (time(connection.previous_valid_until.as_ref())) }
                             }

@@ -4,7 +4,7 @@
 
 pub mod assign;
 pub mod details;
-mod fields;
+pub(crate) mod fields;
 pub mod settings;
 
 use crate::Console;

@@ -11,6 +11,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/console/policies", "Policies"),
     ("/console/approvals", "Approvals"),
     ("/console/agents", "Agents"),
+    ("/console/settings", "Settings"),
 ];
 
 /// The sections a person without a role may open: their approvals inbox.

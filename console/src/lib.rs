@@ -25,6 +25,7 @@ pub mod oidc;
 mod policies;
 mod session;
 mod settings;
+mod settings_pages;
 mod sign_in;
 mod users;
 mod view;
@@ -148,6 +149,48 @@ impl Console {
                 "/console/groups/{id}/delete",
                 post(groups::settings::delete),
             )
+            .route("/console/settings", get(settings_pages::landing))
+            .route(
+                "/console/settings/organisation",
+                get(settings_pages::organisation::show).post(settings_pages::organisation::update),
+            )
+            .route(
+                "/console/settings/tokens",
+                get(settings_pages::tokens::show).post(settings_pages::tokens::create),
+            )
+            .route(
+                "/console/settings/tokens/{id}/revoke",
+                get(settings_pages::tokens::confirm_revoke).post(settings_pages::tokens::revoke),
+            )
+            .route(
+                "/console/settings/scim",
+                get(settings_pages::scim::show).post(settings_pages::scim::create),
+            )
+            .route(
+                "/console/settings/scim/{id}/rotate",
+                get(settings_pages::scim::confirm_rotate).post(settings_pages::scim::rotate),
+            )
+            .route(
+                "/console/settings/scim/{id}/revoke",
+                get(settings_pages::scim::confirm_revoke).post(settings_pages::scim::revoke),
+            )
+            .route(
+                "/console/settings/webhooks",
+                get(settings_pages::webhooks::list).post(settings_pages::webhooks::create),
+            )
+            .route(
+                "/console/settings/webhooks/new",
+                get(settings_pages::webhooks::new),
+            )
+            .route(
+                "/console/settings/webhooks/{id}",
+                get(settings_pages::webhooks::show).post(settings_pages::webhooks::update),
+            )
+            .route(
+                "/console/settings/webhooks/{id}/delete",
+                post(settings_pages::webhooks::delete),
+            )
+            .route("/console/settings/audit", get(settings_pages::audit::list))
             .route(
                 "/console/policies",
                 get(policies::list).post(policies::create),

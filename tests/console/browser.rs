@@ -300,10 +300,38 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         ("/console/policies", "policies"),
         ("/console/policies/new", "policy-new"),
         ("/console/agents", "agents"),
+        ("/console/settings", "settings"),
+        ("/console/settings/organisation", "settings-organisation"),
+        ("/console/settings/tokens", "settings-tokens"),
+        ("/console/settings/scim", "settings-scim"),
+        ("/console/settings/webhooks", "settings-webhooks"),
+        ("/console/settings/webhooks/new", "settings-webhook-new"),
+        ("/console/settings/audit", "settings-audit"),
     ] {
         chromium.goto(&format!("{base}{path}")).await;
         chromium.review(name).await;
     }
+    // A webhook added in the browser: the page with its secret shown once, then its details.
+    chromium
+        .goto(&format!("{base}/console/settings/webhooks/new"))
+        .await;
+    chromium.fill("#url", "http://127.0.0.1:9/hook").await;
+    chromium.click("main form button[type=submit]").await;
+    chromium
+        .wait_for_text("main", "the new webhook's secret", |t| {
+            t.contains("Copy it now")
+        })
+        .await;
+    chromium.review("settings-webhook-secret").await;
+    chromium
+        .click("main a[href^='/console/settings/webhooks/wh_']")
+        .await;
+    chromium
+        .wait_for_text("main", "the webhook's details", |t| {
+            t.contains("Recent deliveries")
+        })
+        .await;
+    chromium.review("settings-webhook").await;
     chromium.goto(&format!("{base}/console/groups")).await;
     chromium.click("#groups tbody a").await;
     let group = chromium.path().await;

@@ -8,6 +8,7 @@ mod browser;
 mod groups;
 mod oidc;
 mod policies;
+mod settings;
 mod users;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};

@@ -429,6 +429,22 @@ impl pb::admin_service_server::AdminService for AdminService {
         Ok(Response::new(audit::list(&self.live, request).await?))
     }
 
+    async fn get_activity(
+        &self,
+        request: Request<pb::GetActivityRequest>,
+    ) -> Result<Response<pb::GetActivityResponse>, Status> {
+        let _caller = self.authorize(&request, "GetActivity", READ)?;
+        let minutes = match request.into_inner().minutes {
+            0 => 60,
+            m => m,
+        };
+        Ok(Response::new(
+            self.activity
+                .summary(&self.live, crate::clock::now(), minutes)
+                .await?,
+        ))
+    }
+
     async fn create_api_token(
         &self,
         request: Request<pb::CreateApiTokenRequest>,

@@ -11,6 +11,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/console/policies", "Policies"),
     ("/console/approvals", "Approvals"),
     ("/console/agents", "Agents"),
+    ("/console/activity", "Activity"),
     ("/console/settings", "Settings"),
 ];
 

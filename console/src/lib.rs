@@ -12,6 +12,7 @@
 //! It must not touch the store, decide, or render anything a user sent without escaping (maud
 //! escapes every interpolation; `PreEscaped` is used only for the product's own constant text).
 
+mod activity;
 mod agents;
 mod allowed_tools;
 mod approvals;
@@ -114,6 +115,7 @@ impl Console {
         Router::new()
             .route("/console", get(view::home))
             .route("/console/", get(view::home))
+            .route("/console/activity", get(activity::page))
             .route("/console/approvals", get(approvals::inbox))
             .route("/console/approvals/{id}", get(approvals::details))
             .route("/console/approvals/{id}/approve", post(approvals::approve))

@@ -300,6 +300,7 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         ("/console/policies", "policies"),
         ("/console/policies/new", "policy-new"),
         ("/console/agents", "agents"),
+        ("/console/activity", "activity"),
         ("/console/settings", "settings"),
         ("/console/settings/organisation", "settings-organisation"),
         ("/console/settings/tokens", "settings-tokens"),

@@ -2,6 +2,7 @@
 //! session cookie and reads each page's CSRF token as a browser would, and a server with a
 //! generated directory, an Admin token and a Read Only token. Each page's tests are a module.
 
+mod activity;
 mod agents;
 mod approvals;
 mod browser;

@@ -205,3 +205,33 @@ impl IntoResponse for Failure {
         view::error_page(self.status, &self.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_tls_the_session_cookie_is_secure_and_host_only() {
+        let cookie = session_cookie(true, "s3cret");
+        assert_eq!(
+            cookie,
+            "__Host-portcullis-console=s3cret; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        let plain = session_cookie(false, "s3cret");
+        assert!(!plain.contains("Secure") && plain.contains("HttpOnly; SameSite=Strict"));
+        assert!(cleared_cookie(true).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn the_session_cookie_is_read_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            "a=1; portcullis-console=xyz".parse().unwrap(),
+        );
+        headers.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie(&headers, "portcullis-console"), Some("xyz"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "portcullis"), None);
+    }
+}

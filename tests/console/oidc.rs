@@ -444,7 +444,6 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
     ]);
 
     let cases = [
-        ("idp-no-role", "holds no console role"),
         ("idp-locked", "is locked"),
         ("idp-nobody", "no directory user matches"),
         ("idp-unverified", "no directory user matches"),
@@ -487,10 +486,28 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
+    assert_eq!(actors, ["u0000011"], "{denied}");
+
+    // An active user without a role gets in: they approve what flows name them for. They land
+    // on their approvals inbox, the nav offers nothing else, and the admin services refuse
+    // them the rest.
+    let browser = Browser::new(&setup.server.http);
+    let callback = through_provider(&provider, &browser, "idp-no-role").await;
+    let back = browser.get(&callback).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let home = browser.get("/console").await;
+    assert_eq!(home.status, 303, "{}", home.body);
+    assert_eq!(home.location(), "/console/approvals");
+    let inbox = browser.get("/console/approvals").await;
+    assert_eq!(inbox.status, 200, "{}", inbox.body);
     assert!(
-        actors.contains(&"u0000011") && actors.len() == 2,
-        "{denied}"
+        !inbox.body.contains(r#"href="/console/users""#),
+        "{}",
+        inbox.body
     );
+    assert_eq!(browser.get("/console/users").await.status, 403);
+    let signed_in = admin(&setup, &["audit", "--action", "console.sign_in"]);
+    assert_eq!(signed_in["events"][0]["actor"], "u0000012", "{signed_in}");
 
     // A wrong state, a replayed callback and a callback opened in another browser are refused.
     let browser = Browser::new(&setup.server.http);

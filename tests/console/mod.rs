@@ -9,6 +9,7 @@ mod groups;
 mod oidc;
 mod policies;
 mod users;
+mod webhook_links;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};
 use bytes::Bytes;

@@ -384,15 +384,17 @@ async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
         .unwrap();
     let base = server.http.clone();
 
-    // Not signed in: the sign-in page, offering the provider.
-    chromium.goto(&format!("{base}/console/approvals")).await;
-    assert!(chromium.path().await.starts_with("/console/sign-in"));
-    let to_provider = "a[href='/console/sign-in/provider']";
+    // The request's link (as a webhook sends it), not signed in: the sign-in page, offering
+    // the provider.
+    let page = format!("/console/approvals/{}", request.id);
+    chromium.goto(&format!("{base}{page}")).await;
+    assert!(chromium.path().await.starts_with("/console/sign-in?"));
+    let to_provider = "a[href^='/console/sign-in/provider']";
     assert!(chromium.text(to_provider).await.contains("Test IdP"));
     chromium.review("sign-in-provider").await;
 
     // The provider's login form, filled and submitted in the browser; its redirects lead back
-    // to the console, signed in.
+    // to the console, signed in, on the request's page.
     chromium.click(to_provider).await;
     let deadline = Deadline::new("the provider's login form", Duration::from_secs(15));
     while !chromium.has("input[name=login]").await {
@@ -403,16 +405,10 @@ async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
     chromium.fill("input[name=login]", "idp-bob").await;
     chromium.fill("input[name=password]", "any").await;
     chromium.click("button[type=submit]").await;
-    wait_for_path(&chromium, "the console after the provider", |path| {
-        path.starts_with("/console/") && !path.starts_with("/console/sign-in")
+    wait_for_path(&chromium, "the request's page after the provider", |path| {
+        path == page
     })
     .await;
-
-    // The request from the inbox, reviewed, approved by clicking.
-    chromium.goto(&format!("{base}/console/approvals")).await;
-    let page = format!("/console/approvals/{}", request.id);
-    chromium.click(&format!("main a[href='{page}']")).await;
-    wait_for_path(&chromium, "the request's page", |path| path == page).await;
     assert!(chromium.text("main").await.contains("acme/old"));
     chromium.review("approval").await;
     chromium

@@ -1,7 +1,7 @@
 //! The links in notification webhooks open the console: with `--console-public-url` set, a
 //! real receiver on loopback gets each request's console page in `data.console_url` (and as a
-//! link in the Slack message), and that page opens for a signed-in approver; without it the
-//! field is null.
+//! link in the Slack message), and that page opens for a signed-in approver (signed out, the
+//! sign-in comes back to it); without it the field is null.
 
 use super::Browser;
 use crate::approvals::{approvals, company, create, person_token};
@@ -134,15 +134,49 @@ async fn webhook_payloads_link_to_the_request_page_an_approver_opens() {
         shown.body
     );
     assert!(shown.body.contains("acme/old"), "{}", shown.body);
-    // Signed out, the link leads to the sign-in page first.
-    let stranger = Browser::new(&server.http);
-    let away = stranger.get(&page).await;
+    // Signed out, the link leads to the sign-in page, which comes back to it once signed in.
+    let later = Browser::new(&server.http);
+    let away = later.get(&page).await;
     assert_eq!(away.status, 303, "{}", away.body);
-    assert!(
-        away.location().starts_with("/console/sign-in"),
-        "{}",
-        away.location()
+    let sign_in = away.location().to_owned();
+    assert_eq!(
+        sign_in,
+        format!(
+            "/console/sign-in?then=%2Fconsole%2Fapprovals%2F{}",
+            request.id
+        )
     );
+    let form = later.get(&sign_in).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(
+        super::field_value(&form.body, "then").as_deref(),
+        Some(page.as_str())
+    );
+    let csrf = form.csrf();
+    let signed_in = later
+        .post(
+            "/console/sign-in",
+            &[("csrf", &csrf), ("token", &bob), ("then", &page)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), page);
+    assert_eq!(later.get(&page).await.status, 200);
+    // A return path off the console is not followed: the console's home instead.
+    let form = later.get("/console/sign-in").await;
+    let csrf = form.csrf();
+    let elsewhere = later
+        .post(
+            "/console/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("token", &bob),
+                ("then", "//evil.example/console/"),
+            ],
+        )
+        .await;
+    assert_eq!(elsewhere.status, 303, "{}", elsewhere.body);
+    assert_eq!(elsewhere.location(), "/console");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

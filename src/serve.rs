@@ -98,6 +98,8 @@ struct Settings {
     console: console::Settings,
     /// The console's identity provider, checked and its client secret read.
     identity_provider: Option<console::oidc::Config>,
+    /// The console's public origin: webhook payloads link to its approval pages.
+    console_url: Option<String>,
     shutdown_grace: Duration,
     listen: crate::listen::ServeArgs,
 }
@@ -128,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         scim_limits: args.scim_limits,
         webhooks: args.webhooks,
         identity_provider: args.console.identity_provider()?,
+        console_url: args.console.public_url()?,
         console: args.console,
         shutdown_grace: args.shutdown.shutdown_grace,
         listen: args.listen,
@@ -190,8 +193,11 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     // Webhooks: the outbox approval transitions queue their notifications in (read on start,
     // so deliveries a restart interrupted resume), and the task that delivers them, apart from
     // every write.
-    let webhook_outbox = admin::webhooks::WebhookOutbox::open(live.store())
+    let mut webhook_outbox = admin::webhooks::WebhookOutbox::open(live.store())
         .context("cannot read the webhook outbox")?;
+    if let Some(origin) = &settings.console_url {
+        webhook_outbox = webhook_outbox.with_console_url(origin);
+    }
     metrics.webhooks(webhook_outbox.stats());
     let webhook_deliverer = admin::webhooks::Deliverer::start(
         live.store().clone(),

@@ -60,7 +60,7 @@ impl AdminService {
     }
 
     /// Lets a person the console's identity provider signed in have a console session, if
-    /// they are one active directory user with a console role: their user id
+    /// they are one active, unlocked directory user (with or without a role): their user id
     /// ([`auth::sign_in_with_provider`], audited as `console:<handle>`).
     pub fn console_sign_in(
         &self,

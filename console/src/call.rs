@@ -121,13 +121,18 @@ impl FromRequestParts<Console> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Signed, Response> {
         let tls = console.tls();
+        // A page opened (not a form posted, nor an htmx fragment) is where sign-in returns.
+        let then = (parts.method == axum::http::Method::GET
+            && !parts.headers.contains_key("hx-request"))
+        .then(|| parts.uri.path());
         let Some(secret) = cookie(&parts.headers, cookie_name(tls)) else {
-            return Err(view::to_sign_in(&parts.headers, None));
+            return Err(view::to_sign_in(&parts.headers, None, then));
         };
         let Some(session) = console.sessions().find(secret) else {
             return Err(view::to_sign_in(
                 &parts.headers,
                 Some("Your session ended. Sign in again."),
+                then,
             ));
         };
         let answer = console
@@ -149,7 +154,7 @@ impl FromRequestParts<Console> for Signed {
                 ) =>
             {
                 console.sessions().end(secret);
-                let mut response = view::to_sign_in(&parts.headers, Some(status.message()));
+                let mut response = view::to_sign_in(&parts.headers, Some(status.message()), None);
                 if let Ok(value) = crate::call::cleared_cookie(tls).parse() {
                     response.headers_mut().append(header::SET_COOKIE, value);
                 }

@@ -66,7 +66,7 @@ fn role_choices(chosen: &[i32], problems: &Problems) -> Markup {
     html! {
         fieldset.field aria-describedby=[problems.described_by("roles")] {
             legend { "Roles" }
-            p.muted { "Members get these console roles. None: membership gives no console access." }
+            p.muted { "Members get these console roles. None: membership alone gives no admin access (people still reach their own approvals)." }
             @for (value, role, label) in [("admin", pb::Role::Admin, "Admin"), ("read_only", pb::Role::ReadOnly, "Read Only")] {
                 div {
                     input id=(format!("role-{value}")) type="checkbox" name="roles" value=(value)

@@ -60,7 +60,8 @@ pub struct ProviderSettings {
     )]
     pub client_secret_file: Option<PathBuf>,
     /// The console's address as browsers reach it (`https://portcullis.example.com`): the
-    /// identity provider sends people back to `<public url>/console/sign-in/callback`.
+    /// identity provider sends people back to `<public url>/console/sign-in/callback`, and
+    /// webhook notifications link to `<public url>/console/approvals/<id>`.
     #[arg(long = "console-public-url", env = "PORTCULLIS_CONSOLE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// The scopes the console asks the identity provider for (space-separated, with `openid`).
@@ -88,6 +89,12 @@ impl Settings {
     /// off. Half a configuration is an error that names what is missing.
     pub fn identity_provider(&self) -> Result<Option<oidc::Config>, oidc::ConfigError> {
         oidc::Config::from_settings(&self.provider)
+    }
+
+    /// The console's public origin (`--console-public-url`, checked, no trailing `/`), for
+    /// links to it from elsewhere: `None` when it is not set.
+    pub fn public_url(&self) -> Result<Option<String>, oidc::ConfigError> {
+        oidc::public_url(&self.provider)
     }
 }
 

@@ -26,13 +26,31 @@ const FORM_COOKIE: &str = "portcullis-sign-in";
 #[derive(Debug, Deserialize)]
 pub struct Why {
     why: Option<String>,
+    /// The console page to open once signed in ([`view::return_path`]).
+    then: Option<String>,
 }
 
 pub async fn page(State(console): State<Console>, Query(why): Query<Why>) -> Response {
-    form(&console, why.why.as_deref(), StatusCode::OK)
+    form(
+        &console,
+        why.why.as_deref(),
+        StatusCode::OK,
+        why.then.as_deref(),
+    )
 }
 
-pub(crate) fn form(console: &Console, message: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in page; `then` is carried through either way of signing in, and opened after.
+pub(crate) fn form(
+    console: &Console,
+    message: Option<&str>,
+    status: StatusCode,
+    then: Option<&str>,
+) -> Response {
+    let then = then.and_then(view::return_path);
+    let to_provider = match then.map(|then| serde_urlencoded::to_string([("then", then)])) {
+        Some(Ok(query)) => format!("/console/sign-in/provider?{query}"),
+        _ => "/console/sign-in/provider".to_owned(),
+    };
     let nonce = match random() {
         Ok(nonce) => nonce,
         Err(failed) => return Failure::from(failed).into_response(),
@@ -47,7 +65,7 @@ pub(crate) fn form(console: &Console, message: Option<&str>, status: StatusCode)
                 }
                 @if let Some(provider) = console.provider() {
                     p {
-                        a.button href="/console/sign-in/provider" {
+                        a.button href=(to_provider) {
                             "Sign in with " (provider.config.name)
                         }
                     }
@@ -55,6 +73,9 @@ pub(crate) fn form(console: &Console, message: Option<&str>, status: StatusCode)
                 }
                 form method="post" action="/console/sign-in" {
                     input type="hidden" name="csrf" value=(nonce);
+                    @if let Some(then) = then {
+                        input type="hidden" name="then" value=(then);
+                    }
                     div.field {
                         label for="token" { "Admin API token" }
                         input #token type="password" name="token" autocomplete="off" required;
@@ -78,6 +99,8 @@ pub struct TokenForm {
     csrf: String,
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    then: String,
 }
 
 pub async fn with_token(
@@ -99,6 +122,7 @@ pub async fn with_token(
             &console,
             Some("Enter an admin API token."),
             StatusCode::BAD_REQUEST,
+            Some(&submitted.then),
         );
     }
     let (secret, session) = match console
@@ -116,9 +140,14 @@ pub async fn with_token(
     if let Err(status) = who {
         console.sessions().end(&secret);
         let status = Failure::from(status);
-        return form(&console, Some(&status.message), status.status);
+        return form(
+            &console,
+            Some(&status.message),
+            status.status,
+            Some(&submitted.then),
+        );
     }
-    let mut response = view::see_other("/console");
+    let mut response = view::see_other(view::return_path(&submitted.then).unwrap_or("/console"));
     if let Ok(value) = session_cookie(console.tls(), &secret).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

@@ -23,17 +23,18 @@ pub async fn home(signed: crate::call::Signed) -> Response {
     }
 }
 
-/// To the sign-in page, saying why when there is a reason. An htmx request is told to load
-/// the page whole (`HX-Redirect`) instead of swapping the sign-in form into a list.
-pub fn to_sign_in(headers: &HeaderMap, why: Option<&str>) -> Response {
-    let location = match why {
-        Some(why) => format!(
-            "/console/sign-in?why={}",
-            serde_urlencoded::to_string([("", why)])
-                .unwrap_or_default()
-                .trim_start_matches('=')
-        ),
-        None => "/console/sign-in".to_owned(),
+/// To the sign-in page, saying why when there is a reason, and coming back to `then` (the
+/// page asked for, such as a webhook's link to a request) once signed in. An htmx request is
+/// told to load the page whole (`HX-Redirect`) instead of swapping the sign-in form into a
+/// list.
+pub fn to_sign_in(headers: &HeaderMap, why: Option<&str>, then: Option<&str>) -> Response {
+    let query: Vec<(&str, &str)> = [("why", why), ("then", then.and_then(return_path))]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+    let location = match serde_urlencoded::to_string(&query) {
+        Ok(query) if !query.is_empty() => format!("/console/sign-in?{query}"),
+        _ => "/console/sign-in".to_owned(),
     };
     if headers.contains_key("hx-request") {
         let mut response = StatusCode::NO_CONTENT.into_response();
@@ -43,6 +44,20 @@ pub fn to_sign_in(headers: &HeaderMap, why: Option<&str>) -> Response {
         return response;
     }
     see_other(&location)
+}
+
+/// `path` if it is a console page to come back to after sign-in: `/console/…`, of letters,
+/// digits, `/`, `-`, `_`, `.`, `~` and `%` only, at most 512 bytes, and not the sign-in itself.
+/// Anything else (another site, `//host`, a query) is no place to send a browser.
+pub fn return_path(path: &str) -> Option<&str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.~%".contains(c);
+    (path.len() <= 512
+        && path.starts_with("/console/")
+        && !path.starts_with("/console/sign-in")
+        && !path.contains("//")
+        && !path.contains("..")
+        && path.chars().all(allowed))
+    .then_some(path)
 }
 
 /// An error page with the service's message.
@@ -114,6 +129,30 @@ mod tests {
         assert_eq!(super::initials("grace.hopper@example.com"), "GH");
         assert_eq!(super::initials("<img src=x>"), "S");
         assert_eq!(super::initials(""), "");
+    }
+
+    #[test]
+    fn only_console_pages_are_returned_to() {
+        for good in ["/console/approvals/apr_01ab", "/console/users/u%2F1"] {
+            assert_eq!(super::return_path(good), Some(good));
+        }
+        for bad in [
+            "https://evil.example/console/",
+            "//evil.example/console/",
+            "/console//evil",
+            "/console/../x",
+            "/console/sign-in/callback",
+            "/console/users?q=x",
+            "/consolex",
+            "/console/a\\b",
+            "/console/a b",
+        ] {
+            assert_eq!(super::return_path(bad), None, "{bad}");
+        }
+        assert_eq!(
+            super::return_path(&format!("/console/{}", "a".repeat(600))),
+            None
+        );
     }
 
     #[test]

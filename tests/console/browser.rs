@@ -378,3 +378,99 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
     assert!(!chromium.has("button.danger").await);
     chromium.review("user-read-only").await;
 }
+
+/// Waits until the page's path satisfies `ready`.
+async fn wait_for_path(chromium: &Chromium, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Deadline::new(what, Duration::from_secs(15));
+    loop {
+        let path = chromium.path().await;
+        if ready(&path) {
+            return path;
+        }
+        deadline.tick(path).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let (root, data) = crate::approvals::company();
+    let Some((server, provider)) = super::oidc::serve_with_provider(root.path(), &data, "RS256")
+    else {
+        return;
+    };
+    // Bob (an approver of the Admins' flow) is `idp-bob` at the provider.
+    provider.accounts(&[("idp-bob", "bob@example.com", true)]);
+    let request = crate::approvals::approvals(&server, None)
+        .await
+        .create_approval_request(crate::approvals::create("acme/old"))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let base = server.http.clone();
+
+    // The request's link (as a webhook sends it), not signed in: the sign-in page, offering
+    // the provider.
+    let page = format!("/console/approvals/{}", request.id);
+    chromium.goto(&format!("{base}{page}")).await;
+    assert!(chromium.path().await.starts_with("/console/sign-in?"));
+    let to_provider = "a[href^='/console/sign-in/provider']";
+    assert!(chromium.text(to_provider).await.contains("Test IdP"));
+    chromium.review("sign-in-provider").await;
+
+    // The provider's login form, filled and submitted in the browser; its redirects lead back
+    // to the console, signed in, on the request's page.
+    chromium.click(to_provider).await;
+    let deadline = Deadline::new("the provider's login form", Duration::from_secs(15));
+    while !chromium.has("input[name=login]").await {
+        deadline.tick(chromium.path().await).await;
+    }
+    let at = chromium.client.current_url().await.unwrap();
+    assert!(at.as_str().starts_with(&provider.issuer), "{at}");
+    chromium.fill("input[name=login]", "idp-bob").await;
+    chromium.fill("input[name=password]", "any").await;
+    chromium.click("button[type=submit]").await;
+    wait_for_path(&chromium, "the request's page after the provider", |path| {
+        path == page
+    })
+    .await;
+    assert!(chromium.text("main").await.contains("acme/old"));
+    chromium.review("approval").await;
+    chromium
+        .fill("#approve-comment", "archived since 2019")
+        .await;
+    chromium
+        .click(&format!(
+            "form[action='{page}/approve'] button[type=submit]"
+        ))
+        .await;
+    chromium
+        .wait_for_text("main", "the request shown approved", |t| {
+            t.contains("Approved") && !t.contains("Approve this exact call")
+        })
+        .await;
+    assert!(chromium.text("main").await.contains("archived since 2019"));
+    chromium.review("approval-approved").await;
+
+    // The approval is the real one: the retried call passes.
+    let retried = server
+        .client()
+        .await
+        .check(portcullis_proto::v1::CheckRequest {
+            user: "ada@example.com".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "delete_repo".into(),
+            arguments: Some(crate::approvals::args("acme/old")),
+            approval_id: request.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.decision(), portcullis_proto::v1::Decision::Allow);
+}

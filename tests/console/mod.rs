@@ -11,6 +11,7 @@ mod oidc;
 mod policies;
 mod settings;
 mod users;
+mod webhook_links;
 
 use crate::support::{Server, generated_and_imported, path, run_ok};
 use bytes::Bytes;

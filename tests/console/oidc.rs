@@ -13,9 +13,9 @@ use std::time::Duration;
 const SECRET: &str = "console-client-secret-for-tests";
 
 /// The provider, killed when dropped.
-struct Provider {
+pub(super) struct Provider {
     child: Child,
-    issuer: String,
+    pub(super) issuer: String,
     /// The accounts file it reads at each sign-in: sub → claims.
     accounts: PathBuf,
 }
@@ -82,7 +82,7 @@ impl Provider {
     }
 
     /// The people the provider knows: (sub, email, email_verified).
-    fn accounts(&self, accounts: &[(&str, &str, bool)]) {
+    pub(super) fn accounts(&self, accounts: &[(&str, &str, bool)]) {
         let map: serde_json::Map<String, serde_json::Value> = accounts
             .iter()
             .map(|(sub, email, verified)| {
@@ -100,17 +100,6 @@ impl Provider {
 /// URI needs the HTTP port, so it is chosen before `serve` starts), which signs with `alg`.
 fn setup(alg: &str) -> Option<(Setup, Provider)> {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(
-        dir.path(),
-        &format!("{public}/console/sign-in/callback"),
-        alg,
-    )?;
     let (_, data) = generated_and_imported(
         dir.path(),
         &["--preset", "small", "--seed", "1", "--agents"],
@@ -118,7 +107,35 @@ fn setup(alg: &str) -> Option<(Setup, Provider)> {
     let admin = token(&data, "u0000193", "admin");
     let read_only = token(&data, "u0000002", "read-only");
     let scim = crate::support::scim_token(&data, "okta");
-    let secret = dir.path().join("client-secret");
+    let (server, provider) = serve_with_provider(dir.path(), &data, alg)?;
+    Some((
+        Setup {
+            _dir: dir,
+            server,
+            admin,
+            read_only,
+            scim,
+        },
+        provider,
+    ))
+}
+
+/// `serve` on `data` with its console signing in through a provider started for it (named
+/// "Test IdP", signing with `alg`), its files in `dir`; `None` (said in one line) where the
+/// provider cannot run.
+pub(super) fn serve_with_provider(
+    dir: &Path,
+    data: &Path,
+    alg: &str,
+) -> Option<(Server, Provider)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let provider = Provider::start(dir, &format!("{public}/console/sign-in/callback"), alg)?;
+    let secret = dir.join("client-secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     let http_addr = format!("127.0.0.1:{port}");
     let server = Server::spawn(&[
@@ -128,7 +145,7 @@ fn setup(alg: &str) -> Option<(Setup, Provider)> {
         "--http-addr",
         &http_addr,
         "--data-dir",
-        path(&data),
+        path(data),
         "--console-oidc-issuer",
         &provider.issuer,
         "--console-oidc-client-id",
@@ -141,16 +158,7 @@ fn setup(alg: &str) -> Option<(Setup, Provider)> {
         "Test IdP",
     ]);
     assert_eq!(server.http, public);
-    Some((
-        Setup {
-            _dir: dir,
-            server,
-            admin,
-            read_only,
-            scim,
-        },
-        provider,
-    ))
+    Some((server, provider))
 }
 
 /// `portcullis admin --json …` with the Admin token.
@@ -444,7 +452,6 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
     ]);
 
     let cases = [
-        ("idp-no-role", "holds no console role"),
         ("idp-locked", "is locked"),
         ("idp-nobody", "no directory user matches"),
         ("idp-unverified", "no directory user matches"),
@@ -487,10 +494,28 @@ async fn people_the_console_may_not_let_in_are_refused_with_a_clear_page() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
+    assert_eq!(actors, ["u0000011"], "{denied}");
+
+    // An active user without a role gets in: they approve what flows name them for. They land
+    // on their approvals inbox, the nav offers nothing else, and the admin services refuse
+    // them the rest.
+    let browser = Browser::new(&setup.server.http);
+    let callback = through_provider(&provider, &browser, "idp-no-role").await;
+    let back = browser.get(&callback).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let home = browser.get("/console").await;
+    assert_eq!(home.status, 303, "{}", home.body);
+    assert_eq!(home.location(), "/console/approvals");
+    let inbox = browser.get("/console/approvals").await;
+    assert_eq!(inbox.status, 200, "{}", inbox.body);
     assert!(
-        actors.contains(&"u0000011") && actors.len() == 2,
-        "{denied}"
+        !inbox.body.contains(r#"href="/console/users""#),
+        "{}",
+        inbox.body
     );
+    assert_eq!(browser.get("/console/users").await.status, 403);
+    let signed_in = admin(&setup, &["audit", "--action", "console.sign_in"]);
+    assert_eq!(signed_in["events"][0]["actor"], "u0000012", "{signed_in}");
 
     // A wrong state, a replayed callback and a callback opened in another browser are refused.
     let browser = Browser::new(&setup.server.http);

@@ -63,6 +63,9 @@ impl Stats {
 #[derive(Debug, Clone)]
 pub struct WebhookOutbox {
     shared: Arc<Shared>,
+    /// The console's public origin, when it has one: each payload links to the request's
+    /// page there (`<origin>/console/approvals/<id>`).
+    console_url: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -83,7 +86,15 @@ impl WebhookOutbox {
                 wake: Notify::new(),
                 stats: Arc::new(Stats::default()),
             }),
+            console_url: None,
         })
+    }
+
+    /// Links each payload to the request's page in the console served at `origin` (scheme,
+    /// host and port, as browsers reach it: `serve`'s `--console-public-url`).
+    pub fn with_console_url(mut self, origin: &str) -> WebhookOutbox {
+        self.console_url = Some(origin.trim_end_matches('/').into());
+        self
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -122,10 +133,11 @@ impl Outbox for WebhookOutbox {
             // Built once per body kind, whatever the number of endpoints.
             let body = bodies[usize::from(hook.slack)]
                 .get_or_insert_with(|| {
+                    let console = self.console_url.as_deref();
                     if hook.slack {
-                        payload::slack(event)
+                        payload::slack(event, console)
                     } else {
-                        payload::event(event)
+                        payload::event(event, console)
                     }
                 })
                 .clone();

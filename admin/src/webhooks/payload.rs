@@ -19,8 +19,23 @@ fn approval(a: &Approval) -> Value {
     })
 }
 
-/// The request as the payload's `data` shows it.
-fn request(r: &ApprovalRequest, actor: &str) -> Value {
+/// The request's page in the console served at `origin`: one path segment, its id
+/// percent-encoded (ids are `apr_` and hex digits; the encoding only keeps that a promise).
+fn console_link(origin: &str, id: &str) -> String {
+    /// Everything but letters, digits, `-`, `_` and `~`.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'~');
+    format!(
+        "{origin}/console/approvals/{}",
+        percent_encoding::utf8_percent_encode(id, SEGMENT)
+    )
+}
+
+/// The request as the payload's `data` shows it; `console_url` is its console page, or null
+/// when the console has no public URL.
+fn request(r: &ApprovalRequest, actor: &str, console: Option<&str>) -> Value {
     json!({
         "id": r.id,
         "state": r.state.name(),
@@ -45,24 +60,26 @@ fn request(r: &ApprovalRequest, actor: &str) -> Value {
         "approved_until": r.approved_until.map(rfc3339),
         "ended_by": r.ended_by,
         "actor": actor,
+        "console_url": console.map(|origin| console_link(origin, &r.id)),
     })
 }
 
 /// `{"type": "approval.approved", "timestamp": …, "data": {…the request…}}`.
-pub(crate) fn event(event: &Event<'_>) -> String {
+pub(crate) fn event(event: &Event<'_>, console: Option<&str>) -> String {
     json!({
         "type": event.kind.name(),
         "timestamp": rfc3339(event.at),
-        "data": request(event.request, event.actor),
+        "data": request(event.request, event.actor, console),
     })
     .to_string()
 }
 
-/// Slack's `{"text": …}`: who, which call, what happened, and never the call's arguments (a
-/// Slack channel is no place for them).
-pub(crate) fn slack(event: &Event<'_>) -> String {
+/// Slack's `{"text": …}`: who, which call, what happened, a link to the request in the
+/// console when it has a public URL, and never the call's arguments (a Slack channel is no
+/// place for them).
+pub(crate) fn slack(event: &Event<'_>, console: Option<&str>) -> String {
     let r = event.request;
-    let text = format!(
+    let mut text = format!(
         "*{}*: approval request `{}` for user `{}`, agent `{}`, tool `{}` of `{}`: {} (by `{}`)",
         event.kind.name(),
         escape(&r.id),
@@ -73,6 +90,13 @@ pub(crate) fn slack(event: &Event<'_>) -> String {
         r.state.name(),
         escape(event.actor),
     );
+    if let Some(origin) = console {
+        // Slack's link syntax `<url|label>`; the URL escaped like any text.
+        text.push_str(&format!(
+            " <{}|Open in the console>",
+            escape(&console_link(origin, &r.id))
+        ));
+    }
     json!({ "text": text }).to_string()
 }
 
@@ -115,12 +139,41 @@ mod tests {
             actor: "gateway",
             at: Timestamp(0),
         };
-        let body = slack(&event);
+        let body = slack(&event, None);
         assert!(!body.contains("secret-argument"), "{body}");
         assert!(body.contains("&lt;!channel&gt;"), "{body}");
-        let full: Value = serde_json::from_str(&super::event(&event)).unwrap();
+        assert!(!body.contains("console"), "{body}");
+        let full: Value = serde_json::from_str(&super::event(&event, None)).unwrap();
         assert_eq!(full["type"], "approval.created");
         assert_eq!(full["data"]["arguments"]["token"], "secret-argument");
         assert_eq!(full["data"]["state"], "pending");
+        assert_eq!(full["data"]["console_url"], Value::Null);
+    }
+
+    #[test]
+    fn a_console_url_links_the_request() {
+        let request = ApprovalRequest {
+            id: "apr_01/x".into(),
+            ..ApprovalRequest::default()
+        };
+        let event = Event {
+            kind: EventType::Created,
+            request: &request,
+            actor: "gateway",
+            at: Timestamp(0),
+        };
+        let origin = Some("https://portcullis.example.com");
+        let full: Value = serde_json::from_str(&super::event(&event, origin)).unwrap();
+        assert_eq!(
+            full["data"]["console_url"],
+            "https://portcullis.example.com/console/approvals/apr_01%2Fx"
+        );
+        let text: Value = serde_json::from_str(&slack(&event, origin)).unwrap();
+        assert!(
+            text["text"].as_str().unwrap().ends_with(
+                " <https://portcullis.example.com/console/approvals/apr_01%2Fx|Open in the console>"
+            ),
+            "{text}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::layout;
 use crate::oidc::pending::Refused;
 use crate::session::{Credential, new_handle, random};
 use crate::sign_in;
+use crate::view;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -36,9 +37,15 @@ fn pending_cookie(tls: bool, value: &str, max_age: u64) -> String {
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct Start {
+    /// The console page to open once signed in ([`view::return_path`]).
+    then: Option<String>,
+}
+
 /// `GET /console/sign-in/provider`: to the identity provider, with a sign-in held for the
 /// way back.
-pub async fn start(State(console): State<Console>) -> Response {
+pub async fn start(State(console): State<Console>, Query(start): Query<Start>) -> Response {
     let Some(client) = console.provider() else {
         return Failure::new(
             StatusCode::NOT_FOUND,
@@ -61,9 +68,18 @@ pub async fn start(State(console): State<Console>) -> Response {
         Ok(binding) => binding,
         Err(failed) => return Failure::from(failed).into_response(),
     };
-    client
-        .pending
-        .insert(started.state, &binding, started.verifier, started.nonce);
+    let then = start
+        .then
+        .as_deref()
+        .and_then(view::return_path)
+        .map(str::to_owned);
+    client.pending.insert(
+        started.state,
+        &binding,
+        started.verifier,
+        started.nonce,
+        then,
+    );
     let mut response = StatusCode::SEE_OTHER.into_response();
     let max_age = super::pending::LIFETIME.as_secs();
     let headers = response.headers_mut();
@@ -95,7 +111,7 @@ pub async fn callback(
 ) -> Response {
     let tls = console.tls();
     let refuse = |status: StatusCode, message: &str| {
-        let mut response = sign_in::form(&console, Some(message), status);
+        let mut response = sign_in::form(&console, Some(message), status, None);
         // The sign-in is over either way: its cookie goes.
         if let Ok(cookie) = pending_cookie(tls, "", 0).parse() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -196,14 +212,15 @@ pub async fn callback(
         Err(failed) => return Failure::from(failed).into_response(),
     };
     tracing::info!(user = %user_id, "signed in to the console through the identity provider");
+    let then = login.then.as_deref().unwrap_or("/console");
     let body = layout::bare_then(
         "Signed in",
-        "/console",
+        then,
         html! {
             div.card.sign-in {
                 h1 { "Signed in" }
                 p { "Opening the console…" }
-                p { a href="/console" { "Continue to the console" } }
+                p { a href=(then) { "Continue to the console" } }
             }
         },
     );

@@ -80,7 +80,6 @@ impl Config {
                 settings.client_secret_file.is_some(),
                 "--console-oidc-client-secret-file",
             ),
-            given(settings.public_url.is_some(), "--console-public-url"),
             given(settings.name.is_some(), "--console-oidc-name"),
         ]
         .into_iter()
@@ -122,13 +121,7 @@ impl Config {
             return Err(error("identity provider settings are incomplete"));
         };
         let issuer_uri = checked_url("--console-oidc-issuer", issuer)?;
-        let public_uri = checked_url("--console-public-url", public_url)?;
-        if !matches!(public_uri.path(), "" | "/") || public_uri.query().is_some() {
-            return Err(error(format!(
-                "--console-public-url: `{public_url}` must be the console's origin only \
-                 (scheme, host and port, no path)"
-            )));
-        }
+        let public_url = checked_origin(public_url)?;
         let client_id = client_id.trim();
         if client_id.is_empty() || client_id.len() > MAX_SETTING {
             return Err(error(format!(
@@ -150,14 +143,33 @@ impl Config {
             issuer: issuer.clone(),
             client_id: client_id.to_owned(),
             client_secret: read_secret(secret_file)?,
-            redirect_uri: format!(
-                "{}/console/sign-in/callback",
-                public_url.trim_end_matches('/')
-            ),
+            redirect_uri: format!("{public_url}/console/sign-in/callback"),
             scopes: scopes.join(" "),
             name,
         }))
     }
+}
+
+/// `--console-public-url`, checked: the console's origin (https, or http on loopback; no path
+/// or query), without a trailing `/`; `None` when it is not set. It stands alone too: webhook
+/// notifications link to the console with it.
+pub(crate) fn public_url(settings: &ProviderSettings) -> Result<Option<String>, ConfigError> {
+    settings
+        .public_url
+        .as_deref()
+        .map(checked_origin)
+        .transpose()
+}
+
+fn checked_origin(public_url: &str) -> Result<String, ConfigError> {
+    let public_uri = checked_url("--console-public-url", public_url)?;
+    if !matches!(public_uri.path(), "" | "/") || public_uri.query().is_some() {
+        return Err(error(format!(
+            "--console-public-url: `{public_url}` must be the console's origin only \
+             (scheme, host and port, no path)"
+        )));
+    }
+    Ok(public_url.trim_end_matches('/').to_owned())
 }
 
 /// An absolute https URL, or http to a loopback host (a provider on this machine, in tests).
@@ -261,6 +273,28 @@ mod tests {
             message.contains("--console-oidc-issuer is not"),
             "{message}"
         );
+
+        // The public URL alone is no half configuration: webhooks link to the console with it.
+        let public_only = ProviderSettings {
+            public_url: Some("https://portcullis.example.com/".into()),
+            ..ProviderSettings::default()
+        };
+        assert!(Config::from_settings(&public_only).unwrap().is_none());
+        assert_eq!(
+            public_url(&public_only).unwrap().as_deref(),
+            Some("https://portcullis.example.com")
+        );
+        for wrong in [
+            "https://portcullis.example.com/console",
+            "http://example.com",
+        ] {
+            let wrong = ProviderSettings {
+                public_url: Some(wrong.into()),
+                ..ProviderSettings::default()
+            };
+            assert!(public_url(&wrong).is_err(), "{wrong:?}");
+        }
+        assert!(public_url(&ProviderSettings::default()).unwrap().is_none());
 
         let plain = ProviderSettings {
             issuer: Some("http://idp.example.com".into()),

@@ -20,6 +20,8 @@ const MAX: usize = 10_000;
 pub(crate) struct Login {
     pub verifier: String,
     pub nonce: String,
+    /// The console page to open once signed in (checked by `view::return_path`).
+    pub then: Option<String>,
     binding: [u8; 32],
     started: Instant,
 }
@@ -40,7 +42,14 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Holds a sign-in under `state`, bound to the browser holding `binding`.
-    pub fn insert(&self, state: String, binding: &str, verifier: String, nonce: String) {
+    pub fn insert(
+        &self,
+        state: String,
+        binding: &str,
+        verifier: String,
+        nonce: String,
+        then: Option<String>,
+    ) {
         let now = Instant::now();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.len() >= MAX {
@@ -60,6 +69,7 @@ impl Pending {
             Login {
                 verifier,
                 nonce,
+                then,
                 binding: Sha256::digest(binding.as_bytes()).into(),
                 started: now,
             },
@@ -91,8 +101,8 @@ mod tests {
     #[test]
     fn a_sign_in_is_taken_once_by_its_own_browser() {
         let pending = Pending::default();
-        pending.insert("s1".into(), "cookie-1", "v".into(), "n".into());
-        pending.insert("s2".into(), "cookie-2", "v".into(), "n".into());
+        pending.insert("s1".into(), "cookie-1", "v".into(), "n".into(), None);
+        pending.insert("s2".into(), "cookie-2", "v".into(), "n".into(), None);
         assert_eq!(
             pending.take("s1", Some("cookie-2")).unwrap_err(),
             Refused::OtherBrowser
@@ -103,12 +113,14 @@ mod tests {
             "a refused try used it up"
         );
         assert_eq!(pending.take("s2", None).unwrap_err(), Refused::OtherBrowser);
-        pending.insert("s3".into(), "cookie-3", "v3".into(), "n3".into());
+        let then = Some("/console/approvals/apr_1".to_owned());
+        pending.insert("s3".into(), "cookie-3", "v3".into(), "n3".into(), then);
         let login = pending.take("s3", Some("cookie-3")).unwrap();
         assert_eq!(
             (login.verifier.as_str(), login.nonce.as_str()),
             ("v3", "n3")
         );
+        assert_eq!(login.then.as_deref(), Some("/console/approvals/apr_1"));
         assert_eq!(
             pending.take("s3", Some("cookie-3")).unwrap_err(),
             Refused::Unknown,

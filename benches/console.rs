@@ -74,10 +74,18 @@ fn main() {
     // share it), drawn deterministically.
     let mut pick = Picker(42);
     let emails: Vec<String> = (0..calls)
-        .map(|_| model.users[pick.below(model.users.len())].email().to_owned())
+        .map(|_| {
+            model.users[pick.below(model.users.len())]
+                .email()
+                .to_owned()
+        })
         .collect();
     let names: Vec<String> = (0..calls)
-        .map(|_| model.users[pick.below(model.users.len())].display_name.clone())
+        .map(|_| {
+            model.users[pick.below(model.users.len())]
+                .display_name
+                .clone()
+        })
         .collect();
     let admin_email = model.users[0].email().to_owned();
     println!(
@@ -151,7 +159,11 @@ fn main() {
                 bytes += body.len();
             }
             summary(
-                &format!("{name} ({} rows, {} KiB)", rows / calls, bytes / calls / 1024),
+                &format!(
+                    "{name} ({} rows, {} KiB)",
+                    rows / calls,
+                    bytes / calls / 1024
+                ),
                 samples,
             );
         };
@@ -183,7 +195,11 @@ fn main() {
 async fn sign_in(router: &Router, secret: &str) -> String {
     let form = router
         .clone()
-        .call(Request::get("/console/sign-in").body(Body::empty()).unwrap())
+        .call(
+            Request::get("/console/sign-in")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let form_cookie = set_cookie(&form);

@@ -499,7 +499,14 @@ mod tests {
 
     const NAMES: [&str; 6] = ["ann", "Bob", "cara", "ANNA", "dan", "bo"];
     /// Display names: some share words with the emails, some not, one is empty.
-    const DISPLAY: [&str; 6] = ["Zoe Quinn", "Ann Lee", "ÉMILE Ångström", "", "Bob Dale", "Quinn"];
+    const DISPLAY: [&str; 6] = [
+        "Zoe Quinn",
+        "Ann Lee",
+        "ÉMILE Ångström",
+        "",
+        "Bob Dale",
+        "Quinn",
+    ];
 
     fn user(i: usize, rng: &mut Lcg) -> User {
         User {
@@ -548,8 +555,8 @@ mod tests {
         // Names too ("quinn", "émile", "n l"), and needles that would match only across the
         // separator between an email and its name ("com\0") or between two entries.
         let needles = [
-            "", "ann", "bo", "b", "@ex.com", ".1", "zzz", "a.3@", "quinn", "émile", "n l",
-            "om\0z", "com\0", "\0", "inn\0",
+            "", "ann", "bo", "b", "@ex.com", ".1", "zzz", "a.3@", "quinn", "émile", "n l", "om\0z",
+            "com\0", "\0", "inn\0",
         ];
         let statuses = [None, Some(UserStatus::Active), Some(UserStatus::Locked)];
         let orders = [UserOrder::Email, UserOrder::Created, UserOrder::Mfa];

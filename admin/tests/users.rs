@@ -271,10 +271,7 @@ async fn list_users_searches_filters_sorts_and_pages() {
         ..Default::default()
     })
     .await;
-    assert_eq!(
-        emails(&by_name),
-        ["carol@example.com", "dave@example.com"]
-    );
+    assert_eq!(emails(&by_name), ["carol@example.com", "dave@example.com"]);
     let by_name = list(pb::ListUsersRequest {
         search: "engineer".into(),
         sort: pb::UserSort::Created as i32,

@@ -15,6 +15,8 @@
 //! through the real sign-in form with a minted Admin token, and sends each page's GET to the
 //! router in process (no socket: what is timed is the server's work). Each figure is a
 //! distribution over many calls (p50, p90, p99, max), after a few unrecorded warm-up calls.
+//! Last, it follows the group's "Next page" links to its last page and times that page: a
+//! cursor that does not seek would show there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -186,6 +188,31 @@ fn main() {
             format!("/console/groups/{GROUP}")
         })
         .await;
+
+        // The group's last page: follow "Next page" from the first to the end, as a person
+        // paging through would, then time that page alone.
+        let mut path = format!("/console/groups/{GROUP}");
+        let mut pages = 1;
+        let started = Instant::now();
+        loop {
+            let (status, body) = get(&router, &cookie, &path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            match next_page(&body) {
+                Some(next) => {
+                    path = next;
+                    pages += 1;
+                }
+                None => break,
+            }
+        }
+        println!(
+            "  (followed {pages} pages of the group in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        run(&format!("group of {group_size}: page {pages} (the last)"), &|_| {
+            path.clone()
+        })
+        .await;
     });
     println!("peak RSS {} MiB", peak_rss_mib());
 }
@@ -231,6 +258,13 @@ async fn sign_in(router: &Router, secret: &str) -> String {
         .unwrap();
     assert_eq!(signed.status(), StatusCode::SEE_OTHER, "sign-in refused");
     set_cookie(&signed)
+}
+
+/// The address of a page's "Next page" link, if it has one.
+fn next_page(html: &str) -> Option<String> {
+    let before = &html[..html.find("\">Next page</a>")?];
+    let href = &before[before.rfind("href=\"")? + "href=\"".len()..];
+    Some(href.replace("&amp;", "&"))
 }
 
 /// The `name=value` part of a response's `Set-Cookie`.

@@ -209,9 +209,10 @@ fn main() {
             "  (followed {pages} pages of the group in {:.1} s)",
             started.elapsed().as_secs_f64()
         );
-        run(&format!("group of {group_size}: page {pages} (the last)"), &|_| {
-            path.clone()
-        })
+        run(
+            &format!("group of {group_size}: page {pages} (the last)"),
+            &|_| path.clone(),
+        )
         .await;
     });
     println!("peak RSS {} MiB", peak_rss_mib());

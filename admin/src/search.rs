@@ -1,9 +1,11 @@
-//! User search at memory speed: a flat index of every user's lower-cased email, in email order,
-//! beside the fields lists filter and sort by.
+//! User search at memory speed: a flat index of every user's lower-cased email and display
+//! name, in email order, beside the fields lists filter and sort by.
 //!
 //! Walking the view's persistent maps costs a pointer chase per user (100–200 ns), so a search
 //! that matches few users, which must visit them all, would take over 100 ms at a million users.
-//! The index lays the emails end to end so `memchr::memmem` scans them at memory bandwidth.
+//! The index lays each user's email and name end to end (`email NUL name NUL`) so
+//! `memchr::memmem` scans them all at memory bandwidth in one pass; a match counts only when it
+//! lies wholly within the email or wholly within the name.
 //!
 //! It is built from one view (its *base*) and answers exactly for any later view: the users
 //! changed since the base (a structural diff of the two views, which skips everything they
@@ -45,10 +47,13 @@ pub(crate) struct Query<'q> {
 
 struct Index {
     base: Arc<View>,
-    /// Every email, each followed by a NUL.
+    /// Every entry's email and display name, each followed by a NUL.
     text: Vec<u8>,
-    /// Entry `i`'s email is `text[starts[i]..starts[i + 1] - 1]`; one more than entries.
+    /// Entry `i` is `text[starts[i]..starts[i + 1]]`; one more than entries.
     starts: Vec<u32>,
+    /// Entry `i`'s name starts at `names[i]`: its email is `text[starts[i]..names[i] - 1]`, its
+    /// name `text[names[i]..starts[i + 1] - 1]`.
+    names: Vec<u32>,
     ids: Vec<Id>,
     created: Vec<i64>,
     mfa: Vec<u8>,
@@ -86,24 +91,28 @@ impl Key<'_> {
 
 impl Index {
     fn build(base: Arc<View>) -> Index {
-        let mut rows: Vec<(String, &Arc<User>)> = base
+        let mut rows: Vec<(String, String, &Arc<User>)> = base
             .users()
-            .map(|u| (u.email().to_lowercase(), u))
+            .map(|u| (u.email().to_lowercase(), u.display_name.to_lowercase(), u))
             .collect();
-        rows.sort_unstable_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+        rows.sort_unstable_by(|a, b| (&a.0, &a.2.id).cmp(&(&b.0, &b.2.id)));
         let n = rows.len();
         let mut index = Index {
-            text: Vec::with_capacity(rows.iter().map(|r| r.0.len() + 1).sum()),
+            text: Vec::with_capacity(rows.iter().map(|r| r.0.len() + r.1.len() + 2).sum()),
             starts: Vec::with_capacity(n + 1),
+            names: Vec::with_capacity(n),
             ids: Vec::with_capacity(n),
             created: Vec::with_capacity(n),
             mfa: Vec::with_capacity(n),
             status: Vec::with_capacity(n),
             base: Arc::clone(&base),
         };
-        for (email, user) in &rows {
+        for (email, name, user) in &rows {
             index.starts.push(index.text.len() as u32);
             index.text.extend_from_slice(email.as_bytes());
+            index.text.push(0);
+            index.names.push(index.text.len() as u32);
+            index.text.extend_from_slice(name.as_bytes());
             index.text.push(0);
             index.ids.push(Arc::from(user.id.as_str()));
             index.created.push(user.created_at.0);
@@ -120,7 +129,7 @@ impl Index {
     }
 
     fn email(&self, i: usize) -> &[u8] {
-        &self.text[self.starts[i] as usize..self.starts[i + 1] as usize - 1]
+        &self.text[self.starts[i] as usize..self.names[i] as usize - 1]
     }
 
     fn key(&self, i: usize) -> Key<'_> {
@@ -132,12 +141,12 @@ impl Index {
         }
     }
 
-    /// The entry whose email holds byte `offset` of `text`.
+    /// The entry whose email or name holds byte `offset` of `text`.
     fn entry_at(&self, offset: usize) -> usize {
         self.starts.partition_point(|&s| s as usize <= offset) - 1
     }
 
-    /// Entries whose email contains `needle`, in email order (reversed if `descending`), from
+    /// Entries whose email or name contains `needle`, in email order (reversed if `descending`), from
     /// entry `from` (ascending) or below entry `to` (descending).
     fn matches<'i>(
         &'i self,
@@ -158,8 +167,14 @@ impl Index {
         let within = move |offset: usize| {
             let at = start + offset;
             let i = self.entry_at(at);
-            // A match may not run past the end of its email.
-            (at + needle.len() < self.starts[i + 1] as usize).then_some(i)
+            // A match may not run past the end of its email or its name (into the NUL after it).
+            let name = self.names[i] as usize;
+            let end = if at < name {
+                name
+            } else {
+                self.starts[i + 1] as usize
+            };
+            (at + needle.len() < end).then_some(i)
         };
         let mut last = usize::MAX;
         let distinct = move |&i: &usize| {
@@ -186,6 +201,7 @@ impl Index {
 /// A user changed since the index's base, as the newer view has it.
 struct Fresh<'v> {
     email: String,
+    name: String,
     user: &'v Arc<User>,
 }
 
@@ -295,10 +311,12 @@ impl UserSearch {
             .filter_map(|id| view.user(id))
             .map(|user| Fresh {
                 email: user.email().to_lowercase(),
+                name: user.display_name.to_lowercase(),
                 user,
             })
             .filter(|f| {
-                memchr::memmem::find(f.email.as_bytes(), needle).is_some()
+                (memchr::memmem::find(f.email.as_bytes(), needle).is_some()
+                    || memchr::memmem::find(f.name.as_bytes(), needle).is_some())
                     && wanted_status(f.user.status())
                     && past_cursor(&f.key())
             })
@@ -480,12 +498,22 @@ mod tests {
     }
 
     const NAMES: [&str; 6] = ["ann", "Bob", "cara", "ANNA", "dan", "bo"];
+    /// Display names: some share words with the emails, some not, one is empty.
+    const DISPLAY: [&str; 6] = [
+        "Zoe Quinn",
+        "Ann Lee",
+        "ÉMILE Ångström",
+        "",
+        "Bob Dale",
+        "Quinn",
+    ];
 
     fn user(i: usize, rng: &mut Lcg) -> User {
         User {
             id: format!("u{i:03}"),
             user_name: format!("login{i}"),
             emails: vec![format!("{}.{}@Ex.com", NAMES[rng.below(6)], rng.below(40))],
+            display_name: DISPLAY[rng.below(6)].to_owned(),
             created_at: Timestamp(rng.below(8) as i64),
             mfa: [Mfa::Enabled, Mfa::Disabled, Mfa::Unknown][rng.below(3)],
             active: rng.below(5) > 0,
@@ -501,7 +529,10 @@ mod tests {
     /// What `find` must return: the view's own order, filtered.
     fn naive(view: &View, q: &Query<'_>) -> Vec<String> {
         view.users_from(q.order, q.descending, q.after)
-            .filter(|u| u.email().to_lowercase().contains(q.needle))
+            .filter(|u| {
+                u.email().to_lowercase().contains(q.needle)
+                    || u.display_name.to_lowercase().contains(q.needle)
+            })
             .filter(|u| q.status.is_none_or(|s| u.status() == s))
             .take(q.limit)
             .map(|u| u.id.clone())
@@ -521,7 +552,12 @@ mod tests {
             })
             .unwrap();
         let search = UserSearch::default();
-        let needles = ["", "ann", "bo", "b", "@ex.com", ".1", "zzz", "a.3@"];
+        // Names too ("quinn", "émile", "n l"), and needles that would match only across the
+        // separator between an email and its name ("com\0") or between two entries.
+        let needles = [
+            "", "ann", "bo", "b", "@ex.com", ".1", "zzz", "a.3@", "quinn", "émile", "n l", "om\0z",
+            "com\0", "\0", "inn\0",
+        ];
         let statuses = [None, Some(UserStatus::Active), Some(UserStatus::Locked)];
         let orders = [UserOrder::Email, UserOrder::Created, UserOrder::Mfa];
         for round in 0..60 {

@@ -264,6 +264,31 @@ async fn list_users_searches_filters_sorts_and_pages() {
     })
     .await;
     assert_eq!(emails(&found), ["carol@example.com"]);
+    // The display name too, in any case: "Carol Engineer" and "Dave Engineer" (their emails
+    // do not say it), and a status filter and a sort still apply to name matches.
+    let by_name = list(pb::ListUsersRequest {
+        search: "engINEER".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(emails(&by_name), ["carol@example.com", "dave@example.com"]);
+    let by_name = list(pb::ListUsersRequest {
+        search: "engineer".into(),
+        sort: pb::UserSort::Created as i32,
+        descending: true,
+        page_size: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(emails(&by_name), ["dave@example.com"]);
+    assert!(!by_name.next_page_token.is_empty());
+    // A match may not run from an email into its name (the index keeps them apart by a NUL).
+    let across = list(pb::ListUsersRequest {
+        search: "example.com\0carol".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(across.users.is_empty());
     let inactive = list(pb::ListUsersRequest {
         status: pb::UserStatus::Inactive as i32,
         ..Default::default()

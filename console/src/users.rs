@@ -108,8 +108,8 @@ pub async fn list(
             hx-get="/console/users" hx-trigger="input changed delay:300ms from:#q, change, submit"
             hx-target="#users" hx-select="#users" hx-swap="outerHTML" hx-push-url="true" {
             div {
-                label for="q" { "Search by email" }
-                input #q type="search" name="q" value=(query.q) placeholder="name@example.com";
+                label for="q" { "Search by email or name" }
+                input #q type="search" name="q" value=(query.q) placeholder="Name or name@example.com";
             }
             div {
                 label for="status" { "Status" }

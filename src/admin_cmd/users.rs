@@ -37,7 +37,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Only users whose email (or user name) contains this, in any case.
+    /// Only users whose email (or user name) or display name contains this, in any case.
     #[arg(long)]
     search: Option<String>,
     #[arg(long, value_enum)]

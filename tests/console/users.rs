@@ -38,6 +38,15 @@ async fn an_admin_finds_a_user_and_locks_them_and_the_next_check_is_denied() {
         !found.body.contains("/console/users/u0000363"),
         "filtered out"
     );
+    // By display name, in any case: the space is in the name, not in any email.
+    assert!(list.body.contains("Search by email or name"));
+    let by_name = browser.get("/console/users?q=alan+GOLDWASSER").await;
+    assert_eq!(by_name.status, 200, "{}", by_name.body);
+    assert!(
+        by_name.body.contains("Alan Goldwasser") && !by_name.body.contains("No user matches."),
+        "{}",
+        by_name.body
+    );
 
     let before = decision(&setup, "u0000005");
     assert!(!before.contains("USER_LOCKED"), "{before}");

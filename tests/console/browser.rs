@@ -342,6 +342,19 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         chromium.goto(&format!("{base}{group}{suffix}")).await;
         chromium.review(name).await;
     }
+    // The confirmation pages and an error page.
+    chromium.goto(&format!("{base}{group}")).await;
+    chromium.click("a[href$='/remove']").await;
+    chromium.review("group-remove-member").await;
+    chromium
+        .goto(&format!("{base}/console/settings/tokens"))
+        .await;
+    chromium.click("a[href$='/revoke']").await;
+    assert!(chromium.path().await.ends_with("/revoke"));
+    chromium.review("settings-token-revoke").await;
+    chromium.goto(&format!("{base}/console/no-such-page")).await;
+    assert!(chromium.text("main").await.contains("404"));
+    chromium.review("not-found").await;
 
     chromium.goto(&format!("{base}/console/policies")).await;
     chromium.click("main table tbody td a").await;

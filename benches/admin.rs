@@ -13,13 +13,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use admin::{Activity, AdminService};
-use live::Live;
 use pb::admin_service_client::AdminServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
 use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
 use std::time::Instant;
-use support::{Picker, peak_rss_mib, summary};
+use support::{Picker, imported, peak_rss_mib, summary};
 use tonic::transport::Channel;
 
 mod support;
@@ -44,23 +43,7 @@ fn main() {
         model.policies.len()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(dir.path()).unwrap();
-    let started = Instant::now();
-    store.import(&model).unwrap();
-    drop(model);
-    println!("  import {:.1} s", started.elapsed().as_secs_f64());
-    let secret =
-        admin::token::create_on_store(&store, &admin_email, "bench", Some(pdp::Role::Admin), None)
-            .unwrap()
-            .secret;
-    let started = Instant::now();
-    let live = Live::start(store).unwrap();
-    println!(
-        "  view + first snapshot {:.1} s; peak RSS {} MiB",
-        started.elapsed().as_secs_f64(),
-        peak_rss_mib()
-    );
+    let (_dir, live, secret) = imported(model, &admin_email);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,10 +26,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use live::Live;
 use pdp::{Group, ManagedBy, Membership, MembershipSource, Timestamp};
 use std::time::{Duration, Instant};
-use support::{Picker, peak_rss_mib, summary};
+use support::{Picker, imported, peak_rss_mib, summary};
 use tower_service::Service;
 
 mod support;
@@ -97,23 +96,7 @@ fn main() {
         model.policies.len()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(dir.path()).unwrap();
-    let started = Instant::now();
-    store.import(&model).unwrap();
-    drop(model);
-    println!("  import {:.1} s", started.elapsed().as_secs_f64());
-    let secret =
-        admin::token::create_on_store(&store, &admin_email, "bench", Some(pdp::Role::Admin), None)
-            .unwrap()
-            .secret;
-    let started = Instant::now();
-    let live = Live::start(store).unwrap();
-    println!(
-        "  view + first snapshot {:.1} s; peak RSS {} MiB",
-        started.elapsed().as_secs_f64(),
-        peak_rss_mib()
-    );
+    let (_dir, live, secret) = imported(model, &admin_email);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

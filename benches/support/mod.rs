@@ -94,3 +94,27 @@ pub fn pid_cpu_secs(pid: u32) -> f64 {
         })
         .map_or(0.0, |ticks| ticks as f64 / 100.0)
 }
+
+/// A store in a temp dir holding `model`, an Admin token of `admin_email` minted on it, and the
+/// live view over it: what the admin and console benches start from, each step timed on stdout.
+/// Keep the temp dir as long as the store is used.
+pub fn imported(model: pdp::Model, admin_email: &str) -> (tempfile::TempDir, live::Live, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    store.import(&model).unwrap();
+    drop(model);
+    println!("  import {:.1} s", started.elapsed().as_secs_f64());
+    let secret =
+        admin::token::create_on_store(&store, admin_email, "bench", Some(pdp::Role::Admin), None)
+            .unwrap()
+            .secret;
+    let started = std::time::Instant::now();
+    let live = live::Live::start(store).unwrap();
+    println!(
+        "  view + first snapshot {:.1} s; peak RSS {} MiB",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    (dir, live, secret)
+}

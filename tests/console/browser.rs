@@ -155,6 +155,47 @@ impl Chromium {
             .unwrap()
     }
 
+    /// What the field `css` holds now (its `value` property: as typed, not as served).
+    pub async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// Chooses the option whose value is `value` in the `<select>` `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("no option `{value}` in `{css}`: {e}"));
+    }
+
+    /// Submits the form `form` through its submit button with the browser's own checks off
+    /// (`required` boxes left unticked go out), as a browser that skips them would: what the
+    /// server answers then is what a refused form looks like.
+    pub async fn submit_unchecked(&self, form: &str) {
+        let found = self
+            .client
+            .execute(
+                "const form = document.querySelector(arguments[0]);
+                 if (form) { form.noValidate = true; }
+                 return form !== null;",
+                vec![json!(form)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, json!(true), "no form `{form}` on the page");
+        self.click(&format!("{form} button[type=submit]")).await;
+    }
+
     /// Waits until the text of `css` satisfies `ready`. The element may be replaced while
     /// it is read (htmx swaps lists whole): that read counts as a miss.
     pub async fn wait_for_text(&self, css: &str, what: &str, ready: impl Fn(&str) -> bool) {
@@ -486,4 +527,404 @@ async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
         .unwrap()
         .into_inner();
     assert_eq!(retried.decision(), portcullis_proto::v1::Decision::Allow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
+    use portcullis_proto::v1 as pb;
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let setup = Setup::start();
+    let base = setup.server.http.clone();
+    chromium.sign_in(&base, &setup.admin).await;
+
+    // Created through the form.
+    chromium.goto(&format!("{base}/console/groups/new")).await;
+    chromium.fill("#name", "Incident responders").await;
+    chromium.fill("#description", "on call this week").await;
+    chromium.click("#role-read_only").await;
+    chromium
+        .click("main form[method=post][action='/console/groups'] button[type=submit]")
+        .await;
+    let page = wait_for_path(&chromium, "the new group's page", |path| {
+        path.starts_with("/console/groups/") && path != "/console/groups/new"
+    })
+    .await;
+    let id = page.trim_start_matches("/console/groups/").to_owned();
+    assert!(chromium.text("main h1").await.contains("Incident responders"));
+    assert!(chromium.text("main").await.contains("No member yet."));
+    let stored = super::groups::group(&setup, &id).await.unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.description.as_str()),
+        ("Incident responders", "on call this week")
+    );
+    assert_eq!(stored.roles, vec![pb::Role::ReadOnly as i32]);
+    chromium.review("group-created").await;
+
+    // Assign Users: a search narrows the candidates in place, several are ticked and sent.
+    chromium.click("main a[href$='/assign']").await;
+    wait_for_path(&chromium, "the Assign Users page", |path| {
+        path.ends_with("/assign")
+    })
+    .await;
+    chromium.fill("#q", "contractors.example.net").await;
+    chromium
+        .wait_for_text("#candidates", "the contractors, in place", |t| {
+            t.contains("@contractors.example.net") && !t.contains("@example.com")
+        })
+        .await;
+    let mut picked = Vec::new();
+    for i in 0..3 {
+        let pick = format!("#candidates #pick-{i}");
+        chromium.click(&pick).await;
+        picked.push(chromium.value(&pick).await);
+    }
+    chromium.review("group-assign-picked").await;
+    chromium
+        .click("#candidates form[method=post] button[type=submit]")
+        .await;
+    wait_for_path(&chromium, "the group's page with the new members", |path| {
+        path == format!("{page}?added=3")
+    })
+    .await;
+    assert!(chromium.text("main").await.contains("3 users added."));
+    for user in &picked {
+        assert!(
+            chromium
+                .has(&format!("#members a[href='/console/users/{user}']"))
+                .await,
+            "{user} is listed: {}",
+            chromium.text("#members").await
+        );
+    }
+    picked.sort();
+    assert_eq!(super::groups::member_ids(&setup, &id).await, picked);
+    chromium.review("group-members").await;
+
+    // Settings: renamed, described anew, Admin instead of Read Only.
+    chromium.click("main a[href$='/settings']").await;
+    wait_for_path(&chromium, "the group's settings", |path| {
+        path.ends_with("/settings")
+    })
+    .await;
+    assert_eq!(chromium.value("#group-id").await, id, "the id, read-only");
+    chromium.fill("#name", "Incident commanders").await;
+    chromium.fill("#description", "lead the response").await;
+    chromium.click("#role-admin").await;
+    chromium.click("#role-read_only").await;
+    chromium
+        .click(&format!(
+            "form[action='{page}/settings'] button[type=submit]"
+        ))
+        .await;
+    chromium
+        .wait_for_text("main", "the settings saved", |t| t.contains("Saved."))
+        .await;
+    assert!(chromium.text("main h1").await.contains("Incident commanders"));
+    let stored = super::groups::group(&setup, &id).await.unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.description.as_str()),
+        ("Incident commanders", "lead the response")
+    );
+    assert_eq!(stored.roles, vec![pb::Role::Admin as i32]);
+    chromium.review("group-settings-saved").await;
+
+    // Delete: the page says what happens; sent without the tick, the server asks for it and
+    // deletes nothing.
+    let delete = format!("form[action='{page}/delete']");
+    let said = chromium.text(&delete).await;
+    assert!(
+        said.contains("3 users stay in the directory") && said.contains("ends at once"),
+        "{said}"
+    );
+    chromium.submit_unchecked(&delete).await;
+    chromium
+        .wait_for_text("main", "the delete refused without its tick", |t| {
+            t.contains("tick the confirmation box")
+        })
+        .await;
+    assert!(super::groups::group(&setup, &id).await.is_ok(), "not deleted");
+    chromium.review("group-delete-unconfirmed").await;
+    chromium.click("#confirm-delete").await;
+    chromium.click(&format!("{delete} button.danger")).await;
+    wait_for_path(&chromium, "the groups after the delete", |path| {
+        path == "/console/groups"
+    })
+    .await;
+    chromium.fill("#q", "incident").await;
+    chromium
+        .wait_for_text("#groups", "the search for the deleted group", |t| {
+            t.contains("No group matches.")
+        })
+        .await;
+    chromium.review("groups-after-delete").await;
+    assert_eq!(
+        super::groups::group(&setup, &id).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    // Its users stay in the directory, without it.
+    chromium
+        .goto(&format!("{base}/console/users/{}", picked[0]))
+        .await;
+    let user = chromium.text("main").await;
+    assert!(user.contains(&picked[0]) && !user.contains("Incident"), "{user}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let setup = Setup::start();
+    let agent = super::policies::working_agent(&setup);
+    let base = setup.server.http.clone();
+    // A connector no generated policy uses, so this policy alone decides on it.
+    let connector = "browser-test";
+    let check = |tool: &str| {
+        setup.check(&[
+            "--user",
+            "u0000005",
+            "--agent",
+            agent,
+            "--connector",
+            connector,
+            "--tool",
+            tool,
+        ])
+    };
+    assert!(check("open_door").contains("NO_MATCHING_POLICY"));
+    chromium.sign_in(&base, &setup.admin).await;
+
+    chromium.goto(&format!("{base}/console/policies/new")).await;
+    chromium.fill("#name", "Doors closed").await;
+    chromium.fill("#connector", connector).await;
+    chromium.click("#tools_mode-listed").await;
+    chromium.fill("#tools", "open_door, close_door").await;
+    chromium.click("#scope_mode-listed").await;
+    chromium.fill("#users", "u0000005").await;
+    chromium.select("#action", "deny").await;
+    // A condition that does not compile: the error next to the field, what was typed kept.
+    let broken = r#"request.arguments.repo.startsWith("acme/"#;
+    chromium.fill("#expression", broken).await;
+    let create = "main form[action='/console/policies'] button[type=submit]";
+    chromium.click(create).await;
+    chromium
+        .wait_for_text("#expression-error", "the condition refused by its field", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(
+        chromium
+            .client
+            .execute(
+                "return document.getElementById('expression').getAttribute('aria-describedby');",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!("expression-error")
+    );
+    assert_eq!(chromium.value("#expression").await, broken);
+    assert_eq!(chromium.value("#name").await, "Doors closed");
+    assert!(check("open_door").contains("NO_MATCHING_POLICY"), "nothing saved");
+    chromium.review("policy-condition-refused").await;
+
+    chromium
+        .fill("#expression", r#"request.tool != "ring_bell""#)
+        .await;
+    chromium.click(create).await;
+    let page = wait_for_path(&chromium, "the new policy's page", |path| {
+        path.starts_with("/console/policies/pol_")
+    })
+    .await;
+    let id = page.trim_start_matches("/console/policies/").to_owned();
+    let shown = chromium.text("main").await;
+    assert!(
+        shown.contains("Doors closed") && shown.contains("open_door, close_door"),
+        "{shown}"
+    );
+    chromium.review("policy-created").await;
+
+    // Decisions use it at once: the gRPC Check names it.
+    let decided = check("open_door");
+    assert!(
+        decided.starts_with("DENY") && decided.contains("reason POLICY") && decided.contains(&id),
+        "{decided}"
+    );
+
+    // "Test this policy": the engine's explained answer, naming this policy.
+    chromium.fill("#test-user", "u0000005").await;
+    chromium.fill("#test-agent", agent).await;
+    chromium.fill("#test-tool", "open_door").await;
+    chromium.click("#test form button[type=submit]").await;
+    chromium
+        .wait_for_text("#answer", "the tested answer", |t| {
+            t.contains("This policy")
+        })
+        .await;
+    let answer = chromium.text("#answer").await;
+    assert!(answer.contains("Deny") && answer.contains("POLICY"), "{answer}");
+    let weighed = chromium.text("#test table").await;
+    assert!(weighed.contains("Doors closed (this policy)"), "{weighed}");
+    chromium.review("policy-tested").await;
+    // A tool it does not list: no policy matches, here and over gRPC.
+    chromium.fill("#test-tool", "ring_bell").await;
+    chromium.click("#test form button[type=submit]").await;
+    chromium
+        .wait_for_text("#answer", "the answer for another tool", |t| {
+            t.contains("NO_MATCHING_POLICY")
+        })
+        .await;
+    assert!(chromium.text("#test table").await.contains("Tool not covered"));
+    assert!(check("ring_bell").contains("NO_MATCHING_POLICY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
+    let Some(chromium) = Chromium::start().await else {
+        return;
+    };
+    let setup = Setup::start();
+    let base = setup.server.http.clone();
+    chromium.sign_in(&base, &setup.admin).await;
+
+    // A new admin token: its secret, once, and it works over gRPC.
+    chromium
+        .goto(&format!("{base}/console/settings/tokens"))
+        .await;
+    chromium.fill("#user", "u0000193").await;
+    chromium.fill("#name", "browser test").await;
+    chromium.select("#role", "read_only").await;
+    chromium
+        .click("main form[action='/console/settings/tokens'] button[type=submit]")
+        .await;
+    chromium
+        .wait_for_text("main", "the new token's secret", |t| {
+            t.contains("Copy it now")
+        })
+        .await;
+    let secret = chromium.value("#secret").await;
+    let mut admin = setup.server.admin(&secret).await;
+    admin
+        .list_groups(portcullis_proto::v1::ListGroupsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("the new token reads: {e}"));
+    chromium.review("settings-token-secret").await;
+
+    // A new SCIM connection: its token, once, which the SCIM endpoint takes.
+    let scim = super::Browser::new(&base);
+    let scim_users = |token: String| {
+        let scim = &scim;
+        async move {
+            let auth = format!("Bearer {token}");
+            scim.send(
+                "GET",
+                "/scim/v2/Users?count=1",
+                &[("authorization", auth.as_str())],
+                Vec::new(),
+            )
+            .await
+            .status
+        }
+    };
+    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium.fill("#name", "entra-browser").await;
+    chromium
+        .click("main form[action='/console/settings/scim'] button[type=submit]")
+        .await;
+    chromium
+        .wait_for_text("main", "the new connection's token", |t| {
+            t.contains("Copy it now")
+        })
+        .await;
+    let first = chromium.value("#secret").await;
+    assert_eq!(scim_users(first.clone()).await, 200);
+    let connection = chromium.text("main dl.facts code").await;
+    chromium.review("settings-scim-secret").await;
+
+    // Rotated: the confirmation, then the new token, once.
+    let at = format!("/console/settings/scim/{connection}");
+    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium.click(&format!("main a[href='{at}/rotate']")).await;
+    wait_for_path(&chromium, "the rotate confirmation", |path| {
+        path.ends_with("/rotate")
+    })
+    .await;
+    chromium.review("settings-scim-rotate").await;
+    chromium.fill("#grace", "1h").await;
+    chromium
+        .click(&format!("form[action='{at}/rotate'] button[type=submit]"))
+        .await;
+    chromium
+        .wait_for_text("main", "the rotated token", |t| t.contains("Copy it now"))
+        .await;
+    let rotated = chromium.value("#secret").await;
+    assert_ne!(rotated, first);
+    assert_eq!(scim_users(rotated.clone()).await, 200);
+    assert!(chromium.text("main").await.contains("Old token accepted until"));
+    chromium.review("settings-scim-rotated-secret").await;
+
+    // Revoked: the confirmation says what happens; then neither token works.
+    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium.click(&format!("main a[href='{at}/revoke']")).await;
+    wait_for_path(&chromium, "the revoke confirmation", |path| {
+        path.ends_with("/revoke")
+    })
+    .await;
+    chromium.review("settings-scim-revoke").await;
+    chromium.click("#confirm").await;
+    chromium
+        .click(&format!("form[action='{at}/revoke'] button.danger"))
+        .await;
+    wait_for_path(&chromium, "the connections after the revoke", |path| {
+        path == "/console/settings/scim"
+    })
+    .await;
+    assert!(chromium.text("main table").await.contains("Revoked"));
+    assert_eq!(scim_users(rotated).await, 401);
+    assert_eq!(scim_users(first).await, 401);
+
+    // A webhook's delete: refused without its tick (the page says why), then done.
+    chromium
+        .goto(&format!("{base}/console/settings/webhooks/new"))
+        .await;
+    chromium.fill("#url", "http://127.0.0.1:9/doomed").await;
+    chromium.click("main form button[type=submit]").await;
+    chromium
+        .wait_for_text("main", "the new webhook's secret", |t| {
+            t.contains("Copy it now")
+        })
+        .await;
+    chromium
+        .click("main a[href^='/console/settings/webhooks/wh_']")
+        .await;
+    let webhook = wait_for_path(&chromium, "the webhook's details", |path| {
+        path.starts_with("/console/settings/webhooks/wh_")
+    })
+    .await;
+    let delete = format!("form[action='{webhook}/delete']");
+    assert!(chromium.text(&delete).await.contains("cannot be restored"));
+    chromium.submit_unchecked(&delete).await;
+    chromium
+        .wait_for_text("main", "the delete refused without its tick", |t| {
+            t.contains("tick the confirmation box")
+        })
+        .await;
+    chromium.review("settings-webhook-delete-unconfirmed").await;
+    chromium.click("#confirm").await;
+    chromium.click(&format!("{delete} button.danger")).await;
+    wait_for_path(&chromium, "the webhooks after the delete", |path| {
+        path == "/console/settings/webhooks"
+    })
+    .await;
+    assert!(!chromium.text("main").await.contains("/doomed"));
+
+    // A Read Only person opening a write page: 403, said plainly.
+    chromium.sign_out().await;
+    chromium.sign_in(&base, &setup.read_only).await;
+    chromium.goto(&format!("{base}/console/groups/new")).await;
+    let said = chromium.text("main").await;
+    assert!(said.contains("403") && said.contains("Admin role"), "{said}");
+    chromium.review("forbidden").await;
 }

@@ -36,7 +36,7 @@ fn created_id(reply: &Reply) -> String {
         .to_owned()
 }
 
-async fn members(setup: &Setup, group: &str) -> Vec<pb::GroupMember> {
+pub async fn members(setup: &Setup, group: &str) -> Vec<pb::GroupMember> {
     let mut admin = setup.server.admin(&setup.admin).await;
     admin
         .list_group_members(pb::ListGroupMembersRequest {
@@ -50,7 +50,7 @@ async fn members(setup: &Setup, group: &str) -> Vec<pb::GroupMember> {
         .members
 }
 
-async fn member_ids(setup: &Setup, group: &str) -> Vec<String> {
+pub async fn member_ids(setup: &Setup, group: &str) -> Vec<String> {
     members(setup, group)
         .await
         .into_iter()
@@ -58,7 +58,7 @@ async fn member_ids(setup: &Setup, group: &str) -> Vec<String> {
         .collect()
 }
 
-async fn group(setup: &Setup, id: &str) -> Result<pb::Group, tonic::Status> {
+pub async fn group(setup: &Setup, id: &str) -> Result<pb::Group, tonic::Status> {
     let mut admin = setup.server.admin(&setup.admin).await;
     admin
         .get_group(pb::GetGroupRequest { id: id.to_owned() })

@@ -196,6 +196,22 @@ impl Chromium {
         self.click(&format!("{form} button[type=submit]")).await;
     }
 
+    /// Scrolls the first element matching `css` to the middle of the window, so the screenshot
+    /// shows it (a refusal's message below the fold, say).
+    pub async fn show(&self, css: &str) {
+        let found = self
+            .client
+            .execute(
+                "const element = document.querySelector(arguments[0]);
+                 if (element) { element.scrollIntoView({ block: 'center' }); }
+                 return element !== null;",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, json!(true), "no `{css}` on the page");
+    }
+
     /// Waits until the text of `css` satisfies `ready`. The element may be replaced while
     /// it is read (htmx swaps lists whole): that read counts as a miss.
     pub async fn wait_for_text(&self, css: &str, what: &str, ready: impl Fn(&str) -> bool) {
@@ -552,7 +568,12 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
     })
     .await;
     let id = page.trim_start_matches("/console/groups/").to_owned();
-    assert!(chromium.text("main h1").await.contains("Incident responders"));
+    assert!(
+        chromium
+            .text("main h1")
+            .await
+            .contains("Incident responders")
+    );
     assert!(chromium.text("main").await.contains("No member yet."));
     let stored = super::groups::group(&setup, &id).await.unwrap();
     assert_eq!(
@@ -621,7 +642,12 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
     chromium
         .wait_for_text("main", "the settings saved", |t| t.contains("Saved."))
         .await;
-    assert!(chromium.text("main h1").await.contains("Incident commanders"));
+    assert!(
+        chromium
+            .text("main h1")
+            .await
+            .contains("Incident commanders")
+    );
     let stored = super::groups::group(&setup, &id).await.unwrap();
     assert_eq!(
         (stored.name.as_str(), stored.description.as_str()),
@@ -644,7 +670,11 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
             t.contains("tick the confirmation box")
         })
         .await;
-    assert!(super::groups::group(&setup, &id).await.is_ok(), "not deleted");
+    assert!(
+        super::groups::group(&setup, &id).await.is_ok(),
+        "not deleted"
+    );
+    chromium.show("#confirm-error").await;
     chromium.review("group-delete-unconfirmed").await;
     chromium.click("#confirm-delete").await;
     chromium.click(&format!("{delete} button.danger")).await;
@@ -668,7 +698,10 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
         .goto(&format!("{base}/console/users/{}", picked[0]))
         .await;
     let user = chromium.text("main").await;
-    assert!(user.contains(&picked[0]) && !user.contains("Incident"), "{user}");
+    assert!(
+        user.contains(&picked[0]) && !user.contains("Incident"),
+        "{user}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,9 +743,11 @@ async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
     let create = "main form[action='/console/policies'] button[type=submit]";
     chromium.click(create).await;
     chromium
-        .wait_for_text("#expression-error", "the condition refused by its field", |t| {
-            !t.is_empty()
-        })
+        .wait_for_text(
+            "#expression-error",
+            "the condition refused by its field",
+            |t| !t.is_empty(),
+        )
         .await;
     assert_eq!(
         chromium
@@ -727,7 +762,11 @@ async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
     );
     assert_eq!(chromium.value("#expression").await, broken);
     assert_eq!(chromium.value("#name").await, "Doors closed");
-    assert!(check("open_door").contains("NO_MATCHING_POLICY"), "nothing saved");
+    assert!(
+        check("open_door").contains("NO_MATCHING_POLICY"),
+        "nothing saved"
+    );
+    chromium.show("#expression-error").await;
     chromium.review("policy-condition-refused").await;
 
     chromium
@@ -764,7 +803,10 @@ async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
         })
         .await;
     let answer = chromium.text("#answer").await;
-    assert!(answer.contains("Deny") && answer.contains("POLICY"), "{answer}");
+    assert!(
+        answer.contains("Deny") && answer.contains("POLICY"),
+        "{answer}"
+    );
     let weighed = chromium.text("#test table").await;
     assert!(weighed.contains("Doors closed (this policy)"), "{weighed}");
     chromium.review("policy-tested").await;
@@ -776,7 +818,12 @@ async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
             t.contains("NO_MATCHING_POLICY")
         })
         .await;
-    assert!(chromium.text("#test table").await.contains("Tool not covered"));
+    assert!(
+        chromium
+            .text("#test table")
+            .await
+            .contains("Tool not covered")
+    );
     assert!(check("ring_bell").contains("NO_MATCHING_POLICY"));
 }
 
@@ -828,7 +875,9 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
             .status
         }
     };
-    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium
+        .goto(&format!("{base}/console/settings/scim"))
+        .await;
     chromium.fill("#name", "entra-browser").await;
     chromium
         .click("main form[action='/console/settings/scim'] button[type=submit]")
@@ -845,7 +894,9 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
 
     // Rotated: the confirmation, then the new token, once.
     let at = format!("/console/settings/scim/{connection}");
-    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium
+        .goto(&format!("{base}/console/settings/scim"))
+        .await;
     chromium.click(&format!("main a[href='{at}/rotate']")).await;
     wait_for_path(&chromium, "the rotate confirmation", |path| {
         path.ends_with("/rotate")
@@ -862,16 +913,24 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     let rotated = chromium.value("#secret").await;
     assert_ne!(rotated, first);
     assert_eq!(scim_users(rotated.clone()).await, 200);
-    assert!(chromium.text("main").await.contains("Old token accepted until"));
+    assert!(
+        chromium
+            .text("main")
+            .await
+            .contains("Old token accepted until")
+    );
     chromium.review("settings-scim-rotated-secret").await;
 
     // Revoked: the confirmation says what happens; then neither token works.
-    chromium.goto(&format!("{base}/console/settings/scim")).await;
+    chromium
+        .goto(&format!("{base}/console/settings/scim"))
+        .await;
     chromium.click(&format!("main a[href='{at}/revoke']")).await;
     wait_for_path(&chromium, "the revoke confirmation", |path| {
         path.ends_with("/revoke")
     })
     .await;
+    chromium.show("#confirm").await;
     chromium.review("settings-scim-revoke").await;
     chromium.click("#confirm").await;
     chromium
@@ -911,6 +970,7 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
             t.contains("tick the confirmation box")
         })
         .await;
+    chromium.show("#confirm-error").await;
     chromium.review("settings-webhook-delete-unconfirmed").await;
     chromium.click("#confirm").await;
     chromium.click(&format!("{delete} button.danger")).await;
@@ -925,6 +985,9 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     chromium.sign_in(&base, &setup.read_only).await;
     chromium.goto(&format!("{base}/console/groups/new")).await;
     let said = chromium.text("main").await;
-    assert!(said.contains("403") && said.contains("Admin role"), "{said}");
+    assert!(
+        said.contains("403") && said.contains("Admin role"),
+        "{said}"
+    );
     chromium.review("forbidden").await;
 }

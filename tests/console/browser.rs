@@ -196,6 +196,32 @@ impl Chromium {
         self.click(&format!("{form} button[type=submit]")).await;
     }
 
+    /// Opens `page` and follows its link to `to` (a path).
+    pub async fn follow(&self, page: &str, to: &str) {
+        self.goto(page).await;
+        self.click(&format!("main a[href='{to}']")).await;
+        wait_for_path(self, &format!("the page {to}"), |path| path == to).await;
+    }
+
+    /// Sends the confirmation form `form` with its box unticked: the server refuses and says
+    /// why by the box; that page is reviewed as `name`.
+    pub async fn refused_unticked(&self, form: &str, name: &str) {
+        self.submit_unchecked(form).await;
+        self.wait_for_text("#confirm-error", "the refusal by the box", |t| {
+            t.contains("tick the confirmation box")
+        })
+        .await;
+        self.show("#confirm-error").await;
+        self.review(name).await;
+    }
+
+    /// Waits for a page showing a secret once (a new token, a rotated one) and returns it.
+    pub async fn secret_shown_once(&self, what: &str) -> String {
+        self.wait_for_text("main", what, |t| t.contains("Copy it now"))
+            .await;
+        self.value("#secret").await
+    }
+
     /// Scrolls the first element matching `css` to the middle of the window, so the screenshot
     /// shows it (a refusal's message below the fold, say).
     pub async fn show(&self, css: &str) {
@@ -375,11 +401,8 @@ async fn the_console_in_a_browser_signs_in_searches_locks_and_stays_inert_and_ac
         .await;
     chromium.fill("#url", "http://127.0.0.1:9/hook").await;
     chromium.click("main form button[type=submit]").await;
-    chromium
-        .wait_for_text("main", "the new webhook's secret", |t| {
-            t.contains("Copy it now")
-        })
-        .await;
+    let secret = chromium.secret_shown_once("the new webhook's secret").await;
+    assert!(!secret.is_empty());
     chromium.review("settings-webhook-secret").await;
     chromium
         .click("main a[href^='/console/settings/webhooks/wh_']")
@@ -545,15 +568,40 @@ async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
     assert_eq!(retried.decision(), portcullis_proto::v1::Decision::Allow);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
-    use portcullis_proto::v1 as pb;
-    let Some(chromium) = Chromium::start().await else {
-        return;
-    };
+/// A Chromium signed in as the Admin on a server of its own, and the server's address; None
+/// (said in one line) where there is no browser.
+async fn admin_in_browser() -> Option<(Chromium, Setup, String)> {
+    let chromium = Chromium::start().await?;
     let setup = Setup::start();
     let base = setup.server.http.clone();
     chromium.sign_in(&base, &setup.admin).await;
+    Some((chromium, setup, base))
+}
+
+/// The group `id` is named in the page's heading, and read back over gRPC it is stored as
+/// the form set it.
+async fn shown_and_stored(
+    chromium: &Chromium,
+    setup: &Setup,
+    id: &str,
+    (name, description): (&str, &str),
+    role: portcullis_proto::v1::Role,
+) {
+    assert!(chromium.text("main h1").await.contains(name));
+    let stored = super::groups::group(setup, id).await.unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.description.as_str()),
+        (name, description)
+    );
+    assert_eq!(stored.roles, vec![role as i32]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
+    use portcullis_proto::v1 as pb;
+    let Some((chromium, setup, base)) = admin_in_browser().await else {
+        return;
+    };
 
     // Created through the form.
     chromium.goto(&format!("{base}/console/groups/new")).await;
@@ -568,19 +616,15 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
     })
     .await;
     let id = page.trim_start_matches("/console/groups/").to_owned();
-    assert!(
-        chromium
-            .text("main h1")
-            .await
-            .contains("Incident responders")
-    );
     assert!(chromium.text("main").await.contains("No member yet."));
-    let stored = super::groups::group(&setup, &id).await.unwrap();
-    assert_eq!(
-        (stored.name.as_str(), stored.description.as_str()),
-        ("Incident responders", "on call this week")
-    );
-    assert_eq!(stored.roles, vec![pb::Role::ReadOnly as i32]);
+    shown_and_stored(
+        &chromium,
+        &setup,
+        &id,
+        ("Incident responders", "on call this week"),
+        pb::Role::ReadOnly,
+    )
+    .await;
     chromium.review("group-created").await;
 
     // Assign Users: a search narrows the candidates in place, several are ticked and sent.
@@ -642,18 +686,14 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
     chromium
         .wait_for_text("main", "the settings saved", |t| t.contains("Saved."))
         .await;
-    assert!(
-        chromium
-            .text("main h1")
-            .await
-            .contains("Incident commanders")
-    );
-    let stored = super::groups::group(&setup, &id).await.unwrap();
-    assert_eq!(
-        (stored.name.as_str(), stored.description.as_str()),
-        ("Incident commanders", "lead the response")
-    );
-    assert_eq!(stored.roles, vec![pb::Role::Admin as i32]);
+    shown_and_stored(
+        &chromium,
+        &setup,
+        &id,
+        ("Incident commanders", "lead the response"),
+        pb::Role::Admin,
+    )
+    .await;
     chromium.review("group-settings-saved").await;
 
     // Delete: the page says what happens; sent without the tick, the server asks for it and
@@ -664,18 +704,13 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
         said.contains("3 users stay in the directory") && said.contains("ends at once"),
         "{said}"
     );
-    chromium.submit_unchecked(&delete).await;
     chromium
-        .wait_for_text("main", "the delete refused without its tick", |t| {
-            t.contains("tick the confirmation box")
-        })
+        .refused_unticked(&delete, "group-delete-unconfirmed")
         .await;
     assert!(
         super::groups::group(&setup, &id).await.is_ok(),
         "not deleted"
     );
-    chromium.show("#confirm-error").await;
-    chromium.review("group-delete-unconfirmed").await;
     chromium.click("#confirm-delete").await;
     chromium.click(&format!("{delete} button.danger")).await;
     wait_for_path(&chromium, "the groups after the delete", |path| {
@@ -706,28 +741,14 @@ async fn a_group_is_created_given_users_renamed_and_deleted_by_clicking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some((chromium, setup, base)) = admin_in_browser().await else {
         return;
     };
-    let setup = Setup::start();
     let agent = super::policies::working_agent(&setup);
-    let base = setup.server.http.clone();
-    // A connector no generated policy uses, so this policy alone decides on it.
-    let connector = "browser-test";
-    let check = |tool: &str| {
-        setup.check(&[
-            "--user",
-            "u0000005",
-            "--agent",
-            agent,
-            "--connector",
-            connector,
-            "--tool",
-            tool,
-        ])
-    };
+    // On a connector no generated policy uses, so this policy alone decides there.
+    let connector = super::policies::CONNECTOR;
+    let check = |tool: &str| super::policies::check(&setup, agent, tool);
     assert!(check("open_door").contains("NO_MATCHING_POLICY"));
-    chromium.sign_in(&base, &setup.admin).await;
 
     chromium.goto(&format!("{base}/console/policies/new")).await;
     chromium.fill("#name", "Doors closed").await;
@@ -829,12 +850,9 @@ async fn a_policy_is_refused_then_created_and_tested_by_clicking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some((chromium, setup, base)) = admin_in_browser().await else {
         return;
     };
-    let setup = Setup::start();
-    let base = setup.server.http.clone();
-    chromium.sign_in(&base, &setup.admin).await;
 
     // A new admin token: its secret, once, and it works over gRPC.
     chromium
@@ -846,12 +864,7 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     chromium
         .click("main form[action='/console/settings/tokens'] button[type=submit]")
         .await;
-    chromium
-        .wait_for_text("main", "the new token's secret", |t| {
-            t.contains("Copy it now")
-        })
-        .await;
-    let secret = chromium.value("#secret").await;
+    let secret = chromium.secret_shown_once("the new token's secret").await;
     let mut admin = setup.server.admin(&secret).await;
     admin
         .list_groups(portcullis_proto::v1::ListGroupsRequest::default())
@@ -882,12 +895,9 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     chromium
         .click("main form[action='/console/settings/scim'] button[type=submit]")
         .await;
-    chromium
-        .wait_for_text("main", "the new connection's token", |t| {
-            t.contains("Copy it now")
-        })
+    let first = chromium
+        .secret_shown_once("the new connection's token")
         .await;
-    let first = chromium.value("#secret").await;
     assert_eq!(scim_users(first.clone()).await, 200);
     let connection = chromium.text("main dl.facts code").await;
     chromium.review("settings-scim-secret").await;
@@ -895,22 +905,17 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     // Rotated: the confirmation, then the new token, once.
     let at = format!("/console/settings/scim/{connection}");
     chromium
-        .goto(&format!("{base}/console/settings/scim"))
+        .follow(
+            &format!("{base}/console/settings/scim"),
+            &format!("{at}/rotate"),
+        )
         .await;
-    chromium.click(&format!("main a[href='{at}/rotate']")).await;
-    wait_for_path(&chromium, "the rotate confirmation", |path| {
-        path.ends_with("/rotate")
-    })
-    .await;
     chromium.review("settings-scim-rotate").await;
     chromium.fill("#grace", "1h").await;
     chromium
         .click(&format!("form[action='{at}/rotate'] button[type=submit]"))
         .await;
-    chromium
-        .wait_for_text("main", "the rotated token", |t| t.contains("Copy it now"))
-        .await;
-    let rotated = chromium.value("#secret").await;
+    let rotated = chromium.secret_shown_once("the rotated token").await;
     assert_ne!(rotated, first);
     assert_eq!(scim_users(rotated.clone()).await, 200);
     assert!(
@@ -923,13 +928,11 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
 
     // Revoked: the confirmation says what happens; then neither token works.
     chromium
-        .goto(&format!("{base}/console/settings/scim"))
+        .follow(
+            &format!("{base}/console/settings/scim"),
+            &format!("{at}/revoke"),
+        )
         .await;
-    chromium.click(&format!("main a[href='{at}/revoke']")).await;
-    wait_for_path(&chromium, "the revoke confirmation", |path| {
-        path.ends_with("/revoke")
-    })
-    .await;
     chromium.show("#confirm").await;
     chromium.review("settings-scim-revoke").await;
     chromium.click("#confirm").await;
@@ -950,11 +953,8 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
         .await;
     chromium.fill("#url", "http://127.0.0.1:9/doomed").await;
     chromium.click("main form button[type=submit]").await;
-    chromium
-        .wait_for_text("main", "the new webhook's secret", |t| {
-            t.contains("Copy it now")
-        })
-        .await;
+    let secret = chromium.secret_shown_once("the new webhook's secret").await;
+    assert!(!secret.is_empty());
     chromium
         .click("main a[href^='/console/settings/webhooks/wh_']")
         .await;
@@ -964,14 +964,9 @@ async fn secrets_confirmations_and_the_forbidden_page_pass_axe_by_clicking() {
     .await;
     let delete = format!("form[action='{webhook}/delete']");
     assert!(chromium.text(&delete).await.contains("cannot be restored"));
-    chromium.submit_unchecked(&delete).await;
     chromium
-        .wait_for_text("main", "the delete refused without its tick", |t| {
-            t.contains("tick the confirmation box")
-        })
+        .refused_unticked(&delete, "settings-webhook-delete-unconfirmed")
         .await;
-    chromium.show("#confirm-error").await;
-    chromium.review("settings-webhook-delete-unconfirmed").await;
     chromium.click("#confirm").await;
     chromium.click(&format!("{delete} button.danger")).await;
     wait_for_path(&chromium, "the webhooks after the delete", |path| {

@@ -4,7 +4,7 @@
 use super::{Browser, Reply, Setup};
 
 /// The connector the tests' policies are on: no generated policy uses it.
-const CONNECTOR: &str = "console-test";
+pub const CONNECTOR: &str = "console-test";
 
 /// An agent the directory lets act for u0000005 (registered, enabled, in scope): the first of
 /// the well-known ones whose answer on a connector without policies is the policies' own.
@@ -18,7 +18,7 @@ pub fn working_agent(setup: &Setup) -> &'static str {
 }
 
 /// `portcullis check` for u0000005 on the tests' connector: the decision line.
-fn check(setup: &Setup, agent: &str, tool: &str) -> String {
+pub fn check(setup: &Setup, agent: &str, tool: &str) -> String {
     setup.check(&[
         "--user",
         "u0000005",

@@ -420,6 +420,8 @@ fn authzen_route(path: &str) -> Option<&'static str> {
     match path {
         "/access/v1/evaluation" => Some("/access/v1/evaluation"),
         "/access/v1/evaluations" => Some("/access/v1/evaluations"),
+        "/access/v1/search/action" => Some("/access/v1/search/action"),
+        "/access/v1/search/resource" => Some("/access/v1/search/resource"),
         "/.well-known/authzen-configuration" => Some("/.well-known/authzen-configuration"),
         _ => None,
     }

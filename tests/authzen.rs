@@ -3,7 +3,7 @@
 //! batches with each evaluation semantic; the metadata document; errors in the
 //! specification's form; the decision token; the same metrics and decision log; approvals
 //! (the pending request, an approval id's once grant); a sidecar answering like the control
-//! plane.
+//! plane; action and resource searches that find exactly what evaluation allows, paged.
 
 use crate::metrics::scraped;
 use crate::support::{Server, generated_and_imported, path};
@@ -352,6 +352,8 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     let http = client();
     let evaluation_url = format!("{}/access/v1/evaluation", server.http);
     let evaluations_url = format!("{}/access/v1/evaluations", server.http);
+    let actions_url = format!("{}/access/v1/search/action", server.http);
+    let resources_url = format!("{}/access/v1/search/resource", server.http);
     let json_type = ("content-type", "application/json");
     let bearer = ("authorization", "Bearer s3cret");
 
@@ -371,6 +373,8 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
             "policy_decision_point": server.http,
             "access_evaluation_endpoint": evaluation_url,
             "access_evaluations_endpoint": evaluations_url,
+            "search_action_endpoint": format!("{}/access/v1/search/action", server.http),
+            "search_resource_endpoint": format!("{}/access/v1/search/resource", server.http),
         })
     );
 
@@ -418,6 +422,20 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         .as_str()
         .unwrap()
         .to_owned();
+
+    // A search needs the token too.
+    let search = json!({
+        "subject": evaluation["subject"],
+        "resource": evaluation["resource"],
+    });
+    let reply = post(&http, &actions_url, &search).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(reply.headers["www-authenticate"], "Bearer");
+    let with_page = |page: Value| {
+        let mut body = search.clone();
+        body["page"] = page;
+        body.to_string().into_bytes()
+    };
 
     // Malformed requests: 400 with a JSON body naming what is wrong.
     let too_many: Vec<Value> = (0..=pdp_service::MAX_BATCH)
@@ -482,6 +500,63 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
             .to_string()
             .into_bytes(),
             "evaluations[1].user",
+        ),
+        // Searches: a page token is opaque, and only a token the search gave is read.
+        (
+            &actions_url,
+            with_page(json!({ "token": "garbage!" })),
+            "`page.token`",
+        ),
+        (
+            &actions_url,
+            // Base64 of `action`: well formed, but not a token.
+            with_page(json!({ "token": "YWN0aW9u" })),
+            "`page.token`",
+        ),
+        (
+            &actions_url,
+            with_page(json!({ "limit": 0 })),
+            "`page.limit`",
+        ),
+        (
+            &actions_url,
+            with_page(json!({ "limit": pdp_service::MAX_BATCH + 1 })),
+            "from 1 to 1000",
+        ),
+        (
+            &actions_url,
+            with_page(json!(3)),
+            "`page` must be an object",
+        ),
+        (
+            &actions_url,
+            json!({ "subject": evaluation["subject"] })
+                .to_string()
+                .into_bytes(),
+            "`resource` is missing",
+        ),
+        (
+            &actions_url,
+            json!({ "subject": evaluation["subject"], "resource": evaluation["resource"],
+                    "context": { "agent": too_long } })
+            .to_string()
+            .into_bytes(),
+            "agent",
+        ),
+        (
+            &resources_url,
+            json!({ "subject": evaluation["subject"], "resource": { "type": "connector" } })
+                .to_string()
+                .into_bytes(),
+            "`action` is missing",
+        ),
+        (
+            &resources_url,
+            json!({ "subject": evaluation["subject"], "action": evaluation["action"],
+                    "resource": { "type": "document" } })
+            .to_string()
+            .into_bytes(),
+            "`resource.type` is `document`",
         ),
     ] {
         let reply = send(&http, "POST", url, &[json_type, bearer], body).await;
@@ -620,6 +695,25 @@ async fn a_sidecar_answers_authzen_like_the_control_plane_behind_its_token() {
     let url = format!("{}/access/v1/evaluation", sidecar.http);
     let reply = post(&http, &url, &first).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
+    // And it searches as the control plane does.
+    let search = json!({
+        "subject": first["subject"],
+        "resource": first["resource"],
+        "context": first["context"],
+    });
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer gw-secret"),
+    ];
+    let mut found = Vec::new();
+    for server in [&control, &sidecar] {
+        let url = format!("{}/access/v1/search/action", server.http);
+        let body = search.to_string().into_bytes();
+        let reply = send(&http, "POST", &url, &headers, body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        found.push(reply.body);
+    }
+    assert_eq!(found[0], found[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,4 +782,204 @@ async fn an_approval_over_authzen_points_at_the_request_and_lets_the_call_throug
     let again = post(&http, &url, &evaluation(&request.id)).await;
     assert_eq!(again.body["decision"], json!(false), "{}", again.body);
     assert_eq!(again.body["context"]["decision"], "REQUIRE_APPROVAL");
+}
+
+/// A search's answer: the names of its results, and of the Step up and Require approval
+/// candidates its context lists.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Found {
+    allowed: std::collections::BTreeSet<String>,
+    step_up: std::collections::BTreeSet<String>,
+    require_approval: std::collections::BTreeSet<String>,
+}
+
+/// Every page of a search from `body` (`page.limit` as given), followed to the last.
+async fn search_all(http: &Http, url: &str, body: &Value) -> (Found, usize) {
+    let key = if url.ends_with("/action") {
+        "name"
+    } else {
+        "id"
+    };
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut found = Found::default();
+    let mut body = body.clone();
+    for pages in 1..=1000 {
+        let reply = post(http, url, &body).await;
+        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+        let results = names(&reply.body["results"]);
+        assert_eq!(reply.body["page"]["count"], json!(results.len()));
+        for (set, list) in [
+            (&mut found.allowed, results),
+            (&mut found.step_up, names(&reply.body["context"]["step_up"])),
+            (
+                &mut found.require_approval,
+                names(&reply.body["context"]["require_approval"]),
+            ),
+        ] {
+            for name in list {
+                assert!(set.insert(name.clone()), "{name} on two pages");
+            }
+        }
+        let next = reply.body["page"]["next_token"].as_str().unwrap();
+        if next.is_empty() {
+            return (found, pages);
+        }
+        body["page"]["token"] = json!(next);
+    }
+    panic!("{url}: more than 1000 pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_find_exactly_what_evaluation_allows_page_by_page() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) = generated_and_imported(
+        root.path(),
+        &[
+            "--preset",
+            "small",
+            "--seed",
+            "19",
+            "--agents",
+            "--conditions",
+            "--requests",
+            "400",
+        ],
+    );
+    let loaded = workload::read_dir(&workload_dir, pdp::Timestamp(0), &mut |_| {}).unwrap();
+    // The tools each connector's policies name; an all-tools policy names none.
+    let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for policy in &loaded.model.policies {
+        let tools = named.entry(policy.connector.clone()).or_default();
+        if let pdp::Tools::Only(only) = &policy.tools {
+            tools.extend(only.iter().cloned());
+        }
+    }
+    let server = Server::start(&data);
+    let http = client();
+    let evaluations_url = format!("{}/access/v1/evaluations", server.http);
+    let actions_url = format!("{}/access/v1/search/action", server.http);
+    let resources_url = format!("{}/access/v1/search/resource", server.http);
+    let now_s = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    // What evaluation answers for each of `items` under `defaults`, by name.
+    let evaluate = |defaults: Value, items: Vec<(String, Value)>| {
+        let http = http.clone();
+        let url = evaluations_url.clone();
+        async move {
+            let mut body = defaults;
+            body["evaluations"] = items.iter().map(|(_, item)| item.clone()).collect();
+            let reply = post(&http, &url, &body).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let mut found = Found::default();
+            let mut decided = BTreeMap::new();
+            for ((name, _), answer) in items
+                .iter()
+                .zip(reply.body["evaluations"].as_array().unwrap())
+            {
+                let set = match answer["context"]["decision"].as_str().unwrap() {
+                    "ALLOW" => Some(&mut found.allowed),
+                    "STEP_UP" => Some(&mut found.step_up),
+                    "REQUIRE_APPROVAL" => Some(&mut found.require_approval),
+                    _ => None,
+                };
+                if let Some(set) = set {
+                    set.insert(name.clone());
+                }
+                decided.insert(name.clone(), answer["decision"] == json!(true));
+            }
+            (found, decided)
+        }
+    };
+
+    let (mut results, mut paged, mut marked) = (0, 0, 0);
+    let mut seen = BTreeSet::new();
+    for request in &loaded.requests {
+        // One search per user, agent and connector (the first request's context).
+        if !seen.insert((&request.user, &request.agent, &request.connector)) || seen.len() > 60 {
+            continue;
+        }
+        let (_, evaluation) = both(request, now_s);
+        let context = evaluation["context"].clone();
+        let Some(tools) = named.get(&request.connector) else {
+            continue;
+        };
+
+        // Action search: exactly the named tools (and `*`) evaluation allows.
+        let mut candidates: Vec<String> = tools.iter().cloned().collect();
+        candidates.push("*".to_owned());
+        let unnamed = !tools.contains(&request.tool);
+        if unnamed {
+            candidates.push(request.tool.clone());
+        }
+        let items = candidates
+            .iter()
+            .map(|t| (t.clone(), json!({ "action": { "name": t } })))
+            .collect();
+        let defaults = json!({
+            "subject": evaluation["subject"],
+            "resource": evaluation["resource"],
+            "context": context,
+        });
+        let (mut expected, decided) = evaluate(defaults.clone(), items).await;
+        if unnamed {
+            // A tool no policy names is decided as `*`, which stands for it.
+            assert_eq!(decided[&request.tool], decided["*"], "{}", request.id);
+            for set in [
+                &mut expected.allowed,
+                &mut expected.step_up,
+                &mut expected.require_approval,
+            ] {
+                set.remove(&request.tool);
+            }
+        }
+        let (whole, _) = search_all(&http, &actions_url, &defaults).await;
+        assert_eq!(whole, expected, "{}: action search", request.id);
+        results += whole.allowed.len();
+        marked += whole.step_up.len() + whole.require_approval.len();
+        // One candidate a page: the same, over as many pages as candidates.
+        let mut one_by_one = defaults.clone();
+        one_by_one["page"] = json!({ "limit": 1 });
+        let (paged_found, pages) = search_all(&http, &actions_url, &one_by_one).await;
+        assert_eq!(paged_found, whole, "{}: paged", request.id);
+        paged += usize::from(pages > 1);
+
+        // Resource search: exactly the connectors where evaluation allows the tool.
+        let items = named
+            .keys()
+            .map(|c| {
+                let item = json!({ "resource": { "type": "connector", "id": c } });
+                (c.clone(), item)
+            })
+            .collect();
+        let defaults = json!({
+            "subject": evaluation["subject"],
+            "action": evaluation["action"],
+            "context": context,
+        });
+        let (expected, _) = evaluate(defaults.clone(), items).await;
+        let mut body = defaults.clone();
+        body["resource"] = json!({ "type": "connector" });
+        let (whole, _) = search_all(&http, &resources_url, &body).await;
+        assert_eq!(whole, expected, "{}: resource search", request.id);
+        results += whole.allowed.len();
+        body["page"] = json!({ "limit": 1 });
+        assert_eq!(search_all(&http, &resources_url, &body).await.0, whole);
+    }
+    // Not vacuous: searches found tools, paged, and marked Step up or approval ones.
+    assert!(
+        results > 0 && paged > 0 && marked > 0,
+        "{results} {paged} {marked}"
+    );
 }

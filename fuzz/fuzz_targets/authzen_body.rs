@@ -1,4 +1,4 @@
-//! AuthZEN request bodies (`POST /access/v1/evaluation` and `/evaluations`), read up to the
+//! AuthZEN request bodies (`POST /access/v1/evaluation`, `/evaluations` and both searches), read up to the
 //! decision: JSON, the mapping to Check's request, Check's own bounds, batches and semantics.
 #![no_main]
 

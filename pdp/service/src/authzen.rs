@@ -1,6 +1,7 @@
 //! The OpenID AuthZEN Authorization API 1.0 over HTTP: `POST /access/v1/evaluation`,
-//! `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`
-//! ([docs/authzen.md](../../../docs/authzen.md) has the mapping).
+//! `POST /access/v1/evaluations`, the action and resource searches ([`search`]) and
+//! `GET /.well-known/authzen-configuration` ([docs/authzen.md](../../../docs/authzen.md) has
+//! the mapping).
 //!
 //! There is one decision path: each evaluation is translated into the `CheckRequest` gRPC
 //! `Check` takes and answered by the same [`DecisionService`] (its `Check`, or its `BatchCheck`
@@ -20,6 +21,8 @@ use portcullis_proto::v1 as pb;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tonic::service::Interceptor;
+
+mod search;
 
 /// The largest request body: gRPC's default message limit, so a request too big for one is too
 /// big for the other.
@@ -50,6 +53,8 @@ pub fn router(decisions: DecisionService, token: Option<RequireToken>, tls: bool
     Router::new()
         .route(EVALUATION, post(evaluation))
         .route(EVALUATIONS, post(evaluations))
+        .route(search::ACTION, post(search::action))
+        .route(search::RESOURCE, post(search::resource))
         .route(CONFIGURATION, get(configuration))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(pdp)
@@ -225,7 +230,7 @@ fn batch(body: &Map<String, Value>) -> Result<Batch, Failure> {
 }
 
 /// The fuzz target's entry (`fuzz/`, feature `fuzzing`): a body as both evaluation endpoints
-/// read it, up to the decision.
+/// and both searches read it, up to the decision.
 #[cfg(feature = "fuzzing")]
 pub fn read_body(bytes: &[u8]) {
     if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) {
@@ -233,6 +238,7 @@ pub fn read_body(bytes: &[u8]) {
             let _ = valid(&check, "");
         }
         let _ = batch(&body);
+        search::read_body(&body);
     }
 }
 
@@ -315,6 +321,8 @@ async fn configuration(State(pdp): State<Arc<Pdp>>, request: Request) -> Respons
             "policy_decision_point": base,
             "access_evaluation_endpoint": format!("{base}{EVALUATION}"),
             "access_evaluations_endpoint": format!("{base}{EVALUATIONS}"),
+            "search_action_endpoint": format!("{base}{}", search::ACTION),
+            "search_resource_endpoint": format!("{base}{}", search::RESOURCE),
         })
     });
     respond(answered, id)
@@ -373,44 +381,63 @@ fn check_request(
             .filter(|v| !v.is_null())
             .or_else(|| defaults.and_then(|d| d.get(key)).filter(|v| !v.is_null()))
     };
-    let required = |key: &str| {
-        let value = part(key).ok_or_else(|| Failure::bad(format!("`{path}{key}` is missing")))?;
-        value
-            .as_object()
-            .ok_or_else(|| Failure::bad(format!("`{path}{key}` must be an object")))
-    };
+    let required = |key: &str| member(part(key), &format!("{path}{key}"));
     let subject = required("subject")?;
     let resource = required("resource")?;
     let action = required("action")?;
-    typed(subject, "user", &format!("{path}subject"))?;
-    typed(resource, "connector", &format!("{path}resource"))?;
-    let user = text(subject, "id", &format!("{path}subject"))?.unwrap_or_default();
-    let connector = text(resource, "id", &format!("{path}resource"))?.unwrap_or_default();
-    let tool = text(action, "name", &format!("{path}action"))?.unwrap_or_default();
-    for (value, field) in [
-        (user, "subject.id"),
-        (connector, "resource.id"),
-        (tool, "action.name"),
-    ] {
-        if value.is_empty() {
-            return Err(Failure::bad(format!("`{path}{field}` is missing")));
-        }
-    }
+    let user = identified(subject, "user", &format!("{path}subject"))?;
+    let connector = identified(resource, "connector", &format!("{path}resource"))?;
+    let tool = named(action, &format!("{path}action"))?;
     let mut check = pb::CheckRequest {
         user: user.to_owned(),
         connector: connector.to_owned(),
         tool: tool.to_owned(),
         ..Default::default()
     };
-    let Some(context) = part("context") else {
-        return Ok(check);
-    };
-    let at = format!("{path}context");
+    if let Some(context) = part("context") {
+        with_context(&mut check, context, &format!("{path}context"))?;
+    }
+    Ok(check)
+}
+
+/// A required member that must be an object, `value` as found at `at`.
+fn member<'a>(value: Option<&'a Value>, at: &str) -> Result<&'a Map<String, Value>, Failure> {
+    value
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| Failure::bad(format!("`{at}` is missing")))?
+        .as_object()
+        .ok_or_else(|| Failure::bad(format!("`{at}` must be an object")))
+}
+
+/// The `id` of `object`, whose `type` must be `expected`: both required.
+fn identified<'a>(
+    object: &'a Map<String, Value>,
+    expected: &str,
+    at: &str,
+) -> Result<&'a str, Failure> {
+    typed(object, expected, at)?;
+    match text(object, "id", at)? {
+        Some(id) if !id.is_empty() => Ok(id),
+        _ => Err(Failure::bad(format!("`{at}.id` is missing"))),
+    }
+}
+
+/// The `name` of an action object, required.
+fn named<'a>(action: &'a Map<String, Value>, at: &str) -> Result<&'a str, Failure> {
+    match text(action, "name", at)? {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => Err(Failure::bad(format!("`{at}.name` is missing"))),
+    }
+}
+
+/// Sets what `check` takes from an AuthZEN `context` (at `at`): the agent, approval id,
+/// arguments, attributes and authentication.
+fn with_context(check: &mut pb::CheckRequest, context: &Value, at: &str) -> Result<(), Failure> {
     let context = context
         .as_object()
         .ok_or_else(|| Failure::bad(format!("`{at}` must be an object")))?;
-    check.agent = text(context, "agent", &at)?.unwrap_or_default().to_owned();
-    check.approval_id = text(context, "approval_id", &at)?
+    check.agent = text(context, "agent", at)?.unwrap_or_default().to_owned();
+    check.approval_id = text(context, "approval_id", at)?
         .unwrap_or_default()
         .to_owned();
     match context.get("arguments") {
@@ -460,7 +487,7 @@ fn check_request(
             )));
         }
     }
-    Ok(check)
+    Ok(())
 }
 
 /// `{acr, amr, auth_time}` as an ID token has them: `auth_time` in seconds since the epoch.

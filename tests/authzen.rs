@@ -175,11 +175,25 @@ fn got_authzen(answer: &Value) -> (String, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workload_gets_the_same_answers_over_authzen_as_over_grpc_check() {
-    let root = tempfile::tempdir().unwrap();
-    let (workload_dir, data) = generated_and_imported(
-        root.path(),
+/// Seconds since the epoch, as the workload's authentication ages count back from.
+fn now_s() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// A small generated workload with agents, step-up and conditions, and `requests` requests,
+/// imported: (its directory, the data directory).
+fn conditional_workload(
+    root: &std::path::Path,
+    requests: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    generated_and_imported(
+        root,
         &[
             "--preset",
             "small",
@@ -188,9 +202,15 @@ async fn a_workload_gets_the_same_answers_over_authzen_as_over_grpc_check() {
             "--agents",
             "--conditions",
             "--requests",
-            "2000",
+            requests,
         ],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_gets_the_same_answers_over_authzen_as_over_grpc_check() {
+    let root = tempfile::tempdir().unwrap();
+    let (workload_dir, data) = conditional_workload(root.path(), "2000");
     let requests = workload::read_requests(&workload_dir.join("requests.jsonl")).unwrap();
     assert_eq!(requests.len(), 2000);
     assert!(
@@ -203,13 +223,7 @@ async fn a_workload_gets_the_same_answers_over_authzen_as_over_grpc_check() {
     let http = client();
     let evaluation_url = format!("{}/access/v1/evaluation", server.http);
     let evaluations_url = format!("{}/access/v1/evaluations", server.http);
-    let now_s = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now_s = now_s();
 
     let mut differ = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -648,13 +662,7 @@ async fn a_sidecar_answers_authzen_like_the_control_plane_behind_its_token() {
         ],
     );
     let http = client();
-    let now_s = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now_s = now_s();
     let ask = |server: &Server, evaluation: &Value| {
         let url = format!("{}/access/v1/evaluation", server.http);
         let body = evaluation.to_string().into_bytes();
@@ -839,19 +847,7 @@ async fn search_all(http: &Http, url: &str, body: &Value) -> (Found, usize) {
 async fn searches_find_exactly_what_evaluation_allows_page_by_page() {
     use std::collections::{BTreeMap, BTreeSet};
     let root = tempfile::tempdir().unwrap();
-    let (workload_dir, data) = generated_and_imported(
-        root.path(),
-        &[
-            "--preset",
-            "small",
-            "--seed",
-            "19",
-            "--agents",
-            "--conditions",
-            "--requests",
-            "400",
-        ],
-    );
+    let (workload_dir, data) = conditional_workload(root.path(), "400");
     let loaded = workload::read_dir(&workload_dir, pdp::Timestamp(0), &mut |_| {}).unwrap();
     // The tools each connector's policies name; an all-tools policy names none.
     let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -866,13 +862,7 @@ async fn searches_find_exactly_what_evaluation_allows_page_by_page() {
     let evaluations_url = format!("{}/access/v1/evaluations", server.http);
     let actions_url = format!("{}/access/v1/search/action", server.http);
     let resources_url = format!("{}/access/v1/search/resource", server.http);
-    let now_s = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now_s = now_s();
     // What evaluation answers for each of `items` under `defaults`, by name.
     let evaluate = |defaults: Value, items: Vec<(String, Value)>| {
         let http = http.clone();

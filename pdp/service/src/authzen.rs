@@ -166,6 +166,18 @@ impl Pdp {
             .map(tonic::Response::into_inner)
             .map_err(|status| Failure::from_status(&status))
     }
+
+    /// One `BatchCheck`: one snapshot answers every check, in order.
+    async fn batch_check(
+        &self,
+        checks: Vec<pb::CheckRequest>,
+    ) -> Result<Vec<pb::CheckResponse>, Failure> {
+        self.decisions
+            .batch_check(tonic::Request::new(pb::BatchCheckRequest { checks }))
+            .await
+            .map(|answer| answer.into_inner().results)
+            .map_err(|status| Failure::from_status(&status))
+    }
 }
 
 async fn evaluation(State(pdp): State<Arc<Pdp>>, request: Request) -> Response {
@@ -254,14 +266,7 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
         };
         let answers = match semantic {
             // One BatchCheck: one snapshot answers them all.
-            Semantic::ExecuteAll => {
-                pdp.decisions
-                    .batch_check(tonic::Request::new(pb::BatchCheckRequest { checks }))
-                    .await
-                    .map_err(|status| Failure::from_status(&status))?
-                    .into_inner()
-                    .results
-            }
+            Semantic::ExecuteAll => pdp.batch_check(checks).await?,
             // One Check at a time, so nothing past the first deny (or permit) is decided,
             // logged or uses a grant.
             Semantic::DenyOnFirstDeny | Semantic::PermitOnFirstPermit => {

@@ -242,12 +242,7 @@ impl Pdp {
         let answers = if checks.is_empty() {
             Vec::new()
         } else {
-            self.decisions
-                .batch_check(tonic::Request::new(pb::BatchCheckRequest { checks }))
-                .await
-                .map_err(|status| Failure::from_status(&status))?
-                .into_inner()
-                .results
+            self.batch_check(checks).await?
         };
         let mut results = Vec::new();
         let mut step_up = Vec::new();

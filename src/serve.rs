@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
     /// Require `authorization: Bearer <secret>` on DecisionService calls and AuthZEN
-    /// evaluations, a secret of this file
+    /// evaluations and searches, a secret of this file
     /// (one per line; several are valid at once; SIGHUP reads it again). Off by default:
     /// decisions are served to the gateway on loopback.
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]

@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_SERVE_STALE")]
     serve_stale: bool,
     /// Require `authorization: Bearer <secret>` on DecisionService calls and AuthZEN
-    /// evaluations, a secret of this file
+    /// evaluations and searches, a secret of this file
     /// (one per line; several are valid at once; SIGHUP reads it again).
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,

@@ -6,7 +6,8 @@
 //! whose answer may be other than Deny), and each candidate of a page is then decided by one
 //! `BatchCheck` with the search's context, so a result is exactly a tuple `evaluation` answers
 //! `true` for, and each decision is counted and logged as any other. Subject search is not
-//! served: the snapshot finds users by key, with no order to page a scan over (docs/authzen.md).
+//! served: users are found by key, in no order that survives a full build, so a page could not
+//! say where the next starts (docs/authzen.md).
 
 use super::{Failure, Pdp, identified, member, named, request_id, respond, typed, valid};
 use axum::extract::{Request, State};

@@ -941,9 +941,21 @@ async fn searches_find_exactly_what_evaluation_allows_page_by_page() {
         // One candidate a page: the same, over as many pages as candidates.
         let mut one_by_one = defaults.clone();
         one_by_one["page"] = json!({ "limit": 1 });
+        let decided = || async {
+            let scrape = scraped(&server).await;
+            scrape
+                .by_label("portcullis_decisions_total")
+                .values()
+                .sum::<f64>()
+        };
+        let before = decided().await;
         let (paged_found, pages) = search_all(&http, &actions_url, &one_by_one).await;
         assert_eq!(paged_found, whole, "{}: paged", request.id);
         paged += usize::from(pages > 1);
+        // Each page decided its one candidate, counted as any Check.
+        if whole != Found::default() {
+            assert_eq!(decided().await - before, pages as f64, "{}", request.id);
+        }
 
         // Resource search: exactly the connectors where evaluation allows the tool.
         let items = named

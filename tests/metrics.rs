@@ -105,7 +105,7 @@ impl Scrape {
     }
 
     /// Each labelled sample of `name` as (label values in key order, value).
-    fn by_label(&self, name: &str) -> BTreeMap<Vec<String>, f64> {
+    pub(crate) fn by_label(&self, name: &str) -> BTreeMap<Vec<String>, f64> {
         self.all(name)
             .into_iter()
             .map(|s| (s.labels.values().cloned().collect(), s.value))

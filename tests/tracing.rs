@@ -376,13 +376,30 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
     );
     assert_eq!(evaluated.status, 200, "{}", evaluated.body);
     let evaluated = evaluated.json();
+    // An action search in the same trace: its page's BatchCheck fields are on its span.
+    let search = serde_json::json!({
+        "subject": evaluation["subject"],
+        "resource": evaluation["resource"],
+        "context": evaluation["context"],
+    });
+    let searched = http(
+        &server.http,
+        "POST",
+        "/access/v1/search/action",
+        &[
+            ("Content-Type", "application/json"),
+            ("traceparent", traced.as_str()),
+        ],
+        search.to_string().as_bytes(),
+    );
+    assert_eq!(searched.status, 200, "{}", searched.body);
 
     // Nothing leaves before the batch delay, which is long (OTEL_BSP_SCHEDULE_DELAY above): the
     // clean shutdown flushes them.
     no_spans_for(&collector, "before the batch delay").await;
     assert!(server.terminate().success());
     let spans = collector
-        .wait_for("8 spans", Duration::from_secs(10), |spans| spans.len() >= 8)
+        .wait_for("9 spans", Duration::from_secs(10), |spans| spans.len() >= 9)
         .await;
 
     let check_span = named(&spans, "portcullis.v1.DecisionService/Check", TRACE_CHECK);
@@ -459,7 +476,11 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
         !listed.attributes.contains_key("decision"),
         "a SCIM span has no decision fields"
     );
-    assert_eq!(spans.len(), 8, "{spans:?}");
+    let search = named(&spans, "POST /access/v1/search/action", TRACE_AUTHZEN);
+    assert_eq!(search.attr("http.route"), "/access/v1/search/action");
+    assert_eq!(search.attr("http.response.status_code"), "200");
+    assert_eq!(search.attr("connector"), "github");
+    assert_eq!(spans.len(), 9, "{spans:?}");
 
     // No user identifier, request attribute or secret anywhere.
     for span in &spans {

@@ -364,35 +364,32 @@ async fn serve_exports_check_admin_and_scim_spans_in_the_callers_traces() {
         "action": {"name": "create_issue"},
         "context": {"agent": "claude", "attributes": {"ticket": "SECRET-ATTRIBUTE"}},
     });
-    let evaluated = http(
-        &server.http,
-        "POST",
-        "/access/v1/evaluation",
-        &[
-            ("Content-Type", "application/json"),
-            ("traceparent", traced.as_str()),
-        ],
-        evaluation.to_string().as_bytes(),
-    );
-    assert_eq!(evaluated.status, 200, "{}", evaluated.body);
-    let evaluated = evaluated.json();
-    // An action search in the same trace: its page's BatchCheck fields are on its span.
+    // And an action search in the same trace: its page's BatchCheck fields are on its span.
     let search = serde_json::json!({
         "subject": evaluation["subject"],
         "resource": evaluation["resource"],
         "context": evaluation["context"],
     });
-    let searched = http(
-        &server.http,
-        "POST",
-        "/access/v1/search/action",
-        &[
-            ("Content-Type", "application/json"),
-            ("traceparent", traced.as_str()),
-        ],
-        search.to_string().as_bytes(),
-    );
-    assert_eq!(searched.status, 200, "{}", searched.body);
+    let in_trace = [
+        ("Content-Type", "application/json"),
+        ("traceparent", traced.as_str()),
+    ];
+    let mut answers = Vec::new();
+    for (path, body) in [
+        ("/access/v1/evaluation", &evaluation),
+        ("/access/v1/search/action", &search),
+    ] {
+        let reply = http(
+            &server.http,
+            "POST",
+            path,
+            &in_trace,
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        answers.push(reply.json());
+    }
+    let evaluated = &answers[0];
 
     // Nothing leaves before the batch delay, which is long (OTEL_BSP_SCHEDULE_DELAY above): the
     // clean shutdown flushes them.

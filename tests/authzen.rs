@@ -529,6 +529,11 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         ),
         (
             &actions_url,
+            with_page(json!({ "next_token": "garbage!" })),
+            "`page.next_token`",
+        ),
+        (
+            &actions_url,
             with_page(json!({ "limit": 0 })),
             "`page.limit`",
         ),
@@ -838,7 +843,13 @@ async fn search_all(http: &Http, url: &str, body: &Value) -> (Found, usize) {
         if next.is_empty() {
             return (found, pages);
         }
-        body["page"]["token"] = json!(next);
+        // Sent back as the drafts did when the request spells it so.
+        let field = if body["page"].get("next_token").is_some() {
+            "next_token"
+        } else {
+            "token"
+        };
+        body["page"][field] = json!(next);
     }
     panic!("{url}: more than 1000 pages");
 }
@@ -977,6 +988,9 @@ async fn searches_find_exactly_what_evaluation_allows_page_by_page() {
         assert_eq!(whole, expected, "{}: resource search", request.id);
         results += whole.allowed.len();
         body["page"] = json!({ "limit": 1 });
+        assert_eq!(search_all(&http, &resources_url, &body).await.0, whole);
+        // The drafts' `page.next_token` is read as `page.token`.
+        body["page"]["next_token"] = json!("");
         assert_eq!(search_all(&http, &resources_url, &body).await.0, whole);
     }
     // Not vacuous: searches found tools, paged, and marked Step up or approval ones.

@@ -125,9 +125,14 @@ fn page(body: &Map<String, Value>, searched: Searched) -> Result<(Option<String>
             })?,
         Some(_) => return Err(Failure::bad("`page.limit` must be a number")),
     };
-    let after = match super::text(page, "token", "page")? {
+    // Drafts of the specification sent the token back as `next_token`: read either.
+    let (field, token) = match super::text(page, "token", "page")? {
+        Some(token) => ("token", Some(token)),
+        None => ("next_token", super::text(page, "next_token", "page")?),
+    };
+    let after = match token {
         None | Some("") => None,
-        Some(token) => Some(cursor(token, searched)?),
+        Some(token) => Some(cursor(token, searched, field)?),
     };
     Ok((after, limit))
 }
@@ -137,9 +142,10 @@ fn next_token(searched: Searched, last: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}\n{last}", searched.tag()))
 }
 
-/// The candidate a `page.token` of [`next_token`] names; anything else is refused.
-fn cursor(token: &str, searched: Searched) -> Result<String, Failure> {
-    let refused = || Failure::bad("`page.token` is not a page token of this search");
+/// The candidate a token of [`next_token`] names, sent as `page.{field}`; anything else is
+/// refused.
+fn cursor(token: &str, searched: Searched, field: &str) -> Result<String, Failure> {
+    let refused = || Failure::bad(format!("`page.{field}` is not a page token of this search"));
     if token.len() > MAX_TOKEN {
         return Err(refused());
     }
@@ -281,11 +287,15 @@ mod tests {
     #[test]
     fn a_page_token_is_read_back_only_by_its_own_search() {
         let token = next_token(Searched::Action, "create_issue");
-        assert_eq!(cursor(&token, Searched::Action).unwrap(), "create_issue");
-        assert!(cursor(&token, Searched::Resource).is_err());
+        assert_eq!(
+            cursor(&token, Searched::Action, "token").unwrap(),
+            "create_issue"
+        );
+        assert!(cursor(&token, Searched::Resource, "token").is_err());
         for garbage in ["", "!!", "YWN0aW9u", &"A".repeat(MAX_TOKEN + 1)] {
-            let error = cursor(garbage, Searched::Action).unwrap_err();
+            let error = cursor(garbage, Searched::Action, "next_token").unwrap_err();
             assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(error.message.starts_with("`page.next_token`"), "{error:?}");
         }
     }
 }

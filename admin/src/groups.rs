@@ -428,8 +428,7 @@ pub(crate) async fn members(
         return Err(Error::not_found("group", &group_id));
     }
     let mut rows: Vec<pb::GroupMember> = view
-        .members_of(&group_id)
-        .skip_while(|(user_id, _)| after.as_deref().is_some_and(|a| &***user_id <= a))
+        .members_after(&group_id, after.as_deref())
         .filter_map(|(user_id, joined)| Some((view.user(user_id)?, joined)))
         .filter(|(user, _)| {
             text::contains_folded(user.email(), &needle)

@@ -23,6 +23,7 @@ mod net;
 mod policies_cmd;
 mod profiles;
 mod reload;
+mod retention;
 mod scim_token_cmd;
 mod serve;
 mod shell_docs;

@@ -14,6 +14,7 @@ mod error;
 mod freshness;
 mod metrics;
 mod record;
+pub mod secret;
 mod service;
 mod token;
 mod trace;

@@ -201,8 +201,7 @@ pub fn resource(status: StatusCode, full: &Value, shown: &Value) -> Response {
 /// `W/"<first 16 hex digits of SHA-256 of the document>"`.
 pub fn version(document: &impl serde::Serialize) -> String {
     let digest = Sha256::digest(serde_json::to_vec(document).unwrap_or_default());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("W/\"{hex}\"")
+    format!("W/\"{}\"", hex::encode(&digest[..8]))
 }
 
 /// Checks `If-Match` against a resource's current version: `*` and any listed tag equal to it

@@ -14,6 +14,7 @@ mod control;
 mod decision_log;
 mod decision_token;
 mod file_modes;
+mod grpc_limits;
 mod http;
 mod https;
 mod import;

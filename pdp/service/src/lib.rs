@@ -29,6 +29,6 @@ pub use error::{Error, Result};
 pub use freshness::Freshness;
 pub use metrics::{CHECK_BUCKETS, DecisionMetrics, Latencies, PublishStats};
 pub use record::{Record, Recorder};
-pub use service::{DecisionService, MAX_BATCH};
+pub use service::{DEFAULT_MAX_BATCH, DecisionService};
 pub use token::{MAX_SECRETS, RequireToken, SecretsError};
 pub use trace::TRACE_TARGET;

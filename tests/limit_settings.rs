@@ -170,3 +170,39 @@ async fn the_bounds_that_are_settings_refuse_past_them_naming_the_setting() {
     );
     assert_eq!(status, 201, "{body}");
 }
+
+#[tokio::test]
+async fn a_sidecar_has_the_same_grpc_bounds() {
+    // No control plane: the bounds are checked before anything is decided.
+    let sidecar = crate::fleet::sidecar(
+        "http://127.0.0.1:1",
+        &[
+            "--grpc-max-message-bytes",
+            &MESSAGE.to_string(),
+            "--batch-max-checks",
+            &CHECKS.to_string(),
+        ],
+    );
+    let mut decisions = sidecar.client().await;
+    let code = |answer: Result<tonic::Response<pb::CheckResponse>, tonic::Status>| {
+        answer.err().map(|status| status.code())
+    };
+    assert_ne!(
+        code(decisions.check(check_of(MESSAGE)).await),
+        Some(tonic::Code::ResourceExhausted)
+    );
+    let refused = decisions.check(check_of(MESSAGE + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("`grpc-max-message-bytes`"));
+    let batch = |n: usize| pb::BatchCheckRequest {
+        checks: vec![check_of(200); n],
+    };
+    let at = decisions.batch_check(batch(CHECKS)).await;
+    assert_ne!(
+        at.err().map(|status| status.code()),
+        Some(tonic::Code::InvalidArgument)
+    );
+    let refused = decisions.batch_check(batch(CHECKS + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("`batch-max-checks`"));
+}

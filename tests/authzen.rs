@@ -420,7 +420,7 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         .to_owned();
 
     // Malformed requests: 400 with a JSON body naming what is wrong.
-    let too_many: Vec<Value> = (0..=pdp_service::MAX_BATCH)
+    let too_many: Vec<Value> = (0..=pdp_service::DEFAULT_MAX_BATCH)
         .map(|_| evaluation.clone())
         .collect();
     let too_long = "u".repeat(10_000);

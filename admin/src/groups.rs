@@ -97,13 +97,7 @@ fn current(tx: &store::Tx<'_, '_>, view: &View) -> bool {
 
 /// A new group id: `grp_` and 16 lower-case hex digits from the OS.
 fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(format!(
-        "grp_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("grp_{}", pdp_service::secret::new_id()?))
 }
 
 fn listed(ids: &[String]) -> String {

@@ -7,13 +7,12 @@
 //! one run removes at most [`SWEEP_MAX`], so a retention just shortened is worked off a little at
 //! a time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::retention::{self, Pace};
 use std::time::Duration;
 use store::{AuditRetention, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 /// How often retention runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -67,7 +66,14 @@ impl AuditLog {
     /// Starts applying `args`' retention to `store`'s audit log, on the current tokio runtime.
     pub fn start(store: &Store, args: &Args) -> AuditLog {
         let (stop, stopped) = watch::channel(false);
-        let sweeper = tokio::spawn(sweep(store.clone(), args.retention(), stopped));
+        let (store, retention) = (store.clone(), args.retention());
+        let pace = Pace {
+            every: SWEEP_EVERY,
+            max: SWEEP_MAX,
+        };
+        let sweeper = tokio::spawn(retention::run("audit log", pace, stopped, move || {
+            store.sweep_audit(retention, pdp::Timestamp::now().0, SWEEP_BATCH)
+        }));
         info!(
             retention = %shown(args.audit_retention),
             max_records = args.audit_max_records,
@@ -91,48 +97,6 @@ fn shown(retention: Duration) -> String {
         format!("{}d", secs / 86_400)
     } else {
         humantime::format_duration(retention).to_string()
-    }
-}
-
-/// Applies retention every [`SWEEP_EVERY`] until told to stop.
-async fn sweep(store: Store, retention: AuditRetention, mut stopped: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let failing = Arc::new(AtomicBool::new(false));
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
-            _ = every.tick() => {}
-        }
-        let (store, failing) = (store.clone(), Arc::clone(&failing));
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut removed = 0;
-            let result = loop {
-                match store.sweep_audit(retention, pdp::Timestamp::now().0, SWEEP_BATCH) {
-                    Ok(swept) => {
-                        removed += swept.removed as usize;
-                        if !swept.more || removed >= SWEEP_MAX {
-                            break Ok(());
-                        }
-                    }
-                    Err(error) => break Err(error),
-                }
-            };
-            match result {
-                Ok(()) => {
-                    if failing.swap(false, Ordering::Relaxed) {
-                        info!("audit log retention works again");
-                    }
-                }
-                Err(error) => {
-                    if !failing.swap(true, Ordering::Relaxed) {
-                        warn!(%error, "cannot apply the audit log's retention");
-                    }
-                }
-            }
-        })
-        .await;
     }
 }
 

@@ -179,32 +179,8 @@ pub fn authentication(
     })
 }
 
-/// A JSON object as a protobuf `Struct`.
-pub fn to_struct(object: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: object
-            .iter()
-            .map(|(k, v)| (k.clone(), to_value(v)))
-            .collect(),
-    }
-}
-
-fn to_value(value: &serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    use serde_json::Value;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        // Protobuf numbers are doubles: large integers lose precision, as in any JSON mapping.
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(to_value).collect(),
-        }),
-        Value::Object(object) => Kind::StructValue(to_struct(object)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+/// A JSON object as a protobuf `Struct` (one conversion, the decision service's).
+pub use pdp_service::json_to_struct as to_struct;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = with_scheme(&args.addr);

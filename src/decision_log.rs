@@ -11,6 +11,7 @@
 //! [`SWEEP_EVERY`], at most [`SWEEP_MAX`] decisions at a time in batches of [`SWEEP_BATCH`], so a
 //! backlog (a retention just shortened) is removed a little at a time beside the appends.
 
+use crate::retention::{self, Pace};
 use anyhow::Context;
 use pdp_service::Record;
 use std::fs::File;
@@ -139,7 +140,13 @@ impl DecisionLog {
         });
         let (stop, stopped) = watch::channel(false);
         let writer = tokio::spawn(drain(records, Arc::clone(&sink), stopped.clone()));
-        let sweeper = tokio::spawn(sweep(sink, stopped));
+        let pace = Pace {
+            every: SWEEP_EVERY,
+            max: SWEEP_MAX,
+        };
+        let sweeper = tokio::spawn(retention::run("decision log", pace, stopped, move || {
+            sink.log.sweep(now_ms(), SWEEP_BATCH)
+        }));
         info!(
             retention = %humantime::format_duration(args.decision_log_retention),
             max_records = args.decision_log_max_records,
@@ -246,7 +253,6 @@ pub fn json(d: &LoggedDecision) -> serde_json::Value {
     })
 }
 
-/// The wire names without their prefix, as metrics label them.
 /// Takes records off the channel in batches and writes each on a blocking thread, gathering the
 /// next meanwhile. Once told to stop it closes the channel, writes what was queued, and ends.
 async fn drain(
@@ -299,37 +305,6 @@ async fn drain(
         }
         let sink = Arc::clone(&sink);
         writing = Some(tokio::task::spawn_blocking(move || sink.write(batch)));
-    }
-}
-
-/// Applies retention every [`SWEEP_EVERY`] until told to stop.
-async fn sweep(sink: Arc<Sink>, mut stopped: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let failing = Arc::new(AtomicBool::new(false));
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
-            _ = every.tick() => {}
-        }
-        let (sink, failing) = (Arc::clone(&sink), Arc::clone(&failing));
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut removed = 0;
-            let result = loop {
-                match sink.log.sweep(now_ms(), SWEEP_BATCH) {
-                    Ok(swept) => {
-                        removed += swept.removed as usize;
-                        if !swept.more || removed >= SWEEP_MAX {
-                            break Ok(());
-                        }
-                    }
-                    Err(error) => break Err(error),
-                }
-            };
-            report(&failing, "decision log retention", result);
-        })
-        .await;
     }
 }
 

@@ -209,21 +209,22 @@ pub fn reflection(routes: &mut tonic::service::RoutesBuilder) -> anyhow::Result<
 type Decisions = pb::decision_service_server::DecisionServiceServer<DecisionService>;
 type GuardedDecisions = tonic::service::interceptor::InterceptedService<Decisions, RequireToken>;
 
-/// DecisionService, open or behind a token: one of the two is `Some` (the router's type
-/// differs with and without the interceptor, so both are added as optional services).
+/// DecisionService decoding requests of at most `max_message` bytes, open or behind a token:
+/// one of the two is `Some` (the router's type differs with and without the interceptor, so
+/// both are added as optional services).
 pub fn decisions(
     service: DecisionService,
     token: Option<RequireToken>,
+    max_message: usize,
 ) -> (Option<Decisions>, Option<GuardedDecisions>) {
+    let server = service.into_server().max_decoding_message_size(max_message);
     match token {
-        None => (Some(service.into_server()), None),
+        None => (Some(server), None),
         Some(token) => (
             None,
-            Some(
-                pb::decision_service_server::DecisionServiceServer::with_interceptor(
-                    service, token,
-                ),
-            ),
+            Some(tonic::service::interceptor::InterceptedService::new(
+                server, token,
+            )),
         ),
     }
 }

@@ -67,6 +67,8 @@ pub struct Args {
     #[command(flatten)]
     audit_log: crate::audit_log::Args,
     #[command(flatten)]
+    grpc_limits: crate::grpc_limits::Args,
+    #[command(flatten)]
     scim_limits: scim::Limits,
     #[command(flatten)]
     webhooks: admin::webhooks::Limits,
@@ -93,6 +95,7 @@ struct Settings {
     http_tls: bool,
     decision_log: crate::decision_log::Args,
     audit_log: crate::audit_log::Args,
+    grpc_limits: crate::grpc_limits::Args,
     scim_limits: scim::Limits,
     webhooks: admin::webhooks::Limits,
     console: console::Settings,
@@ -127,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         http_tls: args.http_tls,
         decision_log: args.decision_log,
         audit_log: args.audit_log,
+        grpc_limits: args.grpc_limits,
         scim_limits: args.scim_limits,
         webhooks: args.webhooks,
         identity_provider: args.console.identity_provider()?,
@@ -215,7 +219,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let decisions = DecisionService::new(engine.clone())
         .with_recorder(recorder)
         .with_metrics(decision_metrics)
-        .with_approvals(std::sync::Arc::new(approvals.clone()));
+        .with_approvals(std::sync::Arc::new(approvals.clone()))
+        .with_max_batch(settings.grpc_limits.batch_checks());
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let authzen = telemetry::authzen(pdp_service::authzen::router(
         decisions.clone(),
@@ -236,7 +241,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
             flows: flows.clone(),
             webhooks: webhooks.clone(),
             approvals: approval_service.clone(),
-            decisions: DecisionService::new(engine.clone()),
+            decisions: DecisionService::new(engine.clone())
+                .with_max_batch(settings.grpc_limits.batch_checks()),
         },
         settings.console.clone(),
         http_tls.is_some(),
@@ -308,7 +314,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (open, guarded) = net::decisions(decisions, settings.decision_token);
+    let max_message = settings.grpc_limits.message_bytes();
+    let (open, guarded) = net::decisions(decisions, settings.decision_token, max_message);
     // Sidecars get the approval state along with the directory, and use once grants here.
     let feed = settings.sidecar_token.map(|token| {
         let source = std::sync::Arc::new(crate::sidecar_approvals::Source(approvals));
@@ -335,13 +342,21 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         routes.add_service(snapshots);
     }
     // Counted with AdminService's calls: the same port, tokens and callers.
-    let flows = admin_calls.wrap(flows.into_server());
+    let flows = admin_calls.wrap(flows.into_server().max_decoding_message_size(max_message));
     telemetry::add(&mut routes, Some(flows));
-    let webhooks = admin_calls.wrap(webhooks.into_server());
+    let webhooks = admin_calls.wrap(
+        webhooks
+            .into_server()
+            .max_decoding_message_size(max_message),
+    );
     telemetry::add(&mut routes, Some(webhooks));
-    let admin = admin_calls.wrap(admin.into_server());
+    let admin = admin_calls.wrap(admin.into_server().max_decoding_message_size(max_message));
     telemetry::add(&mut routes, Some(admin));
-    let approval_calls = admin_calls.wrap(approval_service.into_server());
+    let approval_calls = admin_calls.wrap(
+        approval_service
+            .into_server()
+            .max_decoding_message_size(max_message),
+    );
     telemetry::add(&mut routes, Some(approval_calls));
     routes.add_service(health_service);
     net::reflection(&mut routes)?;
@@ -354,7 +369,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let grpc = net::serve(
         listener,
         server,
-        routes.routes(),
+        crate::grpc_limits::refusing_large_messages(routes.routes(), max_message),
         settings.tls,
         stopped,
         "gRPC",

@@ -73,6 +73,8 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_DECISION_TOKEN_FILE")]
     decision_token_file: Option<PathBuf>,
     #[command(flatten)]
+    grpc_limits: crate::grpc_limits::Args,
+    #[command(flatten)]
     listen: crate::listen::Args,
     #[command(flatten)]
     pub telemetry: crate::telemetry::Args,
@@ -139,7 +141,8 @@ async fn serve(
     let decisions = DecisionService::new(follower.engine().clone())
         .with_freshness(follower.freshness().clone())
         .with_metrics(decision_metrics)
-        .with_approvals(std::sync::Arc::new(follower.approvals().clone()));
+        .with_approvals(std::sync::Arc::new(follower.approvals().clone()))
+        .with_max_batch(args.grpc_limits.batch_checks());
     let authzen = telemetry::authzen(pdp_service::authzen::router(
         decisions.clone(),
         decision_token.clone(),
@@ -162,7 +165,8 @@ async fn serve(
         ),
         None => None,
     };
-    let (open, guarded) = net::decisions(decisions, decision_token);
+    let max_message = args.grpc_limits.message_bytes();
+    let (open, guarded) = net::decisions(decisions, decision_token, max_message);
     info!(grpc_addr = %local, "serving decisions");
     let mut routes = tonic::service::Routes::builder();
     telemetry::add(&mut routes, open);
@@ -170,7 +174,10 @@ async fn serve(
     routes.add_service(health_service);
     net::reflection(&mut routes)?;
     tonic::transport::Server::builder()
-        .add_routes(routes.routes())
+        .add_routes(crate::grpc_limits::refusing_large_messages(
+            routes.routes(),
+            max_message,
+        ))
         .serve_with_incoming_shutdown(listener.incoming(), net::until(stopped))
         .await
         .context("the gRPC server failed")?;

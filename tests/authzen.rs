@@ -452,7 +452,7 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     };
 
     // Malformed requests: 400 with a JSON body naming what is wrong.
-    let too_many: Vec<Value> = (0..=pdp_service::MAX_BATCH)
+    let too_many: Vec<Value> = (0..=pdp_service::DEFAULT_MAX_BATCH)
         .map(|_| evaluation.clone())
         .collect();
     let too_long = "u".repeat(10_000);
@@ -539,7 +539,7 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
         ),
         (
             &actions_url,
-            with_page(json!({ "limit": pdp_service::MAX_BATCH + 1 })),
+            with_page(json!({ "limit": pdp_service::DEFAULT_MAX_BATCH + 1 })),
             "from 1 to 1000",
         ),
         (

@@ -18,7 +18,7 @@ fn host(url: &str) -> &str {
 }
 
 /// One HTTP/1.1 request on a fresh connection; the status and the body.
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     target: &str,

@@ -24,6 +24,7 @@ mod hammer;
 mod hardening_net;
 mod identity;
 mod import_online;
+mod limit_settings;
 mod metrics;
 mod policies_as_code;
 mod profiles;

@@ -224,14 +224,9 @@ pub(crate) fn roles_of(view: &View, user_id: &str) -> BTreeMap<Role, Vec<String>
     roles
 }
 
-/// The secret in `authorization: Bearer <secret>` (the scheme is case-insensitive).
+/// The secret in `authorization: Bearer <secret>` ([`pdp_service::secret::bearer`]).
 pub(crate) fn bearer(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?.trim();
-    let (scheme, secret) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| secret.trim())
-        .filter(|s| !s.is_empty())
+    pdp_service::secret::bearer(metadata.get("authorization")?.to_str().ok()?)
 }
 
 /// Who the company's identity provider says signed in to the console: from a validated ID

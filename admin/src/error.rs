@@ -89,6 +89,12 @@ impl From<live::Error> for Error {
     }
 }
 
+impl From<pdp_service::secret::RandomFailed> for Error {
+    fn from(error: pdp_service::secret::RandomFailed) -> Error {
+        Error::Unavailable(error.to_string())
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> tonic::Status {
         let message = error.to_string();

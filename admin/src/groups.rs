@@ -97,13 +97,7 @@ fn current(tx: &store::Tx<'_, '_>, view: &View) -> bool {
 
 /// A new group id: `grp_` and 16 lower-case hex digits from the OS.
 fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(format!(
-        "grp_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("grp_{}", pdp_service::secret::new_id()?))
 }
 
 fn listed(ids: &[String]) -> String {
@@ -428,8 +422,7 @@ pub(crate) async fn members(
         return Err(Error::not_found("group", &group_id));
     }
     let mut rows: Vec<pb::GroupMember> = view
-        .members_of(&group_id)
-        .skip_while(|(user_id, _)| after.as_deref().is_some_and(|a| &***user_id <= a))
+        .members_after(&group_id, after.as_deref())
         .filter_map(|(user_id, joined)| Some((view.user(user_id)?, joined)))
         .filter(|(user, _)| {
             text::contains_folded(user.email(), &needle)

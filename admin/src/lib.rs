@@ -19,6 +19,7 @@ mod error;
 mod groups;
 pub mod import;
 mod mask;
+pub mod outbound;
 mod page;
 mod policies;
 mod scim_connections;

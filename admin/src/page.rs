@@ -35,10 +35,7 @@ struct Token<T> {
 }
 
 fn fingerprint(query: &str) -> String {
-    Sha256::digest(query.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(query.as_bytes())[..8])
 }
 
 pub(crate) fn encode<T: Serialize>(query: &str, after: &T) -> String {

@@ -627,13 +627,7 @@ fn check_scope(tx: &Tx<'_, '_>, scope: &Scope) -> Result<()> {
 
 /// A new policy id: `pol_` and 16 lower-case hex digits from the OS.
 fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(format!(
-        "pol_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("pol_{}", pdp_service::secret::new_id()?))
 }
 
 pub(crate) async fn create(

@@ -1,16 +1,17 @@
 //! SCIM connections over the API: create and rotate (the secret shown once), revoke, list.
 //! Writes are Admin only; Read Only may list.
 //!
-//! A secret reads `scim_<connection id>_<64 lower-hex digits>`, the shape the SCIM endpoint
-//! (`scim::connection`) looks up and checks; only its SHA-256 is stored. Rotation keeps the id
+//! A secret reads `scim_<connection id>_<64 lower-hex digits>` ([`secret::Kind::Scim`]), the
+//! shape the SCIM endpoint (`scim::connection`) looks up and checks; only its hash is stored. Rotation keeps the id
 //! (the identity provider's records of it stay right) and replaces the random part; the old
 //! secret's hash is kept, and accepted, until the grace period ends. Neither a secret nor a hash
 //! leaves this module: responses and audit events carry the connection without them.
 
 use crate::auth::Caller;
-use crate::{Error, Result, audit, clock, convert, text, token};
+use crate::{Error, Result, audit, clock, convert, text};
 use live::Live;
 use pdp::Timestamp;
+use pdp_service::secret::{self, Kind};
 use portcullis_proto::v1 as pb;
 use std::time::Duration;
 use store::ScimConnection;
@@ -20,17 +21,6 @@ const MAX_NAME: usize = 64;
 /// Longest grace period of a rotation: long enough to reconfigure an identity provider over a
 /// weekend, short enough that a leaked old secret does not linger.
 pub const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
-
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut out = vec![0; bytes];
-    getrandom::fill(&mut out)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(out.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn secret_of(id: &str) -> Result<String> {
-    Ok(format!("scim_{id}_{}", random_hex(32)?))
-}
 
 /// The connection without its secrets' hashes, for the audit log.
 fn redacted(connection: &ScimConnection) -> ScimConnection {
@@ -136,16 +126,16 @@ pub(crate) async fn create(
                     other.id
                 )));
             }
-            let mut id = random_hex(8)?;
+            let mut id = secret::new_id()?;
             // 64 random bits: a collision is all but impossible, but never overwrite.
             while tx.connection(&id)?.is_some() {
-                id = random_hex(8)?;
+                id = secret::new_id()?;
             }
-            let secret = secret_of(&id)?;
+            let secret = Kind::Scim.mint(&id)?;
             let connection = ScimConnection {
                 id,
                 name: name.clone(),
-                secret_hash: token::hash(&secret),
+                secret_hash: secret::hash(&secret),
                 created_at: clock::now(),
                 created_by: caller.user_id.clone(),
                 ..ScimConnection::default()
@@ -178,8 +168,8 @@ pub(crate) async fn rotate(
     let id = id(&wanted)?.to_owned();
     let grace = grace(wanted_grace)?;
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    let secret = secret_of(&id)?;
-    let hash = token::hash(&secret);
+    let secret = Kind::Scim.mint(&id)?;
+    let hash = secret::hash(&secret);
     let (revision, connection) = live
         .write(move |tx| -> Result<ScimConnection> {
             let before = tx

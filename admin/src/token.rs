@@ -1,31 +1,18 @@
-//! API tokens: minting secrets, storing only their hash, and checking a presented secret in
-//! constant time.
-//!
-//! A secret reads `pcl_<token id>_<43 characters>`: the id finds the stored record, and the
-//! random part (32 bytes from the OS) is what makes it secret. The store keeps SHA-256 of the
-//! whole secret; a fast hash is right here because the secret is random, not a password.
+//! API tokens: minting a secret (`pcl_<token id>_<random part>`, shaped and hashed by
+//! [`pdp_service::secret`]), storing only its hash, and checking a presented secret in constant
+//! time.
 
 use crate::clock;
-use base64::Engine as _;
 use pdp::{Role, Timestamp};
-use sha2::{Digest, Sha256};
+use pdp_service::secret::{self, Kind};
 use std::time::Duration;
 use store::{ApiToken, AuditEvent, Store};
-use subtle::ConstantTimeEq;
-
-const PREFIX: &str = "pcl_";
 
 /// A token just made, with the secret that is shown once.
 #[derive(Debug)]
 pub struct Minted {
     pub token: ApiToken,
     pub secret: String,
-}
-
-fn random(bytes: usize) -> Result<Vec<u8>, String> {
-    let mut out = vec![0; bytes];
-    getrandom::fill(&mut out).map_err(|e| format!("the system random source failed: {e}"))?;
-    Ok(out)
 }
 
 /// Makes a new token record and its secret; nothing is stored.
@@ -35,11 +22,9 @@ pub fn mint(
     role: Option<Role>,
     expires_in: Option<Duration>,
     created_by: &str,
-) -> Result<Minted, String> {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    // Ids are lower-case hex, so they never contain the `_` that ends them in a secret.
-    let id: String = random(8)?.iter().map(|b| format!("{b:02x}")).collect();
-    let secret = format!("{PREFIX}{id}_{}", b64.encode(random(32)?));
+) -> Result<Minted, secret::RandomFailed> {
+    let id = secret::new_id()?;
+    let secret = Kind::Api.mint(&id)?;
     let now = clock::now();
     let expires_at = expires_in.map(|d| {
         Timestamp(
@@ -53,7 +38,7 @@ pub fn mint(
             name: name.to_owned(),
             user_id: user_id.to_owned(),
             role,
-            secret_hash: hash(&secret),
+            secret_hash: secret::hash(&secret),
             created_at: now,
             created_by: created_by.to_owned(),
             expires_at,
@@ -65,25 +50,12 @@ pub fn mint(
 
 /// The token id a presented secret names, if it has the shape of one.
 pub fn id_of(secret: &str) -> Option<&str> {
-    let rest = secret.strip_prefix(PREFIX)?;
-    let (id, random) = rest.split_once('_')?;
-    (!id.is_empty() && id.len() <= 64 && !random.is_empty()).then_some(id)
-}
-
-pub fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Kind::Api.id_of(secret)
 }
 
 /// Whether `secret` is the token's, compared in constant time.
 pub fn verify(token: &ApiToken, secret: &str) -> bool {
-    let presented = hash(secret);
-    presented
-        .as_bytes()
-        .ct_eq(token.secret_hash.as_bytes())
-        .into()
+    secret::verify(secret, [token.secret_hash.as_str()])
 }
 
 /// What `portcullis token create` does: makes a token for the user this reference names (by
@@ -98,8 +70,7 @@ pub fn create_on_store(
 ) -> crate::Result<Minted> {
     let view = store.view()?;
     let user = crate::users::resolve(&view, "user", user)?;
-    let minted =
-        mint(&user.id, name, role, expires_in, "cli").map_err(crate::Error::Unavailable)?;
+    let minted = mint(&user.id, name, role, expires_in, "cli")?;
     let token = minted.token.clone();
     store.transact(|tx| {
         tx.put_token(&token)?;
@@ -142,7 +113,7 @@ pub fn bootstrap_on_store(
 ) -> crate::Result<Bootstrapped> {
     let view = store.view()?;
     let user = crate::users::resolve(&view, "bootstrap-user", user)?;
-    let secret_hash = hash(secret);
+    let secret_hash = secret::hash(secret);
     // Checked before the transaction, which then only writes: `serve` calls this before
     // anything else can write to the store.
     if let Some(existing) = store.get_token(id)? {

@@ -49,8 +49,7 @@ pub(crate) async fn create(
         .id
         .clone();
     let token::Minted { token, secret } =
-        token::mint(&user_id, &name, role, expires_in, &caller.user_id)
-            .map_err(Error::Unavailable)?;
+        token::mint(&user_id, &name, role, expires_in, &caller.user_id)?;
     let (revision, token) = live
         .write(move |tx| -> Result<ApiToken> {
             if tx.user(&token.user_id)?.is_none() {

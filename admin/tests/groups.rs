@@ -888,6 +888,81 @@ async fn members_list_with_join_details_search_and_pages() {
     );
 }
 
+/// A group larger than a page, paged to the end through gRPC (default pages, pages of 500, and
+/// a search): every member once, in user id order, and nothing of the group that sorts next.
+#[tokio::test]
+async fn members_of_a_large_group_page_each_member_once_in_order() {
+    use crate::support::{company, group, member, user};
+    let mut model = company();
+    // Ids not zero-padded, so id order (m0, m1, m10, m100, …) is not the order they were made in.
+    let ids: Vec<String> = (0..1_234).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        model.users.push(user(
+            id,
+            &format!("{id}@example.com"),
+            &format!("Member {id}"),
+        ));
+        model.memberships.push(member("g-big", id));
+    }
+    model
+        .groups
+        .push(group("g-big", "Big", &[], pdp::ManagedBy::External));
+    // The group right after g-big in the membership order shares some of its members.
+    model
+        .groups
+        .push(group("g-bigger", "Bigger", &[], pdp::ManagedBy::Local));
+    model.memberships.push(member("g-bigger", "m0"));
+    model.memberships.push(member("g-bigger", "u-alice"));
+    let h = Harness::start_with(model).await;
+    let admin = h.admin().await;
+    let mut sorted = ids.clone();
+    sorted.sort();
+
+    for (search, page_size) in [("", 0), ("", 500), ("7", 50), ("MEMBER M12", 3)] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let page = admin
+                .clone()
+                .list_group_members(pb::ListGroupMembersRequest {
+                    group_id: "g-big".into(),
+                    search: search.into(),
+                    page_size,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            pages += 1;
+            // A cursor that never ends fails here instead of paging forever.
+            assert!(pages <= ids.len() + 1, "{search:?}: too many pages");
+            seen.extend(page.members.iter().map(|m| m.user_id.clone()));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let needle = search.to_lowercase();
+        let expected: Vec<&String> = sorted
+            .iter()
+            .filter(|id| format!("member {id}").contains(&needle))
+            .collect();
+        assert!(expected.len() > 1, "{search:?} finds several members");
+        assert_eq!(
+            seen.iter().collect::<Vec<_>>(),
+            expected,
+            "{search:?} {page_size}"
+        );
+        let size = if page_size == 0 {
+            50
+        } else {
+            page_size as usize
+        };
+        assert_eq!(pages, expected.len().div_ceil(size).max(1), "{search:?}");
+    }
+}
+
 #[tokio::test]
 async fn assign_is_all_or_nothing_and_remove_reports_what_it_did() {
     let h = Harness::start().await;

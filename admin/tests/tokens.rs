@@ -117,7 +117,7 @@ async fn a_new_token_works_for_its_user_and_its_secret_is_shown_once() {
         .trim_start_matches("pcl_")
         .split_once('_')
         .unwrap();
-    let hash = admin::token::hash(&created.secret);
+    let hash = pdp_service::secret::hash(&created.secret);
     for event in h.audit("token.create").await {
         let shown = format!("{event:?}");
         assert!(!shown.contains(random), "{shown}");
@@ -217,7 +217,7 @@ async fn a_revoked_token_is_refused_at_once() {
         (id.as_str(), revoked.revision)
     );
     assert!(events[0].before_json.contains("\"revoked_at\":null"));
-    let hash = admin::token::hash(&created.secret);
+    let hash = pdp_service::secret::hash(&created.secret);
     assert!(!events[0].before_json.contains(&hash));
     assert!(!events[0].after_json.contains(&hash));
     let listed = list(&mut admin, "u-bob").await;

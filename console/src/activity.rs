@@ -4,11 +4,10 @@
 //! readers and for reading exact values.
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
 use crate::layout;
 use crate::view::time;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -35,35 +34,31 @@ pub async fn page(
     State(console): State<Console>,
     signed: Signed,
     Query(query): Query<ActivityQuery>,
-) -> Response {
+) -> Page<Markup> {
     let minutes = query
         .minutes
         .filter(|m| WINDOWS.iter().any(|(w, _)| w == m))
         .unwrap_or(60);
     let admin = &console.services().admin;
-    let activity = match admin
+    let activity = admin
         .get_activity(signed.request(pb::GetActivityRequest { minutes }))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let audit = |action: &str, page_size: u32| pb::ListAuditEventsRequest {
         action: action.to_owned(),
         page_size,
         ..Default::default()
     };
-    let locks = match admin
+    let locks = admin
         .list_audit_events(signed.request(audit("user.lock", 10)))
         .await
-    {
-        Ok(answer) => answer.into_inner().events,
-        Err(status) => return Failure::from(status).into_response(),
-    };
-    let changes = match admin.list_audit_events(signed.request(audit("", 20))).await {
-        Ok(answer) => answer.into_inner().events,
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?
+        .events;
+    let changes = admin
+        .list_audit_events(signed.request(audit("", 20)))
+        .await
+        .page()?
+        .events;
     let total: u64 = activity.minutes.iter().map(sum).sum();
     let content = html! {
         h1 { "Activity" }
@@ -111,7 +106,12 @@ pub async fn page(
         h2 { "Recent admin changes" }
         (events(&changes, "No change yet."))
     };
-    layout::page(&signed, "/console/activity", "Activity", content).into_response()
+    Ok(layout::page(
+        &signed,
+        "/console/activity",
+        "Activity",
+        content,
+    ))
 }
 
 fn sum(m: &pb::ActivityMinute) -> u64 {

@@ -2,13 +2,12 @@
 //! reason and a confirmation that says what happens, enable again).
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
-use crate::users::unconfirmed;
+use crate::users::confirmed;
 use crate::view::{self, badge, time};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -16,16 +15,13 @@ use serde::Deserialize;
 
 const SECTION: &str = "/console/agents";
 
-pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
-    let answer = match console
+pub async fn list(State(console): State<Console>, signed: Signed) -> Page<Markup> {
+    let answer = console
         .services()
         .admin
         .list_agents(signed.request(pb::ListAgentsRequest {}))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let content = html! {
         h1 { "Agents" }
         p.muted { "The AI agents registered with Portcullis. Disabling one denies every call it makes, for every user, from the next decision on, whatever the policies say." }
@@ -58,7 +54,7 @@ pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
             }
         }
     };
-    layout::page(&signed, SECTION, "Agents", content).into_response()
+    Ok(layout::page(&signed, SECTION, "Agents", content))
 }
 
 fn acts_for(scope: Option<&pb::PolicyScope>) -> String {
@@ -120,31 +116,27 @@ pub struct SwitchForm {
     confirm: String,
 }
 
-pub async fn disable(State(console): State<Console>, posted: Posted<SwitchForm>) -> Response {
+pub async fn disable(State(console): State<Console>, posted: Posted<SwitchForm>) -> Page {
     set(console, posted, false).await
 }
 
-pub async fn enable(State(console): State<Console>, posted: Posted<SwitchForm>) -> Response {
+pub async fn enable(State(console): State<Console>, posted: Posted<SwitchForm>) -> Page {
     set(console, posted, true).await
 }
 
-async fn set(console: Console, posted: Posted<SwitchForm>, enabled: bool) -> Response {
+async fn set(console: Console, posted: Posted<SwitchForm>, enabled: bool) -> Page {
     let Posted { signed, form } = posted;
-    if let Some(refusal) = unconfirmed(&form.confirm) {
-        return refusal;
-    }
+    confirmed(&form.confirm)?;
     let request = pb::SetAgentEnabledRequest {
         id: form.id,
         enabled,
         reason: form.reason.trim().to_owned(),
     };
-    match console
+    console
         .services()
         .admin
         .set_agent_enabled(signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(SECTION),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(SECTION))
 }

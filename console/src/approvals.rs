@@ -4,12 +4,12 @@
 //! approve what; a person without an admin role reaches only this section.
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
+use crate::list::{self, pager};
 use crate::view::{self, badge, time};
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use pb::approval_service_server::ApprovalService as _;
 use portcullis_proto::v1 as pb;
@@ -58,7 +58,7 @@ pub async fn inbox(
     State(console): State<Console>,
     signed: Signed,
     Query(query): Query<InboxQuery>,
-) -> Response {
+) -> Page<Markup> {
     let all = query.all == "1" && signed.is_admin();
     let state = if query.state.is_empty() {
         "pending"
@@ -72,15 +72,12 @@ pub async fn inbox(
         page_token: query.page.clone(),
         ..Default::default()
     };
-    let answer = match console
+    let answer = console
         .services()
         .approvals
         .list_approval_requests(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let link = |page: &str| {
         let mut pairs = vec![("state", state)];
         if all {
@@ -89,10 +86,7 @@ pub async fn inbox(
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "/console/approvals?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link("/console/approvals", &pairs)
     };
     let content = html! {
         h1 { (if all { "Approval requests" } else { "Your approvals" }) }
@@ -137,43 +131,34 @@ pub async fn inbox(
                 }
             }
         }
-        nav.pager aria-label="Pages" {
-            @if !query.page.is_empty() {
-                a.button.secondary href=(link("")) { "First page" }
-            }
-            @if !answer.next_page_token.is_empty() {
-                a.button.secondary href=(link(&answer.next_page_token)) { "Next page" }
-            }
-        }
+        (pager("Pages", &query.page, &answer.next_page_token, link))
     };
-    layout::page(&signed, "/console/approvals", "Approvals", content).into_response()
+    Ok(layout::page(
+        &signed,
+        "/console/approvals",
+        "Approvals",
+        content,
+    ))
 }
 
 pub async fn details(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-) -> Response {
+) -> Page<Markup> {
     let request = pb::GetApprovalRequestRequest {
         id,
         ..Default::default()
     };
-    let answer = match console
+    let answer = console
         .services()
         .approvals
         .get_approval_request(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
-    let Some(r) = answer.request else {
-        return Failure::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "no such approval request",
-        )
-        .into_response();
-    };
+        .page()?;
+    let r = answer
+        .request
+        .ok_or_else(|| Failure::not_found("no such approval request"))?;
     let arguments = r
         .arguments
         .as_ref()
@@ -235,7 +220,7 @@ pub async fn details(
             }
         }
     };
-    layout::page(&signed, "/console/approvals", &title, content).into_response()
+    Ok(layout::page(&signed, "/console/approvals", &title, content))
 }
 
 fn decide_form(signed: &Signed, id: &str) -> Markup {
@@ -272,40 +257,36 @@ pub async fn approve(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<DecideForm>,
-) -> Response {
+) -> Page {
     let request = pb::ApproveRequest {
         id: id.clone(),
         comment: posted.form.comment.trim().to_owned(),
     };
-    match console
+    console
         .services()
         .approvals
         .approve(posted.signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&format!("/console/approvals/{id}")),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&format!("/console/approvals/{id}")))
 }
 
 pub async fn deny(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<DecideForm>,
-) -> Response {
+) -> Page {
     let request = pb::DenyRequest {
         id: id.clone(),
         comment: posted.form.comment.trim().to_owned(),
     };
-    match console
+    console
         .services()
         .approvals
         .deny(posted.signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&format!("/console/approvals/{id}")),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&format!("/console/approvals/{id}")))
 }
 
 fn decision_line(a: &pb::ApprovalDecision, what: &str) -> Markup {

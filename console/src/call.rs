@@ -75,6 +75,19 @@ impl Signed {
         self.who.roles.contains(&(pb::Role::Admin as i32))
     }
 
+    /// Refuses (403) a page only the Admin role has a use for (its forms write), saying that
+    /// `what` needs it; the services refuse a Read Only person's writes anyway.
+    pub fn admin_only(&self, what: &str) -> Result<(), Failure> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                format!("{what} needs the Admin role"),
+            ))
+        }
+    }
+
     /// Whether the person holds a role (Admin or Read Only): without one, the console shows
     /// only their approvals inbox.
     pub fn has_role(&self) -> bool {
@@ -179,6 +192,27 @@ impl Failure {
             status,
             message: message.into(),
         }
+    }
+
+    /// 404 with `message` (a record the service answered without, such as `no such group`).
+    pub fn not_found(message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+/// What a page handler answers: the page, or the error page of whatever refused it. Handlers
+/// end a failed call with `?` instead of matching on it.
+pub type Page<T = Response> = Result<T, Failure>;
+
+/// A service's answer as a page handler takes it: the message, or the refusal as a
+/// [`Failure`] (`call(...).await.page()?`).
+pub trait Answer<T> {
+    fn page(self) -> Page<T>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
+    fn page(self) -> Page<T> {
+        self.map(tonic::Response::into_inner).map_err(Failure::from)
     }
 }
 

@@ -8,9 +8,10 @@ pub(crate) mod fields;
 pub mod settings;
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
+use crate::list::{self, Search, pager};
 use crate::users::roles;
 use crate::view;
 use axum::extract::{Query, State};
@@ -92,36 +93,19 @@ fn chosen_roles(form: &Fields) -> Vec<i32> {
         .collect()
 }
 
-/// A group by id, through GetGroup.
-async fn get(
-    console: &Console,
-    signed: &Signed,
-    id: &str,
-) -> Result<pb::GetGroupResponse, Failure> {
+/// A group by id, through GetGroup, with the ids of the policies that name it.
+async fn get(console: &Console, signed: &Signed, id: &str) -> Page<(pb::Group, Vec<String>)> {
     let request = pb::GetGroupRequest { id: id.to_owned() };
     let answer = console
         .services()
         .admin
         .get_group(signed.request(request))
         .await
-        .map_err(Failure::from)?
-        .into_inner();
-    if answer.group.is_none() {
-        return Err(Failure::new(StatusCode::NOT_FOUND, "no such group"));
-    }
-    Ok(answer)
-}
-
-/// A page only the Admin role has a use for (its forms write).
-fn admin_only(signed: &Signed, what: &str) -> Result<(), Failure> {
-    if signed.is_admin() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            format!("{what} needs the Admin role"),
-        ))
-    }
+        .page()?;
+    let group = answer
+        .group
+        .ok_or_else(|| Failure::not_found("no such group"))?;
+    Ok((group, answer.policy_ids))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,7 +123,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn descending(&self) -> bool {
-        self.desc.as_deref().is_some_and(|d| d == "1" || d == "on")
+        list::descending(self.desc.as_deref())
     }
 
     fn sort_name(&self) -> &str {
@@ -152,11 +136,7 @@ impl ListQuery {
     /// This list's address with `page`, and with `sort` when given (flipping the direction
     /// when it is already the sort).
     fn link(&self, sort: Option<&str>, page: &str) -> String {
-        let (sort, desc) = match sort {
-            Some(s) if s == self.sort_name() => (s, !self.descending()),
-            Some(s) => (s, false),
-            None => (self.sort_name(), self.descending()),
-        };
+        let (sort, desc) = list::sort_after(self.sort_name(), self.descending(), sort);
         let mut pairs = vec![("q", self.q.as_str()), ("sort", sort)];
         if desc {
             pairs.push(("desc", "1"));
@@ -164,10 +144,7 @@ impl ListQuery {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "{SECTION}?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link(SECTION, &pairs)
     }
 
     /// How a sortable column's header says its order, for screen readers.
@@ -186,7 +163,7 @@ pub async fn list(
     State(console): State<Console>,
     signed: Signed,
     Query(query): Query<ListQuery>,
-) -> Response {
+) -> Page<Markup> {
     let sort = match query.sort_name() {
         "users" => pb::GroupSort::UserCount,
         _ => pb::GroupSort::Name,
@@ -198,15 +175,12 @@ pub async fn list(
         page_size: PAGE,
         page_token: query.page.clone(),
     };
-    let answer = match console
+    let answer = console
         .services()
         .admin
         .list_groups(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let content = html! {
         div.heading {
             h1 { "Groups" }
@@ -214,17 +188,19 @@ pub async fn list(
                 a.button href="/console/groups/new" { "Create group" }
             }
         }
-        form.toolbar method="get" action=(SECTION) role="search"
-            hx-get=(SECTION) hx-trigger="input changed delay:300ms from:#q, submit"
-            hx-target="#groups" hx-select="#groups" hx-swap="outerHTML" hx-push-url="true" {
-            div {
-                label for="q" { "Search by name" }
-                input #q type="search" name="q" value=(query.q) maxlength="1024";
-            }
-            input type="hidden" name="sort" value=(query.sort_name());
-            @if query.descending() { input type="hidden" name="desc" value="1"; }
-            button type="submit" { "Search" }
-        }
+        (Search {
+            action: SECTION,
+            trigger: "input changed delay:300ms from:#q, submit",
+            target: "groups",
+            label: "Search by name",
+            q: &query.q,
+            maxlength: Some("1024"),
+            placeholder: None,
+            more: html! {
+                input type="hidden" name="sort" value=(query.sort_name());
+                @if query.descending() { input type="hidden" name="desc" value="1"; }
+            },
+        }.render())
         div #groups {
             table {
                 caption.visually-hidden { "Groups" }
@@ -253,17 +229,10 @@ pub async fn list(
                     }
                 }
             }
-            nav.pager aria-label="Pages" {
-                @if !query.page.is_empty() {
-                    a.button.secondary href=(query.link(None, "")) { "First page" }
-                }
-                @if !answer.next_page_token.is_empty() {
-                    a.button.secondary href=(query.link(None, &answer.next_page_token)) { "Next page" }
-                }
-            }
+            (pager("Pages", &query.page, &answer.next_page_token, |page| query.link(None, page)))
         }
     };
-    layout::page(&signed, SECTION, "Groups", content).into_response()
+    Ok(layout::page(&signed, SECTION, "Groups", content))
 }
 
 /// What the create form holds, to show it again after a refusal.
@@ -281,20 +250,8 @@ fn create_page(signed: &Signed, draft: &Draft, problems: &Problems) -> Response 
         form.card method="post" action=(SECTION) {
             (problems.above())
             input type="hidden" name="csrf" value=(signed.csrf());
-            div.field {
-                label for="name" { "Name" }
-                input #name type="text" name="name" value=(draft.name) required maxlength="256"
-                    aria-invalid=[problems.of("name").map(|_| "true")]
-                    aria-describedby=[problems.described_by("name")];
-                (problems.under("name"))
-            }
-            div.field {
-                label for="description" { "Description" }
-                textarea #description name="description" maxlength="1024"
-                    aria-invalid=[problems.of("description").map(|_| "true")]
-                    aria-describedby=[problems.described_by("description")] { (draft.description) }
-                (problems.under("description"))
-            }
+            (problems.text("name", "Name", &draft.name, true, 256))
+            (problems.textarea("description", "Description", &draft.description, 1024))
             (role_choices(&draft.roles, problems))
             button type="submit" { "Create group" }
         }
@@ -307,14 +264,12 @@ fn create_page(signed: &Signed, draft: &Draft, problems: &Problems) -> Response 
         .into_response()
 }
 
-pub async fn new(signed: Signed) -> Response {
-    if let Err(refused) = admin_only(&signed, "creating a group") {
-        return refused.into_response();
-    }
-    create_page(&signed, &Draft::default(), &Problems::none())
+pub async fn new(signed: Signed) -> Page {
+    signed.admin_only("creating a group")?;
+    Ok(create_page(&signed, &Draft::default(), &Problems::none()))
 }
 
-pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Response {
+pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Page {
     let Posted { signed, form } = posted;
     let draft = Draft {
         name: form.one("name").to_owned(),
@@ -326,23 +281,19 @@ pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> R
         description: draft.description.clone(),
         roles: draft.roles.clone(),
     };
-    match console
+    let problems = match console
         .services()
         .admin
         .create_group(signed.request(request))
         .await
     {
-        Ok(answer) => match answer.into_inner().group {
-            Some(group) => view::see_other(&path(&group.id)),
-            None => view::see_other(SECTION),
-        },
-        // A Read Only person's forged write: the service's refusal, as is.
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            Failure::from(status).into_response()
+        Ok(answer) => {
+            return Ok(match answer.into_inner().group {
+                Some(group) => view::see_other(&path(&group.id)),
+                None => view::see_other(SECTION),
+            });
         }
-        Err(status) => {
-            let problems = Problems::from_status(&status, &["name", "description", "roles"]);
-            create_page(&signed, &draft, &problems)
-        }
-    }
+        Err(status) => Problems::refused(status, &["name", "description", "roles"])?,
+    };
+    Ok(create_page(&signed, &draft, &problems))
 }

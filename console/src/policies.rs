@@ -9,14 +9,14 @@ pub use form::{create, edit, new, update};
 pub use list::list;
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
-use crate::users::unconfirmed;
+use crate::users::confirmed;
 use crate::view::{self, badge, time};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -98,17 +98,16 @@ fn tools_summary(all_tools: bool, tools: &[String]) -> String {
 }
 
 /// The policy `id` as the service has it, and the revision it was read at.
-async fn get(console: &Console, signed: &Signed, id: &str) -> Result<(pb::Policy, u64), Failure> {
+async fn get(console: &Console, signed: &Signed, id: &str) -> Page<(pb::Policy, u64)> {
     let answer = console
         .services()
         .admin
         .get_policy(signed.request(pb::GetPolicyRequest { id: id.to_owned() }))
         .await
-        .map_err(Failure::from)?
-        .into_inner();
+        .page()?;
     let policy = answer
         .policy
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no policy `{id}`")))?;
+        .ok_or_else(|| Failure::not_found(format!("no policy `{id}`")))?;
     Ok((policy, answer.revision))
 }
 
@@ -118,11 +117,8 @@ pub async fn details(
     signed: Signed,
     Path(id): Path<String>,
     Query(question): Query<test::Question>,
-) -> Response {
-    let (policy, revision) = match get(&console, &signed, &id).await {
-        Ok(found) => found,
-        Err(failure) => return failure.into_response(),
-    };
+) -> Page {
+    let (policy, revision) = get(&console, &signed, &id).await?;
     let tested = if question.asked() {
         Some(test::run(&console, &policy, &question, revision).await)
     } else {
@@ -138,11 +134,11 @@ pub async fn details(
         @if signed.is_admin() { (controls(&signed, &policy)) }
         (test::section(&policy, &question, tested.as_ref()))
     };
-    (
+    Ok((
         status,
         layout::page(&signed, SECTION, &policy.name, content),
     )
-        .into_response()
+        .into_response())
 }
 
 /// Everything the policy says.
@@ -267,34 +263,29 @@ pub async fn set_enabled(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<EnabledForm>,
-) -> Response {
-    if let Some(refusal) = unconfirmed(&posted.form.confirm) {
-        return refusal;
-    }
+) -> Page {
+    confirmed(&posted.form.confirm)?;
     let enabled = match posted.form.enabled.as_str() {
         "true" => true,
         "false" => false,
         other => {
-            return Failure::new(
+            return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
                 format!("enabled: `{other}` is not `true` or `false`"),
-            )
-            .into_response();
+            ));
         }
     };
     let request = pb::SetPolicyEnabledRequest {
         id: id.clone(),
         enabled,
     };
-    match console
+    console
         .services()
         .admin
         .set_policy_enabled(posted.signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&href(&id)),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&href(&id)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,17 +298,13 @@ pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<DeleteForm>,
-) -> Response {
-    if let Some(refusal) = unconfirmed(&posted.form.confirm) {
-        return refusal;
-    }
-    match console
+) -> Page {
+    confirmed(&posted.form.confirm)?;
+    console
         .services()
         .admin
         .delete_policy(posted.signed.request(pb::DeletePolicyRequest { id }))
         .await
-    {
-        Ok(_) => view::see_other(SECTION),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(SECTION))
 }

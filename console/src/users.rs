@@ -1,12 +1,12 @@
 //! Users: the searchable, sortable, paged list, a user's details, and lock / unlock.
 
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
+use crate::list::{self, Search, pager};
 use crate::view::{self, badge, time};
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -33,17 +33,13 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn descending(&self) -> bool {
-        self.desc.as_deref().is_some_and(|d| d == "1" || d == "on")
+        list::descending(self.desc.as_deref())
     }
 
     /// This list's address with `page`, and with `sort` when given (flipping the direction
     /// when it is already the sort).
     fn link(&self, sort: Option<&str>, page: &str) -> String {
-        let (sort, desc) = match sort {
-            Some(s) if s == self.sort_name() => (s, !self.descending()),
-            Some(s) => (s, false),
-            None => (self.sort_name(), self.descending()),
-        };
+        let (sort, desc) = list::sort_after(self.sort_name(), self.descending(), sort);
         let mut pairs = vec![("q", self.q.as_str()), ("sort", sort)];
         if desc {
             pairs.push(("desc", "1"));
@@ -54,10 +50,7 @@ impl ListQuery {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "/console/users?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link("/console/users", &pairs)
     }
 
     fn sort_name(&self) -> &str {
@@ -73,7 +66,7 @@ pub async fn list(
     State(console): State<Console>,
     signed: Signed,
     Query(query): Query<ListQuery>,
-) -> Response {
+) -> Page<Markup> {
     let sort = match query.sort_name() {
         "mfa" => pb::UserSort::Mfa,
         "created" => pb::UserSort::Created,
@@ -93,36 +86,35 @@ pub async fn list(
         page_size: PAGE,
         page_token: query.page.clone(),
     };
-    let answer = match console
+    let answer = console
         .services()
         .admin
         .list_users(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let content = html! {
         h1 { "Users" }
-        form.toolbar method="get" action="/console/users" role="search"
-            hx-get="/console/users" hx-trigger="input changed delay:300ms from:#q, change, submit"
-            hx-target="#users" hx-select="#users" hx-swap="outerHTML" hx-push-url="true" {
-            div {
-                label for="q" { "Search by email or name" }
-                input #q type="search" name="q" value=(query.q) placeholder="Name or name@example.com";
-            }
-            div {
-                label for="status" { "Status" }
-                select #status name="status" {
-                    @for (value, label) in [("", "All"), ("active", "Active"), ("inactive", "Inactive"), ("locked", "Locked")] {
-                        option value=(value) selected[query.status == value] { (label) }
+        (Search {
+            action: "/console/users",
+            trigger: "input changed delay:300ms from:#q, change, submit",
+            target: "users",
+            label: "Search by email or name",
+            q: &query.q,
+            maxlength: None,
+            placeholder: Some("Name or name@example.com"),
+            more: html! {
+                div {
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        @for (value, label) in [("", "All"), ("active", "Active"), ("inactive", "Inactive"), ("locked", "Locked")] {
+                            option value=(value) selected[query.status == value] { (label) }
+                        }
                     }
                 }
-            }
-            input type="hidden" name="sort" value=(query.sort_name());
-            @if query.descending() { input type="hidden" name="desc" value="1"; }
-            button type="submit" { "Search" }
-        }
+                input type="hidden" name="sort" value=(query.sort_name());
+                @if query.descending() { input type="hidden" name="desc" value="1"; }
+            },
+        }.render())
         div #users {
             table {
                 caption.visually-hidden { "Users" }
@@ -154,40 +146,31 @@ pub async fn list(
                     }
                 }
             }
-            nav.pager aria-label="Pages" {
-                @if !query.page.is_empty() {
-                    a.button.secondary href=(query.link(None, "")) { "First page" }
-                }
-                @if !answer.next_page_token.is_empty() {
-                    a.button.secondary href=(query.link(None, &answer.next_page_token)) { "Next page" }
-                }
-            }
+            (pager("Pages", &query.page, &answer.next_page_token, |page| query.link(None, page)))
         }
     };
-    layout::page(&signed, "/console/users", "Users", content).into_response()
+    Ok(layout::page(&signed, "/console/users", "Users", content))
 }
 
 pub async fn details(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-) -> Response {
+) -> Page<Markup> {
     let request = pb::GetUserRequest {
         user: id,
         activity_limit: 20,
     };
-    let answer = match console
+    let answer = console
         .services()
         .admin
         .get_user(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
-    let Some(user) = answer.user.as_ref() else {
-        return Failure::new(axum::http::StatusCode::NOT_FOUND, "no such user").into_response();
-    };
+        .page()?;
+    let user = answer
+        .user
+        .as_ref()
+        .ok_or_else(|| Failure::not_found("no such user"))?;
     let name = display(
         &user.display_name,
         user.emails.first().map_or("", String::as_str),
@@ -243,7 +226,7 @@ pub async fn details(
             }
         }
     };
-    layout::page(&signed, "/console/users", name, content).into_response()
+    Ok(layout::page(&signed, "/console/users", name, content))
 }
 
 /// Lock (with a reason and a confirmation) or unlock.
@@ -292,54 +275,47 @@ pub async fn lock(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<LockForm>,
-) -> Response {
-    if let Some(refusal) = unconfirmed(&posted.form.confirm) {
-        return refusal;
-    }
+) -> Page {
+    confirmed(&posted.form.confirm)?;
     let request = pb::LockUserRequest {
         user: id.clone(),
         reason: posted.form.reason.trim().to_owned(),
     };
-    match console
+    console
         .services()
         .admin
         .lock_user(posted.signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&format!("/console/users/{id}")),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&format!("/console/users/{id}")))
 }
 
 pub async fn unlock(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<LockForm>,
-) -> Response {
-    if let Some(refusal) = unconfirmed(&posted.form.confirm) {
-        return refusal;
-    }
+) -> Page {
+    confirmed(&posted.form.confirm)?;
     let request = pb::UnlockUserRequest { user: id.clone() };
-    match console
+    console
         .services()
         .admin
         .unlock_user(posted.signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&format!("/console/users/{id}")),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&format!("/console/users/{id}")))
 }
 
-/// A destructive form submitted without its confirmation box ticked.
-pub fn unconfirmed(confirm: &str) -> Option<Response> {
-    (confirm != "yes").then(|| {
-        Failure::new(
+/// Refuses a destructive form submitted without its confirmation box ticked.
+pub fn confirmed(confirm: &str) -> Result<(), Failure> {
+    if confirm == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::new(
             axum::http::StatusCode::BAD_REQUEST,
             "confirm: tick the confirmation box to go on",
-        )
-        .into_response()
-    })
+        ))
+    }
 }
 
 fn display<'a>(display_name: &'a str, email: &'a str) -> &'a str {

@@ -44,16 +44,10 @@ impl Caller {
 /// How often a connection's `last_used_at` is written, at most: once a minute, not once a request.
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
-/// The secret of `Authorization: Bearer <secret>`.
+/// The secret of `Authorization: Bearer <secret>` ([`pdp_service::secret::bearer`]).
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, secret) = value.trim().split_once(' ')?;
-    let secret = secret.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+    let value = request.headers().get(header::AUTHORIZATION)?;
+    pdp_service::secret::bearer(value.to_str().ok()?)
 }
 
 /// Middleware: lets the request through with its [`Caller`] in its extensions, or answers 401.

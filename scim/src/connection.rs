@@ -1,62 +1,36 @@
 //! SCIM connections: one per identity provider, each with its own bearer token.
 //!
-//! A secret reads `scim_<connection id>_<64 lower-hex digits>`: the id (16 hex digits) finds the
-//! stored record, and the random part (32 bytes from the OS) is what makes it secret. The store
-//! keeps SHA-256 of the whole secret; a fast hash is right here because the secret is random,
-//! not a password. A presented secret is compared in constant time.
+//! A secret reads `scim_<connection id>_<64 lower-hex digits>` ([`secret::Kind::Scim`]): the id
+//! finds the stored record; the store keeps only the secret's hash, and a presented secret is
+//! compared in constant time.
 
 use crate::{Result, ScimError, clock};
 use pdp::Timestamp;
-use sha2::{Digest, Sha256};
+use pdp_service::secret::{self, Kind};
 use store::{AuditEvent, ScimConnection, Store};
-use subtle::ConstantTimeEq;
-
-const PREFIX: &str = "scim_";
 
 /// Longest connection name, in characters.
 const MAX_NAME: usize = 64;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `bytes` random bytes from the OS, as lower-case hex.
-pub(crate) fn random_hex(bytes: usize) -> Result<String> {
-    let mut out = vec![0; bytes];
-    getrandom::fill(&mut out)
-        .map_err(|e| ScimError::unavailable(format!("the system random source failed: {e}")))?;
-    Ok(hex(&out))
-}
-
 /// The connection id a presented secret names, if it has the shape of one.
 pub(crate) fn id_of(secret: &str) -> Option<&str> {
-    let rest = secret.strip_prefix(PREFIX)?;
-    let (id, random) = rest.split_once('_')?;
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    (!id.is_empty() && id.len() <= 64 && hex(id) && !random.is_empty()).then_some(id)
-}
-
-pub(crate) fn hash(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    Kind::Scim.id_of(secret)
 }
 
 /// Whether `secret` is the connection's current secret, or its previous one (before a rotation)
 /// while `now` is within the rotation's grace period. Both are compared in constant time.
 pub(crate) fn accepts(connection: &ScimConnection, secret: &str, now: Timestamp) -> bool {
-    let presented = hash(secret);
-    let current = presented
-        .as_bytes()
-        .ct_eq(connection.secret_hash.as_bytes());
     let previous = match (
         &connection.previous_secret_hash,
         connection.previous_valid_until,
     ) {
-        (Some(previous), Some(until)) if now < until => {
-            presented.as_bytes().ct_eq(previous.as_bytes())
-        }
-        _ => subtle::Choice::from(0),
+        (Some(previous), Some(until)) if now < until => Some(previous.as_str()),
+        _ => None,
     };
-    (current | previous).into()
+    secret::verify(
+        secret,
+        std::iter::once(connection.secret_hash.as_str()).chain(previous),
+    )
 }
 
 /// Makes a SCIM connection named `name` (what the audit log calls it: `scim:<name>`) on the
@@ -93,16 +67,16 @@ pub fn create_connection(store: &Store, name: &str) -> Result<(ScimConnection, S
         )));
     }
     let (_, made) = store.transact(|tx| {
-        let mut id = random_hex(8)?;
+        let mut id = secret::new_id()?;
         // 64 random bits: a collision is all but impossible, but never overwrite.
         while tx.connection(&id)?.is_some() {
-            id = random_hex(8)?;
+            id = secret::new_id()?;
         }
-        let secret = format!("{PREFIX}{id}_{}", random_hex(32)?);
+        let secret = Kind::Scim.mint(&id)?;
         let connection = ScimConnection {
             id,
             name: name.to_owned(),
-            secret_hash: hash(&secret),
+            secret_hash: secret::hash(&secret),
             created_at: clock::now(),
             created_by: "cli".into(),
             ..ScimConnection::default()
@@ -140,13 +114,13 @@ mod tests {
         assert_eq!(connection.name, "okta");
         assert_eq!(id_of(&secret), Some(connection.id.as_str()));
         assert_eq!(connection.id.len(), 16);
-        assert_eq!(secret.len(), PREFIX.len() + 16 + 1 + 64);
+        assert_eq!(secret.len(), "scim_".len() + 16 + 1 + 64);
         let now = clock::now();
         assert!(accepts(&connection, &secret, now));
         assert!(!accepts(&connection, &format!("{secret}0"), now));
         // Rotated: the old secret is accepted until the end of the grace period only.
         let rotated = ScimConnection {
-            secret_hash: hash("scim_new"),
+            secret_hash: secret::hash("scim_new"),
             previous_secret_hash: Some(connection.secret_hash.clone()),
             previous_valid_until: Some(Timestamp(now.0 + 1000)),
             ..connection.clone()

@@ -145,6 +145,12 @@ impl From<store::Error> for ScimError {
     }
 }
 
+impl From<pdp_service::secret::RandomFailed> for ScimError {
+    fn from(error: pdp_service::secret::RandomFailed) -> ScimError {
+        ScimError::unavailable(error.to_string())
+    }
+}
+
 impl From<live::Error> for ScimError {
     fn from(error: live::Error) -> ScimError {
         match error {

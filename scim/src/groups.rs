@@ -6,7 +6,6 @@
 //! word for (a group's description and admin roles) is kept across SCIM writes.
 
 use crate::attrs::Projection;
-use crate::connection::random_hex;
 use crate::http::{self, Ctx};
 use crate::patch;
 use crate::resource::{self, Ref};
@@ -18,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pdp::{Group, ManagedBy, Membership, MembershipSource};
+use pdp_service::secret::random_hex;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use store::{ScimKind, Store, View};

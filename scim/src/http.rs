@@ -3,7 +3,7 @@
 //! (`application/scim+json`, `ETag`, `Location`).
 
 use crate::auth::Caller;
-use crate::{Result, ScimError};
+use crate::{Limits, Result, ScimError};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -11,9 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
@@ -28,6 +25,8 @@ pub struct Ctx {
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
     pub content_length: Option<u64>,
+    /// The largest body accepted ([`crate::Limits::scim_max_body_bytes`]).
+    pub max_body: usize,
     /// Query parameters by lower-cased name (the last one wins).
     pub params: Vec<(String, String)>,
 }
@@ -77,6 +76,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             if_match: text(header::IF_MATCH),
             content_type: text(header::CONTENT_TYPE),
             content_length: text(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+            max_body: parts
+                .extensions
+                .get::<BodyLimit>()
+                .map_or(Limits::default().scim_max_body_bytes as usize, |l| l.0),
             params,
         })
     }
@@ -104,8 +107,12 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/scim/v2")
 }
 
+/// The largest request body, put in each request's extensions by the router.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit(pub usize);
+
 /// Reads a JSON request body: `application/scim+json`, `application/json` or no content type;
-/// at most [`MAX_BODY`] bytes (413 otherwise); malformed JSON is 400 `invalidSyntax`.
+/// at most [`Ctx::max_body`] bytes (413 otherwise); malformed JSON is 400 `invalidSyntax`.
 pub async fn read_json(ctx: &Ctx, body: Body) -> Result<Value> {
     if let Some(content_type) = &ctx.content_type {
         let essence = content_type
@@ -120,21 +127,24 @@ pub async fn read_json(ctx: &Ctx, body: Body) -> Result<Value> {
             )));
         }
     }
+    let max = ctx.max_body;
     let too_large = || {
-        ScimError::payload_too_large(format!("the request body is larger than {MAX_BODY} bytes"))
+        ScimError::payload_too_large(format!(
+            "the request body is larger than {max} bytes (`scim-max-body-bytes`)"
+        ))
     };
-    if ctx.content_length.is_some_and(|n| n > MAX_BODY as u64) {
+    if ctx.content_length.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     // A body that fails to arrive whole after passing the length check is over the limit
     // (chunked) or the client went away, which no answer reaches.
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
+    let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| too_large())?;
     parse_json(&bytes)
 }
 
-/// A request body (read whole, within [`MAX_BODY`]) as the JSON object it must be.
+/// A request body (read whole, within [`Ctx::max_body`]) as the JSON object it must be.
 pub fn parse_json(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ScimError::invalid_syntax("the request body is empty"));
@@ -201,8 +211,7 @@ pub fn resource(status: StatusCode, full: &Value, shown: &Value) -> Response {
 /// `W/"<first 16 hex digits of SHA-256 of the document>"`.
 pub fn version(document: &impl serde::Serialize) -> String {
     let digest = Sha256::digest(serde_json::to_vec(document).unwrap_or_default());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("W/\"{hex}\"")
+    format!("W/\"{}\"", hex::encode(&digest[..8]))
 }
 
 /// Checks `If-Match` against a resource's current version: `*` and any listed tag equal to it

@@ -112,6 +112,9 @@ pub fn router_with(live: Live, limits: Limits) -> Router {
             auth::authenticate,
         ))
         .layer(axum::middleware::map_response(scim_errors))
+        .layer(axum::Extension(http::BodyLimit(
+            limits.scim_max_body_bytes as usize,
+        )))
         .with_state(scim);
     Router::new().nest("/scim/v2", api)
 }

@@ -63,6 +63,14 @@ pub struct Limits {
         value_parser = clap::value_parser!(u32).range(1024..)
     )]
     pub scim_max_document_bytes: u32,
+    /// The largest SCIM request body, in bytes, 413 beyond (in the RFC 7644 error form).
+    #[arg(
+        long = "scim-max-body-bytes",
+        env = "PORTCULLIS_SCIM_MAX_BODY_BYTES",
+        default_value_t = 4 * 1024 * 1024,
+        value_parser = clap::value_parser!(u32).range(1024..)
+    )]
+    pub scim_max_body_bytes: u32,
 }
 
 impl Default for Limits {
@@ -72,6 +80,7 @@ impl Default for Limits {
             scim_max_values: 1_000,
             scim_max_member_changes: 10_000,
             scim_max_document_bytes: 256 * 1024,
+            scim_max_body_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -330,6 +330,7 @@ mod tests {
             if_match: None,
             content_type: None,
             content_length: None,
+            max_body: 4096,
             params: params
                 .iter()
                 .map(|(k, v)| (k.to_lowercase(), (*v).to_owned()))

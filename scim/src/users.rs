@@ -7,7 +7,6 @@
 //! the model) and writes the model's current value over every mapped attribute that differs.
 
 use crate::attrs::Projection;
-use crate::connection::random_hex;
 use crate::http::{self, Ctx};
 use crate::patch;
 use crate::resource::{self, Ref};
@@ -19,6 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pdp::{Mfa, Timestamp, User};
+use pdp_service::secret::random_hex;
 use serde_json::{Map, Value, json};
 use store::{ScimKind, Store, View};
 

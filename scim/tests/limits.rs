@@ -543,3 +543,28 @@ async fn deleting_a_large_group_removes_its_members_in_bounded_steps() {
         ["group.remove_member", "group.remove_member", "group.delete"]
     );
 }
+
+#[tokio::test]
+async fn a_body_past_scim_max_body_bytes_is_413_naming_it_and_one_at_it_is_read() {
+    const BODY: usize = 1024;
+    let limits = scim::Limits {
+        scim_max_body_bytes: BODY as u32,
+        ..scim::Limits::default()
+    };
+    let h = Harness::start_limited(Model::default(), limits).await;
+    // Trailing whitespace pads a valid document to the size wanted.
+    let body = |bytes: usize| {
+        let doc = json!({"schemas": [USER], "userName": "fits@example.com"}).to_string();
+        format!("{doc}{}", " ".repeat(bytes - doc.len())).into_bytes()
+    };
+    let reply = h.call_raw_body("POST", "/Users", body(BODY + 1)).await;
+    let detail = reply.expect_error(413, None);
+    assert!(
+        detail.contains("larger than 1024 bytes (`scim-max-body-bytes`)"),
+        "{detail}"
+    );
+    assert_eq!(h.live.view().unwrap().user_count(), 0);
+    let reply = h.call_raw_body("POST", "/Users", body(BODY)).await;
+    reply.expect(201);
+    assert_eq!(h.live.view().unwrap().user_count(), 1);
+}

@@ -27,7 +27,7 @@
 use crate::error::engine;
 use crate::store::Store;
 use crate::view::Update;
-use crate::{Error, Result, keys, undo};
+use crate::{Error, Result, keys, undo, varint};
 use std::collections::BTreeSet;
 
 /// How many revisions the change log keeps by default: days of ordinary admin and SCIM traffic,
@@ -157,7 +157,7 @@ fn encode(updates: Option<&[Update]>) -> Vec<u8> {
     ] {
         for id in ids {
             out.push(kind);
-            put_varint(&mut out, id.len());
+            varint::put(&mut out, id.len() as u64);
             out.extend_from_slice(id.as_bytes());
         }
     }
@@ -206,7 +206,9 @@ fn merge(revision: u64, bytes: &[u8], into: &mut Touched) -> Result<bool> {
     };
     while let Some((&kind, tail)) = rest.split_first() {
         rest = tail;
-        let len = take_varint(&mut rest).ok_or_else(bad)?;
+        let len = varint::take(&mut rest)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(bad)?;
         let id = rest.get(..len).ok_or_else(bad)?;
         let id = std::str::from_utf8(id).map_err(|_| bad())?.to_owned();
         rest = &rest[len..];
@@ -224,29 +226,6 @@ fn merge(revision: u64, bytes: &[u8], into: &mut Touched) -> Result<bool> {
         set.insert(id);
     }
     Ok(true)
-}
-
-/// LEB128: seven bits a byte, low first, the high bit set on all but the last.
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Splits a [`put_varint`] number off the front of `rest`; `None` if cut short or over 32 bits
-/// (ids are at most [`keys::MAX_ID_LEN`] bytes, so a longer length is corruption anyway).
-fn take_varint(rest: &mut &[u8]) -> Option<usize> {
-    let mut n: u32 = 0;
-    for (i, &byte) in rest.iter().enumerate().take(5) {
-        n |= u32::from(byte & 0x7f).checked_shl(7 * i as u32)?;
-        if byte & 0x80 == 0 {
-            *rest = &rest[i + 1..];
-            return usize::try_from(n).ok();
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -312,18 +291,5 @@ mod tests {
         ] {
             assert!(matches!(listed(bad), Err(Error::Corrupt(_))), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn varints_round_trip() {
-        for n in [0, 1, 127, 128, 256, 16_383, 16_384, u32::MAX as usize] {
-            let mut out = Vec::new();
-            put_varint(&mut out, n);
-            out.push(9);
-            let mut rest = &out[..];
-            assert_eq!(take_varint(&mut rest), Some(n));
-            assert_eq!(rest, [9]);
-        }
-        assert_eq!(take_varint(&mut &[0x80][..]), None);
     }
 }

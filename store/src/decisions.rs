@@ -36,7 +36,7 @@
 
 use crate::error::engine;
 use crate::store::Store;
-use crate::{Error, Result, keys, lock};
+use crate::{Error, Result, keys, lock, varint};
 use pdp::{Action, Reason};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -483,24 +483,24 @@ fn reason_of(code: u8) -> Option<Reason> {
 fn encode_block(decisions: &[LoggedDecision], out: &mut Vec<u8>) {
     out.clear();
     out.push(VERSION);
-    put_varint(out, decisions.len() as u64);
+    varint::put(out, decisions.len() as u64);
     for d in decisions {
         out.extend_from_slice(&d.time_ms.to_be_bytes());
-        put_varint(out, d.revision);
-        put_varint(out, d.latency_ns);
+        varint::put(out, d.revision);
+        varint::put(out, d.latency_ns);
         out.push(action_code(d.action));
         out.push(reason_code(d.reason));
         for s in [&d.decision_id, &d.user, &d.agent, &d.connector, &d.tool] {
-            put_varint(out, s.len() as u64);
+            varint::put(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
         for s in [&d.user_id, &d.policy_id, &d.approval_id] {
             match s {
                 Some(s) => {
-                    put_varint(out, s.len() as u64 + 1);
+                    varint::put(out, s.len() as u64 + 1);
                     out.extend_from_slice(s.as_bytes());
                 }
-                None => put_varint(out, 0),
+                None => varint::put(out, 0),
             }
         }
     }
@@ -519,7 +519,7 @@ fn block_len(first: u64, bytes: &[u8]) -> Result<u64> {
         Some((&(VERSION | VERSION_1), tail)) => rest = tail,
         _ => return Err(corrupt(first)),
     }
-    match take_varint(&mut rest) {
+    match varint::take(&mut rest) {
         Some(n) if n > 0 => Ok(n),
         _ => Err(corrupt(first)),
     }
@@ -575,7 +575,7 @@ fn raw_block(first: u64, bytes: &[u8]) -> Result<Vec<Raw<'_>>> {
     let len = block_len(first, bytes)?;
     let version = bytes.first().copied();
     let mut rest = &bytes[1..];
-    take_varint(&mut rest);
+    varint::take(&mut rest);
     let mut decisions = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(BLOCK));
     for _ in 0..len {
         let decision = raw(&mut rest, version == Some(VERSION)).ok_or_else(|| corrupt(first))?;
@@ -591,18 +591,18 @@ fn raw_block(first: u64, bytes: &[u8]) -> Result<Vec<Raw<'_>>> {
 fn raw<'b>(rest: &mut &'b [u8], approval: bool) -> Option<Raw<'b>> {
     let (time, tail) = rest.split_first_chunk::<8>()?;
     *rest = tail;
-    let revision = take_varint(rest)?;
-    let latency_ns = take_varint(rest)?;
+    let revision = varint::take(rest)?;
+    let latency_ns = varint::take(rest)?;
     let (&[action, reason], tail) = rest.split_first_chunk::<2>()?;
     *rest = tail;
     fn string<'b>(rest: &mut &'b [u8]) -> Option<&'b str> {
-        let len = usize::try_from(take_varint(rest)?).ok()?;
+        let len = usize::try_from(varint::take(rest)?).ok()?;
         let (s, tail) = rest.split_at_checked(len)?;
         *rest = tail;
         std::str::from_utf8(s).ok()
     }
     fn optional<'b>(rest: &mut &'b [u8]) -> Option<Option<&'b str>> {
-        let len = usize::try_from(take_varint(rest)?).ok()?;
+        let len = usize::try_from(varint::take(rest)?).ok()?;
         if len == 0 {
             return Some(None);
         }
@@ -625,28 +625,6 @@ fn raw<'b>(rest: &mut &'b [u8], approval: bool) -> Option<Raw<'b>> {
         policy_id: optional(rest)?,
         approval_id: if approval { optional(rest)? } else { None },
     })
-}
-
-/// LEB128: seven bits a byte, low first, the high bit set on all but the last.
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn take_varint(rest: &mut &[u8]) -> Option<u64> {
-    let mut n: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, tail) = rest.split_first()?;
-        *rest = tail;
-        n |= u64::from(byte & 0x7f).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -766,15 +744,5 @@ mod tests {
         let (n, keys) = copied(&store);
         assert_eq!(n, 1);
         assert_eq!(keys, [keys::decision(71), keys::decision_of_user("u1", 71)]);
-    }
-
-    #[test]
-    fn varints_round_trip() {
-        for n in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let mut out = Vec::new();
-            put_varint(&mut out, n);
-            assert_eq!(take_varint(&mut &out[..]), Some(n));
-        }
-        assert_eq!(take_varint(&mut &[0x80u8; 11][..]), None);
     }
 }

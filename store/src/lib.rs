@@ -42,6 +42,7 @@ mod records;
 mod store;
 mod tx;
 mod undo;
+mod varint;
 pub mod view;
 mod webhooks;
 mod write;

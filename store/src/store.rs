@@ -732,7 +732,7 @@ fn new_id(dir: &Path) -> Result<String> {
         path: dir.to_owned(),
         reason: format!("cannot generate the store id: {e}"),
     })?;
-    Ok(bits.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bits))
 }
 
 fn decode_id(bytes: &[u8]) -> Result<String> {

@@ -1015,10 +1015,24 @@ impl View {
 
     /// The members of a group, by user id: `(user id, joined)`.
     pub fn members_of<'v>(&'v self, group_id: &str) -> impl Iterator<Item = (&'v Id, Joined)> + 'v {
+        self.members_after(group_id, None)
+    }
+
+    /// The members of a group whose user id sorts strictly after `after` (all of them for
+    /// `None`), by user id. The map is searched for the start, not walked to it, so the next
+    /// page of a 100k-member group costs what the first does.
+    pub fn members_after<'v>(
+        &'v self,
+        group_id: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'v Id, Joined)> + 'v {
         let group_id: Id = Arc::from(group_id);
-        let start: (Id, Id) = (Arc::clone(&group_id), Arc::from(""));
+        let start = match after {
+            Some(user_id) => Bound::Excluded((Arc::clone(&group_id), Arc::from(user_id))),
+            None => Bound::Included((Arc::clone(&group_id), Arc::from(""))),
+        };
         self.members
-            .range((Bound::Included(start), Bound::Unbounded))
+            .range((start, Bound::Unbounded))
             .take_while(move |((g, _), _)| *g == group_id)
             .map(|((_, u), joined)| (u, *joined))
     }
@@ -1242,6 +1256,27 @@ mod tests {
         assert_eq!(bulk.members, one_by_one.members);
         assert_eq!(bulk.user_groups, one_by_one.user_groups);
         assert!(bulk.groups.values().any(|g| g.members > 0));
+    }
+
+    /// Starting after any member (or after a user id that is no member, or past the last)
+    /// gives exactly the group's members that sort after it, and none of a neighbouring group.
+    #[test]
+    fn members_after_starts_strictly_after_the_key() {
+        let view = View::from_model(model());
+        for group in ["g0", "g3", "g7", "g-none"] {
+            let all: Vec<Id> = view.members_of(group).map(|(u, _)| Arc::clone(u)).collect();
+            let mut starts: Vec<String> = all.iter().map(|u| u.to_string()).collect();
+            starts.extend(["".into(), "u".into(), "u05x".into(), "z".into()]);
+            for after in starts {
+                let expected: Vec<&Id> = all.iter().filter(|u| ***u > *after).collect();
+                let got: Vec<&Id> = view
+                    .members_after(group, Some(&after))
+                    .map(|(u, _)| u)
+                    .collect();
+                assert_eq!(got, expected, "{group} after {after:?}");
+            }
+        }
+        assert!(view.members_of("g0").count() > 1);
     }
 
     /// An alias moved from one agent to another in one change names the new agent, whichever

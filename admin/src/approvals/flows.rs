@@ -79,13 +79,7 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<()> {
 
 /// A new flow id: `flw_` and 16 lower-case hex digits from the OS.
 pub(crate) fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(format!(
-        "flw_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("flw_{}", pdp_service::secret::new_id()?))
 }
 
 fn builtin_refused(what: &str) -> Error {

@@ -839,14 +839,8 @@ fn audit_event(request: &ApprovalRequest, action: &str, actor: &str, detail: &st
 /// A new request id: `apr_`, the creation time (12 hex digits of milliseconds, so ids sort by
 /// age) and 8 random hex digits.
 fn new_id(now: Timestamp) -> Result<String> {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Unavailable(format!("the system random source failed: {e}")))?;
-    Ok(format!(
-        "apr_{:012x}{}",
-        now.0.max(0),
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    let random = pdp_service::secret::random_hex(4)?;
+    Ok(format!("apr_{:012x}{random}", now.0.max(0)))
 }
 
 /// Sleeps until the next deadline (or a change that may bring an earlier one), applies due

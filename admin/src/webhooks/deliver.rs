@@ -13,16 +13,14 @@
 
 use super::outbox::{Shared, Stats, WebhookOutbox};
 use super::sign;
+use crate::outbound::{self, Client};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
-use hyper_util::rt::TokioIo;
+use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use pdp::Timestamp;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DeliveryRetention, Store, Webhook};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 
@@ -141,7 +139,7 @@ impl Deliverer {
         roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     ) -> Deliverer {
         let shared = Arc::clone(outbox.shared());
-        let client = Arc::new(Client::new(roots));
+        let client = Arc::new(Client::new(roots, "webhooks"));
         Deliverer {
             task: tokio::spawn(run(store, shared, limits, client)),
         }
@@ -381,9 +379,14 @@ async fn attempt(
         None => Outcome::Gone("the webhook was deleted"),
         Some(Webhook { enabled: false, .. }) => Outcome::Gone("the webhook is disabled"),
         Some(webhook) => {
-            match client
-                .send(&webhook, &delivery.id, &delivery.payload, limits.timeout)
-                .await
+            match send(
+                &client,
+                &webhook,
+                &delivery.id,
+                &delivery.payload,
+                limits.timeout,
+            )
+            .await
             {
                 Ok(()) => Outcome::Delivered,
                 Err(error) => Outcome::Failed(error),
@@ -464,147 +467,46 @@ fn bounded(mut error: String) -> String {
     error
 }
 
-/// The HTTP client: a connection per delivery, TLS with the webpki roots.
-struct Client {
-    tls: Option<tokio_rustls::TlsConnector>,
+/// Whether an answer with `status` delivers (2xx).
+fn delivered(status: u16) -> bool {
+    (200..300).contains(&status)
 }
 
-impl Client {
-    fn new(extra: Vec<rustls::pki_types::CertificateDer<'static>>) -> Client {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for root in extra {
-            if let Err(error) = roots.add(root) {
-                tracing::warn!(%error, "a webhook root certificate was refused");
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = match rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-        {
-            Ok(builder) => {
-                let mut config = builder.with_root_certificates(roots).with_no_client_auth();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-            }
-            Err(error) => {
-                // The ring provider supports the default versions: not expected to happen.
-                tracing::error!(%error, "no TLS for webhooks: https deliveries will fail");
-                None
-            }
-        };
-        Client { tls }
-    }
-
-    async fn send(
-        &self,
-        webhook: &Webhook,
-        id: &str,
-        body: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let uri: hyper::Uri = webhook
-            .url
-            .parse()
-            .map_err(|e| format!("invalid url: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err("the url is neither https nor http".into()),
-        };
-        let authority = uri.authority().ok_or("the url has no host")?.as_str();
-        let host = uri.host().ok_or("the url has no host")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| {
-                format!(
-                    "no connection within {}",
-                    humantime::format_duration(timeout)
-                )
-            })?
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let timestamp = Timestamp::now().0.div_euclid(1000);
-        let signature = sign::signature(&webhook.secret, id, timestamp, body.as_bytes());
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = hyper::Request::post(path)
-            .header(HOST, authority)
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, "portcullis-webhooks")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
-        let exchange = async {
-            if https {
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                    .map_err(|e| format!("invalid host for TLS: {e}"))?;
-                let connector = self.tls.as_ref().ok_or("TLS is unavailable")?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?;
-                exchange(tls, request).await
-            } else {
-                exchange(tcp, request).await
-            }
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
-    }
-}
-
-/// Aborts the connection's task when the exchange ends, however it ends.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn exchange<IO>(io: IO, request: hyper::Request<Full<Bytes>>) -> Result<(), String>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let status = response.status();
-    if status.is_success() {
+/// One POST of delivery `id` to `webhook`, signed now: delivered on a 2xx answer, else the
+/// status and the start of what the receiver said.
+async fn send(
+    client: &Client,
+    webhook: &Webhook,
+    id: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let timestamp = Timestamp::now().0.div_euclid(1000);
+    let signature = sign::signature(&webhook.secret, id, timestamp, body.as_bytes());
+    let request = hyper::Request::post("/")
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, "portcullis-webhooks")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature);
+    let limits = outbound::Limits {
+        timeout,
+        max_answer: MAX_ANSWER,
+        // A delivered answer's body says nothing the deliverer keeps: it is not read.
+        read_body: |status| !delivered(status),
+    };
+    let answer = client
+        .send(&webhook.url, request, Bytes::from(body.to_owned()), limits)
+        .await?;
+    if delivered(answer.status) {
         return Ok(());
     }
-    let mut body = response.into_body();
-    let mut answer = Vec::new();
-    while answer.len() < MAX_ANSWER {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    let room = MAX_ANSWER - answer.len();
-                    answer.extend_from_slice(&data[..data.len().min(room)]);
-                }
-            }
-            _ => break,
-        }
-    }
-    let answer = String::from_utf8_lossy(&answer);
-    let answer = answer.trim();
-    if answer.is_empty() {
-        Err(format!("HTTP {}", status.as_u16()))
+    let said = String::from_utf8_lossy(&answer.body);
+    let said = said.trim();
+    if said.is_empty() {
+        Err(format!("HTTP {}", answer.status))
     } else {
-        Err(format!("HTTP {}: {answer}", status.as_u16()))
+        Err(format!("HTTP {}: {said}", answer.status))
     }
 }
 

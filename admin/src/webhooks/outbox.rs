@@ -1,7 +1,7 @@
 //! The webhook outbox the approvals core writes transitions to: one delivery per enabled
 //! endpoint subscribed to the event, in the transition's own transaction.
 
-use super::{payload, sign};
+use super::payload;
 use crate::approvals::events::{Event, Outbox};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,7 +143,7 @@ impl Outbox for WebhookOutbox {
                 .clone();
             let seq = self.shared.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
             let now = pdp::Timestamp::now();
-            let id = match sign::random_hex(16) {
+            let id = match pdp_service::secret::random_hex(16) {
                 Ok(random) => format!("msg_{random}"),
                 // Unique within the store all the same.
                 Err(_) => format!("msg_{:016x}{seq:016x}", now.0),

@@ -133,8 +133,8 @@ async fn create(
 ) -> Result<pb::CreateWebhookResponse> {
     let pb::CreateWebhookRequest { webhook } = request;
     let (_, fields) = fields(webhook, true)?;
-    let (key, secret) = sign::new_secret().map_err(Error::Unavailable)?;
-    let id = format!("wh_{}", sign::random_hex(8).map_err(Error::Unavailable)?);
+    let (key, secret) = sign::new_secret()?;
+    let id = format!("wh_{}", pdp_service::secret::new_id()?);
     let now = clock::now();
     let webhook = Webhook {
         id,
@@ -186,7 +186,7 @@ async fn update(
     } = request;
     let (id, fields) = fields(webhook, false)?;
     let rotated = if rotate_secret {
-        Some(sign::new_secret().map_err(Error::Unavailable)?)
+        Some(sign::new_secret()?)
     } else {
         None
     };

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use pdp_service::secret::RandomFailed;
 
 /// What every signing secret starts with, as the specification's libraries expect.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -24,18 +25,10 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// A new signing key and its secret as shown to the admin (once).
-pub(crate) fn new_secret() -> Result<(Vec<u8>, String), String> {
-    let mut key = vec![0; KEY_BYTES];
-    getrandom::fill(&mut key).map_err(|e| format!("the system random source failed: {e}"))?;
+pub(crate) fn new_secret() -> Result<(Vec<u8>, String), RandomFailed> {
+    let key = pdp_service::secret::random(KEY_BYTES)?;
     let secret = format!("{SECRET_PREFIX}{}", STANDARD.encode(&key));
     Ok((key, secret))
-}
-
-/// Random lowercase hex, for ids.
-pub(crate) fn random_hex(bytes: usize) -> Result<String, String> {
-    let mut out = vec![0; bytes];
-    getrandom::fill(&mut out).map_err(|e| format!("the system random source failed: {e}"))?;
-    Ok(out.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -3,16 +3,17 @@
 //! results update in place.
 
 use super::fields::{Fields, Problems};
-use super::{PAGE, SECTION, admin_only, get, path, sync_warning};
+use super::{PAGE, SECTION, get, path, sync_warning};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
 use crate::form::Posted;
 use crate::layout;
+use crate::list::{self, Search, pager};
 use crate::users::status_badge;
 use crate::view;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use maud::html;
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -33,10 +34,7 @@ impl SearchQuery {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "{base}/assign?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link(&format!("{base}/assign"), &pairs)
     }
 }
 
@@ -47,44 +45,36 @@ async fn page_of(
     query: &SearchQuery,
     picked: &[String],
     problems: &Problems,
-) -> Response {
-    let group = match get(console, signed, id).await {
-        Ok(answer) => answer.group,
-        Err(failure) => return failure.into_response(),
-    };
-    let Some(group) = group else {
-        return Failure::new(StatusCode::NOT_FOUND, "no such group").into_response();
-    };
+) -> Page {
+    let (group, _) = get(console, signed, id).await?;
     let request = pb::ListUsersRequest {
         search: query.q.trim().to_owned(),
         page_size: PAGE,
         page_token: query.page.clone(),
         ..pb::ListUsersRequest::default()
     };
-    let users = match console
+    let users = console
         .services()
         .admin
         .list_users(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let base = path(&group.id);
     let action = format!("{base}/assign");
     let content = html! {
         p { a href=(base) { "← " (group.name) } }
         h1 { "Assign users to " (group.name) }
         (sync_warning(&group))
-        form.toolbar method="get" action=(action) role="search"
-            hx-get=(action) hx-trigger="input changed delay:300ms from:#q, submit"
-            hx-target="#candidates" hx-select="#candidates" hx-swap="outerHTML" hx-push-url="true" {
-            div {
-                label for="q" { "Search users by email" }
-                input #q type="search" name="q" value=(query.q) maxlength="1024" placeholder="name@example.com";
-            }
-            button type="submit" { "Search" }
-        }
+        (Search {
+            action: &action,
+            trigger: "input changed delay:300ms from:#q, submit",
+            target: "candidates",
+            label: "Search users by email",
+            q: &query.q,
+            maxlength: Some("1024"),
+            placeholder: Some("name@example.com"),
+            more: html! {},
+        }.render())
         div #candidates {
             form method="post" action=(action) {
                 (problems.above())
@@ -126,22 +116,15 @@ async fn page_of(
                     a.button.secondary href=(base) { "Cancel" }
                 }
             }
-            nav.pager aria-label="Pages of users" {
-                @if !query.page.is_empty() {
-                    a.button.secondary href=(query.link(&base, "")) { "First page" }
-                }
-                @if !users.next_page_token.is_empty() {
-                    a.button.secondary href=(query.link(&base, &users.next_page_token)) { "Next page" }
-                }
-            }
+            (pager("Pages of users", &query.page, &users.next_page_token, |page| query.link(&base, page)))
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (
+    Ok((
         status,
         layout::page(signed, SECTION, "Assign users", content),
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn page(
@@ -149,10 +132,8 @@ pub async fn page(
     signed: Signed,
     Path(id): Path<String>,
     Query(query): Query<SearchQuery>,
-) -> Response {
-    if let Err(refused) = admin_only(&signed, "assigning users") {
-        return refused.into_response();
-    }
+) -> Page {
+    signed.admin_only("assigning users")?;
     page_of(&console, &signed, &id, &query, &[], &Problems::none()).await
 }
 
@@ -160,34 +141,28 @@ pub async fn assign(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     let users = form.all("users");
     let request = pb::AssignUsersRequest {
         group_id: id.clone(),
         users: users.clone(),
     };
-    match console
+    let problems = match console
         .services()
         .admin
         .assign_users(signed.request(request))
         .await
     {
-        Ok(answer) => view::see_other(&format!(
-            "{}?added={}",
-            path(&id),
-            answer.into_inner().added
-        )),
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            Failure::from(status).into_response()
+        Ok(answer) => {
+            let added = answer.into_inner().added;
+            return Ok(view::see_other(&format!("{}?added={added}", path(&id))));
         }
-        Err(status) => {
-            let problems = Problems::from_status(&status, &["users"]);
-            let query = SearchQuery {
-                q: form.one("q").to_owned(),
-                page: String::new(),
-            };
-            page_of(&console, &signed, &id, &query, &users, &problems).await
-        }
-    }
+        Err(status) => Problems::refused(status, &["users"])?,
+    };
+    let query = SearchQuery {
+        q: form.one("q").to_owned(),
+        page: String::new(),
+    };
+    page_of(&console, &signed, &id, &query, &users, &problems).await
 }

@@ -2,18 +2,19 @@
 //! and removing a member after a confirmation.
 
 use super::fields::{Fields, Problems};
-use super::{PAGE, SECTION, admin_only, get, managed_by, path, roles_or_none, sync_warning};
+use super::{PAGE, SECTION, get, managed_by, path, roles_or_none, sync_warning};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::confirm::Confirm;
 use crate::form::Posted;
 use crate::layout;
+use crate::list::{self, Search, pager};
 use crate::users::status_badge;
 use crate::view::segment;
 use crate::view::{self, time};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use maud::html;
+use axum::response::Response;
+use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
 use serde::Deserialize;
@@ -39,10 +40,7 @@ impl MembersQuery {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "{base}?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link(base, &pairs)
     }
 }
 
@@ -67,34 +65,25 @@ pub async fn page(
     signed: Signed,
     Path(id): Path<String>,
     Query(query): Query<MembersQuery>,
-) -> Response {
-    let answer = match get(&console, &signed, &id).await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.into_response(),
-    };
-    let Some(group) = answer.group.as_ref() else {
-        return Failure::new(StatusCode::NOT_FOUND, "no such group").into_response();
-    };
+) -> Page<Markup> {
+    let (group, policy_ids) = get(&console, &signed, &id).await?;
     let request = pb::ListGroupMembersRequest {
         group_id: group.id.clone(),
         search: query.q.trim().to_owned(),
         page_size: PAGE,
         page_token: query.page.clone(),
     };
-    let members = match console
+    let members = console
         .services()
         .admin
         .list_group_members(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let base = path(&group.id);
     let content = html! {
         p { a href=(SECTION) { "← Groups" } }
         div.heading {
-            h1 { (group.name) " " (managed_by(group)) }
+            h1 { (group.name) " " (managed_by(&group)) }
             nav.actions aria-label="Group" {
                 a.button.secondary href=(format!("{base}/settings")) { "Settings" }
                 @if signed.is_admin() {
@@ -117,22 +106,23 @@ pub async fn page(
                 dt { "Description" } dd { (group.description) }
                 dt { "Roles" } dd { (roles_or_none(&group.roles)) }
                 dt { "Users" } dd { (group.user_count) }
-                dt { "Policies naming it" } dd { (answer.policy_ids.len()) }
+                dt { "Policies naming it" } dd { (policy_ids.len()) }
                 dt { "Created" } dd { (time(group.created_at.as_ref())) }
                 dt { "Updated" } dd { (time(group.updated_at.as_ref())) }
             }
         }
-        @if signed.is_admin() { (sync_warning(group)) }
+        @if signed.is_admin() { (sync_warning(&group)) }
         h2 { "Members" }
-        form.toolbar method="get" action=(base) role="search"
-            hx-get=(base) hx-trigger="input changed delay:300ms from:#q, submit"
-            hx-target="#members" hx-select="#members" hx-swap="outerHTML" hx-push-url="true" {
-            div {
-                label for="q" { "Search members by name or email" }
-                input #q type="search" name="q" value=(query.q) maxlength="1024";
-            }
-            button type="submit" { "Search" }
-        }
+        (Search {
+            action: &base,
+            trigger: "input changed delay:300ms from:#q, submit",
+            target: "members",
+            label: "Search members by name or email",
+            q: &query.q,
+            maxlength: Some("1024"),
+            placeholder: None,
+            more: html! {},
+        }.render())
         div #members {
             table {
                 caption.visually-hidden { "Members" }
@@ -175,21 +165,14 @@ pub async fn page(
                     }
                 }
             }
-            nav.pager aria-label="Pages of members" {
-                @if !query.page.is_empty() {
-                    a.button.secondary href=(query.link(&base, "")) { "First page" }
-                }
-                @if !members.next_page_token.is_empty() {
-                    a.button.secondary href=(query.link(&base, &members.next_page_token)) { "Next page" }
-                }
-            }
+            (pager("Pages of members", &query.page, &members.next_page_token, |page| query.link(&base, page)))
         }
     };
-    layout::page(&signed, SECTION, &group.name, content).into_response()
+    Ok(layout::page(&signed, SECTION, &group.name, content))
 }
 
 /// The member `user` of `group`, found through GetUser (the page names them).
-async fn user_named(console: &Console, signed: &Signed, user: &str) -> Result<pb::User, Failure> {
+async fn user_named(console: &Console, signed: &Signed, user: &str) -> Page<pb::User> {
     let request = pb::GetUserRequest {
         user: user.to_owned(),
         activity_limit: 1,
@@ -199,10 +182,9 @@ async fn user_named(console: &Console, signed: &Signed, user: &str) -> Result<pb
         .admin
         .get_user(signed.request(request))
         .await
-        .map_err(Failure::from)?
-        .into_inner()
+        .page()?
         .user
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no such user"))
+        .ok_or_else(|| Failure::not_found("no such user"))
 }
 
 fn remove_page(
@@ -217,87 +199,58 @@ fn remove_page(
         user.display_name.as_str()
     };
     let base = path(&group.id);
-    let content = html! {
-        p { a href=(base) { "← " (group.name) } }
-        h1 { "Remove a member" }
-        form.card method="post" action=(format!("{base}/members/{}/remove", segment(&user.id))) {
-            (sync_warning(group))
-            (problems.above())
+    Confirm {
+        section: SECTION,
+        title: "Remove a member",
+        back: (&base, &group.name),
+        action: format!("{base}/members/{}/remove", segment(&user.id)),
+        warning: sync_warning(group),
+        what: html! {
             p {
                 "Remove " strong { (name) } " from " strong { (group.name) } "? "
                 "They lose the group's roles and whatever its policies give them, from the next decision on. "
                 "The user stays in the directory."
             }
-            input type="hidden" name="csrf" value=(signed.csrf());
-            div.field {
-                input #confirm type="checkbox" name="confirm" value="yes" required
-                    aria-describedby=[problems.described_by("confirm")];
-                label.inline for="confirm" { "Remove " (name) " from this group" }
-                (problems.under("confirm"))
-            }
-            button.danger type="submit" { "Remove member" }
-            " "
-            a.button.secondary href=(base) { "Cancel" }
-        }
-    };
-    let status = problems.status.unwrap_or(StatusCode::OK);
-    (
-        status,
-        layout::page(signed, SECTION, "Remove a member", content),
-    )
-        .into_response()
+        },
+        tick: &format!("Remove {name} from this group"),
+        button: "Remove member",
+        cancel: Some(&base),
+    }
+    .render(signed, problems)
 }
 
 pub async fn confirm_remove(
     State(console): State<Console>,
     signed: Signed,
     Path((id, user)): Path<(String, String)>,
-) -> Response {
-    if let Err(refused) = admin_only(&signed, "removing a member") {
-        return refused.into_response();
-    }
-    let shown = async {
-        let group = get(&console, &signed, &id).await?.group;
-        let user = user_named(&console, &signed, &user).await?;
-        Ok::<_, Failure>((group, user))
-    };
-    match shown.await {
-        Ok((Some(group), user)) => remove_page(&signed, &group, &user, &Problems::none()),
-        Ok((None, _)) => Failure::new(StatusCode::NOT_FOUND, "no such group").into_response(),
-        Err(failure) => failure.into_response(),
-    }
+) -> Page {
+    signed.admin_only("removing a member")?;
+    let (group, _) = get(&console, &signed, &id).await?;
+    let user = user_named(&console, &signed, &user).await?;
+    Ok(remove_page(&signed, &group, &user, &Problems::none()))
 }
 
 pub async fn remove(
     State(console): State<Console>,
     Path((id, user)): Path<(String, String)>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     if !form.confirmed() {
         let problems = Problems::field("confirm", "tick the confirmation box to go on");
-        return match (
-            get(&console, &signed, &id).await,
-            user_named(&console, &signed, &user).await,
-        ) {
-            (Ok(answer), Ok(user)) => match answer.group {
-                Some(group) => remove_page(&signed, &group, &user, &problems),
-                None => Failure::new(StatusCode::NOT_FOUND, "no such group").into_response(),
-            },
-            (Err(failure), _) | (_, Err(failure)) => failure.into_response(),
-        };
+        let (group, _) = get(&console, &signed, &id).await?;
+        let user = user_named(&console, &signed, &user).await?;
+        return Ok(remove_page(&signed, &group, &user, &problems));
     }
     let request = pb::RemoveGroupMemberRequest {
         group_id: id.clone(),
         user,
     };
-    match console
+    console
         .services()
         .admin
         .remove_group_member(signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(&format!("{}?removed=1", path(&id))),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(&format!("{}?removed=1", path(&id))))
 }

@@ -78,6 +78,16 @@ impl Problems {
         problems
     }
 
+    /// A form's write the service refused: the problems to show beside the form again, or,
+    /// when the person may not write at all (a Read Only person's forged POST), the service's
+    /// refusal as is.
+    pub fn refused(status: Status, fields: &[&'static str]) -> Result<Problems, Failure> {
+        if status.code() == tonic::Code::PermissionDenied {
+            return Err(Failure::from(status));
+        }
+        Ok(Problems::from_status(&status, fields))
+    }
+
     /// A problem the console finds itself (a confirmation box left unticked).
     pub fn field(field: &'static str, problem: impl Into<String>) -> Problems {
         let mut problems = Problems {
@@ -106,6 +116,41 @@ impl Problems {
     /// `aria-describedby` for input `id`: its error when there is one.
     pub fn described_by(&self, id: &str) -> Option<String> {
         self.of(id).map(|_| format!("{id}-error"))
+    }
+
+    /// A one-line text field for request field `name` (its id and form name too), labelled
+    /// `label`, showing `value`, its problem (if any) under it and tied to it.
+    pub fn text(
+        &self,
+        name: &str,
+        label: &str,
+        value: &str,
+        required: bool,
+        maxlength: u32,
+    ) -> Markup {
+        html! {
+            div.field {
+                label for=(name) { (label) }
+                input id=(name) type="text" name=(name) value=(value) required[required]
+                    maxlength=(maxlength)
+                    aria-invalid=[self.of(name).map(|_| "true")]
+                    aria-describedby=[self.described_by(name)];
+                (self.under(name))
+            }
+        }
+    }
+
+    /// A text area for request field `name`, as [`Problems::text`].
+    pub fn textarea(&self, name: &str, label: &str, value: &str, maxlength: u32) -> Markup {
+        html! {
+            div.field {
+                label for=(name) { (label) }
+                textarea id=(name) name=(name) maxlength=(maxlength)
+                    aria-invalid=[self.of(name).map(|_| "true")]
+                    aria-describedby=[self.described_by(name)] { (value) }
+                (self.under(name))
+            }
+        }
     }
 
     /// The messages for the whole form, at its top.

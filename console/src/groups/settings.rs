@@ -4,13 +4,14 @@
 use super::fields::{Fields, Problems};
 use super::{SECTION, chosen_roles, get, path, role_choices, roles_or_none, sync_warning};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
+use crate::confirm::tick;
 use crate::form::Posted;
 use crate::layout;
 use crate::view;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -48,24 +49,12 @@ fn settings_page(
                 (sync_warning(group))
                 (problems.above())
                 input type="hidden" name="csrf" value=(signed.csrf());
-                div.field {
-                    label for="name" { "Name" }
-                    input #name type="text" name="name" value=(draft.name) required maxlength="256"
-                        aria-invalid=[problems.of("name").map(|_| "true")]
-                        aria-describedby=[problems.described_by("name")];
-                    (problems.under("name"))
-                }
+                (problems.text("name", "Name", &draft.name, true, 256))
                 div.field {
                     label for="group-id" { "Id (read-only)" }
                     input #group-id type="text" value=(group.id) readonly;
                 }
-                div.field {
-                    label for="description" { "Description" }
-                    textarea #description name="description" maxlength="1024"
-                        aria-invalid=[problems.of("description").map(|_| "true")]
-                        aria-describedby=[problems.described_by("description")] { (draft.description) }
-                    (problems.under("description"))
-                }
+                (problems.textarea("description", "Description", &draft.description, 1024))
                 (role_choices(&draft.roles, problems))
                 button type="submit" { "Save" }
             }
@@ -113,12 +102,7 @@ fn delete_form(
                 li { "the access it gives (its roles, what its policies allow) ends at once, from the next decision on." }
             }
             input type="hidden" name="csrf" value=(signed.csrf());
-            div.field {
-                input #confirm-delete type="checkbox" name="confirm" value="yes" required
-                    aria-describedby=[problems.described_by("confirm")];
-                label.inline for="confirm-delete" { "Delete " (group.name) " now" }
-                (problems.under("confirm"))
-            }
+            (tick("confirm-delete", &format!("Delete {} now", group.name), problems))
             button.danger type="submit" { "Delete group" }
         }
     }
@@ -140,30 +124,23 @@ pub async fn page(
     signed: Signed,
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
-) -> Response {
-    let answer = match get(&console, &signed, &id).await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.into_response(),
-    };
-    let Some(group) = answer.group.as_ref() else {
-        return Failure::new(StatusCode::NOT_FOUND, "no such group").into_response();
-    };
-    settings_page(
+) -> Page<Markup> {
+    let (group, policy_ids) = get(&console, &signed, &id).await?;
+    Ok(settings_page(
         &signed,
-        group,
-        group,
-        &answer.policy_ids,
+        &group,
+        &group,
+        &policy_ids,
         &Problems::none(),
         shown.saved.is_some(),
-    )
-    .into_response()
+    ))
 }
 
 pub async fn update(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     let request = pb::UpdateGroupRequest {
         id: id.clone(),
@@ -174,71 +151,53 @@ pub async fn update(
             paths: FIELDS.iter().map(|f| (*f).to_owned()).collect(),
         }),
     };
-    let refused = match console
+    let problems = match console
         .services()
         .admin
         .update_group(signed.request(request.clone()))
         .await
     {
-        Ok(_) => return view::see_other(&format!("{}/settings?saved=1", path(&id))),
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            return Failure::from(status).into_response();
-        }
-        Err(status) => status,
+        Ok(_) => return Ok(view::see_other(&format!("{}/settings?saved=1", path(&id)))),
+        Err(status) => Problems::refused(status, &FIELDS)?,
     };
-    let answer = match get(&console, &signed, &id).await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.into_response(),
-    };
-    let Some(group) = answer.group.as_ref() else {
-        return Failure::new(StatusCode::NOT_FOUND, "no such group").into_response();
-    };
+    let (group, policy_ids) = get(&console, &signed, &id).await?;
     let draft = pb::Group {
         name: request.name,
         description: request.description,
         roles: request.roles,
         ..group.clone()
     };
-    let problems = Problems::from_status(&refused, &FIELDS);
     let status = problems.status.unwrap_or(StatusCode::BAD_REQUEST);
-    (
+    Ok((
         status,
-        settings_page(&signed, group, &draft, &answer.policy_ids, &problems, false),
+        settings_page(&signed, &group, &draft, &policy_ids, &problems, false),
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     if !form.confirmed() {
-        let answer = match get(&console, &signed, &id).await {
-            Ok(answer) => answer,
-            Err(failure) => return failure.into_response(),
-        };
-        let Some(group) = answer.group.as_ref() else {
-            return Failure::new(StatusCode::NOT_FOUND, "no such group").into_response();
-        };
+        let (group, policy_ids) = get(&console, &signed, &id).await?;
         let problems = Problems::field("confirm", "tick the confirmation box to delete the group");
-        return (
+        return Ok((
             StatusCode::BAD_REQUEST,
-            settings_page(&signed, group, group, &answer.policy_ids, &problems, false),
+            settings_page(&signed, &group, &group, &policy_ids, &problems, false),
         )
-            .into_response();
+            .into_response());
     }
     let request = pb::DeleteGroupRequest { id };
-    match console
+    console
         .services()
         .admin
         .delete_group(signed.request(request))
         .await
-    {
-        Ok(_) => view::see_other(SECTION),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(SECTION))
 }
 
 #[cfg(test)]

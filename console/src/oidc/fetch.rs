@@ -1,19 +1,14 @@
-//! The console's requests to the identity provider: one HTTP/1.1 connection per request (TLS
-//! with the webpki roots for `https`; plain `http` only to a loopback address), a deadline on
-//! the whole exchange, the answer read up to a bound, no redirects followed.
+//! The console's requests to the identity provider, through the product's one outbound client
+//! (`admin::outbound`: one HTTP/1.1 connection per request, TLS with the webpki roots, no
+//! redirects followed): plain `http` only to a loopback address, a deadline on the whole
+//! exchange, and an answer larger than the bound refused rather than cut.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Uri};
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
-use tokio_rustls::rustls;
 
 /// How long one request may take, connecting and answering together.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,30 +55,14 @@ impl Answer {
 }
 
 pub(crate) struct Fetch {
-    tls: Option<tokio_rustls::TlsConnector>,
+    client: admin::outbound::Client,
 }
 
 impl Fetch {
     pub fn new() -> Fetch {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = match rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-        {
-            Ok(builder) => {
-                let mut config = builder.with_root_certificates(roots).with_no_client_auth();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-            }
-            Err(error) => {
-                // The ring provider supports the default versions: not expected to happen.
-                tracing::error!(%error, "no TLS for the identity provider: sign-in will fail");
-                None
-            }
-        };
-        Fetch { tls }
+        Fetch {
+            client: admin::outbound::Client::new(Vec::new(), "the identity provider"),
+        }
     }
 
     /// GET `url`, expecting 200 with JSON.
@@ -127,23 +106,8 @@ impl Fetch {
                 "must be https (plain http only to a loopback address)".into(),
             ));
         }
-        let https = uri.scheme_str() == Some("https");
-        let authority = uri
-            .authority()
-            .ok_or_else(|| fail("no host".into()))?
-            .as_str()
-            .to_owned();
-        let host = uri.host().ok_or_else(|| fail("no host".into()))?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = hyper::Request::builder()
             .method(method.clone())
-            .uri(path)
-            .header(HOST, authority)
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, "portcullis-console");
         if let Some(authorization) = authorization {
@@ -152,83 +116,34 @@ impl Fetch {
         if form.is_some() {
             request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
-        let request = request
-            .body(Full::new(Bytes::from(form.unwrap_or_default())))
-            .map_err(|e| fail(format!("cannot build the request: {e}")))?;
-        let exchange = async {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| fail(format!("cannot connect: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            if https {
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| fail(format!("invalid host for TLS: {e}")))?;
-                let connector = self
-                    .tls
-                    .as_ref()
-                    .ok_or_else(|| fail("TLS is unavailable".into()))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| fail(format!("TLS: {e}")))?;
-                exchange(tls, request).await.map_err(fail)
-            } else {
-                exchange(tcp, request).await.map_err(fail)
-            }
+        let limits = admin::outbound::Limits {
+            timeout: TIMEOUT,
+            max_answer: MAX_ANSWER,
+            read_body: |_| true,
         };
-        tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| {
-            fail(format!(
-                "no answer within {}",
-                humantime::format_duration(TIMEOUT)
-            ))
-        })?
+        let sent = self
+            .client
+            .send(url, request, Bytes::from(form.unwrap_or_default()), limits);
+        // The deadline covers the whole exchange, connecting included.
+        let answer = tokio::time::timeout(TIMEOUT, sent)
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no answer within {}",
+                    humantime::format_duration(TIMEOUT)
+                ))
+            })?
+            .map_err(fail)?;
+        if !answer.whole {
+            return Err(fail(format!(
+                "the answer could not be read whole (at most {MAX_ANSWER} bytes)"
+            )));
+        }
+        Ok(Answer {
+            status: answer.status,
+            body: answer.body,
+        })
     }
-}
-
-/// Aborts the connection's task when the exchange ends, however it ends.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn exchange<IO>(io: IO, request: hyper::Request<Full<Bytes>>) -> Result<Answer, String>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP: {}", chain(&e)))?;
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {}", chain(&e)))?;
-    let status = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| {
-            format!("the answer could not be read whole (at most {MAX_ANSWER} bytes): {e}")
-        })?
-        .to_bytes();
-    Ok(Answer { status, body })
-}
-
-/// An error with its causes (hyper's own message is only "connection error").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

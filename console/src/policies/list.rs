@@ -3,11 +3,11 @@
 
 use super::{ACTIONS, SECTION, action_badge, agents_summary, enabled_badge, href, scope_summary};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
 use crate::layout;
+use crate::list::{self, Search, pager};
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use maud::html;
+use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
 use serde::Deserialize;
@@ -41,10 +41,7 @@ impl ListQuery {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "{SECTION}?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link(SECTION, &pairs)
     }
 }
 
@@ -52,7 +49,7 @@ pub async fn list(
     State(console): State<Console>,
     signed: Signed,
     Query(query): Query<ListQuery>,
-) -> Response {
+) -> Page<Markup> {
     let action = ACTIONS
         .iter()
         .find(|(_, name, _)| *name == query.action)
@@ -66,15 +63,12 @@ pub async fn list(
         page_token: query.page.clone(),
         connector: query.connector.trim().to_owned(),
     };
-    let mut answer = match console
+    let mut answer = console
         .services()
         .admin
         .list_policies(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     // The service pages by name; on a page, rows are grouped by connector (a stable sort keeps
     // them by name within one).
     answer
@@ -86,13 +80,15 @@ pub async fn list(
         @if signed.is_admin() {
             p { a.button href=(format!("{SECTION}/new")) { "New policy" } }
         }
-        form.toolbar method="get" action=(SECTION) role="search"
-            hx-get=(SECTION) hx-trigger="input changed delay:300ms from:#q, change, submit"
-            hx-target="#policies" hx-select="#policies" hx-swap="outerHTML" hx-push-url="true" {
-            div {
-                label for="q" { "Search by name or description" }
-                input #q type="search" name="q" value=(query.q) maxlength="1000";
-            }
+        (Search {
+            action: SECTION,
+            trigger: "input changed delay:300ms from:#q, change, submit",
+            target: "policies",
+            label: "Search by name or description",
+            q: &query.q,
+            maxlength: Some("1000"),
+            placeholder: None,
+            more: html! {
             div {
                 label for="connector" { "Connector" }
                 input #connector type="text" name="connector" value=(query.connector) placeholder="github" maxlength="128";
@@ -106,8 +102,8 @@ pub async fn list(
                     }
                 }
             }
-            button type="submit" { "Search" }
-        }
+            },
+        }.render())
         div #policies {
             table {
                 caption.visually-hidden { "Policies by connector" }
@@ -151,15 +147,8 @@ pub async fn list(
                     tbody { tr { td colspan="6" { "No policy matches." } } }
                 }
             }
-            nav.pager aria-label="Pages" {
-                @if !query.page.is_empty() {
-                    a.button.secondary href=(query.link("")) { "First page" }
-                }
-                @if !answer.next_page_token.is_empty() {
-                    a.button.secondary href=(query.link(&answer.next_page_token)) { "Next page" }
-                }
-            }
+            (pager("Pages", &query.page, &answer.next_page_token, |page| query.link(page)))
         }
     };
-    layout::page(&signed, SECTION, "Policies", content).into_response()
+    Ok(layout::page(&signed, SECTION, "Policies", content))
 }

@@ -91,7 +91,7 @@ fn arguments(text: &str) -> Result<Option<prost_types::Struct>, Unanswered> {
         });
     }
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(object)) => Ok(Some(to_struct(&object))),
+        Ok(serde_json::Value::Object(object)) => Ok(Some(pdp_service::json_to_struct(&object))),
         Ok(_) => Err(Unanswered {
             field: "arguments",
             message: "arguments: write a JSON object, such as {\"repo\": \"acme/web\"}".to_owned(),
@@ -101,32 +101,6 @@ fn arguments(text: &str) -> Result<Option<prost_types::Struct>, Unanswered> {
             message: format!("arguments: not JSON: {e}"),
         }),
     }
-}
-
-fn to_struct(object: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: object
-            .iter()
-            .map(|(k, v)| (k.clone(), to_value(v)))
-            .collect(),
-    }
-}
-
-fn to_value(value: &serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    use serde_json::Value;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        // Protobuf numbers are doubles, as in any JSON mapping (and the gateway's).
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(to_value).collect(),
-        }),
-        Value::Object(object) => Kind::StructValue(to_struct(object)),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 /// The box, and the answer when there is one.

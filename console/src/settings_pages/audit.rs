@@ -4,12 +4,13 @@
 
 use super::page;
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Failure, Page, Signed};
 use crate::groups::fields::Problems;
+use crate::list::{self, pager_saying};
 use crate::view::{badge, time};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -58,10 +59,7 @@ impl Filters {
         if !page.is_empty() {
             pairs.push(("page", page));
         }
-        format!(
-            "{PATH}?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
+        list::link(PATH, &pairs)
     }
 }
 
@@ -126,7 +124,7 @@ pub async fn list(
     State(console): State<Console>,
     signed: Signed,
     Query(filters): Query<Filters>,
-) -> Response {
+) -> Page {
     let range = instant("since", &filters.since)
         .and_then(|since| instant("until", &filters.until).map(|until| (since, until)));
     let (events, next, problems) = match range {
@@ -156,7 +154,7 @@ pub async fn list(
                     String::new(),
                     Problems::from_status(&status, &FIELDS),
                 ),
-                Err(status) => return Failure::from(status).into_response(),
+                Err(status) => return Err(Failure::from(status)),
             }
         }
     };
@@ -208,18 +206,11 @@ pub async fn list(
                     }
                 }
             }
-            nav.pager aria-label="Pages" {
-                @if !filters.page.is_empty() {
-                    a.button.secondary href=(filters.link("")) { "Newest" }
-                }
-                @if !next.is_empty() {
-                    a.button.secondary href=(filters.link(&next)) { "Older events" }
-                }
-            }
+            (pager_saying("Pages", ("Newest", "Older events"), &filters.page, &next, |page| filters.link(page)))
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (status, page(&signed, super::SETTINGS, "Audit log", content)).into_response()
+    Ok((status, page(&signed, super::SETTINGS, "Audit log", content)).into_response())
 }
 
 fn filter(name: &str, label: &str, value: &str, kind: &str, problems: &Problems) -> Markup {

@@ -12,10 +12,10 @@ pub mod scim;
 pub mod tokens;
 pub mod webhooks;
 
-use crate::call::{Failure, Signed};
+use crate::call::Signed;
+use crate::confirm::Confirm;
 use crate::groups::fields::Problems;
 use crate::layout;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
@@ -81,7 +81,7 @@ pub fn page(signed: &Signed, back: (&str, &str), title: &str, content: Markup) -
 }
 
 /// A secret made just now, shown this once in a read-only field to copy.
-pub fn secret_once(label: &str, secret: &str) -> Markup {
+fn secret_once(label: &str, secret: &str) -> Markup {
     html! {
         div.field {
             label for="secret" { (label) }
@@ -95,50 +95,57 @@ pub fn secret_once(label: &str, secret: &str) -> Markup {
     }
 }
 
-/// A confirmation page before an irreversible action: what happens, a required checkbox (the
-/// handler checks it too) and the button.
-pub struct Confirm<'a> {
+/// The page answering a form that made a secret (a token created, a SCIM token rotated, a
+/// webhook's signing secret): what was made, the secret this once, and where to go next.
+pub struct Secret<'a> {
     pub title: &'a str,
+    /// The link above the heading: (path, label).
     pub back: (&'a str, &'a str),
-    pub action: &'a str,
-    pub what: Markup,
-    pub tick: &'a str,
-    pub button: &'a str,
+    /// The facts of what was made (`dt` / `dd` pairs).
+    pub facts: Markup,
+    /// Said between the facts and the secret.
+    pub more: Markup,
+    /// What the secret is and how it is used.
+    pub label: &'a str,
+    pub secret: &'a str,
+    /// The link below: (path, label).
+    pub next: (&'a str, &'a str),
 }
 
-impl Confirm<'_> {
-    pub fn render(&self, signed: &Signed, problems: &Problems) -> Response {
+impl Secret<'_> {
+    pub fn render(&self, signed: &Signed) -> Response {
         let content = html! {
-            p { a href=(self.back.0) { "← " (self.back.1) } }
             h1 { (self.title) }
-            form.card method="post" action=(self.action) {
-                (problems.above())
-                (self.what)
-                input type="hidden" name="csrf" value=(signed.csrf());
-                div.field {
-                    input #confirm type="checkbox" name="confirm" value="yes" required
-                        aria-describedby=[problems.described_by("confirm")];
-                    label.inline for="confirm" { (self.tick) }
-                    (problems.under("confirm"))
-                }
-                button.danger type="submit" { (self.button) }
+            div.card {
+                dl.facts { (self.facts) }
+                (self.more)
+                (secret_once(self.label, self.secret))
             }
+            p { a href=(self.next.0) { (self.next.1) } }
         };
-        let status = problems.status.unwrap_or(StatusCode::OK);
-        (status, layout::page(signed, SECTION, self.title, content)).into_response()
+        page(signed, self.back, self.title, content).into_response()
     }
 }
 
-/// A page only the Admin role has a use for (its form writes); the services refuse the write
-/// anyway.
-pub fn admin_only(signed: &Signed, what: &str) -> Result<(), Failure> {
-    if signed.is_admin() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            format!("{what} needs the Admin role"),
-        ))
+/// A confirmation page in the settings section.
+pub fn confirm<'a>(
+    title: &'a str,
+    back: (&'a str, &'a str),
+    action: String,
+    what: Markup,
+    tick: &'a str,
+    button: &'a str,
+) -> Confirm<'a> {
+    Confirm {
+        section: SECTION,
+        title,
+        back,
+        action,
+        warning: html! {},
+        what,
+        tick,
+        button,
+        cancel: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::page;
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Page, Signed};
 use crate::form::Posted;
 use crate::groups::fields::{Fields, Problems};
 use crate::view;
@@ -90,27 +90,24 @@ pub async fn show(
     State(console): State<Console>,
     signed: Signed,
     Query(shown): Query<Shown>,
-) -> Response {
-    let answer = console
+) -> Page {
+    let settings = console
         .services()
         .admin
         .get_settings(signed.request(pb::GetSettingsRequest {}))
-        .await;
-    match answer {
-        Ok(answer) => {
-            let settings = answer.into_inner().settings.unwrap_or_default();
-            render(
-                &signed,
-                settings.unregistered_agents(),
-                &Problems::none(),
-                shown.saved.is_some(),
-            )
-        }
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .await
+        .page()?
+        .settings
+        .unwrap_or_default();
+    Ok(render(
+        &signed,
+        settings.unregistered_agents(),
+        &Problems::none(),
+        shown.saved.is_some(),
+    ))
 }
 
-pub async fn update(State(console): State<Console>, posted: Posted<Fields>) -> Response {
+pub async fn update(State(console): State<Console>, posted: Posted<Fields>) -> Page {
     let Posted { signed, form } = posted;
     // An unknown choice goes to the service unspecified, which refuses it with the field named.
     let chosen = UNREGISTERED
@@ -124,21 +121,14 @@ pub async fn update(State(console): State<Console>, posted: Posted<Fields>) -> R
             unregistered_agents: chosen as i32,
         }),
     };
-    match console
+    let problems = match console
         .services()
         .admin
         .update_settings(signed.request(request))
         .await
     {
-        Ok(_) => view::see_other(&format!("{PATH}?saved=1")),
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            Failure::from(status).into_response()
-        }
-        Err(status) => render(
-            &signed,
-            chosen,
-            &Problems::from_status(&status, &["settings"]),
-            false,
-        ),
-    }
+        Ok(_) => return Ok(view::see_other(&format!("{PATH}?saved=1"))),
+        Err(status) => Problems::refused(status, &["settings"])?,
+    };
+    Ok(render(&signed, chosen, &problems, false))
 }

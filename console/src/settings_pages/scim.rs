@@ -3,9 +3,10 @@
 //! bearer token, shown once, and the SCIM base URL to paste into Okta or Entra ID; a rotation
 //! may keep the old token working for a grace period; revoking asks for a confirmation.
 
-use super::{Confirm, admin_only, duration, page, secret_once};
+use super::{Secret, confirm, duration, page};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::confirm::Confirm;
 use crate::form::Posted;
 use crate::groups::fields::{Fields, Problems};
 use crate::view::segment;
@@ -29,28 +30,22 @@ fn base_url(console: &Console, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/scim/v2")
 }
 
-async fn list(console: &Console, signed: &Signed) -> Result<Vec<pb::ScimConnection>, Failure> {
+async fn list(console: &Console, signed: &Signed) -> Page<Vec<pb::ScimConnection>> {
     Ok(console
         .services()
         .admin
         .list_scim_connections(signed.request(pb::ListScimConnectionsRequest {}))
         .await
-        .map_err(Failure::from)?
-        .into_inner()
+        .page()?
         .connections)
 }
 
-async fn find(console: &Console, signed: &Signed, id: &str) -> Result<pb::ScimConnection, Failure> {
+async fn find(console: &Console, signed: &Signed, id: &str) -> Page<pb::ScimConnection> {
     list(console, signed)
         .await?
         .into_iter()
         .find(|connection| connection.id == id)
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::NOT_FOUND,
-                format!("SCIM connection `{id}` not found"),
-            )
-        })
+        .ok_or_else(|| Failure::not_found(format!("SCIM connection `{id}` not found")))
 }
 
 fn render(
@@ -108,13 +103,7 @@ fn render(
                 h2 { "Connect an identity provider" }
                 (problems.above())
                 input type="hidden" name="csrf" value=(signed.csrf());
-                div.field {
-                    label for="name" { "Name (the audit log calls it scim:<name>)" }
-                    input #name type="text" name="name" value=(name) required maxlength="64"
-                        aria-invalid=[problems.of("name").map(|_| "true")]
-                        aria-describedby=[problems.described_by("name")];
-                    (problems.under("name"))
-                }
+                (problems.text("name", "Name (the audit log calls it scim:<name>)", name, true, 64))
                 button type="submit" { "Create connection" }
             }
         }
@@ -135,17 +124,15 @@ fn state(connection: &pb::ScimConnection) -> Markup {
     }
 }
 
-pub async fn show(State(console): State<Console>, headers: HeaderMap, signed: Signed) -> Response {
-    match list(&console, &signed).await {
-        Ok(connections) => render(
-            &signed,
-            &base_url(&console, &headers),
-            &connections,
-            "",
-            &Problems::none(),
-        ),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn show(State(console): State<Console>, headers: HeaderMap, signed: Signed) -> Page {
+    let connections = list(&console, &signed).await?;
+    Ok(render(
+        &signed,
+        &base_url(&console, &headers),
+        &connections,
+        "",
+        &Problems::none(),
+    ))
 }
 
 /// The answer to creating or rotating: the connection, its new token this once, and where the
@@ -157,33 +144,35 @@ fn with_secret(
     connection: &pb::ScimConnection,
     secret: &str,
 ) -> Response {
-    let content = html! {
-        h1 { (title) }
-        div.card {
-            dl.facts {
-                dt { "Name" } dd { (connection.name) }
-                dt { "Id" } dd { code { (connection.id) } }
-                @if connection.previous_valid_until.is_some() {
-                    dt { "Old token accepted until" } dd { (time(connection.previous_valid_until.as_ref())) }
-                }
+    Secret {
+        title,
+        back: (PATH, "SCIM connections"),
+        facts: html! {
+            dt { "Name" } dd { (connection.name) }
+            dt { "Id" } dd { code { (connection.id) } }
+            @if connection.previous_valid_until.is_some() {
+                dt { "Old token accepted until" } dd { (time(connection.previous_valid_until.as_ref())) }
             }
+        },
+        more: html! {
             div.field {
                 label for="base-url" { "SCIM base URL (Okta: SCIM connector base URL; Entra ID: Tenant URL)" }
                 input #base-url type="text" value=(base) readonly aria-describedby="base-url-note";
                 p #base-url-note.muted { "As this browser reached the server. Behind a TLS-terminating proxy, give the identity provider the proxy's https:// address with the same /scim/v2 path." }
             }
-            (secret_once("Bearer token (Okta: HTTP Header authentication; Entra ID: Secret Token)", secret))
-        }
-        p { a href=(PATH) { "Back to the SCIM connections" } }
-    };
-    page(signed, (PATH, "SCIM connections"), title, content).into_response()
+        },
+        label: "Bearer token (Okta: HTTP Header authentication; Entra ID: Secret Token)",
+        secret,
+        next: (PATH, "Back to the SCIM connections"),
+    }
+    .render(signed)
 }
 
 pub async fn create(
     State(console): State<Console>,
     headers: HeaderMap,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     let name = form.one("name").trim().to_owned();
     let base = base_url(&console, &headers);
@@ -197,23 +186,18 @@ pub async fn create(
         Ok(answer) => {
             let answer = answer.into_inner();
             let connection = answer.connection.unwrap_or_default();
-            return with_secret(
+            return Ok(with_secret(
                 &signed,
                 "SCIM connection created",
                 &base,
                 &connection,
                 &answer.secret,
-            );
+            ));
         }
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            return Failure::from(status).into_response();
-        }
-        Err(status) => Problems::from_status(&status, &["name"]),
+        Err(status) => Problems::refused(status, &["name"])?,
     };
-    match list(&console, &signed).await {
-        Ok(connections) => render(&signed, &base, &connections, &name, &refused),
-        Err(failure) => failure.into_response(),
-    }
+    let connections = list(&console, &signed).await?;
+    Ok(render(&signed, &base, &connections, &name, &refused))
 }
 
 fn rotate_page(
@@ -228,13 +212,7 @@ fn rotate_page(
             p { "A new bearer token is made and shown once. The current one stops working when the grace period ends (at once when it is empty); the grace of an earlier rotation ends now." }
             (problems.above())
             input type="hidden" name="csrf" value=(signed.csrf());
-            div.field {
-                label for="grace" { "Grace period for the current token (for example 1h or 2d; at most 7d)" }
-                input #grace type="text" name="grace" value=(grace) maxlength="64"
-                    aria-invalid=[problems.of("grace").map(|_| "true")]
-                    aria-describedby=[problems.described_by("grace")];
-                (problems.under("grace"))
-            }
+            (problems.text("grace", "Grace period for the current token (for example 1h or 2d; at most 7d)", grace, false, 64))
             button type="submit" { "Rotate token" }
         }
     };
@@ -255,14 +233,10 @@ pub async fn confirm_rotate(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(refused) = admin_only(&signed, "rotating a SCIM connection") {
-        return refused.into_response();
-    }
-    match find(&console, &signed, &id).await {
-        Ok(connection) => rotate_page(&signed, &connection, "1h", &Problems::none()),
-        Err(failure) => failure.into_response(),
-    }
+) -> Page {
+    signed.admin_only("rotating a SCIM connection")?;
+    let connection = find(&console, &signed, &id).await?;
+    Ok(rotate_page(&signed, &connection, "1h", &Problems::none()))
 }
 
 pub async fn rotate(
@@ -270,7 +244,7 @@ pub async fn rotate(
     headers: HeaderMap,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     let grace_text = form.one("grace").to_owned();
     let refused = match duration("grace", &grace_text) {
@@ -290,33 +264,29 @@ pub async fn rotate(
                     let answer = answer.into_inner();
                     let connection = answer.connection.unwrap_or_default();
                     let base = base_url(&console, &headers);
-                    return with_secret(
+                    return Ok(with_secret(
                         &signed,
                         "SCIM token rotated",
                         &base,
                         &connection,
                         &answer.secret,
-                    );
+                    ));
                 }
-                Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                    return Failure::from(status).into_response();
-                }
-                Err(status) => Problems::from_status(&status, &["grace"]),
+                Err(status) => Problems::refused(status, &["grace"])?,
             }
         }
     };
-    match find(&console, &signed, &id).await {
-        Ok(connection) => rotate_page(&signed, &connection, &grace_text, &refused),
-        Err(failure) => failure.into_response(),
-    }
+    let connection = find(&console, &signed, &id).await?;
+    Ok(rotate_page(&signed, &connection, &grace_text, &refused))
 }
 
-fn confirm<'a>(connection: &'a pb::ScimConnection, action: &'a str) -> Confirm<'a> {
-    Confirm {
-        title: "Revoke SCIM connection",
-        back: (PATH, "SCIM connections"),
-        action,
-        what: html! {
+/// The question before revoking `connection`.
+fn revoking(connection: &pb::ScimConnection) -> Confirm<'static> {
+    confirm(
+        "Revoke SCIM connection",
+        (PATH, "SCIM connections"),
+        format!("{PATH}/{}/revoke", segment(&connection.id)),
+        html! {
             p { "Revoking " strong { (connection.name) } " (" code { (connection.id) } "):" }
             ul {
                 li { "every token of it, the current one and any still in a grace period, is refused from the next request on;" }
@@ -324,56 +294,39 @@ fn confirm<'a>(connection: &'a pb::ScimConnection, action: &'a str) -> Confirm<'
                 li { "it cannot be restored: create a new connection instead." }
             }
         },
-        tick: "Revoke this connection now",
-        button: "Revoke connection",
-    }
+        "Revoke this connection now",
+        "Revoke connection",
+    )
 }
 
 pub async fn confirm_revoke(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(refused) = admin_only(&signed, "revoking a SCIM connection") {
-        return refused.into_response();
-    }
-    match find(&console, &signed, &id).await {
-        Ok(connection) => {
-            let action = format!("{PATH}/{}/revoke", segment(&connection.id));
-            confirm(&connection, &action).render(&signed, &Problems::none())
-        }
-        Err(failure) => failure.into_response(),
-    }
+) -> Page {
+    signed.admin_only("revoking a SCIM connection")?;
+    let connection = find(&console, &signed, &id).await?;
+    Ok(revoking(&connection).render(&signed, &Problems::none()))
 }
 
 pub async fn revoke(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     if !form.confirmed() {
-        return match find(&console, &signed, &id).await {
-            Ok(connection) => {
-                let action = format!("{PATH}/{}/revoke", segment(&connection.id));
-                confirm(&connection, &action).render(
-                    &signed,
-                    &Problems::field(
-                        "confirm",
-                        "tick the confirmation box to revoke the connection",
-                    ),
-                )
-            }
-            Err(failure) => failure.into_response(),
-        };
+        let connection = find(&console, &signed, &id).await?;
+        return Ok(revoking(&connection).unticked(
+            &signed,
+            "tick the confirmation box to revoke the connection",
+        ));
     }
-    match console
+    console
         .services()
         .admin
         .revoke_scim_connection(signed.request(pb::RevokeScimConnectionRequest { id }))
         .await
-    {
-        Ok(_) => view::see_other(PATH),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(PATH))
 }

@@ -2,9 +2,10 @@
 //! person, role and state; creating one, whose secret the answering page shows once; revoking
 //! one after a confirmation. The API lists tokens to Admins only.
 
-use super::{Confirm, duration, page, past, secret_once};
+use super::{Secret, confirm, duration, page, past};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::confirm::Confirm;
 use crate::form::Posted;
 use crate::groups::fields::{Fields, Problems};
 use crate::view::segment;
@@ -114,27 +115,9 @@ fn render(
             p.muted { "The token acts as the person you name, with their groups' roles or the role chosen here. Its secret is shown once." }
             (problems.above())
             input type="hidden" name="csrf" value=(signed.csrf());
-            div.field {
-                label for="user" { "Acts as (user id or email)" }
-                input #user type="text" name="user" value=(draft.user) required maxlength="1024"
-                    aria-invalid=[problems.of("user").map(|_| "true")]
-                    aria-describedby=[problems.described_by("user")];
-                (problems.under("user"))
-            }
-            div.field {
-                label for="name" { "Name" }
-                input #name type="text" name="name" value=(draft.name) required maxlength="256"
-                    aria-invalid=[problems.of("name").map(|_| "true")]
-                    aria-describedby=[problems.described_by("name")];
-                (problems.under("name"))
-            }
-            div.field {
-                label for="expires_in" { "Expires in (for example 90d; empty: never)" }
-                input #expires_in type="text" name="expires_in" value=(draft.expires_in) maxlength="64"
-                    aria-invalid=[problems.of("expires_in").map(|_| "true")]
-                    aria-describedby=[problems.described_by("expires_in")];
-                (problems.under("expires_in"))
-            }
+            (problems.text("user", "Acts as (user id or email)", &draft.user, true, 1024))
+            (problems.text("name", "Name", &draft.name, true, 256))
+            (problems.text("expires_in", "Expires in (for example 90d; empty: never)", &draft.expires_in, false, 64))
             div.field {
                 label for="role" { "Role of the token" }
                 select #role name="role" aria-describedby=[problems.described_by("role")] {
@@ -175,7 +158,7 @@ pub async fn show(State(console): State<Console>, signed: Signed) -> Response {
     }
 }
 
-pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Response {
+pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Page {
     let Posted { signed, form } = posted;
     let draft = Draft {
         user: form.one("user").trim().to_owned(),
@@ -202,61 +185,58 @@ pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> R
                 .create_api_token(signed.request(request))
                 .await
             {
-                Ok(answer) => return created(&signed, answer.into_inner()),
-                Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                    return Failure::from(status).into_response();
-                }
+                Ok(answer) => return Ok(created(&signed, answer.into_inner())),
                 // The person named does not exist: said next to the field that named them.
                 Err(status) if status.code() == tonic::Code::NotFound => {
                     let mut problems = Problems::field("user", status.message());
                     problems.status = Some(StatusCode::NOT_FOUND);
                     problems
                 }
-                Err(status) => Problems::from_status(&status, &FIELDS),
+                Err(status) => Problems::refused(status, &FIELDS)?,
             }
         }
     };
-    match list(&console, &signed).await {
-        Ok(tokens) => render(&signed, &tokens, &draft, &refused),
-        Err(status) => Failure::from(status).into_response(),
-    }
+    let tokens = list(&console, &signed).await.map_err(Failure::from)?;
+    Ok(render(&signed, &tokens, &draft, &refused))
 }
 
 /// The answer to the create form: the token and, this once, its secret.
 fn created(signed: &Signed, answer: pb::CreateApiTokenResponse) -> Response {
     let token = answer.token.unwrap_or_default();
-    let content = html! {
-        h1 { "Token created" }
-        div.card {
-            dl.facts {
-                dt { "Name" } dd { (token.name) }
-                dt { "Id" } dd { code { (token.id) } }
-                dt { "Acts as" } dd { (token.user_id) }
-                dt { "Role" } dd { (role_name(token.role)) }
-                dt { "Expires" } dd { @if token.expires_at.is_some() { (time(token.expires_at.as_ref())) } @else { "Never" } }
-            }
-            (secret_once("Secret (send it as Authorization: Bearer …, or sign in with it)", &answer.secret))
-        }
-        p { a href=(PATH) { "Back to the tokens" } }
-    };
-    page(signed, (PATH, "Admin API tokens"), "Token created", content).into_response()
+    Secret {
+        title: "Token created",
+        back: (PATH, "Admin API tokens"),
+        facts: html! {
+            dt { "Name" } dd { (token.name) }
+            dt { "Id" } dd { code { (token.id) } }
+            dt { "Acts as" } dd { (token.user_id) }
+            dt { "Role" } dd { (role_name(token.role)) }
+            dt { "Expires" } dd { @if token.expires_at.is_some() { (time(token.expires_at.as_ref())) } @else { "Never" } }
+        },
+        more: html! {},
+        label: "Secret (send it as Authorization: Bearer …, or sign in with it)",
+        secret: &answer.secret,
+        next: (PATH, "Back to the tokens"),
+    }
+    .render(signed)
 }
 
-fn confirm<'a>(token: &'a pb::ApiToken, action: &'a str) -> Confirm<'a> {
-    Confirm {
-        title: "Revoke token",
-        back: (PATH, "Admin API tokens"),
-        action,
-        what: html! {
+/// The question before revoking `token`.
+fn revoking(token: &pb::ApiToken) -> Confirm<'static> {
+    confirm(
+        "Revoke token",
+        (PATH, "Admin API tokens"),
+        format!("{PATH}/{}/revoke", segment(&token.id)),
+        html! {
             p { "Revoking " strong { (token.name) } " (" code { (token.id) } "), which acts as " (token.user_id) ":" }
             ul {
                 li { "every call with it is refused from the next request on, and console sessions signed in with it end;" }
                 li { "it cannot be restored: make a new token instead." }
             }
         },
-        tick: "Revoke this token now",
-        button: "Revoke token",
-    }
+        "Revoke this token now",
+        "Revoke token",
+    )
 }
 
 async fn find(console: &Console, signed: &Signed, id: &str) -> Result<pb::ApiToken, Failure> {
@@ -272,41 +252,28 @@ pub async fn confirm_revoke(
     State(console): State<Console>,
     signed: Signed,
     Path(id): Path<String>,
-) -> Response {
-    match find(&console, &signed, &id).await {
-        Ok(token) => {
-            let action = format!("{PATH}/{}/revoke", segment(&token.id));
-            confirm(&token, &action).render(&signed, &Problems::none())
-        }
-        Err(failure) => failure.into_response(),
-    }
+) -> Page {
+    let token = find(&console, &signed, &id).await?;
+    Ok(revoking(&token).render(&signed, &Problems::none()))
 }
 
 pub async fn revoke(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     if !form.confirmed() {
-        return match find(&console, &signed, &id).await {
-            Ok(token) => {
-                let action = format!("{PATH}/{}/revoke", segment(&token.id));
-                confirm(&token, &action).render(
-                    &signed,
-                    &Problems::field("confirm", "tick the confirmation box to revoke the token"),
-                )
-            }
-            Err(failure) => failure.into_response(),
-        };
+        let token = find(&console, &signed, &id).await?;
+        return Ok(
+            revoking(&token).unticked(&signed, "tick the confirmation box to revoke the token")
+        );
     }
-    match console
+    console
         .services()
         .admin
         .revoke_api_token(signed.request(pb::RevokeApiTokenRequest { id }))
         .await
-    {
-        Ok(_) => view::see_other(PATH),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(PATH))
 }

@@ -3,9 +3,10 @@
 //! description, Slack format and whether it is enabled (optionally with a new secret, shown
 //! once), and deleting it after a confirmation. Read Only people may list and read.
 
-use super::{admin_only, page, secret_once};
+use super::{Secret, page};
 use crate::Console;
-use crate::call::{Failure, Signed};
+use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::confirm::tick;
 use crate::form::Posted;
 use crate::groups::fields::{Fields, Problems};
 use crate::view::segment;
@@ -43,10 +44,10 @@ fn path(id: &str) -> String {
 
 /// The service's refusal, with its `webhook.` prefix taken off so the message goes next to
 /// the form's field (`webhook.url: …` is the url field's).
-fn problems(status: &Status) -> Problems {
+fn problems(status: Status) -> Result<Problems, Failure> {
     let message = status.message();
     let message = message.strip_prefix("webhook.").unwrap_or(message);
-    Problems::from_status(&Status::new(status.code(), message), &FIELDS)
+    Problems::refused(Status::new(status.code(), message), &FIELDS)
 }
 
 /// The endpoint a form describes.
@@ -81,20 +82,8 @@ fn events(webhook: &pb::Webhook) -> String {
 /// The fields of the add and edit forms, showing `draft`.
 fn fields(draft: &pb::Webhook, problems: &Problems) -> Markup {
     html! {
-        div.field {
-            label for="url" { "URL (https://, or http:// to a loopback address)" }
-            input #url type="text" name="url" value=(draft.url) required maxlength="2048"
-                aria-invalid=[problems.of("url").map(|_| "true")]
-                aria-describedby=[problems.described_by("url")];
-            (problems.under("url"))
-        }
-        div.field {
-            label for="description" { "Description" }
-            input #description type="text" name="description" value=(draft.description) maxlength="1024"
-                aria-invalid=[problems.of("description").map(|_| "true")]
-                aria-describedby=[problems.described_by("description")];
-            (problems.under("description"))
-        }
+        (problems.text("url", "URL (https://, or http:// to a loopback address)", &draft.url, true, 2048))
+        (problems.text("description", "Description", &draft.description, false, 1024))
         fieldset.field aria-describedby=[problems.described_by("events")] {
             legend { "Events (none ticked: every event)" }
             @for (value, label) in EVENTS {
@@ -117,16 +106,13 @@ fn fields(draft: &pb::Webhook, problems: &Problems) -> Markup {
     }
 }
 
-pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
-    let answer = match console
+pub async fn list(State(console): State<Console>, signed: Signed) -> Page<Markup> {
+    let answer = console
         .services()
         .webhooks
         .list_webhooks(signed.request(pb::ListWebhooksRequest {}))
         .await
-    {
-        Ok(answer) => answer.into_inner(),
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?;
     let content = html! {
         div.heading {
             h1 { "Webhooks" }
@@ -159,7 +145,7 @@ pub async fn list(State(console): State<Console>, signed: Signed) -> Response {
             }
         }
     };
-    page(&signed, super::SETTINGS, "Webhooks", content).into_response()
+    Ok(page(&signed, super::SETTINGS, "Webhooks", content))
 }
 
 fn new_page(signed: &Signed, draft: &pb::Webhook, problems: &Problems) -> Response {
@@ -180,34 +166,33 @@ fn new_page(signed: &Signed, draft: &pb::Webhook, problems: &Problems) -> Respon
         .into_response()
 }
 
-pub async fn new(signed: Signed) -> Response {
-    if let Err(refused) = admin_only(&signed, "adding a webhook") {
-        return refused.into_response();
-    }
+pub async fn new(signed: Signed) -> Page {
+    signed.admin_only("adding a webhook")?;
     let draft = pb::Webhook {
         enabled: true,
         ..pb::Webhook::default()
     };
-    new_page(&signed, &draft, &Problems::none())
+    Ok(new_page(&signed, &draft, &Problems::none()))
 }
 
 /// The page answering a form that made a signing secret: shown this once.
 fn with_secret(signed: &Signed, title: &str, webhook: &pb::Webhook, secret: &str) -> Response {
-    let content = html! {
-        h1 { (title) }
-        div.card {
-            dl.facts {
-                dt { "URL" } dd { (webhook.url) }
-                dt { "Id" } dd { code { (webhook.id) } }
-            }
-            (secret_once("Signing secret (verify the webhook-signature header with it)", secret))
-        }
-        p { a href=(path(&webhook.id)) { "To the webhook" } }
-    };
-    page(signed, (PATH, "Webhooks"), title, content).into_response()
+    Secret {
+        title,
+        back: (PATH, "Webhooks"),
+        facts: html! {
+            dt { "URL" } dd { (webhook.url) }
+            dt { "Id" } dd { code { (webhook.id) } }
+        },
+        more: html! {},
+        label: "Signing secret (verify the webhook-signature header with it)",
+        secret,
+        next: (&path(&webhook.id), "To the webhook"),
+    }
+    .render(signed)
 }
 
-pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Response {
+pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> Page {
     let Posted { signed, form } = posted;
     let draft = from_form("", &form);
     let request = pb::CreateWebhookRequest {
@@ -222,12 +207,14 @@ pub async fn create(State(console): State<Console>, posted: Posted<Fields>) -> R
         Ok(answer) => {
             let answer = answer.into_inner();
             let webhook = answer.webhook.unwrap_or_default();
-            with_secret(&signed, "Webhook added", &webhook, &answer.secret)
+            Ok(with_secret(
+                &signed,
+                "Webhook added",
+                &webhook,
+                &answer.secret,
+            ))
         }
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            Failure::from(status).into_response()
-        }
-        Err(status) => new_page(&signed, &draft, &problems(&status)),
+        Err(status) => Ok(new_page(&signed, &draft, &problems(status)?)),
     }
 }
 
@@ -237,16 +224,15 @@ pub struct Shown {
     saved: Option<String>,
 }
 
-async fn get(console: &Console, signed: &Signed, id: &str) -> Result<pb::Webhook, Failure> {
+async fn get(console: &Console, signed: &Signed, id: &str) -> Page<pb::Webhook> {
     console
         .services()
         .webhooks
         .get_webhook(signed.request(pb::GetWebhookRequest { id: id.to_owned() }))
         .await
-        .map_err(Failure::from)?
-        .into_inner()
+        .page()?
         .webhook
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no such webhook"))
+        .ok_or_else(|| Failure::not_found("no such webhook"))
 }
 
 /// The details page: `webhook` as stored, `draft` what the edit form shows, its deliveries.
@@ -257,20 +243,18 @@ async fn details(
     draft: &pb::Webhook,
     problems: &Problems,
     saved: bool,
-) -> Response {
+) -> Page {
     let request = pb::ListWebhookDeliveriesRequest {
         webhook_id: webhook.id.clone(),
         page_size: DELIVERIES,
     };
-    let deliveries = match console
+    let deliveries = console
         .services()
         .webhooks
         .list_webhook_deliveries(signed.request(request))
         .await
-    {
-        Ok(answer) => answer.into_inner().deliveries,
-        Err(status) => return Failure::from(status).into_response(),
-    };
+        .page()?
+        .deliveries;
     let base = path(&webhook.id);
     let content = html! {
         h1 { "Webhook " code { (webhook.id) } }
@@ -340,18 +324,13 @@ async fn details(
                 h2 { "Delete webhook" }
                 p { "Deleting it stops every delivery to " strong { (webhook.url) } ", pending retries included. It cannot be restored." }
                 input type="hidden" name="csrf" value=(signed.csrf());
-                div.field {
-                    input #confirm type="checkbox" name="confirm" value="yes" required
-                        aria-describedby=[problems.described_by("confirm")];
-                    label.inline for="confirm" { "Delete this webhook now" }
-                    (problems.under("confirm"))
-                }
+                (tick("confirm", "Delete this webhook now", problems))
                 button.danger type="submit" { "Delete webhook" }
             }
         }
     };
     let status = problems.status.unwrap_or(StatusCode::OK);
-    (
+    Ok((
         status,
         page(
             signed,
@@ -360,7 +339,7 @@ async fn details(
             content,
         ),
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn show(
@@ -368,28 +347,24 @@ pub async fn show(
     signed: Signed,
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
-) -> Response {
-    match get(&console, &signed, &id).await {
-        Ok(webhook) => {
-            details(
-                &console,
-                &signed,
-                &webhook,
-                &webhook,
-                &Problems::none(),
-                shown.saved.is_some(),
-            )
-            .await
-        }
-        Err(failure) => failure.into_response(),
-    }
+) -> Page {
+    let webhook = get(&console, &signed, &id).await?;
+    details(
+        &console,
+        &signed,
+        &webhook,
+        &webhook,
+        &Problems::none(),
+        shown.saved.is_some(),
+    )
+    .await
 }
 
 pub async fn update(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     let draft = from_form(&id, &form);
     let request = pb::UpdateWebhookRequest {
@@ -405,45 +380,39 @@ pub async fn update(
         Ok(answer) => {
             let answer = answer.into_inner();
             if answer.secret.is_empty() {
-                return view::see_other(&format!("{}?saved=1", path(&id)));
+                return Ok(view::see_other(&format!("{}?saved=1", path(&id))));
             }
             let webhook = answer.webhook.unwrap_or(draft);
-            return with_secret(&signed, "New signing secret", &webhook, &answer.secret);
+            return Ok(with_secret(
+                &signed,
+                "New signing secret",
+                &webhook,
+                &answer.secret,
+            ));
         }
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            return Failure::from(status).into_response();
-        }
-        Err(status) => problems(&status),
+        Err(status) => problems(status)?,
     };
-    match get(&console, &signed, &id).await {
-        Ok(webhook) => details(&console, &signed, &webhook, &draft, &refused, false).await,
-        Err(failure) => failure.into_response(),
-    }
+    let webhook = get(&console, &signed, &id).await?;
+    details(&console, &signed, &webhook, &draft, &refused, false).await
 }
 
 pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted<Fields>,
-) -> Response {
+) -> Page {
     let Posted { signed, form } = posted;
     if !form.confirmed() {
-        return match get(&console, &signed, &id).await {
-            Ok(webhook) => {
-                let problems =
-                    Problems::field("confirm", "tick the confirmation box to delete the webhook");
-                details(&console, &signed, &webhook, &webhook, &problems, false).await
-            }
-            Err(failure) => failure.into_response(),
-        };
+        let webhook = get(&console, &signed, &id).await?;
+        let problems =
+            Problems::field("confirm", "tick the confirmation box to delete the webhook");
+        return details(&console, &signed, &webhook, &webhook, &problems, false).await;
     }
-    match console
+    console
         .services()
         .webhooks
         .delete_webhook(signed.request(pb::DeleteWebhookRequest { id }))
         .await
-    {
-        Ok(_) => view::see_other(PATH),
-        Err(status) => Failure::from(status).into_response(),
-    }
+        .page()?;
+    Ok(view::see_other(PATH))
 }

@@ -8,7 +8,7 @@
 //! for a batch that executes all), so tokens, limits, metrics, the decision log and approvals
 //! behave exactly as for gRPC. Only the translation lives here.
 
-use crate::{DecisionService, MAX_BATCH, RequireToken};
+use crate::{DecisionService, RequireToken};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -206,7 +206,7 @@ enum Batch {
 }
 
 /// Reads an `evaluations` body; nothing is decided yet.
-fn batch(body: &Map<String, Value>) -> Result<Batch, Failure> {
+fn batch(body: &Map<String, Value>, max: usize) -> Result<Batch, Failure> {
     let items: &[Value] = match body.get("evaluations") {
         None | Some(Value::Null) => &[],
         Some(Value::Array(items)) => items,
@@ -216,9 +216,9 @@ fn batch(body: &Map<String, Value>) -> Result<Batch, Failure> {
     if items.is_empty() {
         return Ok(Batch::One(Box::new(check_request(body, None, "")?)));
     }
-    if items.len() > MAX_BATCH {
+    if items.len() > max {
         return Err(Failure::bad(format!(
-            "`evaluations`: {} evaluations, the limit is {MAX_BATCH}",
+            "`evaluations`: {} evaluations, the limit is {max} (`batch-max-checks`)",
             items.len()
         )));
     }
@@ -249,7 +249,7 @@ pub fn read_body(bytes: &[u8]) {
         if let Ok(check) = check_request(&body, None, "") {
             let _ = valid(&check, "");
         }
-        let _ = batch(&body);
+        let _ = batch(&body, crate::DEFAULT_MAX_BATCH);
         search::read_body(&body);
     }
 }
@@ -258,7 +258,7 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
     let id = request_id(request.headers());
     let answered = async {
         let body = pdp.body(request).await?;
-        let (semantic, checks) = match batch(&body)? {
+        let (semantic, checks) = match batch(&body, pdp.decisions.max_batch())? {
             Batch::One(check) => {
                 return pdp.check(*check).await.map(|answer| answer_json(&answer));
             }

@@ -190,19 +190,26 @@ pub fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
     let kind = match value {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        // Protobuf numbers are doubles: large integers lose precision, as in any JSON mapping.
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
         serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
             values: items.iter().map(json_to_value).collect(),
         }),
-        serde_json::Value::Object(map) => Kind::StructValue(prost_types::Struct {
-            fields: map
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_value(v)))
-                .collect(),
-        }),
+        serde_json::Value::Object(map) => Kind::StructValue(json_to_struct(map)),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+/// A JSON object as a protobuf `Struct`: a tool call's arguments as a `CheckRequest` carries
+/// them (the `check` CLI, the console's "test this policy", the workload replay).
+pub fn json_to_struct(object: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
 }
 
 /// A protobuf `Struct`'s fields as a JSON object (prost bounds its nesting when decoding).

@@ -14,6 +14,7 @@ mod error;
 mod freshness;
 mod metrics;
 mod record;
+pub mod secret;
 mod service;
 mod token;
 mod trace;
@@ -21,13 +22,13 @@ mod trace;
 pub use approvals::{Approvals, Call};
 pub use convert::{
     MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, arguments_bounded, attributes_bounded, authentication,
-    bounded, json_to_value, struct_to_json,
+    bounded, json_to_struct, json_to_value, struct_to_json,
 };
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};
 pub use freshness::Freshness;
 pub use metrics::{CHECK_BUCKETS, DecisionMetrics, Latencies, PublishStats};
 pub use record::{Record, Recorder};
-pub use service::{DecisionService, MAX_BATCH};
+pub use service::{DEFAULT_MAX_BATCH, DecisionService};
 pub use token::{MAX_SECRETS, RequireToken, SecretsError};
 pub use trace::TRACE_TARGET;

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
-/// The most checks one `BatchCheck` may carry.
-pub const MAX_BATCH: usize = 1000;
+/// The most checks one `BatchCheck` may carry unless told otherwise
+/// ([`DecisionService::with_max_batch`]; `serve`'s `batch-max-checks`).
+pub const DEFAULT_MAX_BATCH: usize = 1000;
 
 /// Answers `Check`, `BatchCheck` and `ListAllowedTools` from the engine's current snapshot.
 #[derive(Debug, Clone)]
@@ -22,6 +23,7 @@ pub struct DecisionService {
     freshness: Option<Freshness>,
     metrics: Option<Arc<DecisionMetrics>>,
     approvals: Option<Arc<dyn Approvals>>,
+    max_batch: usize,
 }
 
 /// One check's answer, and what it still needs before it stands.
@@ -50,7 +52,19 @@ impl DecisionService {
             freshness: None,
             metrics: None,
             approvals: None,
+            max_batch: DEFAULT_MAX_BATCH,
         }
+    }
+
+    /// Refuses a batch of more than `max` checks (at least one), `BatchCheck`'s and AuthZEN's.
+    pub fn with_max_batch(mut self, max: usize) -> DecisionService {
+        self.max_batch = max.max(1);
+        self
+    }
+
+    /// The most checks one batch may carry.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Honours `approval_id` on checks with these approval requests, and points Require
@@ -292,10 +306,14 @@ impl pb::decision_service_server::DecisionService for DecisionService {
         let started = self.recorder.is_some().then(Instant::now);
         let pb::BatchCheckRequest { checks } = request.into_inner();
         trace::batch(&checks);
-        if checks.len() > MAX_BATCH {
+        if checks.len() > self.max_batch {
             return Err(Error::invalid(
                 "checks",
-                format!("{} checks, the limit is {MAX_BATCH}", checks.len()),
+                format!(
+                    "{} checks, the limit is {} (`batch-max-checks`)",
+                    checks.len(),
+                    self.max_batch
+                ),
             )
             .into());
         }

@@ -83,10 +83,7 @@ impl RequireToken {
     /// Whether `presented` is one of the secrets (compared in constant time with every one, so
     /// the time does not tell which matched).
     pub fn matches(&self, presented: &str) -> bool {
-        self.matches_bytes(presented.trim().as_bytes())
-    }
-
-    fn matches_bytes(&self, presented: &[u8]) -> bool {
+        let presented = presented.trim().as_bytes();
         let set = self.expected.load();
         let found = set.iter().fold(subtle::Choice::from(0), |found, secret| {
             found | presented.ct_eq(secret)
@@ -101,11 +98,9 @@ impl Interceptor for RequireToken {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, secret)| secret.trim().as_bytes());
+            .and_then(crate::secret::bearer);
         match presented {
-            Some(secret) if self.matches_bytes(secret) => Ok(request),
+            Some(secret) if self.matches(secret) => Ok(request),
             Some(_) => Err(Status::unauthenticated("invalid token")),
             None => Err(Status::unauthenticated(
                 "missing credentials: send `authorization: Bearer <token>`",

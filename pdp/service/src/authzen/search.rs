@@ -22,8 +22,9 @@ use std::sync::Arc;
 pub(super) const ACTION: &str = "/access/v1/search/action";
 pub(super) const RESOURCE: &str = "/access/v1/search/resource";
 
-/// The most candidates one page decides (and so the most results it has): one `BatchCheck`.
-pub const MAX_PAGE: usize = crate::MAX_BATCH;
+/// The largest `page.limit` accepted: one `BatchCheck` at its default bound. A server with a
+/// lower `batch-max-checks` decides at most that many a page (the next token goes on from there).
+pub const MAX_PAGE: usize = crate::DEFAULT_MAX_BATCH;
 
 /// The longest `page.token` read; ours are far shorter (a tool or connector name is at most
 /// 1,024 bytes).
@@ -235,7 +236,8 @@ impl Pdp {
         let start = query.after.as_deref().map_or(0, |after| {
             candidates.partition_point(|c| c.as_str() <= after)
         });
-        let chosen: Vec<&String> = candidates.iter().skip(start).take(query.limit).collect();
+        let limit = query.limit.min(self.decisions.max_batch());
+        let chosen: Vec<&String> = candidates.iter().skip(start).take(limit).collect();
         let more = start + chosen.len() < candidates.len();
         let checks: Vec<pb::CheckRequest> = chosen
             .iter()

@@ -1,0 +1,273 @@
+//! The bounds that are settings (docs/limits.md), against the real binary started with small
+//! ones: a request at a bound is answered, one past it is refused with the documented error
+//! naming the setting: `grpc-max-message-bytes` (RESOURCE_EXHAUSTED, DecisionService and the
+//! admin API alike), `batch-max-checks` (BatchCheck INVALID_ARGUMENT, AuthZEN 400) and
+//! `scim-max-body-bytes` (413 in the RFC 7644 form).
+
+use crate::hardening_net::http;
+use crate::support::{Server, scim_token};
+use portcullis_proto::v1 as pb;
+use prost::Message;
+use serde_json::{Value, json};
+
+const MESSAGE: usize = 4096;
+const CHECKS: usize = 3;
+const BODY: usize = 2048;
+
+/// A Check whose encoding is exactly `bytes` long (at least 100): attributes pad it, each at
+/// most 1,024 bytes (Check's own bound).
+fn check_of(bytes: usize) -> pb::CheckRequest {
+    let mut request = pb::CheckRequest {
+        user: "alice@example.com".into(),
+        agent: "claude".into(),
+        connector: "github".into(),
+        tool: "create_issue".into(),
+        ..Default::default()
+    };
+    while bytes - request.encoded_len() > 1100 {
+        let key = format!("pad{}", request.attributes.len());
+        request.attributes.insert(key, "x".repeat(1000));
+    }
+    // The last one: a key and a value whose lengths land exactly on `bytes` (a length prefix
+    // grows a byte at 128, so not every value length is reachable with every key).
+    for key in 1..64 {
+        for value in 0..=1024 {
+            let mut padded = request.clone();
+            padded.attributes.insert("k".repeat(key), "x".repeat(value));
+            if padded.encoded_len() == bytes {
+                return padded;
+            }
+        }
+    }
+    panic!("cannot pad a Check to {bytes} bytes")
+}
+
+fn evaluations(count: usize) -> String {
+    let one = json!({
+        "subject": {"type": "user", "id": "alice@example.com"},
+        "action": {"name": "create_issue"},
+        "resource": {"type": "connector", "id": "github"},
+    });
+    json!({ "evaluations": vec![one; count] }).to_string()
+}
+
+/// A SCIM user creation whose body is exactly `bytes` long (trailing whitespace pads it).
+fn user_body(bytes: usize) -> String {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "fits@example.com",
+    })
+    .to_string();
+    format!("{body}{}", " ".repeat(bytes - body.len()))
+}
+
+/// A user `alice@example.com` and a policy allowing her `count` GitHub tools, stored before
+/// the server starts.
+fn allow_tools(data: &std::path::Path, count: usize) {
+    let store = store::Store::open(data).unwrap();
+    store
+        .transact(|tx| {
+            tx.put_user(&pdp::User {
+                id: "alice".into(),
+                user_name: "alice@example.com".into(),
+                emails: vec!["alice@example.com".into()],
+                active: true,
+                ..Default::default()
+            })?;
+            tx.put_policy(&pdp::Policy {
+                id: "pol-tools".into(),
+                name: "a few tools".into(),
+                connector: "github".into(),
+                tools: pdp::Tools::Only((0..count).map(|i| format!("tool{i}")).collect()),
+                scope: pdp::Scope {
+                    all_users: true,
+                    ..Default::default()
+                },
+                action: pdp::Action::Allow,
+                ..Default::default()
+            })?;
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_bounds_that_are_settings_refuse_past_them_naming_the_setting() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let scim = scim_token(&data, "okta");
+    allow_tools(&data, CHECKS + 2);
+    let server = Server::start_with(
+        &data,
+        &[
+            "--grpc-max-message-bytes",
+            &MESSAGE.to_string(),
+            "--batch-max-checks",
+            &CHECKS.to_string(),
+            "--scim-max-body-bytes",
+            &BODY.to_string(),
+        ],
+    );
+
+    // gRPC messages: at the bound decoded and decided, one byte over refused.
+    let mut decisions = server.client().await;
+    decisions.check(check_of(MESSAGE)).await.unwrap();
+    let refused = decisions.check(check_of(MESSAGE + 1)).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains(&format!(
+            "is {} bytes, the limit is {MESSAGE} (`grpc-max-message-bytes`)",
+            MESSAGE + 1
+        )),
+        "{}",
+        refused.message()
+    );
+    // The admin API has the same bound (checked before the caller is).
+    let mut admin = pb::admin_service_client::AdminServiceClient::connect(server.addr.clone())
+        .await
+        .unwrap();
+    let refused = admin
+        .get_user(pb::GetUserRequest {
+            user: "x".repeat(MESSAGE),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("`grpc-max-message-bytes`"));
+
+    // BatchCheck: as many checks as allowed are answered, one more is refused.
+    let batch = |n: usize| pb::BatchCheckRequest {
+        checks: vec![check_of(200); n],
+    };
+    let answered = decisions.batch_check(batch(CHECKS)).await.unwrap();
+    assert_eq!(answered.into_inner().results.len(), CHECKS);
+    let refused = decisions.batch_check(batch(CHECKS + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains(&format!(
+            "{} checks, the limit is {CHECKS} (`batch-max-checks`)",
+            CHECKS + 1
+        )),
+        "{}",
+        refused.message()
+    );
+    // AuthZEN batches are BatchChecks: the same bound, as the specification's 400.
+    let json = [("content-type", "application/json")];
+    let url = "/access/v1/evaluations";
+    let (status, body) = http(&server.http, "POST", url, &json, &evaluations(CHECKS));
+    assert_eq!(status, 200, "{body}");
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answers["evaluations"].as_array().unwrap().len(), CHECKS);
+    let (status, body) = http(&server.http, "POST", url, &json, &evaluations(CHECKS + 1));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`batch-max-checks`"), "{body}");
+    // A search decides at most `batch-max-checks` candidates a page, whatever its `page.limit`
+    // (1,000 when absent), and its tokens go on from there.
+    let mut found = Vec::new();
+    let mut pages = 0;
+    let mut token = String::new();
+    loop {
+        let search = json!({
+            "subject": {"type": "user", "id": "alice@example.com"},
+            "resource": {"type": "connector", "id": "github"},
+            "page": if token.is_empty() { json!({}) } else { json!({"token": token}) },
+        });
+        let url = "/access/v1/search/action";
+        let (status, body) = http(&server.http, "POST", url, &json, &search.to_string());
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let results = page["results"].as_array().unwrap();
+        assert!(results.len() <= CHECKS, "{body}");
+        found.extend(
+            results
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        assert!(pages <= CHECKS + 2, "the pages never end: {body}");
+        match page["page"]["next_token"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_owned(),
+            _ => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..CHECKS + 2).map(|i| format!("tool{i}")).collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
+    assert!(pages >= 2, "{pages}");
+
+    // SCIM bodies: at the bound read and written, one byte over 413 in the RFC 7644 form.
+    let bearer = format!("Bearer {scim}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/scim+json"),
+    ];
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        "/scim/v2/Users",
+        &headers,
+        &user_body(BODY + 1),
+    );
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        error["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+    );
+    assert_eq!(error["status"], "413");
+    let detail = error["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("larger than {BODY} bytes (`scim-max-body-bytes`)")),
+        "{detail}"
+    );
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        "/scim/v2/Users",
+        &headers,
+        &user_body(BODY),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_sidecar_has_the_same_grpc_bounds() {
+    // No control plane: the bounds are checked before anything is decided.
+    let sidecar = crate::fleet::sidecar(
+        "http://127.0.0.1:1",
+        &[
+            "--grpc-max-message-bytes",
+            &MESSAGE.to_string(),
+            "--batch-max-checks",
+            &CHECKS.to_string(),
+        ],
+    );
+    let mut decisions = sidecar.client().await;
+    let code = |answer: Result<tonic::Response<pb::CheckResponse>, tonic::Status>| {
+        answer.err().map(|status| status.code())
+    };
+    assert_ne!(
+        code(decisions.check(check_of(MESSAGE)).await),
+        Some(tonic::Code::ResourceExhausted)
+    );
+    let refused = decisions.check(check_of(MESSAGE + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("`grpc-max-message-bytes`"));
+    let batch = |n: usize| pb::BatchCheckRequest {
+        checks: vec![check_of(200); n],
+    };
+    let at = decisions.batch_check(batch(CHECKS)).await;
+    assert_ne!(
+        at.err().map(|status| status.code()),
+        Some(tonic::Code::InvalidArgument)
+    );
+    let refused = decisions.batch_check(batch(CHECKS + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("`batch-max-checks`"));
+}

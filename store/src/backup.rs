@@ -29,13 +29,15 @@
 //! original past the backup's revision must not be caught up from the restored store's change
 //! log as if they were (`fleet` resyncs a follower in full when the id changes).
 
-use crate::codec;
+use crate::codec::{self, Counts};
 use crate::error::engine;
 use crate::store::{Store, catch_panic};
+use crate::written::Written;
 use crate::{Error, keys, lock};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,8 +56,8 @@ const RESTORE_BATCH: usize = 1_000;
 const RESTORE_FLUSH_EVERY: usize = 10;
 const BUFFER: usize = 1 << 20;
 
-/// A value length that marks a removed key in `records`: part of the format, which a restore
-/// applies, though this build's backups, read under the write lock, never need one.
+/// A value length that marks a removed key in `records`: a key read without the write lock
+/// and removed before the backup's revision (see the module docs).
 const REMOVED: u32 = u32::MAX;
 
 /// Why a backup or a restore failed.
@@ -170,23 +172,13 @@ impl Store {
 
     fn write_backup(&self, out: &Path, started: Instant) -> Result<BackupSummary, BackupError> {
         let inner = &self.inner;
-        let db = &inner.db;
         let records_path = out.join(BACKUP_RECORDS);
         let file = File::create_new(&records_path).map_err(io("create", &records_path))?;
         let mut records = RecordWriter::new(file, &records_path);
 
-        // Commits wait while the revisioned keys are read, so the copy is one revision; reads
-        // and decisions go on. (A copy without the lock, caught up from a `watch_prefix`
-        // subscriber, would pause commits less, but sled 0.34 never completes the event of a
-        // write that stores the value already there, and a subscriber stuck on one blocks every
-        // writer after 1,024 more events.)
         let (revision, counts, paused) =
             catch_panic::<_, BackupError>("backing up the store", || {
-                let writer = lock(&inner.writer)?;
-                inner.durability.check()?;
-                let locked = Instant::now();
-                copy_revisioned(db, &mut records)?;
-                Ok((writer.revision, writer.counts, locked.elapsed()))
+                self.copy_online(&mut records)
             })?;
         let decisions = catch_panic::<_, BackupError>("backing up the decision log", || {
             copy_decisions(&inner.db, &mut records)
@@ -234,6 +226,52 @@ impl Store {
             paused,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Copies every key but the decision log's, at one revision (see the module docs): the
+    /// store read without the write lock while the keys commits write are noted, then, under
+    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and the
+    /// longest time the write lock was held.
+    fn copy_online(&self, records: &mut RecordWriter) -> Result<(u64, Counts, Duration), BackupError> {
+        let inner = &self.inner;
+        let db = &inner.db;
+        let tracking = {
+            let _writer = lock(&inner.writer)?;
+            inner.durability.check()?;
+            Tracking::start(&inner.written)
+        };
+        if tracking.on {
+            for range in outside(&[
+                keys::DECISION,
+                keys::DECISION_BY_USER,
+                keys::DECISION_BY_KEY,
+                keys::META,
+                keys::UNDO,
+            ]) {
+                copy_range(db.range(range), records)?;
+            }
+        }
+        let writer = lock(&inner.writer)?;
+        inner.durability.check()?;
+        let locked = Instant::now();
+        match tracking.stop() {
+            Some(written) => {
+                copy_range(db.scan_prefix(keys::META), records)?;
+                copy_range(db.scan_prefix(keys::UNDO), records)?;
+                for key in written {
+                    match db.get(&key).map_err(engine)? {
+                        Some(value) => records.write(&key, &value)?,
+                        None => records.removed(&key)?,
+                    }
+                }
+            }
+            // Too many writes to track (or another backup tracking): everything, under the lock.
+            None => {
+                records.restart()?;
+                copy_revisioned(db, records)?;
+            }
+        }
+        Ok((writer.revision, writer.counts, locked.elapsed()))
     }
 
     /// Restores the backup in `backup` into `dir`, which must not exist or be empty (nothing
@@ -424,12 +462,50 @@ fn copy_revisioned(db: &sled::Db, out: &mut RecordWriter) -> Result<(), BackupEr
         keys::DECISION_BY_USER,
         keys::DECISION_BY_KEY,
     ]) {
-        for item in db.range(range) {
-            let (key, value) = item.map_err(engine)?;
-            out.write(&key, &value)?;
-        }
+        copy_range(db.range(range), out)?;
     }
     Ok(())
+}
+
+fn copy_range(range: sled::Iter, out: &mut RecordWriter) -> Result<(), BackupError> {
+    for item in range {
+        let (key, value) = item.map_err(engine)?;
+        out.write(&key, &value)?;
+    }
+    Ok(())
+}
+
+/// Tracking of the keys written ([`Written`]) for one backup; stopped when dropped, so a
+/// backup that fails midway leaves no tracking behind.
+struct Tracking<'s> {
+    written: &'s Written,
+    /// `false` if another backup tracks already: this one copies under the lock.
+    on: bool,
+}
+
+impl<'s> Tracking<'s> {
+    /// The caller holds the write lock.
+    fn start(written: &'s Written) -> Tracking<'s> {
+        Tracking {
+            written,
+            on: written.start(),
+        }
+    }
+
+    /// The keys written since the start, or `None` if there is no set to go by; the caller
+    /// holds the write lock.
+    fn stop(mut self) -> Option<BTreeSet<Vec<u8>>> {
+        let on = std::mem::replace(&mut self.on, false);
+        on.then(|| self.written.stop()).flatten()
+    }
+}
+
+impl Drop for Tracking<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            self.written.stop();
+        }
+    }
 }
 
 /// A range of keys, as `sled::Tree::range` takes it.
@@ -519,6 +595,28 @@ impl RecordWriter {
         let value_len = length(value)?;
         self.entry(key, &value_len.to_be_bytes(), value)?;
         self.checksum.update(value);
+        Ok(())
+    }
+
+    /// A key removed since an earlier entry of it.
+    fn removed(&mut self, key: &[u8]) -> Result<(), BackupError> {
+        self.entry(key, &REMOVED.to_be_bytes(), &[])?;
+        self.checksum.removed();
+        Ok(())
+    }
+
+    /// Drops everything written so far, to start over.
+    fn restart(&mut self) -> Result<(), BackupError> {
+        (|| {
+            self.out.flush()?;
+            let file = self.out.get_mut();
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0)).map(drop)
+        })()
+        .map_err(io("rewrite", &self.path))?;
+        self.checksum = Checksum::default();
+        self.records = 0;
+        self.bytes = 0;
         Ok(())
     }
 

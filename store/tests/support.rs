@@ -355,3 +355,17 @@ impl Drop for ChildLines {
         self.kill();
     }
 }
+
+/// The keys and values in a closed store's sled tree under `prefix`.
+pub fn raw_records(dir: &Path, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = sled::open(dir).unwrap();
+    let records = db
+        .scan_prefix(prefix)
+        .map(|item| {
+            let (key, value) = item.unwrap();
+            (key.to_vec(), value.to_vec())
+        })
+        .collect();
+    close_raw(db, dir);
+    records
+}

@@ -14,12 +14,39 @@
 //! consistent by construction.
 //!
 //! **What is consistent.** Everything a commit writes (the model, tokens, SCIM connections and
-//! documents, the audit log, the change log, the revision and counts) is read under the write
-//! lock: no commit starts until the read is done, reads and decisions go on. That is one pass
-//! over the store's keys, written straight to `records` (no copy in memory); measured in
-//! docs/operations.md. The decision log is written outside the revision, so it is copied after
-//! the lock is released, newest first (retention removes from the front while we read, so the
-//! copy has no gap), with its index entries.
+//! documents, the audit log, the change log, the revision and counts) is copied at one
+//! revision, without holding commits for the copy:
+//!
+//! 1. Under the write lock for a moment, start noting every key a writer holding it writes
+//!    ([`crate::written`]: the keys a change stages, its change-log keys, and the bookkeeping
+//!    writes outside changes: a SCIM connection's last use, an outbox attempt, sweeps).
+//! 2. Without the lock, copy every key but `meta/`, `x/` (a large change's undo log) and the
+//!    decision log, while commits go on: a key may be read before or after a commit wrote it.
+//! 3. Under the lock again, at revision R, copy `meta/` and `x/` (a few keys; no large change is
+//!    in flight) and read every key noted again: its value at R, or a [`REMOVED`] entry if it is
+//!    gone. A restore applies entries in order, the last of a key winning, so every key
+//!    written after step 1 ends at its value at R, and every other key was not written while
+//!    step 2 read it.
+//!
+//! Commits wait only for steps 1 and 3, which cost in proportion to what was written during
+//! the copy, not to the store (measured in BENCHMARKS.md, "Backup and restore"). If writers
+//! note more than [`crate::written::MAX_WRITTEN`] keys (a bulk import during the backup), or
+//! another backup is noting already, the backup copies everything under the lock in step 3
+//! instead, as this build did before: the result is the same, only the pause is longer.
+//!
+//! Designs not taken: a copy caught up from a `watch_prefix` subscriber deadlocks in sled 0.34
+//! (it never completes the event of a write that stores the value already there, and a
+//! subscriber stuck on one blocks every writer after 1,024 more events); writing the model from
+//! the in-memory view would need the view loaded (an offline backup has none, and building it
+//! costs more than the copy) and every record re-encoded exactly as stored, and would still
+//! read the non-model trees (SCIM documents, one per user synced; the audit log, unbounded)
+//! under the lock. The change log cannot serve as the list of keys written: it lists model
+//! ids, not the memberships a user left, nor the tokens, documents or audit events.
+//!
+//! The decision log is written outside the revision, so it is copied after the lock is
+//! released, newest first (retention removes from the front while we read, so the copy has no
+//! gap), with its index entries. Refused attempts' audit events are appended without the lock
+//! too: one appended during the copy may or may not be in it, as before.
 //!
 //! **Restore** writes the records into a new store in an empty directory, with `meta/format`
 //! written last (an interrupted restore leaves a directory no build opens), then opens it (its
@@ -103,7 +130,8 @@ pub struct BackupManifest {
     pub revision: u64,
     /// When the backup was taken, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
-    /// Keys in `records`, the decision log's included.
+    /// Entries in `records`, the decision log's included (a key read again under the write
+    /// lock comes twice; see the module docs).
     pub records: u64,
     /// Entries of the decision log among them (`d/` keys: blocks of decisions).
     pub decision_entries: u64,
@@ -126,7 +154,9 @@ pub struct BackupSummary {
     pub manifest: BackupManifest,
     /// Both files.
     pub bytes: u64,
-    /// How long commits waited: the write lock was held this long.
+    /// How long commits waited: the write lock was held this long at the end of the copy,
+    /// while the keys written during it were read again (it is held at the start too, only to
+    /// begin noting keys).
     pub paused: Duration,
     pub elapsed: Duration,
 }
@@ -146,8 +176,9 @@ pub struct RestoreSummary {
 impl Store {
     /// Writes a consistent copy of the store, at its current revision, into the directory
     /// `out`, which must not exist or be empty (it is created, with missing parents). Commits
-    /// wait while the store's records are read ([`BackupSummary::paused`]); reads do not. The
-    /// revision backed up is durable here too when this returns.
+    /// wait only while the keys written during the copy are read again
+    /// ([`BackupSummary::paused`]; see the module docs); reads never wait. The revision backed
+    /// up is durable here too when this returns.
     ///
     /// On failure whatever was written into `out` is removed.
     pub fn backup_to(&self, out: &Path) -> Result<BackupSummary, BackupError> {
@@ -232,7 +263,10 @@ impl Store {
     /// store read without the write lock while the keys commits write are noted, then, under
     /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and the
     /// longest time the write lock was held.
-    fn copy_online(&self, records: &mut RecordWriter) -> Result<(u64, Counts, Duration), BackupError> {
+    fn copy_online(
+        &self,
+        records: &mut RecordWriter,
+    ) -> Result<(u64, Counts, Duration), BackupError> {
         let inner = &self.inner;
         let db = &inner.db;
         let tracking = {

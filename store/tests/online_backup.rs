@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use store::{ApiToken, ScimKind, Store};
 use tempfile::TempDir;
 
@@ -29,7 +30,7 @@ impl Op {
     /// the model.
     fn nth(t: usize, i: usize) -> Op {
         let some_user = |salt: usize| format!("base-{:05}", (i * salt + t) % USERS);
-        let group = if i % 2 == 0 { "base" } else { "two" };
+        let group = if i.is_multiple_of(2) { "base" } else { "two" };
         match i % 6 {
             0 => {
                 let mut u = user(&some_user(7919));
@@ -110,26 +111,16 @@ fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
         for t in 0..2 {
             let (store, stop, acked) = (&store, &stop, &acked);
             s.spawn(move || {
-                for i in 0usize.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
+                until_stopped(stop, |i| {
                     let op = Op::nth(t, i);
                     if let Some(revision) = op.apply(store) {
                         assert!(acked.lock().unwrap().insert(revision, op).is_none());
                     }
-                }
+                })
             });
         }
         let _stop_writers = StopOnDrop(&stop);
-        wait_for(
-            "50 applied writes",
-            std::time::Duration::from_secs(60),
-            || match acked.lock().unwrap().len() {
-                n if n >= 50 => Ok(()),
-                n => Err(format!("{n} applied")),
-            },
-        );
+        wait_for_entries("50 applied writes", Duration::from_secs(60), &acked, 50);
         let before = *acked.lock().unwrap().keys().next_back().unwrap();
         // Two at once (the second finds the first tracking and copies under the lock), then
         // one alone.
@@ -158,8 +149,8 @@ fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
         assert_eq!(replayed.revision(), revision);
         drop(replayed);
         let restored_dir = dir.path().join(format!("restored{b}"));
-        let restored = Store::restore(&dir.path().join(format!("backup{b}")), &restored_dir)
-            .unwrap();
+        let restored =
+            Store::restore(&dir.path().join(format!("backup{b}")), &restored_dir).unwrap();
         assert_eq!(restored.revision, revision);
         // Opened and loaded whole: its counts and every record check out.
         let copy = Store::open(&restored_dir).unwrap();
@@ -202,7 +193,7 @@ fn a_commit_made_while_a_backup_copies_is_not_held_until_it_ends() {
         // would hold this commit until the copy ended).
         wait_for(
             "the backup's first records on disk",
-            std::time::Duration::from_secs(120),
+            Duration::from_secs(120),
             || match std::fs::metadata(&records) {
                 Ok(meta) if meta.len() > 0 => Ok(()),
                 other => Err(format!("{other:?}")),
@@ -212,7 +203,10 @@ fn a_commit_made_while_a_backup_copies_is_not_held_until_it_ends() {
         let finished_first = finished.load(Ordering::SeqCst);
         (backup.join().unwrap(), committed, finished_first)
     });
-    assert!(!finished_first, "the backup finished before the commit returned");
+    assert!(
+        !finished_first,
+        "the backup finished before the commit returned"
+    );
     // The commit is in the backup: it was made while the copy went on, not after it.
     assert!(
         committed <= summary.manifest.revision,

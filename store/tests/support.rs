@@ -7,9 +7,11 @@ use pdp::{
     Action, Condition, Group, ManagedBy, Membership, MembershipSource, Mfa, Model, Operator,
     Policy, Role, Scope, Timestamp, Tools, User,
 };
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use store::{Error, Store};
@@ -295,6 +297,24 @@ pub fn wait_for<T, S: std::fmt::Debug>(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Calls `write` with 0, 1, 2… until `stop` is set: a writer thread's loop.
+pub fn until_stopped(stop: &AtomicBool, mut write: impl FnMut(usize)) {
+    for i in 0usize.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        write(i);
+    }
+}
+
+/// Waits, for at most `within`, until `map` (filled by writer threads) holds `n` entries.
+pub fn wait_for_entries<K, V>(what: &str, within: Duration, map: &Mutex<BTreeMap<K, V>>, n: usize) {
+    wait_for(what, within, || match map.lock().unwrap().len() {
+        len if len >= n => Ok(()),
+        len => Err(format!("{len} so far")),
+    });
 }
 
 /// Sets the flag when dropped: stops a helper thread however the test's own part ends (a panic

@@ -261,8 +261,8 @@ impl Store {
 
     /// Copies every key but the decision log's, at one revision (see the module docs): the
     /// store read without the write lock while the keys commits write are noted, then, under
-    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and the
-    /// longest time the write lock was held.
+    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and how
+    /// long the write lock was held at the end (at the start it only begins the noting).
     fn copy_online(
         &self,
         records: &mut RecordWriter,

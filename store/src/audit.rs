@@ -153,6 +153,7 @@ impl Store {
                     swept.more = true;
                     break;
                 }
+                self.inner.written.note(&key);
                 batch.remove(key);
                 swept.removed += 1;
             }

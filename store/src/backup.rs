@@ -14,12 +14,39 @@
 //! consistent by construction.
 //!
 //! **What is consistent.** Everything a commit writes (the model, tokens, SCIM connections and
-//! documents, the audit log, the change log, the revision and counts) is read under the write
-//! lock: no commit starts until the read is done, reads and decisions go on. That is one pass
-//! over the store's keys, written straight to `records` (no copy in memory); measured in
-//! docs/operations.md. The decision log is written outside the revision, so it is copied after
-//! the lock is released, newest first (retention removes from the front while we read, so the
-//! copy has no gap), with its index entries.
+//! documents, the audit log, the change log, the revision and counts) is copied at one
+//! revision, without holding commits for the copy:
+//!
+//! 1. Under the write lock for a moment, start noting every key a writer holding it writes
+//!    ([`crate::written`]: the keys a change stages, its change-log keys, and the bookkeeping
+//!    writes outside changes: a SCIM connection's last use, an outbox attempt, sweeps).
+//! 2. Without the lock, copy every key but `meta/`, `x/` (a large change's undo log) and the
+//!    decision log, while commits go on: a key may be read before or after a commit wrote it.
+//! 3. Under the lock again, at revision R, copy `meta/` and `x/` (a few keys; no large change is
+//!    in flight) and read every key noted again: its value at R, or a [`REMOVED`] entry if it is
+//!    gone. A restore applies entries in order, the last of a key winning, so every key
+//!    written after step 1 ends at its value at R, and every other key was not written while
+//!    step 2 read it.
+//!
+//! Commits wait only for steps 1 and 3, which cost in proportion to what was written during
+//! the copy, not to the store (measured in BENCHMARKS.md, "Backup and restore"). If writers
+//! note more than [`crate::written::MAX_WRITTEN`] keys (a bulk import during the backup), or
+//! another backup is noting already, the backup copies everything under the lock in step 3
+//! instead, as this build did before: the result is the same, only the pause is longer.
+//!
+//! Designs not taken: a copy caught up from a `watch_prefix` subscriber deadlocks in sled 0.34
+//! (it never completes the event of a write that stores the value already there, and a
+//! subscriber stuck on one blocks every writer after 1,024 more events); writing the model from
+//! the in-memory view would need the view loaded (an offline backup has none, and building it
+//! costs more than the copy) and every record re-encoded exactly as stored, and would still
+//! read the non-model trees (SCIM documents, one per user synced; the audit log, unbounded)
+//! under the lock. The change log cannot serve as the list of keys written: it lists model
+//! ids, not the memberships a user left, nor the tokens, documents or audit events.
+//!
+//! The decision log is written outside the revision, so it is copied after the lock is
+//! released, newest first (retention removes from the front while we read, so the copy has no
+//! gap), with its index entries. Refused attempts' audit events are appended without the lock
+//! too: one appended during the copy may or may not be in it, as before.
 //!
 //! **Restore** writes the records into a new store in an empty directory, with `meta/format`
 //! written last (an interrupted restore leaves a directory no build opens), then opens it (its
@@ -29,13 +56,15 @@
 //! original past the backup's revision must not be caught up from the restored store's change
 //! log as if they were (`fleet` resyncs a follower in full when the id changes).
 
-use crate::codec;
+use crate::codec::{self, Counts};
 use crate::error::engine;
 use crate::store::{Store, catch_panic};
+use crate::written::Written;
 use crate::{Error, keys, lock};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,8 +83,8 @@ const RESTORE_BATCH: usize = 1_000;
 const RESTORE_FLUSH_EVERY: usize = 10;
 const BUFFER: usize = 1 << 20;
 
-/// A value length that marks a removed key in `records`: part of the format, which a restore
-/// applies, though this build's backups, read under the write lock, never need one.
+/// A value length that marks a removed key in `records`: a key read without the write lock
+/// and removed before the backup's revision (see the module docs).
 const REMOVED: u32 = u32::MAX;
 
 /// Why a backup or a restore failed.
@@ -101,7 +130,8 @@ pub struct BackupManifest {
     pub revision: u64,
     /// When the backup was taken, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
-    /// Keys in `records`, the decision log's included.
+    /// Entries in `records`, the decision log's included (a key read again under the write
+    /// lock comes twice; see the module docs).
     pub records: u64,
     /// Entries of the decision log among them (`d/` keys: blocks of decisions).
     pub decision_entries: u64,
@@ -124,7 +154,9 @@ pub struct BackupSummary {
     pub manifest: BackupManifest,
     /// Both files.
     pub bytes: u64,
-    /// How long commits waited: the write lock was held this long.
+    /// How long commits waited: the write lock was held this long at the end of the copy,
+    /// while the keys written during it were read again (it is held at the start too, only to
+    /// begin noting keys).
     pub paused: Duration,
     pub elapsed: Duration,
 }
@@ -144,8 +176,9 @@ pub struct RestoreSummary {
 impl Store {
     /// Writes a consistent copy of the store, at its current revision, into the directory
     /// `out`, which must not exist or be empty (it is created, with missing parents). Commits
-    /// wait while the store's records are read ([`BackupSummary::paused`]); reads do not. The
-    /// revision backed up is durable here too when this returns.
+    /// wait only while the keys written during the copy are read again
+    /// ([`BackupSummary::paused`]; see the module docs); reads never wait. The revision backed
+    /// up is durable here too when this returns.
     ///
     /// On failure whatever was written into `out` is removed.
     pub fn backup_to(&self, out: &Path) -> Result<BackupSummary, BackupError> {
@@ -170,23 +203,13 @@ impl Store {
 
     fn write_backup(&self, out: &Path, started: Instant) -> Result<BackupSummary, BackupError> {
         let inner = &self.inner;
-        let db = &inner.db;
         let records_path = out.join(BACKUP_RECORDS);
         let file = File::create_new(&records_path).map_err(io("create", &records_path))?;
         let mut records = RecordWriter::new(file, &records_path);
 
-        // Commits wait while the revisioned keys are read, so the copy is one revision; reads
-        // and decisions go on. (A copy without the lock, caught up from a `watch_prefix`
-        // subscriber, would pause commits less, but sled 0.34 never completes the event of a
-        // write that stores the value already there, and a subscriber stuck on one blocks every
-        // writer after 1,024 more events.)
         let (revision, counts, paused) =
             catch_panic::<_, BackupError>("backing up the store", || {
-                let writer = lock(&inner.writer)?;
-                inner.durability.check()?;
-                let locked = Instant::now();
-                copy_revisioned(db, &mut records)?;
-                Ok((writer.revision, writer.counts, locked.elapsed()))
+                self.copy_online(&mut records)
             })?;
         let decisions = catch_panic::<_, BackupError>("backing up the decision log", || {
             copy_decisions(&inner.db, &mut records)
@@ -234,6 +257,55 @@ impl Store {
             paused,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Copies every key but the decision log's, at one revision (see the module docs): the
+    /// store read without the write lock while the keys commits write are noted, then, under
+    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and how
+    /// long the write lock was held at the end (at the start it only begins the noting).
+    fn copy_online(
+        &self,
+        records: &mut RecordWriter,
+    ) -> Result<(u64, Counts, Duration), BackupError> {
+        let inner = &self.inner;
+        let db = &inner.db;
+        let tracking = {
+            let _writer = lock(&inner.writer)?;
+            inner.durability.check()?;
+            Tracking::start(&inner.written)
+        };
+        if tracking.on {
+            for range in outside(&[
+                keys::DECISION,
+                keys::DECISION_BY_USER,
+                keys::DECISION_BY_KEY,
+                keys::META,
+                keys::UNDO,
+            ]) {
+                copy_range(db.range(range), records)?;
+            }
+        }
+        let writer = lock(&inner.writer)?;
+        inner.durability.check()?;
+        let locked = Instant::now();
+        match tracking.stop() {
+            Some(written) => {
+                copy_range(db.scan_prefix(keys::META), records)?;
+                copy_range(db.scan_prefix(keys::UNDO), records)?;
+                for key in written {
+                    match db.get(&key).map_err(engine)? {
+                        Some(value) => records.write(&key, &value)?,
+                        None => records.removed(&key)?,
+                    }
+                }
+            }
+            // Too many writes to track (or another backup tracking): everything, under the lock.
+            None => {
+                records.restart()?;
+                copy_revisioned(db, records)?;
+            }
+        }
+        Ok((writer.revision, writer.counts, locked.elapsed()))
     }
 
     /// Restores the backup in `backup` into `dir`, which must not exist or be empty (nothing
@@ -424,12 +496,50 @@ fn copy_revisioned(db: &sled::Db, out: &mut RecordWriter) -> Result<(), BackupEr
         keys::DECISION_BY_USER,
         keys::DECISION_BY_KEY,
     ]) {
-        for item in db.range(range) {
-            let (key, value) = item.map_err(engine)?;
-            out.write(&key, &value)?;
-        }
+        copy_range(db.range(range), out)?;
     }
     Ok(())
+}
+
+fn copy_range(range: sled::Iter, out: &mut RecordWriter) -> Result<(), BackupError> {
+    for item in range {
+        let (key, value) = item.map_err(engine)?;
+        out.write(&key, &value)?;
+    }
+    Ok(())
+}
+
+/// Tracking of the keys written ([`Written`]) for one backup; stopped when dropped, so a
+/// backup that fails midway leaves no tracking behind.
+struct Tracking<'s> {
+    written: &'s Written,
+    /// `false` if another backup tracks already: this one copies under the lock.
+    on: bool,
+}
+
+impl<'s> Tracking<'s> {
+    /// The caller holds the write lock.
+    fn start(written: &'s Written) -> Tracking<'s> {
+        Tracking {
+            written,
+            on: written.start(),
+        }
+    }
+
+    /// The keys written since the start, or `None` if there is no set to go by; the caller
+    /// holds the write lock.
+    fn stop(mut self) -> Option<BTreeSet<Vec<u8>>> {
+        let on = std::mem::replace(&mut self.on, false);
+        on.then(|| self.written.stop()).flatten()
+    }
+}
+
+impl Drop for Tracking<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            self.written.stop();
+        }
+    }
 }
 
 /// A range of keys, as `sled::Tree::range` takes it.
@@ -519,6 +629,28 @@ impl RecordWriter {
         let value_len = length(value)?;
         self.entry(key, &value_len.to_be_bytes(), value)?;
         self.checksum.update(value);
+        Ok(())
+    }
+
+    /// A key removed since an earlier entry of it.
+    fn removed(&mut self, key: &[u8]) -> Result<(), BackupError> {
+        self.entry(key, &REMOVED.to_be_bytes(), &[])?;
+        self.checksum.removed();
+        Ok(())
+    }
+
+    /// Drops everything written so far, to start over.
+    fn restart(&mut self) -> Result<(), BackupError> {
+        (|| {
+            self.out.flush()?;
+            let file = self.out.get_mut();
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0)).map(drop)
+        })()
+        .map_err(io("rewrite", &self.path))?;
+        self.checksum = Checksum::default();
+        self.records = 0;
+        self.bytes = 0;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use crate::codec::{self, Counts};
 use crate::error::engine;
 use crate::undo::{self, InFlight};
 use crate::view::Update;
+use crate::written::Written;
 use crate::{Error, Result, keys};
 use pdp::Membership;
 use sled::IVec;
@@ -46,6 +47,8 @@ struct Write {
 pub(crate) struct Change<'s> {
     db: &'s sled::Db,
     in_flight: &'s InFlight,
+    /// Told every key staged, for a backup reading meanwhile ([`crate::written`]).
+    written: &'s Written,
     staged: Vec<Write>,
     counts: Counts,
     changed: bool,
@@ -80,12 +83,14 @@ impl<'s> Change<'s> {
     pub(crate) fn new(
         db: &'s sled::Db,
         in_flight: &'s InFlight,
+        written: &'s Written,
         counts: Counts,
         next_revision: u64,
     ) -> Change<'s> {
         Change {
             db,
             in_flight,
+            written,
             staged: Vec::new(),
             counts,
             changed: false,
@@ -302,6 +307,7 @@ impl<'s> Change<'s> {
     }
 
     fn stage(&mut self, key: Vec<u8>, value: Option<IVec>, old: Option<IVec>) -> Result<()> {
+        self.written.note(&key);
         self.staged.push(Write { key, value, old });
         self.changed = true;
         if self.staged.len() >= undo::CHUNK {

@@ -27,6 +27,7 @@
 use crate::error::engine;
 use crate::store::Store;
 use crate::view::Update;
+use crate::written::Written;
 use crate::{Error, Result, keys, undo, varint};
 use std::collections::BTreeSet;
 
@@ -98,8 +99,10 @@ impl Store {
 
 /// Adds the record of `revision` to the batch committing it, with `updates` the change made
 /// (`None`: too large to list), and drops the record falling out of the last `keep` revisions.
+/// Both keys are noted in `written` (the caller holds the write lock).
 pub(crate) fn record(
     batch: &mut sled::Batch,
+    written: &Written,
     revision: u64,
     keep: u64,
     updates: Option<&[Update]>,
@@ -107,9 +110,13 @@ pub(crate) fn record(
     if keep == 0 {
         return;
     }
-    batch.insert(keys::log(revision), encode(updates));
+    let key = keys::log(revision);
+    written.note(&key);
+    batch.insert(key, encode(updates));
     if let Some(gone) = revision.checked_sub(keep).filter(|&r| r > 0) {
-        batch.remove(keys::log(gone));
+        let key = keys::log(gone);
+        written.note(&key);
+        batch.remove(key);
     }
 }
 

@@ -42,6 +42,8 @@
 
 use crate::{Error, Result};
 
+/// Every `meta/` key.
+pub(crate) const META: &[u8] = b"meta/";
 pub(crate) const FORMAT: &[u8] = b"meta/format";
 pub(crate) const REVISION: &[u8] = b"meta/revision";
 pub(crate) const COUNTS: &[u8] = b"meta/counts";

@@ -46,6 +46,7 @@ mod varint;
 pub mod view;
 mod webhooks;
 mod write;
+mod written;
 
 pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan};
 pub use backup::{

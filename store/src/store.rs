@@ -7,6 +7,7 @@ use crate::error::engine;
 use crate::records::{ApiToken, AuditEvent, ScimConnection, ScimKind};
 use crate::undo::{self, InFlight};
 use crate::view::{Update, View};
+use crate::written::Written;
 use crate::{Error, Result, keys, lock};
 use pdp::{Agent, Group, Membership, Model, Policy, Settings, User};
 use std::path::{Path, PathBuf};
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) view: RwLock<Option<Arc<View>>>,
     /// The next audit event's sequence number.
     pub(crate) audit_seq: AtomicU64,
+    /// The keys written while an online backup reads without the write lock.
+    pub(crate) written: Written,
 }
 
 /// What writers know of the committed state; equal to `meta/revision` and `meta/counts`.
@@ -203,6 +206,7 @@ impl Store {
                 in_flight: InFlight::default(),
                 view: RwLock::new(None),
                 audit_seq: AtomicU64::new(audit_seq),
+                written: Written::default(),
             }),
         })
     }
@@ -332,6 +336,7 @@ impl Store {
         }
         connection.last_used_at = Some(at);
         let value = codec::to_json("SCIM connection", &connection)?;
+        self.inner.written.note(&key);
         self.inner.db.insert(key, value).map_err(engine)?;
         Ok(())
     }

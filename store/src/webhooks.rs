@@ -210,6 +210,7 @@ impl Store {
         if !self.db().contains_key(&key).map_err(engine)? {
             return Ok(false);
         }
+        self.inner.written.note(&key);
         self.db().insert(key, value).map_err(engine)?;
         Ok(true)
     }
@@ -259,17 +260,21 @@ impl Store {
         }
         let beyond = finished.len().saturating_sub(retention.max_finished);
         let mut batch = sled::Batch::default();
-        let mut removed = 0;
+        let mut gone = Vec::new();
         for (i, (key, created)) in finished.into_iter().enumerate() {
             if i < beyond || created.0 < cutoff {
-                batch.remove(key);
-                removed += 1;
+                batch.remove(&key);
+                gone.push(key);
             }
         }
-        if removed > 0 {
+        if !gone.is_empty() {
             let _writer = lock(&self.inner.writer)?;
+            for key in &gone {
+                self.inner.written.note(key);
+            }
             self.db().apply_batch(batch).map_err(engine)?;
         }
+        let removed = gone.len() as u64;
         Ok(removed)
     }
 }

@@ -151,6 +151,7 @@ impl Store {
             let mut change = Change::new(
                 &inner.db,
                 &inner.in_flight,
+                &inner.written,
                 writer.counts,
                 writer.revision + 1,
             );
@@ -173,6 +174,7 @@ impl Store {
                     batch.insert(keys::COUNTS, &counts.encode()[..]);
                     changelog::record(
                         &mut batch,
+                        &inner.written,
                         revision,
                         inner.change_log_revisions,
                         updates.as_deref(),

@@ -337,10 +337,7 @@ fn a_backup_taken_under_writes_restores_exactly_one_revision() {
         for t in 0..2 {
             let (store, stop, acked) = (&store, &stop, &acked);
             s.spawn(move || {
-                for i in 0usize.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
+                until_stopped(stop, |i| {
                     // New users, users read before the backup rewritten, users deleted (the
                     // last two land on keys the backup may have read already, or not yet).
                     let op = match i % 4 {
@@ -377,17 +374,15 @@ fn a_backup_taken_under_writes_restores_exactly_one_revision() {
                         .entry(revision)
                         .or_insert_with(Vec::new)
                         .push(op);
-                }
+                })
             });
         }
         let _stop_writers = StopOnDrop(&stop);
-        wait_for(
+        wait_for_entries(
             "20 acknowledged writes",
             std::time::Duration::from_secs(30),
-            || match acked.lock().unwrap().len() {
-                n if n >= 20 => Ok(()),
-                n => Err(format!("{n} acknowledged")),
-            },
+            &acked,
+            20,
         );
         let mut backups = Vec::new();
         let mut acked_at_start = Vec::new();

@@ -7,9 +7,11 @@ use pdp::{
     Action, Condition, Group, ManagedBy, Membership, MembershipSource, Mfa, Model, Operator,
     Policy, Role, Scope, Timestamp, Tools, User,
 };
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use store::{Error, Store};
@@ -297,6 +299,24 @@ pub fn wait_for<T, S: std::fmt::Debug>(
     }
 }
 
+/// Calls `write` with 0, 1, 2… until `stop` is set: a writer thread's loop.
+pub fn until_stopped(stop: &AtomicBool, mut write: impl FnMut(usize)) {
+    for i in 0usize.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        write(i);
+    }
+}
+
+/// Waits, for at most `within`, until `map` (filled by writer threads) holds `n` entries.
+pub fn wait_for_entries<K, V>(what: &str, within: Duration, map: &Mutex<BTreeMap<K, V>>, n: usize) {
+    wait_for(what, within, || match map.lock().unwrap().len() {
+        len if len >= n => Ok(()),
+        len => Err(format!("{len} so far")),
+    });
+}
+
 /// Sets the flag when dropped: stops a helper thread however the test's own part ends (a panic
 /// included), so a scope joining it cannot hang.
 pub struct StopOnDrop<'a>(pub &'a AtomicBool);
@@ -354,4 +374,18 @@ impl Drop for ChildLines {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The keys and values in a closed store's sled tree under `prefix`.
+pub fn raw_records(dir: &Path, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = sled::open(dir).unwrap();
+    let records = db
+        .scan_prefix(prefix)
+        .map(|item| {
+            let (key, value) = item.unwrap();
+            (key.to_vec(), value.to_vec())
+        })
+        .collect();
+    close_raw(db, dir);
+    records
 }

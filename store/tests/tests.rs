@@ -9,6 +9,7 @@ mod changelog;
 mod decisions;
 mod import;
 mod integrity;
+mod online_backup;
 mod processes;
 mod records;
 mod scale;

@@ -168,3 +168,34 @@ list_rpc!(ListPoliciesRequest, ListPoliciesResponse, policies: PolicyRow, |a| {
 });
 // The audit log is not versioned: its list says no revision.
 list_rpc!(ListAuditEventsRequest, ListAuditEventsResponse, events: AuditEvent, |_| None);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_list_reports_its_rows_more_and_revision_only_when_the_rpc_says() {
+        let listed = Listed {
+            rows: vec![1, 2],
+            more: true,
+            revision: Some(7),
+        };
+        let report = listed.report("numbers", |n| json!(n), "table\n".to_owned());
+        assert_eq!(
+            report.json,
+            json!({"numbers": [1, 2], "more": true, "revision": 7})
+        );
+        assert_eq!(report.text, "table\n");
+        assert!(report.note.is_some_and(|n| n.contains("more numbers")));
+
+        let unversioned = Listed {
+            rows: Vec::<u8>::new(),
+            more: false,
+            revision: None,
+        };
+        let report = unversioned.report("events", |n| json!(n), String::new());
+        assert_eq!(report.json, json!({"events": [], "more": false}));
+        assert_eq!(report.note, None);
+    }
+}

@@ -522,7 +522,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             tools,
             scope,
             show::action(p.action()),
-            if p.enabled { "yes" } else { "no" }.to_owned(),
+            show::yes_no(p.enabled),
             p.id.clone(),
         ]);
     }

@@ -35,6 +35,11 @@ impl Table {
     }
 }
 
+/// A flag as a cell.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
 /// Key/value lines with the keys padded to one width.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -346,6 +351,15 @@ mod tests {
             table.render(),
             "A          LONGER\nwide cell  x\ny          line break\n"
         );
+    }
+
+    #[test]
+    fn tables_align_by_display_width() {
+        // A wide character takes two columns: counting chars would misalign what follows.
+        let mut table = Table::new(&["NAME", "ID"]);
+        table.row(vec!["東京".into(), "a".into()]);
+        table.row(vec!["x".into(), "b".into()]);
+        assert_eq!(table.render(), "NAME  ID\n東京  a\nx     b\n");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod agents;
 mod approval_flows;
 mod approvals;
 mod groups;
+mod paging;
 mod policies;
 mod queries;
 mod scim_connections;
@@ -16,6 +17,7 @@ mod users;
 mod webhooks;
 
 use anyhow::Context;
+use paging::Paging;
 use pb::admin_service_client::AdminServiceClient;
 use portcullis_proto::v1 as pb;
 use std::process::ExitCode;
@@ -337,88 +339,6 @@ fn code_name(code: tonic::Code) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
-}
-
-/// `--limit`, `--all` and `--page-size` of the list commands.
-#[derive(Debug, clap::Args)]
-pub struct Paging {
-    /// Show at most this many rows (following page tokens as needed).
-    #[arg(long, default_value_t = 50, conflicts_with = "all",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    limit: u32,
-    /// Page through every row.
-    #[arg(long)]
-    all: bool,
-    /// Rows asked for per request (default: what is still needed, at most 500).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_SIZE)))]
-    page_size: Option<u32>,
-}
-
-/// One page as a list RPC returns it.
-pub struct Page<T> {
-    rows: Vec<T>,
-    next_page_token: String,
-    revision: u64,
-}
-
-/// The rows of a list, read page by page.
-pub struct Listed<T> {
-    rows: Vec<T>,
-    /// More rows were left unread (`--limit` was reached).
-    more: bool,
-    /// The revision the last page was read at (0 when the RPC does not say).
-    revision: u64,
-}
-
-impl Paging {
-    /// Calls `fetch(page_size, page_token)` until the last page, or until `--limit` rows.
-    async fn collect<T, F, Fut>(&self, mut fetch: F) -> anyhow::Result<Listed<T>>
-    where
-        F: FnMut(u32, String) -> Fut,
-        Fut: Future<Output = Result<Page<T>, tonic::Status>>,
-    {
-        let limit = (!self.all).then_some(self.limit as usize);
-        let mut rows = Vec::new();
-        let mut token = String::new();
-        loop {
-            let wanted = limit.map_or(usize::MAX, |l| l - rows.len());
-            let size = self
-                .page_size
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(u32::try_from(wanted).unwrap_or(u32::MAX));
-            let page = fetch(size, std::mem::take(&mut token))
-                .await
-                .map_err(status)?;
-            rows.extend(page.rows);
-            if let Some(limit) = limit
-                && rows.len() >= limit
-            {
-                let more = rows.len() > limit || !page.next_page_token.is_empty();
-                rows.truncate(limit);
-                return Ok(Listed {
-                    rows,
-                    more,
-                    revision: page.revision,
-                });
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(Listed {
-                    rows,
-                    more: false,
-                    revision: page.revision,
-                });
-            }
-            token = page.next_page_token;
-        }
-    }
-}
-
-impl<T> Listed<T> {
-    /// For people: a hint on stderr when the list was cut short.
-    fn note(&self, what: &str) -> Option<String> {
-        self.more
-            .then(|| format!("(more {what} than shown: raise --limit, or --all for every one)",))
-    }
 }
 
 #[cfg(test)]

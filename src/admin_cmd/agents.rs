@@ -130,7 +130,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                     or_dash(&a.vendor),
                     or_dash(&a.aliases.join(", ")),
                     scope_text(a.scope.as_ref()),
-                    if a.enabled { "yes" } else { "no" }.to_owned(),
+                    show::yes_no(a.enabled),
                 ]);
             }
             let json = json!({

@@ -1,7 +1,7 @@
 //! `admin groups …`.
 
 use super::show::{self, Table, fields, or_dash, time_cell};
-use super::{Client, Page, Paging, Report, status};
+use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
 
@@ -343,22 +343,11 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
     };
     let listed = args
         .paging
-        .collect(|page_size, page_token| {
-            let mut client = client.clone();
-            let request = pb::ListGroupsRequest {
-                page_size,
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = client.list_groups(request).await?.into_inner();
-                Ok(Page {
-                    rows: page.groups,
-                    next_page_token: page.next_page_token,
-                    revision: page.revision,
-                })
-            }
-        })
+        .list(
+            client,
+            request,
+            |mut c, r| async move { c.list_groups(r).await },
+        )
         .await?;
     let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"]);
     for g in &listed.rows {
@@ -371,12 +360,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             g.id.clone(),
         ]);
     }
-    let json = json!({
-        "groups": listed.rows.iter().map(show::group).collect::<Vec<_>>(),
-        "more": listed.more,
-        "revision": listed.revision,
-    });
-    Ok(Report::new(json, table.render()).note(listed.note("groups")))
+    Ok(listed.report("groups", show::group, table.render()))
 }
 
 async fn members(
@@ -391,21 +375,8 @@ async fn members(
         ..Default::default()
     };
     let listed = paging
-        .collect(|page_size, page_token| {
-            let mut client = client.clone();
-            let request = pb::ListGroupMembersRequest {
-                page_size,
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = client.list_group_members(request).await?.into_inner();
-                Ok(Page {
-                    rows: page.members,
-                    next_page_token: page.next_page_token,
-                    revision: page.revision,
-                })
-            }
+        .list(client, request, |mut c, r| async move {
+            c.list_group_members(r).await
         })
         .await?;
     let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"]);
@@ -419,10 +390,5 @@ async fn members(
             m.user_id.clone(),
         ]);
     }
-    let json = json!({
-        "members": listed.rows.iter().map(show::member).collect::<Vec<_>>(),
-        "more": listed.more,
-        "revision": listed.revision,
-    });
-    Ok(Report::new(json, table.render()).note(listed.note("members")))
+    Ok(listed.report("members", show::member, table.render()))
 }

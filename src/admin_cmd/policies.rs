@@ -1,7 +1,7 @@
 //! `admin policies …`.
 
 use super::show::{self, Table, fields, or_dash, time_cell};
-use super::{Client, Page, Paging, Report, status};
+use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
 
@@ -492,21 +492,8 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
     };
     let listed = args
         .paging
-        .collect(|page_size, page_token| {
-            let mut client = client.clone();
-            let request = pb::ListPoliciesRequest {
-                page_size,
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = client.list_policies(request).await?.into_inner();
-                Ok(Page {
-                    rows: page.policies,
-                    next_page_token: page.next_page_token,
-                    revision: page.revision,
-                })
-            }
+        .list(client, request, |mut c, r| async move {
+            c.list_policies(r).await
         })
         .await?;
     let mut table = Table::new(&[
@@ -535,14 +522,9 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             tools,
             scope,
             show::action(p.action()),
-            if p.enabled { "yes" } else { "no" }.to_owned(),
+            show::yes_no(p.enabled),
             p.id.clone(),
         ]);
     }
-    let json = json!({
-        "policies": listed.rows.iter().map(show::policy_row).collect::<Vec<_>>(),
-        "more": listed.more,
-        "revision": listed.revision,
-    });
-    Ok(Report::new(json, table.render()).note(listed.note("policies")))
+    Ok(listed.report("policies", show::policy_row, table.render()))
 }

@@ -1,7 +1,7 @@
 //! `admin users allowed-tools USER` (what this user's agent may call, from DecisionService) and
 //! `admin who-can CONNECTOR TOOL` (whom the policies of a tool name, by action).
 
-use super::show::{Table, or_dash};
+use super::show::{self, Table, or_dash};
 use super::{Client, Report, status};
 use anyhow::Context;
 use portcullis_proto::v1 as pb;
@@ -67,7 +67,7 @@ pub async fn allowed_tools(channel: Channel, args: AllowedToolsArgs) -> anyhow::
             t.connector.clone(),
             t.tool.clone(),
             decision.to_owned(),
-            if t.conditional { "yes" } else { "no" }.to_owned(),
+            show::yes_no(t.conditional),
             or_dash(&t.policy_id),
         ]);
         rows.push(json!({

@@ -4,53 +4,40 @@
 use portcullis_proto::v1 as pb;
 use serde_json::{Value, json};
 
-/// A plain-text table: a header row, then rows, columns padded to their widest cell and
-/// separated by two spaces.
-pub struct Table {
-    header: Vec<&'static str>,
-    rows: Vec<Vec<String>>,
-}
+/// A plain-text table: a header row, then rows, columns padded to their widest cell (in display
+/// width) and separated by two spaces, with no borders and no trailing spaces.
+pub struct Table(comfy_table::Table);
 
 impl Table {
     pub fn new(header: &[&'static str]) -> Table {
-        Table {
-            header: header.to_vec(),
-            rows: Vec::new(),
+        let mut table = comfy_table::Table::new();
+        table
+            .load_style(comfy_table::presets::NOTHING)
+            .set_header(header.to_vec());
+        // No left padding and two spaces on the right: the columns' gap; `trim_fmt` drops the
+        // last column's.
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
         }
+        Table(table)
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows
-            .push(cells.into_iter().map(|c| one_line(&c)).collect());
+        // One line per row: the crate would split a cell at its newlines.
+        self.0
+            .add_row(cells.iter().map(|c| one_line(c)).collect::<Vec<_>>());
     }
 
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (i, cell) in row.iter().enumerate() {
-                if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-        }
-        let mut out = String::new();
-        let header = self.header.iter().map(|h| (*h).to_owned()).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                line.push_str(cell);
-                let width = widths.get(i).copied().unwrap_or(0);
-                let pad = width.saturating_sub(cell.chars().count());
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        let mut out = self.0.trim_fmt();
+        out.push('\n');
         out
     }
+}
+
+/// A flag as a cell.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
 }
 
 /// Key/value lines with the keys padded to one width.
@@ -364,6 +351,15 @@ mod tests {
             table.render(),
             "A          LONGER\nwide cell  x\ny          line break\n"
         );
+    }
+
+    #[test]
+    fn tables_align_by_display_width() {
+        // A wide character takes two columns: counting chars would misalign what follows.
+        let mut table = Table::new(&["NAME", "ID"]);
+        table.row(vec!["東京".into(), "a".into()]);
+        table.row(vec!["x".into(), "b".into()]);
+        assert_eq!(table.render(), "NAME  ID\n東京  a\nx     b\n");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `admin whoami`, `admin users …` and `admin audit`.
 
 use super::show::{self, Table, fields, or_dash, time_cell};
-use super::{Client, Page, Paging, Report, status};
+use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
 
@@ -186,22 +186,11 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
     };
     let listed = args
         .paging
-        .collect(|page_size, page_token| {
-            let mut client = client.clone();
-            let request = pb::ListUsersRequest {
-                page_size,
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = client.list_users(request).await?.into_inner();
-                Ok(Page {
-                    rows: page.users,
-                    next_page_token: page.next_page_token,
-                    revision: page.revision,
-                })
-            }
-        })
+        .list(
+            client,
+            request,
+            |mut c, r| async move { c.list_users(r).await },
+        )
         .await?;
     let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "MFA", "CREATED", "ID"]);
     for u in &listed.rows {
@@ -214,12 +203,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             u.id.clone(),
         ]);
     }
-    let json = json!({
-        "users": listed.rows.iter().map(show::user_row).collect::<Vec<_>>(),
-        "more": listed.more,
-        "revision": listed.revision,
-    });
-    Ok(Report::new(json, table.render()).note(listed.note("users")))
+    Ok(listed.report("users", show::user_row, table.render()))
 }
 
 async fn get(client: &mut Client, user: String, activity: u32) -> anyhow::Result<Report> {
@@ -326,28 +310,11 @@ pub async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<Repor
     };
     let listed = args
         .paging
-        .collect(|page_size, page_token| {
-            let mut client = client.clone();
-            let request = pb::ListAuditEventsRequest {
-                page_size,
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = client.list_audit_events(request).await?.into_inner();
-                Ok(Page {
-                    rows: page.events,
-                    next_page_token: page.next_page_token,
-                    revision: 0,
-                })
-            }
+        .list(client, request, |mut c, r| async move {
+            c.list_audit_events(r).await
         })
         .await?;
-    let json = json!({
-        "events": listed.rows.iter().map(show::audit_event).collect::<Vec<_>>(),
-        "more": listed.more,
-    });
-    Ok(Report::new(json, audit_table(&listed.rows)).note(listed.note("events")))
+    Ok(listed.report("events", show::audit_event, audit_table(&listed.rows)))
 }
 
 fn audit_table(events: &[pb::AuditEvent]) -> String {

@@ -98,8 +98,8 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
                     w.id.clone(),
                     w.url.clone(),
                     events_text(&w.events),
-                    yes_no(w.slack),
-                    yes_no(w.enabled),
+                    show::yes_no(w.slack),
+                    show::yes_no(w.enabled),
                 ]);
             }
             let json = json!({
@@ -252,8 +252,8 @@ fn shown(w: &pb::Webhook, done: Option<&str>, secret: &str) -> Report {
             ("id", w.id.clone()),
             ("url", w.url.clone()),
             ("events", events_text(&w.events)),
-            ("slack", yes_no(w.slack)),
-            ("enabled", yes_no(w.enabled)),
+            ("slack", show::yes_no(w.slack)),
+            ("enabled", show::yes_no(w.enabled)),
             ("description", or_dash(&w.description)),
             ("created", time_cell(w.created_at.as_ref())),
             ("updated", time_cell(w.updated_at.as_ref())),
@@ -270,10 +270,6 @@ fn shown(w: &pb::Webhook, done: Option<&str>, secret: &str) -> Report {
     Report::new(json, text)
         .changed(done.is_some())
         .secret(secret)
-}
-
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_owned()
 }
 
 fn events_text(events: &[String]) -> String {

@@ -5,14 +5,12 @@
 //! (`ManagedBy::Local`) do not exist for SCIM: 404 by id, absent from lists. What SCIM has no
 //! word for (a group's description and admin roles) is kept across SCIM writes.
 
-use crate::attrs::Projection;
-use crate::http::{self, Ctx};
-use crate::patch;
+use crate::handlers::{Kind, current_matching};
+use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
 use crate::{Limits, Result, Scim, ScimError, clock, json, list};
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -179,23 +177,45 @@ fn check_users(view: &View, ids: &[String]) -> Result<()> {
     }
 }
 
-/// The group `id` as `view` has it, its stored document, its members, and all of them
-/// rendered. Read outside the write lock: the commit makes sure nothing changed since `view`.
-fn current(
-    store: &Store,
-    view: &View,
-    id: &str,
-    base: &str,
-) -> Result<(Group, Option<Value>, Vec<Ref>, Value)> {
-    let group = external(view.group(id).map(|e| Group::clone(&e.group)), id)?;
-    let stored = store.get_scim(ScimKind::Group, id)?;
-    let members = resource::group_members(view, id);
-    let rendered = render(&group, stored.as_ref(), &members, base);
-    Ok((group, stored, members, rendered))
-}
-
 /// A group as it is: the record, its stored document and its members.
 type Before = (Group, Option<Value>, Vec<Ref>);
+
+/// The `/Groups` resource type.
+pub struct Groups;
+
+impl Kind for Groups {
+    const SCHEMA: &'static str = schema::GROUP;
+    const RESOURCE: Resource = Resource::Group;
+    const CREATE: &'static str = "group.create";
+    const REPLACE: &'static str = "group.replace";
+    const PATCH: &'static str = "group.patch";
+    /// The document and the member ids it names.
+    type Doc = (Map<String, Value>, Vec<String>);
+    type Before = Before;
+
+    fn normalize(body: Value) -> Result<Self::Doc> {
+        normalize(body)
+    }
+
+    fn current(store: &Store, view: &View, id: &str, base: &str) -> Result<(Before, Value)> {
+        let group = external(view.group(id).map(|e| Group::clone(&e.group)), id)?;
+        let stored = store.get_scim(ScimKind::Group, id)?;
+        let members = resource::group_members(view, id);
+        let rendered = render(&group, stored.as_ref(), &members, base);
+        Ok(((group, stored, members), rendered))
+    }
+
+    fn prepare(
+        limits: &Limits,
+        view: &View,
+        ctx: &Ctx,
+        action: &'static str,
+        before: Option<Before>,
+        (doc, members): Self::Doc,
+    ) -> Result<Commit<Value>> {
+        prepare_write(limits, view, ctx, action, before, doc, members)
+    }
+}
 
 /// Every create, replace and patch of a group passes here, outside the write lock: the
 /// document and the membership changes are checked against the limits, mapped, checked for
@@ -349,98 +369,6 @@ fn membership_detail(name: &str, added: &[String], removed: &[String]) -> String
     detail
 }
 
-pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::GROUP)?;
-    let (doc, member_ids) = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |_, view| {
-        let (doc, members) = (doc.clone(), member_ids.clone());
-        prepare_write(&limits, view, &ctx, "group.create", None, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::CREATED,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn get(State(scim): State<Scim>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let view = scim.live.view()?;
-    let group = external(view.group(&id).map(|e| Group::clone(&e.group)), &id)?;
-    let stored = {
-        let id = id.clone();
-        scim.live
-            .blocking(move |store| store.get_scim(ScimKind::Group, &id))
-            .await??
-    };
-    let members = resource::group_members(&view, &id);
-    let rendered = render(&group, stored.as_ref(), &members, &ctx.base);
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn replace(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::GROUP)?;
-    let (doc, member_ids) = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let before = Some((before, stored, members_before));
-        let (doc, members) = (doc.clone(), member_ids.clone());
-        prepare_write(&limits, view, &ctx, "group.replace", before, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn patch(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::PATCH_OP)?;
-    scim.limits.check_operations(&body)?;
-    let operations = patch::parse(&body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let mut patched = current;
-        patch::apply_within(&mut patched, &operations, limits.max_values())?;
-        let (doc, members) = normalize(patched)?;
-        let before = Some((before, stored, members_before));
-        prepare_write(&limits, view, &ctx, "group.patch", before, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
 /// Deletes a group. One with more members than a request may change loses them first, at most
 /// `scim-max-member-changes` per transaction (each audited as `group.remove_member`), so no
 /// write holds the store's write lock in proportion to the group's size. Meanwhile each member
@@ -456,8 +384,9 @@ pub async fn delete(
     loop {
         let (ctx, id, expected) = (ctx.clone(), id.clone(), if_match.take());
         let deleted = write(&scim, move |store, view| {
-            let (before, _, members, current) = current(store, view, &id, &ctx.base)?;
-            http::check_if_match(expected.as_deref(), resource::version_of(&current))?;
+            let expected = expected.as_deref();
+            let ((before, _, members), _) =
+                current_matching::<Groups>(store, view, &id, &ctx.base, expected)?;
             let ctx = ctx.clone();
             if members.len() > chunk {
                 let gone: Vec<String> = members.into_iter().take(chunk).map(|r| r.id).collect();

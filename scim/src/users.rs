@@ -6,14 +6,12 @@
 //! it. Rendering starts from the kept document (or, for users imported in bulk, one built from
 //! the model) and writes the model's current value over every mapped attribute that differs.
 
-use crate::attrs::Projection;
-use crate::http::{self, Ctx};
-use crate::patch;
+use crate::handlers::{Kind, current_matching};
+use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
 use crate::{Limits, Result, Scim, ScimError, clock, json, list};
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -406,26 +404,50 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("user `{id}` not found"))
 }
 
-/// The user `id` as `view` has it, its stored document, and both rendered. Read outside the
-/// write lock: the commit makes sure nothing changed since `view`.
-fn current(
-    store: &Store,
-    view: &View,
-    id: &str,
-    base: &str,
-) -> Result<(User, Option<Value>, Value)> {
-    let user = view
-        .user(id)
-        .map(|u| User::clone(u))
-        .ok_or_else(|| not_found(id))?;
-    let stored = store.get_scim(ScimKind::User, id)?;
-    let rendered = render(
-        &user,
-        stored.as_ref(),
-        &resource::user_groups(view, id),
-        base,
-    );
-    Ok((user, stored, rendered))
+/// A user as it is: the record and its stored document.
+type Before = (User, Option<Value>);
+
+/// The `/Users` resource type.
+pub struct Users;
+
+impl Kind for Users {
+    const SCHEMA: &'static str = schema::USER;
+    const RESOURCE: Resource = Resource::User;
+    const CREATE: &'static str = "user.create";
+    const REPLACE: &'static str = "user.replace";
+    const PATCH: &'static str = "user.patch";
+    type Doc = Map<String, Value>;
+    type Before = Before;
+
+    fn normalize(body: Value) -> Result<Map<String, Value>> {
+        normalize(body)
+    }
+
+    fn current(store: &Store, view: &View, id: &str, base: &str) -> Result<(Before, Value)> {
+        let user = view
+            .user(id)
+            .map(|u| User::clone(u))
+            .ok_or_else(|| not_found(id))?;
+        let stored = store.get_scim(ScimKind::User, id)?;
+        let rendered = render(
+            &user,
+            stored.as_ref(),
+            &resource::user_groups(view, id),
+            base,
+        );
+        Ok(((user, stored), rendered))
+    }
+
+    fn prepare(
+        limits: &Limits,
+        view: &View,
+        ctx: &Ctx,
+        action: &'static str,
+        before: Option<Before>,
+        doc: Map<String, Value>,
+    ) -> Result<Commit<Value>> {
+        prepare_write(limits, view, ctx, action, before, doc)
+    }
 }
 
 /// Every create, replace and patch of a user passes here, outside the write lock: the
@@ -437,7 +459,7 @@ fn prepare_write(
     view: &View,
     ctx: &Ctx,
     action: &'static str,
-    before: Option<(User, Option<Value>)>,
+    before: Option<Before>,
     doc: Map<String, Value>,
 ) -> Result<Commit<Value>> {
     limits.check_user(&doc)?;
@@ -512,108 +534,14 @@ fn prepare_write(
     }))
 }
 
-pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::USER)?;
-    let doc = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |_, view| {
-        prepare_write(&limits, view, &ctx, "user.create", None, doc.clone())
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::CREATED,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn get(State(scim): State<Scim>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let view = scim.live.view()?;
-    let user = view.user(&id).cloned().ok_or_else(|| not_found(&id))?;
-    let stored = {
-        let id = id.clone();
-        scim.live
-            .blocking(move |store| store.get_scim(ScimKind::User, &id))
-            .await??
-    };
-    let rendered = render(
-        &user,
-        stored.as_ref(),
-        &resource::user_groups(&view, &id),
-        &ctx.base,
-    );
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn replace(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::USER)?;
-    let doc = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let before = Some((before, stored));
-        prepare_write(&limits, view, &ctx, "user.replace", before, doc.clone())
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn patch(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::PATCH_OP)?;
-    scim.limits.check_operations(&body)?;
-    let operations = patch::parse(&body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let mut patched = current;
-        patch::apply_within(&mut patched, &operations, limits.max_values())?;
-        let doc = normalize(patched)?;
-        let before = Some((before, stored));
-        prepare_write(&limits, view, &ctx, "user.patch", before, doc)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
 pub async fn delete(
     State(scim): State<Scim>,
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response> {
     write(&scim, move |store, view| {
-        let (before, _, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
+        let if_match = ctx.if_match.as_deref();
+        let ((before, _), _) = current_matching::<Users>(store, view, &id, &ctx.base, if_match)?;
         let ctx = ctx.clone();
         Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
             tx.delete_user(&before.id)?;

@@ -184,11 +184,7 @@ type Before = (Group, Option<Value>, Vec<Ref>);
 pub struct Groups;
 
 impl Kind for Groups {
-    const SCHEMA: &'static str = schema::GROUP;
     const RESOURCE: Resource = Resource::Group;
-    const CREATE: &'static str = "group.create";
-    const REPLACE: &'static str = "group.replace";
-    const PATCH: &'static str = "group.patch";
     /// The document and the member ids it names.
     type Doc = (Map<String, Value>, Vec<String>);
     type Before = Before;
@@ -205,149 +201,137 @@ impl Kind for Groups {
         Ok(((group, stored, members), rendered))
     }
 
+    /// Every create, replace and patch of a group passes here, outside the write lock: the
+    /// document and the membership changes are checked against the limits, mapped, checked for
+    /// uniqueness and existing members, and the write prepared: the group and its document if
+    /// they changed, and only the memberships added and removed. `before`: `None` for a new
+    /// group. Returns what the commit writes (nothing when nothing changed) and answers.
     fn prepare(
         limits: &Limits,
         view: &View,
         ctx: &Ctx,
         action: &'static str,
         before: Option<Before>,
-        (doc, members): Self::Doc,
+        (doc, members_after): Self::Doc,
     ) -> Result<Commit<Value>> {
-        prepare_write(limits, view, ctx, action, before, doc, members)
-    }
-}
-
-/// Every create, replace and patch of a group passes here, outside the write lock: the
-/// document and the membership changes are checked against the limits, mapped, checked for
-/// uniqueness and existing members, and the write prepared: the group and its document if
-/// they changed, and only the memberships added and removed. `before`: `None` for a new
-/// group. Returns what the commit writes (nothing when nothing changed) and answers.
-fn prepare_write(
-    limits: &Limits,
-    view: &View,
-    ctx: &Ctx,
-    action: &'static str,
-    before: Option<Before>,
-    doc: Map<String, Value>,
-    members_after: Vec<String>,
-) -> Result<Commit<Value>> {
-    let (before, members_before) = match before {
-        Some((group, stored, members)) => (Some((group, stored)), members),
-        None => (None, Vec::new()),
-    };
-    let was: BTreeSet<&str> = members_before.iter().map(|r| r.id.as_str()).collect();
-    let now_set: BTreeSet<&str> = members_after.iter().map(String::as_str).collect();
-    let added: Vec<String> = members_after
-        .iter()
-        .filter(|m| !was.contains(m.as_str()))
-        .cloned()
-        .collect();
-    let removed: Vec<String> = members_before
-        .iter()
-        .filter(|r| !now_set.contains(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
-    limits.check_group(&doc, added.len() + removed.len())?;
-    let doc = Value::Object(doc);
-    let mapped = Mapped::from_doc(&doc)?;
-    let now = clock::now();
-    // The members as they will be: those kept, in id order, then those added.
-    let mut members: Vec<Ref> = members_before
-        .iter()
-        .filter(|r| now_set.contains(r.id.as_str()))
-        .cloned()
-        .collect();
-    members.extend(resource::users_by_id(view, &added));
-    members.sort_by(|a, b| a.id.cmp(&b.id));
-    let joined = |group_id: &str| -> Vec<Membership> {
-        added
-            .iter()
-            .map(|user_id| Membership {
-                group_id: group_id.to_owned(),
-                user_id: user_id.clone(),
-                joined_at: now,
-                source: MembershipSource::Idp,
-            })
-            .collect()
-    };
-    let Some((before, stored)) = before else {
-        unique(view, &mapped, None)?;
-        check_users(view, &added)?;
-        let mut id = random_hex(16)?;
-        // 128 random bits: a collision is all but impossible, but never overwrite (the view
-        // is exactly what the commit will see).
-        while view.group(&id).is_some() {
-            id = random_hex(16)?;
-        }
-        let group = mapped.to_group(&id, None, now);
-        let joined = joined(&id);
-        let rendered = render(&group, Some(&doc), &members, &ctx.base);
-        let mut event = ctx.caller.event(action, "group", &id);
-        event.detail = if added.is_empty() {
-            format!("displayName `{}`", group.display_name)
-        } else {
-            format!(
-                "displayName `{}`, {} member(s): {}",
-                group.display_name,
-                added.len(),
-                resource::listed(&added, 20)
-            )
+        let (before, members_before) = match before {
+            Some((group, stored, members)) => (Some((group, stored)), members),
+            None => (None, Vec::new()),
         };
-        event.after = resource::audit_json(&group);
-        // The group, its document and its members are one transaction: no decision ever
-        // sees the group without its members, and a bad member leaves nothing behind.
-        return Ok(Box::new(move |tx| {
-            tx.put_group(&group)?;
-            tx.put_scim(ScimKind::Group, &group.id, &doc)?;
-            tx.add_members(&group.id, &joined)?;
+        let was: BTreeSet<&str> = members_before.iter().map(|r| r.id.as_str()).collect();
+        let now_set: BTreeSet<&str> = members_after.iter().map(String::as_str).collect();
+        let added: Vec<String> = members_after
+            .iter()
+            .filter(|m| !was.contains(m.as_str()))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = members_before
+            .iter()
+            .filter(|r| !now_set.contains(r.id.as_str()))
+            .map(|r| r.id.clone())
+            .collect();
+        limits.check_group(&doc, added.len() + removed.len())?;
+        let doc = Value::Object(doc);
+        let mapped = Mapped::from_doc(&doc)?;
+        let now = clock::now();
+        // The members as they will be: those kept, in id order, then those added.
+        let mut members: Vec<Ref> = members_before
+            .iter()
+            .filter(|r| now_set.contains(r.id.as_str()))
+            .cloned()
+            .collect();
+        members.extend(resource::users_by_id(view, &added));
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let joined = |group_id: &str| -> Vec<Membership> {
+            added
+                .iter()
+                .map(|user_id| Membership {
+                    group_id: group_id.to_owned(),
+                    user_id: user_id.clone(),
+                    joined_at: now,
+                    source: MembershipSource::Idp,
+                })
+                .collect()
+        };
+        let Some((before, stored)) = before else {
+            unique(view, &mapped, None)?;
+            check_users(view, &added)?;
+            let mut id = random_hex(16)?;
+            // 128 random bits: a collision is all but impossible, but never overwrite (the view
+            // is exactly what the commit will see).
+            while view.group(&id).is_some() {
+                id = random_hex(16)?;
+            }
+            let group = mapped.to_group(&id, None, now);
+            let joined = joined(&id);
+            let rendered = render(&group, Some(&doc), &members, &ctx.base);
+            let mut event = ctx.caller.event(action, "group", &id);
+            event.detail = if added.is_empty() {
+                format!("displayName `{}`", group.display_name)
+            } else {
+                format!(
+                    "displayName `{}`, {} member(s): {}",
+                    group.display_name,
+                    added.len(),
+                    resource::listed(&added, 20)
+                )
+            };
+            event.after = resource::audit_json(&group);
+            // The group, its document and its members are one transaction: no decision ever
+            // sees the group without its members, and a bad member leaves nothing behind.
+            return Ok(Box::new(move |tx| {
+                tx.put_group(&group)?;
+                tx.put_scim(ScimKind::Group, &group.id, &doc)?;
+                tx.add_members(&group.id, &joined)?;
+                event.time = clock::now();
+                tx.audit(event)?;
+                Ok(rendered)
+            }));
+        };
+        let id = before.id.as_str();
+        let mut after = mapped.to_group(id, Some(&before), now);
+        let same_doc = stored.as_ref() == Some(&doc);
+        let same_group = Group {
+            updated_at: before.updated_at,
+            ..after.clone()
+        } == before;
+        if same_doc && same_group && added.is_empty() && removed.is_empty() {
+            // Nothing to change: nothing committed, nothing audited.
+            return Ok(write::nothing(render(
+                &before,
+                stored.as_ref(),
+                &members_before,
+                &ctx.base,
+            )));
+        }
+        unique(view, &mapped, Some(id))?;
+        check_users(view, &added)?;
+        let joined = joined(id);
+        let mut event = ctx.caller.event(action, "group", id);
+        event.detail = membership_detail(&after.display_name, &added, &removed);
+        event.before = resource::audit_json(&before);
+        event.after = resource::audit_json(&after);
+        after.updated_at = now;
+        let rendered = render(&after, Some(&doc), &members, &ctx.base);
+        Ok(Box::new(move |tx| {
+            let id = after.id.as_str();
+            // Any change, memberships included, moves `lastModified`.
+            tx.put_group(&after)?;
+            if !same_doc {
+                tx.put_scim(ScimKind::Group, id, &doc)?;
+            }
+            if !joined.is_empty() {
+                tx.add_members(id, &joined)?;
+            }
+            if !removed.is_empty() {
+                let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
+                tx.remove_members(id, &ids)?;
+            }
             event.time = clock::now();
             tx.audit(event)?;
             Ok(rendered)
-        }));
-    };
-    let id = before.id.as_str();
-    let mut after = mapped.to_group(id, Some(&before), now);
-    let same_doc = stored.as_ref() == Some(&doc);
-    let same_group = Group {
-        updated_at: before.updated_at,
-        ..after.clone()
-    } == before;
-    if same_doc && same_group && added.is_empty() && removed.is_empty() {
-        // Nothing to change: nothing committed, nothing audited.
-        return Ok(write::nothing(render(
-            &before,
-            stored.as_ref(),
-            &members_before,
-            &ctx.base,
-        )));
+        }))
     }
-    unique(view, &mapped, Some(id))?;
-    check_users(view, &added)?;
-    let joined = joined(id);
-    let mut event = ctx.caller.event(action, "group", id);
-    event.detail = membership_detail(&after.display_name, &added, &removed);
-    event.before = resource::audit_json(&before);
-    event.after = resource::audit_json(&after);
-    after.updated_at = now;
-    let rendered = render(&after, Some(&doc), &members, &ctx.base);
-    Ok(Box::new(move |tx| {
-        let id = after.id.as_str();
-        // Any change, memberships included, moves `lastModified`.
-        tx.put_group(&after)?;
-        if !same_doc {
-            tx.put_scim(ScimKind::Group, id, &doc)?;
-        }
-        if !joined.is_empty() {
-            tx.add_members(id, &joined)?;
-        }
-        if !removed.is_empty() {
-            let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
-            tx.remove_members(id, &ids)?;
-        }
-        event.time = clock::now();
-        tx.audit(event)?;
-        Ok(rendered)
-    }))
 }
 
 fn membership_detail(name: &str, added: &[String], removed: &[String]) -> String {
@@ -405,13 +389,8 @@ pub async fn delete(
                 }) as Commit<bool>);
             }
             Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
-                tx.delete_group(&before.id)?;
                 let what = format!("displayName `{}`", before.display_name);
-                let detail = resource::forget_in_policies(tx, &ctx.caller, true, &before.id, what)?;
-                let mut event = ctx.caller.event("group.delete", "group", &before.id);
-                event.detail = detail;
-                event.before = resource::audit_json(&before);
-                tx.audit(event)?;
+                resource::delete(tx, &ctx.caller, Resource::Group, &before.id, &before, what)?;
                 Ok(true)
             }) as Commit<bool>)
         })

@@ -7,6 +7,7 @@
 use crate::attrs::Projection;
 use crate::http::{self, Ctx};
 use crate::patch;
+use crate::resource;
 use crate::schema::{self, Resource};
 use crate::write::{Commit, write};
 use crate::{Limits, Result, Scim};
@@ -19,13 +20,7 @@ use store::{Store, View};
 
 /// A resource type SCIM clients write: how its documents are kept, read and written.
 pub trait Kind: 'static {
-    /// The core schema a create or replace body must name.
-    const SCHEMA: &'static str;
     const RESOURCE: Resource;
-    /// The audit actions of a create, a replace and a patch.
-    const CREATE: &'static str;
-    const REPLACE: &'static str;
-    const PATCH: &'static str;
     /// A client's document as it is kept, with what it carries besides (a group's member ids).
     type Doc: Clone + Send + Sync + 'static;
     /// The resource as it is: what a replace, a patch or a delete starts from.
@@ -59,8 +54,35 @@ pub fn current_matching<K: Kind>(
     if_match: Option<&str>,
 ) -> Result<(K::Before, Value)> {
     let (before, current) = K::current(store, view, id, base)?;
-    http::check_if_match(if_match, crate::resource::version_of(&current))?;
+    http::check_if_match(if_match, resource::version_of(&current))?;
     Ok((before, current))
+}
+
+/// The audit action of a create, a replace or a patch of `resource`.
+fn action(resource: Resource, change: Change) -> &'static str {
+    match (resource, change) {
+        (Resource::User, Change::Create) => "user.create",
+        (Resource::User, Change::Replace) => "user.replace",
+        (Resource::User, Change::Patch) => "user.patch",
+        (Resource::Group, Change::Create) => "group.create",
+        (Resource::Group, Change::Replace) => "group.replace",
+        (Resource::Group, Change::Patch) => "group.patch",
+    }
+}
+
+/// What a write does to a resource.
+#[derive(Clone, Copy)]
+enum Change {
+    Create,
+    Replace,
+    Patch,
+}
+
+/// A request's JSON body, which must name `urn` among its `schemas`.
+async fn read_body(ctx: &Ctx, body: Body, urn: &str) -> Result<Value> {
+    let body = http::read_json(ctx, body).await?;
+    http::require_schema(&body, urn)?;
+    Ok(body)
 }
 
 /// The full resource, shown as the request asked.
@@ -70,13 +92,12 @@ fn answer(status: StatusCode, rendered: &Value, projection: &Projection) -> Resp
 
 /// `POST /<resources>`: 201 with the resource created.
 pub async fn create<K: Kind>(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, K::SCHEMA)?;
-    let doc = K::normalize(body)?;
+    let doc = K::normalize(read_body(&ctx, body, K::RESOURCE.core_schema()).await?)?;
     let projection = Projection::from_ctx(&ctx, K::RESOURCE);
     let limits = scim.limits;
+    let action = action(K::RESOURCE, Change::Create);
     let rendered = write(&scim, move |_, view| {
-        K::prepare(&limits, view, &ctx, K::CREATE, None, doc.clone())
+        K::prepare(&limits, view, &ctx, action, None, doc.clone())
     })
     .await?;
     Ok(answer(StatusCode::CREATED, &rendered, &projection))
@@ -105,10 +126,8 @@ pub async fn replace<K: Kind>(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, K::SCHEMA)?;
-    let doc = K::normalize(body)?;
-    update::<K>(scim, ctx, id, K::REPLACE, move |_| Ok(doc.clone())).await
+    let doc = K::normalize(read_body(&ctx, body, K::RESOURCE.core_schema()).await?)?;
+    update::<K>(scim, ctx, id, Change::Replace, move |_| Ok(doc.clone())).await
 }
 
 /// `PATCH /<resources>/<id>`: the operations apply to the resource as SCIM shows it.
@@ -118,12 +137,11 @@ pub async fn patch<K: Kind>(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::PATCH_OP)?;
+    let body = read_body(&ctx, body, schema::PATCH_OP).await?;
     scim.limits.check_operations(&body)?;
     let operations = patch::parse(&body)?;
     let max_values = scim.limits.max_values();
-    update::<K>(scim, ctx, id, K::PATCH, move |current| {
+    update::<K>(scim, ctx, id, Change::Patch, move |current| {
         let mut patched = current;
         patch::apply_within(&mut patched, &operations, max_values)?;
         K::normalize(patched)
@@ -137,11 +155,12 @@ async fn update<K: Kind>(
     scim: Scim,
     ctx: Ctx,
     id: String,
-    action: &'static str,
+    change: Change,
     doc_of: impl Fn(Value) -> Result<K::Doc> + Send + Sync + 'static,
 ) -> Result<Response> {
     let projection = Projection::from_ctx(&ctx, K::RESOURCE);
     let limits = scim.limits;
+    let action = action(K::RESOURCE, change);
     let rendered = write(&scim, move |store, view| {
         let if_match = ctx.if_match.as_deref();
         let (before, current) = current_matching::<K>(store, view, &id, &ctx.base, if_match)?;

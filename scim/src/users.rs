@@ -411,11 +411,7 @@ type Before = (User, Option<Value>);
 pub struct Users;
 
 impl Kind for Users {
-    const SCHEMA: &'static str = schema::USER;
     const RESOURCE: Resource = Resource::User;
-    const CREATE: &'static str = "user.create";
-    const REPLACE: &'static str = "user.replace";
-    const PATCH: &'static str = "user.patch";
     type Doc = Map<String, Value>;
     type Before = Before;
 
@@ -438,6 +434,10 @@ impl Kind for Users {
         Ok(((user, stored), rendered))
     }
 
+    /// Every create, replace and patch of a user passes here, outside the write lock: the
+    /// document is checked against the limits, mapped, checked for uniqueness, and the write
+    /// prepared. `before` is the user as it is and its stored document (`None`: a new user).
+    /// Returns what the commit writes (nothing when nothing changed) and answers.
     fn prepare(
         limits: &Limits,
         view: &View,
@@ -446,92 +446,78 @@ impl Kind for Users {
         before: Option<Before>,
         doc: Map<String, Value>,
     ) -> Result<Commit<Value>> {
-        prepare_write(limits, view, ctx, action, before, doc)
-    }
-}
-
-/// Every create, replace and patch of a user passes here, outside the write lock: the
-/// document is checked against the limits, mapped, checked for uniqueness, and the write
-/// prepared. `before` is the user as it is and its stored document (`None`: a new user).
-/// Returns what the commit writes (nothing when nothing changed) and answers.
-fn prepare_write(
-    limits: &Limits,
-    view: &View,
-    ctx: &Ctx,
-    action: &'static str,
-    before: Option<Before>,
-    doc: Map<String, Value>,
-) -> Result<Commit<Value>> {
-    limits.check_user(&doc)?;
-    let doc = Value::Object(doc);
-    let mapped = Mapped::from_doc(&doc)?;
-    let now = clock::now();
-    let Some((before, stored)) = before else {
-        unique(view, &mapped, None)?;
-        let mut id = random_hex(16)?;
-        // 128 random bits: a collision is all but impossible, but never overwrite (the view
-        // is exactly what the commit will see).
-        while view.user(&id).is_some() {
-            id = random_hex(16)?;
-        }
-        let user = mapped.to_user(&id, None, now);
-        let rendered = render(&user, Some(&doc), &[], &ctx.base);
-        let mut event = ctx.caller.event(action, "user", &id);
-        event.detail = format!("userName `{}`", user.user_name);
-        event.after = resource::audit_json(&user);
-        let mut kept_event = ctx.caller.event("user.lock.kept", "user", &id);
-        return Ok(Box::new(move |tx| {
-            let mut user = user;
-            // A person the identity provider deleted while locked, created again: still locked.
-            let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
-            if let Some(kept) = &kept {
-                user.lock = Some(kept.lock.clone());
+        limits.check_user(&doc)?;
+        let doc = Value::Object(doc);
+        let mapped = Mapped::from_doc(&doc)?;
+        let now = clock::now();
+        let Some((before, stored)) = before else {
+            unique(view, &mapped, None)?;
+            let mut id = random_hex(16)?;
+            // 128 random bits: a collision is all but impossible, but never overwrite (the view
+            // is exactly what the commit will see).
+            while view.user(&id).is_some() {
+                id = random_hex(16)?;
             }
-            tx.put_user(&user)?;
-            tx.put_scim(ScimKind::User, &user.id, &doc)?;
+            let user = mapped.to_user(&id, None, now);
+            let rendered = render(&user, Some(&doc), &[], &ctx.base);
+            let mut event = ctx.caller.event(action, "user", &id);
+            event.detail = format!("userName `{}`", user.user_name);
+            event.after = resource::audit_json(&user);
+            let mut kept_event = ctx.caller.event("user.lock.kept", "user", &id);
+            return Ok(Box::new(move |tx| {
+                let mut user = user;
+                // A person the identity provider deleted while locked, created again: still
+                // locked.
+                let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
+                if let Some(kept) = &kept {
+                    user.lock = Some(kept.lock.clone());
+                }
+                tx.put_user(&user)?;
+                tx.put_scim(ScimKind::User, &user.id, &doc)?;
+                event.time = clock::now();
+                tx.audit(event)?;
+                if let Some(kept) = kept {
+                    kept_event.time = clock::now();
+                    kept_event.detail = format!(
+                        "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
+                        kept.user_id, kept.lock.by, kept.lock.reason
+                    );
+                    tx.audit(kept_event)?;
+                }
+                Ok(rendered)
+            }));
+        };
+        let mut after = mapped.to_user(&before.id, Some(&before), now);
+        let groups = resource::user_groups(view, &before.id);
+        let same_doc = stored.as_ref() == Some(&doc);
+        let same_user = User {
+            updated_at: before.updated_at,
+            ..after.clone()
+        } == before;
+        if same_doc && same_user {
+            // Nothing to change: nothing committed, nothing audited.
+            after.updated_at = before.updated_at;
+            return Ok(write::nothing(render(
+                &after,
+                stored.as_ref(),
+                &groups,
+                &ctx.base,
+            )));
+        }
+        unique(view, &mapped, Some(&before.id))?;
+        let rendered = render(&after, Some(&doc), &groups, &ctx.base);
+        let mut event = ctx.caller.event(action, "user", &after.id);
+        event.detail = format!("userName `{}`", after.user_name);
+        event.before = resource::audit_json(&before);
+        event.after = resource::audit_json(&after);
+        Ok(Box::new(move |tx| {
+            tx.put_user(&after)?;
+            tx.put_scim(ScimKind::User, &after.id, &doc)?;
             event.time = clock::now();
             tx.audit(event)?;
-            if let Some(kept) = kept {
-                kept_event.time = clock::now();
-                kept_event.detail = format!(
-                    "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
-                    kept.user_id, kept.lock.by, kept.lock.reason
-                );
-                tx.audit(kept_event)?;
-            }
             Ok(rendered)
-        }));
-    };
-    let mut after = mapped.to_user(&before.id, Some(&before), now);
-    let groups = resource::user_groups(view, &before.id);
-    let same_doc = stored.as_ref() == Some(&doc);
-    let same_user = User {
-        updated_at: before.updated_at,
-        ..after.clone()
-    } == before;
-    if same_doc && same_user {
-        // Nothing to change: nothing committed, nothing audited.
-        after.updated_at = before.updated_at;
-        return Ok(write::nothing(render(
-            &after,
-            stored.as_ref(),
-            &groups,
-            &ctx.base,
-        )));
+        }))
     }
-    unique(view, &mapped, Some(&before.id))?;
-    let rendered = render(&after, Some(&doc), &groups, &ctx.base);
-    let mut event = ctx.caller.event(action, "user", &after.id);
-    event.detail = format!("userName `{}`", after.user_name);
-    event.before = resource::audit_json(&before);
-    event.after = resource::audit_json(&after);
-    Ok(Box::new(move |tx| {
-        tx.put_user(&after)?;
-        tx.put_scim(ScimKind::User, &after.id, &doc)?;
-        event.time = clock::now();
-        tx.audit(event)?;
-        Ok(rendered)
-    }))
 }
 
 pub async fn delete(
@@ -544,13 +530,8 @@ pub async fn delete(
         let ((before, _), _) = current_matching::<Users>(store, view, &id, &ctx.base, if_match)?;
         let ctx = ctx.clone();
         Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
-            tx.delete_user(&before.id)?;
             let what = format!("userName `{}`", before.user_name);
-            let detail = resource::forget_in_policies(tx, &ctx.caller, false, &before.id, what)?;
-            let mut event = ctx.caller.event("user.delete", "user", &before.id);
-            event.detail = detail;
-            event.before = resource::audit_json(&before);
-            tx.audit(event)?;
+            resource::delete(tx, &ctx.caller, Resource::User, &before.id, &before, what)?;
             Ok(())
         }) as Commit<()>)
     })

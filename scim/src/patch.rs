@@ -50,6 +50,7 @@ use serde_json::{Map, Value};
 
 use crate::filter::{CompareOp, Expr, Filter, eq_ci, get_ci, to_lower};
 use crate::path::{self, ENTERPRISE_USER, PORTCULLIS_USER, Path};
+use crate::resource;
 use crate::{Result, ScimError};
 
 /// The `schemas` entry of a PatchOp request.
@@ -663,19 +664,8 @@ fn apply_without_path(root: &mut Map<String, Value>, op: Op, value: Option<&Valu
         }
         other => Err(ScimError::invalid_value(format!(
             "`{op}` without a `path` needs an object value (the attributes to {op}), not {}",
-            json_kind(&other)
+            resource::kind(&other)
         ))),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -720,7 +710,7 @@ fn apply_root_key(root: &mut Map<String, Value>, op: Op, key: &str, value: Value
                 }
                 other => Err(ScimError::invalid_value(format!(
                     "`{key}` must be an object, not {}",
-                    json_kind(&other)
+                    resource::kind(&other)
                 ))),
             };
         }
@@ -960,7 +950,7 @@ fn apply_filtered(
                 other => {
                     return Err(ScimError::invalid_value(format!(
                         "`add` to `{name}[{filter}]` needs an object value, not {}",
-                        json_kind(other)
+                        resource::kind(other)
                     )));
                 }
             },
@@ -973,7 +963,7 @@ fn apply_filtered(
                 let Some(replacement @ Value::Object(_)) = replacement else {
                     return Err(ScimError::invalid_value(format!(
                         "`replace` of `{name}[{filter}]` needs an object value, not {}",
-                        json_kind(&value)
+                        resource::kind(&value)
                     )));
                 };
                 *item = normalize_value(replacement);

@@ -156,7 +156,8 @@ pub fn items<'v>(object: &'v Value, key: &str, field: &str) -> crate::Result<Vec
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What JSON type `value` is, as an error message names it: `a string`, `null`…
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -5,12 +5,12 @@
 //! (`ManagedBy::Local`) do not exist for SCIM: 404 by id, absent from lists. What SCIM has no
 //! word for (a group's description and admin roles) is kept across SCIM writes.
 
-use crate::handlers::{Kind, current_matching};
+use crate::handlers::{Kind, Writing, current_matching};
 use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
-use crate::{Limits, Result, Scim, ScimError, clock, json, list};
+use crate::{Result, Scim, ScimError, clock, json, list};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -207,10 +207,7 @@ impl Kind for Groups {
     /// they changed, and only the memberships added and removed. `before`: `None` for a new
     /// group. Returns what the commit writes (nothing when nothing changed) and answers.
     fn prepare(
-        limits: &Limits,
-        view: &View,
-        ctx: &Ctx,
-        action: &'static str,
+        w: Writing<'_>,
         before: Option<Before>,
         (doc, members_after): Self::Doc,
     ) -> Result<Commit<Value>> {
@@ -230,7 +227,7 @@ impl Kind for Groups {
             .filter(|r| !now_set.contains(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
-        limits.check_group(&doc, added.len() + removed.len())?;
+        w.limits.check_group(&doc, added.len() + removed.len())?;
         let doc = Value::Object(doc);
         let mapped = Mapped::from_doc(&doc)?;
         let now = clock::now();
@@ -240,7 +237,7 @@ impl Kind for Groups {
             .filter(|r| now_set.contains(r.id.as_str()))
             .cloned()
             .collect();
-        members.extend(resource::users_by_id(view, &added));
+        members.extend(resource::users_by_id(w.view, &added));
         members.sort_by(|a, b| a.id.cmp(&b.id));
         let joined = |group_id: &str| -> Vec<Membership> {
             added
@@ -254,18 +251,18 @@ impl Kind for Groups {
                 .collect()
         };
         let Some((before, stored)) = before else {
-            unique(view, &mapped, None)?;
-            check_users(view, &added)?;
+            unique(w.view, &mapped, None)?;
+            check_users(w.view, &added)?;
             let mut id = random_hex(16)?;
             // 128 random bits: a collision is all but impossible, but never overwrite (the view
             // is exactly what the commit will see).
-            while view.group(&id).is_some() {
+            while w.view.group(&id).is_some() {
                 id = random_hex(16)?;
             }
             let group = mapped.to_group(&id, None, now);
             let joined = joined(&id);
-            let rendered = render(&group, Some(&doc), &members, &ctx.base);
-            let mut event = ctx.caller.event(action, "group", &id);
+            let rendered = render(&group, Some(&doc), &members, &w.ctx.base);
+            let mut event = w.ctx.caller.event(w.action, "group", &id);
             event.detail = if added.is_empty() {
                 format!("displayName `{}`", group.display_name)
             } else {
@@ -301,18 +298,18 @@ impl Kind for Groups {
                 &before,
                 stored.as_ref(),
                 &members_before,
-                &ctx.base,
+                &w.ctx.base,
             )));
         }
-        unique(view, &mapped, Some(id))?;
-        check_users(view, &added)?;
+        unique(w.view, &mapped, Some(id))?;
+        check_users(w.view, &added)?;
         let joined = joined(id);
-        let mut event = ctx.caller.event(action, "group", id);
+        let mut event = w.ctx.caller.event(w.action, "group", id);
         event.detail = membership_detail(&after.display_name, &added, &removed);
         event.before = resource::audit_json(&before);
         event.after = resource::audit_json(&after);
         after.updated_at = now;
-        let rendered = render(&after, Some(&doc), &members, &ctx.base);
+        let rendered = render(&after, Some(&doc), &members, &w.ctx.base);
         Ok(Box::new(move |tx| {
             let id = after.id.as_str();
             // Any change, memberships included, moves `lastModified`.

@@ -33,16 +33,23 @@ pub trait Kind: 'static {
     /// the write lock: the commit makes sure nothing changed since `view`.
     fn current(store: &Store, view: &View, id: &str, base: &str) -> Result<(Self::Before, Value)>;
 
-    /// Prepares the write of `doc` over `before` (`None`: a new resource), audited as `action`,
-    /// outside the write lock. Returns what the commit writes and answers.
+    /// Prepares the write of `doc` over `before` (`None`: a new resource), outside the write
+    /// lock. Returns what the commit writes and answers.
     fn prepare(
-        limits: &Limits,
-        view: &View,
-        ctx: &Ctx,
-        action: &'static str,
+        w: Writing<'_>,
         before: Option<Self::Before>,
         doc: Self::Doc,
     ) -> Result<Commit<Value>>;
+}
+
+/// What a write is prepared with: the limits it keeps to, the view it reads, the request it
+/// answers, and the action it is audited as.
+#[derive(Clone, Copy)]
+pub struct Writing<'a> {
+    pub limits: &'a Limits,
+    pub view: &'a View,
+    pub ctx: &'a Ctx,
+    pub action: &'static str,
 }
 
 /// [`Kind::current`], refused with 412 unless it matches `if_match` (RFC 7644 §3.14).
@@ -97,7 +104,13 @@ pub async fn create<K: Kind>(State(scim): State<Scim>, ctx: Ctx, body: Body) -> 
     let limits = scim.limits;
     let action = action(K::RESOURCE, Change::Create);
     let rendered = write(&scim, move |_, view| {
-        K::prepare(&limits, view, &ctx, action, None, doc.clone())
+        let w = Writing {
+            limits: &limits,
+            view,
+            ctx: &ctx,
+            action,
+        };
+        K::prepare(w, None, doc.clone())
     })
     .await?;
     Ok(answer(StatusCode::CREATED, &rendered, &projection))
@@ -165,7 +178,13 @@ async fn update<K: Kind>(
         let if_match = ctx.if_match.as_deref();
         let (before, current) = current_matching::<K>(store, view, &id, &ctx.base, if_match)?;
         let doc = doc_of(current)?;
-        K::prepare(&limits, view, &ctx, action, Some(before), doc)
+        let w = Writing {
+            limits: &limits,
+            view,
+            ctx: &ctx,
+            action,
+        };
+        K::prepare(w, Some(before), doc)
     })
     .await?;
     Ok(answer(StatusCode::OK, &rendered, &projection))

@@ -6,12 +6,12 @@
 //! it. Rendering starts from the kept document (or, for users imported in bulk, one built from
 //! the model) and writes the model's current value over every mapped attribute that differs.
 
-use crate::handlers::{Kind, current_matching};
+use crate::handlers::{Kind, Writing, current_matching};
 use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
-use crate::{Limits, Result, Scim, ScimError, clock, json, list};
+use crate::{Result, Scim, ScimError, clock, json, list};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -439,31 +439,28 @@ impl Kind for Users {
     /// prepared. `before` is the user as it is and its stored document (`None`: a new user).
     /// Returns what the commit writes (nothing when nothing changed) and answers.
     fn prepare(
-        limits: &Limits,
-        view: &View,
-        ctx: &Ctx,
-        action: &'static str,
+        w: Writing<'_>,
         before: Option<Before>,
         doc: Map<String, Value>,
     ) -> Result<Commit<Value>> {
-        limits.check_user(&doc)?;
+        w.limits.check_user(&doc)?;
         let doc = Value::Object(doc);
         let mapped = Mapped::from_doc(&doc)?;
         let now = clock::now();
         let Some((before, stored)) = before else {
-            unique(view, &mapped, None)?;
+            unique(w.view, &mapped, None)?;
             let mut id = random_hex(16)?;
             // 128 random bits: a collision is all but impossible, but never overwrite (the view
             // is exactly what the commit will see).
-            while view.user(&id).is_some() {
+            while w.view.user(&id).is_some() {
                 id = random_hex(16)?;
             }
             let user = mapped.to_user(&id, None, now);
-            let rendered = render(&user, Some(&doc), &[], &ctx.base);
-            let mut event = ctx.caller.event(action, "user", &id);
+            let rendered = render(&user, Some(&doc), &[], &w.ctx.base);
+            let mut event = w.ctx.caller.event(w.action, "user", &id);
             event.detail = format!("userName `{}`", user.user_name);
             event.after = resource::audit_json(&user);
-            let mut kept_event = ctx.caller.event("user.lock.kept", "user", &id);
+            let mut kept_event = w.ctx.caller.event("user.lock.kept", "user", &id);
             return Ok(Box::new(move |tx| {
                 let mut user = user;
                 // A person the identity provider deleted while locked, created again: still
@@ -488,7 +485,7 @@ impl Kind for Users {
             }));
         };
         let mut after = mapped.to_user(&before.id, Some(&before), now);
-        let groups = resource::user_groups(view, &before.id);
+        let groups = resource::user_groups(w.view, &before.id);
         let same_doc = stored.as_ref() == Some(&doc);
         let same_user = User {
             updated_at: before.updated_at,
@@ -501,12 +498,12 @@ impl Kind for Users {
                 &after,
                 stored.as_ref(),
                 &groups,
-                &ctx.base,
+                &w.ctx.base,
             )));
         }
-        unique(view, &mapped, Some(&before.id))?;
-        let rendered = render(&after, Some(&doc), &groups, &ctx.base);
-        let mut event = ctx.caller.event(action, "user", &after.id);
+        unique(w.view, &mapped, Some(&before.id))?;
+        let rendered = render(&after, Some(&doc), &groups, &w.ctx.base);
+        let mut event = w.ctx.caller.event(w.action, "user", &after.id);
         event.detail = format!("userName `{}`", after.user_name);
         event.before = resource::audit_json(&before);
         event.after = resource::audit_json(&after);

@@ -5,14 +5,12 @@
 //! (`ManagedBy::Local`) do not exist for SCIM: 404 by id, absent from lists. What SCIM has no
 //! word for (a group's description and admin roles) is kept across SCIM writes.
 
-use crate::attrs::Projection;
-use crate::http::{self, Ctx};
-use crate::patch;
+use crate::handlers::{Kind, Writing, current_matching};
+use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
-use crate::{Limits, Result, Scim, ScimError, clock, json, list};
-use axum::body::Body;
+use crate::{Result, Scim, ScimError, clock, json, list};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -179,155 +177,158 @@ fn check_users(view: &View, ids: &[String]) -> Result<()> {
     }
 }
 
-/// The group `id` as `view` has it, its stored document, its members, and all of them
-/// rendered. Read outside the write lock: the commit makes sure nothing changed since `view`.
-fn current(
-    store: &Store,
-    view: &View,
-    id: &str,
-    base: &str,
-) -> Result<(Group, Option<Value>, Vec<Ref>, Value)> {
-    let group = external(view.group(id).map(|e| Group::clone(&e.group)), id)?;
-    let stored = store.get_scim(ScimKind::Group, id)?;
-    let members = resource::group_members(view, id);
-    let rendered = render(&group, stored.as_ref(), &members, base);
-    Ok((group, stored, members, rendered))
-}
-
 /// A group as it is: the record, its stored document and its members.
 type Before = (Group, Option<Value>, Vec<Ref>);
 
-/// Every create, replace and patch of a group passes here, outside the write lock: the
-/// document and the membership changes are checked against the limits, mapped, checked for
-/// uniqueness and existing members, and the write prepared: the group and its document if
-/// they changed, and only the memberships added and removed. `before`: `None` for a new
-/// group. Returns what the commit writes (nothing when nothing changed) and answers.
-fn prepare_write(
-    limits: &Limits,
-    view: &View,
-    ctx: &Ctx,
-    action: &'static str,
-    before: Option<Before>,
-    doc: Map<String, Value>,
-    members_after: Vec<String>,
-) -> Result<Commit<Value>> {
-    let (before, members_before) = match before {
-        Some((group, stored, members)) => (Some((group, stored)), members),
-        None => (None, Vec::new()),
-    };
-    let was: BTreeSet<&str> = members_before.iter().map(|r| r.id.as_str()).collect();
-    let now_set: BTreeSet<&str> = members_after.iter().map(String::as_str).collect();
-    let added: Vec<String> = members_after
-        .iter()
-        .filter(|m| !was.contains(m.as_str()))
-        .cloned()
-        .collect();
-    let removed: Vec<String> = members_before
-        .iter()
-        .filter(|r| !now_set.contains(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
-    limits.check_group(&doc, added.len() + removed.len())?;
-    let doc = Value::Object(doc);
-    let mapped = Mapped::from_doc(&doc)?;
-    let now = clock::now();
-    // The members as they will be: those kept, in id order, then those added.
-    let mut members: Vec<Ref> = members_before
-        .iter()
-        .filter(|r| now_set.contains(r.id.as_str()))
-        .cloned()
-        .collect();
-    members.extend(resource::users_by_id(view, &added));
-    members.sort_by(|a, b| a.id.cmp(&b.id));
-    let joined = |group_id: &str| -> Vec<Membership> {
-        added
-            .iter()
-            .map(|user_id| Membership {
-                group_id: group_id.to_owned(),
-                user_id: user_id.clone(),
-                joined_at: now,
-                source: MembershipSource::Idp,
-            })
-            .collect()
-    };
-    let Some((before, stored)) = before else {
-        unique(view, &mapped, None)?;
-        check_users(view, &added)?;
-        let mut id = random_hex(16)?;
-        // 128 random bits: a collision is all but impossible, but never overwrite (the view
-        // is exactly what the commit will see).
-        while view.group(&id).is_some() {
-            id = random_hex(16)?;
-        }
-        let group = mapped.to_group(&id, None, now);
-        let joined = joined(&id);
-        let rendered = render(&group, Some(&doc), &members, &ctx.base);
-        let mut event = ctx.caller.event(action, "group", &id);
-        event.detail = if added.is_empty() {
-            format!("displayName `{}`", group.display_name)
-        } else {
-            format!(
-                "displayName `{}`, {} member(s): {}",
-                group.display_name,
-                added.len(),
-                resource::listed(&added, 20)
-            )
+/// The `/Groups` resource type.
+pub struct Groups;
+
+impl Kind for Groups {
+    const RESOURCE: Resource = Resource::Group;
+    /// The document and the member ids it names.
+    type Doc = (Map<String, Value>, Vec<String>);
+    type Before = Before;
+
+    fn normalize(body: Value) -> Result<Self::Doc> {
+        normalize(body)
+    }
+
+    fn current(store: &Store, view: &View, id: &str, base: &str) -> Result<(Before, Value)> {
+        let group = external(view.group(id).map(|e| Group::clone(&e.group)), id)?;
+        let stored = store.get_scim(ScimKind::Group, id)?;
+        let members = resource::group_members(view, id);
+        let rendered = render(&group, stored.as_ref(), &members, base);
+        Ok(((group, stored, members), rendered))
+    }
+
+    /// Every create, replace and patch of a group passes here, outside the write lock: the
+    /// document and the membership changes are checked against the limits, mapped, checked for
+    /// uniqueness and existing members, and the write prepared: the group and its document if
+    /// they changed, and only the memberships added and removed. `before`: `None` for a new
+    /// group. Returns what the commit writes (nothing when nothing changed) and answers.
+    fn prepare(
+        w: Writing<'_>,
+        before: Option<Before>,
+        (doc, members_after): Self::Doc,
+    ) -> Result<Commit<Value>> {
+        let (before, members_before) = match before {
+            Some((group, stored, members)) => (Some((group, stored)), members),
+            None => (None, Vec::new()),
         };
-        event.after = resource::audit_json(&group);
-        // The group, its document and its members are one transaction: no decision ever
-        // sees the group without its members, and a bad member leaves nothing behind.
-        return Ok(Box::new(move |tx| {
-            tx.put_group(&group)?;
-            tx.put_scim(ScimKind::Group, &group.id, &doc)?;
-            tx.add_members(&group.id, &joined)?;
+        let was: BTreeSet<&str> = members_before.iter().map(|r| r.id.as_str()).collect();
+        let now_set: BTreeSet<&str> = members_after.iter().map(String::as_str).collect();
+        let added: Vec<String> = members_after
+            .iter()
+            .filter(|m| !was.contains(m.as_str()))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = members_before
+            .iter()
+            .filter(|r| !now_set.contains(r.id.as_str()))
+            .map(|r| r.id.clone())
+            .collect();
+        w.limits.check_group(&doc, added.len() + removed.len())?;
+        let doc = Value::Object(doc);
+        let mapped = Mapped::from_doc(&doc)?;
+        let now = clock::now();
+        // The members as they will be: those kept, in id order, then those added.
+        let mut members: Vec<Ref> = members_before
+            .iter()
+            .filter(|r| now_set.contains(r.id.as_str()))
+            .cloned()
+            .collect();
+        members.extend(resource::users_by_id(w.view, &added));
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let joined = |group_id: &str| -> Vec<Membership> {
+            added
+                .iter()
+                .map(|user_id| Membership {
+                    group_id: group_id.to_owned(),
+                    user_id: user_id.clone(),
+                    joined_at: now,
+                    source: MembershipSource::Idp,
+                })
+                .collect()
+        };
+        let Some((before, stored)) = before else {
+            unique(w.view, &mapped, None)?;
+            check_users(w.view, &added)?;
+            let mut id = random_hex(16)?;
+            // 128 random bits: a collision is all but impossible, but never overwrite (the view
+            // is exactly what the commit will see).
+            while w.view.group(&id).is_some() {
+                id = random_hex(16)?;
+            }
+            let group = mapped.to_group(&id, None, now);
+            let joined = joined(&id);
+            let rendered = render(&group, Some(&doc), &members, &w.ctx.base);
+            let mut event = w.ctx.caller.event(w.action, "group", &id);
+            event.detail = if added.is_empty() {
+                format!("displayName `{}`", group.display_name)
+            } else {
+                format!(
+                    "displayName `{}`, {} member(s): {}",
+                    group.display_name,
+                    added.len(),
+                    resource::listed(&added, 20)
+                )
+            };
+            event.after = resource::audit_json(&group);
+            // The group, its document and its members are one transaction: no decision ever
+            // sees the group without its members, and a bad member leaves nothing behind.
+            return Ok(Box::new(move |tx| {
+                tx.put_group(&group)?;
+                tx.put_scim(ScimKind::Group, &group.id, &doc)?;
+                tx.add_members(&group.id, &joined)?;
+                event.time = clock::now();
+                tx.audit(event)?;
+                Ok(rendered)
+            }));
+        };
+        let id = before.id.as_str();
+        let mut after = mapped.to_group(id, Some(&before), now);
+        let same_doc = stored.as_ref() == Some(&doc);
+        let same_group = Group {
+            updated_at: before.updated_at,
+            ..after.clone()
+        } == before;
+        if same_doc && same_group && added.is_empty() && removed.is_empty() {
+            // Nothing to change: nothing committed, nothing audited.
+            return Ok(write::nothing(render(
+                &before,
+                stored.as_ref(),
+                &members_before,
+                &w.ctx.base,
+            )));
+        }
+        unique(w.view, &mapped, Some(id))?;
+        check_users(w.view, &added)?;
+        let joined = joined(id);
+        let mut event = w.ctx.caller.event(w.action, "group", id);
+        event.detail = membership_detail(&after.display_name, &added, &removed);
+        event.before = resource::audit_json(&before);
+        event.after = resource::audit_json(&after);
+        after.updated_at = now;
+        let rendered = render(&after, Some(&doc), &members, &w.ctx.base);
+        Ok(Box::new(move |tx| {
+            let id = after.id.as_str();
+            // Any change, memberships included, moves `lastModified`.
+            tx.put_group(&after)?;
+            if !same_doc {
+                tx.put_scim(ScimKind::Group, id, &doc)?;
+            }
+            if !joined.is_empty() {
+                tx.add_members(id, &joined)?;
+            }
+            if !removed.is_empty() {
+                let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
+                tx.remove_members(id, &ids)?;
+            }
             event.time = clock::now();
             tx.audit(event)?;
             Ok(rendered)
-        }));
-    };
-    let id = before.id.as_str();
-    let mut after = mapped.to_group(id, Some(&before), now);
-    let same_doc = stored.as_ref() == Some(&doc);
-    let same_group = Group {
-        updated_at: before.updated_at,
-        ..after.clone()
-    } == before;
-    if same_doc && same_group && added.is_empty() && removed.is_empty() {
-        // Nothing to change: nothing committed, nothing audited.
-        return Ok(write::nothing(render(
-            &before,
-            stored.as_ref(),
-            &members_before,
-            &ctx.base,
-        )));
+        }))
     }
-    unique(view, &mapped, Some(id))?;
-    check_users(view, &added)?;
-    let joined = joined(id);
-    let mut event = ctx.caller.event(action, "group", id);
-    event.detail = membership_detail(&after.display_name, &added, &removed);
-    event.before = resource::audit_json(&before);
-    event.after = resource::audit_json(&after);
-    after.updated_at = now;
-    let rendered = render(&after, Some(&doc), &members, &ctx.base);
-    Ok(Box::new(move |tx| {
-        let id = after.id.as_str();
-        // Any change, memberships included, moves `lastModified`.
-        tx.put_group(&after)?;
-        if !same_doc {
-            tx.put_scim(ScimKind::Group, id, &doc)?;
-        }
-        if !joined.is_empty() {
-            tx.add_members(id, &joined)?;
-        }
-        if !removed.is_empty() {
-            let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
-            tx.remove_members(id, &ids)?;
-        }
-        event.time = clock::now();
-        tx.audit(event)?;
-        Ok(rendered)
-    }))
 }
 
 fn membership_detail(name: &str, added: &[String], removed: &[String]) -> String {
@@ -349,98 +350,6 @@ fn membership_detail(name: &str, added: &[String], removed: &[String]) -> String
     detail
 }
 
-pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::GROUP)?;
-    let (doc, member_ids) = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |_, view| {
-        let (doc, members) = (doc.clone(), member_ids.clone());
-        prepare_write(&limits, view, &ctx, "group.create", None, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::CREATED,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn get(State(scim): State<Scim>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let view = scim.live.view()?;
-    let group = external(view.group(&id).map(|e| Group::clone(&e.group)), &id)?;
-    let stored = {
-        let id = id.clone();
-        scim.live
-            .blocking(move |store| store.get_scim(ScimKind::Group, &id))
-            .await??
-    };
-    let members = resource::group_members(&view, &id);
-    let rendered = render(&group, stored.as_ref(), &members, &ctx.base);
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn replace(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::GROUP)?;
-    let (doc, member_ids) = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let before = Some((before, stored, members_before));
-        let (doc, members) = (doc.clone(), member_ids.clone());
-        prepare_write(&limits, view, &ctx, "group.replace", before, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn patch(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::PATCH_OP)?;
-    scim.limits.check_operations(&body)?;
-    let operations = patch::parse(&body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::Group);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, members_before, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let mut patched = current;
-        patch::apply_within(&mut patched, &operations, limits.max_values())?;
-        let (doc, members) = normalize(patched)?;
-        let before = Some((before, stored, members_before));
-        prepare_write(&limits, view, &ctx, "group.patch", before, doc, members)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
 /// Deletes a group. One with more members than a request may change loses them first, at most
 /// `scim-max-member-changes` per transaction (each audited as `group.remove_member`), so no
 /// write holds the store's write lock in proportion to the group's size. Meanwhile each member
@@ -456,8 +365,9 @@ pub async fn delete(
     loop {
         let (ctx, id, expected) = (ctx.clone(), id.clone(), if_match.take());
         let deleted = write(&scim, move |store, view| {
-            let (before, _, members, current) = current(store, view, &id, &ctx.base)?;
-            http::check_if_match(expected.as_deref(), resource::version_of(&current))?;
+            let expected = expected.as_deref();
+            let ((before, _, members), _) =
+                current_matching::<Groups>(store, view, &id, &ctx.base, expected)?;
             let ctx = ctx.clone();
             if members.len() > chunk {
                 let gone: Vec<String> = members.into_iter().take(chunk).map(|r| r.id).collect();
@@ -476,13 +386,8 @@ pub async fn delete(
                 }) as Commit<bool>);
             }
             Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
-                tx.delete_group(&before.id)?;
                 let what = format!("displayName `{}`", before.display_name);
-                let detail = resource::forget_in_policies(tx, &ctx.caller, true, &before.id, what)?;
-                let mut event = ctx.caller.event("group.delete", "group", &before.id);
-                event.detail = detail;
-                event.before = resource::audit_json(&before);
-                tx.audit(event)?;
+                resource::delete(tx, &ctx.caller, Resource::Group, &before.id, &before, what)?;
                 Ok(true)
             }) as Commit<bool>)
         })

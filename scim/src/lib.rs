@@ -26,6 +26,7 @@ mod clock;
 pub mod connection;
 mod discovery;
 mod groups;
+mod handlers;
 mod http;
 mod json;
 mod list;
@@ -77,20 +78,26 @@ pub fn router_with(live: Live, limits: Limits) -> Router {
         .route("/.search", post(search::root))
         .route("/Users/.search", post(search::users))
         .route("/Groups/.search", post(search::groups))
-        .route("/Users", get(users::list).post(users::create))
+        .route(
+            "/Users",
+            get(users::list).post(handlers::create::<users::Users>),
+        )
         .route(
             "/Users/{id}",
-            get(users::get)
-                .put(users::replace)
-                .patch(users::patch)
+            get(handlers::get::<users::Users>)
+                .put(handlers::replace::<users::Users>)
+                .patch(handlers::patch::<users::Users>)
                 .delete(users::delete),
         )
-        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups",
+            get(groups::list).post(handlers::create::<groups::Groups>),
+        )
         .route(
             "/Groups/{id}",
-            get(groups::get)
-                .put(groups::replace)
-                .patch(groups::patch)
+            get(handlers::get::<groups::Groups>)
+                .put(handlers::replace::<groups::Groups>)
+                .patch(handlers::patch::<groups::Groups>)
                 .delete(groups::delete),
         )
         .route(

@@ -50,6 +50,7 @@ use serde_json::{Map, Value};
 
 use crate::filter::{CompareOp, Expr, Filter, eq_ci, get_ci, to_lower};
 use crate::path::{self, ENTERPRISE_USER, PORTCULLIS_USER, Path};
+use crate::resource;
 use crate::{Result, ScimError};
 
 /// The `schemas` entry of a PatchOp request.
@@ -663,19 +664,8 @@ fn apply_without_path(root: &mut Map<String, Value>, op: Op, value: Option<&Valu
         }
         other => Err(ScimError::invalid_value(format!(
             "`{op}` without a `path` needs an object value (the attributes to {op}), not {}",
-            json_kind(&other)
+            resource::kind(&other)
         ))),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -720,7 +710,7 @@ fn apply_root_key(root: &mut Map<String, Value>, op: Op, key: &str, value: Value
                 }
                 other => Err(ScimError::invalid_value(format!(
                     "`{key}` must be an object, not {}",
-                    json_kind(&other)
+                    resource::kind(&other)
                 ))),
             };
         }
@@ -960,7 +950,7 @@ fn apply_filtered(
                 other => {
                     return Err(ScimError::invalid_value(format!(
                         "`add` to `{name}[{filter}]` needs an object value, not {}",
-                        json_kind(other)
+                        resource::kind(other)
                     )));
                 }
             },
@@ -973,7 +963,7 @@ fn apply_filtered(
                 let Some(replacement @ Value::Object(_)) = replacement else {
                     return Err(ScimError::invalid_value(format!(
                         "`replace` of `{name}[{filter}]` needs an object value, not {}",
-                        json_kind(&value)
+                        resource::kind(&value)
                     )));
                 };
                 *item = normalize_value(replacement);
@@ -1351,11 +1341,21 @@ mod tests {
         patch(doc, body(operations)).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The test user after the one operation `op` of `value` at `path`.
+    fn user_after(op: &str, path: &str, value: Value) -> Value {
+        ok(&user(), json!([{"op": op, "path": path, "value": value}]))
+    }
+
     fn fails(doc: &Value, operations: Value) -> ScimError {
         match patch(doc, body(operations)) {
             Ok(out) => panic!("expected an error, got {out}"),
             Err(e) => e,
         }
+    }
+
+    /// The error of the one operation `op` of `value` at `path` on the test user.
+    fn user_refuses(op: &str, path: &str, value: Value) -> ScimError {
+        fails(&user(), json!([{"op": op, "path": path, "value": value}]))
     }
 
     const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -1487,21 +1487,12 @@ mod tests {
 
     #[test]
     fn add_single_valued_sets() {
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "nickName", "value": "FK"}]),
-        );
+        let out = user_after("add", "nickName", json!("FK"));
         assert_eq!(out["nickName"], "FK");
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "title", "value": "CTO"}]),
-        );
+        let out = user_after("add", "title", json!("CTO"));
         assert_eq!(out["title"], "CTO");
         // Add of null changes nothing.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "title", "value": null}]),
-        );
+        let out = user_after("add", "title", json!(null));
         assert_eq!(out, user());
     }
 
@@ -1518,24 +1509,23 @@ mod tests {
         assert_eq!(emails.len(), 3);
         assert_eq!(emails[2]["value"], "fk@other.example.net");
         // A single value (not an array) is appended too.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "emails", "value": {"value": "x@y.z"}}]),
-        );
+        let out = user_after("add", "emails", json!({"value": "x@y.z"}));
         assert_eq!(out["emails"].as_array().unwrap().len(), 3);
         // Creating a multi-valued attribute from one value makes an array.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "phoneNumbers", "value": {"value": "+1 555", "type": "work"}}]),
+        let out = user_after(
+            "add",
+            "phoneNumbers",
+            json!({"value": "+1 555", "type": "work"}),
         );
         assert_eq!(
             out["phoneNumbers"],
             json!([{"value": "+1 555", "type": "work"}])
         );
         // The same value again merges its sub-attributes instead of duplicating.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "emails", "value": [{"value": "fk@home.example.org", "display": "Home"}]}]),
+        let out = user_after(
+            "add",
+            "emails",
+            json!([{"value": "fk@home.example.org", "display": "Home"}]),
         );
         assert_eq!(out["emails"].as_array().unwrap().len(), 2);
         assert_eq!(
@@ -1552,9 +1542,10 @@ mod tests {
 
     #[test]
     fn add_primary_clears_the_other_primary() {
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "emails", "value": [{"value": "new@example.com", "type": "work", "primary": "True"}]}]),
+        let out = user_after(
+            "add",
+            "emails",
+            json!([{"value": "new@example.com", "type": "work", "primary": "True"}]),
         );
         assert_eq!(out["emails"][0]["primary"], false);
         assert_eq!(out["emails"][2]["primary"], true);
@@ -1562,18 +1553,16 @@ mod tests {
 
     #[test]
     fn add_complex_merges() {
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "name", "value": {"middleName": "Q", "familyName": "Kay-Li", "honorificPrefix": null}}]),
+        let out = user_after(
+            "add",
+            "name",
+            json!({"middleName": "Q", "familyName": "Kay-Li", "honorificPrefix": null}),
         );
         assert_eq!(
             out["name"],
             json!({"givenName": "Feifei", "familyName": "Kay-Li", "formatted": "Feifei Kay", "middleName": "Q"})
         );
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "name.familyName", "value": "Li"}]),
-        );
+        let out = user_after("add", "name.familyName", json!("Li"));
         assert_eq!(out["name"]["familyName"], "Li");
         assert_eq!(out["name"]["givenName"], "Feifei");
         let mut bare = user();
@@ -1587,17 +1576,11 @@ mod tests {
 
     #[test]
     fn add_with_value_filter_sets_sub_attribute() {
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "emails[type eq \"home\"].display", "value": "Home"}]),
-        );
+        let out = user_after("add", "emails[type eq \"home\"].display", json!("Home"));
         assert_eq!(out["emails"][1]["display"], "Home");
         assert!(out["emails"][0].get("display").is_none());
         // Merge an object into the matching values.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "emails[type eq \"home\"]", "value": {"display": "H"}}]),
-        );
+        let out = user_after("add", "emails[type eq \"home\"]", json!({"display": "H"}));
         assert_eq!(out["emails"][1]["display"], "H");
         assert_eq!(out["emails"][1]["value"], "fk@home.example.org");
     }
@@ -1655,81 +1638,68 @@ mod tests {
 
     #[test]
     fn replace_with_path() {
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "displayName", "value": "F. Kay"}]),
-        );
+        let out = user_after("replace", "displayName", json!("F. Kay"));
         assert_eq!(out["displayName"], "F. Kay");
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "name.familyName", "value": "Li"}]),
-        );
+        let out = user_after("replace", "name.familyName", json!("Li"));
         assert_eq!(out["name"]["familyName"], "Li");
         // A complex attribute keeps the sub-attributes not given (RFC 7644 §3.5.2.3).
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "name", "value": {"givenName": "Fei", "formatted": null}}]),
+        let out = user_after(
+            "replace",
+            "name",
+            json!({"givenName": "Fei", "formatted": null}),
         );
         assert_eq!(
             out["name"],
             json!({"givenName": "Fei", "familyName": "Kay"})
         );
         // A multi-valued attribute is replaced whole.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails", "value": [{"value": "only@example.com", "primary": true}]}]),
+        let out = user_after(
+            "replace",
+            "emails",
+            json!([{"value": "only@example.com", "primary": true}]),
         );
         assert_eq!(
             out["emails"],
             json!([{"value": "only@example.com", "primary": true}])
         );
         // null or [] unassigns.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "title", "value": null}]),
-        );
+        let out = user_after("replace", "title", json!(null));
         assert!(out.get("title").is_none());
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails", "value": []}]),
-        );
+        let out = user_after("replace", "emails", json!([]));
         assert!(out.get("emails").is_none());
         // Absent: created.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "nickName", "value": "FK"}]),
-        );
+        let out = user_after("replace", "nickName", json!("FK"));
         assert_eq!(out["nickName"], "FK");
     }
 
     #[test]
     fn replace_with_value_filter() {
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "new@example.com"}]),
+        let out = user_after(
+            "replace",
+            "emails[type eq \"work\"].value",
+            json!("new@example.com"),
         );
         assert_eq!(out["emails"][0]["value"], "new@example.com");
         assert_eq!(out["emails"][1]["value"], "fk@home.example.org");
         // The whole matching value.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "h@example.org", "type": "home"}}]),
+        let out = user_after(
+            "replace",
+            "emails[type eq \"home\"]",
+            json!({"value": "h@example.org", "type": "home"}),
         );
         assert_eq!(
             out["emails"][1],
             json!({"value": "h@example.org", "type": "home"})
         );
         // Making one primary demotes the other.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails[type eq \"home\"].primary", "value": true}]),
-        );
+        let out = user_after("replace", "emails[type eq \"home\"].primary", json!(true));
         assert_eq!(out["emails"][0]["primary"], false);
         assert_eq!(out["emails"][1]["primary"], true);
         // Filter matching nothing (not a `type eq` filter): noTarget.
-        let e = fails(
-            &user(),
-            json!([{"op": "replace", "path": "emails[value eq \"nobody@example.com\"].type", "value": "x"}]),
+        let e = user_refuses(
+            "replace",
+            "emails[value eq \"nobody@example.com\"].type",
+            json!("x"),
         );
         assert_eq!(e.scim_type, Some("noTarget"));
         assert!(
@@ -1737,47 +1707,45 @@ mod tests {
             "{}",
             e.detail
         );
-        let e = fails(
-            &user(),
-            json!([{"op": "replace", "path": "emails[type eq \"other\"]", "value": {"value": "x"}}]),
+        let e = user_refuses(
+            "replace",
+            "emails[type eq \"other\"]",
+            json!({"value": "x"}),
         );
         assert_eq!(e.scim_type, Some("noTarget"));
-        let e = fails(
-            &user(),
-            json!([{"op": "add", "path": "emails[primary eq false].display", "value": "x"}]),
-        );
+        let e = user_refuses("add", "emails[primary eq false].display", json!("x"));
         assert_eq!(e.scim_type, Some("noTarget"));
         // A value filter on a single-valued attribute.
-        let e = fails(
-            &user(),
-            json!([{"op": "replace", "path": "name[givenName eq \"Feifei\"].familyName", "value": "x"}]),
+        let e = user_refuses(
+            "replace",
+            "name[givenName eq \"Feifei\"].familyName",
+            json!("x"),
         );
         assert_eq!(e.scim_type, Some("invalidPath"));
     }
 
     #[test]
     fn entra_type_filter_creates_the_value() {
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": "emails[type eq \"other\"].value", "value": "o@example.com"}]),
+        let out = user_after(
+            "Replace",
+            "emails[type eq \"other\"].value",
+            json!("o@example.com"),
         );
         assert_eq!(
             out["emails"][2],
             json!({"type": "other", "value": "o@example.com"})
         );
-        let out = ok(
-            &user(),
-            json!([{"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0100"}]),
+        let out = user_after(
+            "Add",
+            "phoneNumbers[type eq \"mobile\"].value",
+            json!("+1 555 0100"),
         );
         assert_eq!(
             out["phoneNumbers"],
             json!([{"type": "mobile", "value": "+1 555 0100"}])
         );
         // Primary on the new value demotes the others.
-        let out = ok(
-            &user(),
-            json!([{"op": "Add", "path": "emails[type eq \"other\"].primary", "value": "True"}]),
-        );
+        let out = user_after("Add", "emails[type eq \"other\"].primary", json!("True"));
         assert_eq!(out["emails"][0]["primary"], false);
         assert_eq!(out["emails"][2], json!({"type": "other", "primary": true}));
     }
@@ -1803,23 +1771,14 @@ mod tests {
 
     #[test]
     fn sub_attribute_of_every_value() {
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "emails.display", "value": "E"}]),
-        );
+        let out = user_after("replace", "emails.display", json!("E"));
         assert_eq!(out["emails"][0]["display"], "E");
         assert_eq!(out["emails"][1]["display"], "E");
         let out = ok(&user(), json!([{"op": "remove", "path": "emails.primary"}]));
         assert!(out["emails"][0].get("primary").is_none());
-        let e = fails(
-            &user(),
-            json!([{"op": "add", "path": "photos.value", "value": "x"}]),
-        );
+        let e = user_refuses("add", "photos.value", json!("x"));
         assert_eq!(e.scim_type, Some("noTarget"));
-        let e = fails(
-            &user(),
-            json!([{"op": "add", "path": "title.x", "value": "x"}]),
-        );
+        let e = user_refuses("add", "title.x", json!("x"));
         assert_eq!(e.scim_type, Some("invalidPath"));
     }
 
@@ -1931,20 +1890,14 @@ mod tests {
 
     #[test]
     fn urn_paths() {
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": format!("{ENT}:department"), "value": "Research"}]),
-        );
+        let out = user_after("replace", &format!("{ENT}:department"), json!("Research"));
         assert_eq!(out[ENT]["department"], "Research");
         let out = ok(
             &user(),
             json!([{"op": "remove", "path": format!("{ENT}:department")}]),
         );
         assert!(out[ENT].get("department").is_none());
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": format!("{ENT}:manager.displayName"), "value": "Grace"}]),
-        );
+        let out = user_after("add", &format!("{ENT}:manager.displayName"), json!("Grace"));
         assert_eq!(
             out[ENT]["manager"],
             json!({"value": "u0000007", "displayName": "Grace"})
@@ -1963,9 +1916,10 @@ mod tests {
         );
         assert!(out.get(PCL).is_none());
         // URN in another case matches the existing key.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": format!("{}:DEPARTMENT", ENT.to_uppercase()), "value": "R"}]),
+        let out = user_after(
+            "replace",
+            &format!("{}:DEPARTMENT", ENT.to_uppercase()),
+            json!("R"),
         );
         assert_eq!(out[ENT]["department"], "R");
         assert_eq!(
@@ -1977,9 +1931,10 @@ mod tests {
             2
         );
         // A core schema URN is the top level.
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:title", "value": "CTO"}]),
+        let out = user_after(
+            "replace",
+            "urn:ietf:params:scim:schemas:core:2.0:User:title",
+            json!("CTO"),
         );
         assert_eq!(out["title"], "CTO");
     }
@@ -2001,25 +1956,20 @@ mod tests {
         assert_eq!(out[ENT]["employeeNumber"], "E-1001");
         let out = ok(&user(), json!([{"op": "remove", "path": ENT}]));
         assert!(out.get(ENT).is_none());
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User", "value": {"title": "T"}}]),
+        let out = user_after(
+            "replace",
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            json!({"title": "T"}),
         );
         assert_eq!(out["title"], "T");
     }
 
     #[test]
     fn attribute_names_are_case_insensitive() {
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "DISPLAYNAME", "value": "X"}]),
-        );
+        let out = user_after("replace", "DISPLAYNAME", json!("X"));
         assert_eq!(out["displayName"], "X");
         assert!(out.get("DISPLAYNAME").is_none());
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "Name.FamilyName", "value": "Li"}]),
-        );
+        let out = user_after("replace", "Name.FamilyName", json!("Li"));
         assert_eq!(out["name"]["familyName"], "Li");
         assert!(out["name"].get("FamilyName").is_none());
         let out = ok(
@@ -2030,39 +1980,24 @@ mod tests {
         assert_eq!(out["title"], "T");
         assert!(out.get("Active").is_none());
         // Created attributes keep the spelling given.
-        let out = ok(
-            &user(),
-            json!([{"op": "add", "path": "nickName", "value": "N"}]),
-        );
+        let out = user_after("add", "nickName", json!("N"));
         assert_eq!(out["nickName"], "N");
-        let out = ok(
-            &user(),
-            json!([{"op": "replace", "path": "EMAILS[TYPE EQ \"WORK\"].VALUE", "value": "w@x.y"}]),
-        );
+        let out = user_after("replace", "EMAILS[TYPE EQ \"WORK\"].VALUE", json!("w@x.y"));
         assert_eq!(out["emails"][0]["value"], "w@x.y");
     }
 
     #[test]
     fn boolean_strings() {
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": "active", "value": "False"}]),
-        );
+        let out = user_after("Replace", "active", json!("False"));
         assert_eq!(out["active"], false);
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": "active", "value": "TRUE"}]),
-        );
+        let out = user_after("Replace", "active", json!("TRUE"));
         assert_eq!(out["active"], true);
         let out = ok(
             &user(),
             json!([{"op": "Replace", "value": {"active": "false"}}]),
         );
         assert_eq!(out["active"], false);
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": format!("{PCL}:mfaEnabled"), "value": "False"}]),
-        );
+        let out = user_after("Replace", &format!("{PCL}:mfaEnabled"), json!("False"));
         assert_eq!(out[PCL]["mfaEnabled"], false);
         let out = ok(
             &user(),
@@ -2070,34 +2005,23 @@ mod tests {
         );
         assert_eq!(out[PCL]["mfaEnabled"], false);
         // Other strings stay strings.
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": "title", "value": "true"}]),
-        );
+        let out = user_after("Replace", "title", json!("true"));
         assert_eq!(out["title"], "true");
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": "active", "value": "yes"}]),
-        );
+        let out = user_after("Replace", "active", json!("yes"));
         assert_eq!(out["active"], "yes");
     }
 
     #[test]
     fn manager_as_a_bare_id() {
-        let out = ok(
-            &user(),
-            json!([{"op": "Add", "path": format!("{ENT}:manager"), "value": "u0000009"}]),
-        );
+        let out = user_after("Add", &format!("{ENT}:manager"), json!("u0000009"));
         assert_eq!(out[ENT]["manager"], json!({"value": "u0000009"}));
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": format!("{ENT}:manager"), "value": {"value": "u0000010"}}]),
+        let out = user_after(
+            "Replace",
+            &format!("{ENT}:manager"),
+            json!({"value": "u0000010"}),
         );
         assert_eq!(out[ENT]["manager"], json!({"value": "u0000010"}));
-        let out = ok(
-            &user(),
-            json!([{"op": "Replace", "path": format!("{ENT}:manager"), "value": ""}]),
-        );
+        let out = user_after("Replace", &format!("{ENT}:manager"), json!(""));
         assert!(out[ENT].get("manager").is_none());
         let out = ok(
             &user(),

@@ -156,7 +156,8 @@ pub fn items<'v>(object: &'v Value, key: &str, field: &str) -> crate::Result<Vec
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What JSON type `value` is, as an error message names it: `a string`, `null`…
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -212,18 +213,26 @@ pub fn audit_json<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
 }
 
-/// `` `a`, `b` `` and at most `shown` of them, then how many more.
-/// Drops a deleted user (`group: false`) or group from every policy scope in the same
-/// transaction, auditing each policy it changes; returns what it records in the deletion's own
-/// event: `"<what>; named by no policy"` or `"<what>; removed from policies …"`.
-pub(crate) fn forget_in_policies(
+/// Deletes the user or group `id` (`record`, as the audit log shows it before), drops it from
+/// every policy scope in the same transaction, auditing each policy it changes, and audits the
+/// deletion as `user.delete` or `group.delete`, its detail `"<what>; named by no policy"` or
+/// `"<what>; removed from policies …"`.
+pub(crate) fn delete<T: Serialize>(
     tx: &mut store::Tx<'_, '_>,
     caller: &crate::auth::Caller,
-    group: bool,
+    resource: Resource,
     id: &str,
+    record: &T,
     what: String,
-) -> crate::Result<String> {
-    let kind = if group { "group" } else { "user" };
+) -> crate::Result<()> {
+    let group = resource == Resource::Group;
+    let (kind, action) = if group {
+        tx.delete_group(id)?;
+        ("group", "group.delete")
+    } else {
+        tx.delete_user(id)?;
+        ("user", "user.delete")
+    };
     let mut cleaned: Vec<String> = Vec::new();
     for (policy, after) in tx.remove_from_scopes(group, id, crate::clock::now())? {
         let mut event = caller.event("policy.update", "policy", &after.id);
@@ -233,13 +242,18 @@ pub(crate) fn forget_in_policies(
         tx.audit(event)?;
         cleaned.push(after.id);
     }
-    Ok(if cleaned.is_empty() {
+    let mut event = caller.event(action, kind, id);
+    event.detail = if cleaned.is_empty() {
         format!("{what}; named by no policy")
     } else {
         format!("{what}; removed from policies {}", listed(&cleaned, 20))
-    })
+    };
+    event.before = audit_json(record);
+    tx.audit(event)?;
+    Ok(())
 }
 
+/// `` `a`, `b` `` and at most `shown` of them, then how many more.
 pub fn listed(ids: &[String], shown: usize) -> String {
     let mut out = ids
         .iter()

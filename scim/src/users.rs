@@ -6,14 +6,12 @@
 //! it. Rendering starts from the kept document (or, for users imported in bulk, one built from
 //! the model) and writes the model's current value over every mapped attribute that differs.
 
-use crate::attrs::Projection;
-use crate::http::{self, Ctx};
-use crate::patch;
+use crate::handlers::{Kind, Writing, current_matching};
+use crate::http::Ctx;
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
 use crate::write::{self, Commit, write};
-use crate::{Limits, Result, Scim, ScimError, clock, json, list};
-use axum::body::Body;
+use crate::{Result, Scim, ScimError, clock, json, list};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -406,204 +404,117 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("user `{id}` not found"))
 }
 
-/// The user `id` as `view` has it, its stored document, and both rendered. Read outside the
-/// write lock: the commit makes sure nothing changed since `view`.
-fn current(
-    store: &Store,
-    view: &View,
-    id: &str,
-    base: &str,
-) -> Result<(User, Option<Value>, Value)> {
-    let user = view
-        .user(id)
-        .map(|u| User::clone(u))
-        .ok_or_else(|| not_found(id))?;
-    let stored = store.get_scim(ScimKind::User, id)?;
-    let rendered = render(
-        &user,
-        stored.as_ref(),
-        &resource::user_groups(view, id),
-        base,
-    );
-    Ok((user, stored, rendered))
-}
+/// A user as it is: the record and its stored document.
+type Before = (User, Option<Value>);
 
-/// Every create, replace and patch of a user passes here, outside the write lock: the
-/// document is checked against the limits, mapped, checked for uniqueness, and the write
-/// prepared. `before` is the user as it is and its stored document (`None`: a new user).
-/// Returns what the commit writes (nothing when nothing changed) and answers.
-fn prepare_write(
-    limits: &Limits,
-    view: &View,
-    ctx: &Ctx,
-    action: &'static str,
-    before: Option<(User, Option<Value>)>,
-    doc: Map<String, Value>,
-) -> Result<Commit<Value>> {
-    limits.check_user(&doc)?;
-    let doc = Value::Object(doc);
-    let mapped = Mapped::from_doc(&doc)?;
-    let now = clock::now();
-    let Some((before, stored)) = before else {
-        unique(view, &mapped, None)?;
-        let mut id = random_hex(16)?;
-        // 128 random bits: a collision is all but impossible, but never overwrite (the view
-        // is exactly what the commit will see).
-        while view.user(&id).is_some() {
-            id = random_hex(16)?;
-        }
-        let user = mapped.to_user(&id, None, now);
-        let rendered = render(&user, Some(&doc), &[], &ctx.base);
-        let mut event = ctx.caller.event(action, "user", &id);
-        event.detail = format!("userName `{}`", user.user_name);
-        event.after = resource::audit_json(&user);
-        let mut kept_event = ctx.caller.event("user.lock.kept", "user", &id);
-        return Ok(Box::new(move |tx| {
-            let mut user = user;
-            // A person the identity provider deleted while locked, created again: still locked.
-            let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
-            if let Some(kept) = &kept {
-                user.lock = Some(kept.lock.clone());
+/// The `/Users` resource type.
+pub struct Users;
+
+impl Kind for Users {
+    const RESOURCE: Resource = Resource::User;
+    type Doc = Map<String, Value>;
+    type Before = Before;
+
+    fn normalize(body: Value) -> Result<Map<String, Value>> {
+        normalize(body)
+    }
+
+    fn current(store: &Store, view: &View, id: &str, base: &str) -> Result<(Before, Value)> {
+        let user = view
+            .user(id)
+            .map(|u| User::clone(u))
+            .ok_or_else(|| not_found(id))?;
+        let stored = store.get_scim(ScimKind::User, id)?;
+        let rendered = render(
+            &user,
+            stored.as_ref(),
+            &resource::user_groups(view, id),
+            base,
+        );
+        Ok(((user, stored), rendered))
+    }
+
+    /// Every create, replace and patch of a user passes here, outside the write lock: the
+    /// document is checked against the limits, mapped, checked for uniqueness, and the write
+    /// prepared. `before` is the user as it is and its stored document (`None`: a new user).
+    /// Returns what the commit writes (nothing when nothing changed) and answers.
+    fn prepare(
+        w: Writing<'_>,
+        before: Option<Before>,
+        doc: Map<String, Value>,
+    ) -> Result<Commit<Value>> {
+        w.limits.check_user(&doc)?;
+        let doc = Value::Object(doc);
+        let mapped = Mapped::from_doc(&doc)?;
+        let now = clock::now();
+        let Some((before, stored)) = before else {
+            unique(w.view, &mapped, None)?;
+            let mut id = random_hex(16)?;
+            // 128 random bits: a collision is all but impossible, but never overwrite (the view
+            // is exactly what the commit will see).
+            while w.view.user(&id).is_some() {
+                id = random_hex(16)?;
             }
-            tx.put_user(&user)?;
-            tx.put_scim(ScimKind::User, &user.id, &doc)?;
+            let user = mapped.to_user(&id, None, now);
+            let rendered = render(&user, Some(&doc), &[], &w.ctx.base);
+            let mut event = w.ctx.caller.event(w.action, "user", &id);
+            event.detail = format!("userName `{}`", user.user_name);
+            event.after = resource::audit_json(&user);
+            let mut kept_event = w.ctx.caller.event("user.lock.kept", "user", &id);
+            return Ok(Box::new(move |tx| {
+                let mut user = user;
+                // A person the identity provider deleted while locked, created again: still
+                // locked.
+                let kept = tx.take_kept_lock(&user.user_name, user.external_id.as_deref())?;
+                if let Some(kept) = &kept {
+                    user.lock = Some(kept.lock.clone());
+                }
+                tx.put_user(&user)?;
+                tx.put_scim(ScimKind::User, &user.id, &doc)?;
+                event.time = clock::now();
+                tx.audit(event)?;
+                if let Some(kept) = kept {
+                    kept_event.time = clock::now();
+                    kept_event.detail = format!(
+                        "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
+                        kept.user_id, kept.lock.by, kept.lock.reason
+                    );
+                    tx.audit(kept_event)?;
+                }
+                Ok(rendered)
+            }));
+        };
+        let mut after = mapped.to_user(&before.id, Some(&before), now);
+        let groups = resource::user_groups(w.view, &before.id);
+        let same_doc = stored.as_ref() == Some(&doc);
+        let same_user = User {
+            updated_at: before.updated_at,
+            ..after.clone()
+        } == before;
+        if same_doc && same_user {
+            // Nothing to change: nothing committed, nothing audited.
+            after.updated_at = before.updated_at;
+            return Ok(write::nothing(render(
+                &after,
+                stored.as_ref(),
+                &groups,
+                &w.ctx.base,
+            )));
+        }
+        unique(w.view, &mapped, Some(&before.id))?;
+        let rendered = render(&after, Some(&doc), &groups, &w.ctx.base);
+        let mut event = w.ctx.caller.event(w.action, "user", &after.id);
+        event.detail = format!("userName `{}`", after.user_name);
+        event.before = resource::audit_json(&before);
+        event.after = resource::audit_json(&after);
+        Ok(Box::new(move |tx| {
+            tx.put_user(&after)?;
+            tx.put_scim(ScimKind::User, &after.id, &doc)?;
             event.time = clock::now();
             tx.audit(event)?;
-            if let Some(kept) = kept {
-                kept_event.time = clock::now();
-                kept_event.detail = format!(
-                    "locked as user `{}` was when deleted (by {}: {}); an administrator unlocks",
-                    kept.user_id, kept.lock.by, kept.lock.reason
-                );
-                tx.audit(kept_event)?;
-            }
             Ok(rendered)
-        }));
-    };
-    let mut after = mapped.to_user(&before.id, Some(&before), now);
-    let groups = resource::user_groups(view, &before.id);
-    let same_doc = stored.as_ref() == Some(&doc);
-    let same_user = User {
-        updated_at: before.updated_at,
-        ..after.clone()
-    } == before;
-    if same_doc && same_user {
-        // Nothing to change: nothing committed, nothing audited.
-        after.updated_at = before.updated_at;
-        return Ok(write::nothing(render(
-            &after,
-            stored.as_ref(),
-            &groups,
-            &ctx.base,
-        )));
+        }))
     }
-    unique(view, &mapped, Some(&before.id))?;
-    let rendered = render(&after, Some(&doc), &groups, &ctx.base);
-    let mut event = ctx.caller.event(action, "user", &after.id);
-    event.detail = format!("userName `{}`", after.user_name);
-    event.before = resource::audit_json(&before);
-    event.after = resource::audit_json(&after);
-    Ok(Box::new(move |tx| {
-        tx.put_user(&after)?;
-        tx.put_scim(ScimKind::User, &after.id, &doc)?;
-        event.time = clock::now();
-        tx.audit(event)?;
-        Ok(rendered)
-    }))
-}
-
-pub async fn create(State(scim): State<Scim>, ctx: Ctx, body: Body) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::USER)?;
-    let doc = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |_, view| {
-        prepare_write(&limits, view, &ctx, "user.create", None, doc.clone())
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::CREATED,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn get(State(scim): State<Scim>, ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
-    let view = scim.live.view()?;
-    let user = view.user(&id).cloned().ok_or_else(|| not_found(&id))?;
-    let stored = {
-        let id = id.clone();
-        scim.live
-            .blocking(move |store| store.get_scim(ScimKind::User, &id))
-            .await??
-    };
-    let rendered = render(
-        &user,
-        stored.as_ref(),
-        &resource::user_groups(&view, &id),
-        &ctx.base,
-    );
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn replace(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::USER)?;
-    let doc = normalize(body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let before = Some((before, stored));
-        prepare_write(&limits, view, &ctx, "user.replace", before, doc.clone())
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
-}
-
-pub async fn patch(
-    State(scim): State<Scim>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response> {
-    let body = http::read_json(&ctx, body).await?;
-    http::require_schema(&body, schema::PATCH_OP)?;
-    scim.limits.check_operations(&body)?;
-    let operations = patch::parse(&body)?;
-    let projection = Projection::from_ctx(&ctx, Resource::User);
-    let limits = scim.limits;
-    let rendered = write(&scim, move |store, view| {
-        let (before, stored, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
-        let mut patched = current;
-        patch::apply_within(&mut patched, &operations, limits.max_values())?;
-        let doc = normalize(patched)?;
-        let before = Some((before, stored));
-        prepare_write(&limits, view, &ctx, "user.patch", before, doc)
-    })
-    .await?;
-    Ok(http::resource(
-        StatusCode::OK,
-        &rendered,
-        &projection.apply(&rendered),
-    ))
 }
 
 pub async fn delete(
@@ -612,17 +523,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response> {
     write(&scim, move |store, view| {
-        let (before, _, current) = current(store, view, &id, &ctx.base)?;
-        http::check_if_match(ctx.if_match.as_deref(), resource::version_of(&current))?;
+        let if_match = ctx.if_match.as_deref();
+        let ((before, _), _) = current_matching::<Users>(store, view, &id, &ctx.base, if_match)?;
         let ctx = ctx.clone();
         Ok(Box::new(move |tx: &mut store::Tx<'_, '_>| {
-            tx.delete_user(&before.id)?;
             let what = format!("userName `{}`", before.user_name);
-            let detail = resource::forget_in_policies(tx, &ctx.caller, false, &before.id, what)?;
-            let mut event = ctx.caller.event("user.delete", "user", &before.id);
-            event.detail = detail;
-            event.before = resource::audit_json(&before);
-            tx.audit(event)?;
+            resource::delete(tx, &ctx.caller, Resource::User, &before.id, &before, what)?;
             Ok(())
         }) as Commit<()>)
     })

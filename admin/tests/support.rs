@@ -6,16 +6,13 @@ use admin::{Activity, AdminService, ApprovalFlowService};
 use live::Live;
 use pb::admin_service_client::AdminServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
-use pdp::{
-    Action, Group, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Role, Scope,
-    Timestamp, Tools, User,
-};
+use pdp::{Action, Group, ManagedBy, Mfa, Model, Policy, Role, Scope, Timestamp, Tools, User};
 use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use store::{DecisionLog, Retention};
-use tokio::sync::oneshot;
+use test_support::{Shutdown, loopback, seeded_store};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -45,19 +42,7 @@ pub type Flows = pb::approval_flow_service_client::ApprovalFlowServiceClient<
 >;
 
 pub fn user(id: &str, email: &str, name: &str) -> User {
-    User {
-        id: id.into(),
-        external_id: Some(format!("okta-{id}")),
-        user_name: email.into(),
-        emails: vec![email.into()],
-        display_name: name.into(),
-        active: true,
-        mfa: Mfa::Enabled,
-        manager: None,
-        created_at: Timestamp(1_700_000_000_000),
-        updated_at: Timestamp(1_700_000_000_000),
-        ..User::default()
-    }
+    test_support::imported_user(id, email, name, format!("okta-{id}"))
 }
 
 pub fn group(id: &str, name: &str, roles: &[Role], managed_by: ManagedBy) -> Group {
@@ -73,14 +58,7 @@ pub fn group(id: &str, name: &str, roles: &[Role], managed_by: ManagedBy) -> Gro
     }
 }
 
-pub fn member(group_id: &str, user_id: &str) -> Membership {
-    Membership {
-        group_id: group_id.into(),
-        user_id: user_id.into(),
-        joined_at: Timestamp(1_700_000_100_000),
-        source: MembershipSource::Idp,
-    }
-}
+pub use test_support::member;
 
 /// The seeded company:
 /// - alice (Admins: Admin role), bob (Readers: Read Only), carol and dave (Engineering), erin
@@ -170,6 +148,8 @@ pub fn company() -> Model {
 }
 
 pub struct Harness {
+    /// Stops the server when the harness goes; first, so before the directory is removed.
+    _shutdown: Shutdown,
     /// Keeps the store's directory until the server is gone.
     pub _dir: tempfile::TempDir,
     pub live: Live,
@@ -182,15 +162,6 @@ pub struct Harness {
     pub norole_secret: String,
     /// The decision log the decision service's records go to (none with in-memory activity).
     pub log: Option<Arc<DecisionLog>>,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
 }
 
 impl Harness {
@@ -210,9 +181,7 @@ impl Harness {
     }
 
     async fn start_keeping(model: Model, decision_log: bool) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store::Store::open(dir.path()).unwrap();
-        store.import(&model).unwrap();
+        let (dir, store) = seeded_store(&model);
         let token = |user: &str| {
             admin::token::create_on_store(&store, user, "test", None, None)
                 .map(|m| m.secret)
@@ -224,8 +193,7 @@ impl Harness {
         let live = tokio::task::spawn_blocking(move || Live::start(store).unwrap())
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = loopback().await;
         let (recorder, records) = Recorder::channel(1024);
         let (activity, log) = if decision_log {
             let log = Arc::new(DecisionLog::open(live.store(), Retention::default()).unwrap());
@@ -234,7 +202,7 @@ impl Harness {
         } else {
             (Activity::start(records), None)
         };
-        let (shutdown, stop) = oneshot::channel::<()>();
+        let (shutdown, stop) = Shutdown::new();
         let router = tonic::transport::Server::builder()
             .add_service(
                 DecisionService::new(live.engine().clone())
@@ -247,9 +215,7 @@ impl Harness {
             router
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stop.await;
-                    },
+                    stop,
                 )
                 .await
                 .unwrap();
@@ -262,7 +228,7 @@ impl Harness {
             reader_secret,
             norole_secret,
             log,
-            shutdown: Some(shutdown),
+            _shutdown: shutdown,
         }
     }
 

@@ -7,14 +7,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use live::Live;
-use pdp::{
-    Action, Group, ManagedBy, Membership, MembershipSource, Mfa, Model, Policy, Scope, Timestamp,
-    Tools, User,
-};
+use pdp::{Action, Group, ManagedBy, Model, Policy, Scope, Timestamp, Tools, User};
 use serde_json::Value;
 use std::net::SocketAddr;
 use store::{AuditEvent, ScimConnection};
-use tokio::sync::oneshot;
+use test_support::{Shutdown, loopback, seeded_store};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -26,19 +23,7 @@ pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// A user as a bulk import makes them (not over SCIM).
 pub fn user(id: &str, email: &str, name: &str) -> User {
-    User {
-        id: id.into(),
-        external_id: Some(format!("ext-{id}")),
-        user_name: email.into(),
-        emails: vec![email.into()],
-        display_name: name.into(),
-        active: true,
-        mfa: Mfa::Enabled,
-        manager: None,
-        created_at: Timestamp(1_700_000_000_000),
-        updated_at: Timestamp(1_700_000_000_000),
-        ..User::default()
-    }
+    test_support::imported_user(id, email, name, format!("ext-{id}"))
 }
 
 pub fn group(id: &str, name: &str, managed_by: ManagedBy) -> Group {
@@ -52,14 +37,7 @@ pub fn group(id: &str, name: &str, managed_by: ManagedBy) -> Group {
     }
 }
 
-pub fn member(group_id: &str, user_id: &str) -> Membership {
-    Membership {
-        group_id: group_id.into(),
-        user_id: user_id.into(),
-        joined_at: Timestamp(1_700_000_100_000),
-        source: MembershipSource::Idp,
-    }
-}
+pub use test_support::member;
 
 /// A small imported company: alice and bob, the External group Engineering (alice), the Local
 /// group Admins (bob), and policies naming them.
@@ -151,6 +129,8 @@ impl Reply {
 }
 
 pub struct Harness {
+    /// Stops the server when the harness goes; first, so before the directory is removed.
+    _shutdown: Shutdown,
     /// Keeps the store's directory until the server is gone.
     pub _dir: tempfile::TempDir,
     pub live: Live,
@@ -158,15 +138,6 @@ pub struct Harness {
     pub connection: ScimConnection,
     pub secret: String,
     client: Client<HttpConnector, Full<Bytes>>,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
 }
 
 impl Harness {
@@ -181,20 +152,15 @@ impl Harness {
 
     /// A server with these bounds on SCIM writes.
     pub async fn start_limited(model: Model, limits: scim::Limits) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store::Store::open(dir.path()).unwrap();
-        store.import(&model).unwrap();
+        let (dir, store) = seeded_store(&model);
         let (connection, secret) = scim::create_connection(&store, "entra").unwrap();
         let live = Live::start(store).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (shutdown, stop) = oneshot::channel::<()>();
+        let (listener, addr) = loopback().await;
+        let (shutdown, stop) = Shutdown::new();
         let app = scim::router_with(live.clone(), limits);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop.await;
-                })
+                .with_graceful_shutdown(stop)
                 .await;
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -205,7 +171,7 @@ impl Harness {
             connection,
             secret,
             client,
-            shutdown: Some(shutdown),
+            _shutdown: shutdown,
         }
     }
 

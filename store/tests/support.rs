@@ -13,11 +13,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::{Error, Store};
 
-/// How long a test waits for something another thread or process does on its own.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+// The waits every suite shares.
+pub use test_support::{PATIENCE, wait_for};
 
 pub const CHILD_ROLE: &str = "PORTCULLIS_STORE_TEST_CHILD";
 pub const CHILD_DIR: &str = "PORTCULLIS_STORE_TEST_DIR";
@@ -277,26 +277,6 @@ pub fn peak_rss_mib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
-}
-
-/// Polls `probe` until it returns `Ok`, for at most `within`; past that, panics naming `what` and
-/// the last `Err` seen, so a wait whose other side died fails with what it saw instead of hanging.
-pub fn wait_for<T, S: std::fmt::Debug>(
-    what: &str,
-    within: Duration,
-    mut probe: impl FnMut() -> Result<T, S>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "waited {within:?} for {what}; last saw {last:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Calls `write` with 0, 1, 2… until `stop` is set: a writer thread's loop.

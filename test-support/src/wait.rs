@@ -98,3 +98,53 @@ impl Deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_returns_the_first_ok_after_misses() {
+        let mut polls = 0;
+        let got = wait_for("the third poll", PATIENCE, || {
+            polls += 1;
+            if polls < 3 { Err(polls) } else { Ok(polls) }
+        });
+        assert_eq!(got, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "for nothing ever; last saw \"still no\"")]
+    fn wait_for_fails_past_its_deadline_naming_what_it_last_saw() {
+        wait_for::<(), _>("nothing ever", Duration::from_millis(50), || {
+            Err("still no")
+        });
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "expected quiet throughout")]
+    async fn holds_for_fails_when_the_probe_breaks() {
+        let mut polls = 0;
+        holds_for("quiet", Duration::from_secs(5), || {
+            polls += 1;
+            let seen = polls;
+            async move {
+                if seen < 2 {
+                    Ok(())
+                } else {
+                    Err("a sound".into())
+                }
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "for a change; last saw 7")]
+    async fn a_deadline_ticks_until_it_passes() {
+        let deadline = Deadline::new("a change", Duration::from_millis(50));
+        loop {
+            deadline.tick(7).await;
+        }
+    }
+}

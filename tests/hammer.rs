@@ -1010,8 +1010,7 @@ async fn concurrent_checks_match_the_reference_at_their_revision() {
         .await
         .unwrap();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = test_support::loopback().await;
     let server = tonic::transport::Server::builder()
         .add_service(DecisionService::new(live.engine().clone()).into_server());
     // Without TCP_NODELAY a multi-segment BatchCheck answer waits out the peer's delayed ACK.

@@ -86,8 +86,7 @@ impl Collector {
     /// Serves on an ephemeral loopback port until the returned sender is dropped.
     async fn start() -> (Collector, String, tokio::sync::oneshot::Sender<()>) {
         let collector = Collector::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = test_support::loopback().await;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = TraceServiceServer::new(collector.clone());
         tokio::spawn(async move {

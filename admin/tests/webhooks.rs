@@ -109,8 +109,7 @@ impl Receiver {
     }
 
     async fn serve(failures: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = test_support::loopback().await;
         let secret = Arc::new(Mutex::new(String::new()));
         let failures = Arc::new(AtomicUsize::new(failures));
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -221,7 +220,7 @@ struct Webhooks {
     outbox: WebhookOutbox,
     addr: SocketAddr,
     _deliverer: Deliverer,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _shutdown: test_support::Shutdown,
 }
 
 fn fast() -> Limits {
@@ -250,18 +249,15 @@ impl Webhooks {
         let store = harness.live.store().clone();
         let outbox = WebhookOutbox::open(&store).unwrap();
         let deliverer = Deliverer::start_trusting(store, &outbox, limits, roots);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let (listener, addr) = test_support::loopback().await;
+        let (shutdown, stop) = test_support::Shutdown::new();
         let router = tonic::transport::Server::builder()
             .add_service(WebhookService::new(harness.live.clone(), outbox.clone()).into_server());
         tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stop.await;
-                    },
+                    stop,
                 )
                 .await
                 .unwrap();

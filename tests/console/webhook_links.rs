@@ -42,8 +42,8 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (listener, addr) = test_support::loopback().await;
+        let url = format!("http://{addr}/hook");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

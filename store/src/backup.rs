@@ -13,13 +13,15 @@
 //! moments, which sled does not promise to recover from. Reading the records through sled is
 //! consistent by construction.
 //!
-//! **What is consistent.** Everything a commit writes (the model, tokens, SCIM connections and
-//! documents, the audit log, the change log, the revision and counts) is copied at one
-//! revision, without holding commits for the copy:
+//! **What is consistent.** Every key but the decision log's and refused attempts' audit events
+//! (the model, tokens, SCIM connections and documents, approval flows and requests, webhooks
+//! and their outbox, the audit events of changes, the change log, the revision and counts) is
+//! copied with its value at one revision R, the manifest's, without holding commits for the
+//! copy:
 //!
 //! 1. Under the write lock for a moment, start noting every key a writer holding it writes
-//!    ([`crate::written`]: the keys a change stages, its change-log keys, and the bookkeeping
-//!    writes outside changes: a SCIM connection's last use, an outbox attempt, sweeps).
+//!    ([`crate::written`] lists them, and the few writes that are not noted and why that is
+//!    sound: every write under the lock outside `meta/` and `x/` is noted).
 //! 2. Without the lock, copy every key but `meta/`, `x/` (a large change's undo log) and the
 //!    decision log, while commits go on: a key may be read before or after a commit wrote it.
 //! 3. Under the lock again, at revision R, copy `meta/` and `x/` (a few keys; no large change is
@@ -31,8 +33,9 @@
 //! Commits wait only for steps 1 and 3, which cost in proportion to what was written during
 //! the copy, not to the store (measured in BENCHMARKS.md, "Backup and restore"). If writers
 //! note more than [`crate::written::MAX_WRITTEN`] keys (a bulk import during the backup), or
-//! another backup is noting already, the backup copies everything under the lock in step 3
-//! instead, as this build did before: the result is the same, only the pause is longer.
+//! another backup is noting already, the backup drops what step 2 copied and copies everything
+//! under the lock in step 3 instead ([`BackupSummary::copied_under_lock`]): the result is the
+//! same, only the pause is longer.
 //!
 //! Designs not taken: a copy caught up from a `watch_prefix` subscriber deadlocks in sled 0.34
 //! (it never completes the event of a write that stores the value already there, and a
@@ -45,8 +48,10 @@
 //!
 //! The decision log is written outside the revision, so it is copied after the lock is
 //! released, newest first (retention removes from the front while we read, so the copy has no
-//! gap), with its index entries. Refused attempts' audit events are appended without the lock
-//! too: one appended during the copy may or may not be in it, as before.
+//! gap), with its index entries: it holds every decision up to R, and maybe some after.
+//! Refused attempts' audit events are appended without the lock too: one appended during the
+//! copy may or may not be in it (one appended before the backup started is), as when the whole
+//! copy is made under the lock.
 //!
 //! **Restore** writes the records into a new store in an empty directory, with `meta/format`
 //! written last (an interrupted restore leaves a directory no build opens), then opens it (its
@@ -158,6 +163,10 @@ pub struct BackupSummary {
     /// while the keys written during it were read again (it is held at the start too, only to
     /// begin noting keys).
     pub paused: Duration,
+    /// Whether everything was copied under the write lock, `paused` then being the whole copy:
+    /// more keys were written during the copy than are tracked, or another backup was running
+    /// (see the module docs).
+    pub copied_under_lock: bool,
     pub elapsed: Duration,
 }
 
@@ -207,7 +216,7 @@ impl Store {
         let file = File::create_new(&records_path).map_err(io("create", &records_path))?;
         let mut records = RecordWriter::new(file, &records_path);
 
-        let (revision, counts, paused) =
+        let (revision, counts, paused, copied_under_lock) =
             catch_panic::<_, BackupError>("backing up the store", || {
                 self.copy_online(&mut records)
             })?;
@@ -255,18 +264,20 @@ impl Store {
             manifest,
             bytes: bytes + json.len() as u64,
             paused,
+            copied_under_lock,
             elapsed: started.elapsed(),
         })
     }
 
     /// Copies every key but the decision log's, at one revision (see the module docs): the
     /// store read without the write lock while the keys commits write are noted, then, under
-    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts and how
-    /// long the write lock was held at the end (at the start it only begins the noting).
+    /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts, how long
+    /// the write lock was held at the end (at the start it only begins the noting), and whether
+    /// everything was copied under it instead.
     fn copy_online(
         &self,
         records: &mut RecordWriter,
-    ) -> Result<(u64, Counts, Duration), BackupError> {
+    ) -> Result<(u64, Counts, Duration, bool), BackupError> {
         let inner = &self.inner;
         let db = &inner.db;
         let tracking = {
@@ -288,7 +299,9 @@ impl Store {
         let writer = lock(&inner.writer)?;
         inner.durability.check()?;
         let locked = Instant::now();
-        match tracking.stop() {
+        let written = tracking.stop();
+        let copied_under_lock = written.is_none();
+        match written {
             Some(written) => {
                 copy_range(db.scan_prefix(keys::META), records)?;
                 copy_range(db.scan_prefix(keys::UNDO), records)?;
@@ -305,7 +318,20 @@ impl Store {
                 copy_revisioned(db, records)?;
             }
         }
-        Ok((writer.revision, writer.counts, locked.elapsed()))
+        Ok((
+            writer.revision,
+            writer.counts,
+            locked.elapsed(),
+            copied_under_lock,
+        ))
+    }
+
+    /// Makes online backups of this store track at most `keys` written keys before they fall
+    /// back to copying everything under the write lock (normally 262,144): for tests of that
+    /// fallback, which would otherwise need that many writes during one backup.
+    #[doc(hidden)]
+    pub fn set_backup_tracking_limit_for_tests(&self, keys: usize) {
+        self.inner.written.set_limit(keys);
     }
 
     /// Restores the backup in `backup` into `dir`, which must not exist or be empty (nothing

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use store::{ApiToken, ScimKind, Store};
+use store::{ApiToken, BackupSummary, ScimKind, Store};
 use tempfile::TempDir;
 
 const USERS: usize = 20_000;
@@ -101,42 +101,11 @@ fn seeded(dir: &Path) -> Store {
     store
 }
 
-#[test]
-fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
-    let dir = TempDir::new().unwrap();
-    let store = seeded(&dir.path().join("data"));
-    let stop = AtomicBool::new(false);
-    let acked = Mutex::new(BTreeMap::new());
-    let (summaries, before) = std::thread::scope(|s| {
-        for t in 0..2 {
-            let (store, stop, acked) = (&store, &stop, &acked);
-            s.spawn(move || {
-                until_stopped(stop, |i| {
-                    let op = Op::nth(t, i);
-                    if let Some(revision) = op.apply(store) {
-                        assert!(acked.lock().unwrap().insert(revision, op).is_none());
-                    }
-                })
-            });
-        }
-        let _stop_writers = StopOnDrop(&stop);
-        wait_for_entries("50 applied writes", Duration::from_secs(60), &acked, 50);
-        let before = *acked.lock().unwrap().keys().next_back().unwrap();
-        // Two at once (the second finds the first tracking and copies under the lock), then
-        // one alone.
-        let (store, out) = (&store, dir.path());
-        let together: Vec<_> = (0..2)
-            .map(|b| s.spawn(move || store.backup_to(&out.join(format!("backup{b}"))).unwrap()))
-            .collect();
-        let mut summaries: Vec<_> = together.into_iter().map(|h| h.join().unwrap()).collect();
-        summaries.push(store.backup_to(&out.join("backup2")).unwrap());
-        (summaries, before)
-    });
-    let acked = acked.into_inner().unwrap();
-
-    // The same writes replayed one at a time into a store seeded alike: at each backup's
-    // revision, the restored backup holds exactly its keys and values.
-    let replayed_dir = dir.path().join("replayed");
+/// Replays the writes `acked` one at a time into a store seeded alike, and checks that each
+/// backup `backup{b}` in `dir` (its summary `summaries[b]`), restored, holds exactly the keys
+/// and values of the replayed store at the backup's revision.
+fn restored_as_replayed(dir: &Path, acked: &BTreeMap<u64, Op>, summaries: &[BackupSummary]) {
+    let replayed_dir = dir.join("replayed");
     let mut replayed = seeded(&replayed_dir);
     let mut applied = acked.iter().peekable();
     let mut by_revision: Vec<_> = summaries.iter().enumerate().collect();
@@ -148,9 +117,8 @@ fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
         }
         assert_eq!(replayed.revision(), revision);
         drop(replayed);
-        let restored_dir = dir.path().join(format!("restored{b}"));
-        let restored =
-            Store::restore(&dir.path().join(format!("backup{b}")), &restored_dir).unwrap();
+        let restored_dir = dir.join(format!("restored{b}"));
+        let restored = Store::restore(&dir.join(format!("backup{b}")), &restored_dir).unwrap();
         assert_eq!(restored.revision, revision);
         // Opened and loaded whole: its counts and every record check out.
         let copy = Store::open(&restored_dir).unwrap();
@@ -166,12 +134,86 @@ fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
         assert!(differ.is_empty(), "backup{b} at {revision}: {differ:?}");
         replayed = Store::open(&replayed_dir).unwrap();
     }
-    // Writes landed while the backups copied, and are in them.
+}
+
+/// Runs `backups` while two writers commit [`Op::nth`] writes (50 of them first), and returns
+/// its summaries, every write applied by its revision, and the last revision applied before
+/// `backups` began.
+fn under_writes(
+    store: &Store,
+    backups: impl FnOnce() -> Vec<BackupSummary>,
+) -> (Vec<BackupSummary>, BTreeMap<u64, Op>, u64) {
+    let stop = AtomicBool::new(false);
+    let acked = Mutex::new(BTreeMap::new());
+    let (summaries, before) = std::thread::scope(|s| {
+        for t in 0..2 {
+            let (stop, acked) = (&stop, &acked);
+            s.spawn(move || {
+                until_stopped(stop, |i| {
+                    let op = Op::nth(t, i);
+                    if let Some(revision) = op.apply(store) {
+                        assert!(acked.lock().unwrap().insert(revision, op).is_none());
+                    }
+                })
+            });
+        }
+        let _stop_writers = StopOnDrop(&stop);
+        wait_for_entries("50 applied writes", Duration::from_secs(60), &acked, 50);
+        let before = *acked.lock().unwrap().keys().next_back().unwrap();
+        (backups(), before)
+    });
+    (summaries, acked.into_inner().unwrap(), before)
+}
+
+/// Asserts that writes were applied after `before` and by the last backup's revision: while
+/// the backups copied, and so in them.
+fn writes_landed_during(summaries: &[BackupSummary], acked: &BTreeMap<u64, Op>, before: u64) {
     let last = summaries.iter().map(|s| s.manifest.revision).max().unwrap();
     assert!(
         acked.range(before + 1..=last).next().is_some(),
         "no write landed while the backups ran"
     );
+}
+
+#[test]
+fn backups_taken_under_writes_hold_every_key_exactly_as_at_their_revision() {
+    let dir = TempDir::new().unwrap();
+    let store = seeded(&dir.path().join("data"));
+    let (store, out) = (&store, dir.path());
+    let (summaries, acked, before) = under_writes(store, || {
+        // Two at once (the second finds the first tracking and copies under the lock), then
+        // one alone.
+        let mut summaries: Vec<_> = std::thread::scope(|s| {
+            let together: Vec<_> = (0..2)
+                .map(|b| s.spawn(move || store.backup_to(&out.join(format!("backup{b}"))).unwrap()))
+                .collect();
+            together.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        summaries.push(store.backup_to(&out.join("backup2")).unwrap());
+        summaries
+    });
+    // Alone, it tracked the writes made meanwhile rather than copy under the lock.
+    assert!(!summaries[2].copied_under_lock);
+    restored_as_replayed(out, &acked, &summaries);
+    writes_landed_during(&summaries, &acked, before);
+}
+
+#[test]
+fn a_backup_with_more_writes_than_it_tracks_copies_under_the_lock_at_one_revision() {
+    let dir = TempDir::new().unwrap();
+    let store = seeded(&dir.path().join("data"));
+    // A write notes at least two keys (its record and its change-log record), so two writes
+    // during the copy overflow this, where 262,144 keys would otherwise be needed.
+    store.set_backup_tracking_limit_for_tests(2);
+    let (summaries, acked, before) = under_writes(&store, || {
+        vec![store.backup_to(&dir.path().join("backup0")).unwrap()]
+    });
+    assert!(
+        summaries[0].copied_under_lock,
+        "the backup tracked every write: {summaries:?}"
+    );
+    restored_as_replayed(dir.path(), &acked, &summaries);
+    writes_landed_during(&summaries, &acked, before);
 }
 
 #[test]

@@ -89,19 +89,25 @@ async fn an_approver_approves_in_the_console_and_the_retried_call_passes() {
     );
 
     // The retried call, naming the request, passes.
-    let mut decisions = server.client().await;
-    let retried = decisions
+    assert_eq!(retried(&server, &request.id).await, pb::Decision::Allow);
+}
+
+/// What Check answers Ada's call (`create("acme/old")`) retried with approval request `id`.
+pub async fn retried(server: &Server, id: &str) -> pb::Decision {
+    server
+        .client()
+        .await
         .check(pb::CheckRequest {
             user: "ada@example.com".into(),
             agent: "claude".into(),
             connector: "github".into(),
             tool: "delete_repo".into(),
             arguments: Some(crate::approvals::args("acme/old")),
-            approval_id: request.id.clone(),
+            approval_id: id.into(),
             ..Default::default()
         })
         .await
         .unwrap()
-        .into_inner();
-    assert_eq!(retried.decision(), pb::Decision::Allow);
+        .into_inner()
+        .decision()
 }

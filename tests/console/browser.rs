@@ -550,22 +550,10 @@ async fn an_approver_signs_in_through_the_provider_and_approves_by_clicking() {
     chromium.review("approval-approved").await;
 
     // The approval is the real one: the retried call passes.
-    let retried = server
-        .client()
-        .await
-        .check(portcullis_proto::v1::CheckRequest {
-            user: "ada@example.com".into(),
-            agent: "claude".into(),
-            connector: "github".into(),
-            tool: "delete_repo".into(),
-            arguments: Some(crate::approvals::args("acme/old")),
-            approval_id: request.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(retried.decision(), portcullis_proto::v1::Decision::Allow);
+    assert_eq!(
+        super::approvals::retried(&server, &request.id).await,
+        portcullis_proto::v1::Decision::Allow
+    );
 }
 
 /// A Chromium signed in as the Admin on a server of its own, and the server's address; None

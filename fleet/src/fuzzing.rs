@@ -6,25 +6,32 @@ use crate::decoder::{Decoded, Decoder, Received};
 use portcullis_proto::v1 as pb;
 use prost::Message;
 use store::View;
+use tonic::transport::Channel;
 
 /// `bytes` as a stream of length-delimited `WatchEvent`s, decoded, checked and applied as the
 /// follower does (a snapshot built from each whole model and after each change; approval
 /// updates held) until the end or the first event the follower would end the connection on.
 pub fn stream(bytes: &[u8]) {
-    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+    static CHANNEL: std::sync::OnceLock<Option<(tokio::runtime::Runtime, Channel)>> =
         std::sync::OnceLock::new();
-    // A channel needs a runtime to exist; the grants never use it here.
-    let Some(runtime) = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
+    // A channel needs a runtime to exist; the grants never use it here. Made once and cloned:
+    // each `connect_lazy` spawns a worker task that this never-driven runtime would keep
+    // forever (a leak of the harness, not of the follower, whose runtime runs).
+    let Some((runtime, channel)) = CHANNEL.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()
+            .ok()?;
+        let channel = {
+            let _entered = runtime.enter();
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy()
+        };
+        Some((runtime, channel))
     }) else {
         return;
     };
     let _entered = runtime.enter();
-    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let grants = Grants::new(channel, None);
+    let grants = Grants::new(channel.clone(), None);
     let mut decoder = Decoder::default();
     let mut received = Received::default();
     let mut view: Option<View> = None;

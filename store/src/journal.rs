@@ -252,6 +252,48 @@ mod tests {
     }
 
     #[test]
+    fn a_removal_waits_for_a_copy_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let journal = store.journal();
+        let mut batch = JournalBatch::default();
+        for seq in [1, 2] {
+            batch.insert(seq, b"entry");
+            batch.index(b"n\0", seq);
+        }
+        journal.apply(batch).unwrap();
+        let mut copied = Vec::new();
+        std::thread::scope(|s| {
+            let mut remover = None;
+            copy::<crate::Error>(&store, |key, _| {
+                if remover.is_none() {
+                    // Retention removes the first entry and its index entry while the copy is
+                    // between the entries and the index.
+                    remover = Some(s.spawn(|| {
+                        let mut removal = JournalBatch::default();
+                        removal.remove(1);
+                        removal.unindex(b"n\0", 1);
+                        store.journal().apply(removal).unwrap();
+                    }));
+                    let window = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    while std::time::Instant::now() < window {
+                        assert!(journal.get(1).unwrap().is_some(), "removed during the copy");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+                copied.push(key.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            remover.map(|r| r.join().unwrap());
+        });
+        // The copy holds the entry with its index entry; the removal went through after it.
+        assert!(copied.contains(&keys::journal_indexed(b"n\0", 1)));
+        assert_eq!(copied.len(), 4);
+        assert_eq!(journal.get(1).unwrap(), None);
+    }
+
+    #[test]
     fn entries_are_read_in_order_either_way_and_indexed_by_exact_name() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -285,7 +285,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-            remover.map(|r| r.join().unwrap());
+            remover.unwrap().join().unwrap();
         });
         // The copy holds the entry with its index entry; the removal went through after it.
         assert!(copied.contains(&keys::journal_indexed(b"n\0", 1)));

@@ -1,5 +1,6 @@
 //! `serve`'s decision log: drains the decision service's records into the store's decision log
-//! (what `GetUser` shows as recent activity) and, optionally, a JSONL file.
+//! (crate `decision-log`, written as `::decision_log` here: what `GetUser` shows as recent
+//! activity) and, optionally, a JSONL file.
 //!
 //! Check never waits for any of it. Records cross a bounded channel with `try_send`; when the
 //! channel is full the record is dropped and counted (`portcullis_decision_records_dropped_total`).
@@ -7,11 +8,12 @@
 //! next [`FLUSH_EVERY`], up to [`MAX_BATCH`]) and hands each batch to a blocking thread: one sled
 //! batch, then the file's lines. While one batch is written the next is gathered. Nothing is
 //! fsynced: a crash loses what sled had not flushed yet (at most about a second of decisions, see
-//! `store::DecisionLog`) and what the file's page cache held. Another task applies retention every
+//! `decision_log::Writer`) and what the file's page cache held. Another task applies retention every
 //! [`SWEEP_EVERY`], at most [`SWEEP_MAX`] decisions at a time in batches of [`SWEEP_BATCH`], so a
 //! backlog (a retention just shortened) is removed a little at a time beside the appends.
 
 use crate::retention::{self, Pace};
+use ::decision_log::{LoggedDecision, Retention, Writer};
 use anyhow::Context;
 use pdp_service::Record;
 use std::fs::File;
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{LoggedDecision, Retention, Store};
+use store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -57,7 +59,7 @@ pub struct Args {
     #[arg(
         long = "decision-log-max-records",
         env = "PORTCULLIS_DECISION_LOG_MAX_RECORDS",
-        default_value_t = store::DECISION_LOG_MAX_RECORDS
+        default_value_t = ::decision_log::DECISION_LOG_MAX_RECORDS
     )]
     pub decision_log_max_records: u64,
     /// Also append every logged decision to this file, one JSON object a line (created if
@@ -115,8 +117,7 @@ impl DecisionLog {
         records: mpsc::Receiver<Record>,
         args: &Args,
     ) -> anyhow::Result<DecisionLog> {
-        let log = store::DecisionLog::open(store, args.retention())
-            .context("cannot open the decision log")?;
+        let log = Writer::open(store, args.retention()).context("cannot open the decision log")?;
         let file = match &args.decision_log_file {
             Some(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -176,7 +177,7 @@ impl DecisionLog {
 
 /// Where batches go, on a blocking thread.
 struct Sink {
-    log: store::DecisionLog,
+    log: Writer,
     file: Option<Mutex<BufWriter<File>>>,
     /// Whether the last write failed, so a failure is logged once, not per batch.
     store_failing: AtomicBool,
@@ -198,7 +199,7 @@ impl Sink {
         }
     }
 
-    /// Hands what the store was given to the operating system (see `store::DecisionLog::flush`).
+    /// Hands what the store was given to the operating system (see `decision_log::Writer::flush`).
     fn flush(&self) {
         report(
             &self.store_failing,

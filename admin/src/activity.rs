@@ -1,20 +1,20 @@
 //! Recent decisions per user, for `GetUser`; decisions per minute and the tools denied most,
 //! for `GetActivity`.
 //!
-//! `serve` reads them from the store's decision log ([`store::DecisionLog`], fed from the
+//! `serve` reads them from the store's decision log ([`decision_log::Log`], fed from the
 //! decision service's records off the hot path): they survive restarts, follow the user through
 //! a change of email, and are bounded by the log's retention, not by memory. An `AdminService`
 //! running without a decision log (tests, benches, embedders) can keep the latest ones in memory
 //! instead ([`Activity::start`]).
 
 use crate::Result;
+use decision_log::{Log, LoggedDecision};
 use live::Live;
 use pdp::User;
 use pdp_service::Record;
 use portcullis_proto::v1 as pb;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use store::LoggedDecision;
 use tokio::sync::mpsc;
 
 /// Records kept per user key in memory.
@@ -34,7 +34,7 @@ enum Source {
 }
 
 impl Activity {
-    /// Reads the store's decision log: whatever a [`store::DecisionLog`] on the same store
+    /// Reads the store's decision log: whatever a [`decision_log::Writer`] on the same store
     /// appended (`serve` feeds one from the decision service's records).
     pub fn decision_log() -> Activity {
         Activity(Source::Log)
@@ -75,7 +75,7 @@ impl Activity {
                 let id = user.id.clone();
                 Ok(live
                     .blocking(move |store| {
-                        store.decisions_of(&id, keys.iter().map(String::as_str), limit)
+                        Log::of(store).decisions_of(&id, keys.iter().map(String::as_str), limit)
                     })
                     .await??)
             }
@@ -187,10 +187,11 @@ impl Activity {
         match &self.0 {
             Source::Log => {
                 summary = live
-                    .blocking(move |store| -> store::Result<Summary> {
+                    .blocking(move |store| -> decision_log::Result<Summary> {
+                        let log = Log::of(store);
                         let mut before = None;
                         loop {
-                            let batch = store.decisions(before, 4_096)?;
+                            let batch = log.decisions(before, 4_096)?;
                             let Some(last) = batch.last() else { break };
                             before = Some(last.seq);
                             for d in &batch {

@@ -3,6 +3,7 @@
 //! store's decision log, as in `serve` (or to the in-memory activity, for its own test).
 
 use admin::{Activity, AdminService, ApprovalFlowService};
+use decision_log::{Retention, Writer};
 use live::Live;
 use pb::admin_service_client::AdminServiceClient;
 use pb::decision_service_client::DecisionServiceClient;
@@ -11,7 +12,6 @@ use pdp_service::{DecisionService, Recorder};
 use portcullis_proto::v1 as pb;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use store::{DecisionLog, Retention};
 use test_support::{Shutdown, loopback, seeded_store};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -161,7 +161,7 @@ pub struct Harness {
     /// frank's token (no role).
     pub norole_secret: String,
     /// The decision log the decision service's records go to (none with in-memory activity).
-    pub log: Option<Arc<DecisionLog>>,
+    pub log: Option<Arc<Writer>>,
 }
 
 impl Harness {
@@ -196,7 +196,7 @@ impl Harness {
         let (listener, addr) = loopback().await;
         let (recorder, records) = Recorder::channel(1024);
         let (activity, log) = if decision_log {
-            let log = Arc::new(DecisionLog::open(live.store(), Retention::default()).unwrap());
+            let log = Arc::new(Writer::open(live.store(), Retention::default()).unwrap());
             tokio::spawn(log_decisions(records, Arc::clone(&log)));
             (Activity::decision_log(), Some(log))
         } else {
@@ -314,7 +314,7 @@ impl Harness {
 /// JSONL file: each batch the channel holds goes to the log.
 async fn log_decisions(
     mut records: tokio::sync::mpsc::Receiver<pdp_service::Record>,
-    log: Arc<DecisionLog>,
+    log: Arc<Writer>,
 ) {
     let mut batch = Vec::new();
     while records.recv_many(&mut batch, 256).await > 0 {

@@ -433,8 +433,13 @@ async fn get_user_shows_groups_roles_activity_and_changes() {
 }
 
 /// A decision for `user` as named, `minutes` minutes into 2026, as the decision log keeps it.
-fn logged(user: &str, minutes: i64, tool: &str, reason: pdp::Reason) -> store::LoggedDecision {
-    store::LoggedDecision {
+fn logged(
+    user: &str,
+    minutes: i64,
+    tool: &str,
+    reason: pdp::Reason,
+) -> decision_log::LoggedDecision {
+    decision_log::LoggedDecision {
         seq: 0,
         time_ms: 1_767_225_600_000 + minutes * 60_000,
         decision_id: format!("d-{minutes}"),

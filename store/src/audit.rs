@@ -13,7 +13,7 @@
 //! resumes when the store is reopened, and a number must never be used twice (page tokens and
 //! people cite them). Each sweep removes at most `limit` events in one batch under the write
 //! lock: commits wait for that batch only, and a backup (which reads everything but the
-//! decision log under the same lock) never sees a sweep half done.
+//! journal under the same lock) never sees a sweep half done.
 //!
 //! **Listing** ([`Store::scan_audit`]) reads newest first and examines at most a bound of
 //! events per call, whatever the filter matches: a filter that matches nothing costs one bounded
@@ -22,7 +22,7 @@
 use crate::error::engine;
 use crate::records::AuditEvent;
 use crate::store::{Store, catch_panic};
-use crate::{Result, Swept, codec, keys, lock};
+use crate::{Result, codec, keys, lock};
 use std::time::Duration;
 
 /// The default [`AuditRetention::max_age`]: 365 days.
@@ -45,6 +45,16 @@ impl Default for AuditRetention {
             max_records: AUDIT_MAX_RECORDS,
         }
     }
+}
+
+/// What one sweep of a log's retention removed: the audit log's ([`Store::sweep_audit`]), and
+/// the decision log's (crate `decision-log`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Records removed.
+    pub removed: u64,
+    /// Whether it stopped at its limit with more to remove.
+    pub more: bool,
 }
 
 /// What one [`Store::scan_audit`] call found.

@@ -7,13 +7,13 @@
 //!
 //! **Why records and not sled's files.** Holding the write lock stops commits, not writes to
 //! sled's files: sled 0.34's flusher thread rewrites pages out of fragmented segments every
-//! 500 ms (`attempt_gc` in `flusher.rs`) whether or not anyone writes, the decision log is
-//! appended without the write lock on every answered decision, and refused attempts append
+//! 500 ms (`attempt_gc` in `flusher.rs`) whether or not anyone writes, the journal (the decision
+//! log) is appended without the write lock on every answered decision, and refused attempts append
 //! audit events without it too. A copy of `db` taken meanwhile may mix segments of different
 //! moments, which sled does not promise to recover from. Reading the records through sled is
 //! consistent by construction.
 //!
-//! **What is consistent.** Every key but the decision log's and refused attempts' audit events
+//! **What is consistent.** Every key but the journal's and refused attempts' audit events
 //! (the model, tokens, SCIM connections and documents, approval flows and requests, webhooks
 //! and their outbox, the audit events of changes, the change log, the revision and counts) is
 //! copied with its value at one revision R, the manifest's, without holding commits for the
@@ -23,7 +23,7 @@
 //!    ([`crate::written`] lists them, and the few writes that are not noted and why that is
 //!    sound: every write under the lock outside `meta/` and `x/` is noted).
 //! 2. Without the lock, copy every key but `meta/`, `x/` (a large change's undo log) and the
-//!    decision log, while commits go on: a key may be read before or after a commit wrote it.
+//!    journal, while commits go on: a key may be read before or after a commit wrote it.
 //! 3. Under the lock again, at revision R, copy `meta/` and `x/` (a few keys; no large change is
 //!    in flight) and read every key noted again: its value at R, or a [`REMOVED`] entry if it is
 //!    gone. A restore applies entries in order, the last of a key winning, so every key
@@ -46,9 +46,10 @@
 //! under the lock. The change log cannot serve as the list of keys written: it lists model
 //! ids, not the memberships a user left, nor the tokens, documents or audit events.
 //!
-//! The decision log is written outside the revision, so it is copied after the lock is
-//! released, newest first (retention removes from the front while we read, so the copy has no
-//! gap), with its index entries: it holds every decision up to R, and maybe some after.
+//! The journal ([`crate::Journal`]: the decision log) is written outside the revision, so it is
+//! copied after the lock is released ([`journal::copy`]): its entries up to the newest, with
+//! exactly their index entries, while appends go on and removals (retention) wait for the
+//! copy. It holds every decision up to R, and maybe some after.
 //! Refused attempts' audit events are appended without the lock too: one appended during the
 //! copy may or may not be in it (one appended before the backup started is), as when the whole
 //! copy is made under the lock.
@@ -65,7 +66,7 @@ use crate::codec::{self, Counts};
 use crate::error::engine;
 use crate::store::{Store, catch_panic};
 use crate::written::Written;
-use crate::{Error, keys, lock};
+use crate::{Error, journal, keys, lock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -135,10 +136,10 @@ pub struct BackupManifest {
     pub revision: u64,
     /// When the backup was taken, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
-    /// Entries in `records`, the decision log's included (a key read again under the write
+    /// Entries in `records`, the journal's included (a key read again under the write
     /// lock comes twice; see the module docs).
     pub records: u64,
-    /// Entries of the decision log among them (`d/` keys: blocks of decisions).
+    /// Entries of the journal among them (`d/` keys: the decision log's blocks of decisions).
     pub decision_entries: u64,
     pub users: u64,
     pub groups: u64,
@@ -211,7 +212,6 @@ impl Store {
     }
 
     fn write_backup(&self, out: &Path, started: Instant) -> Result<BackupSummary, BackupError> {
-        let inner = &self.inner;
         let records_path = out.join(BACKUP_RECORDS);
         let file = File::create_new(&records_path).map_err(io("create", &records_path))?;
         let mut records = RecordWriter::new(file, &records_path);
@@ -220,8 +220,8 @@ impl Store {
             catch_panic::<_, BackupError>("backing up the store", || {
                 self.copy_online(&mut records)
             })?;
-        let decisions = catch_panic::<_, BackupError>("backing up the decision log", || {
-            copy_decisions(&inner.db, &mut records)
+        let decisions = catch_panic::<_, BackupError>("backing up the journal", || {
+            journal::copy(self, |key, value| records.write(key, value))
         })?;
         let (count, bytes, checksum) = records.finish()?;
 
@@ -269,7 +269,7 @@ impl Store {
         })
     }
 
-    /// Copies every key but the decision log's, at one revision (see the module docs): the
+    /// Copies every key but the journal's, at one revision (see the module docs): the
     /// store read without the write lock while the keys commits write are noted, then, under
     /// the lock, `meta/`, `x/` and the keys noted. Returns the revision, its counts, how long
     /// the write lock was held at the end (at the start it only begins the noting), and whether
@@ -286,13 +286,7 @@ impl Store {
             Tracking::start(&inner.written)
         };
         if tracking.on {
-            for range in outside(&[
-                keys::DECISION,
-                keys::DECISION_BY_USER,
-                keys::DECISION_BY_KEY,
-                keys::META,
-                keys::UNDO,
-            ]) {
+            for range in outside(&[keys::JOURNAL, keys::JOURNAL_INDEX, keys::META, keys::UNDO]) {
                 copy_range(db.range(range), records)?;
             }
         }
@@ -515,13 +509,9 @@ pub fn read_manifest(backup: &Path) -> Result<BackupManifest, BackupError> {
     Ok(manifest)
 }
 
-/// Copies every key but the decision log's.
+/// Copies every key but the journal's.
 fn copy_revisioned(db: &sled::Db, out: &mut RecordWriter) -> Result<(), BackupError> {
-    for range in outside(&[
-        keys::DECISION,
-        keys::DECISION_BY_USER,
-        keys::DECISION_BY_KEY,
-    ]) {
+    for range in outside(&[keys::JOURNAL, keys::JOURNAL_INDEX]) {
         copy_range(db.range(range), out)?;
     }
     Ok(())
@@ -599,36 +589,6 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// Copies the decision log as it is now (no lock: it is appended without one): its blocks from
-/// the newest back to the oldest, each with the index entries derived from it. Returns how many
-/// blocks it copied.
-///
-/// Retention removes blocks from the front only, oldest first, while appends add after the
-/// newest: read newest first, the copy has no gap. (A block missing when the scan reached it was
-/// removed together with every older one, which the scan reaches later still.) The index is
-/// derived rather than copied, so it matches the blocks copied whatever retention removed
-/// meanwhile.
-fn copy_decisions(db: &sled::Db, out: &mut RecordWriter) -> Result<u64, BackupError> {
-    let Some(newest) = db.scan_prefix(keys::DECISION).next_back() else {
-        return Ok(0);
-    };
-    let last = keys::decision_seq(&newest.map_err(engine)?.0)?;
-    let mut copied = 0;
-    for item in db
-        .range(keys::DECISION.to_vec()..=keys::decision(last))
-        .rev()
-    {
-        let (key, value) = item.map_err(engine)?;
-        let first = keys::decision_seq(&key)?;
-        out.write(&key, &value)?;
-        for index in crate::decisions::index_entries(first, &value)? {
-            out.write(&index, &[])?;
-        }
-        copied += 1;
-    }
-    Ok(copied)
 }
 
 /// Streams entries into `records`, with their checksum.

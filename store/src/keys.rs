@@ -28,12 +28,11 @@
 //! | `meta/pending` | present while a change too large for one batch is being applied |
 //! | `x/<chunk: u64 big-endian>` | while such a change is applied: the old values of the keys one of its chunks wrote ([`crate::undo`]) |
 //! | `l/<revision: u64 big-endian>` | the change log: the ids that revision touched, or a marker that it touched too many to list ([`crate::changelog`]) |
-//! | `d/<seq: u64 big-endian>` | the decision log: a block of answered decisions, `seq` the first's ([`crate::decisions`]) |
-//! | `e/i/<user id>\0<seq>` | empty: block `seq` holds decisions whose user resolved to this id |
-//! | `e/k/<user key, lower-cased>\0<seq>` | empty: block `seq` holds decisions whose user did not resolve, named by this key |
+//! | `d/<seq: u64 big-endian>` | the journal ([`crate::Journal`]): an entry, opaque (the decision log's blocks of answered decisions, `seq` the first's: crate `decision-log`) |
+//! | `e/<name><seq: u64 big-endian>` | empty: the journal's index, entry `seq` filed under `name` (the decision log's names: `i/<user id>\0` and `k/<user key, lower-cased>\0`) |
 //!
 //! `a/`, `t/`, `k/`, `s/`, `f/`, `q/`, `w/`, `h/`, `l/`, `d/` and `e/` are outside `meta/counts`: they are not part of
-//! the model. `d/` and `e/` are written outside the revision too (the decision log is appended
+//! the model. `d/` and `e/` are written outside the revision too (the journal is appended
 //! without the write lock, bumping nothing).
 //!
 //! Ids never contain `\0` (checked by [`check_id`]), so `\0` splits pair keys unambiguously and a
@@ -65,9 +64,8 @@ pub(crate) const CONNECTION: &[u8] = b"k/";
 pub(crate) const SCIM_USER: &[u8] = b"s/u/";
 pub(crate) const SCIM_GROUP: &[u8] = b"s/g/";
 pub(crate) const LOG: &[u8] = b"l/";
-pub(crate) const DECISION: &[u8] = b"d/";
-pub(crate) const DECISION_BY_USER: &[u8] = b"e/i/";
-pub(crate) const DECISION_BY_KEY: &[u8] = b"e/k/";
+pub(crate) const JOURNAL: &[u8] = b"d/";
+pub(crate) const JOURNAL_INDEX: &[u8] = b"e/";
 pub(crate) const FLOW: &[u8] = b"f/";
 /// The organisation's default approval flow: one record.
 pub(crate) const DEFAULT_FLOW: &[u8] = b"c/approval-flow";
@@ -216,50 +214,46 @@ pub(crate) fn log_revision(key: &[u8]) -> Result<u64> {
     number_of(LOG, key)
 }
 
-/// The block of the decision log whose first decision is `seq`.
-pub(crate) fn decision(seq: u64) -> Vec<u8> {
-    numbered(DECISION, seq)
+/// The journal's entry `seq`.
+pub(crate) fn journal(seq: u64) -> Vec<u8> {
+    numbered(JOURNAL, seq)
 }
 
-/// The `seq` in a decision block's key.
-pub(crate) fn decision_seq(key: &[u8]) -> Result<u64> {
-    number_of(DECISION, key)
+/// The `seq` in a journal entry's key.
+pub(crate) fn journal_seq(key: &[u8]) -> Result<u64> {
+    number_of(JOURNAL, key)
 }
 
-/// The prefix of the index entries of the blocks holding decisions whose user resolved to
-/// `user_id`.
-pub(crate) fn decisions_of_user(user_id: &str) -> Vec<u8> {
-    let mut key = key(DECISION_BY_USER, user_id);
-    key.push(SEPARATOR);
+/// The prefix of the journal's index entries filed under `name`.
+pub(crate) fn journal_index(name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(JOURNAL_INDEX.len() + name.len() + 8);
+    key.extend_from_slice(JOURNAL_INDEX);
+    key.extend_from_slice(name);
     key
 }
 
-/// The prefix of the index entries of the blocks holding unresolved decisions that named
-/// `user_key` (lower-cased by the caller).
-pub(crate) fn decisions_named(user_key: &str) -> Vec<u8> {
-    let mut key = key(DECISION_BY_KEY, user_key);
-    key.push(SEPARATOR);
-    key
-}
-
-pub(crate) fn decision_of_user(user_id: &str, seq: u64) -> Vec<u8> {
-    let mut key = decisions_of_user(user_id);
+/// The index entry filing the journal's entry `seq` under `name`.
+pub(crate) fn journal_indexed(name: &[u8], seq: u64) -> Vec<u8> {
+    let mut key = journal_index(name);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
-pub(crate) fn decision_named(user_key: &str, seq: u64) -> Vec<u8> {
-    let mut key = decisions_named(user_key);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// The `seq` of an index entry found under `prefix`, or `None` if the entry belongs to a longer
-/// key that starts with the same bytes (a caller's user key may contain `\0`).
+/// The `seq` an index entry under `prefix` (from [`journal_index`]) files, if `key` is one:
+/// a longer key belongs to a longer name that begins with this one.
 pub(crate) fn indexed_seq(prefix: &[u8], key: &[u8]) -> Option<u64> {
     key.strip_prefix(prefix)
         .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
         .map(u64::from_be_bytes)
+}
+
+/// The `seq` at the end of any index entry of the journal.
+pub(crate) fn index_entry_seq(key: &[u8]) -> Result<u64> {
+    key.strip_prefix(JOURNAL_INDEX)
+        .and_then(|rest| rest.len().checked_sub(8).map(|at| &rest[at..]))
+        .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| malformed(key))
 }
 
 /// Where the old values overwritten by chunk `chunk` of a large change are kept.
@@ -346,15 +340,18 @@ mod tests {
     }
 
     #[test]
-    fn decision_keys_sort_by_seq_and_split_back() {
-        assert!(decision(255) < decision(256));
-        assert_eq!(decision_seq(&decision(u64::MAX)).unwrap(), u64::MAX);
-        let prefix = decisions_named("a");
-        assert_eq!(indexed_seq(&prefix, &decision_named("a", 9)), Some(9));
+    fn journal_keys_sort_by_seq_and_split_back() {
+        assert!(journal(255) < journal(256));
+        assert_eq!(journal_seq(&journal(u64::MAX)).unwrap(), u64::MAX);
+        let prefix = journal_index(b"k/a\0");
+        let entry = journal_indexed(b"k/a\0", 9);
+        assert_eq!(indexed_seq(&prefix, &entry), Some(9));
+        assert_eq!(index_entry_seq(&entry).unwrap(), 9);
         // A key `a\0…` that only starts like `a`'s entries is not one of them.
-        let longer = decision_named("a\0bcdefghi", 9);
+        let longer = journal_indexed(b"k/a\0bcdefghi\0", 9);
         assert!(longer.starts_with(&prefix));
         assert_eq!(indexed_seq(&prefix, &longer), None);
-        assert!(!decision_of_user("u", 1).starts_with(&decisions_named("u")));
+        assert_eq!(index_entry_seq(&longer).unwrap(), 9);
+        assert!(index_entry_seq(b"e/short").is_err());
     }
 }

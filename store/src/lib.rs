@@ -20,8 +20,9 @@
 //! Besides the sled data, it keeps an in-memory [`View`] of the model current with every commit,
 //! for listing and for building snapshots without reading sled (module `view`). API tokens, SCIM
 //! connections and documents, and the audit log (module `audit`: kept by age and count) live in
-//! the same tree, outside the model; so does the decision log ([`DecisionLog`]: every answered
-//! decision, kept by age and count, not synced per write, never bumping the revision).
+//! the same tree, outside the model; so does append-only data kept for other crates (the
+//! [`Journal`]: opaque numbered entries and an index of them, not synced per write, never
+//! bumping the revision; the decision log, crate `decision-log`, keeps its blocks there).
 //!
 //! Policy scopes naming a deleted user or group are left as they are by the plain write
 //! methods: the snapshot matches nobody through them. The admin API cleans them up in the same
@@ -33,32 +34,30 @@ mod backup;
 mod change;
 mod changelog;
 mod codec;
-mod decisions;
 mod durability;
 mod error;
 mod import;
+mod journal;
 mod keys;
 mod records;
 mod store;
 mod tx;
 mod undo;
-mod varint;
+pub mod varint;
 pub mod view;
 mod webhooks;
 mod write;
 mod written;
 
-pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan};
+pub use audit::{AUDIT_MAX_AGE, AUDIT_MAX_RECORDS, AuditRetention, AuditScan, Swept};
 pub use backup::{
     BACKUP_FORMAT, BACKUP_MANIFEST, BACKUP_RECORDS, BackupError, BackupManifest, BackupSummary,
     RestoreSummary, read_manifest,
 };
 pub use changelog::{CHANGE_LOG_REVISIONS, Touched};
-pub use decisions::{
-    DECISION_LOG_MAX_AGE, DECISION_LOG_MAX_RECORDS, DecisionLog, LoggedDecision, Retention, Swept,
-};
 pub use error::{Error, Result};
 pub use import::ImportSummary;
+pub use journal::{Journal, JournalBatch, Value};
 pub use records::{ApiToken, AuditEvent, KeptLock, ScimConnection, ScimKind};
 pub use store::{Options, Store};
 pub use tx::Tx;

@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub(crate) audit_seq: AtomicU64,
     /// The keys written while an online backup reads without the write lock.
     pub(crate) written: Written,
+    /// Orders removals from the journal with a backup's copy of it.
+    pub(crate) journal_removals: crate::journal::Removals,
 }
 
 /// What writers know of the committed state; equal to `meta/revision` and `meta/counts`.
@@ -207,6 +209,7 @@ impl Store {
                 view: RwLock::new(None),
                 audit_seq: AtomicU64::new(audit_seq),
                 written: Written::default(),
+                journal_removals: Default::default(),
             }),
         })
     }

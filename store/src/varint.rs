@@ -1,8 +1,9 @@
-//! LEB128 varints, as the change log and the decision log's blocks write lengths and counts:
-//! seven bits a byte, low first, the high bit set on all but the last.
+//! LEB128 varints, as the change log and the decision log's blocks (crate `decision-log`) write
+//! lengths and counts: seven bits a byte, low first, the high bit set on all but the last. One
+//! copy, public for the decision log.
 
 /// Appends `n`.
-pub(crate) fn put(out: &mut Vec<u8>, mut n: u64) {
+pub fn put(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
         n >>= 7;
@@ -12,7 +13,7 @@ pub(crate) fn put(out: &mut Vec<u8>, mut n: u64) {
 
 /// Splits a [`put`] number off the front of `rest`; `None` (and `rest` untouched) if it is cut
 /// short or does not fit 64 bits, which only corruption makes.
-pub(crate) fn take(rest: &mut &[u8]) -> Option<u64> {
+pub fn take(rest: &mut &[u8]) -> Option<u64> {
     let mut n: u64 = 0;
     for (i, &byte) in rest.iter().enumerate().take(10) {
         let bits = u64::from(byte & 0x7f);

@@ -18,7 +18,7 @@
 //!   entries, and a rollback deleting them) are copied under the lock in the backup's last step,
 //!   not during the unlocked pass. A rollback's other writes put back keys its change noted
 //!   when it staged them.
-//! - The decision log (`d/`, `e/`) is written without the lock and copied separately, after.
+//! - The journal (`d/`, `e/`: the decision log) is written without the lock and copied separately, after.
 //! - A refused attempt's audit event ([`Store::append_audit`](crate::Store::append_audit)) is
 //!   appended without the lock, at a `seq` no other write uses, and is never rewritten (only
 //!   the sweep removes it, noting it). Its key is either read with its value at the backup's

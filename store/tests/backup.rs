@@ -2,17 +2,15 @@
 //! the backup's revision, under writes too; damaged backups and non-empty targets are refused.
 
 use crate::support::*;
-use pdp::{Action, Reason, Timestamp};
+use pdp::Timestamp;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use store::{
-    ApiToken, AuditEvent, BackupError, DecisionLog, LoggedDecision, Retention, ScimConnection,
-    ScimKind, Store,
-};
+use std::sync::atomic::AtomicBool;
+use store::{ApiToken, AuditEvent, BackupError, JournalBatch, ScimConnection, ScimKind, Store};
 use tempfile::TempDir;
 
 /// A store with every kind of record: the model, a token, a SCIM connection and documents,
-/// audit events (with a change and refused), a change log and a decision log.
+/// audit events (with a change and refused), a change log and a journal (entries and their
+/// index, as the decision log keeps its blocks).
 fn full_store(dir: &std::path::Path) -> Store {
     let store = Store::open(dir).unwrap();
     eng_and_ops(&store);
@@ -65,30 +63,13 @@ fn full_store(dir: &std::path::Path) -> Store {
             ..AuditEvent::default()
         })
         .unwrap();
-    let log = DecisionLog::open(&store, Retention::default()).unwrap();
-    let mut decisions: Vec<LoggedDecision> = (0..5)
-        .map(|i| LoggedDecision {
-            seq: 0,
-            time_ms: 1_767_225_600_000 + i,
-            decision_id: format!("d{i}"),
-            user: if i % 2 == 0 { "alice" } else { "nobody" }.into(),
-            user_id: None,
-            agent: "claude".into(),
-            connector: "github".into(),
-            tool: "create_issue".into(),
-            action: Action::Allow,
-            reason: if i % 2 == 0 {
-                Reason::Policy
-            } else {
-                Reason::UnknownUser
-            },
-            policy_id: None,
-            revision: 3,
-            latency_ns: 1,
-            approval_id: None,
-        })
-        .collect();
-    log.append(&mut decisions).unwrap();
+    let mut batch = JournalBatch::default();
+    for seq in [1, 3] {
+        batch.insert(seq, format!("entry {seq}").as_bytes());
+        batch.index(b"i/alice\0", seq);
+    }
+    batch.index(b"k/nobody\0", 3);
+    store.journal().apply(batch).unwrap();
     store
 }
 
@@ -101,8 +82,8 @@ struct Everything {
     scim: Option<serde_json::Value>,
     audit: Vec<AuditEvent>,
     touched: Option<store::Touched>,
-    decisions: Vec<LoggedDecision>,
-    alice_decisions: Vec<LoggedDecision>,
+    journal: Vec<(u64, Vec<u8>)>,
+    alice_entries: Vec<u64>,
 }
 
 fn everything(store: &Store) -> Everything {
@@ -116,8 +97,16 @@ fn everything(store: &Store) -> Everything {
             .audit_events(None, usize::MAX, |_| true, |_| false)
             .unwrap(),
         touched: store.touched_between(0, revision).unwrap(),
-        decisions: store.decisions(None, usize::MAX).unwrap(),
-        alice_decisions: store.decisions_of("alice", [], usize::MAX).unwrap(),
+        journal: store
+            .journal()
+            .range(..)
+            .map(|entry| entry.map(|(seq, value)| (seq, value.to_vec())).unwrap())
+            .collect(),
+        alice_entries: store
+            .journal()
+            .indexed(b"i/alice\0")
+            .map(Result::unwrap)
+            .collect(),
     }
 }
 
@@ -126,8 +115,8 @@ fn a_backup_restores_everything_at_its_revision_under_a_new_id() {
     let dir = TempDir::new().unwrap();
     let store = full_store(&dir.path().join("data"));
     let before = everything(&store);
-    assert_eq!(before.decisions.len(), 5);
-    assert_eq!(before.alice_decisions.len(), 3);
+    assert_eq!(before.journal.len(), 2);
+    assert_eq!(before.alice_entries, [1, 3]);
     assert!(before.touched.is_some());
 
     let out = dir.path().join("backups/one");
@@ -167,13 +156,9 @@ fn a_backup_restores_everything_at_its_revision_under_a_new_id() {
     // followers.
     assert_ne!(copy.id(), store.id());
     assert_eq!(everything(&copy), before);
-    // It takes writes, from the backup's revision on, and appends decisions after the last.
+    assert_eq!(manifest.decision_entries, 2);
+    // It takes writes, from the backup's revision on.
     assert_eq!(copy.put_user(&user("dave")).unwrap(), manifest.revision + 1);
-    let log = DecisionLog::open(&copy, Retention::default()).unwrap();
-    let mut more = before.decisions[..1].to_vec();
-    log.append(&mut more).unwrap();
-    assert_eq!(more[0].seq, 6);
-    assert_eq!(copy.decision_count().unwrap(), 6);
 }
 
 #[test]
@@ -431,87 +416,6 @@ fn a_backup_taken_under_writes_restores_exactly_one_revision() {
     }
     // The backups ran while writes were committed, not between them.
     assert!(overlapped > 0, "no write landed while a backup ran");
-}
-
-#[test]
-fn the_decision_log_copied_while_appended_and_swept_has_no_gap() {
-    let dir = TempDir::new().unwrap();
-    let store = Store::open(dir.path().join("data")).unwrap();
-    store.put_user(&user("alice")).unwrap();
-    let log = DecisionLog::open(
-        &store,
-        Retention {
-            max_age: std::time::Duration::from_secs(3600),
-            max_records: 2_000,
-        },
-    )
-    .unwrap();
-    let stop = AtomicBool::new(false);
-    let outs: Vec<_> = (0..4)
-        .map(|b| dir.path().join(format!("backup{b}")))
-        .collect();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let now = 1_767_225_600_000;
-            let mut appended = 0u64;
-            while !stop.load(Ordering::Relaxed) || appended < 5_000 {
-                let mut batch: Vec<LoggedDecision> = (0..100)
-                    .map(|i| LoggedDecision {
-                        seq: 0,
-                        time_ms: now,
-                        decision_id: format!("d{appended}-{i}"),
-                        user: if i % 3 == 0 { "alice" } else { "ghost" }.into(),
-                        user_id: None,
-                        agent: "claude".into(),
-                        connector: "github".into(),
-                        tool: "create_issue".into(),
-                        action: Action::Allow,
-                        reason: if i % 3 == 0 {
-                            Reason::Policy
-                        } else {
-                            Reason::UnknownUser
-                        },
-                        policy_id: None,
-                        revision: 1,
-                        latency_ns: 1,
-                        approval_id: None,
-                    })
-                    .collect();
-                log.append(&mut batch).unwrap();
-                appended += 100;
-                while log.sweep(now, 10_000).unwrap().more {}
-            }
-        });
-        let _stop_writer = StopOnDrop(&stop);
-        wait_for(
-            "1,000 logged decisions",
-            std::time::Duration::from_secs(30),
-            || match store.decision_count().unwrap() {
-                n if n >= 1_000 => Ok(()),
-                n => Err(format!("{n} logged")),
-            },
-        );
-        for out in &outs {
-            store.backup_to(out).unwrap();
-        }
-    });
-    for out in &outs {
-        let restored_dir = out.with_extension("restored");
-        Store::restore(out, &restored_dir).unwrap();
-        let copy = Store::open(&restored_dir).unwrap();
-        let decisions = copy.decisions(None, usize::MAX).unwrap();
-        assert!(!decisions.is_empty());
-        assert_eq!(copy.decision_count().unwrap(), decisions.len() as u64);
-        for pair in decisions.windows(2) {
-            assert_eq!(pair[1].seq + 1, pair[0].seq, "a gap in the copied log");
-        }
-        // Index entries only of what was copied: alice's decisions are all in the log.
-        let alice = copy.decisions_of("alice", [], usize::MAX).unwrap();
-        assert_eq!(
-            alice.len(),
-            decisions.iter().filter(|d| d.user == "alice").count()
-        );
-    }
 }
 
 #[test]

@@ -6,7 +6,6 @@ mod agents;
 mod audit;
 mod backup;
 mod changelog;
-mod decisions;
 mod import;
 mod integrity;
 mod online_backup;

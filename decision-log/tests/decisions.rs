@@ -1,60 +1,11 @@
-//! The decision log ([`DecisionLog`]): appends, a user's decisions newest first, retention by
-//! age and by count, reopening; and that none of it touches the model's revision or change log.
+//! The decision log ([`Writer`], [`Log`]): appends, a user's decisions newest first, retention
+//! by age and by count, reopening; and that none of it touches the model's revision or change
+//! log.
 
 use crate::support::*;
-use pdp::{Action, Reason};
+use decision_log::{Log, LoggedDecision, Retention, Swept, Writer};
 use std::time::Duration;
-use store::{DecisionLog, LoggedDecision, Retention, Store, Swept};
-
-const NOW: i64 = 1_767_225_600_000;
-const DAY: i64 = 24 * 60 * 60 * 1000;
-
-/// The user the engine resolves each reference of these tests to, in the directory
-/// `eng_and_ops` writes: the log files a decision under what the engine said, never resolving
-/// it again.
-fn engine_resolves(user: &str) -> Option<String> {
-    let alice = [
-        "alice",
-        "ext-alice",
-        "alice@example.com",
-        "alice@alt.example.com",
-    ];
-    match user.to_lowercase().as_str() {
-        u if alice.contains(&u) => Some("alice".into()),
-        "bob" => Some("bob".into()),
-        _ => None,
-    }
-}
-
-/// A decision at `time_ms` for `user` as the caller named them.
-fn decision(user: &str, time_ms: i64, tool: &str) -> LoggedDecision {
-    LoggedDecision {
-        seq: 0,
-        time_ms,
-        decision_id: format!("id-{user}-{tool}-{time_ms}"),
-        user: user.into(),
-        user_id: engine_resolves(user),
-        agent: "claude".into(),
-        connector: "github".into(),
-        tool: tool.into(),
-        action: Action::Allow,
-        reason: Reason::Policy,
-        policy_id: Some("p1".into()),
-        revision: 3,
-        latency_ns: 4_200,
-        approval_id: None,
-    }
-}
-
-fn unknown(user: &str, time_ms: i64, tool: &str) -> LoggedDecision {
-    LoggedDecision {
-        action: Action::Deny,
-        reason: Reason::UnknownUser,
-        policy_id: None,
-        user_id: None,
-        ..decision(user, time_ms, tool)
-    }
-}
+use store::Store;
 
 fn tools(decisions: &[LoggedDecision]) -> Vec<&str> {
     decisions.iter().map(|d| d.tool.as_str()).collect()
@@ -78,18 +29,16 @@ fn alice_keys() -> Vec<String> {
 
 fn of_alice(store: &Store, limit: usize) -> Vec<LoggedDecision> {
     let keys = alice_keys();
-    store
+    Log::of(store)
         .decisions_of("alice", keys.iter().map(String::as_str), limit)
         .unwrap()
 }
 
 #[test]
 fn a_users_decisions_come_back_newest_first_whatever_key_named_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    eng_and_ops(&store);
+    let (_dir, store) = alice_and_bob();
     let revision = store.revision();
-    let log = DecisionLog::open(&store, Retention::default()).unwrap();
+    let log = Writer::open(&store, Retention::default()).unwrap();
     let mut batch = vec![
         decision("alice", NOW, "by-id"),
         decision("bob", NOW + 1, "bob's"),
@@ -135,20 +84,26 @@ fn a_users_decisions_come_back_newest_first_whatever_key_named_them() {
     let got = &of_alice(&store, 10)[2];
     assert_eq!(got, &batch[3]);
     assert_eq!(
-        tools(&store.decisions_of("bob", ["bob@example.com"], 10).unwrap()),
+        tools(
+            &Log::of(&store)
+                .decisions_of("bob", ["bob@example.com"], 10)
+                .unwrap()
+        ),
         ["bob's"]
     );
-    assert_eq!(store.decision_count().unwrap(), 7);
-    assert_eq!(store.decisions(None, 2).unwrap()[0].tool, "nobody's");
+    assert_eq!(Log::of(&store).count().unwrap(), 7);
     assert_eq!(
-        tools(&store.decisions(Some(3), 10).unwrap()),
+        Log::of(&store).decisions(None, 2).unwrap()[0].tool,
+        "nobody's"
+    );
+    assert_eq!(
+        tools(&Log::of(&store).decisions(Some(3), 10).unwrap()),
         ["bob's", "by-id"]
     );
 
     // The model did not move: same revision, nothing in the change log, same model.
     assert_eq!(store.revision(), revision);
-    let before = sorted(store.load().unwrap());
-    assert_eq!(before.revision, revision);
+    assert_eq!(store.load().unwrap().revision, revision);
     assert_eq!(
         store.touched_between(revision, revision).unwrap(),
         Some(Default::default())
@@ -159,7 +114,7 @@ fn a_users_decisions_come_back_newest_first_whatever_key_named_them() {
     renamed.emails = vec!["alice@new.example.com".into()];
     renamed.user_name = "alice@new.example.com".into();
     store.put_user(&renamed).unwrap();
-    let found = store
+    let found = Log::of(&store)
         .decisions_of("alice", ["alice@new.example.com"], 10)
         .unwrap();
     assert_eq!(
@@ -170,10 +125,8 @@ fn a_users_decisions_come_back_newest_first_whatever_key_named_them() {
 
 #[test]
 fn retention_removes_the_oldest_by_count_then_by_age() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    eng_and_ops(&store);
-    let log = DecisionLog::open(&store, keep(30, 5)).unwrap();
+    let (_dir, store) = alice_and_bob();
+    let log = Writer::open(&store, keep(30, 5)).unwrap();
     // One append each: one block each.
     let mut appended: Vec<LoggedDecision> = (0..8)
         .map(|i| decision("alice", NOW - (40 - i) * DAY, &format!("t{i}")))
@@ -183,7 +136,7 @@ fn retention_removes_the_oldest_by_count_then_by_age() {
     for d in &mut appended {
         log.append(std::slice::from_mut(d)).unwrap();
     }
-    assert_eq!(store.decision_count().unwrap(), 10);
+    assert_eq!(Log::of(&store).count().unwrap(), 10);
 
     // By count first, at most 3 per sweep: 10 → 5 takes two sweeps.
     assert_eq!(
@@ -200,7 +153,7 @@ fn retention_removes_the_oldest_by_count_then_by_age() {
             more: false
         }
     );
-    assert_eq!(store.decision_count().unwrap(), 5);
+    assert_eq!(Log::of(&store).count().unwrap(), 5);
     assert_eq!(tools(&of_alice(&store, 10)), ["recent", "t7", "t6", "t5"]);
     assert_eq!(log.sweep(NOW - 100 * DAY, 3).unwrap(), Swept::default());
 
@@ -208,12 +161,12 @@ fn retention_removes_the_oldest_by_count_then_by_age() {
     assert_eq!(log.sweep(NOW, 100).unwrap().removed, 3);
     assert_eq!(tools(&of_alice(&store, 10)), ["recent"]);
     assert_eq!(
-        tools(&store.decisions(None, 10).unwrap()),
+        tools(&Log::of(&store).decisions(None, 10).unwrap()),
         ["zed's", "recent"]
     );
     // The index entries went with them.
     assert_eq!(
-        tools(&store.decisions_of("zed", ["ZED"], 10).unwrap()),
+        tools(&Log::of(&store).decisions_of("zed", ["ZED"], 10).unwrap()),
         ["zed's"]
     );
 
@@ -221,15 +174,13 @@ fn retention_removes_the_oldest_by_count_then_by_age() {
     let mut more = vec![decision("alice", NOW + 1, "later")];
     log.append(&mut more).unwrap();
     assert_eq!(more[0].seq, 11);
-    assert_eq!(store.decision_count().unwrap(), 3);
+    assert_eq!(Log::of(&store).count().unwrap(), 3);
 }
 
 #[test]
 fn large_appends_are_kept_and_removed_in_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    eng_and_ops(&store);
-    let log = DecisionLog::open(&store, keep(30, 100)).unwrap();
+    let (_dir, store) = alice_and_bob();
+    let log = Writer::open(&store, keep(30, 100)).unwrap();
     let users = ["alice", "BOB@example.com", "ext-alice", "nobody"];
     // 150 decisions: blocks of 64, 64 and 22; the first two blocks are 40 days old.
     let mut batch: Vec<LoggedDecision> = (0..150)
@@ -240,7 +191,7 @@ fn large_appends_are_kept_and_removed_in_blocks() {
         .collect();
     log.append(&mut batch).unwrap();
     assert_eq!(batch[149].seq, 150);
-    assert_eq!(store.decision_count().unwrap(), 150);
+    assert_eq!(Log::of(&store).count().unwrap(), 150);
     let of_alice_all = of_alice(&store, 500);
     assert_eq!(of_alice_all.len(), 75);
     assert_eq!(of_alice_all[0].tool, "t148");
@@ -251,13 +202,13 @@ fn large_appends_are_kept_and_removed_in_blocks() {
     assert!(some.windows(2).all(|w| w[0].seq > w[1].seq));
     assert_eq!(some[11].tool, "t126");
     assert_eq!(
-        tools(&store.decisions(Some(66), 3).unwrap()),
+        tools(&Log::of(&store).decisions(Some(66), 3).unwrap()),
         ["t64", "t63", "t62"]
     );
 
     // 50 too many: the oldest block goes whole, leaving 86.
     assert_eq!(log.sweep(NOW - 100 * DAY, 1).unwrap().removed, 64);
-    assert_eq!(store.decision_count().unwrap(), 86);
+    assert_eq!(Log::of(&store).count().unwrap(), 86);
     // Then the second block is too old, the third is not.
     assert_eq!(
         log.sweep(NOW, 1_000).unwrap(),
@@ -266,29 +217,34 @@ fn large_appends_are_kept_and_removed_in_blocks() {
             more: false
         }
     );
-    assert_eq!(store.decision_count().unwrap(), 22);
+    assert_eq!(Log::of(&store).count().unwrap(), 22);
     assert_eq!(of_alice(&store, 500).len(), 11);
-    let bob = store.decisions_of("bob", ["bob@example.com"], 500).unwrap();
+    let bob = Log::of(&store)
+        .decisions_of("bob", ["bob@example.com"], 500)
+        .unwrap();
     assert_eq!(bob.len(), 6);
-    assert_eq!(store.decisions_of("nobody", [], 500).unwrap().len(), 5);
+    assert_eq!(
+        Log::of(&store)
+            .decisions_of("nobody", [], 500)
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 #[test]
 fn the_log_survives_reopening_and_numbering_carries_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let revision = {
-        let store = Store::open(dir.path()).unwrap();
-        eng_and_ops(&store);
-        let log = DecisionLog::open(&store, Retention::default()).unwrap();
-        log.append(&mut [decision("alice", NOW, "first"), decision("bob", NOW, "b")])
-            .unwrap();
-        // Not synced by the append: a later model write's sync makes it durable.
-        store.put_user(&user("carol")).unwrap()
-    };
+    let (dir, store) = alice_and_bob();
+    let log = Writer::open(&store, Retention::default()).unwrap();
+    log.append(&mut [decision("alice", NOW, "first"), decision("bob", NOW, "b")])
+        .unwrap();
+    // Not synced by the append: a later model write's sync makes it durable.
+    let revision = store.put_user(&user("carol")).unwrap();
+    drop((log, store));
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.revision(), revision);
     assert_eq!(tools(&of_alice(&store, 10)), ["first"]);
-    let log = DecisionLog::open(&store, Retention::default()).unwrap();
+    let log = Writer::open(&store, Retention::default()).unwrap();
     let mut next = [decision("alice@example.com", NOW + 1, "second")];
     log.append(&mut next).unwrap();
     assert_eq!(next[0].seq, 3);
@@ -298,21 +254,19 @@ fn the_log_survives_reopening_and_numbering_carries_on() {
 
 #[test]
 fn with_room_for_no_records_nothing_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    eng_and_ops(&store);
-    DecisionLog::open(&store, Retention::default())
+    let (_dir, store) = alice_and_bob();
+    Writer::open(&store, Retention::default())
         .unwrap()
         .append(&mut [decision("alice", NOW, "kept before")])
         .unwrap();
-    let off = DecisionLog::open(&store, keep(30, 0)).unwrap();
+    let off = Writer::open(&store, keep(30, 0)).unwrap();
     let mut batch = [decision("alice", NOW, "dropped")];
     off.append(&mut batch).unwrap();
     // As the engine resolved it, for other sinks.
     assert_eq!(batch[0].user_id.as_deref(), Some("alice"));
-    assert_eq!(store.decision_count().unwrap(), 1);
+    assert_eq!(Log::of(&store).count().unwrap(), 1);
     // And the sweep empties what an earlier setting kept.
     assert_eq!(off.sweep(NOW, 100).unwrap().removed, 1);
-    assert_eq!(store.decision_count().unwrap(), 0);
+    assert_eq!(Log::of(&store).count().unwrap(), 0);
     assert!(of_alice(&store, 10).is_empty());
 }

@@ -585,7 +585,7 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     }
 
     // Too large: 413 (past gRPC's message limit too), and the token is checked first.
-    let mut huge = vec![b' '; pdp_service::authzen::MAX_BODY + 1];
+    let mut huge = vec![b' '; pdp_service::authzen::DEFAULT_MAX_BODY + 1];
     huge.extend_from_slice(&body);
     let reply = crate::scim::http(
         &server.http,

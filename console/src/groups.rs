@@ -95,7 +95,10 @@ fn chosen_roles(form: &Fields) -> Vec<i32> {
 
 /// A group by id, through GetGroup, with the ids of the policies that name it.
 async fn get(console: &Console, signed: &Signed, id: &str) -> Page<(pb::Group, Vec<String>)> {
-    let request = pb::GetGroupRequest { id: id.to_owned() };
+    let request = pb::GetGroupRequest {
+        id: id.to_owned(),
+        or_by_name: false,
+    };
     let answer = console
         .services()
         .admin

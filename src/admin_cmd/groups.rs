@@ -107,12 +107,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
         Command::List(args) => list(client, args).await,
         Command::Update(args) => update(client, args).await,
         Command::Get { id } => {
-            let id = resolve(client, &id).await?;
-            let answer = client
-                .get_group(pb::GetGroupRequest { id })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let answer = get(client, &id).await?;
             let g = answer.group.unwrap_or_default();
             let json = json!({
                 "group": show::group(&g),
@@ -240,54 +235,22 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
     }
 }
 
-/// The id of the group `reference` names: its id, else the group of that name (names are unique
-/// ignoring case, as the server keeps them).
-/// Should two match, the error lists their ids to pick from.
+/// The id of the group `reference` names: its id, else the one group of that name, ignoring
+/// case (GetGroup's `or_by_name`; the server refuses a name several groups share, listing them).
 pub async fn resolve(client: &mut Client, reference: &str) -> anyhow::Result<String> {
-    match client
+    Ok(get(client, reference).await?.group.unwrap_or_default().id)
+}
+
+/// The group `reference` names, by id or name (see [`resolve`]).
+async fn get(client: &mut Client, reference: &str) -> anyhow::Result<pb::GetGroupResponse> {
+    client
         .get_group(pb::GetGroupRequest {
             id: reference.to_owned(),
+            or_by_name: true,
         })
         .await
-    {
-        Ok(found) => return Ok(found.into_inner().group.unwrap_or_default().id),
-        Err(refused) if refused.code() != tonic::Code::NotFound => return Err(status(refused)),
-        Err(_) => {}
-    }
-    // Names are searched by substring: page through the matches, keep the exact ones.
-    let mut named = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_groups(pb::ListGroupsRequest {
-                search: reference.to_owned(),
-                page_size: super::MAX_PAGE_SIZE,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        named.extend(
-            page.groups
-                .into_iter()
-                .filter(|g| g.name.to_lowercase() == reference.to_lowercase())
-                .map(|g| g.id),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    match named.as_slice() {
-        [id] => Ok(id.clone()),
-        [] => anyhow::bail!("not found: no group has the id or the name `{reference}`"),
-        ids => anyhow::bail!(
-            "{} groups are named `{reference}`: give one of their ids ({})",
-            ids.len(),
-            ids.join(", ")
-        ),
-    }
+        .map(tonic::Response::into_inner)
+        .map_err(status)
 }
 
 async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {

@@ -4,11 +4,11 @@
 
 pub mod assign;
 pub mod details;
-pub(crate) mod fields;
 pub mod settings;
 
 use crate::Console;
 use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
 use crate::layout;
 use crate::list::{self, Search, pager};
@@ -17,7 +17,6 @@ use crate::view;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fields::{Fields, Problems};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;

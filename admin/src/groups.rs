@@ -173,14 +173,7 @@ pub(crate) async fn list(
         .filter(|e| text::contains_folded(&e.group.display_name, &needle))
         .take(size + 1)
         .collect();
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|e| page::encode(&query, &key(e)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |e| key(e));
     Ok(pb::ListGroupsResponse {
         groups: rows
             .iter()
@@ -481,14 +474,7 @@ pub(crate) async fn members(
             source: convert::source(joined.source).into(),
         })
         .collect();
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|m| page::encode(&query, &m.user_id))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |m| m.user_id.clone());
     Ok(pb::ListGroupMembersResponse {
         members: rows,
         next_page_token,

@@ -15,6 +15,26 @@ pub(crate) fn bounded(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest record id, in bytes (as the store keeps ids).
+pub const MAX_ID: usize = 256;
+
+/// A record id a request names: present, not too long, no NUL.
+pub(crate) fn id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID {
+        return Err(Error::invalid(
+            field,
+            format!("{} bytes, the limit is {MAX_ID}", id.len()),
+        ));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
 pub(crate) fn required(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "must not be empty"));

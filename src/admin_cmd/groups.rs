@@ -1,6 +1,6 @@
 //! `admin groups …`.
 
-use super::show::{self, Table, fields, or_dash, time_cell};
+use super::show::{self, fields, or_dash, time_cell};
 use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
@@ -312,18 +312,17 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             |mut c, r| async move { c.list_groups(r).await },
         )
         .await?;
-    let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"]);
-    for g in &listed.rows {
-        table.row(vec![
+    let header = ["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"];
+    Ok(listed.table("groups", show::group, &header, |g| {
+        vec![
             g.name.clone(),
             g.user_count.to_string(),
             show::roles_cell(g.roles()),
             show::managed_by(g.managed_by()),
             time_cell(g.created_at.as_ref()),
             g.id.clone(),
-        ]);
-    }
-    Ok(listed.report("groups", show::group, table.render()))
+        ]
+    }))
 }
 
 async fn members(
@@ -342,16 +341,15 @@ async fn members(
             c.list_group_members(r).await
         })
         .await?;
-    let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"]);
-    for m in &listed.rows {
-        table.row(vec![
+    let header = ["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"];
+    Ok(listed.table("members", show::member, &header, |m| {
+        vec![
             m.email.clone(),
             m.display_name.clone(),
             show::user_status(m.status()),
             show::source(m.source()),
             time_cell(m.joined_at.as_ref()),
             m.user_id.clone(),
-        ]);
-    }
-    Ok(listed.report("members", show::member, table.render()))
+        ]
+    }))
 }

@@ -781,12 +781,7 @@ async fn an_approval_over_authzen_points_at_the_request_and_lets_the_call_throug
     );
 
     // Approved: the call with its approval id is allowed once, then asks again.
-    approvals(&server, Some(&bob))
-        .await
-        .approve(pb::ApproveRequest {
-            id: request.id.clone(),
-            comment: String::new(),
-        })
+    crate::approvals::approve(&server, &bob, &request.id, "")
         .await
         .unwrap();
     let allowed = post(&http, &url, &evaluation(&request.id)).await;

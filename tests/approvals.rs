@@ -3,7 +3,7 @@
 //! approved arguments; self-approval and locked approvers are refused; a lock after approval
 //! still denies; of concurrent Checks with a `once` grant exactly one is allowed.
 
-use crate::support::{Server, admin_token, path, run_ok, write_users};
+use crate::support::{Bearer, Server, admin_token, bearer, path, run_ok, write_users};
 
 use pb::approval_service_client::ApprovalServiceClient;
 use portcullis_proto::v1 as pb;
@@ -12,28 +12,11 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-type Bearer =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
 pub(crate) type Approvals = ApprovalServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// An ApprovalService client sending `token` (none: a gateway where decisions are open).
 pub async fn approvals(server: &Server, token: Option<&str>) -> Approvals {
-    let channel = Channel::from_shared(server.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let value: Option<tonic::metadata::MetadataValue<_>> =
-        token.map(|t| format!("Bearer {t}").parse().unwrap());
-    let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-        if let Some(value) = &value {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    });
-    ApprovalServiceClient::with_interceptor(channel, bearer)
+    ApprovalServiceClient::with_interceptor(server.channel().await, bearer(token))
 }
 
 /// `token`'s approval of request `id` with `comment`: the request as it now stands, or the

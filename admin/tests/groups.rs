@@ -1,6 +1,6 @@
 //! Groups, their members and roles: over a real server.
 
-use crate::support::{Admin, Harness, assert_status};
+use crate::support::{Admin, Harness, assert_status, bad_list_requests};
 use portcullis_proto::v1 as pb;
 use tonic::Code;
 
@@ -1152,43 +1152,22 @@ async fn group_calls_reject_bad_input() {
     let start = h.live.store().revision();
 
     // ListGroups.
-    for (request, needle) in [
-        (
-            pb::ListGroupsRequest {
-                page_size: 501,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListGroupsRequest {
-                sort: 42,
-                ..Default::default()
-            },
-            "sort",
-        ),
-        (
-            pb::ListGroupsRequest {
-                page_token: "%%%".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListGroupsRequest {
-                page_token: "e30".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListGroupsRequest {
-                search: "x".repeat(2000),
-                ..Default::default()
-            },
-            "search",
-        ),
-    ] {
+    let mut bad = bad_list_requests(|f| pb::ListGroupsRequest {
+        page_size: f.page_size,
+        sort: f.sort,
+        page_token: f.page_token,
+        search: f.search,
+        ..Default::default()
+    });
+    // A well-formed token of no query.
+    bad.push((
+        pb::ListGroupsRequest {
+            page_token: "e30".into(),
+            ..Default::default()
+        },
+        "page_token",
+    ));
+    for (request, needle) in bad {
         assert_status(
             admin.list_groups(request).await,
             Code::InvalidArgument,

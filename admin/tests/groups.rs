@@ -1152,13 +1152,7 @@ async fn group_calls_reject_bad_input() {
     let start = h.live.store().revision();
 
     // ListGroups.
-    let mut bad = bad_list_requests(|f| pb::ListGroupsRequest {
-        page_size: f.page_size,
-        sort: f.sort,
-        page_token: f.page_token,
-        search: f.search,
-        ..Default::default()
-    });
+    let mut bad = bad_list_requests::<pb::ListGroupsRequest>();
     // A well-formed token of no query.
     bad.push((
         pb::ListGroupsRequest {

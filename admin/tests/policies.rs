@@ -564,13 +564,7 @@ async fn list_searches_filters_sorts_and_pages() {
         Code::InvalidArgument,
         "page_token",
     );
-    let mut bad = bad_list_requests(|f| pb::ListPoliciesRequest {
-        page_size: f.page_size,
-        sort: f.sort,
-        page_token: f.page_token,
-        search: f.search,
-        ..Default::default()
-    });
+    let mut bad = bad_list_requests::<pb::ListPoliciesRequest>();
     bad.push((
         pb::ListPoliciesRequest {
             action: 42,

@@ -355,10 +355,34 @@ pub struct ListFields {
     pub search: String,
 }
 
+/// The list requests built from [`ListFields`], the rest of each request left empty.
+macro_rules! list_requests {
+    ($($request:ty),*) => {$(
+        impl From<ListFields> for $request {
+            fn from(f: ListFields) -> Self {
+                Self {
+                    page_size: f.page_size,
+                    sort: f.sort,
+                    page_token: f.page_token,
+                    search: f.search,
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+list_requests!(
+    pb::ListUsersRequest,
+    pb::ListGroupsRequest,
+    pb::ListPoliciesRequest
+);
+
 /// What every list RPC refuses as INVALID_ARGUMENT naming the field: a page of 501 rows, an
-/// unknown sort, a page token no server issued, a search past 1,024 bytes; each as the request
-/// `make` builds from its fields, and the field the refusal names.
-pub fn bad_list_requests<R>(make: impl Fn(ListFields) -> R) -> Vec<(R, &'static str)> {
+/// unknown sort, a page token no server issued, a search past 1,024 bytes; each request, and
+/// the field the refusal names.
+pub fn bad_list_requests<R: From<ListFields>>() -> Vec<(R, &'static str)> {
+    let make = R::from;
     let valid = || ListFields {
         page_size: 0,
         sort: 0,

@@ -605,13 +605,7 @@ async fn user_calls_reject_bad_input() {
         Code::InvalidArgument,
         "user",
     );
-    let mut bad = bad_list_requests(|f| pb::ListUsersRequest {
-        page_size: f.page_size,
-        sort: f.sort,
-        page_token: f.page_token,
-        search: f.search,
-        ..Default::default()
-    });
+    let mut bad = bad_list_requests::<pb::ListUsersRequest>();
     bad.push((
         pb::ListUsersRequest {
             status: 42,

@@ -17,30 +17,27 @@ pub(crate) trait Switched: Clone + Serialize + Sized {
     fn parts(&mut self) -> (&mut bool, &mut Timestamp);
 }
 
-impl Switched for Agent {
-    const KIND: &'static str = "agent";
-    fn read(tx: &Tx<'_, '_>, id: &str) -> store::Result<Option<Agent>> {
-        tx.agent(id)
-    }
-    fn write(&self, tx: &mut Tx<'_, '_>) -> store::Result<()> {
-        tx.put_agent(self)
-    }
-    fn parts(&mut self) -> (&mut bool, &mut Timestamp) {
-        (&mut self.enabled, &mut self.updated_at)
-    }
+/// The two records with a switch: their kind, and the transaction's read and write of them.
+macro_rules! switched {
+    ($($record:ty: $kind:literal, $read:ident, $write:ident;)*) => {$(
+        impl Switched for $record {
+            const KIND: &'static str = $kind;
+            fn read(tx: &Tx<'_, '_>, id: &str) -> store::Result<Option<Self>> {
+                tx.$read(id)
+            }
+            fn write(&self, tx: &mut Tx<'_, '_>) -> store::Result<()> {
+                tx.$write(self)
+            }
+            fn parts(&mut self) -> (&mut bool, &mut Timestamp) {
+                (&mut self.enabled, &mut self.updated_at)
+            }
+        }
+    )*};
 }
 
-impl Switched for Policy {
-    const KIND: &'static str = "policy";
-    fn read(tx: &Tx<'_, '_>, id: &str) -> store::Result<Option<Policy>> {
-        tx.policy(id)
-    }
-    fn write(&self, tx: &mut Tx<'_, '_>) -> store::Result<()> {
-        tx.put_policy(self)
-    }
-    fn parts(&mut self) -> (&mut bool, &mut Timestamp) {
-        (&mut self.enabled, &mut self.updated_at)
-    }
+switched! {
+    Agent: "agent", agent, put_agent;
+    Policy: "policy", policy, put_policy;
 }
 
 /// Turns record `id`'s switch to `enabled` in `tx`, audited as `{kind}.enable` or

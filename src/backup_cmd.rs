@@ -44,22 +44,25 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     // The server resolves relative paths against its own working directory.
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("cannot resolve `{}`", args.out.display()))?;
-    let (revision, bytes, records, paused, by_server) = match store::Store::open(dir) {
+    let (done, by_server) = match store::Store::open(dir) {
         Ok(store) => {
             let summary = store
                 .backup_to(&out)
                 .with_context(|| format!("cannot back up `{}`", dir.display()))?;
-            let m = summary.manifest;
-            (m.revision, summary.bytes, m.records, summary.paused, false)
+            (control::RemoteBackup::from(&summary), false)
         }
-        Err(store::Error::Locked { .. }) => {
-            let done = control::request_backup(dir, &out)?;
-            (done.revision, done.bytes, done.records, done.paused, true)
-        }
+        Err(store::Error::Locked { .. }) => (control::request_backup(dir, &out)?, true),
         Err(e) => {
             return Err(e).with_context(|| format!("cannot open the store in `{}`", dir.display()));
         }
     };
+    let control::RemoteBackup {
+        revision,
+        bytes,
+        records,
+        paused,
+        copied_under_lock,
+    } = done;
     let elapsed = started.elapsed();
     if args.json.json {
         crate::stdout::json(&serde_json::json!({
@@ -71,6 +74,8 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             "bytes": bytes,
             "elapsed_ms": elapsed.as_millis() as u64,
             "writes_paused_ms": paused.as_secs_f64() * 1000.0,
+            // null from a server too old to say.
+            "copied_under_lock": copied_under_lock,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -81,12 +86,13 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     };
     crate::stdout::done(format_args!(
         "backed up revision {revision} of `{}` to `{}`{via}: {records} records, {} in {:.1}s; \
-         writes paused {}",
+         writes paused {}{}",
         dir.display(),
         out.display(),
         size(bytes),
         elapsed.as_secs_f64(),
         millis(paused),
+        why_paused(copied_under_lock),
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -140,6 +146,18 @@ fn size(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / MIB)
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// Says why writes were paused for the whole copy, when they were: the pause is then in
+/// proportion to the store, and an operator who sees a long one should know it was not a fault.
+fn why_paused(copied_under_lock: Option<bool>) -> &'static str {
+    match copied_under_lock {
+        Some(true) => {
+            " (everything was copied under the write lock: more keys were written during the \
+             copy than a backup tracks, or another backup was running)"
+        }
+        Some(false) | None => "",
     }
 }
 

@@ -9,8 +9,11 @@
 //!
 //! ```text
 //! backup <absolute path of a new or empty directory>\n
-//! ok <revision> <bytes> <records> <paused µs>\n      or      error <message>\n
+//! ok <revision> <bytes> <records> <paused µs> <copied under lock: 0 or 1>\n
+//!    or      error <message>\n
 //! ```
+//!
+//! A server from before the last field answers without it: the client then does not know.
 //!
 //! Backups run one at a time, on a blocking thread ([`store::Store::backup_to`]).
 
@@ -38,13 +41,27 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
 
-/// What the server answered to a backup request.
+/// What a backup did, as the server answered it (or as the command saw it, offline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteBackup {
     pub revision: u64,
     pub bytes: u64,
     pub records: u64,
     pub paused: Duration,
+    /// [`store::BackupSummary::copied_under_lock`]; `None` from a server too old to say.
+    pub copied_under_lock: Option<bool>,
+}
+
+impl From<&store::BackupSummary> for RemoteBackup {
+    fn from(summary: &store::BackupSummary) -> Self {
+        Self {
+            revision: summary.manifest.revision,
+            bytes: summary.bytes,
+            records: summary.manifest.records,
+            paused: summary.paused,
+            copied_under_lock: Some(summary.copied_under_lock),
+        }
+    }
 }
 
 /// Serves the control socket of `live`'s store until `stopped` turns true, then removes it.
@@ -172,15 +189,17 @@ async fn backup(live: &Live, out: PathBuf) -> String {
                 bytes = summary.bytes,
                 records = summary.manifest.records,
                 paused_ms = summary.paused.as_millis() as u64,
+                copied_under_lock = summary.copied_under_lock,
                 elapsed_ms = summary.elapsed.as_millis() as u64,
                 "backup written"
             );
             format!(
-                "ok {} {} {} {}\n",
+                "ok {} {} {} {} {}\n",
                 summary.manifest.revision,
                 summary.bytes,
                 summary.manifest.records,
-                summary.paused.as_micros()
+                summary.paused.as_micros(),
+                u8::from(summary.copied_under_lock)
             )
         }
         Ok(Err(e)) => {
@@ -227,21 +246,63 @@ pub fn request_backup(data_dir: &Path, out: &Path) -> anyhow::Result<RemoteBacku
             data_dir.display()
         );
     }
-    let fields: Vec<u64> = reply
-        .strip_prefix("ok ")
-        .map(|rest| rest.split(' ').map_while(|f| f.parse().ok()).collect())
-        .unwrap_or_default();
-    match fields[..] {
-        [revision, bytes, records, paused_us, ..] => Ok(RemoteBackup {
-            revision,
-            bytes,
-            records,
-            paused: Duration::from_micros(paused_us),
-        }),
-        _ if reply.is_empty() => anyhow::bail!(
+    match parse_ok(reply) {
+        Some(done) => Ok(done),
+        None if reply.is_empty() => anyhow::bail!(
             "the server closed `{}` without answering (did it stop?)",
             path.display()
         ),
-        _ => anyhow::bail!("unexpected answer from `{}`: `{reply}`", path.display()),
+        None => anyhow::bail!("unexpected answer from `{}`: `{reply}`", path.display()),
+    }
+}
+
+/// Reads an `ok` answer (without its newline); `None` if it is not one.
+fn parse_ok(reply: &str) -> Option<RemoteBackup> {
+    let fields: Vec<u64> = reply
+        .strip_prefix("ok ")?
+        .split(' ')
+        .map_while(|f| f.parse().ok())
+        .collect();
+    let (revision, bytes, records, paused_us, rest) = match fields[..] {
+        [revision, bytes, records, paused_us, ref rest @ ..] => {
+            (revision, bytes, records, paused_us, rest)
+        }
+        _ => return None,
+    };
+    let copied_under_lock = match rest.first() {
+        None => None,
+        Some(0) => Some(false),
+        Some(1) => Some(true),
+        Some(_) => return None,
+    };
+    Some(RemoteBackup {
+        revision,
+        bytes,
+        records,
+        paused: Duration::from_micros(paused_us),
+        copied_under_lock,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_answer_says_whether_everything_was_copied_under_the_lock() {
+        let done = |under| RemoteBackup {
+            revision: 7,
+            bytes: 2048,
+            records: 30,
+            paused: Duration::from_micros(150),
+            copied_under_lock: under,
+        };
+        assert_eq!(parse_ok("ok 7 2048 30 150 1"), Some(done(Some(true))));
+        assert_eq!(parse_ok("ok 7 2048 30 150 0"), Some(done(Some(false))));
+        // A server from before the field: unknown, not a guess.
+        assert_eq!(parse_ok("ok 7 2048 30 150"), Some(done(None)));
+        assert_eq!(parse_ok("ok 7 2048 30 150 2"), None);
+        assert_eq!(parse_ok("ok 7 2048 30"), None);
+        assert_eq!(parse_ok("error nope"), None);
     }
 }

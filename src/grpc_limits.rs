@@ -1,5 +1,6 @@
-//! The bounds of what one gRPC call may carry, on `serve` and `sidecar`: the largest request
-//! message the servers decode, and the most checks one `BatchCheck` (or AuthZEN batch) holds.
+//! The bounds of what one decision request may carry, on `serve` and `sidecar`: the largest
+//! request message the gRPC servers decode, the largest AuthZEN body (the same request over
+//! HTTP), and the most checks one `BatchCheck` (or AuthZEN batch) holds.
 //!
 //! tonic refuses a message over its limit with `OUT_OF_RANGE` and its own wording; gRPC says a
 //! server refuses one with `RESOURCE_EXHAUSTED`, so [`refusing_large_messages`] turns tonic's
@@ -30,6 +31,15 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub batch_max_checks: u32,
+    /// The largest AuthZEN request body read, in bytes; a bigger one is refused with 413 naming
+    /// this setting.
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUTHZEN_MAX_BODY_BYTES",
+        default_value_t = pdp_service::authzen::DEFAULT_MAX_BODY as u32,
+        value_parser = clap::value_parser!(u32).range(1024..)
+    )]
+    pub authzen_max_body_bytes: u32,
 }
 
 impl Args {
@@ -41,6 +51,11 @@ impl Args {
     /// The batch bound, as `DecisionService` takes it.
     pub fn batch_checks(&self) -> usize {
         self.batch_max_checks as usize
+    }
+
+    /// The AuthZEN body bound, as its router takes it.
+    pub fn authzen_body_bytes(&self) -> usize {
+        self.authzen_max_body_bytes as usize
     }
 }
 

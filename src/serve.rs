@@ -226,6 +226,7 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         decisions.clone(),
         settings.decision_token.clone(),
         http_tls.is_some(),
+        settings.grpc_limits.authzen_body_bytes(),
     ));
     // The admin services, built once: the gRPC server serves them and the console calls them.
     let activity = Activity::decision_log();

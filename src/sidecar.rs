@@ -147,6 +147,7 @@ async fn serve(
         decisions.clone(),
         decision_token.clone(),
         false,
+        args.grpc_limits.authzen_body_bytes(),
     ));
     let http = http::serve(
         http_listener,

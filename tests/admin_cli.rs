@@ -62,6 +62,13 @@ fn bootstrap_token(data: &Path, user: &str, role: &str) -> String {
 }
 
 /// The admin CLI pointed at one server with one token.
+/// The company served from a store under `root`, and an admin token of alice's.
+fn served_for_alice(root: &std::path::Path) -> (Server, String) {
+    let data = company(root);
+    let token = bootstrap_token(&data, "alice@example.com", "admin");
+    (Server::start(&data), token)
+}
+
 struct Admin<'a> {
     server: &'a Server,
     token: String,
@@ -395,12 +402,10 @@ fn column<'v>(list: &'v Value, key: &str, field: &str) -> Vec<&'v str> {
 #[test]
 fn admin_cli_creates_fills_empties_and_deletes_groups() {
     let root = tempfile::tempdir().unwrap();
-    let data = company(root.path());
-    let secret = bootstrap_token(&data, "alice@example.com", "admin");
-    let server = Server::start(&data);
+    let (server, token) = served_for_alice(root.path());
     let admin = Admin {
         server: &server,
-        token: secret,
+        token,
     };
 
     let table = admin.ok(&["groups", "list"]);
@@ -502,12 +507,10 @@ fn admin_cli_creates_fills_empties_and_deletes_groups() {
 #[test]
 fn admin_cli_manages_policies_and_api_tokens() {
     let root = tempfile::tempdir().unwrap();
-    let data = company(root.path());
-    let secret = bootstrap_token(&data, "alice@example.com", "admin");
-    let server = Server::start(&data);
+    let (server, token) = served_for_alice(root.path());
     let admin = Admin {
         server: &server,
-        token: secret,
+        token,
     };
 
     let table = admin.ok(&["policies", "list"]);
@@ -719,12 +722,10 @@ fn admin_cli_manages_policies_and_api_tokens() {
 #[test]
 fn admin_cli_manages_agents_settings_and_agent_scoped_policies() {
     let root = tempfile::tempdir().unwrap();
-    let data = company(root.path());
-    let secret = bootstrap_token(&data, "alice@example.com", "admin");
-    let server = Server::start(&data);
+    let (server, token) = served_for_alice(root.path());
     let admin = Admin {
         server: &server,
-        token: secret,
+        token,
     };
 
     let out = admin.ok(&[

@@ -3,7 +3,7 @@
 //! approved arguments; self-approval and locked approvers are refused; a lock after approval
 //! still denies; of concurrent Checks with a `once` grant exactly one is allowed.
 
-use crate::support::{Server, admin_token, path, run_ok, write_users};
+use crate::support::{Bearer, Server, admin_token, bearer, path, run_ok, write_users};
 
 use pb::approval_service_client::ApprovalServiceClient;
 use portcullis_proto::v1 as pb;
@@ -12,28 +12,60 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-type Bearer =
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
-type Approvals = ApprovalServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Approvals = ApprovalServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// An ApprovalService client sending `token` (none: a gateway where decisions are open).
 pub async fn approvals(server: &Server, token: Option<&str>) -> Approvals {
-    let channel = Channel::from_shared(server.addr.clone())
-        .unwrap()
-        .connect()
+    ApprovalServiceClient::with_interceptor(server.channel().await, bearer(token))
+}
+
+/// `token`'s approval of request `id` with `comment`: the request as it now stands, or the
+/// refusal.
+pub(crate) async fn approve(
+    server: &Server,
+    token: &str,
+    id: &str,
+    comment: &str,
+) -> Result<pb::ApprovalRequest, tonic::Status> {
+    let answer = approvals(server, Some(token))
         .await
-        .unwrap();
-    let value: Option<tonic::metadata::MetadataValue<_>> =
-        token.map(|t| format!("Bearer {t}").parse().unwrap());
-    let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-        if let Some(value) = &value {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    });
-    ApprovalServiceClient::with_interceptor(channel, bearer)
+        .approve(pb::ApproveRequest {
+            id: id.to_owned(),
+            comment: comment.to_owned(),
+        })
+        .await?;
+    Ok(answer
+        .into_inner()
+        .request
+        .expect("an approval answers with the request"))
+}
+
+/// Request `id` as `gateway` sees it.
+pub(crate) async fn get(gateway: &mut Approvals, id: &str) -> pb::ApprovalRequest {
+    gateway
+        .get_approval_request(pb::GetApprovalRequestRequest {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
+}
+
+/// The approval request `gateway` creates for `call`.
+pub(crate) async fn requested(
+    gateway: &mut Approvals,
+    call: pb::CreateApprovalRequestRequest,
+) -> pb::ApprovalRequest {
+    gateway
+        .create_approval_request(call)
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
 }
 
 /// `token create` for a user without a role of the token's own.
@@ -112,7 +144,7 @@ pub(crate) fn company() -> (tempfile::TempDir, std::path::PathBuf) {
     (root, data)
 }
 
-fn decided(r: &pb::CheckResponse) -> (pb::Decision, pb::Reason) {
+pub(crate) fn decided(r: &pb::CheckResponse) -> (pb::Decision, pb::Reason) {
     (r.decision(), r.reason())
 }
 
@@ -180,14 +212,7 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
     assert!(refused.message().contains("DENY"), "{}", refused.message());
 
     // The requester cannot approve their own request; a locked approver cannot approve.
-    let own = approvals(&server, Some(&ada))
-        .await
-        .approve(pb::ApproveRequest {
-            id: request.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let own = approve(&server, &ada, &request.id, "").await.unwrap_err();
     assert_eq!(own.code(), tonic::Code::PermissionDenied);
     assert!(own.message().contains("own request"), "{}", own.message());
     let mut admin_api = server.admin(&admin).await;
@@ -198,14 +223,7 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         })
         .await
         .unwrap();
-    let locked = approvals(&server, Some(&carl))
-        .await
-        .approve(pb::ApproveRequest {
-            id: request.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let locked = approve(&server, &carl, &request.id, "").await.unwrap_err();
     assert_eq!(locked.code(), tonic::Code::PermissionDenied);
 
     // The inbox: bob sees the request awaiting him; ada (the requester) does not.
@@ -248,16 +266,8 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         !waiting.is_finished(),
         "the wait ended before anything was decided"
     );
-    let approved = approvals(&server, Some(&bob))
+    let approved = approve(&server, &bob, &request.id, "archived for a year")
         .await
-        .approve(pb::ApproveRequest {
-            id: request.id.clone(),
-            comment: "archived for a year".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
         .unwrap();
     assert_eq!(approved.state(), pb::ApprovalState::Approved);
     let waited = tokio::time::timeout(Duration::from_secs(20), waiting)
@@ -300,26 +310,11 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         decided(&twice),
         (pb::Decision::RequireApproval, pb::Reason::Policy)
     );
-    let used = gateway
-        .get_approval_request(pb::GetApprovalRequestRequest {
-            id: request.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let used = get(&mut gateway, &request.id).await;
     assert_eq!(used.used_by_decision, allowed.decision_id);
 
     // Of concurrent Checks with one `once` grant, exactly one is allowed.
-    let second = gateway
-        .create_approval_request(create("acme/tmp"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let second = requested(&mut gateway, create("acme/tmp")).await;
     // A gateway watching it sees it pending, then approved, and the stream ends there.
     let mut watch = gateway
         .watch_approval_request(pb::WatchApprovalRequestRequest {
@@ -334,14 +329,7 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
         .unwrap()
         .unwrap();
     assert_eq!(first_seen.state(), pb::ApprovalState::Pending);
-    approvals(&server, Some(&bob))
-        .await
-        .approve(pb::ApproveRequest {
-            id: second.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap();
+    approve(&server, &bob, &second.id, "").await.unwrap();
     let then = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .unwrap()
@@ -375,13 +363,7 @@ async fn an_approval_lets_exactly_the_approved_call_through_once() {
     assert_eq!(allowed, 1);
 
     // A lock after the approval still denies.
-    let third = gateway
-        .create_approval_request(create("acme/scratch"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let third = requested(&mut gateway, create("acme/scratch")).await;
     // Through the CLI: bob's inbox lists it, and he approves it there.
     let cli = |token: &str, rest: &[&str]| {
         let mut args = vec!["admin", "--server", &server.addr, "--token", token];
@@ -539,19 +521,6 @@ fn with_flows(data: &std::path::Path) {
         .unwrap();
 }
 
-async fn get(gateway: &mut Approvals, id: &str) -> pb::ApprovalRequest {
-    gateway
-        .get_approval_request(pb::GetApprovalRequestRequest {
-            id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_escalate_and_expire_across_a_restart() {
     let (_root, data) = company();
@@ -563,57 +532,22 @@ async fn flows_escalate_and_expire_across_a_restart() {
     let mut gateway = approvals(&server, None).await;
 
     // Step 1 is the manager's: bob approves; then two admins are needed.
-    let first = gateway
-        .create_approval_request(create("acme/one"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let first = requested(&mut gateway, create("acme/one")).await;
     assert_eq!(first.flow.as_ref().unwrap().id, "flow-two-steps");
     assert_eq!(first.awaiting, vec!["bob".to_owned()]);
-    let carl_early = approvals(&server, Some(&carl))
-        .await
-        .approve(pb::ApproveRequest {
-            id: first.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let carl_early = approve(&server, &carl, &first.id, "").await.unwrap_err();
     assert_eq!(carl_early.code(), tonic::Code::PermissionDenied);
-    let after_manager = approvals(&server, Some(&bob))
+    let after_manager = approve(&server, &bob, &first.id, "my report")
         .await
-        .approve(pb::ApproveRequest {
-            id: first.id.clone(),
-            comment: "my report".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
         .unwrap();
     assert_eq!(after_manager.state(), pb::ApprovalState::Pending);
     assert_eq!(after_manager.step, 1);
     assert_eq!(after_manager.approvals_needed, 2);
     // Bob approved once: approvals count distinct people, so he cannot be one of the two.
-    let bob_again = approvals(&server, Some(&bob))
-        .await
-        .approve(pb::ApproveRequest {
-            id: first.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let bob_again = approve(&server, &bob, &first.id, "").await.unwrap_err();
     assert_eq!(bob_again.code(), tonic::Code::PermissionDenied);
     for token in [&admin, &carl] {
-        approvals(&server, Some(token))
-            .await
-            .approve(pb::ApproveRequest {
-                id: first.id.clone(),
-                comment: String::new(),
-            })
-            .await
-            .unwrap();
+        approve(&server, token, &first.id, "").await.unwrap();
     }
     assert_eq!(
         get(&mut gateway, &first.id).await.state(),
@@ -621,13 +555,7 @@ async fn flows_escalate_and_expire_across_a_restart() {
     );
 
     // Nobody answers the manager's step: after its timeout the request escalates.
-    let second = gateway
-        .create_approval_request(create("acme/two"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let second = requested(&mut gateway, create("acme/two")).await;
     let escalated = gateway
         .get_approval_request(pb::GetApprovalRequestRequest {
             id: second.id.clone(),
@@ -647,22 +575,10 @@ async fn flows_escalate_and_expire_across_a_restart() {
 
     // Killed with a request at the manager's step and one about to expire; their deadlines
     // pass while the server is down and are applied when it starts.
-    let third = gateway
-        .create_approval_request(create("acme/three"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let third = requested(&mut gateway, create("acme/three")).await;
     let mut transfer = create("acme/four");
     transfer.tool = "transfer_repo".into();
-    let fourth = gateway
-        .create_approval_request(transfer)
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let fourth = requested(&mut gateway, transfer).await;
     assert_eq!(fourth.flow.as_ref().unwrap().id, "flow-short");
     // Down until both deadlines are past (the later of them), not a guessed while.
     let ms = |t: &Option<prost_types::Timestamp>| {
@@ -708,14 +624,7 @@ async fn flows_escalate_and_expire_across_a_restart() {
     let first = get(&mut gateway, &first.id).await;
     assert_eq!(first.state(), pb::ApprovalState::Approved);
     assert_eq!(first.approvals.len(), 3);
-    let expired = approvals(&server, Some(&carl))
-        .await
-        .approve(pb::ApproveRequest {
-            id: fourth.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let expired = approve(&server, &carl, &fourth.id, "").await.unwrap_err();
     assert_eq!(expired.code(), tonic::Code::FailedPrecondition);
 }
 
@@ -758,12 +667,7 @@ async fn gateways_need_the_decision_token_when_decisions_do() {
         .await
         .unwrap();
     assert_eq!(seen.into_inner().request.unwrap().id, id);
-    let nobody = approvals(&server, Some("s3cret-decisions"))
-        .await
-        .approve(pb::ApproveRequest {
-            id,
-            comment: String::new(),
-        })
+    let nobody = approve(&server, "s3cret-decisions", &id, "")
         .await
         .unwrap_err();
     assert_eq!(nobody.code(), tonic::Code::Unauthenticated);

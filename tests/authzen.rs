@@ -585,7 +585,7 @@ async fn metadata_errors_and_the_decision_token_follow_the_specification() {
     }
 
     // Too large: 413 (past gRPC's message limit too), and the token is checked first.
-    let mut huge = vec![b' '; pdp_service::authzen::MAX_BODY + 1];
+    let mut huge = vec![b' '; pdp_service::authzen::DEFAULT_MAX_BODY + 1];
     huge.extend_from_slice(&body);
     let reply = crate::scim::http(
         &server.http,
@@ -781,12 +781,7 @@ async fn an_approval_over_authzen_points_at_the_request_and_lets_the_call_throug
     );
 
     // Approved: the call with its approval id is allowed once, then asks again.
-    approvals(&server, Some(&bob))
-        .await
-        .approve(pb::ApproveRequest {
-            id: request.id.clone(),
-            comment: String::new(),
-        })
+    crate::approvals::approve(&server, &bob, &request.id, "")
         .await
         .unwrap();
     let allowed = post(&http, &url, &evaluation(&request.id)).await;

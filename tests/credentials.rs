@@ -30,17 +30,7 @@ fn serve_bootstrapped(data: &std::path::Path, env: &[(&str, &str)], user: &str) 
 }
 
 async fn bootstrap_events(server: &Server) -> usize {
-    let mut admin = server.admin(BOOTSTRAP).await;
-    admin
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "token.bootstrap".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .len()
+    server.audit(BOOTSTRAP, "token.bootstrap").await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,17 +327,7 @@ async fn decision_and_sidecar_secrets_rotate_on_sighup_without_dropping_a_stream
         "{error}"
     );
     check_with(&control, "decision-new").await.unwrap();
-    let events = control
-        .admin(&admin_token)
-        .await
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "credentials.reload".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = control.audit(&admin_token, "credentials.reload").await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(
         events[0].detail.contains("decision-token-file: unchanged"),
@@ -490,17 +470,7 @@ async fn scim_connections_are_made_rotated_with_grace_and_revoked_online() {
         "{}",
         negative.message()
     );
-    let events = server
-        .admin(&admin)
-        .await
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "scim_connection.".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = server.audit(&admin, "scim_connection.").await;
     assert_eq!(events.len(), 1, "{events:?}");
 
     // Rotated with a short grace: both secrets work within it, the old one is refused after.
@@ -525,17 +495,7 @@ async fn scim_connections_are_made_rotated_with_grace_and_revoked_online() {
     // Revoked: refused from the next request on.
     admin_json(&server, &admin, &["scim-connections", "revoke", &id]).unwrap();
     assert_eq!(scim_status(&server, &second), 401);
-    let events = server
-        .admin(&admin)
-        .await
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "scim_connection.".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = server.audit(&admin, "scim_connection.").await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,

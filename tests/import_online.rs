@@ -44,17 +44,8 @@ fn generated(dir: &Path, seed: u64) -> (Vec<workload::RequestLine>, Vec<String>)
     )
 }
 
-async fn imports(admin: &mut crate::support::Admin) -> Vec<pb::AuditEvent> {
-    admin
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "directory.import".into(),
-            page_size: 500,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
+async fn imports(server: &Server, token: &str) -> Vec<pb::AuditEvent> {
+    server.audit(token, "directory.import").await
 }
 
 async fn revision(
@@ -91,7 +82,6 @@ async fn a_directory_replaces_the_served_one_while_checks_run() {
     let user = users.iter().find(|u| second_users.contains(u)).unwrap();
     let token = admin_token(&data, user);
     let server = Server::start(&data);
-    let mut admin = server.admin(&token).await;
     let mut client = server.client().await;
     let before = revision(&mut client).await;
 
@@ -154,7 +144,7 @@ async fn a_directory_replaces_the_served_one_while_checks_run() {
     );
     assert!(answered.load(Ordering::Relaxed) > 0, "no Check ran");
 
-    let events = imports(&mut admin).await;
+    let events = imports(&server, &token).await;
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];
     assert!(
@@ -342,7 +332,7 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     .unwrap();
     assert_refused_json(&online);
     assert_eq!(revision(&mut client).await, before, "nothing was written");
-    assert!(imports(&mut admin).await.is_empty());
+    assert!(imports(&server, &token).await.is_empty());
 
     // Over the API: a stream that ends without its last chunk (a client failing midway) and
     // a file that is not part of an import are refused whole.
@@ -408,11 +398,11 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert_eq!(both.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pass one"), "{stderr}");
-    assert!(imports(&mut admin).await.is_empty());
+    assert!(imports(&server, &token).await.is_empty());
 
     // Online and accepted: the counts and the revision it committed at, audited once.
     let imported = tokio::task::spawn_blocking({
-        let (addr, good) = (addr.clone(), good.clone());
+        let (addr, token, good) = (addr.clone(), token.clone(), good.clone());
         move || {
             run_json(&[
                 "import",
@@ -433,7 +423,7 @@ async fn bad_lines_are_all_listed_and_nothing_is_written() {
         "{imported}"
     );
     assert_eq!(imported["users"], 3000, "{imported}");
-    let events = imports(&mut admin).await;
+    let events = imports(&server, &token).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(imported["revision"], events[0].revision, "{imported}");
 }

@@ -1,8 +1,9 @@
 //! The bounds that are settings (docs/limits.md), against the real binary started with small
 //! ones: a request at a bound is answered, one past it is refused with the documented error
 //! naming the setting: `grpc-max-message-bytes` (RESOURCE_EXHAUSTED, DecisionService and the
-//! admin API alike), `batch-max-checks` (BatchCheck INVALID_ARGUMENT, AuthZEN 400) and
-//! `scim-max-body-bytes` (413 in the RFC 7644 form).
+//! admin API alike), `batch-max-checks` (BatchCheck INVALID_ARGUMENT, AuthZEN 400),
+//! `authzen-max-body-bytes` (413 in the AuthZEN error form) and `scim-max-body-bytes` (413 in
+//! the RFC 7644 form).
 
 use crate::hardening_net::http;
 use crate::support::{Server, scim_token};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 const MESSAGE: usize = 4096;
 const CHECKS: usize = 3;
 const BODY: usize = 2048;
+const AUTHZEN_BODY: usize = 1500;
 
 /// A Check whose encoding is exactly `bytes` long (at least 100): attributes pad it, each at
 /// most 1,024 bytes (Check's own bound).
@@ -49,6 +51,40 @@ fn evaluations(count: usize) -> String {
         "resource": {"type": "connector", "id": "github"},
     });
     json!({ "evaluations": vec![one; count] }).to_string()
+}
+
+/// An AuthZEN evaluation whose body is exactly `bytes` long (trailing whitespace pads it).
+fn evaluation_body(bytes: usize) -> String {
+    let body = json!({
+        "subject": {"type": "user", "id": "alice@example.com"},
+        "action": {"name": "tool0"},
+        "resource": {"type": "connector", "id": "github"},
+    })
+    .to_string();
+    format!("{body}{}", " ".repeat(bytes - body.len()))
+}
+
+/// Posts an evaluation of exactly `bytes` to the HTTP port at `addr`; the status and the body.
+fn evaluate(addr: &str, bytes: usize) -> (u16, String) {
+    let json = [("content-type", "application/json")];
+    http(
+        addr,
+        "POST",
+        "/access/v1/evaluation",
+        &json,
+        &evaluation_body(bytes),
+    )
+}
+
+/// The AuthZEN error of a body one byte over `authzen-max-body-bytes`: 413, naming it.
+fn assert_authzen_body_refused(status: u16, body: &str) {
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        error["error"],
+        format!("the body is larger than {AUTHZEN_BODY} bytes (`authzen-max-body-bytes`)"),
+        "{body}"
+    );
 }
 
 /// A SCIM user creation whose body is exactly `bytes` long (trailing whitespace pads it).
@@ -106,6 +142,8 @@ async fn the_bounds_that_are_settings_refuse_past_them_naming_the_setting() {
             &CHECKS.to_string(),
             "--scim-max-body-bytes",
             &BODY.to_string(),
+            "--authzen-max-body-bytes",
+            &AUTHZEN_BODY.to_string(),
         ],
     );
 
@@ -201,6 +239,15 @@ async fn the_bounds_that_are_settings_refuse_past_them_naming_the_setting() {
     assert_eq!(found, expected);
     assert!(pages >= 2, "{pages}");
 
+    // AuthZEN bodies: at the bound read and decided (alice may use tool0), one byte over 413 in
+    // the specification's error form.
+    let (status, body) = evaluate(&server.http, AUTHZEN_BODY);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["decision"], true, "{body}");
+    let (status, body) = evaluate(&server.http, AUTHZEN_BODY + 1);
+    assert_authzen_body_refused(status, &body);
+
     // SCIM bodies: at the bound read and written, one byte over 413 in the RFC 7644 form.
     let bearer = format!("Bearer {scim}");
     let headers = [
@@ -237,7 +284,7 @@ async fn the_bounds_that_are_settings_refuse_past_them_naming_the_setting() {
 }
 
 #[tokio::test]
-async fn a_sidecar_has_the_same_grpc_bounds() {
+async fn a_sidecar_has_the_same_grpc_and_authzen_bounds() {
     // No control plane: the bounds are checked before anything is decided.
     let sidecar = crate::fleet::sidecar(
         "http://127.0.0.1:1",
@@ -246,8 +293,18 @@ async fn a_sidecar_has_the_same_grpc_bounds() {
             &MESSAGE.to_string(),
             "--batch-max-checks",
             &CHECKS.to_string(),
+            "--authzen-max-body-bytes",
+            &AUTHZEN_BODY.to_string(),
         ],
     );
+    // With no snapshot, a body at the bound is read and answered (not 413); one over is refused.
+    let (status, body) = evaluate(&sidecar.http, AUTHZEN_BODY);
+    assert!(
+        status != 413 && !body.contains("larger than"),
+        "{status} {body}"
+    );
+    let (status, body) = evaluate(&sidecar.http, AUTHZEN_BODY + 1);
+    assert_authzen_body_refused(status, &body);
     let mut decisions = sidecar.client().await;
     let code = |answer: Result<tonic::Response<pb::CheckResponse>, tonic::Status>| {
         answer.err().map(|status| status.code())

@@ -78,17 +78,7 @@ async fn server_policies(server: &Server, token: &str) -> Vec<pb::Policy> {
 
 /// The `policies.apply` events in the audit log.
 async fn apply_events(server: &Server, token: &str) -> Vec<pb::AuditEvent> {
-    let mut admin = server.admin(token).await;
-    admin
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "policies.apply".into(),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
+    server.audit(token, "policies.apply").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

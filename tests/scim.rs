@@ -324,6 +324,22 @@ impl Decisions {
         self.assert(user, answer, decision, reason)
     }
 
+    /// An admin grants github to `group`: `member`'s next answer, after that write, is the new
+    /// policy's Allow, and `other` (in the group too) is allowed by it as well; the policy's id.
+    async fn granted(&mut self, s: &Setup, group: &str, member: &str, other: &str) -> String {
+        let policy = s.allow_github_to(group);
+        assert_eq!(
+            self.after_write(member, Decision::Allow, Reason::Policy)
+                .await,
+            policy
+        );
+        assert_eq!(
+            self.expect(other, Decision::Allow, Reason::Policy).await,
+            policy
+        );
+        policy
+    }
+
     fn assert(
         &mut self,
         user: &str,
@@ -676,15 +692,8 @@ async fn okta_lifecycle_over_the_binary() {
         .await;
 
     // An admin grants github to the group.
-    let policy = s.allow_github_to(&group_id);
-    assert_eq!(
-        decide
-            .after_write("linus@example.com", Allow, Reason::Policy)
-            .await,
-        policy
-    );
-    decide
-        .expect("greg@example.com", Allow, Reason::Policy)
+    let policy = decide
+        .granted(&s, &group_id, "linus@example.com", "greg@example.com")
         .await;
     decide
         .expect("admin@example.com", Deny, Reason::NoMatchingPolicy)
@@ -853,15 +862,8 @@ async fn entra_lifecycle_over_the_binary() {
     decide
         .after_write("bob@contoso.com", Deny, Reason::NoMatchingPolicy)
         .await;
-    let policy = s.allow_github_to(&group_id);
-    assert_eq!(
-        decide
-            .after_write("grace.hopper@contoso.com", Allow, Reason::Policy)
-            .await,
-        policy
-    );
     decide
-        .expect("bob@contoso.com", Allow, Reason::Policy)
+        .granted(&s, &group_id, "grace.hopper@contoso.com", "bob@contoso.com")
         .await;
 
     // Deactivated and reactivated with booleans as strings.

@@ -5,7 +5,7 @@
 //! the control plane gone a `once` grant fails closed (and is still there once it is back)
 //! while a `window` grant allows until its window ends.
 
-use crate::approvals::{approvals, args};
+use crate::approvals::{approvals, approve, args, decided, get, person_token, requested};
 use crate::fleet::{eventually, token_file};
 use crate::support::{Server, path, run_ok, write_users};
 use pb::snapshot_service_client::SnapshotServiceClient;
@@ -98,12 +98,6 @@ fn company(root: &std::path::Path) -> std::path::PathBuf {
     data
 }
 
-/// `token create` for a user without a role of the token's own.
-fn person_token(data: &std::path::Path, user: &str) -> String {
-    let out = run_ok(&["token", "create", "--data-dir", path(data), "--user", user]);
-    out.lines().last().unwrap().trim().to_owned()
-}
-
 /// A sidecar that stays fresh for a minute without its control plane: the checks after the
 /// kill are answered from what it holds, not failed closed as stale.
 fn patient_sidecar(upstream: &str, token_file: &str) -> Server {
@@ -162,10 +156,6 @@ fn metric(sidecar: &Server, name: &str) -> f64 {
         .unwrap()
 }
 
-fn decided(r: &pb::CheckResponse) -> (pb::Decision, pb::Reason) {
-    (r.decision(), r.reason())
-}
-
 const REQUIRED: (pb::Decision, pb::Reason) = (pb::Decision::RequireApproval, pb::Reason::Policy);
 const APPROVED: (pb::Decision, pb::Reason) = (pb::Decision::Allow, pb::Reason::Approved);
 
@@ -179,17 +169,10 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
     let port = control.port();
     let side = patient_sidecar(&control.addr, &secret);
     let mut gateway = approvals(&control, None).await;
-    let mut bob_api = approvals(&control, Some(&bob)).await;
 
     // A once request: the sidecar's Require approval answer names the flow and, once the
     // request reaches it, the pending request.
-    let once = gateway
-        .create_approval_request(create("delete_repo", "acme/old"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let once = requested(&mut gateway, create("delete_repo", "acme/old")).await;
     eventually("the sidecar names the pending request", || async {
         let answer = decide(&side, check("delete_repo", "acme/old", "")).await;
         decided(&answer) == REQUIRED && answer.pending_approval_id == once.id
@@ -209,27 +192,12 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
     );
 
     // Approved on the control plane: the sidecar allows the call once, using the grant there.
-    bob_api
-        .approve(pb::ApproveRequest {
-            id: once.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap();
+    approve(&control, &bob, &once.id, "").await.unwrap();
     let allowed = allowed_once(&side, check("delete_repo", "acme/old", &once.id)).await;
     assert_eq!(allowed.policy_id, "pol-delete");
     let twice = decide(&side, check("delete_repo", "acme/old", &once.id)).await;
     assert_eq!(decided(&twice), REQUIRED);
-    let used = gateway
-        .get_approval_request(pb::GetApprovalRequestRequest {
-            id: once.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let used = get(&mut gateway, &once.id).await;
     assert_eq!(used.used_by_decision, allowed.decision_id);
     assert_eq!(
         metric(&side, "portcullis_sidecar_once_grants_used_total"),
@@ -240,22 +208,9 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
     assert_eq!(decided(&on_control), REQUIRED);
 
     // A window grant: allowed again and again on the sidecar.
-    let window = gateway
-        .create_approval_request(create("deploy", "acme/api"))
+    let window = requested(&mut gateway, create("deploy", "acme/api")).await;
+    let approved = approve(&control, &bob, &window.id, "release")
         .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
-    let approved = bob_api
-        .approve(pb::ApproveRequest {
-            id: window.id.clone(),
-            comment: "release".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
         .unwrap();
     let until = approved.approved_until.unwrap();
     let until_ms = until.seconds * 1000 + i64::from(until.nanos) / 1_000_000;
@@ -273,13 +228,7 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
 
     // Another once grant, held by the sidecar (its pending request is gone from it in the
     // same update that brings the grant).
-    let spare = gateway
-        .create_approval_request(create("delete_repo", "acme/tmp"))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let spare = requested(&mut gateway, create("delete_repo", "acme/tmp")).await;
     eventually("the sidecar sees the spare request pending", || async {
         decide(&side, check("delete_repo", "acme/tmp", ""))
             .await
@@ -287,13 +236,7 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
             == spare.id
     })
     .await;
-    bob_api
-        .approve(pb::ApproveRequest {
-            id: spare.id.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap();
+    approve(&control, &bob, &spare.id, "").await.unwrap();
     eventually("the sidecar holds the spare grant", || async {
         decide(&side, check("delete_repo", "acme/tmp", ""))
             .await
@@ -341,17 +284,7 @@ async fn a_sidecar_uses_grants_and_fails_closed_without_its_control_plane() {
         &["--sidecar-token-file", &secret],
     );
     let later = allowed_once(&side, check("delete_repo", "acme/tmp", &spare.id)).await;
-    let used = approvals(&control, None)
-        .await
-        .get_approval_request(pb::GetApprovalRequestRequest {
-            id: spare.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let used = get(&mut approvals(&control, None).await, &spare.id).await;
     assert_eq!(used.used_by_decision, later.decision_id);
     assert_eq!(
         decided(&decide(&side, check("delete_repo", "acme/tmp", &spare.id)).await),

@@ -11,6 +11,21 @@ use tonic::transport::Channel;
 /// Adds `authorization: Bearer <token>` to every call.
 pub type Bearer =
     Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+/// Sends `authorization: Bearer <token>` on every call; with no token, nothing (a gateway
+/// where decisions are open).
+pub fn bearer(token: Option<&str>) -> Bearer {
+    let value: Option<tonic::metadata::MetadataValue<_>> =
+        token.map(|t| format!("Bearer {t}").parse().unwrap());
+    Box::new(move |mut request: tonic::Request<()>| {
+        if let Some(value) = &value {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    })
+}
+
 /// An admin API client sending a token.
 pub type Admin = portcullis_proto::v1::admin_service_client::AdminServiceClient<
     InterceptedService<Channel, Bearer>,
@@ -237,22 +252,20 @@ impl Server {
         server
     }
 
-    /// An admin API client of this server, sending `token`.
-    pub async fn admin(&self, token: &str) -> Admin {
-        let channel = Channel::from_shared(self.addr.clone())
+    /// A connection to this server's gRPC port.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
             .unwrap()
             .connect()
             .await
-            .unwrap();
-        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-        let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-            Ok(request)
-        });
+            .unwrap()
+    }
+
+    /// An admin API client of this server, sending `token`.
+    pub async fn admin(&self, token: &str) -> Admin {
         portcullis_proto::v1::admin_service_client::AdminServiceClient::with_interceptor(
-            channel, bearer,
+            self.channel().await,
+            bearer(Some(token)),
         )
     }
 
@@ -263,21 +276,26 @@ impl Server {
     ) -> portcullis_proto::v1::approval_flow_service_client::ApprovalFlowServiceClient<
         InterceptedService<Channel, Bearer>,
     > {
-        let channel = Channel::from_shared(self.addr.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-        let bearer: Bearer = Box::new(move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-            Ok(request)
-        });
         portcullis_proto::v1::approval_flow_service_client::ApprovalFlowServiceClient::with_interceptor(
-            channel, bearer,
+            self.channel().await,
+            bearer(Some(token)),
         )
+    }
+
+    /// The first page (500) of the audit events whose action starts with `action`, newest
+    /// first, read with `token`.
+    pub async fn audit(&self, token: &str, action: &str) -> Vec<portcullis_proto::v1::AuditEvent> {
+        self.admin(token)
+            .await
+            .list_audit_events(portcullis_proto::v1::ListAuditEventsRequest {
+                action: action.into(),
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events
     }
 
     pub async fn client(

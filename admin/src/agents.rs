@@ -14,8 +14,6 @@ use portcullis_proto::v1 as pb;
 use std::collections::HashSet;
 use store::Tx;
 
-/// Longest agent id or alias, in bytes (as the store keeps ids).
-const MAX_ID: usize = 256;
 /// Most aliases one agent may have.
 pub(crate) const MAX_ALIASES: usize = 64;
 /// Most agents the registry holds: every decision reads the whole registry's index.
@@ -29,18 +27,7 @@ const PATHS: [&str; 4] = ["display_name", "vendor", "aliases", "scope"];
 /// An agent id or alias: present, bounded, no NUL, no surrounding whitespace (lookups are
 /// exact, so a stray space would make a name no gateway sends).
 pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if name.len() > MAX_ID {
-        return Err(Error::invalid(
-            field,
-            format!("{} bytes, the limit is {MAX_ID}", name.len()),
-        ));
-    }
-    if name.contains('\0') {
-        return Err(Error::invalid(field, "must not contain a NUL character"));
-    }
+    text::id(field, name)?;
     if name.trim() != name {
         return Err(Error::invalid(
             field,
@@ -412,29 +399,7 @@ pub(crate) async fn set_enabled(
     }
     text::bounded("reason", &reason)?;
     let (revision, updated) = live
-        .write(move |tx| -> Result<Agent> {
-            let before = tx
-                .agent(&id)?
-                .ok_or_else(|| Error::not_found("agent", &id))?;
-            if before.enabled == enabled {
-                return Ok(before);
-            }
-            let mut after = before.clone();
-            after.enabled = enabled;
-            after.updated_at = clock::now();
-            tx.put_agent(&after)?;
-            let action = if enabled {
-                "agent.enable"
-            } else {
-                "agent.disable"
-            };
-            let mut event = caller.event(action, "agent", &id);
-            event.detail = reason;
-            event.before = audit::json(&before);
-            event.after = audit::json(&after);
-            tx.audit(event)?;
-            Ok(after)
-        })
+        .write(move |tx| crate::switch::set::<Agent>(tx, &caller, &id, enabled, reason))
         .await?;
     Ok(pb::SetAgentEnabledResponse {
         agent: Some(agent(&updated)),

@@ -15,6 +15,12 @@ pub enum Error {
         kind: &'static str,
         id: String,
     },
+    /// Nothing has the id or the name a request gave (a reference that may be either).
+    #[error("no {kind} has the id or the name `{reference}`")]
+    NoneNamed {
+        kind: &'static str,
+        reference: String,
+    },
     /// The request is valid but the state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -100,7 +106,9 @@ impl From<Error> for tonic::Status {
         let message = error.to_string();
         match error {
             Error::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
-            Error::NotFound { .. } | Error::NotFoundAt { .. } => tonic::Status::not_found(message),
+            Error::NotFound { .. } | Error::NotFoundAt { .. } | Error::NoneNamed { .. } => {
+                tonic::Status::not_found(message)
+            }
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(message),

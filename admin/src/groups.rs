@@ -62,8 +62,8 @@ fn name(field: &str, value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// Another group than `except` already named `name`, ignoring case.
-fn named<'v>(view: &'v View, name: &str, except: Option<&str>) -> Option<&'v Group> {
+/// The groups named `name`, ignoring case, read from the view's name order.
+fn with_name<'v>(view: &'v View, name: &str) -> impl Iterator<Item = &'v GroupEntry> {
     let lower = name.to_lowercase();
     // Ids are never empty, so every group with this name sorts strictly after `(name, "")`.
     let start = GroupKey {
@@ -72,9 +72,48 @@ fn named<'v>(view: &'v View, name: &str, except: Option<&str>) -> Option<&'v Gro
         id: String::new(),
     };
     view.groups_from(GroupOrder::Name, false, Some(&start))
-        .take_while(|e| e.group.display_name.to_lowercase() == lower)
+        .take_while(move |e| e.group.display_name.to_lowercase() == lower)
+}
+
+/// Another group than `except` already named `name`, ignoring case.
+fn named<'v>(view: &'v View, name: &str, except: Option<&str>) -> Option<&'v Group> {
+    with_name(view, name)
         .map(|e| &*e.group)
         .find(|g| except != Some(g.id.as_str()))
+}
+
+/// Most ids an ambiguous name's refusal lists.
+const MAX_LISTED: usize = 10;
+
+/// The one group named `name`, ignoring case (GetGroup's `or_by_name`): groups the identity
+/// provider syncs may share a name, and then the caller is asked for an id.
+fn by_name<'v>(view: &'v View, name: &str) -> Result<&'v GroupEntry> {
+    let mut named = with_name(view, name);
+    let Some(first) = named.next() else {
+        return Err(Error::NoneNamed {
+            kind: "group",
+            reference: name.to_owned(),
+        });
+    };
+    let others: Vec<&GroupEntry> = named.collect();
+    if others.is_empty() {
+        return Ok(first);
+    }
+    let ids: Vec<String> = std::iter::once(first)
+        .chain(others.iter().copied())
+        .take(MAX_LISTED)
+        .map(|e| e.group.id.clone())
+        .collect();
+    let more = if others.len() + 1 > MAX_LISTED {
+        ", …"
+    } else {
+        ""
+    };
+    Err(Error::FailedPrecondition(format!(
+        "{} groups are named `{name}`: give one of their ids ({}{more})",
+        others.len() + 1,
+        listed(&ids)
+    )))
 }
 
 fn taken(other: &Group, name: &str) -> Error {
@@ -134,14 +173,7 @@ pub(crate) async fn list(
         .filter(|e| text::contains_folded(&e.group.display_name, &needle))
         .take(size + 1)
         .collect();
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|e| page::encode(&query, &key(e)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |e| key(e));
     Ok(pb::ListGroupsResponse {
         groups: rows
             .iter()
@@ -153,15 +185,18 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get(live: &Live, request: pb::GetGroupRequest) -> Result<pb::GetGroupResponse> {
-    let pb::GetGroupRequest { id } = request;
+    let pb::GetGroupRequest { id, or_by_name } = request;
     text::required("id", &id)?;
     let view = live.view()?;
-    let entry = view
-        .group(&id)
-        .ok_or_else(|| Error::not_found("group", &id))?;
+    let entry = match view.group(&id) {
+        Some(entry) => entry,
+        None if or_by_name => by_name(&view, &id)?,
+        None => return Err(Error::not_found("group", &id)),
+    };
+    let id = &entry.group.id;
     let policy_ids = view
         .policies()
-        .filter(|p| p.scope.groups.contains(&id))
+        .filter(|p| p.scope.groups.contains(id))
         .map(|p| p.id.clone())
         .collect();
     Ok(pb::GetGroupResponse {
@@ -439,14 +474,7 @@ pub(crate) async fn members(
             source: convert::source(joined.source).into(),
         })
         .collect();
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|m| page::encode(&query, &m.user_id))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |m| m.user_id.clone());
     Ok(pb::ListGroupMembersResponse {
         members: rows,
         next_page_token,

@@ -25,6 +25,7 @@ mod policies;
 mod scim_connections;
 mod search;
 mod service;
+mod switch;
 mod text;
 pub mod token;
 mod tokens;

@@ -47,6 +47,23 @@ pub(crate) fn encode<T: Serialize>(query: &str, after: &T) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
+/// Cuts `rows`, read with one more than `size` to learn whether more follow, to `size`, and
+/// returns the next page's token: the last row's `key`, or empty when no row follows.
+pub(crate) fn next<R, K: Serialize>(
+    rows: &mut Vec<R>,
+    size: usize,
+    query: &str,
+    key: impl Fn(&R) -> K,
+) -> String {
+    if rows.len() <= size {
+        return String::new();
+    }
+    rows.truncate(size);
+    rows.last()
+        .map(|row| encode(query, &key(row)))
+        .unwrap_or_default()
+}
+
 /// The key a page token carries; `None` for the first page (an empty token).
 pub(crate) fn decode<T: DeserializeOwned>(
     field: &str,

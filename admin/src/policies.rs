@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
 use store::Tx;
+use text::MAX_ID;
+use text::id as check_id;
 
 /// Longest policy name, in characters.
 const MAX_NAME: usize = 256;
 /// Longest connector name, in characters.
 const MAX_CONNECTOR: usize = 128;
-/// Longest record id, in bytes (as the store keeps it).
-const MAX_ID: usize = 256;
 
 /// The update mask paths UpdatePolicy accepts.
 const PATHS: [&str; 13] = [
@@ -44,23 +44,6 @@ const PATHS: [&str; 13] = [
 
 /// Most agents one policy may select, and most values in each part of a step-up requirement.
 const MAX_LISTED: usize = 64;
-
-/// Checks a record id a request names: present, not too long, no NUL.
-fn check_id(field: &str, id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID {
-        return Err(Error::invalid(
-            field,
-            format!("{} bytes, the limit is {MAX_ID}", id.len()),
-        ));
-    }
-    if id.contains('\0') {
-        return Err(Error::invalid(field, "must not contain a NUL character"));
-    }
-    Ok(())
-}
 
 /// The orders policies are listed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,14 +136,7 @@ pub(crate) async fn list(
     } else {
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|(key, _)| page::encode(&query, key))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |(key, _)| key.clone());
     Ok(pb::ListPoliciesResponse {
         policies: rows.iter().map(|(_, p)| convert::policy_row(p)).collect(),
         next_page_token,
@@ -751,28 +727,7 @@ pub(crate) async fn set_enabled(
     let pb::SetPolicyEnabledRequest { id, enabled } = request;
     check_id("id", &id)?;
     let (revision, policy) = live
-        .write(move |tx| -> Result<Policy> {
-            let before = tx
-                .policy(&id)?
-                .ok_or_else(|| Error::not_found("policy", &id))?;
-            if before.enabled == enabled {
-                return Ok(before);
-            }
-            let mut after = before.clone();
-            after.enabled = enabled;
-            after.updated_at = clock::now();
-            tx.put_policy(&after)?;
-            let action = if enabled {
-                "policy.enable"
-            } else {
-                "policy.disable"
-            };
-            let mut event = caller.event(action, "policy", &id);
-            event.before = audit::json(&before);
-            event.after = audit::json(&after);
-            tx.audit(event)?;
-            Ok(after)
-        })
+        .write(move |tx| crate::switch::set::<Policy>(tx, &caller, &id, enabled, String::new()))
         .await?;
     Ok(pb::SetPolicyEnabledResponse {
         policy: Some(convert::policy(&policy)),

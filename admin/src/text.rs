@@ -15,6 +15,32 @@ pub(crate) fn bounded(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest record id, in bytes (as the store keeps ids).
+pub const MAX_ID: usize = 256;
+
+/// A value a request must give: not empty, at most `max` bytes.
+pub(crate) fn present(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("{} bytes, the limit is {max}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A record id a request names: present, not too long, no NUL.
+pub(crate) fn id(field: &str, id: &str) -> Result<()> {
+    present(field, id, MAX_ID)?;
+    if id.contains('\0') {
+        return Err(Error::invalid(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
 pub(crate) fn required(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "must not be empty"));

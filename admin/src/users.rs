@@ -89,14 +89,7 @@ pub(crate) async fn list(
             },
         )
     };
-    let next_page_token = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|u| page::encode(&query, &UserKey::of(u)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = page::next(&mut rows, size, &query, |u| UserKey::of(u));
     Ok(pb::ListUsersResponse {
         users: rows.iter().map(|u| convert::user_row(u)).collect(),
         next_page_token,

@@ -1,6 +1,6 @@
 //! Groups, their members and roles: over a real server.
 
-use crate::support::{Admin, Harness, assert_status};
+use crate::support::{Admin, Harness, assert_status, bad_list_requests};
 use portcullis_proto::v1 as pb;
 use tonic::Code;
 
@@ -49,7 +49,10 @@ async fn create(admin: &Admin, name: &str, roles: &[pb::Role]) -> pb::Group {
 async fn get(admin: &Admin, id: &str) -> pb::GetGroupResponse {
     admin
         .clone()
-        .get_group(pb::GetGroupRequest { id: id.into() })
+        .get_group(pb::GetGroupRequest {
+            id: id.into(),
+            or_by_name: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -329,6 +332,58 @@ async fn create_makes_a_local_group_and_get_shows_it() {
         event.after_json.contains("Incident response"),
         "{}",
         event.after_json
+    );
+}
+
+#[tokio::test]
+async fn get_finds_a_group_by_its_name_only_when_asked_and_refuses_a_shared_name() {
+    // The identity provider synced two groups of the same name (only names given here are kept
+    // unique).
+    let mut model = crate::support::company();
+    for id in ["g-c1", "g-c2"] {
+        model.groups.push(crate::support::group(
+            id,
+            "Contractors",
+            &[],
+            pdp::ManagedBy::External,
+        ));
+    }
+    let h = Harness::start_with(model).await;
+    let admin = h.admin().await;
+    let by = |id: &str, or_by_name| pb::GetGroupRequest {
+        id: id.into(),
+        or_by_name,
+    };
+
+    // By name, ignoring case: the group and its policies, as by its id.
+    let named = admin
+        .clone()
+        .get_group(by("engineering", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named, get(&admin, "g-eng").await);
+    let mut policies = named.policy_ids.clone();
+    policies.sort();
+    assert_eq!(policies, ["p-deny-delete", "p-eng-github"]);
+    // An id is still an id.
+    let by_id = admin.clone().get_group(by("g-eng", true)).await.unwrap();
+    assert_eq!(by_id.into_inner().group.unwrap().name, "Engineering");
+    // Not asked: a name is no id.
+    assert_status(
+        admin.clone().get_group(by("Engineering", false)).await,
+        Code::NotFound,
+        "group `Engineering` not found",
+    );
+    assert_status(
+        admin.clone().get_group(by("nobody", true)).await,
+        Code::NotFound,
+        "no group has the id or the name `nobody`",
+    );
+    assert_status(
+        admin.clone().get_group(by("CONTRACTORS", true)).await,
+        Code::FailedPrecondition,
+        "2 groups are named `CONTRACTORS`: give one of their ids (`g-c1`, `g-c2`)",
     );
 }
 
@@ -693,7 +748,10 @@ async fn delete_removes_the_group_from_policies_and_decisions_follow() {
     assert_status(
         admin
             .clone()
-            .get_group(pb::GetGroupRequest { id: "g-eng".into() })
+            .get_group(pb::GetGroupRequest {
+                id: "g-eng".into(),
+                or_by_name: false,
+            })
             .await,
         Code::NotFound,
         "g-eng",
@@ -1094,43 +1152,16 @@ async fn group_calls_reject_bad_input() {
     let start = h.live.store().revision();
 
     // ListGroups.
-    for (request, needle) in [
-        (
-            pb::ListGroupsRequest {
-                page_size: 501,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListGroupsRequest {
-                sort: 42,
-                ..Default::default()
-            },
-            "sort",
-        ),
-        (
-            pb::ListGroupsRequest {
-                page_token: "%%%".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListGroupsRequest {
-                page_token: "e30".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListGroupsRequest {
-                search: "x".repeat(2000),
-                ..Default::default()
-            },
-            "search",
-        ),
-    ] {
+    let mut bad = bad_list_requests::<pb::ListGroupsRequest>();
+    // A well-formed token of no query.
+    bad.push((
+        pb::ListGroupsRequest {
+            page_token: "e30".into(),
+            ..Default::default()
+        },
+        "page_token",
+    ));
+    for (request, needle) in bad {
         assert_status(
             admin.list_groups(request).await,
             Code::InvalidArgument,
@@ -1141,7 +1172,10 @@ async fn group_calls_reject_bad_input() {
     // GetGroup.
     assert_status(
         admin
-            .get_group(pb::GetGroupRequest { id: String::new() })
+            .get_group(pb::GetGroupRequest {
+                id: String::new(),
+                or_by_name: false,
+            })
             .await,
         Code::InvalidArgument,
         "id",
@@ -1150,6 +1184,7 @@ async fn group_calls_reject_bad_input() {
         admin
             .get_group(pb::GetGroupRequest {
                 id: "g-nope".into(),
+                or_by_name: false,
             })
             .await,
         Code::NotFound,

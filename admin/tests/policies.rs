@@ -1,6 +1,6 @@
 //! Policies over a real server: writes change decisions at once, bad input changes nothing.
 
-use crate::support::{Admin, Harness, assert_status};
+use crate::support::{Admin, Harness, assert_status, bad_list_requests};
 use portcullis_proto::v1 as pb;
 use tonic::Code;
 
@@ -564,43 +564,15 @@ async fn list_searches_filters_sorts_and_pages() {
         Code::InvalidArgument,
         "page_token",
     );
-    for (request, field) in [
-        (
-            pb::ListPoliciesRequest {
-                sort: 42,
-                ..Default::default()
-            },
-            "sort",
-        ),
-        (
-            pb::ListPoliciesRequest {
-                action: 42,
-                ..Default::default()
-            },
-            "action",
-        ),
-        (
-            pb::ListPoliciesRequest {
-                page_size: 501,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListPoliciesRequest {
-                page_token: "%%%".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            pb::ListPoliciesRequest {
-                search: "x".repeat(2000),
-                ..Default::default()
-            },
-            "search",
-        ),
-    ] {
+    let mut bad = bad_list_requests::<pb::ListPoliciesRequest>();
+    bad.push((
+        pb::ListPoliciesRequest {
+            action: 42,
+            ..Default::default()
+        },
+        "action",
+    ));
+    for (request, field) in bad {
         assert_status(
             admin.list_policies(request).await,
             Code::InvalidArgument,

@@ -346,3 +346,77 @@ pub fn assert_status<T: std::fmt::Debug>(
         }
     }
 }
+
+/// The fields of a list request that every list RPC checks the same way.
+pub struct ListFields {
+    pub page_size: u32,
+    pub sort: i32,
+    pub page_token: String,
+    pub search: String,
+}
+
+/// The list requests built from [`ListFields`], the rest of each request left empty.
+macro_rules! list_requests {
+    ($($request:ty),*) => {$(
+        impl From<ListFields> for $request {
+            fn from(f: ListFields) -> Self {
+                Self {
+                    page_size: f.page_size,
+                    sort: f.sort,
+                    page_token: f.page_token,
+                    search: f.search,
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+list_requests!(
+    pb::ListUsersRequest,
+    pb::ListGroupsRequest,
+    pb::ListPoliciesRequest
+);
+
+/// What every list RPC refuses as INVALID_ARGUMENT naming the field: a page of 501 rows, an
+/// unknown sort, a page token no server issued, a search past 1,024 bytes; each request, and
+/// the field the refusal names.
+pub fn bad_list_requests<R: From<ListFields>>() -> Vec<(R, &'static str)> {
+    let make = R::from;
+    let valid = || ListFields {
+        page_size: 0,
+        sort: 0,
+        page_token: String::new(),
+        search: String::new(),
+    };
+    vec![
+        (
+            make(ListFields {
+                page_size: 501,
+                ..valid()
+            }),
+            "page_size",
+        ),
+        (
+            make(ListFields {
+                sort: 42,
+                ..valid()
+            }),
+            "sort",
+        ),
+        (
+            make(ListFields {
+                page_token: "%%%".into(),
+                ..valid()
+            }),
+            "page_token",
+        ),
+        (
+            make(ListFields {
+                search: "x".repeat(2000),
+                ..valid()
+            }),
+            "search",
+        ),
+    ]
+}

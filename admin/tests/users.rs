@@ -1,6 +1,6 @@
 //! Users, locks and who may call: over a real server.
 
-use crate::support::{Harness, assert_status};
+use crate::support::{Harness, assert_status, bad_list_requests};
 use live::refusals::{Port, Reason};
 use portcullis_proto::v1 as pb;
 use tonic::Code;
@@ -610,56 +610,21 @@ async fn user_calls_reject_bad_input() {
         Code::InvalidArgument,
         "user",
     );
-    assert_status(
-        admin
-            .list_users(pb::ListUsersRequest {
-                page_size: 501,
-                ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
-        "page_size",
-    );
-    assert_status(
-        admin
-            .list_users(pb::ListUsersRequest {
-                status: 42,
-                ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
+    let mut bad = bad_list_requests::<pb::ListUsersRequest>();
+    bad.push((
+        pb::ListUsersRequest {
+            status: 42,
+            ..Default::default()
+        },
         "status",
-    );
-    assert_status(
-        admin
-            .list_users(pb::ListUsersRequest {
-                sort: 42,
-                ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
-        "sort",
-    );
-    assert_status(
-        admin
-            .list_users(pb::ListUsersRequest {
-                page_token: "%%%".into(),
-                ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
-        "page_token",
-    );
-    assert_status(
-        admin
-            .list_users(pb::ListUsersRequest {
-                search: "x".repeat(2000),
-                ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
-        "search",
-    );
+    ));
+    for (request, needle) in bad {
+        assert_status(
+            admin.list_users(request).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
     // Nothing changed.
     assert_eq!(h.live.store().revision(), h.live.engine().revision());
     assert!(h.audit("user.lock").await.is_empty());

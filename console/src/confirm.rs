@@ -4,7 +4,7 @@
 //! again with the problem next to the box.
 
 use crate::call::Signed;
-use crate::groups::fields::Problems;
+use crate::fields::Problems;
 use crate::layout;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -4,11 +4,11 @@
 
 pub mod assign;
 pub mod details;
-pub(crate) mod fields;
 pub mod settings;
 
 use crate::Console;
 use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
 use crate::layout;
 use crate::list::{self, Search, pager};
@@ -17,7 +17,6 @@ use crate::view;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fields::{Fields, Problems};
 use maud::{Markup, html};
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
@@ -95,7 +94,10 @@ fn chosen_roles(form: &Fields) -> Vec<i32> {
 
 /// A group by id, through GetGroup, with the ids of the policies that name it.
 async fn get(console: &Console, signed: &Signed, id: &str) -> Page<(pb::Group, Vec<String>)> {
-    let request = pb::GetGroupRequest { id: id.to_owned() };
+    let request = pb::GetGroupRequest {
+        id: id.to_owned(),
+        or_by_name: false,
+    };
     let answer = console
         .services()
         .admin

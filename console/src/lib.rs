@@ -19,6 +19,7 @@ mod approvals;
 mod assets;
 mod call;
 mod confirm;
+mod fields;
 mod form;
 mod groups;
 mod headers;

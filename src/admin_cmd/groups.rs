@@ -1,6 +1,6 @@
 //! `admin groups …`.
 
-use super::show::{self, Table, fields, or_dash, time_cell};
+use super::show::{self, fields, or_dash, time_cell};
 use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
@@ -107,12 +107,7 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
         Command::List(args) => list(client, args).await,
         Command::Update(args) => update(client, args).await,
         Command::Get { id } => {
-            let id = resolve(client, &id).await?;
-            let answer = client
-                .get_group(pb::GetGroupRequest { id })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let answer = get(client, &id).await?;
             let g = answer.group.unwrap_or_default();
             let json = json!({
                 "group": show::group(&g),
@@ -240,54 +235,22 @@ pub async fn run(client: &mut Client, command: Command) -> anyhow::Result<Report
     }
 }
 
-/// The id of the group `reference` names: its id, else the group of that name (names are unique
-/// ignoring case, as the server keeps them).
-/// Should two match, the error lists their ids to pick from.
+/// The id of the group `reference` names: its id, else the one group of that name, ignoring
+/// case (GetGroup's `or_by_name`; the server refuses a name several groups share, listing them).
 pub async fn resolve(client: &mut Client, reference: &str) -> anyhow::Result<String> {
-    match client
+    Ok(get(client, reference).await?.group.unwrap_or_default().id)
+}
+
+/// The group `reference` names, by id or name (see [`resolve`]).
+async fn get(client: &mut Client, reference: &str) -> anyhow::Result<pb::GetGroupResponse> {
+    client
         .get_group(pb::GetGroupRequest {
             id: reference.to_owned(),
+            or_by_name: true,
         })
         .await
-    {
-        Ok(found) => return Ok(found.into_inner().group.unwrap_or_default().id),
-        Err(refused) if refused.code() != tonic::Code::NotFound => return Err(status(refused)),
-        Err(_) => {}
-    }
-    // Names are searched by substring: page through the matches, keep the exact ones.
-    let mut named = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_groups(pb::ListGroupsRequest {
-                search: reference.to_owned(),
-                page_size: super::MAX_PAGE_SIZE,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        named.extend(
-            page.groups
-                .into_iter()
-                .filter(|g| g.name.to_lowercase() == reference.to_lowercase())
-                .map(|g| g.id),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    match named.as_slice() {
-        [id] => Ok(id.clone()),
-        [] => anyhow::bail!("not found: no group has the id or the name `{reference}`"),
-        ids => anyhow::bail!(
-            "{} groups are named `{reference}`: give one of their ids ({})",
-            ids.len(),
-            ids.join(", ")
-        ),
-    }
+        .map(tonic::Response::into_inner)
+        .map_err(status)
 }
 
 async fn update(client: &mut Client, args: UpdateArgs) -> anyhow::Result<Report> {
@@ -349,18 +312,17 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             |mut c, r| async move { c.list_groups(r).await },
         )
         .await?;
-    let mut table = Table::new(&["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"]);
-    for g in &listed.rows {
-        table.row(vec![
+    let header = ["NAME", "USERS", "ROLES", "MANAGED", "CREATED", "ID"];
+    Ok(listed.table("groups", show::group, &header, |g| {
+        vec![
             g.name.clone(),
             g.user_count.to_string(),
             show::roles_cell(g.roles()),
             show::managed_by(g.managed_by()),
             time_cell(g.created_at.as_ref()),
             g.id.clone(),
-        ]);
-    }
-    Ok(listed.report("groups", show::group, table.render()))
+        ]
+    }))
 }
 
 async fn members(
@@ -379,16 +341,15 @@ async fn members(
             c.list_group_members(r).await
         })
         .await?;
-    let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"]);
-    for m in &listed.rows {
-        table.row(vec![
+    let header = ["EMAIL", "NAME", "STATUS", "SOURCE", "JOINED", "ID"];
+    Ok(listed.table("members", show::member, &header, |m| {
+        vec![
             m.email.clone(),
             m.display_name.clone(),
             show::user_status(m.status()),
             show::source(m.source()),
             time_cell(m.joined_at.as_ref()),
             m.user_id.clone(),
-        ]);
-    }
-    Ok(listed.report("members", show::member, table.render()))
+        ]
+    }))
 }

@@ -1,6 +1,7 @@
 //! The list commands' paging (`--limit`, `--all`, `--page-size`, following page tokens) and the
 //! report every list makes, said once for every list RPC.
 
+use super::show::Table;
 use super::{Client, MAX_PAGE_SIZE, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::{Map, Value};
@@ -111,6 +112,21 @@ impl<T> Listed<T> {
             json.insert("revision".to_owned(), revision.into());
         }
         Report::new(json.into(), text).note(self.note(what))
+    }
+
+    /// [`Listed::report`] with a table for people: `header`, then each row's `cells`.
+    pub fn table(
+        &self,
+        what: &str,
+        row_json: impl Fn(&T) -> Value,
+        header: &[&'static str],
+        cells: impl Fn(&T) -> Vec<String>,
+    ) -> Report {
+        let mut table = Table::new(header);
+        for row in &self.rows {
+            table.row(cells(row));
+        }
+        self.report(what, row_json, table.render())
     }
 
     /// For people: a hint on stderr when the list was cut short.

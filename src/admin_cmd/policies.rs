@@ -1,6 +1,6 @@
 //! `admin policies …`.
 
-use super::show::{self, Table, fields, or_dash, time_cell};
+use super::show::{self, fields, or_dash, time_cell};
 use super::{Client, Paging, Report, status};
 use portcullis_proto::v1 as pb;
 use serde_json::json;
@@ -496,7 +496,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             c.list_policies(r).await
         })
         .await?;
-    let mut table = Table::new(&[
+    let header = [
         "NAME",
         "CONNECTOR",
         "TOOLS",
@@ -504,8 +504,8 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
         "ACTION",
         "ENABLED",
         "ID",
-    ]);
-    for p in &listed.rows {
+    ];
+    Ok(listed.table("policies", show::policy_row, &header, |p| {
         let tools = if p.all_tools {
             "all".to_owned()
         } else {
@@ -516,7 +516,7 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
         } else {
             format!("{} users, {} groups", p.user_count, p.group_count)
         };
-        table.row(vec![
+        vec![
             p.name.clone(),
             p.connector.clone(),
             tools,
@@ -524,7 +524,6 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             show::action(p.action()),
             show::yes_no(p.enabled),
             p.id.clone(),
-        ]);
-    }
-    Ok(listed.report("policies", show::policy_row, table.render()))
+        ]
+    }))
 }

@@ -150,7 +150,10 @@ pub async fn who_can(client: &mut Client, args: WhoCanArgs) -> anyhow::Result<Re
         for group in &scope.group_ids {
             if !group_names.contains_key(group) {
                 let name = client
-                    .get_group(pb::GetGroupRequest { id: group.clone() })
+                    .get_group(pb::GetGroupRequest {
+                        id: group.clone(),
+                        or_by_name: false,
+                    })
                     .await
                     .map(|g| g.into_inner().group.unwrap_or_default().name)
                     .unwrap_or_default();

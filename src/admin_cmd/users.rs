@@ -192,18 +192,17 @@ async fn list(client: &mut Client, args: ListArgs) -> anyhow::Result<Report> {
             |mut c, r| async move { c.list_users(r).await },
         )
         .await?;
-    let mut table = Table::new(&["EMAIL", "NAME", "STATUS", "MFA", "CREATED", "ID"]);
-    for u in &listed.rows {
-        table.row(vec![
+    let header = ["EMAIL", "NAME", "STATUS", "MFA", "CREATED", "ID"];
+    Ok(listed.table("users", show::user_row, &header, |u| {
+        vec![
             u.email.clone(),
             u.display_name.clone(),
             show::user_status(u.status()),
             show::mfa(u.mfa()),
             time_cell(u.created_at.as_ref()),
             u.id.clone(),
-        ]);
-    }
-    Ok(listed.report("users", show::user_row, table.render()))
+        ]
+    }))
 }
 
 async fn get(client: &mut Client, user: String, activity: u32) -> anyhow::Result<Report> {

@@ -61,7 +61,10 @@ pub async fn member_ids(setup: &Setup, group: &str) -> Vec<String> {
 pub async fn group(setup: &Setup, id: &str) -> Result<pb::Group, tonic::Status> {
     let mut admin = setup.server.admin(&setup.admin).await;
     admin
-        .get_group(pb::GetGroupRequest { id: id.to_owned() })
+        .get_group(pb::GetGroupRequest {
+            id: id.to_owned(),
+            or_by_name: false,
+        })
         .await
         .map(|answer| answer.into_inner().group.unwrap())
 }
@@ -313,6 +316,7 @@ async fn group_settings_change_and_delete_says_what_happens_and_needs_a_confirma
         let got = admin
             .get_group(pb::GetGroupRequest {
                 id: candidate.id.clone(),
+                or_by_name: false,
             })
             .await
             .unwrap()

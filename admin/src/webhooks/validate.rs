@@ -11,15 +11,7 @@ pub(crate) const MAX_URL: usize = 2048;
 /// webhook may be sent to. No user information (credentials belong in the receiver's check of
 /// the signature, not in a url the API shows).
 pub(crate) fn url(field: &str, url: &str) -> Result<()> {
-    if url.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if url.len() > MAX_URL {
-        return Err(Error::invalid(
-            field,
-            format!("{} bytes, the limit is {MAX_URL}", url.len()),
-        ));
-    }
+    crate::text::present(field, url, MAX_URL)?;
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| Error::invalid(field, format!("`{url}` is not a url: {e}")))?;

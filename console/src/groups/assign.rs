@@ -2,10 +2,10 @@
 //! Without JavaScript it is a search form and a form of checkboxes; with htmx the search
 //! results update in place.
 
-use super::fields::{Fields, Problems};
 use super::{PAGE, SECTION, get, path, sync_warning};
 use crate::Console;
 use crate::call::{Answer as _, Page, Signed};
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
 use crate::layout;
 use crate::list::{self, Search, pager};

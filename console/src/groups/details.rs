@@ -1,11 +1,11 @@
 //! A group's details: its facts, its members (searchable, paged) with the time each joined,
 //! and removing a member after a confirmation.
 
-use super::fields::{Fields, Problems};
 use super::{PAGE, SECTION, get, managed_by, path, roles_or_none, sync_warning};
 use crate::Console;
 use crate::call::{Answer as _, Failure, Page, Signed};
 use crate::confirm::Confirm;
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
 use crate::layout;
 use crate::list::{self, Search, pager};

@@ -1,11 +1,11 @@
 //! A group's settings: name, its read-only id, description and roles; and deleting the group,
 //! after a confirmation that says what happens.
 
-use super::fields::{Fields, Problems};
 use super::{SECTION, chosen_roles, get, path, role_choices, roles_or_none, sync_warning};
 use crate::Console;
 use crate::call::{Answer as _, Page, Signed};
 use crate::confirm::tick;
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
 use crate::layout;
 use crate::view;

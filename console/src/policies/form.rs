@@ -11,6 +11,7 @@ mod scope;
 use super::{SECTION, get, href};
 use crate::Console;
 use crate::call::{Answer as _, Failure, Page, Signed};
+use crate::fields::Problems;
 use crate::form::Posted;
 use crate::view;
 use axum::extract::{Path, State};
@@ -21,7 +22,7 @@ use maud::Markup;
 use pb::admin_service_server::AdminService as _;
 use pb::approval_flow_service_server::ApprovalFlowService as _;
 use portcullis_proto::v1 as pb;
-use refusal::{Problems, Refusal};
+use refusal::Refusal;
 
 /// The update mask of an edit: every field the form holds (enabling is its own control).
 const EDITED: [&str; 12] = [
@@ -94,7 +95,7 @@ pub async fn new(State(console): State<Console>, signed: Signed) -> Page<Markup>
         &signed,
         Mode::New,
         &Draft::default(),
-        &Problems::new(),
+        &Problems::none(),
     )
     .await
 }
@@ -111,7 +112,7 @@ pub async fn edit(
         &signed,
         Mode::Edit(&id),
         &Draft::from_policy(&policy),
-        &Problems::new(),
+        &Problems::none(),
     )
     .await
 }

@@ -5,7 +5,7 @@
 use super::page;
 use crate::Console;
 use crate::call::{Failure, Page, Signed};
-use crate::groups::fields::Problems;
+use crate::fields::Problems;
 use crate::list::{self, pager_saying};
 use crate::view::{badge, time};
 use axum::extract::{Query, State};

@@ -14,7 +14,7 @@ pub mod webhooks;
 
 use crate::call::Signed;
 use crate::confirm::Confirm;
-use crate::groups::fields::Problems;
+use crate::fields::Problems;
 use crate::layout;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};

@@ -4,8 +4,8 @@
 use super::page;
 use crate::Console;
 use crate::call::{Answer as _, Page, Signed};
+use crate::fields::{Fields, Problems};
 use crate::form::Posted;
-use crate::groups::fields::{Fields, Problems};
 use crate::view;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

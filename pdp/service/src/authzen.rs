@@ -24,9 +24,9 @@ use tonic::service::Interceptor;
 
 mod search;
 
-/// The largest request body: gRPC's default message limit, so a request too big for one is too
-/// big for the other.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The largest request body unless the server is told otherwise (`authzen-max-body-bytes`):
+/// gRPC's default message limit, so a request too big for one is too big for the other.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The longest `X-Request-ID` echoed back; a longer one is not echoed.
 const MAX_REQUEST_ID: usize = 256;
@@ -39,16 +39,24 @@ struct Pdp {
     decisions: DecisionService,
     token: Option<RequireToken>,
     scheme: &'static str,
+    /// The largest body read, in bytes.
+    max_body: usize,
 }
 
 /// The AuthZEN routes over `decisions`, requiring a secret of `token` as
 /// `authorization: Bearer` when there is one (as gRPC `Check` does); `tls` says which scheme the
-/// metadata document's URLs have.
-pub fn router(decisions: DecisionService, token: Option<RequireToken>, tls: bool) -> Router {
+/// metadata document's URLs have; a body over `max_body` bytes is refused with 413.
+pub fn router(
+    decisions: DecisionService,
+    token: Option<RequireToken>,
+    tls: bool,
+    max_body: usize,
+) -> Router {
     let pdp = Arc::new(Pdp {
         decisions,
         token,
         scheme: if tls { "https" } else { "http" },
+        max_body,
     });
     Router::new()
         .route(EVALUATION, post(evaluation))
@@ -56,7 +64,7 @@ pub fn router(decisions: DecisionService, token: Option<RequireToken>, tls: bool
         .route(search::ACTION, post(search::action))
         .route(search::RESOURCE, post(search::resource))
         .route(CONFIGURATION, get(configuration))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(pdp)
 }
 
@@ -138,7 +146,7 @@ impl Pdp {
             })
     }
 
-    /// Authorizes, then reads the body (at most [`MAX_BODY`]) as a JSON object: a caller
+    /// Authorizes, then reads the body (at most `max_body` bytes) as a JSON object: a caller
     /// without a token never gets a body read.
     async fn body(&self, request: Request) -> Result<Map<String, Value>, Failure> {
         self.authorize(request.headers())?;
@@ -147,7 +155,10 @@ impl Pdp {
             .map_err(|e| Failure {
                 status: e.status(),
                 message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    format!("the body is larger than {MAX_BODY} bytes")
+                    format!(
+                        "the body is larger than {} bytes (`authzen-max-body-bytes`)",
+                        self.max_body
+                    )
                 } else {
                     format!("cannot read the body: {}", e.body_text())
                 },

@@ -1,9 +1,10 @@
 //! The policy form's fields as typed ([`Draft`]): read from a submitted form or from a stored
 //! policy, and turned into the policy the service is asked to write.
 
-use super::refusal::{Problems, Refusal};
+use super::refusal::Refusal;
 use crate::Console;
 use crate::call::Signed;
+use crate::fields::Problems;
 use crate::policies::ACTIONS;
 use portcullis_proto::v1 as pb;
 
@@ -153,16 +154,16 @@ impl Draft {
         console: &Console,
         signed: &Signed,
     ) -> Result<pb::Policy, Refusal> {
-        let mut problems = Problems::new();
+        let mut problems = Problems::none();
         let action = self.action();
         if action == pb::PolicyAction::Unspecified {
-            problems.insert("action", "choose an action".to_owned());
+            problems.add("action", "choose an action".to_owned());
         }
         let step_up = if action == pb::PolicyAction::StepUp {
             let max_age = match self.max_age.trim() {
                 "" => 0,
                 seconds => seconds.parse::<u64>().unwrap_or_else(|_| {
-                    problems.insert(
+                    problems.add(
                         "step_up",
                         format!("max age: `{seconds}` is not a whole number of seconds"),
                     );
@@ -183,7 +184,7 @@ impl Draft {
             None
         };
         let conditions = conditions(&self.conditions).unwrap_or_else(|problem| {
-            problems.insert("conditions", problem);
+            problems.add("conditions", problem);
             Vec::new()
         });
         let (user_ids, group_ids) = if self.all_users {

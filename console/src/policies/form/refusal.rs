@@ -2,11 +2,8 @@
 //! a refusal shown as an error page.
 
 use crate::call::Failure;
-use std::collections::BTreeMap;
+use crate::fields::Problems;
 use tonic::Code;
-
-/// Refusals of a submitted form, by the field they belong to (`""`: the form as a whole).
-pub(super) type Problems = BTreeMap<&'static str, String>;
 
 /// Why a submitted form was not saved: problems shown on the form, or a refusal shown as an
 /// error page (no permission, the service unavailable).
@@ -18,7 +15,7 @@ pub(super) enum Refusal {
 
 impl Refusal {
     pub(super) fn field(field: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal::Problems(Problems::from([(field, message.into())]))
+        Refusal::Problems(Problems::field(field, message))
     }
 
     /// A refusal by the service: input errors go next to `field`, the rest to an error page.
@@ -41,30 +38,33 @@ impl Refusal {
             return Refusal::Failure(status.into());
         }
         let message = status.message();
-        let field = match message.strip_prefix("policy.") {
+        let field: Option<&'static str> = match message.strip_prefix("policy.") {
             Some(rest) => {
                 let path = rest.split(['.', '[', ':']).next().unwrap_or_default();
                 match path {
-                    "name" => "name",
-                    "description" => "description",
-                    "connector" => "connector",
-                    "tools" | "all_tools" => "tools",
-                    "scope" => "scope",
-                    "action" => "action",
-                    "approval_flow_id" => "approval_flow",
-                    "conditions" => "conditions",
-                    "agents" => "agents",
-                    "step_up" => "step_up",
-                    "expression" => "expression",
-                    _ => "",
+                    "name" => Some("name"),
+                    "description" => Some("description"),
+                    "connector" => Some("connector"),
+                    "tools" | "all_tools" => Some("tools"),
+                    "scope" => Some("scope"),
+                    "action" => Some("action"),
+                    "approval_flow_id" => Some("approval_flow"),
+                    "conditions" => Some("conditions"),
+                    "agents" => Some("agents"),
+                    "step_up" => Some("step_up"),
+                    "expression" => Some("expression"),
+                    _ => None,
                 }
             }
             // `agent `x` not found`, `user …`, `group …`: records the policy names.
-            None if message.starts_with("agent ") => "agents",
-            None if message.starts_with("user ") || message.starts_with("group ") => "scope",
-            None => "",
+            None if message.starts_with("agent ") => Some("agents"),
+            None if message.starts_with("user ") || message.starts_with("group ") => Some("scope"),
+            None => None,
         };
-        Refusal::field(field, message)
+        match field {
+            Some(field) => Refusal::field(field, message),
+            None => Refusal::Problems(Problems::whole(message)),
+        }
     }
 }
 
@@ -74,16 +74,26 @@ mod tests {
 
     #[test]
     fn write_refusals_go_next_to_their_field() {
-        let placed =
+        let problems =
             |message: &str| match Refusal::of_write(tonic::Status::invalid_argument(message)) {
-                Refusal::Problems(p) => p.into_keys().next().unwrap_or("?"),
-                Refusal::Failure(_) => "failure",
+                Refusal::Problems(p) => p,
+                Refusal::Failure(f) => panic!("{message}: a failure, {f:?}"),
             };
-        assert_eq!(placed("policy.expression: Syntax error"), "expression");
-        assert_eq!(placed("policy.tools[0]: must not be empty"), "tools");
-        assert_eq!(placed("policy.approval_flow_id: only"), "approval_flow");
-        assert_eq!(placed("agent `x` not found"), "agents");
-        assert_eq!(placed("something else"), "");
+        for (message, field) in [
+            ("policy.expression: Syntax error", "expression"),
+            ("policy.tools[0]: must not be empty", "tools"),
+            ("policy.approval_flow_id: only", "approval_flow"),
+            ("agent `x` not found", "agents"),
+        ] {
+            assert_eq!(problems(message).of(field), Some(message), "{message}");
+        }
+        // Naming no field of the form: at its top.
+        let whole = problems("something else");
+        assert!(!whole.is_empty());
+        assert!(
+            whole.above().into_string().contains("something else"),
+            "{whole:?}"
+        );
         assert!(matches!(
             Refusal::of_write(tonic::Status::permission_denied("no")),
             Refusal::Failure(_)

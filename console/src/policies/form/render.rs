@@ -2,9 +2,9 @@
 //! condition pickers, and each refusal next to the field it names.
 
 use super::draft::Draft;
-use super::refusal::Problems;
 use super::{Choices, Mode};
 use crate::call::Signed;
+use crate::fields::Problems;
 use crate::layout;
 use crate::policies::{ACTIONS, SECTION, href};
 use crate::view;
@@ -28,17 +28,15 @@ pub(super) fn page(
     };
     let content = html! {
         h1 { (title) }
-        @if let Some(problem) = problems.get("") {
-            p.notice.danger role="alert" { (problem) }
-        }
+        (problems.above())
         @if !problems.is_empty() {
             p.visually-hidden role="alert" { "The policy was not saved: see the messages by the fields." }
         }
         form.card.policy-form method="post" action=(action) {
             input type="hidden" name="csrf" value=(signed.csrf());
-            (text_field("name", "Name", &draft.name, problems, true))
-            (text_field("description", "Description", &draft.description, problems, false))
-            (text_field("connector", "Connector (for example github)", &draft.connector, problems, true))
+            (problems.text("name", "Name", &draft.name, true, 256))
+            (problems.text("description", "Description", &draft.description, false, 1024))
+            (problems.text("connector", "Connector (for example github)", &draft.connector, true, 128))
 
             fieldset {
                 legend { "Tools" }
@@ -46,8 +44,8 @@ pub(super) fn page(
                 (radio("tools_mode", "listed", "These tools", !draft.all_tools))
                 div.field {
                     label for="tools" { "Tools (separated by commas or spaces)" }
-                    textarea #tools name="tools" rows="2" aria-describedby=[problems.get("tools").map(|_| "tools-error")] { (draft.tools) }
-                    (problem("tools", problems))
+                    textarea #tools name="tools" rows="2" aria-describedby=[problems.described_by("tools")] { (draft.tools) }
+                    (problems.under("tools"))
                 }
             }
 
@@ -61,8 +59,8 @@ pub(super) fn page(
                 }
                 div.field {
                     label for="groups" { "Groups: ids or names (one a line)" }
-                    textarea #groups name="groups" rows="2" aria-describedby=[problems.get("scope").map(|_| "scope-error")] { (draft.groups) }
-                    (problem("scope", problems))
+                    textarea #groups name="groups" rows="2" aria-describedby=[problems.described_by("scope")] { (draft.groups) }
+                    (problems.under("scope"))
                 }
             }
 
@@ -88,7 +86,7 @@ pub(super) fn page(
                         }
                     }
                 }
-                (problem("agents", problems))
+                (problems.under("agents"))
             }
 
             div.field {
@@ -98,7 +96,7 @@ pub(super) fn page(
                         option value=(name) selected[draft.action == name] { (label) }
                     }
                 }
-                (problem("action", problems))
+                (problems.under("action"))
             }
 
             fieldset.when-step-up {
@@ -116,7 +114,7 @@ pub(super) fn page(
                     label for="max_age" { "Max age: signed in at most this many seconds ago" }
                     input #max_age type="text" inputmode="numeric" name="max_age" value=(draft.max_age);
                 }
-                (problem("step_up", problems))
+                (problems.under("step_up"))
             }
 
             div.field.when-approval {
@@ -130,21 +128,21 @@ pub(super) fn page(
                         option value=(flow.id) selected[draft.approval_flow == flow.id] { (flow.name) " (" (flow.id) ")" }
                     }
                 }
-                (problem("approval_flow", problems))
+                (problems.under("approval_flow"))
             }
 
             div.field {
                 label for="expression" { "Condition in CEL over request, user and now (empty for none)" }
                 textarea #expression name="expression" rows="3" spellcheck="false"
                     placeholder=r#"request.arguments.repo.startsWith("acme/")"#
-                    aria-invalid=[problems.get("expression").map(|_| "true")]
-                    aria-describedby=[problems.get("expression").map(|_| "expression-error")] { (draft.expression) }
-                (problem("expression", problems))
+                    aria-invalid=[problems.of("expression").map(|_| "true")]
+                    aria-describedby=[problems.described_by("expression")] { (draft.expression) }
+                (problems.under("expression"))
             }
             div.field {
                 label for="conditions" { "Attribute conditions: attribute in a, b / attribute not_in a, b (one a line)" }
                 textarea #conditions name="conditions" rows="2" spellcheck="false" { (draft.conditions) }
-                (problem("conditions", problems))
+                (problems.under("conditions"))
             }
             @if matches!(mode, Mode::New) {
                 div.field {
@@ -160,34 +158,12 @@ pub(super) fn page(
     layout::page(signed, SECTION, &title, content)
 }
 
-fn text_field(name: &str, label: &str, value: &str, problems: &Problems, required: bool) -> Markup {
-    let error = problems.get(name);
-    html! {
-        div.field {
-            label for=(name) { (label) }
-            input id=(name) type="text" name=(name) value=(value) required[required]
-                aria-invalid=[error.map(|_| "true")]
-                aria-describedby=[error.map(|_| format!("{name}-error"))];
-            (problem(name, problems))
-        }
-    }
-}
-
 fn radio(name: &str, value: &str, label: &str, checked: bool) -> Markup {
     let id = format!("{name}-{value}");
     html! {
         div {
             input id=(id) type="radio" name=(name) value=(value) checked[checked];
             label.inline for=(id) { " " (label) }
-        }
-    }
-}
-
-/// The service's message about `field`, if it has one.
-fn problem(field: &str, problems: &Problems) -> Markup {
-    html! {
-        @if let Some(message) = problems.get(field) {
-            p.error id=(format!("{field}-error")) role="alert" { (message) }
         }
     }
 }

@@ -7,18 +7,14 @@ use crate::Console;
 use crate::call::Signed;
 use pb::admin_service_server::AdminService as _;
 use portcullis_proto::v1 as pb;
-use tonic::Code;
 
 /// Most users or groups one scope may name in the form (each is looked up before the write).
 const MAX_NAMED: usize = 1000;
 
-/// Most pages of group search results read to find a group by its exact name.
-const MAX_NAME_PAGES: usize = 10;
-
 impl Draft {
     /// The ids of the users and groups the scope names, each looked up as the API's other
     /// callers do (the CLI too): a user by id, email or user name (GetUser), a group by id or
-    /// exact name (GetGroup, then ListGroups).
+    /// exact name (GetGroup).
     pub(super) async fn scope(
         &self,
         console: &Console,
@@ -60,63 +56,21 @@ impl Draft {
     }
 }
 
-/// The group `reference` names: its id, or the one group with that name (ignoring case).
+/// The group `reference` names: its id, or the one group with that name, ignoring case
+/// (GetGroup's `or_by_name`, which refuses a name several groups share, listing them).
 async fn group_id(console: &Console, signed: &Signed, reference: &str) -> Result<String, Refusal> {
-    let admin = &console.services().admin;
     let request = pb::GetGroupRequest {
         id: reference.to_owned(),
+        or_by_name: true,
     };
-    match admin.get_group(signed.request(request)).await {
-        Ok(found) => {
-            return Ok(found
-                .into_inner()
-                .group
-                .map_or_else(|| reference.to_owned(), |g| g.id));
-        }
-        Err(status) if status.code() != Code::NotFound => {
-            return Err(Refusal::about("scope", status));
-        }
-        Err(_) => {}
-    }
-    let wanted = reference.to_lowercase();
-    let mut named = Vec::new();
-    let mut page_token = String::new();
-    for _ in 0..MAX_NAME_PAGES {
-        let request = pb::ListGroupsRequest {
-            search: reference.to_owned(),
-            page_size: 500,
-            page_token,
-            ..Default::default()
-        };
-        let page = admin
-            .list_groups(signed.request(request))
-            .await
-            .map_err(|status| Refusal::about("scope", status))?
-            .into_inner();
-        named.extend(
-            page.groups
-                .into_iter()
-                .filter(|g| g.name.to_lowercase() == wanted)
-                .map(|g| g.id),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    match named.as_slice() {
-        [id] => Ok(id.clone()),
-        [] => Err(Refusal::field(
-            "scope",
-            format!("no group has the id or the name `{reference}`"),
-        )),
-        ids => Err(Refusal::field(
-            "scope",
-            format!(
-                "{} groups are named `{reference}`: give one of their ids ({})",
-                ids.len(),
-                ids.join(", ")
-            ),
-        )),
-    }
+    let found = console
+        .services()
+        .admin
+        .get_group(signed.request(request))
+        .await
+        .map_err(|status| Refusal::about("scope", status))?;
+    Ok(found
+        .into_inner()
+        .group
+        .map_or_else(|| reference.to_owned(), |g| g.id))
 }

@@ -1,5 +1,6 @@
-//! What the group forms share: a form whose fields may repeat (roles, the users picked), and a
-//! refused call's message placed next to the field it names.
+//! What the console's forms share: a form whose fields may repeat (roles, the users picked),
+//! and a refused call's message placed next to the field it names, with the fields that show
+//! it.
 
 use crate::call::Failure;
 use axum::http::StatusCode;
@@ -96,6 +97,33 @@ impl Problems {
         };
         problems.by_field.insert(field, problem.into());
         problems
+    }
+
+    /// A problem with the whole form, shown at its top.
+    pub fn whole(problem: impl Into<String>) -> Problems {
+        Problems {
+            status: Some(StatusCode::BAD_REQUEST),
+            form: vec![problem.into()],
+            ..Problems::default()
+        }
+    }
+
+    /// Adds a problem with `field` (a form that checks several fields before any call).
+    pub fn add(&mut self, field: &'static str, problem: impl Into<String>) {
+        self.status.get_or_insert(StatusCode::BAD_REQUEST);
+        self.by_field.insert(field, problem.into());
+    }
+
+    /// Adds every problem of `other`.
+    pub fn extend(&mut self, other: Problems) {
+        self.status = self.status.or(other.status);
+        self.by_field.extend(other.by_field);
+        self.form.extend(other.form);
+    }
+
+    /// Whether there is no problem at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_field.is_empty() && self.form.is_empty()
     }
 
     /// The message for `field`, if any.

@@ -533,18 +533,15 @@ async fn check_attributes_and_arguments_are_bounded_by_their_settings() {
     refused(status, "attributes", "(`check-max-attributes`)");
     let mut long_key = attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES);
     long_key[0].0.push('k');
-    let status = decisions
-        .check(check_with(&long_key, ARGUMENTS))
-        .await
-        .unwrap_err();
-    refused(status, "attributes", "(`check-max-attribute-bytes`)");
     let mut long_value = attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES);
     long_value[1].1.push('v');
-    let status = decisions
-        .check(check_with(&long_value, ARGUMENTS))
-        .await
-        .unwrap_err();
-    refused(status, "attributes[", "(`check-max-attribute-bytes`)");
+    for (attributes, field) in [(&long_key, "attributes"), (&long_value, "attributes[1")] {
+        let status = decisions
+            .check(check_with(attributes, ARGUMENTS))
+            .await
+            .unwrap_err();
+        refused(status, field, "(`check-max-attribute-bytes`)");
+    }
     let big = check_with(&attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES), ARGUMENTS + 1);
     let status = decisions.check(big.clone()).await.unwrap_err();
     refused(status, "arguments", "(`check-max-arguments-bytes`)");

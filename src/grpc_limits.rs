@@ -1,6 +1,8 @@
 //! The bounds of what one decision request may carry, on `serve` and `sidecar`: the largest
 //! request message the gRPC servers decode, the largest AuthZEN body (the same request over
-//! HTTP), and the most checks one `BatchCheck` (or AuthZEN batch) holds.
+//! HTTP), the most checks one `BatchCheck` (or AuthZEN batch) holds, the bounds of one check's
+//! `attributes` and `arguments`, and the deepest nesting of a JSON body (AuthZEN's, and on
+//! `serve` SCIM's).
 //!
 //! tonic refuses a message over its limit with `OUT_OF_RANGE` and its own wording; gRPC says a
 //! server refuses one with `RESOURCE_EXHAUSTED`, so [`refusing_large_messages`] turns tonic's
@@ -40,6 +42,46 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1024..)
     )]
     pub authzen_max_body_bytes: u32,
+    /// The most `attributes` entries one check (Check, each of a BatchCheck, an AuthZEN
+    /// evaluation) may carry; more are refused with INVALID_ARGUMENT (AuthZEN: 400) naming this
+    /// setting.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CHECK_MAX_ATTRIBUTES",
+        default_value_t = pdp_service::MAX_ATTRIBUTES as u32,
+        value_parser = clap::value_parser!(u32).range(0..=4096)
+    )]
+    pub check_max_attributes: u32,
+    /// The longest key or value of a check's `attributes`, in bytes; a longer one is refused
+    /// with INVALID_ARGUMENT (AuthZEN: 400) naming this setting.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CHECK_MAX_ATTRIBUTE_BYTES",
+        default_value_t = pdp_service::CheckBounds::default().max_attribute_bytes as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1024 * 1024)
+    )]
+    pub check_max_attribute_bytes: u32,
+    /// The largest `arguments` of a check, in bytes encoded (conditions read them and approvals
+    /// digest them on every check); larger are refused with INVALID_ARGUMENT (AuthZEN: 400)
+    /// naming this setting.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CHECK_MAX_ARGUMENTS_BYTES",
+        default_value_t = pdp_service::MAX_ARGUMENTS_BYTES as u32,
+        value_parser = clap::value_parser!(u32).range(0..=16 * 1024 * 1024)
+    )]
+    pub check_max_arguments_bytes: u32,
+    /// The deepest nesting of an AuthZEN (and on `serve` a SCIM) request body, checked before
+    /// it is parsed; deeper is refused with 400 (SCIM `invalidSyntax`) naming this setting. At
+    /// most 127: the JSON parser stops at 128.
+    #[arg(
+        long,
+        env = "PORTCULLIS_JSON_MAX_DEPTH",
+        default_value_t = pdp_service::json_depth::DEFAULT_JSON_DEPTH as u32,
+        value_parser = clap::value_parser!(u32)
+            .range(1..=pdp_service::json_depth::MAX_JSON_DEPTH as i64)
+    )]
+    pub json_max_depth: u32,
 }
 
 impl Args {
@@ -56,6 +98,20 @@ impl Args {
     /// The AuthZEN body bound, as its router takes it.
     pub fn authzen_body_bytes(&self) -> usize {
         self.authzen_max_body_bytes as usize
+    }
+
+    /// The deepest nesting of a JSON body.
+    pub fn json_depth(&self) -> usize {
+        self.json_max_depth as usize
+    }
+
+    /// The bounds of one check's `attributes` and `arguments`, as `DecisionService` takes them.
+    pub fn check_bounds(&self) -> pdp_service::CheckBounds {
+        pdp_service::CheckBounds {
+            max_attributes: self.check_max_attributes as usize,
+            max_attribute_bytes: self.check_max_attribute_bytes as usize,
+            max_arguments_bytes: self.check_max_arguments_bytes as usize,
+        }
     }
 }
 

@@ -220,7 +220,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
         .with_recorder(recorder)
         .with_metrics(decision_metrics)
         .with_approvals(std::sync::Arc::new(approvals.clone()))
-        .with_max_batch(settings.grpc_limits.batch_checks());
+        .with_max_batch(settings.grpc_limits.batch_checks())
+        .with_check_bounds(settings.grpc_limits.check_bounds())
+        .with_json_max_depth(settings.grpc_limits.json_depth());
     let http_tls = settings.tls.clone().filter(|_| settings.http_tls);
     let authzen = telemetry::authzen(pdp_service::authzen::router(
         decisions.clone(),
@@ -243,7 +245,9 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
             webhooks: webhooks.clone(),
             approvals: approval_service.clone(),
             decisions: DecisionService::new(engine.clone())
-                .with_max_batch(settings.grpc_limits.batch_checks()),
+                .with_max_batch(settings.grpc_limits.batch_checks())
+                .with_check_bounds(settings.grpc_limits.check_bounds())
+                .with_json_max_depth(settings.grpc_limits.json_depth()),
         },
         settings.console.clone(),
         http_tls.is_some(),
@@ -251,7 +255,13 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     .with_identity_provider(settings.identity_provider.clone())
     .router();
     let scim = metrics::count_scim(
-        scim::router_with(live.clone(), settings.scim_limits),
+        scim::router_with(
+            live.clone(),
+            scim::Limits {
+                json_max_depth: settings.grpc_limits.json_max_depth,
+                ..settings.scim_limits
+            },
+        ),
         scim_requests,
     );
     let scim = telemetry::scim(scim);

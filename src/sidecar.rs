@@ -142,7 +142,9 @@ async fn serve(
         .with_freshness(follower.freshness().clone())
         .with_metrics(decision_metrics)
         .with_approvals(std::sync::Arc::new(follower.approvals().clone()))
-        .with_max_batch(args.grpc_limits.batch_checks());
+        .with_max_batch(args.grpc_limits.batch_checks())
+        .with_check_bounds(args.grpc_limits.check_bounds())
+        .with_json_max_depth(args.grpc_limits.json_depth());
     let authzen = telemetry::authzen(pdp_service::authzen::router(
         decisions.clone(),
         decision_token.clone(),

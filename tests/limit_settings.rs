@@ -2,8 +2,11 @@
 //! ones: a request at a bound is answered, one past it is refused with the documented error
 //! naming the setting: `grpc-max-message-bytes` (RESOURCE_EXHAUSTED, DecisionService and the
 //! admin API alike), `batch-max-checks` (BatchCheck INVALID_ARGUMENT, AuthZEN 400),
-//! `authzen-max-body-bytes` (413 in the AuthZEN error form) and `scim-max-body-bytes` (413 in
-//! the RFC 7644 form).
+//! `authzen-max-body-bytes` (413 in the AuthZEN error form), `scim-max-body-bytes` (413 in
+//! the RFC 7644 form), `scim-max-filter-bytes` and `scim-max-filter-depth` (400
+//! `invalidFilter` / `invalidPath`), `check-max-attributes`, `check-max-attribute-bytes` and
+//! `check-max-arguments-bytes` (INVALID_ARGUMENT, AuthZEN 400), `json-max-depth` (400, SCIM
+//! `invalidSyntax`).
 
 use crate::hardening_net::http;
 use crate::support::{Server, scim_token};
@@ -327,4 +330,329 @@ async fn a_sidecar_has_the_same_grpc_and_authzen_bounds() {
     let refused = decisions.batch_check(batch(CHECKS + 1)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("`batch-max-checks`"));
+}
+
+const FILTER_BYTES: usize = 100;
+const FILTER_DEPTH: usize = 3;
+/// What the bodies of the filter test nest to: a user's `emails` (object, array, object), a
+/// PATCH's `Operations`, an AuthZEN evaluation's `context.arguments`.
+const JSON_DEPTH: usize = 3;
+
+/// `userName eq "…"` exactly `bytes` long, inside `depth` parentheses.
+fn user_filter(bytes: usize, depth: usize) -> String {
+    let bare = r#"userName eq """#.len() + 2 * depth;
+    let name = "x".repeat(bytes - bare);
+    format!(
+        r#"{}userName eq "{name}"{}"#,
+        "(".repeat(depth),
+        ")".repeat(depth)
+    )
+}
+
+/// A PATCH `path` exactly `bytes` long, `emails[type eq "<kind>"].display`, whose value filter
+/// is nested `depth` levels (its `[ ]` is the first), and the `kind` it selects.
+fn email_path(bytes: usize, depth: usize) -> (String, String) {
+    let bare = r#"emails[type eq ""].display"#.len() + 2 * (depth - 1);
+    let kind = "x".repeat(bytes - bare);
+    let path = format!(
+        r#"emails[{}type eq "{kind}"{}].display"#,
+        "(".repeat(depth - 1),
+        ")".repeat(depth - 1)
+    );
+    (path, kind)
+}
+
+/// The SCIM error's `scimType` and `detail` of a 400.
+fn scim_400(status: u16, body: &str) -> (String, String) {
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["status"], "400", "{body}");
+    (
+        error["scimType"].as_str().unwrap_or_default().to_owned(),
+        error["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn scim_filters_and_paths_are_bounded_by_their_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let scim = scim_token(&data, "okta");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--scim-max-filter-bytes",
+            &FILTER_BYTES.to_string(),
+            "--scim-max-filter-depth",
+            &FILTER_DEPTH.to_string(),
+            "--json-max-depth",
+            &JSON_DEPTH.to_string(),
+        ],
+    );
+    let bearer = format!("Bearer {scim}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/scim+json"),
+    ];
+    let list = |filter: &str| {
+        let url = format!("/scim/v2/Users?filter={}", crate::scim::encode(filter));
+        http(&server.http, "GET", &url, &headers, "")
+    };
+
+    // Filters: at both bounds answered, one byte or one level past either refused.
+    let (status, body) = list(&user_filter(FILTER_BYTES, FILTER_DEPTH));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = list(&user_filter(FILTER_BYTES + 1, 0));
+    let (kind, detail) = scim_400(status, &body);
+    assert_eq!(kind, "invalidFilter");
+    assert!(
+        detail.contains(&format!(
+            "{} bytes long, more than the {FILTER_BYTES} accepted (`scim-max-filter-bytes`)",
+            FILTER_BYTES + 1
+        )),
+        "{detail}"
+    );
+    let (status, body) = list(&user_filter(FILTER_BYTES, FILTER_DEPTH + 1));
+    let (kind, detail) = scim_400(status, &body);
+    assert_eq!(kind, "invalidFilter");
+    assert!(
+        detail.contains(&format!("nested deeper than {FILTER_DEPTH} levels"))
+            && detail.contains("(`scim-max-filter-depth`)"),
+        "{detail}"
+    );
+
+    // PATCH paths keep to the same bounds (they may hold a value filter), as `invalidPath`.
+    let (at_bounds, kind) = email_path(FILTER_BYTES, FILTER_DEPTH);
+    assert_eq!(at_bounds.len(), FILTER_BYTES);
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "bounded@example.com",
+        "emails": [{"value": "bounded@example.com", "type": kind}],
+    });
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        "/scim/v2/Users",
+        &headers,
+        &user.to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let url = format!("/scim/v2/Users/{}", created["id"].as_str().unwrap());
+    let patch = |path: &str| {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": path, "value": "shown"}],
+        });
+        http(&server.http, "PATCH", &url, &headers, &body.to_string())
+    };
+    let (status, body) = patch(&at_bounds);
+    assert_eq!(status, 200, "{body}");
+    let patched: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(patched["emails"][0]["display"], "shown", "{body}");
+    let (too_long, _) = email_path(FILTER_BYTES + 1, FILTER_DEPTH);
+    let (status, body) = patch(&too_long);
+    let (scim_type, detail) = scim_400(status, &body);
+    assert_eq!(scim_type, "invalidPath");
+    assert!(
+        detail.contains(&format!(
+            "longer than {FILTER_BYTES} bytes (`scim-max-filter-bytes`)"
+        )),
+        "{detail}"
+    );
+    let (too_deep, _) = email_path(FILTER_BYTES, FILTER_DEPTH + 1);
+    let (status, body) = patch(&too_deep);
+    let (scim_type, detail) = scim_400(status, &body);
+    assert_eq!(scim_type, "invalidPath");
+    assert!(detail.contains("(`scim-max-filter-depth`)"), "{detail}");
+
+    // Bodies one level deeper than `json-max-depth` are refused before they are parsed.
+    let deeper = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "deeper@example.com",
+        "emails": [{"value": "deeper@example.com", "type": {}}],
+    });
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        "/scim/v2/Users",
+        &headers,
+        &deeper.to_string(),
+    );
+    let (scim_type, detail) = scim_400(status, &body);
+    assert_eq!(scim_type, "invalidSyntax");
+    assert!(
+        detail.contains(&format!("deeper than {JSON_DEPTH} levels"))
+            && detail.contains("`json-max-depth`"),
+        "{detail}"
+    );
+    let json = [("content-type", "application/json")];
+    let evaluation = |arguments: Value| {
+        json!({
+            "subject": {"type": "user", "id": "alice@example.com"},
+            "action": {"name": "tool0"},
+            "resource": {"type": "connector", "id": "github"},
+            "context": {"arguments": arguments},
+        })
+        .to_string()
+    };
+    let url = "/access/v1/evaluation";
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        url,
+        &json,
+        &evaluation(json!({"a": 1})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        url,
+        &json,
+        &evaluation(json!({"a": []})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`json-max-depth`"), "{body}");
+}
+
+const ATTRIBUTES: usize = 2;
+const ATTRIBUTE_BYTES: usize = 16;
+const ARGUMENTS: usize = 256;
+
+/// Arguments `{"a": "x…"}` exactly `bytes` long encoded (at least 10).
+fn arguments_of(bytes: usize) -> prost_types::Struct {
+    (0..bytes)
+        .map(|n| {
+            let value = prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("x".repeat(n))),
+            };
+            prost_types::Struct {
+                fields: [("a".to_owned(), value)].into(),
+            }
+        })
+        .find(|arguments| arguments.encoded_len() == bytes)
+        .unwrap_or_else(|| panic!("no arguments of {bytes} bytes"))
+}
+
+/// A Check by alice with these attributes and arguments.
+fn check_with(attributes: &[(String, String)], arguments: usize) -> pb::CheckRequest {
+    pb::CheckRequest {
+        user: "alice@example.com".into(),
+        connector: "github".into(),
+        tool: "tool0".into(),
+        attributes: attributes.iter().cloned().collect(),
+        arguments: Some(arguments_of(arguments)),
+        ..Default::default()
+    }
+}
+
+/// `count` attributes whose keys and values are `bytes` long.
+fn attributes_of(count: usize, bytes: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| (format!("{i}{}", "k".repeat(bytes - 1)), "v".repeat(bytes)))
+        .collect()
+}
+
+#[tokio::test]
+async fn check_attributes_and_arguments_are_bounded_by_their_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    allow_tools(&data, 1);
+    let server = Server::start_with(
+        &data,
+        &[
+            "--check-max-attributes",
+            &ATTRIBUTES.to_string(),
+            "--check-max-attribute-bytes",
+            &ATTRIBUTE_BYTES.to_string(),
+            "--check-max-arguments-bytes",
+            &ARGUMENTS.to_string(),
+        ],
+    );
+    let mut decisions = server.client().await;
+
+    // At every bound decided.
+    let at = check_with(&attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES), ARGUMENTS);
+    let answer = decisions.check(at.clone()).await.unwrap().into_inner();
+    assert_eq!(answer.decision(), pb::Decision::Allow, "{answer:?}");
+    let refused = |status: tonic::Status, field: &str, setting: &str| {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains(field) && status.message().contains(setting),
+            "{}",
+            status.message()
+        );
+    };
+    // One attribute too many, one byte too long (key or value), one byte of arguments over.
+    let over = check_with(&attributes_of(ATTRIBUTES + 1, ATTRIBUTE_BYTES), ARGUMENTS);
+    let status = decisions.check(over).await.unwrap_err();
+    refused(status, "attributes", "(`check-max-attributes`)");
+    let mut long_key = attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES);
+    long_key[0].0.push('k');
+    let mut long_value = attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES);
+    long_value[1].1.push('v');
+    for (attributes, field) in [(&long_key, "attributes"), (&long_value, "attributes[1")] {
+        let status = decisions
+            .check(check_with(attributes, ARGUMENTS))
+            .await
+            .unwrap_err();
+        refused(status, field, "(`check-max-attribute-bytes`)");
+    }
+    let big = check_with(&attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES), ARGUMENTS + 1);
+    let status = decisions.check(big.clone()).await.unwrap_err();
+    refused(status, "arguments", "(`check-max-arguments-bytes`)");
+    // Each check of a batch too, named by its index.
+    let status = decisions
+        .batch_check(pb::BatchCheckRequest {
+            checks: vec![at, big],
+        })
+        .await
+        .unwrap_err();
+    refused(
+        status,
+        "checks[1].arguments",
+        "(`check-max-arguments-bytes`)",
+    );
+
+    // AuthZEN: the same bounds, as 400.
+    let evaluation = |attributes: &[(String, String)]| {
+        let attributes: serde_json::Map<String, Value> = attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        json!({
+            "subject": {"type": "user", "id": "alice@example.com"},
+            "action": {"name": "tool0"},
+            "resource": {"type": "connector", "id": "github"},
+            "context": {"attributes": attributes},
+        })
+    };
+    let json = [("content-type", "application/json")];
+    let url = "/access/v1/evaluation";
+    let at = evaluation(&attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES)).to_string();
+    let (status, body) = http(&server.http, "POST", url, &json, &at);
+    assert_eq!(status, 200, "{body}");
+    let over = evaluation(&attributes_of(ATTRIBUTES + 1, ATTRIBUTE_BYTES)).to_string();
+    let (status, body) = http(&server.http, "POST", url, &json, &over);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`check-max-attributes`"), "{body}");
+    let batch = json!({
+        "evaluations": [
+            evaluation(&attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES)),
+            evaluation(&long_value),
+        ],
+    });
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        "/access/v1/evaluations",
+        &json,
+        &batch.to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("evaluations[1].") && body.contains("`check-max-attribute-bytes`"),
+        "{body}"
+    );
 }

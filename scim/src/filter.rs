@@ -14,7 +14,8 @@
 //! a value filter followed by a test of a sub-attribute, as Microsoft Entra ID sends it
 //! (`emails[type eq "work"].value eq "x"`), is read as one value passing both
 //! (`emails[type eq "work" and value eq "x"]`). A filter
-//! is at most [`MAX_FILTER_LEN`] bytes and [`MAX_DEPTH`] levels of parentheses / `not` / `[ ]`.
+//! is at most [`Bounds::max_bytes`] bytes and [`Bounds::max_depth`] levels of parentheses / `not` /
+//! `[ ]` (settings `scim-max-filter-bytes` and `scim-max-filter-depth`, [`crate::Limits`]).
 //!
 //! Evaluation, where the RFC is silent or leaves a choice:
 //! - attribute names, and schema URNs, compare case-insensitively;
@@ -45,10 +46,28 @@ use time::format_description::well_known::Rfc3339;
 use crate::path::{self, AttrPath};
 use crate::{Result, ScimError};
 
-/// Longest filter accepted, in bytes.
+/// Longest filter accepted by default, in bytes.
 pub const MAX_FILTER_LEN: usize = 4096;
-/// Deepest nesting of parentheses, `not ( )` and value filters `[ ]`.
+/// Deepest nesting of parentheses, `not ( )` and value filters `[ ]` accepted by default.
 pub const MAX_DEPTH: usize = 32;
+
+/// How long and how deeply nested a filter (or a PATCH path, which may hold one) may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest text, in bytes (`scim-max-filter-bytes`).
+    pub max_bytes: usize,
+    /// Deepest nesting of parentheses, `not ( )` and `[ ]` (`scim-max-filter-depth`).
+    pub max_depth: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            max_bytes: MAX_FILTER_LEN,
+            max_depth: MAX_DEPTH,
+        }
+    }
+}
 
 /// Multi-valued complex attributes of the core schemas whose elements carry a `value`.
 const MULTI_VALUED: &[&str] = &[
@@ -154,22 +173,29 @@ pub struct Filter {
     expr: Expr,
 }
 
-/// Parses a filter: `invalidFilter` on errors, the detail says where and why.
+/// Parses a filter within the default [`Bounds`]: `invalidFilter` on errors, the detail says
+/// where and why.
 pub fn parse(text: &str) -> Result<Filter> {
-    parse_filter(text).map_err(ScimError::invalid_filter)
+    parse_within(text, Bounds::default())
 }
 
-fn parse_filter(text: &str) -> std::result::Result<Filter, String> {
-    if text.len() > MAX_FILTER_LEN {
+/// [`parse`] within `bounds` (the server's settings).
+pub fn parse_within(text: &str, bounds: Bounds) -> Result<Filter> {
+    parse_filter(text, bounds).map_err(ScimError::invalid_filter)
+}
+
+fn parse_filter(text: &str, bounds: Bounds) -> std::result::Result<Filter, String> {
+    if text.len() > bounds.max_bytes {
         return Err(format!(
-            "the filter is {} bytes long, more than the {MAX_FILTER_LEN} accepted",
-            text.len()
+            "the filter is {} bytes long, more than the {} accepted (`scim-max-filter-bytes`)",
+            text.len(),
+            bounds.max_bytes
         ));
     }
     if text.trim().is_empty() {
         return Err("empty filter".into());
     }
-    let mut parser = Parser::new(text, 0, false)?;
+    let mut parser = Parser::new(text, 0, false, bounds.max_depth)?;
     let expr = parser.parse_or()?;
     match &parser.tok {
         Tok::End => Ok(Filter { expr }),
@@ -190,8 +216,9 @@ fn parse_filter(text: &str) -> std::result::Result<Filter, String> {
 pub(crate) fn parse_value_filter(
     text: &str,
     start: usize,
+    max_depth: usize,
 ) -> std::result::Result<(Filter, usize), String> {
-    let mut parser = Parser::new(text, start, true)?;
+    let mut parser = Parser::new(text, start, true, max_depth)?;
     parser.depth = 1;
     let expr = parser.parse_or()?;
     match &parser.tok {
@@ -404,6 +431,7 @@ struct Parser<'a> {
     tok: Tok,
     tok_at: usize,
     depth: usize,
+    max_depth: usize,
     /// Inside `[ ]`: no nested value filters.
     in_brackets: bool,
 }
@@ -413,6 +441,7 @@ impl<'a> Parser<'a> {
         text: &'a str,
         start: usize,
         in_brackets: bool,
+        max_depth: usize,
     ) -> std::result::Result<Parser<'a>, String> {
         let mut lexer = Lexer { text, pos: start };
         let (tok, tok_at) = lexer.next_token()?;
@@ -421,6 +450,7 @@ impl<'a> Parser<'a> {
             tok,
             tok_at,
             depth: 0,
+            max_depth,
             in_brackets,
         })
     }
@@ -451,9 +481,10 @@ impl<'a> Parser<'a> {
 
     fn enter(&mut self) -> std::result::Result<(), String> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth > self.max_depth {
             return Err(format!(
-                "nested deeper than {MAX_DEPTH} levels at position {}",
+                "nested deeper than {} levels at position {} (`scim-max-filter-depth`)",
+                self.max_depth,
                 self.position()
             ));
         }

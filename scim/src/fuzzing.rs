@@ -8,7 +8,7 @@ const BASE: &str = "https://portcullis.example/scim/v2";
 
 /// A user body, as `POST /Users` reads it. Errors are the answers a client would get.
 pub fn user_body(bytes: &[u8]) -> crate::Result<()> {
-    let body = http::parse_json(bytes)?;
+    let body = http::parse_json(bytes, crate::Limits::default().json_max_depth as usize)?;
     http::require_schema(&body, schema::USER)?;
     let doc = users::normalize(body)?;
     crate::Limits::default().check_user(&doc)?;
@@ -21,7 +21,7 @@ pub fn user_body(bytes: &[u8]) -> crate::Result<()> {
 
 /// A group body, as `POST /Groups` reads it.
 pub fn group_body(bytes: &[u8]) -> crate::Result<()> {
-    let body = http::parse_json(bytes)?;
+    let body = http::parse_json(bytes, crate::Limits::default().json_max_depth as usize)?;
     http::require_schema(&body, schema::GROUP)?;
     let (doc, members) = groups::normalize(body)?;
     crate::Limits::default().check_group(&doc, members.len())?;

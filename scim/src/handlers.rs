@@ -152,7 +152,7 @@ pub async fn patch<K: Kind>(
 ) -> Result<Response> {
     let body = read_body(&ctx, body, schema::PATCH_OP).await?;
     scim.limits.check_operations(&body)?;
-    let operations = patch::parse(&body)?;
+    let operations = patch::parse_within(&body, scim.limits.filter_bounds())?;
     let max_values = scim.limits.max_values();
     update::<K>(scim, ctx, id, Change::Patch, move |current| {
         let mut patched = current;

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub content_length: Option<u64>,
     /// The largest body accepted ([`crate::Limits::scim_max_body_bytes`]).
     pub max_body: usize,
+    /// The deepest nesting of a body ([`crate::Limits::json_max_depth`]).
+    pub max_depth: usize,
     /// Query parameters by lower-cased name (the last one wins).
     pub params: Vec<(String, String)>,
 }
@@ -79,7 +81,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             max_body: parts
                 .extensions
                 .get::<BodyLimit>()
-                .map_or(Limits::default().scim_max_body_bytes as usize, |l| l.0),
+                .map_or(Limits::default().scim_max_body_bytes as usize, |l| l.bytes),
+            max_depth: parts
+                .extensions
+                .get::<BodyLimit>()
+                .map_or(Limits::default().json_max_depth as usize, |l| l.depth),
             params,
         })
     }
@@ -107,12 +113,17 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/scim/v2")
 }
 
-/// The largest request body, put in each request's extensions by the router.
+/// The largest request body and its deepest nesting, put in each request's extensions by the
+/// router.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyLimit(pub usize);
+pub(crate) struct BodyLimit {
+    pub bytes: usize,
+    pub depth: usize,
+}
 
 /// Reads a JSON request body: `application/scim+json`, `application/json` or no content type;
-/// at most [`Ctx::max_body`] bytes (413 otherwise); malformed JSON is 400 `invalidSyntax`.
+/// at most [`Ctx::max_body`] bytes (413 otherwise) and [`Ctx::max_depth`] levels; malformed
+/// JSON is 400 `invalidSyntax`.
 pub async fn read_json(ctx: &Ctx, body: Body) -> Result<Value> {
     if let Some(content_type) = &ctx.content_type {
         let essence = content_type
@@ -141,14 +152,18 @@ pub async fn read_json(ctx: &Ctx, body: Body) -> Result<Value> {
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| too_large())?;
-    parse_json(&bytes)
+    parse_json(&bytes, ctx.max_depth)
 }
 
-/// A request body (read whole, within [`Ctx::max_body`]) as the JSON object it must be.
-pub fn parse_json(bytes: &[u8]) -> Result<Value> {
+/// A request body (read whole, within [`Ctx::max_body`]) as the JSON object it must be, nesting
+/// at most `max_depth` levels (checked before it is parsed: 400 `invalidSyntax`).
+pub fn parse_json(bytes: &[u8], max_depth: usize) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ScimError::invalid_syntax("the request body is empty"));
     }
+    pdp_service::json_depth::within_depth(bytes, max_depth).map_err(|at| {
+        ScimError::invalid_syntax(pdp_service::json_depth::too_deep(max_depth, at))
+    })?;
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {

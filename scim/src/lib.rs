@@ -119,9 +119,10 @@ pub fn router_with(live: Live, limits: Limits) -> Router {
             auth::authenticate,
         ))
         .layer(axum::middleware::map_response(scim_errors))
-        .layer(axum::Extension(http::BodyLimit(
-            limits.scim_max_body_bytes as usize,
-        )))
+        .layer(axum::Extension(http::BodyLimit {
+            bytes: limits.scim_max_body_bytes as usize,
+            depth: limits.json_max_depth as usize,
+        }))
         .with_state(scim);
     Router::new().nest("/scim/v2", api)
 }

@@ -8,8 +8,9 @@
 //! [`Limits::check_operations`] before it is even parsed. Errors are 400 `invalidValue` naming
 //! the attribute and the limit (`tooMany` for too many operations).
 //!
-//! The counts are settings (`--scim-max-…`); the lengths are fixed: identifiers match the
-//! decision API's bound on a user reference ([`pdp::identity::MAX_KEY_LEN`]).
+//! The counts and the sizes of bodies, documents, filters and paths are settings
+//! (`--scim-max-…`); the lengths of strings are fixed: identifiers match the decision API's bound
+//! on a user reference ([`pdp::identity::MAX_KEY_LEN`]).
 
 use crate::{Result, ScimError, json};
 use serde_json::{Map, Value};
@@ -71,6 +72,29 @@ pub struct Limits {
         value_parser = clap::value_parser!(u32).range(1024..)
     )]
     pub scim_max_body_bytes: u32,
+    /// The longest SCIM filter (`filter=`) or PATCH `path`, in bytes, 400 `invalidFilter` /
+    /// `invalidPath` beyond.
+    #[arg(
+        long = "scim-max-filter-bytes",
+        env = "PORTCULLIS_SCIM_MAX_FILTER_BYTES",
+        default_value_t = crate::filter::MAX_FILTER_LEN as u32,
+        value_parser = clap::value_parser!(u32).range(64..=1024 * 1024)
+    )]
+    pub scim_max_filter_bytes: u32,
+    /// The deepest nesting of parentheses, `not ( )` and value filters `[ ]` in a SCIM filter
+    /// or PATCH `path`, 400 `invalidFilter` / `invalidPath` beyond. The parser recurses once per
+    /// level, hence the ceiling.
+    #[arg(
+        long = "scim-max-filter-depth",
+        env = "PORTCULLIS_SCIM_MAX_FILTER_DEPTH",
+        default_value_t = crate::filter::MAX_DEPTH as u32,
+        value_parser = clap::value_parser!(u32).range(1..=128)
+    )]
+    pub scim_max_filter_depth: u32,
+    /// The deepest nesting of a request body (`json-max-depth`, a setting of its own: AuthZEN
+    /// bodies keep to it too), 400 `invalidSyntax` beyond.
+    #[arg(skip = pdp_service::json_depth::DEFAULT_JSON_DEPTH as u32)]
+    pub json_max_depth: u32,
 }
 
 impl Default for Limits {
@@ -81,6 +105,9 @@ impl Default for Limits {
             scim_max_member_changes: 10_000,
             scim_max_document_bytes: 256 * 1024,
             scim_max_body_bytes: 4 * 1024 * 1024,
+            scim_max_filter_bytes: crate::filter::MAX_FILTER_LEN as u32,
+            scim_max_filter_depth: crate::filter::MAX_DEPTH as u32,
+            json_max_depth: pdp_service::json_depth::DEFAULT_JSON_DEPTH as u32,
         }
     }
 }
@@ -106,6 +133,14 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+
+    /// How long and deep a filter or a PATCH path may be.
+    pub fn filter_bounds(&self) -> crate::filter::Bounds {
+        crate::filter::Bounds {
+            max_bytes: self.scim_max_filter_bytes as usize,
+            max_depth: self.scim_max_filter_depth as usize,
+        }
     }
 
     /// The most values a multi-valued attribute may hold.

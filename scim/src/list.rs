@@ -10,7 +10,7 @@
 //! the filter reads only attributes the model holds.
 
 use crate::attrs::Projection;
-use crate::filter::Filter;
+use crate::filter::{self, Filter};
 use crate::http::{self, Ctx};
 use crate::resource::{self, Ref};
 use crate::schema::{self, Resource};
@@ -61,11 +61,11 @@ impl Paging {
 }
 
 /// The `filter` parameter, refusing attributes the server does not serve.
-fn filter(ctx: &Ctx, resource: Resource) -> Result<Option<Filter>> {
+fn filter(ctx: &Ctx, resource: Resource, bounds: filter::Bounds) -> Result<Option<Filter>> {
     let Some(text) = ctx.param("filter").filter(|f| !f.trim().is_empty()) else {
         return Ok(None);
     };
-    let filter = crate::filter::parse(text)?;
+    let filter = crate::filter::parse_within(text, bounds)?;
     if let Some(unknown) = filter
         .attributes()
         .into_iter()
@@ -196,7 +196,7 @@ fn render_group(store: &Store, view: &View, group: &Group, base: &str) -> Result
 
 pub async fn users(scim: Scim, ctx: Ctx) -> Result<Response> {
     let paging = paging(&ctx)?;
-    let filter = filter(&ctx, Resource::User)?;
+    let filter = filter(&ctx, Resource::User, scim.limits.filter_bounds())?;
     let projection = Projection::from_ctx(&ctx, Resource::User);
     let view = scim.live.view()?;
     let base = ctx.base;
@@ -250,7 +250,7 @@ pub async fn users(scim: Scim, ctx: Ctx) -> Result<Response> {
 
 pub async fn groups(scim: Scim, ctx: Ctx) -> Result<Response> {
     let paging = paging(&ctx)?;
-    let filter = filter(&ctx, Resource::Group)?;
+    let filter = filter(&ctx, Resource::Group, scim.limits.filter_bounds())?;
     let projection = Projection::from_ctx(&ctx, Resource::Group);
     let view = scim.live.view()?;
     let base = ctx.base;
@@ -331,6 +331,7 @@ mod tests {
             content_type: None,
             content_length: None,
             max_body: 4096,
+            max_depth: 64,
             params: params
                 .iter()
                 .map(|(k, v)| (k.to_lowercase(), (*v).to_owned()))
@@ -363,17 +364,29 @@ mod tests {
 
     #[test]
     fn filters_on_unserved_attributes_are_refused() {
-        let refused = filter(&ctx(&[("filter", "shoeSize eq \"9\"")]), Resource::User);
+        let refused = filter(
+            &ctx(&[("filter", "shoeSize eq \"9\"")]),
+            Resource::User,
+            filter::Bounds::default(),
+        );
         assert_eq!(refused.unwrap_err().scim_type, Some("invalidFilter"));
         assert!(
-            filter(&ctx(&[("filter", "userName eq \"a\"")]), Resource::User)
-                .unwrap()
-                .is_some()
+            filter(
+                &ctx(&[("filter", "userName eq \"a\"")]),
+                Resource::User,
+                filter::Bounds::default()
+            )
+            .unwrap()
+            .is_some()
         );
         assert!(
-            filter(&ctx(&[("filter", " ")]), Resource::User)
-                .unwrap()
-                .is_none()
+            filter(
+                &ctx(&[("filter", " ")]),
+                Resource::User,
+                filter::Bounds::default()
+            )
+            .unwrap()
+            .is_none()
         );
     }
 }

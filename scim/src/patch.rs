@@ -48,7 +48,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::filter::{CompareOp, Expr, Filter, eq_ci, get_ci, to_lower};
+use crate::filter::{self, CompareOp, Expr, Filter, eq_ci, get_ci, to_lower};
 use crate::path::{self, ENTERPRISE_USER, PORTCULLIS_USER, Path};
 use crate::resource;
 use crate::{Result, ScimError};
@@ -101,8 +101,14 @@ pub struct Operation {
 /// Parses a PatchOp request body: `schemas` must contain
 /// `urn:ietf:params:scim:api:messages:2.0:PatchOp` (else `invalidSyntax`), `Operations` a
 /// non-empty array; `op` case-insensitive; `path` optional (an empty one is none) but required
-/// by `remove` (`noTarget`); `value` required by `add` and `replace` (`invalidValue`).
+/// by `remove` (`noTarget`); `value` required by `add` and `replace` (`invalidValue`). Paths are
+/// within the default [`filter::Bounds`].
 pub fn parse(body: &Value) -> Result<Vec<Operation>> {
+    parse_within(body, filter::Bounds::default())
+}
+
+/// [`parse`] with paths within `bounds` (the server's filter settings).
+pub fn parse_within(body: &Value, bounds: filter::Bounds) -> Result<Vec<Operation>> {
     let Some(body) = body.as_object() else {
         return Err(ScimError::invalid_syntax(
             "a PatchOp request body is a JSON object",
@@ -135,7 +141,7 @@ pub fn parse(body: &Value) -> Result<Vec<Operation>> {
         .iter()
         .enumerate()
         .map(|(i, operation)| {
-            parse_operation(operation).map_err(|mut e| {
+            parse_operation(operation, bounds).map_err(|mut e| {
                 e.detail = format!("Operations[{i}]: {}", e.detail);
                 e
             })
@@ -143,7 +149,7 @@ pub fn parse(body: &Value) -> Result<Vec<Operation>> {
         .collect()
 }
 
-fn parse_operation(operation: &Value) -> Result<Operation> {
+fn parse_operation(operation: &Value, bounds: filter::Bounds) -> Result<Operation> {
     let Some(operation) = operation.as_object() else {
         return Err(ScimError::invalid_syntax("an operation is a JSON object"));
     };
@@ -161,7 +167,7 @@ fn parse_operation(operation: &Value) -> Result<Operation> {
     let path = match get_ci(operation, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) if text.trim().is_empty() => None,
-        Some(Value::String(text)) => Some(path::parse(text)?),
+        Some(Value::String(text)) => Some(path::parse_within(text, bounds)?),
         Some(other) => {
             return Err(ScimError::invalid_path(format!(
                 "`path` must be a string, not {other}"

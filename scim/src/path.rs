@@ -23,8 +23,10 @@ use std::fmt;
 use crate::filter::{self, Filter};
 use crate::{Result, ScimError};
 
-/// Longest path accepted, in bytes.
-pub const MAX_PATH_LEN: usize = 4096;
+/// Longest path accepted by default, in bytes. A path may hold a value filter, so the server's
+/// filter bounds ([`filter::Bounds`], `scim-max-filter-bytes` and `scim-max-filter-depth`)
+/// bound it too.
+pub const MAX_PATH_LEN: usize = filter::MAX_FILTER_LEN;
 
 /// The prefix shared by the core schemas (`…:core:2.0:User`, `…:core:2.0:Group`).
 pub const CORE_SCHEMA_PREFIX: &str = "urn:ietf:params:scim:schemas:core:";
@@ -53,14 +55,24 @@ pub struct Path {
     pub sub_attribute: Option<String>,
 }
 
-/// Parses a PATCH path (or an `attributes=` entry): `invalidPath` on errors.
+/// Parses a PATCH path (or an `attributes=` entry) within the default [`filter::Bounds`]:
+/// `invalidPath` on errors.
 pub fn parse(text: &str) -> Result<Path> {
-    parse_path(text).map_err(|why| ScimError::invalid_path(format!("invalid path `{text}`: {why}")))
+    parse_within(text, filter::Bounds::default())
 }
 
-fn parse_path(text: &str) -> std::result::Result<Path, String> {
-    if text.len() > MAX_PATH_LEN {
-        return Err(format!("longer than {MAX_PATH_LEN} bytes"));
+/// [`parse`] within `bounds` (the server's filter settings).
+pub fn parse_within(text: &str, bounds: filter::Bounds) -> Result<Path> {
+    parse_path(text, bounds)
+        .map_err(|why| ScimError::invalid_path(format!("invalid path `{text}`: {why}")))
+}
+
+fn parse_path(text: &str, bounds: filter::Bounds) -> std::result::Result<Path, String> {
+    if text.len() > bounds.max_bytes {
+        return Err(format!(
+            "longer than {} bytes (`scim-max-filter-bytes`)",
+            bounds.max_bytes
+        ));
     }
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -86,7 +98,7 @@ fn parse_path(text: &str) -> std::result::Result<Path, String> {
             attr
         ));
     }
-    let (filter, end) = filter::parse_value_filter(trimmed, open + 1)?;
+    let (filter, end) = filter::parse_value_filter(trimmed, open + 1, bounds.max_depth)?;
     let rest = &trimmed[end..];
     let sub_attribute = if rest.is_empty() {
         None

@@ -163,11 +163,7 @@ impl Pdp {
                     format!("cannot read the body: {}", e.body_text())
                 },
             })?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(body)) => Ok(body),
-            Ok(_) => Err(Failure::bad("the body must be a JSON object")),
-            Err(e) => Err(Failure::bad(format!("the body is not JSON: {e}"))),
-        }
+        parse(&bytes, self.decisions.json_max_depth())
     }
 
     async fn check(&self, check: pb::CheckRequest) -> Result<pb::CheckResponse, Failure> {
@@ -217,7 +213,11 @@ enum Batch {
 }
 
 /// Reads an `evaluations` body; nothing is decided yet.
-fn batch(body: &Map<String, Value>, max: usize) -> Result<Batch, Failure> {
+fn batch(
+    body: &Map<String, Value>,
+    max: usize,
+    bounds: &crate::convert::CheckBounds,
+) -> Result<Batch, Failure> {
     let items: &[Value] = match body.get("evaluations") {
         None | Some(Value::Null) => &[],
         Some(Value::Array(items)) => items,
@@ -245,7 +245,7 @@ fn batch(body: &Map<String, Value>, max: usize) -> Result<Batch, Failure> {
                 )));
             };
             let check = check_request(item, Some(body), &path)?;
-            valid(&check, &path)?;
+            valid(&check, &path, bounds)?;
             Ok(check)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -256,12 +256,28 @@ fn batch(body: &Map<String, Value>, max: usize) -> Result<Batch, Failure> {
 /// and both searches read it, up to the decision.
 #[cfg(feature = "fuzzing")]
 pub fn read_body(bytes: &[u8]) {
-    if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) {
+    if let Ok(body) = parse(bytes, crate::json_depth::DEFAULT_JSON_DEPTH) {
         if let Ok(check) = check_request(&body, None, "") {
-            let _ = valid(&check, "");
+            let _ = valid(&check, "", &crate::CheckBounds::default());
         }
-        let _ = batch(&body, crate::DEFAULT_MAX_BATCH);
+        let _ = batch(
+            &body,
+            crate::DEFAULT_MAX_BATCH,
+            &crate::CheckBounds::default(),
+        );
         search::read_body(&body);
+    }
+}
+
+/// A body as the JSON object it must be, nesting at most `max_depth` levels (checked before it
+/// is parsed).
+fn parse(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>, Failure> {
+    crate::json_depth::within_depth(bytes, max_depth)
+        .map_err(|at| Failure::bad(crate::json_depth::too_deep(max_depth, at)))?;
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(body)) => Ok(body),
+        Ok(_) => Err(Failure::bad("the body must be a JSON object")),
+        Err(e) => Err(Failure::bad(format!("the body is not JSON: {e}"))),
     }
 }
 
@@ -269,7 +285,11 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
     let id = request_id(request.headers());
     let answered = async {
         let body = pdp.body(request).await?;
-        let (semantic, checks) = match batch(&body, pdp.decisions.max_batch())? {
+        let (semantic, checks) = match batch(
+            &body,
+            pdp.decisions.max_batch(),
+            pdp.decisions.check_bounds(),
+        )? {
             Batch::One(check) => {
                 return pdp.check(*check).await.map(|answer| answer_json(&answer));
             }
@@ -302,10 +322,15 @@ async fn evaluations(State(pdp): State<Arc<Pdp>>, request: Request) -> Response 
 
 /// Checks `check` as `Check` will, before any evaluation of the batch is decided: a batch
 /// with a bad evaluation decides nothing (and the error names the evaluation).
-fn valid(check: &pb::CheckRequest, path: &str) -> Result<(), Failure> {
+fn valid(
+    check: &pb::CheckRequest,
+    path: &str,
+    bounds: &crate::convert::CheckBounds,
+) -> Result<(), Failure> {
     let invalid = |e: crate::Error| Failure::bad(e.to_string());
-    let owned = crate::convert::owned(check, path).map_err(invalid)?;
-    crate::convert::request(check, &owned, pdp::Timestamp::default(), path).map_err(invalid)?;
+    let owned = crate::convert::owned(check, path, bounds).map_err(invalid)?;
+    crate::convert::request(check, &owned, pdp::Timestamp::default(), path, bounds)
+        .map_err(invalid)?;
     Ok(())
 }
 

@@ -10,13 +10,88 @@ const MAX_NAME_LEN: usize = pdp::identity::MAX_KEY_LEN;
 /// The most `amr` values a request's authentication may carry.
 const MAX_AMR: usize = 32;
 
-/// The most request attributes (`attributes`) one check may carry. Keys and values are
-/// bounded as names are.
+/// The most request attributes (`attributes`) one check may carry by default. Keys and values
+/// are bounded as names are.
 pub const MAX_ATTRIBUTES: usize = 64;
 
-/// The largest tool-call `arguments` one check may carry, encoded: conditions read them and
-/// approvals digest them (canonical JSON) on every check, so they stay small.
+/// The largest tool-call `arguments` one check may carry by default, encoded: conditions read
+/// them and approvals digest them (canonical JSON) on every check, so they stay small.
 pub const MAX_ARGUMENTS_BYTES: usize = 64 * 1024;
+
+/// The bounds of a check's `attributes` and `arguments` (`serve`'s and `sidecar`'s
+/// `check-max-…` settings); errors name the setting to raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckBounds {
+    /// The most `attributes` entries (`check-max-attributes`).
+    pub max_attributes: usize,
+    /// The longest key or value of `attributes`, in bytes (`check-max-attribute-bytes`).
+    pub max_attribute_bytes: usize,
+    /// The largest `arguments`, encoded, in bytes (`check-max-arguments-bytes`).
+    pub max_arguments_bytes: usize,
+}
+
+impl Default for CheckBounds {
+    fn default() -> CheckBounds {
+        CheckBounds {
+            max_attributes: MAX_ATTRIBUTES,
+            max_attribute_bytes: MAX_NAME_LEN,
+            max_arguments_bytes: MAX_ARGUMENTS_BYTES,
+        }
+    }
+}
+
+impl CheckBounds {
+    /// A request's attributes within bounds; `path` prefixes field names.
+    pub fn attributes(
+        &self,
+        attributes: &std::collections::HashMap<String, String>,
+        path: &str,
+    ) -> Result<()> {
+        if attributes.len() > self.max_attributes {
+            return Err(Error::invalid(
+                format!("{path}attributes"),
+                format!(
+                    "{} attributes, the limit is {} (`check-max-attributes`)",
+                    attributes.len(),
+                    self.max_attributes
+                ),
+            ));
+        }
+        let long = |value: &str, field: &str| {
+            if value.len() > self.max_attribute_bytes {
+                return Err(Error::invalid(
+                    format!("{path}{field}"),
+                    format!(
+                        "is {} bytes long, the limit is {} (`check-max-attribute-bytes`)",
+                        value.len(),
+                        self.max_attribute_bytes
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        for (key, value) in attributes {
+            long(key, "attributes")?;
+            long(value, &format!("attributes[{key}]"))?;
+        }
+        Ok(())
+    }
+
+    /// A tool call's arguments within bounds (encoded); `path` prefixes field names.
+    pub fn arguments(&self, arguments: &prost_types::Struct, path: &str) -> Result<()> {
+        let size = prost::Message::encoded_len(arguments);
+        if size > self.max_arguments_bytes {
+            return Err(Error::invalid(
+                format!("{path}arguments"),
+                format!(
+                    "are {size} bytes encoded, the limit is {} (`check-max-arguments-bytes`)",
+                    self.max_arguments_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What a `CheckRequest` carries that `pdp` takes as its own types: converted once, then
 /// borrowed by the [`pdp::Request`].
@@ -34,6 +109,7 @@ pub(crate) fn request<'a>(
     owned: &'a Owned,
     now: pdp::Timestamp,
     path: &str,
+    bounds: &CheckBounds,
 ) -> Result<pdp::Request<'a>> {
     // Destructured whole, so a new field cannot be silently ignored.
     let pb::CheckRequest {
@@ -49,7 +125,7 @@ pub(crate) fn request<'a>(
         approval_id,
     } = check;
     bounded(approval_id, path, "approval_id")?;
-    attributes_bounded(attributes, path)?;
+    bounds.attributes(attributes, path)?;
     required(user, path, "user")?;
     bounded(agent, path, "agent")?;
     required(connector, path, "connector")?;
@@ -78,14 +154,14 @@ impl Owned {
 
 /// Converts a request's authentication and arguments (checked: bounded strings, a valid
 /// time).
-pub(crate) fn owned(check: &pb::CheckRequest, path: &str) -> Result<Owned> {
+pub(crate) fn owned(check: &pb::CheckRequest, path: &str, bounds: &CheckBounds) -> Result<Owned> {
     let authentication = check
         .authentication
         .as_ref()
         .map(|a| authentication(a, path))
         .transpose()?;
     if let Some(arguments) = &check.arguments {
-        arguments_bounded(arguments, path)?;
+        bounds.arguments(arguments, path)?;
     }
     let arguments = check.arguments.as_ref().map(|s| object(&s.fields));
     Ok(Owned {
@@ -94,39 +170,19 @@ pub(crate) fn owned(check: &pb::CheckRequest, path: &str) -> Result<Owned> {
     })
 }
 
-/// A request's attributes within bounds: at most [`MAX_ATTRIBUTES`], keys and values bounded
-/// as names are. What Check and a request for approval take; `path` prefixes field names.
+/// A request's attributes within the default [`CheckBounds`]. What a request for approval
+/// takes; `path` prefixes field names.
 pub fn attributes_bounded(
     attributes: &std::collections::HashMap<String, String>,
     path: &str,
 ) -> Result<()> {
-    if attributes.len() > MAX_ATTRIBUTES {
-        return Err(Error::invalid(
-            format!("{path}attributes"),
-            format!(
-                "{} attributes, the limit is {MAX_ATTRIBUTES}",
-                attributes.len()
-            ),
-        ));
-    }
-    for (key, value) in attributes {
-        bounded(key, path, "attributes")?;
-        bounded(value, path, &format!("attributes[{key}]"))?;
-    }
-    Ok(())
+    CheckBounds::default().attributes(attributes, path)
 }
 
-/// A tool call's arguments within [`MAX_ARGUMENTS_BYTES`] (encoded). What Check and a request
-/// for approval take; `path` prefixes field names.
+/// A tool call's arguments within the default [`CheckBounds`] (encoded). What a request for
+/// approval takes; `path` prefixes field names.
 pub fn arguments_bounded(arguments: &prost_types::Struct, path: &str) -> Result<()> {
-    let size = prost::Message::encoded_len(arguments);
-    if size > MAX_ARGUMENTS_BYTES {
-        return Err(Error::invalid(
-            format!("{path}arguments"),
-            format!("are {size} bytes encoded, the limit is {MAX_ARGUMENTS_BYTES}"),
-        ));
-    }
-    Ok(())
+    CheckBounds::default().arguments(arguments, path)
 }
 
 /// A request's authentication, checked (bounded strings, at most [`MAX_AMR`] methods, a valid

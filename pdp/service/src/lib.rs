@@ -12,6 +12,7 @@ mod convert;
 mod engine;
 mod error;
 mod freshness;
+pub mod json_depth;
 mod metrics;
 mod record;
 pub mod secret;
@@ -21,8 +22,8 @@ mod trace;
 
 pub use approvals::{Approvals, Call};
 pub use convert::{
-    MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, arguments_bounded, attributes_bounded, authentication,
-    bounded, json_to_struct, json_to_value, struct_to_json,
+    CheckBounds, MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, arguments_bounded, attributes_bounded,
+    authentication, bounded, json_to_struct, json_to_value, struct_to_json,
 };
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};

@@ -24,6 +24,8 @@ pub struct DecisionService {
     metrics: Option<Arc<DecisionMetrics>>,
     approvals: Option<Arc<dyn Approvals>>,
     max_batch: usize,
+    check_bounds: convert::CheckBounds,
+    json_max_depth: usize,
 }
 
 /// One check's answer, and what it still needs before it stands.
@@ -53,7 +55,33 @@ impl DecisionService {
             metrics: None,
             approvals: None,
             max_batch: DEFAULT_MAX_BATCH,
+            check_bounds: convert::CheckBounds::default(),
+            json_max_depth: crate::json_depth::DEFAULT_JSON_DEPTH,
         }
+    }
+
+    /// Refuses an AuthZEN body nesting deeper than `max` levels (`json-max-depth`; at most
+    /// [`crate::json_depth::MAX_JSON_DEPTH`]).
+    pub fn with_json_max_depth(mut self, max: usize) -> DecisionService {
+        self.json_max_depth = max.clamp(1, crate::json_depth::MAX_JSON_DEPTH);
+        self
+    }
+
+    /// The deepest nesting of an AuthZEN body.
+    pub fn json_max_depth(&self) -> usize {
+        self.json_max_depth
+    }
+
+    /// Refuses a check whose `attributes` or `arguments` are over `bounds` (Check's, each of a
+    /// batch's and AuthZEN's).
+    pub fn with_check_bounds(mut self, bounds: convert::CheckBounds) -> DecisionService {
+        self.check_bounds = bounds;
+        self
+    }
+
+    /// The bounds of a check's `attributes` and `arguments`.
+    pub fn check_bounds(&self) -> &convert::CheckBounds {
+        &self.check_bounds
     }
 
     /// Refuses a batch of more than `max` checks (at least one), `BatchCheck`'s and AuthZEN's.
@@ -144,8 +172,14 @@ impl DecisionService {
 
     /// The answer while stale: a deny that names the snapshot it would have come from.
     fn stale_answer(&self, check: &pb::CheckRequest, path: &str) -> Result<pb::CheckResponse> {
-        let owned = convert::owned(check, path)?;
-        convert::request(check, &owned, pdp::Timestamp::default(), path)?;
+        let owned = convert::owned(check, path, &self.check_bounds)?;
+        convert::request(
+            check,
+            &owned,
+            pdp::Timestamp::default(),
+            path,
+            &self.check_bounds,
+        )?;
         Ok(pb::CheckResponse {
             decision: pb::Decision::Deny.into(),
             reason: pb::Reason::StaleSnapshot.into(),
@@ -173,9 +207,9 @@ impl DecisionService {
         path: &str,
         grants: Grants,
     ) -> Result<Answered> {
-        let owned = convert::owned(check, path)?;
+        let owned = convert::owned(check, path, &self.check_bounds)?;
         let now = pdp::Timestamp::now();
-        let mut request = convert::request(check, &owned, now, path)?;
+        let mut request = convert::request(check, &owned, now, path, &self.check_bounds)?;
         let approval = match (&self.approvals, grants) {
             (Some(approvals), Grants::Use) if !check.approval_id.is_empty() => {
                 approvals.request(&check.approval_id)

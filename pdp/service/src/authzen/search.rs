@@ -78,7 +78,11 @@ struct Query {
 /// Reads a search body for `searched`: the subject, the fixed one of resource and action, the
 /// context (as `evaluation` reads it, but `approval_id` is dropped: an approval is for exactly
 /// one call, never a search) and the page.
-fn query(body: &Map<String, Value>, searched: Searched) -> Result<Query, Failure> {
+fn query(
+    body: &Map<String, Value>,
+    searched: Searched,
+    bounds: &crate::CheckBounds,
+) -> Result<Query, Failure> {
     let user = identified(member(body.get("subject"), "subject")?, "user", "subject")?;
     let resource = member(body.get("resource"), "resource")?;
     // A placeholder for the part searched for, only so the request is checked as `Check`
@@ -100,7 +104,7 @@ fn query(body: &Map<String, Value>, searched: Searched) -> Result<Query, Failure
         super::with_context(&mut base, context, "context")?;
     }
     base.approval_id.clear();
-    valid(&base, "")?;
+    valid(&base, "", bounds)?;
     let (after, limit) = page(body, searched)?;
     Ok(Query { base, after, limit })
 }
@@ -162,7 +166,7 @@ fn cursor(token: &str, searched: Searched, field: &str) -> Result<String, Failur
 #[cfg(feature = "fuzzing")]
 pub(super) fn read_body(body: &Map<String, Value>) {
     for searched in [Searched::Action, Searched::Resource] {
-        let _ = query(body, searched);
+        let _ = query(body, searched, &crate::CheckBounds::default());
     }
 }
 
@@ -178,7 +182,7 @@ async fn search(pdp: Arc<Pdp>, request: Request, searched: Searched) -> Response
     let id = request_id(request.headers());
     let answered = async {
         let body = pdp.body(request).await?;
-        let query = query(&body, searched)?;
+        let query = query(&body, searched, pdp.decisions.check_bounds())?;
         let (candidates, revision) = pdp.candidates(&query.base, searched).await?;
         pdp.page(&query, searched, &candidates, revision).await
     };

@@ -310,7 +310,7 @@ pub(crate) struct Postings {
 }
 
 impl Postings {
-    fn new(lists: BTreeMap<u32, Vec<u32>>) -> Postings {
+    pub(crate) fn new(lists: BTreeMap<u32, Vec<u32>>) -> Postings {
         let len = lists.len();
         let ranks: usize = lists.values().map(Vec::len).sum();
         let mut data = Vec::with_capacity(2 * len + ranks);

@@ -372,7 +372,7 @@ impl Snapshot {
             }
             UserStatus::Active => {}
         }
-        let groups = self.groups_of(&entry);
+        let groups = self.groups_of(entry);
         let agent = match self.agent_index().gate(agent, entry.idx, groups) {
             Gate::Registered(agent) => Some(agent),
             Gate::Unregistered => None,
@@ -438,14 +438,10 @@ impl Snapshot {
             }
         };
         consider(&candidates.all_users);
-        if let Some(ranks) = candidates.by_user.get(&subject.idx) {
-            consider(ranks);
-        }
+        consider(candidates.by_user.get(subject.idx));
         if !candidates.by_group.is_empty() {
-            for group in subject.groups {
-                if let Some(ranks) = candidates.by_group.get(group) {
-                    consider(ranks);
-                }
+            for &group in subject.groups {
+                consider(candidates.by_group.get(group));
             }
         }
         let best = candidates
@@ -461,7 +457,10 @@ impl Snapshot {
             reason,
             policy_id: Some(&policy.id),
             user_id: None,
-            step_up: policy.step_up.as_ref().filter(|_| reason == Reason::Policy),
+            step_up: policy
+                .step_up
+                .as_deref()
+                .filter(|_| reason == Reason::Policy),
             approval_flow: policy.approval_flow.as_deref(),
         };
         match (best, met) {

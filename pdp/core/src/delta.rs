@@ -18,7 +18,7 @@ use crate::identity::Matches;
 use crate::model::{Agent, Policy, Settings, User};
 use crate::snapshot::{
     ConnectorIndex, GroupIdx, Indexes, Key, Keyed, Map, PolicyEntry, PolicyIdx, Snapshot,
-    UserEntry, UserIdx,
+    UserEntry, UserGroups, UserIdx,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -433,26 +433,22 @@ impl Snapshot {
         } else {
             o.emails.insert(idx, email.into());
         }
-        let mut entry = UserEntry {
+        let held = match indexes.by_id.get(id) {
+            Some(indexed) if self.indexed_groups_of(indexed) == groups.as_slice() => indexed.groups,
+            _ => {
+                let held = UserGroups::new(&groups, indexes.user_groups.len() + o.groups.len());
+                if held.inline().is_none() {
+                    o.groups.extend_from_slice(&groups);
+                }
+                held
+            }
+        };
+        UserEntry {
             idx,
             status: user.status(),
             mfa: user.mfa,
-            groups_start: 0,
-            groups_len: 0,
-        };
-        match indexes.by_id.get(id) {
-            Some(indexed) if self.indexed_groups_of(indexed) == groups.as_slice() => {
-                entry.groups_start = indexed.groups_start;
-                entry.groups_len = indexed.groups_len;
-            }
-            _ if groups.is_empty() => {}
-            _ => {
-                entry.groups_start = (indexes.user_groups.len() + o.groups.len()) as u32;
-                entry.groups_len = groups.len() as u32;
-                o.groups.extend_from_slice(&groups);
-            }
+            groups: held,
         }
-        entry
     }
 
     /// Re-indexes the policies with these ids and every connector they were or are for.

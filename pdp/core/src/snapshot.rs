@@ -17,7 +17,7 @@ use crate::model::{
     UserStatus,
 };
 use foldhash::fast::RandomState;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// A hash map with a per-process random seed: fast on short keys, and keys synced from an
@@ -80,8 +80,8 @@ pub struct Indexes {
     pub(crate) reserved_users: Map<Key, UserIdx>,
     /// Likewise for groups; indexes from `group_index.len()` up.
     pub(crate) reserved_groups: Map<Box<str>, GroupIdx>,
-    /// Invariant: every user's groups, sorted and deduplicated, concatenated;
-    /// `UserEntry::groups_*` is a range into it.
+    /// Invariant: the groups of every user in more than [`INLINE_GROUPS`], each user's sorted
+    /// and deduplicated, concatenated; such a user's [`UserGroups`] is a range into it.
     pub(crate) user_groups: Vec<GroupIdx>,
     /// Exact user id → user. Keys up to 24 bytes are stored inline in the table, so a lookup
     /// does not chase a pointer to compare them (typical ids and emails fit), and the value is
@@ -124,7 +124,7 @@ impl Keyed {
         }
     }
 
-    pub(crate) fn matches(self) -> Matches<UserEntry> {
+    pub(crate) fn matches(&self) -> Matches<&UserEntry> {
         match self {
             Keyed::One(entry) => Matches::One(entry),
             Keyed::Many => Matches::Many,
@@ -145,19 +145,73 @@ pub(crate) struct UserEntry {
     pub(crate) idx: UserIdx,
     pub(crate) status: UserStatus,
     pub(crate) mfa: Mfa,
-    pub(crate) groups_start: u32,
-    pub(crate) groups_len: u32,
+    pub(crate) groups: UserGroups,
 }
 
+/// How many groups an entry holds inline: most users are in three or fewer, and then deciding
+/// reads their groups from the key map's slot it already loaded instead of another cache line.
+pub(crate) const INLINE_GROUPS: usize = 3;
+
+/// A user's groups, sorted and deduplicated: inline when there are at most [`INLINE_GROUPS`],
+/// else a range of [`Indexes::user_groups`] (from `start` below its length) or of the
+/// overlay's groups (offset by that length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserGroups {
+    len: u32,
+    /// The groups when `len <= INLINE_GROUPS` (unused ones are 0), else `[start, 0, 0]`.
+    data: [GroupIdx; INLINE_GROUPS],
+}
+
+impl UserGroups {
+    pub(crate) const NONE: UserGroups = UserGroups {
+        len: 0,
+        data: [0; INLINE_GROUPS],
+    };
+
+    /// `groups` inline if they fit, else as the range `start..start + groups.len()` of the
+    /// arena they are (to be) stored in: the caller stores them there when this says
+    /// [`UserGroups::inline`] is `None`.
+    pub(crate) fn new(groups: &[GroupIdx], start: usize) -> UserGroups {
+        let mut data = [0; INLINE_GROUPS];
+        match data.get_mut(..groups.len()) {
+            Some(inline) => inline.copy_from_slice(groups),
+            None => data[0] = start as u32,
+        }
+        UserGroups {
+            len: groups.len() as u32,
+            data,
+        }
+    }
+
+    /// The groups, when they are held inline.
+    pub(crate) fn inline(&self) -> Option<&[GroupIdx]> {
+        self.data.get(..self.len as usize)
+    }
+
+    /// The range of an arena holding the groups, when they are not inline.
+    fn range(&self) -> std::ops::Range<usize> {
+        let start = self.data[0] as usize;
+        start..start + self.len as usize
+    }
+}
+
+/// A policy as decisions read it. What an answer reads of its deciding policy (id, flow,
+/// requirement, action) comes first, and entries start on a cache line (`align(64)`, kept in
+/// field order by `repr(C)`), so answering loads one line of the entry.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct PolicyEntry {
     pub(crate) id: Box<str>,
-    pub(crate) connector: Box<str>,
-    pub(crate) name: Box<str>,
+    /// A Require approval policy's flow, if it names one.
+    pub(crate) approval_flow: Option<Box<str>>,
+    /// A Step up policy's requirement (boxed: rare, and kept off the first line).
+    pub(crate) step_up: Option<Box<StepUp>>,
     pub(crate) action: Action,
     pub(crate) enabled: bool,
-    pub(crate) tools: Tools,
     pub(crate) all_users: bool,
+    pub(crate) connector: Box<str>,
+    pub(crate) name: Box<str>,
+    pub(crate) tools: Tools,
     /// Invariant: sorted. Ids the model does not have map to reserved indexes, which no
     /// user holds until one with that id is added.
     pub(crate) users: Box<[UserIdx]>,
@@ -167,10 +221,6 @@ pub(crate) struct PolicyEntry {
     pub(crate) conditions: Box<[Condition]>,
     /// The agent ids the policy is for, sorted; `None`: every agent.
     pub(crate) agents: Option<Box<[Box<str>]>>,
-    /// A Step up policy's requirement.
-    pub(crate) step_up: Option<StepUp>,
-    /// A Require approval policy's flow, if it names one.
-    pub(crate) approval_flow: Option<Box<str>>,
     /// The CEL condition, compiled (or why it does not compile: then the policy never applies).
     pub(crate) expression: Option<Result<Arc<Expression>, Box<str>>>,
 }
@@ -201,9 +251,9 @@ pub(crate) struct Candidates {
     /// Ranks of the policies whose scope is all users.
     pub(crate) all_users: Box<[u32]>,
     /// User → ranks of the policies naming the user (all-users policies left out).
-    pub(crate) by_user: Map<UserIdx, Box<[u32]>>,
+    pub(crate) by_user: Postings,
     /// Group → ranks of the policies naming the group (all-users policies left out).
-    pub(crate) by_group: Map<GroupIdx, Box<[u32]>>,
+    pub(crate) by_group: Postings,
     /// By rank: whether deciding must look at the policy itself (conditions, agents, step-up),
     /// so the common case never loads it.
     pub(crate) conditional: Box<[bool]>,
@@ -213,8 +263,8 @@ impl Candidates {
     /// Indexes `order` (policies with their entries), which must already be in rank order.
     fn new(order: &[(PolicyIdx, &PolicyEntry)]) -> Candidates {
         let mut all_users = Vec::new();
-        let mut by_user: Map<UserIdx, Vec<u32>> = Map::default();
-        let mut by_group: Map<GroupIdx, Vec<u32>> = Map::default();
+        let mut by_user: BTreeMap<UserIdx, Vec<u32>> = BTreeMap::new();
+        let mut by_group: BTreeMap<GroupIdx, Vec<u32>> = BTreeMap::new();
         let mut conditional = Vec::with_capacity(order.len());
         for (rank, &(_, policy)) in order.iter().enumerate() {
             let rank = rank as u32;
@@ -233,10 +283,81 @@ impl Candidates {
         Candidates {
             order: order.iter().map(|(p, _)| *p).collect(),
             all_users: all_users.into(),
-            by_user: by_user.into_iter().map(|(k, v)| (k, v.into())).collect(),
-            by_group: by_group.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            by_user: Postings::new(by_user),
+            by_group: Postings::new(by_group),
             conditional: conditional.into(),
         }
+    }
+}
+
+/// The bits of a [`Postings`] filter: one cache line. Keys are dense indexes, so their low
+/// bits spread well; with a few dozen keys, most absent ones find their bit clear.
+const FILTER_BITS: usize = 512;
+
+/// Posting lists (ascending ranks) by key (a user or group index), flattened into one
+/// allocation: a candidate set's lists are read from a few adjacent cache lines, without a
+/// hash probe or a pointer to follow per list. A decision looks up one user and a few groups,
+/// most of which have no list: the filter answers those without a search.
+#[derive(Debug, Default)]
+pub(crate) struct Postings {
+    /// Bit `key % FILTER_BITS` is set for every key with a list.
+    filter: [u64; FILTER_BITS / 64],
+    /// How many keys.
+    len: usize,
+    /// The keys, ascending (`len` of them); then each key's end in the ranks (`len`); then
+    /// the ranks, each key's in a row.
+    data: Box<[u32]>,
+}
+
+impl Postings {
+    pub(crate) fn new(lists: BTreeMap<u32, Vec<u32>>) -> Postings {
+        let len = lists.len();
+        let ranks: usize = lists.values().map(Vec::len).sum();
+        let mut data = Vec::with_capacity(2 * len + ranks);
+        let mut filter = [0; FILTER_BITS / 64];
+        for &key in lists.keys() {
+            let bit = key as usize % FILTER_BITS;
+            filter[bit / 64] |= 1 << (bit % 64);
+        }
+        data.extend(lists.keys());
+        let mut end = 0;
+        for list in lists.values() {
+            end += list.len() as u32;
+            data.push(end);
+        }
+        for list in lists.values() {
+            data.extend_from_slice(list);
+        }
+        Postings {
+            filter,
+            len,
+            data: data.into(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ranks filed under `key` (empty if none).
+    pub(crate) fn get(&self, key: u32) -> &[u32] {
+        let bit = key as usize % FILTER_BITS;
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return &[];
+        }
+        let keys = self.data.get(..self.len).unwrap_or(&[]);
+        let Ok(i) = keys.binary_search(&key) else {
+            return &[];
+        };
+        let start = match i.checked_sub(1) {
+            Some(before) => self.data.get(self.len + before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.data.get(self.len + i).copied().unwrap_or(0);
+        let ranks = 2 * self.len;
+        self.data
+            .get(ranks + start as usize..ranks + end as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -274,8 +395,7 @@ impl Snapshot {
             idx: idx as UserIdx,
             status: UserStatus::Active,
             mfa: Mfa::Unknown,
-            groups_start: 0,
-            groups_len: 0,
+            groups: UserGroups::NONE,
         };
         let mut by_id: Map<Key, UserEntry> = Map::default();
         by_id.reserve(user_count);
@@ -324,14 +444,16 @@ impl Snapshot {
         for (idx, (user, mut groups)) in users.iter().copied().zip(per_user).enumerate() {
             groups.sort_unstable();
             groups.dedup();
+            let held = UserGroups::new(&groups, user_groups.len());
+            if held.inline().is_none() {
+                user_groups.extend_from_slice(&groups);
+            }
             entries.push(UserEntry {
                 idx: idx as UserIdx,
                 status: user.status(),
                 mfa: user.mfa,
-                groups_start: user_groups.len() as u32,
-                groups_len: groups.len() as u32,
+                groups: held,
             });
-            user_groups.extend_from_slice(&groups);
         }
         for entry in by_id.values_mut() {
             *entry = entries[entry.idx as usize];
@@ -467,14 +589,16 @@ impl Snapshot {
 
     /// Resolves a user reference by the one rule ([`identity::resolve`]), with the user's
     /// current status and groups, and whether the reference was their id.
-    pub(crate) fn find_user(&self, key: &str) -> Resolved<(UserEntry, identity::By)> {
+    /// The entry is borrowed from the map that holds it, so reading its inline groups loads
+    /// nothing more.
+    pub(crate) fn find_user(&self, key: &str) -> Resolved<(&UserEntry, identity::By)> {
         identity::resolve_by(&Keys(self), key).map(|(entry, by)| {
             let entry = match self
                 .overlay
                 .as_deref()
                 .and_then(|overlay| overlay.users.get(&entry.idx))
             {
-                Some(&changed) => changed,
+                Some(changed) => changed,
                 None => entry,
             };
             (entry, by)
@@ -517,27 +641,30 @@ impl Snapshot {
     }
 
     /// The user's groups, sorted. `user` comes from [`Snapshot::find_user`].
-    pub(crate) fn groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
-        let start = user.groups_start as usize;
-        let len = user.groups_len as usize;
+    pub(crate) fn groups_of<'s>(&'s self, user: &'s UserEntry) -> &'s [GroupIdx] {
+        if let Some(inline) = user.groups.inline() {
+            return inline;
+        }
+        let range = user.groups.range();
         let indexed = self.user_groups.len();
-        if start < indexed || len == 0 {
-            return self.indexed_groups_of(user);
+        if range.start < indexed {
+            return self.user_groups.get(range).unwrap_or(&[]);
         }
         match &self.overlay {
             Some(overlay) => overlay
                 .groups
-                .get(start - indexed..start - indexed + len)
+                .get(range.start - indexed..range.end - indexed)
                 .unwrap_or(&[]),
             None => &[],
         }
     }
 
-    pub(crate) fn indexed_groups_of(&self, user: &UserEntry) -> &[GroupIdx] {
-        let start = user.groups_start as usize;
-        self.user_groups
-            .get(start..start + user.groups_len as usize)
-            .unwrap_or(&[])
+    /// The groups of an entry of the indexes (not of the overlay).
+    pub(crate) fn indexed_groups_of<'s>(&'s self, user: &'s UserEntry) -> &'s [GroupIdx] {
+        match user.groups.inline() {
+            Some(inline) => inline,
+            None => self.user_groups.get(user.groups.range()).unwrap_or(&[]),
+        }
     }
 
     /// The policy at `idx` (an index of the indexes or of the overlay). `None` never happens
@@ -574,45 +701,45 @@ impl Snapshot {
 /// indexes of the last full build.
 struct Keys<'s>(&'s Snapshot);
 
-impl UserKeys for Keys<'_> {
-    type User = UserEntry;
+impl<'s> UserKeys for Keys<'s> {
+    type User = &'s UserEntry;
 
-    fn with_id(&self, id: &str) -> Option<UserEntry> {
+    fn with_id(&self, id: &str) -> Option<&'s UserEntry> {
         match self.0.overlay.as_deref().and_then(|o| o.by_id.get(id)) {
-            Some(changed) => *changed,
-            None => self.0.by_id.get(id).copied(),
+            Some(changed) => changed.as_ref(),
+            None => self.0.indexes.by_id.get(id),
         }
     }
 
-    fn with_external_id(&self, external_id: &str) -> Matches<UserEntry> {
+    fn with_external_id(&self, external_id: &str) -> Matches<&'s UserEntry> {
         keyed(
-            &self.0.by_external_id,
+            &self.0.indexes.by_external_id,
             self.0.overlay.as_deref().map(|o| &o.by_external_id),
             external_id,
         )
     }
 
-    fn with_login(&self, login: &str) -> Matches<UserEntry> {
+    fn with_login(&self, login: &str) -> Matches<&'s UserEntry> {
         keyed(
-            &self.0.by_email,
+            &self.0.indexes.by_email,
             self.0.overlay.as_deref().map(|o| &o.by_email),
             login,
         )
     }
 
-    fn same(a: &UserEntry, b: &UserEntry) -> bool {
+    fn same(a: &&'s UserEntry, b: &&'s UserEntry) -> bool {
         a.idx == b.idx
     }
 }
 
-fn keyed(
-    base: &Map<Key, Keyed>,
-    over: Option<&Map<Key, Option<Keyed>>>,
+fn keyed<'s>(
+    base: &'s Map<Key, Keyed>,
+    over: Option<&'s Map<Key, Option<Keyed>>>,
     key: &str,
-) -> Matches<UserEntry> {
+) -> Matches<&'s UserEntry> {
     let found = match over.and_then(|over| over.get(key)) {
-        Some(changed) => *changed,
-        None => base.get(key).copied(),
+        Some(changed) => changed.as_ref(),
+        None => base.get(key),
     };
     found.map_or(Matches::None, Keyed::matches)
 }
@@ -661,7 +788,8 @@ impl PolicyEntry {
             step_up: policy
                 .step_up
                 .clone()
-                .filter(|_| policy.action == Action::StepUp),
+                .filter(|_| policy.action == Action::StepUp)
+                .map(Box::new),
             approval_flow: policy
                 .approval_flow_id
                 .as_deref()

@@ -1513,3 +1513,24 @@ fn a_grant_for_exactly_the_call_turns_require_approval_into_allow() {
         (Action::Deny, Reason::UserLocked, None)
     );
 }
+
+#[test]
+fn posting_lists_are_found_by_key_whatever_their_filter_bits() {
+    use crate::snapshot::Postings;
+    // 1, 513 and 1025 share a filter bit; 1537 shares it too and has no list.
+    let lists = [
+        (1, vec![0, 4]),
+        (513, vec![2]),
+        (1025, vec![1, 3, 5]),
+        (7, vec![6]),
+    ];
+    let postings = Postings::new(lists.iter().cloned().collect());
+    for (key, ranks) in &lists {
+        assert_eq!(postings.get(*key), ranks.as_slice(), "key {key}");
+    }
+    for absent in [0, 2, 1537, 6, u32::MAX] {
+        assert_eq!(postings.get(absent), &[] as &[u32], "key {absent}");
+    }
+    assert!(Postings::new(Default::default()).is_empty());
+    assert_eq!(Postings::new(Default::default()).get(1), &[] as &[u32]);
+}

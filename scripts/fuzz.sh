@@ -3,7 +3,8 @@
 #
 #   scripts/fuzz.sh smoke [SECONDS]      every target for SECONDS (default 20) each: CI's run
 #   scripts/fuzz.sh run TARGET [ARGS…]   one target until stopped (or libFuzzer's ARGS say),
-#                                        optimized, with AddressSanitizer: the long runs
+#                                        optimized, with AddressSanitizer (FUZZ_SANITIZER=none
+#                                        for none, several times faster): the long runs
 #   scripts/fuzz.sh list                 the targets
 #
 # Each target reads its checked-in seeds (fuzz/seeds/TARGET) and keeps what it finds in
@@ -42,7 +43,7 @@ run)
   target="${2:?which target? scripts/fuzz.sh list}"
   shift 2
   mkdir -p "corpus/$target"
-  exec cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- -rss_limit_mb=4096 -timeout=10 "$@"
+  exec cargo +nightly fuzz run -s "${FUZZ_SANITIZER:-address}" "$target" "corpus/$target" "seeds/$target" -- -rss_limit_mb=4096 -timeout=10 "$@"
   ;;
 list) targets ;;
 *) echo "usage: scripts/fuzz.sh smoke [SECONDS] | run TARGET [ARGS…] | list" >&2; exit 2 ;;

@@ -237,7 +237,8 @@ async fn serve(live: Live, settings: Settings) -> anyhow::Result<()> {
     let flows = ApprovalFlowService::new(live.clone());
     let webhooks = WebhookService::new(live.clone(), webhook_outbox);
     let approval_service =
-        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone());
+        admin::approvals::ApprovalService::new(approvals.clone(), settings.decision_token.clone())
+            .with_check_bounds(settings.grpc_limits.check_bounds());
     let console = console::Console::new(
         console::Services {
             admin: admin.clone(),

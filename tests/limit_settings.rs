@@ -615,6 +615,44 @@ async fn check_attributes_and_arguments_are_bounded_by_their_settings() {
         "(`check-max-arguments-bytes`)",
     );
 
+    // A request for approval of such a call: the same bounds (past them, before anything
+    // else about the request is looked at; at them, refused only for having no flow).
+    let mut gateway = crate::approvals::approvals(&server, None).await;
+    let request =
+        |attributes: &[(String, String)], arguments: usize| pb::CreateApprovalRequestRequest {
+            user: "alice@example.com".into(),
+            agent: "claude".into(),
+            connector: "github".into(),
+            tool: "tool0".into(),
+            attributes: attributes.iter().cloned().collect(),
+            arguments: Some(arguments_of(arguments)),
+            ..Default::default()
+        };
+    let status = gateway
+        .create_approval_request(request(
+            &attributes_of(ATTRIBUTES + 1, ATTRIBUTE_BYTES),
+            ARGUMENTS,
+        ))
+        .await
+        .unwrap_err();
+    refused(status, "attributes", "(`check-max-attributes`)");
+    let status = gateway
+        .create_approval_request(request(&[], ARGUMENTS + 1))
+        .await
+        .unwrap_err();
+    refused(status, "arguments", "(`check-max-arguments-bytes`)");
+    let status = gateway
+        .create_approval_request(request(
+            &attributes_of(ATTRIBUTES, ATTRIBUTE_BYTES),
+            ARGUMENTS,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        !status.message().contains("check-max-"),
+        "a request at the bounds is not refused for them: {status:?}"
+    );
+
     // AuthZEN: the same bounds, as 400.
     let evaluation = |attributes: &[(String, String)]| {
         let attributes: serde_json::Map<String, Value> = attributes

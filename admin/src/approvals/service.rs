@@ -26,6 +26,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct ApprovalService {
     approvals: Approvals,
     gateway_token: Option<RequireToken>,
+    /// The bounds Check applies to `attributes` and `arguments` (the `check-max-…` settings):
+    /// a request is for a call Check answered, so it takes what Check took.
+    bounds: pdp_service::CheckBounds,
 }
 
 /// Who is calling.
@@ -41,7 +44,15 @@ impl ApprovalService {
         ApprovalService {
             approvals,
             gateway_token,
+            bounds: pdp_service::CheckBounds::default(),
         }
+    }
+
+    /// Bounds requests' `attributes` and `arguments` as Check does (serve's `check-max-…`
+    /// settings); the defaults otherwise.
+    pub fn with_check_bounds(mut self, bounds: pdp_service::CheckBounds) -> ApprovalService {
+        self.bounds = bounds;
+        self
     }
 
     pub fn into_server(self) -> ApprovalServiceServer<ApprovalService> {
@@ -169,7 +180,10 @@ fn comment(field: &str, comment: &str) -> Result<()> {
 }
 
 /// Checks a gateway's request for approval and converts it.
-fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
+fn new_request(
+    r: pb::CreateApprovalRequestRequest,
+    bounds: &pdp_service::CheckBounds,
+) -> Result<NewRequest> {
     let pb::CreateApprovalRequestRequest {
         user,
         agent,
@@ -213,9 +227,9 @@ fn new_request(r: pb::CreateApprovalRequestRequest) -> Result<NewRequest> {
         ));
     }
     // Bounded as Check bounds them: the request is for a call Check answered.
-    pdp_service::attributes_bounded(&attributes, "")?;
+    bounds.attributes(&attributes, "")?;
     if let Some(arguments) = &arguments {
-        pdp_service::arguments_bounded(arguments, "")?;
+        bounds.arguments(arguments, "")?;
     }
     let arguments = arguments
         .as_ref()
@@ -248,7 +262,7 @@ impl pb::approval_service_server::ApprovalService for ApprovalService {
         request: Request<pb::CreateApprovalRequestRequest>,
     ) -> Result<Response<pb::CreateApprovalRequestResponse>, Status> {
         self.gateway_or_person(&request, "CreateApprovalRequest")?;
-        let new = new_request(request.into_inner())?;
+        let new = new_request(request.into_inner(), &self.bounds)?;
         let (created, fresh) = self.approvals.create(new).await?;
         Ok(Response::new(pb::CreateApprovalRequestResponse {
             request: Some(self.show(&created)?),

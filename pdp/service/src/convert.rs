@@ -170,21 +170,6 @@ pub(crate) fn owned(check: &pb::CheckRequest, path: &str, bounds: &CheckBounds) 
     })
 }
 
-/// A request's attributes within the default [`CheckBounds`]. What a request for approval
-/// takes; `path` prefixes field names.
-pub fn attributes_bounded(
-    attributes: &std::collections::HashMap<String, String>,
-    path: &str,
-) -> Result<()> {
-    CheckBounds::default().attributes(attributes, path)
-}
-
-/// A tool call's arguments within the default [`CheckBounds`] (encoded). What a request for
-/// approval takes; `path` prefixes field names.
-pub fn arguments_bounded(arguments: &prost_types::Struct, path: &str) -> Result<()> {
-    CheckBounds::default().arguments(arguments, path)
-}
-
 /// A request's authentication, checked (bounded strings, at most [`MAX_AMR`] methods, a valid
 /// time); `path` prefixes field names in errors. What Check and a request for approval take.
 pub fn authentication(

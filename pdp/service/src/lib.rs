@@ -22,8 +22,8 @@ mod trace;
 
 pub use approvals::{Approvals, Call};
 pub use convert::{
-    CheckBounds, MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, arguments_bounded, attributes_bounded,
-    authentication, bounded, json_to_struct, json_to_value, struct_to_json,
+    CheckBounds, MAX_ARGUMENTS_BYTES, MAX_ATTRIBUTES, authentication, bounded, json_to_struct,
+    json_to_value, struct_to_json,
 };
 pub use engine::{Engine, MAX_REVISION_WAIT};
 pub use error::{Error, Result};

@@ -347,8 +347,9 @@ impl Update {
 
 impl View {
     /// Indexes a whole model at once. Each map is collected from its keys sorted first, so
-    /// inserts run in order along the tree's right edge instead of missing the cache at a
-    /// million random places, and the users' and the groups' halves are built on two threads.
+    /// inserts run in order instead of missing the cache at a million random places, and in
+    /// two passes that leave every leaf full ([`packed`]); the users' and the groups' halves
+    /// are built on two threads.
     /// It must build exactly what inserting the records one by one would (tests compare them).
     ///
     /// A follower that receives a whole model (a sidecar) builds its view with this too.
@@ -1427,17 +1428,15 @@ mod tests {
 
 /// What each part of a [`View`] of a million users costs: resident memory (`VmRSS`) grown by
 /// building the view, then by building a copy of each index the way the bulk build does (the
-/// copies share the strings, so each shows its tree alone; all are kept, so no freed memory is
-/// reused). Run by hand in release:
-/// `cargo test --release -p portcullis-store --lib view_memory -- --ignored --nocapture`
-/// (`STORE_SCALE_DIR` measures a store on disk, e.g. one `portcullis import --data-dir` wrote,
-/// instead of the synthetic one; `STORE_SCALE_PERCENT` shrinks the synthetic one).
+/// copies share the strings, so each shows its tree alone; a first round takes up what the
+/// model freed, the second is the one to read). Run by hand in release on a store on disk (one `portcullis import --data-dir` or
+/// `at_scale_import_and_load` wrote): `STORE_SCALE_DIR=<dir> cargo test --release -p
+/// portcullis-store --lib view_memory -- --ignored --nocapture`.
 #[cfg(test)]
 mod memory {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use pdp::{Group, MembershipSource};
 
     fn rss_mib() -> f64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -1446,69 +1445,11 @@ mod memory {
         kib / 1024.0
     }
 
-    /// A directory shaped like the workload's large preset: user name = email, an external
-    /// id each, 20k groups, 2.5M memberships.
-    fn synthetic(percent: usize) -> Model {
-        let scaled = |n: usize| (n * percent / 100).max(1);
-        let (users, groups, memberships) = (scaled(1_000_000), scaled(20_000), scaled(2_500_000));
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        let mut model = Model {
-            users: (0..users)
-                .map(|i| {
-                    let email = format!("First.Last{i}@example.com");
-                    User {
-                        id: format!("u-{i:07}-5f3a9c2e"),
-                        external_id: Some(format!("00u{i:012}")),
-                        user_name: email.clone(),
-                        emails: vec![email],
-                        display_name: format!("First Last{i}"),
-                        created_at: Timestamp(1_700_000_000_000 + next(1 << 30) as i64),
-                        mfa: [Mfa::Enabled, Mfa::Disabled, Mfa::Unknown][i % 3],
-                        ..User::default()
-                    }
-                })
-                .collect(),
-            groups: (0..groups)
-                .map(|i| Group {
-                    id: format!("g-{i:05}-77aa01"),
-                    display_name: format!("Team {i}"),
-                    external_id: Some(format!("00g{i:012}")),
-                    ..Group::default()
-                })
-                .collect(),
-            ..Model::default()
-        };
-        let mut pairs = std::collections::HashSet::with_capacity(memberships);
-        while pairs.len() < memberships {
-            pairs.insert((next(groups), next(users)));
-        }
-        model.memberships = pairs
-            .into_iter()
-            .map(|(g, u)| Membership {
-                group_id: model.groups[g].id.clone(),
-                user_id: model.users[u].id.clone(),
-                joined_at: Timestamp(1_700_000_000_000),
-                source: MembershipSource::Idp,
-            })
-            .collect();
-        model
-    }
-
     #[test]
     #[ignore = "a measurement at 1M users: run by hand in release"]
     fn view_memory() {
-        let model = match std::env::var("STORE_SCALE_DIR") {
-            Ok(dir) => crate::Store::open(&dir).unwrap().load().unwrap(),
-            Err(_) => {
-                synthetic(std::env::var("STORE_SCALE_PERCENT").map_or(100, |p| p.parse().unwrap()))
-            }
-        };
+        let dir = std::env::var("STORE_SCALE_DIR").expect("STORE_SCALE_DIR: a store to measure");
+        let model = crate::Store::open(&dir).unwrap().load().unwrap();
         let (users, memberships) = (model.users.len(), model.memberships.len());
         let before = rss_mib();
         let started = std::time::Instant::now();

@@ -347,8 +347,9 @@ impl Update {
 
 impl View {
     /// Indexes a whole model at once. Each map is collected from its keys sorted first, so
-    /// inserts run in order along the tree's right edge instead of missing the cache at a
-    /// million random places, and the users' and the groups' halves are built on two threads.
+    /// inserts run in order instead of missing the cache at a million random places, and in
+    /// two passes that leave every leaf full ([`packed`]); the users' and the groups' halves
+    /// are built on two threads.
     /// It must build exactly what inserting the records one by one would (tests compare them).
     ///
     /// A follower that receives a whole model (a sidecar) builds its view with this too.
@@ -391,17 +392,17 @@ impl View {
             let mut by_external = Vec::new();
             for (id, user) in &users {
                 let email: Arc<str> = Arc::from(user.email().to_lowercase());
+                for login in user.logins() {
+                    by_login.push((shared(login, &email), Arc::clone(id)));
+                }
                 by_email.push((Arc::clone(&email), Arc::clone(id)));
                 by_created.push((user.created_at, Arc::clone(id), Arc::clone(&email)));
                 by_mfa.push((mfa_rank(user.mfa), email, Arc::clone(id)));
-                for login in user.logins() {
-                    by_login.push((Arc::from(login), Arc::clone(id)));
-                }
                 if let Some(external) = &user.external_id {
                     by_external.push((Arc::from(external.as_str()), Arc::clone(id)));
                 }
             }
-            view.users = users.into_iter().collect();
+            view.users = packed_map(users);
             view.users_by_email = sorted_set(by_email);
             view.users_by_created = sorted_set(by_created);
             view.users_by_mfa = sorted_set(by_mfa);
@@ -514,16 +515,16 @@ impl View {
     fn put_user_as(&mut self, user: User, id: Id) {
         self.remove_user_orders(&user.id);
         let email: Arc<str> = Arc::from(user.email().to_lowercase());
+        for login in user.logins() {
+            self.users_by_login
+                .insert((shared(login, &email), Arc::clone(&id)));
+        }
         self.users_by_email
             .insert((Arc::clone(&email), Arc::clone(&id)));
         self.users_by_created
             .insert((user.created_at, Arc::clone(&id), Arc::clone(&email)));
         self.users_by_mfa
             .insert((mfa_rank(user.mfa), email, Arc::clone(&id)));
-        for login in user.logins() {
-            self.users_by_login
-                .insert((Arc::from(login), Arc::clone(&id)));
-        }
         if let Some(external) = &user.external_id {
             self.users_by_external
                 .insert((Arc::from(external.as_str()), Arc::clone(&id)));
@@ -1075,10 +1076,54 @@ impl View {
     }
 }
 
-/// A set of `items`, inserted in order.
+/// `login` as a shared string: the email's allocation when it is the email (the usual case:
+/// a user name is most often the primary email), so a million users hold it once.
+fn shared(login: String, email: &Arc<str>) -> Arc<str> {
+    if *login == **email {
+        Arc::clone(email)
+    } else {
+        Arc::from(login)
+    }
+}
+
+/// A set of `items`, its leaves packed full (see [`packed`]).
 fn sorted_set<A: Ord + Clone>(mut items: Vec<A>) -> OrdSet<A> {
     items.sort_unstable();
-    items.into_iter().collect()
+    let mut set = OrdSet::new();
+    packed(items, |item| {
+        set.insert(item);
+    });
+    set
+}
+
+/// A map of `entries`, sorted by key (of entries with equal keys one is kept), its leaves
+/// packed full.
+fn packed_map<K: Ord + Clone, V: Clone>(entries: Vec<(K, V)>) -> OrdMap<K, V> {
+    let mut map = OrdMap::new();
+    packed(entries, |(k, v)| {
+        map.insert(k, v);
+    });
+    map
+}
+
+/// Inserts `items` (sorted) so that the B-tree's leaves end up full. Inserting
+/// in order alone splits each full leaf in two and never comes back to the left half, so
+/// every leaf stays half empty and the tree allocates twice the slots it uses (imbl's
+/// nodes are fixed arrays of 16). Inserting every other item first leaves the same half-full
+/// leaves, and the items in between then fill each one to the brim without a split: the
+/// same tree content in half the leaves (`view_memory` measures it).
+fn packed<T>(items: Vec<T>, mut insert: impl FnMut(T)) {
+    let mut between = Vec::with_capacity(items.len() / 2);
+    for (i, item) in items.into_iter().enumerate() {
+        if i % 2 == 0 {
+            insert(item);
+        } else {
+            between.push(item);
+        }
+    }
+    for item in between {
+        insert(item);
+    }
 }
 
 /// The groups' half of [`View::from_model`]: groups, memberships and their orders.
@@ -1140,7 +1185,7 @@ fn groups_half(
         ));
     }
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    half.groups = entries.into_iter().collect();
+    half.groups = packed_map(entries);
     half.groups_by_name = sorted_set(by_name);
     half.groups_by_size = sorted_set(by_size);
     half.groups_by_external = sorted_set(by_external);
@@ -1150,7 +1195,7 @@ fn groups_half(
             .map(|((g, u), _)| (Arc::clone(u), Arc::clone(g)))
             .collect(),
     );
-    half.members = members.into_iter().collect();
+    half.members = packed_map(members);
     half
 }
 
@@ -1378,5 +1423,83 @@ mod tests {
                 Resolved::Unknown => proptest::prop_assert_eq!(decision.reason, pdp::Reason::UnknownUser),
             }
         }
+    }
+}
+
+/// What each part of a [`View`] of a million users costs: resident memory (`VmRSS`) grown by
+/// building the view, then by building a copy of each index the way the bulk build does (the
+/// copies share the strings, so each shows its tree alone; a first round takes up what the
+/// model freed, the second is the one to read). Run by hand in release on a store on disk (one `portcullis import --data-dir` or
+/// `at_scale_import_and_load` wrote): `STORE_SCALE_DIR=<dir> cargo test --release -p
+/// portcullis-store --lib view_memory -- --ignored --nocapture`.
+#[cfg(test)]
+mod memory {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn rss_mib() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib / 1024.0
+    }
+
+    #[test]
+    #[ignore = "a measurement at 1M users: run by hand in release"]
+    fn view_memory() {
+        let dir = std::env::var("STORE_SCALE_DIR").expect("STORE_SCALE_DIR: a store to measure");
+        let model = crate::Store::open(&dir).unwrap().load().unwrap();
+        let (users, memberships) = (model.users.len(), model.memberships.len());
+        let before = rss_mib();
+        let started = std::time::Instant::now();
+        let view = View::from_model(model);
+        let took = started.elapsed();
+        eprintln!(
+            "{users} users, {memberships} memberships: the model then the view {:+.0} MiB RSS, built in {took:?}",
+            rss_mib() - before
+        );
+        // The first round takes up what the model freed; the second is the one to read.
+        let mut copies: Vec<Box<dyn std::any::Any>> = Vec::new();
+        for round in ["first round (reuses freed memory)", "second round"] {
+            eprintln!("{round}:");
+            macro_rules! tree {
+                ($field:ident, map) => {
+                    tree!($field, packed_map, |(k, v): (&_, &_)| (
+                        k.clone(),
+                        v.clone()
+                    ))
+                };
+                ($field:ident, set) => {
+                    tree!($field, sorted_set, |i: &_| Clone::clone(i))
+                };
+                ($field:ident, $build:expr, $own:expr) => {
+                    let before = rss_mib();
+                    let started = std::time::Instant::now();
+                    let items: Vec<_> = view.$field.iter().map($own).collect();
+                    let copy = $build(items);
+                    let took = started.elapsed();
+                    eprintln!(
+                        "{:>20}: {:>9} entries, {:>7.1} MiB, built in {took:?}",
+                        stringify!($field),
+                        copy.len(),
+                        rss_mib() - before
+                    );
+                    copies.push(Box::new(copy));
+                };
+            }
+            tree!(users, map);
+            tree!(users_by_email, set);
+            tree!(users_by_created, set);
+            tree!(users_by_mfa, set);
+            tree!(users_by_login, set);
+            tree!(users_by_external, set);
+            tree!(groups, map);
+            tree!(groups_by_name, set);
+            tree!(groups_by_size, set);
+            tree!(members, map);
+            tree!(user_groups, set);
+        }
+        assert_eq!(copies.len(), 22);
     }
 }

@@ -91,11 +91,18 @@ impl Key<'_> {
 
 impl Index {
     fn build(base: Arc<View>) -> Index {
-        let mut rows: Vec<(String, String, &Arc<User>)> = base
-            .users()
-            .map(|u| (u.email().to_lowercase(), u.display_name.to_lowercase(), u))
+        let mut rows: Vec<(String, String, &Id, &Arc<User>)> = base
+            .users_with_ids()
+            .map(|(id, u)| {
+                (
+                    u.email().to_lowercase(),
+                    u.display_name.to_lowercase(),
+                    id,
+                    u,
+                )
+            })
             .collect();
-        rows.sort_unstable_by(|a, b| (&a.0, &a.2.id).cmp(&(&b.0, &b.2.id)));
+        rows.sort_unstable_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
         let n = rows.len();
         let mut index = Index {
             text: Vec::with_capacity(rows.iter().map(|r| r.0.len() + r.1.len() + 2).sum()),
@@ -107,14 +114,14 @@ impl Index {
             status: Vec::with_capacity(n),
             base: Arc::clone(&base),
         };
-        for (email, name, user) in &rows {
+        for (email, name, id, user) in &rows {
             index.starts.push(index.text.len() as u32);
             index.text.extend_from_slice(email.as_bytes());
             index.text.push(0);
             index.names.push(index.text.len() as u32);
             index.text.extend_from_slice(name.as_bytes());
             index.text.push(0);
-            index.ids.push(Arc::from(user.id.as_str()));
+            index.ids.push(Arc::clone(id));
             index.created.push(user.created_at.0);
             index.mfa.push(mfa_rank(user.mfa));
             index.status.push(user.status());
